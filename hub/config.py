@@ -1,0 +1,30 @@
+"""Configuration: defaults, then ``instance/config.py``, then ``HUB_*`` variables.
+
+Every setting can be given in the environment with the ``HUB_`` prefix
+(``HUB_DATABASE_URL=postgresql+psycopg://127.0.0.1/test``); values are parsed
+as JSON when they look like JSON (numbers, ``true``), else taken as text.
+"""
+
+from __future__ import annotations
+
+DEFAULTS = {
+    # sqlite:///instance/hub.db is resolved against the Flask instance folder.
+    "DATABASE_URL": "sqlite:///instance/hub.db",
+    # Public base URL of the FHIR endpoint (fullUrl, Location, paging links).
+    # Empty: derived from each request.
+    "BASE_URL": "",
+    # Largest request body accepted, in bytes (413 above it).
+    "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    # Search page size when the client gives no _count, and the largest allowed.
+    "DEFAULT_COUNT": 20,
+    "MAX_COUNT": 1000,
+    # Plugin loading: comma-separated entry-point names, or empty for all.
+    "LOAD_PLUGINS": "",
+    "TRACE_PLUGINS": False,
+    # Extra folders of site manifests (colon-separated), added to conformance/sites.
+    "SITES_DIR": "",
+    # Extra folders of code maps, added to mappings/.
+    "MAPPINGS_DIR": "",
+    # Extra folders of profiles, added to profiles/.
+    "PROFILES_DIR": "",
+}

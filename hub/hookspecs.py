@@ -1,0 +1,147 @@
+"""Hook specifications for fhirhub plugins.
+
+Every hook is documented here, where it is declared, and again in
+``docs/plugin_hooks.md`` under a heading that is its exact name; each is
+exercised by a ``test_hook_<name>`` test. ``tests/test_plugin_docs.py`` fails
+when either is missing.
+
+Rules for plugin authors (pluggy's): hooks are always called with keyword
+arguments; arguments may be added but never removed, so an implementation may
+accept only the arguments it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from typing import Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hub.mapping import InboundMessage
+    from hub.mapping import MappingContext
+
+hookspec = pluggy.HookspecMarker("fhirhub")
+hookimpl = pluggy.HookimplMarker("fhirhub")
+
+
+# ---------------------------------------------------------------------------
+# Inbound: site format -> FHIR
+# ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def detect_format(body: bytes, content_type: str | None) -> str | None:
+    """Name the format of a raw payload, or return ``None`` when it is not yours.
+
+    :param body: the payload exactly as received.
+    :param content_type: the media type it arrived with, if any.
+    :returns: a format name (``"hl7v2"``, ``"cda"``, ``"va-registry"``...) that
+        some plugin's :func:`map_inbound` accepts. The first non-``None`` wins.
+
+    Used when a site's manifest does not fix the format (e.g. an HTTP upload
+    folder that receives both CDA and CSV).
+    """
+
+
+@hookspec(firstresult=True)
+def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None:
+    """Map one inbound message to a FHIR ``Bundle`` of type ``transaction``.
+
+    Return ``None`` when ``message.format`` is not yours; the hub asks the next
+    plugin. Stops at the first non-``None`` result.
+
+    :param message: ``format``, ``site`` (the :class:`hub.sites.Site`), ``body``
+        (bytes) and ``content_type``.
+    :param context: ``context.code_map(name)`` reads ``mappings/`` with the
+        site's overrides; ``context.warn(text, expression=...)`` records a
+        warning and carries on; ``context.unused(location)`` records input left
+        unmapped (e.g. ``"PV2-3"``).
+    :returns: a transaction ``Bundle`` (a JSON-ready dict) whose entries use
+        deterministic ids (``PUT Type/id``) so that a re-delivered message
+        updates instead of duplicating.
+    :raises hub.outcomes.OperationOutcomeError: the message is yours but cannot
+        be mapped. Nothing is stored; the outcome is kept with the raw message
+        in the inbox and sent back to the sender.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Outbound: FHIR changes -> site format
+# ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def map_outbound(resource: dict, event: str, site: Any, context: MappingContext) -> list | None:
+    """Turn one changed resource into zero or more messages for ``site``.
+
+    :param resource: the resource as stored after the change.
+    :param event: ``"create"``, ``"update"`` or ``"delete"``.
+    :param site: the receiving :class:`hub.sites.Site`.
+    :returns: a list of :class:`hub.mapping.OutboundMessage` (possibly empty:
+        the change is not of interest), or ``None`` when the site's adapter is
+        not yours.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Registration: code maps, search parameters, operations
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_code_maps() -> list | None:
+    """Return extra folders (paths) of code-map YAML/ConceptMap files.
+
+    Every plugin's folders are read after the hub's own ``mappings/``; a map id
+    defined twice is an error at start-up.
+    """
+
+
+@hookspec
+def register_search_parameters() -> list | None:
+    """Return ``SearchParameter`` resources (dicts) to index and serve.
+
+    They join the official R4 set; ``hub reindex`` fills their index rows for
+    resources stored before the plugin was installed.
+    """
+
+
+@hookspec
+def register_operations() -> list | None:
+    """Return :class:`hub.operations.Operation` objects (``$name`` handlers).
+
+    Each operation names its level (system, type, instance), its resource
+    types and a handler; the CapabilityStatement lists it.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def validate_resource(resource: dict, site: Any) -> list | None:
+    """Return extra ``OperationOutcome.issue`` dicts for ``resource``.
+
+    Called on every write after structural checks; every issue should carry a
+    FHIRPath ``expression``. ``site`` is the writing site or ``None`` for plain
+    REST clients. What happens to errors follows the site's policy
+    (``reject``, ``quarantine`` or ``accept-with-warnings``).
+    """
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def handle_exception(exception: BaseException) -> dict | None:
+    """Turn an unexpected exception into an ``OperationOutcome`` dict.
+
+    The hub's default (registered ``trylast``) answers with a generic
+    ``exception`` issue and logs the traceback; a plugin may return a more
+    specific outcome first. Never put a traceback in the outcome.
+    """

@@ -1,0 +1,327 @@
+"""The database schema, one SQLAlchemy ``MetaData`` for both backends.
+
+Tables, by concern:
+
+* ``resource`` (current version of every resource, deleted ones kept as
+  tombstones) and ``resource_history`` (every version ever written);
+* ``change``: the change feed (transactional outbox); one row per write, in the
+  same transaction, read with cursors by outbound delivery, subscriptions,
+  bulk export and system ``_history``;
+* ``conditional_key``: the unique guard that makes conditional create safe
+  under concurrency (never search-then-insert);
+* ``inbox``: every inbound payload, raw, stored before it is acknowledged;
+* ``sp_*`` and ``compartment``: typed search-index tables, filled from the
+  search parameters on every write (see ``hub.search``).
+
+Every clinical row carries ``patient_id``, its patient compartment, so the
+schema can later be distributed by patient (``docs/scaling.md``).
+
+Resource bodies are stored as JSON text on SQLite and JSONB on PostgreSQL;
+reads fetch the text (``content::text``) and send it without re-serialising.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import Column
+from sqlalchemy import Float
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import LargeBinary
+from sqlalchemy import MetaData
+from sqlalchemy import String
+from sqlalchemy import Table
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy import cast
+from sqlalchemy import types
+from sqlalchemy.dialects import postgresql
+
+naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming_convention)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid).
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class JsonDocument(types.TypeDecorator):
+    """A JSON document passed in and out as text.
+
+    JSONB on PostgreSQL (so operators can query it), TEXT on SQLite. Values go
+    in as already-serialised ``str`` and come out as ``str``: the hub never
+    pays for a parse/serialise round trip it does not need.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(_RawJsonb())
+        return dialect.type_descriptor(Text())
+
+    def bind_expression(self, bindvalue):
+        return bindvalue
+
+    def column_expression(self, col):
+        return cast(col, Text)
+
+
+class _RawJsonb(types.UserDefinedType):
+    """JSONB without SQLAlchemy's own JSON (de)serialisation."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw):
+        return "JSONB"
+
+    def bind_expression(self, bindvalue):
+        return cast(bindvalue, postgresql.JSONB)
+
+
+class UTCDateTime(types.TypeDecorator):
+    """A timestamp stored as naive UTC, returned timezone-aware (UTC)."""
+
+    impl = types.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # defensive: raw SQLite text
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------------------
+# Resources
+# ---------------------------------------------------------------------------
+
+resource = Table(
+    "resource",
+    metadata,
+    Column("pk", BigIntPK, primary_key=True, autoincrement=True),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", UTCDateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("patient_id", String(64)),  # patient compartment (distribution key)
+    Column("content", JsonDocument),  # NULL for a deleted resource
+    UniqueConstraint("res_type", "res_id"),
+    Index(None, "res_type", "last_updated"),
+    Index(None, "patient_id"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("res_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("resource_pk", BigInteger, nullable=False),
+    Column("last_updated", UTCDateTime, nullable=False),
+    Column("method", String(8), nullable=False),  # POST, PUT, PATCH, DELETE
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("patient_id", String(64)),
+    Column("content", JsonDocument),
+    Index(None, "last_updated"),
+    Index(None, "res_type", "last_updated"),
+)
+
+# The change feed. ``seq`` is the cursor; readers remember the last seq seen.
+change = Table(
+    "change",
+    metadata,
+    Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("op", String(8), nullable=False),  # create, update, delete
+    Column("patient_id", String(64)),
+    Column("site", String(64)),  # the writing site, if any (no echo to the sender)
+    Index(None, "at"),
+)
+
+# Named cursors over the change feed (outbound adapters, subscriptions).
+feed_cursor = Table(
+    "feed_cursor",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("seq", BigInteger, nullable=False, default=0),
+    Column("updated_at", UTCDateTime),
+)
+
+# Conditional create: one row per (type, normalised criteria) that created a
+# resource. The primary key makes the second of two racing creators fail.
+conditional_key = Table(
+    "conditional_key",
+    metadata,
+    Column("res_type", String(64), primary_key=True),
+    Column("key_hash", String(64), primary_key=True),
+    Column("criteria", Text, nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# ---------------------------------------------------------------------------
+# Inbound messages
+# ---------------------------------------------------------------------------
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("source_key", String(255), nullable=False),  # MSH-10, document id, file name
+    Column("payload_hash", String(64), nullable=False),  # sha256 of body
+    Column("format", String(32)),
+    Column("content_type", String(128)),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # pending, done, failed, quarantined
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("processed_at", UTCDateTime),
+    Column("outcome", JsonDocument),
+    Column("result", JsonDocument),  # transaction-response Bundle summary
+    UniqueConstraint("site", "source_key", "payload_hash"),
+    Index(None, "status", "id"),
+    Index(None, "site", "received_at"),
+)
+
+# ---------------------------------------------------------------------------
+# Search indexes (filled by hub.search.indexer; one row per indexed value)
+# ---------------------------------------------------------------------------
+
+
+def _index_table(name: str, *columns: Column, indexes: tuple = ()) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("resource_pk", BigInteger, nullable=False, index=True),
+        Column("res_type", String(64), nullable=False),
+        Column("param", String(100), nullable=False),
+        *columns,
+        *indexes,
+    )
+
+
+sp_string = _index_table(
+    "sp_string",
+    Column("value", String(512), nullable=False),  # normalised: case/accent folded
+    Column("exact", String(512), nullable=False),
+    indexes=(Index(None, "res_type", "param", "value"),),
+)
+
+sp_token = _index_table(
+    "sp_token",
+    Column("system", String(512)),
+    Column("code", String(512)),
+    Column("text", String(512)),  # display/text, normalised, for :text
+    indexes=(
+        Index(None, "res_type", "param", "code", "system"),
+        Index(None, "res_type", "param", "system"),
+    ),
+)
+
+sp_date = _index_table(
+    "sp_date",
+    Column("low", UTCDateTime),  # inclusive; NULL = open
+    Column("high", UTCDateTime),  # exclusive; NULL = open
+    indexes=(Index(None, "res_type", "param", "low"), Index(None, "res_type", "param", "high")),
+)
+
+sp_number = _index_table(
+    "sp_number",
+    Column("value", Float),
+    Column("low", Float),
+    Column("high", Float),
+    indexes=(Index(None, "res_type", "param", "value"),),
+)
+
+sp_quantity = _index_table(
+    "sp_quantity",
+    Column("value", Float),
+    Column("low", Float),
+    Column("high", Float),
+    Column("system", String(512)),
+    Column("code", String(128)),
+    Column("unit", String(128)),
+    # value converted to a canonical UCUM unit, where known
+    Column("canonical_value", Float),
+    Column("canonical_code", String(128)),
+    indexes=(Index(None, "res_type", "param", "code", "value"),),
+)
+
+sp_reference = _index_table(
+    "sp_reference",
+    Column("target_type", String(64)),
+    Column("target_id", String(64)),
+    Column("target_version", String(64)),
+    Column("url", String(1024)),  # absolute or canonical reference
+    Column("identifier_system", String(512)),
+    Column("identifier_value", String(512)),
+    indexes=(
+        Index(None, "target_type", "target_id", "res_type", "param"),
+        Index(None, "res_type", "param", "url"),
+    ),
+)
+
+sp_uri = _index_table(
+    "sp_uri",
+    Column("value", String(1024), nullable=False),
+    indexes=(Index(None, "res_type", "param", "value"),),
+)
+
+# Composite parameters: one row per combination of component values, each
+# component rendered as text by the indexer (hub.search).
+sp_composite = _index_table(
+    "sp_composite",
+    Column("comp1", String(512)),
+    Column("comp2", String(512)),
+    Column("comp3", String(512)),
+    Column("num2", Float),  # numeric value of the second component, for prefixes
+    indexes=(Index(None, "res_type", "param", "comp1", "comp2"),),
+)
+
+# Which compartments (Patient/123, Encounter/9, ...) a resource belongs to.
+compartment = Table(
+    "compartment",
+    metadata,
+    Column("resource_pk", BigInteger, nullable=False, index=True),
+    Column("res_type", String(64), nullable=False),
+    Column("comp_type", String(64), nullable=False),
+    Column("comp_id", String(64), nullable=False),
+    Index(None, "comp_type", "comp_id", "res_type"),
+)
+
+INDEX_TABLES = {
+    t.name: t
+    for t in (
+        sp_string,
+        sp_token,
+        sp_date,
+        sp_number,
+        sp_quantity,
+        sp_reference,
+        sp_uri,
+        sp_composite,
+        compartment,
+    )
+}
