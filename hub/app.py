@@ -79,7 +79,9 @@ def _builtin_operations() -> list:
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults, ``instance/config.py``, ``HUB_*`` environment, ``test_config``."""
-    app = Flask("hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH"))
+    app = Flask(
+        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
+    )
     app.config.from_mapping(default_config.DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)

@@ -38,7 +38,9 @@ def cli():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--gunicorn", "use_gunicorn", is_flag=True, help="Serve with gunicorn (production).")
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option(
+    "--workers", default=2, show_default=True, type=int, help="gunicorn worker processes."
+)
 @click.option("--threads", default=8, show_default=True, type=int, help="Threads per worker.")
 @click.option("--debug", is_flag=True, help="Flask debug mode (development only).")
 def serve(host, port, use_gunicorn, workers, threads, debug):
@@ -87,17 +89,24 @@ def db_current():
     from hub.storage import db as storage_db
 
     url = os.environ.get("HUB_DATABASE_URL", DEFAULTS["DATABASE_URL"])
-    click.echo(storage_db.current_revision(storage_db.make_engine(url, _instance_path())) or "empty")
+    click.echo(
+        storage_db.current_revision(storage_db.make_engine(url, _instance_path())) or "empty"
+    )
 
 
 def _instance_path() -> str:
     from flask import Flask
 
-    return os.environ.get("HUB_INSTANCE_PATH") or Flask("hub", instance_relative_config=True).instance_path
+    return (
+        os.environ.get("HUB_INSTANCE_PATH")
+        or Flask("hub", instance_relative_config=True).instance_path
+    )
 
 
 @cli.command()
-@click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds patients.")
+@click.option(
+    "--if-empty", is_flag=True, help="Do nothing when the database already holds patients."
+)
 def demo(if_empty):
     """Load the demo data: Chinese resident files and Synthea patients (all synthetic)."""
     from hub.demo import load_demo

@@ -13,7 +13,10 @@ def meta(call: OperationCall) -> Result:
     res = current.resource()
     return Result(
         200,
-        {"resourceType": "Parameters", "parameter": [{"name": "return", "valueMeta": res.get("meta", {})}]},
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "return", "valueMeta": res.get("meta", {})}],
+        },
     )
 
 
@@ -27,4 +30,3 @@ def operations() -> list[Operation]:
             documentation="The meta of a resource version",
         ),
     ]
-

@@ -84,7 +84,9 @@ def chinese_residents_bundle() -> dict[str, Any]:
                                 }
                             ]
                         },
-                        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": code}]},
+                        "code": {
+                            "coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": code}]
+                        },
                         "subject": {"reference": f"Patient/{pid}"},
                         "recordedDate": "2024-03-01",
                     },
@@ -130,7 +132,11 @@ def _bp_observation(oid: str, pid: str, when: str, systolic: int, diastolic: int
                 ]
             }
         ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]},
+        "code": {
+            "coding": [
+                {"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}
+            ]
+        },
         "subject": {"reference": f"Patient/{pid}"},
         "effectiveDateTime": when,
         "component": [

@@ -50,7 +50,9 @@ def register(app: Flask) -> None:
             text = f"No FHIR endpoint at {request.path}"
         headers = dict(err.get_headers()) if err.code == 405 else {}
         headers.pop("Content-Type", None)
-        return render_outcome(outcomes.outcome(outcomes.issue("error", code, text)), err.code or 500, headers)
+        return render_outcome(
+            outcomes.outcome(outcomes.issue("error", code, text)), err.code or 500, headers
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

@@ -58,7 +58,13 @@ def render(result: Result) -> Response:
     if _wants_elements() and result.status == 200:
         body = _shape(body)
     payload = formats.render(body, fmt, pretty())
-    return Response(payload, status=result.status, headers=headers, mimetype=None, content_type=formats.MIME[fmt])
+    return Response(
+        payload,
+        status=result.status,
+        headers=headers,
+        mimetype=None,
+        content_type=formats.MIME[fmt],
+    )
 
 
 def _wants_elements() -> bool:
@@ -151,7 +157,9 @@ def system_bundle():
 def system_search():
     hub = get_hub()
     params = query_params() + _form_params()
-    return render(Result(200, search_bytes(hub.service, None, params, base_url(), strict=_strict())))
+    return render(
+        Result(200, search_bytes(hub.service, None, params, base_url(), strict=_strict()))
+    )
 
 
 @bp.get("/_history")
@@ -169,7 +177,11 @@ def search_type(res_type: str):
         return operation(None, None, res_type[1:])
     check_type(res_type)
     hub = get_hub()
-    return render(Result(200, search_bytes(hub.service, res_type, query_params(), base_url(), strict=_strict())))
+    return render(
+        Result(
+            200, search_bytes(hub.service, res_type, query_params(), base_url(), strict=_strict())
+        )
+    )
 
 
 @bp.post("/<res_type>/_search")
@@ -177,7 +189,9 @@ def search_type_post(res_type: str):
     check_type(res_type)
     hub = get_hub()
     params = query_params() + _form_params()
-    return render(Result(200, search_bytes(hub.service, res_type, params, base_url(), strict=_strict())))
+    return render(
+        Result(200, search_bytes(hub.service, res_type, params, base_url(), strict=_strict()))
+    )
 
 
 def _form_params() -> list[tuple[str, str]]:
@@ -198,7 +212,11 @@ def create(res_type: str):
     check_type(res_type)
     resource = body_resource()
     result = hub.service.create(
-        res_type, resource, write_options(), base_url(), if_none_exist=request.headers.get("If-None-Exist")
+        res_type,
+        resource,
+        write_options(),
+        base_url(),
+        if_none_exist=request.headers.get("If-None-Exist"),
     )
     return render(result)
 
@@ -208,7 +226,9 @@ def conditional_update(res_type: str):
     hub = get_hub()
     check_type(res_type)
     if not request.query_string:
-        raise outcomes.bad_request("PUT on a type needs search criteria (conditional update) or an id")
+        raise outcomes.bad_request(
+            "PUT on a type needs search criteria (conditional update) or an id"
+        )
     result = hub.service.conditional_update(
         res_type, request.query_string.decode(), body_resource(), write_options(), base_url()
     )
@@ -219,7 +239,9 @@ def conditional_update(res_type: str):
 def conditional_delete(res_type: str):
     hub = get_hub()
     check_type(res_type)
-    return render(hub.service.conditional_delete(res_type, request.query_string.decode(), write_options()))
+    return render(
+        hub.service.conditional_delete(res_type, request.query_string.decode(), write_options())
+    )
 
 
 @bp.get("/<res_type>/_history")
@@ -244,7 +266,9 @@ def read(res_type: str, res_id: str):
 @bp.put("/<res_type>/<res_id>")
 def update(res_type: str, res_id: str):
     hub = get_hub()
-    return render(hub.service.update(res_type, res_id, body_resource(), write_options(), base_url()))
+    return render(
+        hub.service.update(res_type, res_id, body_resource(), write_options(), base_url())
+    )
 
 
 @bp.patch("/<res_type>/<res_id>")
@@ -252,7 +276,9 @@ def patch(res_type: str, res_id: str):
     hub = get_hub()
     mime = request.mimetype
     if mime not in ("application/json-patch+json", "application/json"):
-        raise outcomes.error(415, "not-supported", f"PATCH takes application/json-patch+json, not {mime!r}")
+        raise outcomes.error(
+            415, "not-supported", f"PATCH takes application/json-patch+json, not {mime!r}"
+        )
     ops = formats.parse_json(request.get_data(cache=True))
     return render(hub.service.patch(res_type, res_id, ops, write_options(), base_url()))
 
@@ -284,7 +310,9 @@ def instance_op_or_compartment(res_type: str, res_id: str, name: str):
     check_type(res_type)
     check_type(name)
     params = query_params() + _form_params()
-    body = search_bytes(hub.service, name, params, base_url(), compartment=(res_type, res_id), strict=_strict())
+    body = search_bytes(
+        hub.service, name, params, base_url(), compartment=(res_type, res_id), strict=_strict()
+    )
     return render(Result(200, body))
 
 
@@ -316,5 +344,7 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     if request.method == "POST" and request.get_data(cache=True).strip():
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
-    call = OperationCall(name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request)
+    call = OperationCall(
+        name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
+    )
     return render(op.handler(call))

@@ -55,7 +55,9 @@ class _Entry:
     noop: bool = False
 
 
-def process(service: FhirService, bundle: dict[str, Any], base: str, opts: WriteOptions) -> dict[str, Any]:
+def process(
+    service: FhirService, bundle: dict[str, Any], base: str, opts: WriteOptions
+) -> dict[str, Any]:
     """Process a batch or transaction Bundle; returns the response Bundle."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise outcomes.bad_request("POST to the base URL takes a Bundle", "resourceType")
@@ -81,7 +83,9 @@ def _parse_entry(i: int, raw: Any) -> _Entry:
         raise outcomes.bad_request("Every entry needs a request", f"{where}.request")
     method = str(request.get("method", "")).upper()
     if method not in ORDER:
-        raise outcomes.bad_request(f"Unsupported request.method {method!r}", f"{where}.request.method")
+        raise outcomes.bad_request(
+            f"Unsupported request.method {method!r}", f"{where}.request.method"
+        )
     url = str(request.get("url") or "")
     if not url:
         raise outcomes.bad_request("request.url is required", f"{where}.request.url")
@@ -93,7 +97,9 @@ def _parse_entry(i: int, raw: Any) -> _Entry:
     if method in ("POST", "PUT") and not isinstance(resource, dict):
         raise outcomes.bad_request(f"A {method} entry needs a resource", f"{where}.resource")
     if method == "PATCH" and resource is None:
-        raise outcomes.bad_request("A PATCH entry needs a Binary or Parameters resource", f"{where}.resource")
+        raise outcomes.bad_request(
+            "A PATCH entry needs a Binary or Parameters resource", f"{where}.resource"
+        )
     if method in ("POST", "PUT") and resource.get("resourceType") != res_type:
         raise outcomes.bad_request(
             f"resource type {resource.get('resourceType')!r} does not match request.url {url!r}",
@@ -123,11 +129,23 @@ def _prefix(err: outcomes.OperationOutcomeError, where: str) -> outcomes.Operati
     """Re-anchor an entry's issues at ``Bundle.entry[i].resource``."""
     for iss in err.issues:
         exprs = iss.get("expression") or []
-        iss["expression"] = [f"{where}.{e}" if not e.startswith("Bundle.") else e for e in exprs] or [where]
+        iss["expression"] = [_anchor(e, where) for e in exprs] or [where]
     return err
 
 
-def _transaction(service: FhirService, raw_entries: list, base: str, opts: WriteOptions) -> dict[str, Any]:
+def _anchor(expression: str, where: str) -> str:
+    """``Patient.name[0]`` inside entry 3 -> ``Bundle.entry[3].resource.name[0]``."""
+    if expression.startswith("Bundle.entry"):
+        return expression
+    head, dot, rest = expression.partition(".")
+    if head[:1].isupper() and "[" not in head:
+        return f"{where}.{rest}" if dot else where
+    return f"{where}.{expression}"
+
+
+def _transaction(
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+) -> dict[str, Any]:
     entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
     # Structure first, for every entry, so that the client sees every problem at once.
     problems: list[dict] = []
@@ -157,7 +175,9 @@ def _transaction(service: FhirService, raw_entries: list, base: str, opts: Write
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
 
 
-def _run_transaction(service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions):
+def _run_transaction(
+    service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions
+):
     # 1. Decide every entry's target id (conditional ones by search) and map fullUrls.
     id_map: dict[str, str] = {}
     for e in entries:
@@ -168,14 +188,20 @@ def _run_transaction(service: FhirService, writer: Writer, entries: list[_Entry]
             if e.if_none_exist:
                 matches = service.match_ids(writer.conn, e.res_type, parse_query(e.if_none_exist))
                 if len(matches) > 1:
-                    raise _entry_error(e, outcomes.precondition_failed(
-                        f"ifNoneExist {e.if_none_exist!r} matches {len(matches)} resources"))
+                    raise _entry_error(
+                        e,
+                        outcomes.precondition_failed(
+                            f"ifNoneExist {e.if_none_exist!r} matches {len(matches)} resources"
+                        ),
+                    )
                 if matches:
                     e.res_id, e.noop = matches[0], True
         elif e.method in ("PUT", "DELETE", "PATCH") and e.query:
             matches = service.match_ids(writer.conn, e.res_type, parse_query(e.query))
             if len(matches) > 1:
-                raise _entry_error(e, outcomes.precondition_failed(f"{e.url} matches {len(matches)} resources"))
+                raise _entry_error(
+                    e, outcomes.precondition_failed(f"{e.url} matches {len(matches)} resources")
+                )
             if matches:
                 e.res_id = matches[0]
             elif e.method == "PUT":
@@ -188,7 +214,11 @@ def _run_transaction(service: FhirService, writer: Writer, entries: list[_Entry]
     cache: dict[str, str] = {}
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
-            _rewrite_refs(e.resource, id_map, lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e))
+            _rewrite_refs(
+                e.resource,
+                id_map,
+                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e),
+            )
     # 3. Check every resource as it will be stored (plugins see final references).
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
@@ -199,7 +229,9 @@ def _run_transaction(service: FhirService, writer: Writer, entries: list[_Entry]
             except outcomes.OperationOutcomeError as err:
                 raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
     writer.prefetch(
-        (e.res_type, e.res_id) for e in entries if e.method in ("PUT", "DELETE", "PATCH") and e.res_id
+        (e.res_type, e.res_id)
+        for e in entries
+        if e.method in ("PUT", "DELETE", "PATCH") and e.res_id
     )
     # 4. Process in the specification's order.
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
@@ -219,7 +251,9 @@ def _run_transaction(service: FhirService, writer: Writer, entries: list[_Entry]
 
 def _entry_error(e: _Entry, err: outcomes.OperationOutcomeError) -> outcomes.OperationOutcomeError:
     for iss in err.issues:
-        iss["diagnostics"] = f"Bundle.entry[{e.index}] ({e.method} {e.url}): {iss.get('diagnostics', '')}"
+        iss["diagnostics"] = (
+            f"Bundle.entry[{e.index}] ({e.method} {e.url}): {iss.get('diagnostics', '')}"
+        )
         iss.setdefault("expression", [f"Bundle.entry[{e.index}]"])
     return err
 
@@ -236,13 +270,17 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             e.result, e.status = writer.current(e.res_type, e.res_id), 200
             return
         if e.if_none_exist:
-            writer.claim_conditional_key(e.res_type, canonical_criteria(parse_query(e.if_none_exist)), e.res_id)
+            writer.claim_conditional_key(
+                e.res_type, canonical_criteria(parse_query(e.if_none_exist)), e.res_id
+            )
         e.result = writer.create(e.resource, e.res_id)
         e.status = 201
     elif e.method == "PUT":
         if_match = parse_etag(e.if_match)
         if e.query and writer.current(e.res_type, e.res_id) is None:
-            writer.claim_conditional_key(e.res_type, canonical_criteria(parse_query(e.query)), e.res_id)
+            writer.claim_conditional_key(
+                e.res_type, canonical_criteria(parse_query(e.query)), e.res_id
+            )
         stored, created = writer.update(e.resource, e.res_id, if_match=if_match)
         e.result, e.status = stored, 201 if created else 200
     elif e.method == "PATCH":
@@ -258,10 +296,17 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             body = orjson.loads(base64.b64decode(body.get("data", "")))
         try:
             patched = jsonpatch.apply_patch(current.resource(), body)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, ValueError) as err:
+        except (
+            jsonpatch.JsonPatchException,
+            jsonpatch.JsonPointerException,
+            TypeError,
+            ValueError,
+        ) as err:
             raise outcomes.unprocessable(f"The patch cannot be applied: {err}") from None
         service.check_resource(patched, e.res_type, opts.site)
-        e.result, _ = writer.update(patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH")
+        e.result, _ = writer.update(
+            patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
+        )
         e.status = 200
 
 
@@ -295,7 +340,9 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
     return out
 
 
-def _batch(service: FhirService, raw_entries: list, base: str, opts: WriteOptions) -> dict[str, Any]:
+def _batch(
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+) -> dict[str, Any]:
     out = []
     for i, raw in enumerate(raw_entries):
         try:
@@ -327,7 +374,9 @@ def _batch_one(service: FhirService, e: _Entry, base: str, opts: WriteOptions) -
     if e.method == "GET" or e.method == "HEAD":
         return dispatch_get(service, e.url, base)
     if e.method == "POST":
-        return service.create(e.res_type, e.resource, entry_opts, base, if_none_exist=e.if_none_exist)
+        return service.create(
+            e.res_type, e.resource, entry_opts, base, if_none_exist=e.if_none_exist
+        )
     if e.method == "PUT":
         if e.query:
             return service.conditional_update(e.res_type, e.query, e.resource, entry_opts, base)
@@ -350,7 +399,7 @@ def dispatch_get(service: FhirService, url: str, base: str, conn=None) -> Result
     parts = [p for p in path.strip("/").split("/") if p]
     params = urllib.parse.parse_qsl(query, keep_blank_values=True)
     if len(parts) == 2 and not parts[1].startswith("$") and not parts[1].startswith("_"):
-        return service.read(parts[0], parts[1])
+        return service.read(parts[0], parts[1], conn=conn)
     if len(parts) == 4 and parts[2] == "_history":
         return service.vread(parts[0], parts[1], parts[3])
     if parts and parts[-1] == "_history":
@@ -360,7 +409,9 @@ def dispatch_get(service: FhirService, url: str, base: str, conn=None) -> Result
     if len(parts) <= 1:
         from hub.fhir.searching import search_bytes
 
-        return Result(200, search_bytes(service, parts[0] if parts else None, params, base, conn=conn))
+        return Result(
+            200, search_bytes(service, parts[0] if parts else None, params, base, conn=conn)
+        )
     raise outcomes.bad_request(f"Unsupported GET in a Bundle: {url}")
 
 
@@ -385,7 +436,9 @@ def _rewrite_refs(node: Any, id_map: dict[str, str], resolve_conditional) -> Non
                 _rewrite_refs(item, id_map, resolve_conditional)
 
 
-def _resolve_conditional(service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry) -> str:
+def _resolve_conditional(
+    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry
+) -> str:
     if ref in cache:
         return cache[ref]
     res_type, _, query = ref.partition("?")

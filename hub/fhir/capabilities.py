@@ -61,9 +61,13 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
             entry["searchRevInclude"] = ["*"]
             entry["searchParam"] = [_search_param(name, p) for name, p in sorted(params.items())]
         type_ops = [
-            {"name": op.name, "definition": op.definition or f"{base}/OperationDefinition/{op.name}"}
+            {
+                "name": op.name,
+                "definition": op.definition or f"{base}/OperationDefinition/{op.name}",
+            }
             for op in ops
-            if ("type" in op.levels or "instance" in op.levels) and (not op.types or res_type in op.types)
+            if ("type" in op.levels or "instance" in op.levels)
+            and (not op.types or res_type in op.types)
         ]
         if type_ops:
             entry["operation"] = type_ops

@@ -30,7 +30,10 @@ FORMAT_ALIASES = {
     "html": "json",
     "text/html": "json",
 }
-MIME = {"json": "application/fhir+json; charset=utf-8", "xml": "application/fhir+xml; charset=utf-8"}
+MIME = {
+    "json": "application/fhir+json; charset=utf-8",
+    "xml": "application/fhir+xml; charset=utf-8",
+}
 
 # Depth beyond which an XML body is refused (FHIR resources are far shallower).
 MAX_XML_DEPTH = 64
@@ -52,7 +55,9 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise outcomes.error(
-            400, "structure", f"The body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
+            400,
+            "structure",
+            f"The body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
         ) from None
 
 
@@ -60,7 +65,9 @@ def parse_xml_tree(body: bytes) -> etree._Element:
     """Parse XML safely: DOCTYPEs and entity declarations are refused outright."""
     head = body[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in body.lower():
-        raise outcomes.error(400, "security", "XML with a DOCTYPE or entity declaration is not accepted")
+        raise outcomes.error(
+            400, "security", "XML with a DOCTYPE or entity declaration is not accepted"
+        )
     try:
         root = etree.fromstring(body, parser=_hardened_parser())
     except etree.XMLSyntaxError as err:
@@ -69,7 +76,9 @@ def parse_xml_tree(body: bytes) -> etree._Element:
         raise outcomes.error(400, "security", "XML with a DOCTYPE is not accepted")
     depth = _depth(root)
     if depth > MAX_XML_DEPTH:
-        raise outcomes.error(400, "too-costly", f"XML nesting depth {depth} exceeds {MAX_XML_DEPTH}")
+        raise outcomes.error(
+            400, "too-costly", f"XML nesting depth {depth} exceeds {MAX_XML_DEPTH}"
+        )
     return root
 
 
@@ -94,7 +103,9 @@ def xml_to_resource(body: bytes) -> dict[str, Any]:
     root = parse_xml_tree(body)
     tag = etree.QName(root).localname
     if etree.QName(root).namespace != "http://hl7.org/fhir":
-        raise outcomes.error(400, "structure", "FHIR XML must be in the namespace http://hl7.org/fhir")
+        raise outcomes.error(
+            400, "structure", "FHIR XML must be in the namespace http://hl7.org/fhir"
+        )
     try:
         model = get_fhir_model_class(tag)
     except KeyError:
@@ -102,7 +113,9 @@ def xml_to_resource(body: bytes) -> dict[str, Any]:
     try:
         obj = model.model_validate_xml(etree.tostring(root), xmlparser=_hardened_parser())
     except Exception as err:  # noqa: BLE001 - fhir.resources raises several kinds; all are bad input
-        raise outcomes.error(400, "structure", f"Invalid FHIR XML for {tag}: {_short(err)}") from None
+        raise outcomes.error(
+            400, "structure", f"Invalid FHIR XML for {tag}: {_short(err)}"
+        ) from None
     return obj.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -128,7 +141,9 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         return xml_to_resource(body)
     if mime and mime not in JSON_TYPES:
         raise outcomes.error(
-            415, "not-supported", f"Unsupported media type {mime!r}; use application/fhir+json or application/fhir+xml"
+            415,
+            "not-supported",
+            f"Unsupported media type {mime!r}; use application/fhir+json or application/fhir+xml",
         )
     data = parse_json(body)
     if not isinstance(data, dict):

@@ -23,8 +23,12 @@ def search_bytes(
     from hub.search.bundle import searchset_bytes
 
     if conn is not None:
-        result = engine.search(conn, res_type, params, compartment=compartment, strict=strict, base_url=base)
+        result = engine.search(
+            conn, res_type, params, compartment=compartment, strict=strict, base_url=base
+        )
     else:
         with service.repo.reading() as c:
-            result = engine.search(c, res_type, params, compartment=compartment, strict=strict, base_url=base)
+            result = engine.search(
+                c, res_type, params, compartment=compartment, strict=strict, base_url=base
+            )
     return searchset_bytes(result, base)

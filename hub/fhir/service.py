@@ -95,7 +95,9 @@ class FhirService:
     :param pm: the app's plugin manager (``validate_resource`` hooks).
     """
 
-    def __init__(self, repo: Repository, search: Any = None, pm: Any = None, config: dict | None = None):
+    def __init__(
+        self, repo: Repository, search: Any = None, pm: Any = None, config: dict | None = None
+    ):
         self.repo = repo
         self.search_engine = search
         self.pm = pm
@@ -104,7 +106,11 @@ class FhirService:
     # -- validation on write ---------------------------------------------------
 
     def check_resource(
-        self, resource: dict[str, Any], res_type: str | None = None, site: Any = None, structure: bool = True
+        self,
+        resource: dict[str, Any],
+        res_type: str | None = None,
+        site: Any = None,
+        structure: bool = True,
     ) -> list[dict]:
         """Structure (unless already checked), then plugin validation.
 
@@ -135,9 +141,9 @@ class FhirService:
 
     # -- reads ---------------------------------------------------------------
 
-    def read(self, res_type: str, res_id: str) -> Result:
+    def read(self, res_type: str, res_id: str, conn=None) -> Result:
         check_type(res_type)
-        stored = self.repo.read(res_type, res_id)
+        stored = self.repo.read(res_type, res_id, conn)
         if stored is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
         if stored.deleted:
@@ -154,22 +160,38 @@ class FhirService:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             raise outcomes.not_found(f"{res_type}/{res_id} has no version {version}")
         if stored.deleted:
-            raise outcomes.gone(f"{res_type}/{res_id} version {version} is a deletion", version_headers(stored))
+            raise outcomes.gone(
+                f"{res_type}/{res_id} version {version} is a deletion", version_headers(stored)
+            )
         return Result(200, stored.content, version_headers(stored), stored)
 
     # -- writes --------------------------------------------------------------
 
-    def _write_result(self, stored: Stored, status: int, opts: WriteOptions, base: str, warnings=()) -> Result:
+    def _write_result(
+        self, stored: Stored, status: int, opts: WriteOptions, base: str, warnings=()
+    ) -> Result:
         headers = version_headers(stored)
         headers["Location"] = location(stored, base)
         if opts.prefer_return == "minimal":
             return Result(status, None, headers, stored)
         if opts.prefer_return == "OperationOutcome":
             text = f"{stored.res_type}/{stored.res_id} version {stored.version} stored"
-            return Result(status, outcomes.outcome(outcomes.issue("information", "informational", text), *warnings), headers, stored)
+            return Result(
+                status,
+                outcomes.outcome(outcomes.issue("information", "informational", text), *warnings),
+                headers,
+                stored,
+            )
         return Result(status, stored.content, headers, stored)
 
-    def create(self, res_type: str, resource: dict[str, Any], opts: WriteOptions, base: str, if_none_exist: str | None = None) -> Result:
+    def create(
+        self,
+        res_type: str,
+        resource: dict[str, Any],
+        opts: WriteOptions,
+        base: str,
+        if_none_exist: str | None = None,
+    ) -> Result:
         check_type(res_type)
         warnings = self.check_resource(resource, res_type, opts.site)
         resource.pop("id", None)  # the server assigns ids on create
@@ -204,23 +226,31 @@ class FhirService:
             return self._write_result(stored, 200, opts, base)
         return self._write_result(stored, 201, opts, base, warnings)
 
-    def update(self, res_type: str, res_id: str, resource: dict[str, Any], opts: WriteOptions, base: str) -> Result:
+    def update(
+        self, res_type: str, res_id: str, resource: dict[str, Any], opts: WriteOptions, base: str
+    ) -> Result:
         check_type(res_type)
         check_id(res_id)
         if resource.get("id") is None:
-            raise outcomes.bad_request("The resource in an update must have an id", f"{res_type}.id")
+            raise outcomes.bad_request(
+                "The resource in an update must have an id", f"{res_type}.id"
+            )
         if resource.get("id") != res_id:
             raise outcomes.bad_request(
-                f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}", f"{res_type}.id"
+                f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
+                f"{res_type}.id",
             )
         warnings = self.check_resource(resource, res_type, opts.site)
         if_match = parse_etag(opts.if_match)
         stored, created = self.repo.write(
-            lambda w: w.update(dict(resource), res_id, if_match=if_match), site=getattr(opts.site, "name", None)
+            lambda w: w.update(dict(resource), res_id, if_match=if_match),
+            site=getattr(opts.site, "name", None),
         )
         return self._write_result(stored, 201 if created else 200, opts, base, warnings)
 
-    def conditional_update(self, res_type: str, query: str, resource: dict[str, Any], opts: WriteOptions, base: str) -> Result:
+    def conditional_update(
+        self, res_type: str, query: str, resource: dict[str, Any], opts: WriteOptions, base: str
+    ) -> Result:
         check_type(res_type)
         params = parse_query(query)
         warnings = self.check_resource(resource, res_type, opts.site)
@@ -229,7 +259,9 @@ class FhirService:
         def attempt(writer: Writer):
             matches = self.match_ids(writer.conn, res_type, params)
             if len(matches) > 1:
-                raise outcomes.precondition_failed(f"{res_type}?{query} matches {len(matches)} resources")
+                raise outcomes.precondition_failed(
+                    f"{res_type}?{query} matches {len(matches)} resources"
+                )
             if matches:
                 if resource.get("id") not in (None, matches[0]):
                     raise outcomes.bad_request(
@@ -246,7 +278,9 @@ class FhirService:
         stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
         return self._write_result(stored, 201 if created else 200, opts, base, warnings)
 
-    def patch(self, res_type: str, res_id: str, patch_body: Any, opts: WriteOptions, base: str) -> Result:
+    def patch(
+        self, res_type: str, res_id: str, patch_body: Any, opts: WriteOptions, base: str
+    ) -> Result:
         """JSON Patch (RFC 6902) applied to the current version, then checked as an update."""
         check_type(res_type)
         if not isinstance(patch_body, list):
@@ -282,15 +316,23 @@ class FhirService:
             if if_match is not None:
                 cur = writer.current(res_type, res_id)
                 if cur is None or cur.deleted or cur.version != if_match:
-                    raise outcomes.precondition_failed(f"{res_type}/{res_id} is not at version {if_match}")
+                    raise outcomes.precondition_failed(
+                        f"{res_type}/{res_id} is not at version {if_match}"
+                    )
             return writer.delete(res_type, res_id)
 
         stored = self.repo.write(attempt, site=getattr(opts.site, "name", None))
         headers = {"ETag": stored.etag} if stored else {}
-        text = f"{res_type}/{res_id} deleted" if stored else f"{res_type}/{res_id} was not there; nothing to delete"
+        text = (
+            f"{res_type}/{res_id} deleted"
+            if stored
+            else f"{res_type}/{res_id} was not there; nothing to delete"
+        )
         return Result(200, outcomes.ok(text), headers, stored)
 
-    def conditional_delete(self, res_type: str, query: str, opts: WriteOptions | None = None) -> Result:
+    def conditional_delete(
+        self, res_type: str, query: str, opts: WriteOptions | None = None
+    ) -> Result:
         """Delete every match (like HAPI with multiple-delete enabled), at most MAX_COUNT."""
         check_type(res_type)
         params = parse_query(query)
@@ -298,26 +340,42 @@ class FhirService:
             raise outcomes.bad_request("A conditional delete needs search criteria")
 
         def attempt(writer: Writer):
-            ids = self.match_ids(writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000)))
+            ids = self.match_ids(
+                writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000))
+            )
             return [writer.delete(res_type, i) for i in ids]
 
-        deleted = [d for d in self.repo.write(attempt, site=getattr(getattr(opts, "site", None), "name", None)) if d]
+        deleted = [
+            d
+            for d in self.repo.write(
+                attempt, site=getattr(getattr(opts, "site", None), "name", None)
+            )
+            if d
+        ]
         return Result(200, outcomes.ok(f"{len(deleted)} {res_type} resource(s) deleted"))
 
     # -- search helpers ----------------------------------------------------------
 
-    def match_ids(self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2) -> list[str]:
+    def match_ids(
+        self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2
+    ) -> list[str]:
         """Ids of the current resources matching search ``params`` (at most ``limit``)."""
         if self.search_engine is None:
             raise outcomes.error(501, "not-supported", "Search is not available")
         result = self.search_engine.search(
-            conn, res_type, [*params, ("_count", str(limit)), ("_total", "none")], strict=True, base_url=""
+            conn,
+            res_type,
+            [*params, ("_count", str(limit)), ("_total", "none")],
+            strict=True,
+            base_url="",
         )
         return [e[1] for e in result.entries if e[3] == "match"]
 
     # -- history ---------------------------------------------------------------
 
-    def history(self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]) -> bytes:
+    def history(
+        self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]
+    ) -> bytes:
         if res_type:
             check_type(res_type)
         args = dict(params)
@@ -327,17 +385,23 @@ class FhirService:
         cursor = _decode_cursor(args.get("_cursor"))
         if res_id and self.repo.read(res_type, res_id) is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
-        rows = self.repo.history(res_type, res_id, since=since, at=at, count=count + 1, before=cursor)
+        rows = self.repo.history(
+            res_type, res_id, since=since, at=at, count=count + 1, before=cursor
+        )
         more = len(rows) > count
         rows = rows[:count]
-        path = "/".join(p for p in ("" if not res_type else res_type, res_id or "", "_history") if p)
+        path = "/".join(
+            p for p in ("" if not res_type else res_type, res_id or "", "_history") if p
+        )
         self_link = f"{base}/{path}"
         keep = [(k, v) for k, v in params if k not in ("_cursor",)]
         links = [{"relation": "self", "url": _with_query(self_link, params)}]
         if more and rows:
             last = rows[-1]
             token = _encode_cursor(last)
-            links.append({"relation": "next", "url": _with_query(self_link, [*keep, ("_cursor", token)])})
+            links.append(
+                {"relation": "next", "url": _with_query(self_link, [*keep, ("_cursor", token)])}
+            )
         total = None
         if res_id or not cursor:
             total = self.repo.history_count(res_type, res_id, since) if res_id else None
@@ -359,16 +423,28 @@ def history_bundle(rows: list[Stored], base: str, links: list[dict], total: int 
             req = {"method": "DELETE", "url": f"{r.res_type}/{r.res_id}"}
             status = "204 No Content"
         elif r.version == 1 or r.method == "POST":
-            req = {"method": "POST" if r.method == "POST" else "PUT", "url": r.res_type if r.method == "POST" else f"{r.res_type}/{r.res_id}"}
+            req = {
+                "method": "POST" if r.method == "POST" else "PUT",
+                "url": r.res_type if r.method == "POST" else f"{r.res_type}/{r.res_id}",
+            }
             status = "201 Created"
         else:
-            req = {"method": r.method if r.method in ("PUT", "PATCH") else "PUT", "url": f"{r.res_type}/{r.res_id}"}
+            req = {
+                "method": r.method if r.method in ("PUT", "PATCH") else "PUT",
+                "url": f"{r.res_type}/{r.res_id}",
+            }
             status = "200 OK"
-        response = {"status": status, "etag": r.etag, "lastModified": format_instant(r.last_updated)}
+        response = {
+            "status": status,
+            "etag": r.etag,
+            "lastModified": format_instant(r.last_updated),
+        }
         entry = b'{"fullUrl":' + orjson.dumps(full_url)
         if r.content is not None:
             entry += b',"resource":' + r.content.encode()
-        entry += b',"request":' + orjson.dumps(req) + b',"response":' + orjson.dumps(response) + b"}"
+        entry += (
+            b',"request":' + orjson.dumps(req) + b',"response":' + orjson.dumps(response) + b"}"
+        )
         parts.append(entry)
     body = orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
     return body
@@ -389,7 +465,9 @@ def _count(value: str | None, config: dict) -> int:
     if value is None or value == "":
         return default
     if not value.isdigit():
-        raise outcomes.bad_request(f"_count must be a non-negative integer, not {value!r}", "_count")
+        raise outcomes.bad_request(
+            f"_count must be a non-negative integer, not {value!r}", "_count"
+        )
     return min(int(value), int(config.get("MAX_COUNT", 1000)))
 
 
@@ -403,14 +481,18 @@ def _instant_param(value: str | None, name: str) -> dt.datetime | None:
         try:
             parsed = dt.datetime.fromisoformat(text[:10])
         except ValueError:
-            raise outcomes.bad_request(f"{name} must be an instant (e.g. 2026-01-31T10:00:00Z), not {value!r}", name) from None
+            raise outcomes.bad_request(
+                f"{name} must be an instant (e.g. 2026-01-31T10:00:00Z), not {value!r}", name
+            ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed
 
 
 def _encode_cursor(stored: Stored) -> str:
-    raw = orjson.dumps([stored.last_updated.isoformat(), stored.res_type, stored.res_id, stored.version])
+    raw = orjson.dumps(
+        [stored.last_updated.isoformat(), stored.res_type, stored.res_id, stored.version]
+    )
     import base64
 
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

@@ -69,7 +69,10 @@ class Stored:
 
 def format_instant(value: dt.datetime) -> str:
     """A FHIR ``instant`` with millisecond precision in UTC: ``2026-12-01T10:00:00.123Z``."""
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return (
+        value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{value.microsecond // 1000:03d}Z"
+    )
 
 
 def new_id() -> str:
@@ -102,7 +105,9 @@ _HISTORY_COLS = (
 
 
 def _from_current(row) -> Stored:
-    return Stored(row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.pk)
+    return Stored(
+        row.res_type, row.res_id, row.version, row.last_updated, row.deleted, row.content, row.pk
+    )
 
 
 def _from_history(row) -> Stored:
@@ -123,7 +128,11 @@ def fallback_patient_id(resource: dict[str, Any]) -> str | None:
     if resource.get("resourceType") == "Patient":
         return resource.get("id")
     for key in ("subject", "patient"):
-        ref = (resource.get(key) or {}).get("reference", "") if isinstance(resource.get(key), dict) else ""
+        ref = (
+            (resource.get(key) or {}).get("reference", "")
+            if isinstance(resource.get(key), dict)
+            else ""
+        )
         if ref.startswith("Patient/"):
             return ref.split("/")[1]
     return None
@@ -137,7 +146,9 @@ class Repository:
         search indexes.
     """
 
-    def __init__(self, engine: Engine, indexer: Any = None, clock: Callable[[], dt.datetime] = _now):
+    def __init__(
+        self, engine: Engine, indexer: Any = None, clock: Callable[[], dt.datetime] = _now
+    ):
         self.engine = engine
         self.indexer = indexer
         self.clock = clock
@@ -162,7 +173,9 @@ class Repository:
                 row = c.execute(stmt).first()
         return _from_current(row) if row else None
 
-    def read_many(self, keys: Iterable[tuple[str, str]], conn: Connection) -> dict[tuple[str, str], Stored]:
+    def read_many(
+        self, keys: Iterable[tuple[str, str]], conn: Connection
+    ) -> dict[tuple[str, str], Stored]:
         keys = list(dict.fromkeys(keys))
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
@@ -223,7 +236,9 @@ class Repository:
         with self.engine.connect() as conn:
             return [_from_history(r) for r in conn.execute(stmt)]
 
-    def history_count(self, res_type: str | None = None, res_id: str | None = None, since=None) -> int:
+    def history_count(
+        self, res_type: str | None = None, res_id: str | None = None, since=None
+    ) -> int:
         from sqlalchemy import func
 
         h = s.resource_history
@@ -311,7 +326,9 @@ class Writer:
 
     def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
         """Load (and on PostgreSQL lock) the current rows of ``keys`` in one query."""
-        missing = [k for k in dict.fromkeys(keys) if k not in self._known and k not in self._pending]
+        missing = [
+            k for k in dict.fromkeys(keys) if k not in self._known and k not in self._pending
+        ]
         for chunk in _chunks(missing, 400):
             stmt = select(*_CURRENT_COLS).where(
                 tuple_(s.resource.c.res_type, s.resource.c.res_id).in_(chunk)
@@ -333,7 +350,9 @@ class Writer:
 
     # -- staging -------------------------------------------------------------
 
-    def create(self, resource: dict[str, Any], res_id: str | None = None, method: str = "POST") -> Stored:
+    def create(
+        self, resource: dict[str, Any], res_id: str | None = None, method: str = "POST"
+    ) -> Stored:
         """Stage a new resource; the id is ``res_id`` or a new UUID."""
         res_type = resource["resourceType"]
         res_id = res_id or new_id()
@@ -372,7 +391,11 @@ class Writer:
                 )
         if existing is None or existing.deleted:
             return self._stage(resource, res_type, res_id, existing, "create", method), True
-        if skip_identical and existing.content is not None and _same_content(existing.content, resource):
+        if (
+            skip_identical
+            and existing.content is not None
+            and _same_content(existing.content, resource)
+        ):
             return existing, False
         return self._stage(resource, res_type, res_id, existing, "update", method), False
 
@@ -416,8 +439,19 @@ class Writer:
             rows, patient_id = result.rows, result.patient_id
         else:
             rows, patient_id = {}, fallback_patient_id(resource)
-        stored = Stored(res_type, res_id, version, self.now, False, content, existing.pk if existing else None, method)
-        self._pending[key] = _Pending(op, method, stored, patient_id, rows, existing.pk if existing else None)
+        stored = Stored(
+            res_type,
+            res_id,
+            version,
+            self.now,
+            False,
+            content,
+            existing.pk if existing else None,
+            method,
+        )
+        self._pending[key] = _Pending(
+            op, method, stored, patient_id, rows, existing.pk if existing else None
+        )
         return stored
 
     # -- conditional-create guard -------------------------------------------
@@ -432,16 +466,25 @@ class Writer:
         key_hash = hashlib.sha256(criteria.encode()).hexdigest()
         ck = s.conditional_key
         self.conn.execute(
-            delete(ck).where(ck.c.res_type == res_type, ck.c.key_hash == key_hash)
-            .where(~select(s.resource.c.pk).where(
-                s.resource.c.res_type == ck.c.res_type,
-                s.resource.c.res_id == ck.c.res_id,
-                s.resource.c.deleted.is_(False),
-            ).exists())
+            delete(ck)
+            .where(ck.c.res_type == res_type, ck.c.key_hash == key_hash)
+            .where(
+                ~select(s.resource.c.pk)
+                .where(
+                    s.resource.c.res_type == ck.c.res_type,
+                    s.resource.c.res_id == ck.c.res_id,
+                    s.resource.c.deleted.is_(False),
+                )
+                .exists()
+            )
         )
         self.conn.execute(
             insert(ck).values(
-                res_type=res_type, key_hash=key_hash, criteria=criteria, res_id=res_id, created_at=self.now
+                res_type=res_type,
+                key_hash=key_hash,
+                criteria=criteria,
+                res_id=res_id,
+                created_at=self.now,
             )
         )
 

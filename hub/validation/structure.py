@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from hub import outcomes
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(res_type: str):
     """The R4B model class of a resource type; ``KeyError`` for anything else."""
     from fhir.resources.R4B import get_fhir_model_class
@@ -20,7 +20,10 @@ def model_class(res_type: str):
         cls = get_fhir_model_class(res_type)
     except (KeyError, ValueError):
         raise KeyError(res_type) from None
-    if not (isinstance(cls, type) and issubclass(cls, Resource)) or res_type in ("Resource", "DomainResource"):
+    if not (isinstance(cls, type) and issubclass(cls, Resource)) or res_type in (
+        "Resource",
+        "DomainResource",
+    ):
         raise KeyError(res_type)
     return cls
 
@@ -51,7 +54,9 @@ def check_structure(resource: dict[str, Any]) -> None:
     try:
         model = model_class(res_type)
     except KeyError:
-        raise outcomes.error(400, "not-supported", f"Unknown resource type {res_type!r}", "resourceType") from None
+        raise outcomes.error(
+            400, "not-supported", f"Unknown resource type {res_type!r}", "resourceType"
+        ) from None
     try:
         model.model_validate(resource)
     except ValidationError as err:
