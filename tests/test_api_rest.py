@@ -205,7 +205,7 @@ def test_type_mismatch_and_bad_bodies(client):
 
 
 def test_wrong_method_is_405_with_outcome(client):
-    resp = assert_outcome(client.patch("/fhir/Patient", json=[]), 405, "not-supported")
+    assert_outcome(client.patch("/fhir/Patient", json=[]), 405, "not-supported")
 
 
 def test_oversized_body_is_413(app, client):
