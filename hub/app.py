@@ -89,6 +89,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     app.json.ensure_ascii = False
+    if not logging.getLogger().handlers:
+        # Errors must reach the operator's log even when no logging is configured.
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     hub = Hub(app.config, app.instance_path)
     app.extensions["fhirhub"] = hub
 

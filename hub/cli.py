@@ -148,5 +148,5 @@ def load(files):
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
-def main():  # pragma: no cover - console entry
+if __name__ == "__main__":  # ``python -m hub.cli``
     cli()

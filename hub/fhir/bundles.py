@@ -273,7 +273,7 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             writer.claim_conditional_key(
                 e.res_type, canonical_criteria(parse_query(e.if_none_exist)), e.res_id
             )
-        e.result = writer.create(e.resource, e.res_id)
+        e.result = writer.create(e.resource, e.res_id, fresh=True)
         e.status = 201
     elif e.method == "PUT":
         if_match = parse_etag(e.if_match)

@@ -219,7 +219,7 @@ class FhirService:
 
             res_id = new_id()
             writer.claim_conditional_key(res_type, normalised, res_id)
-            return writer.create(dict(resource), res_id), True
+            return writer.create(dict(resource), res_id, fresh=True), True
 
         stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
         if not created:

@@ -351,11 +351,22 @@ class Writer:
     # -- staging -------------------------------------------------------------
 
     def create(
-        self, resource: dict[str, Any], res_id: str | None = None, method: str = "POST"
+        self,
+        resource: dict[str, Any],
+        res_id: str | None = None,
+        method: str = "POST",
+        fresh: bool = False,
     ) -> Stored:
-        """Stage a new resource; the id is ``res_id`` or a new UUID."""
+        """Stage a new resource; the id is ``res_id`` or a new UUID.
+
+        ``fresh=True`` says the id is a new UUID no one can have used, which
+        saves the existence check (a query per resource in a large bundle).
+        """
         res_type = resource["resourceType"]
-        res_id = res_id or new_id()
+        if res_id is None:
+            res_id, fresh = new_id(), True
+        if fresh:
+            return self._stage(resource, res_type, res_id, None, "create", method)
         existing = self.current(res_type, res_id)
         if existing is not None:
             if not existing.deleted:
