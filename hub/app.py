@@ -37,6 +37,7 @@ class Hub:
             trace=_truthy(config.get("TRACE_PLUGINS")),
             extra=config.get("PLUGINS") or [],
         )
+        self.code_maps = _load_code_maps(self.pm, config)
         self.engine = db.make_engine(config["DATABASE_URL"], instance_path)
         if config.get("AUTO_MIGRATE", True):
             db.upgrade(self.engine)
@@ -54,6 +55,20 @@ class Hub:
 
 def _truthy(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _load_code_maps(pm, config: dict[str, Any]):
+    """``mappings/``, then plugin folders, then ``MAPPINGS_DIR`` folders; ids must be unique."""
+    from pathlib import Path
+
+    from hub.mapping import load_code_maps
+    from hub.paths import MAPPINGS_DIR
+
+    folders = [MAPPINGS_DIR]
+    for extra in pm.hook.register_code_maps():
+        folders.extend(Path(f) for f in extra or ())
+    folders.extend(Path(f) for f in str(config.get("MAPPINGS_DIR") or "").split(os.pathsep) if f)
+    return load_code_maps([f for f in folders if f.is_dir()])
 
 
 def _load_search(pm):
