@@ -22,11 +22,8 @@ def detect_format(body, content_type):
     """``va-registry`` when the header row names the registry's required columns."""
     kind = (content_type or "").split(";")[0].strip().lower()
     if body.startswith(read.XLSX_MAGIC) and kind in ("", _XLSX_TYPE, "application/octet-stream"):
-        try:
-            table = read.read_xlsx(body)
-        except Exception:  # noqa: BLE001 - any unreadable workbook is simply not ours
-            return None
-        return FORMAT if table.headers else None
+        cells = read.sniff_xlsx_header(body)
+        return FORMAT if cells and read.is_registry_header(cells) else None
     if kind and kind not in _CSV_TYPES:
         return None
     cells = read.sniff_csv_header(body)

@@ -148,6 +148,21 @@ def read_xlsx(body: bytes) -> Table:
         book.close()
 
 
+def sniff_xlsx_header(body: bytes) -> list[Any] | None:
+    """The first row of the registry sheet (or the first sheet), or ``None`` when unreadable."""
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(body), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return None
+    try:
+        sheet = book[SHEET_NAME] if SHEET_NAME in book.sheetnames else book.worksheets[0]
+        return list(next(sheet.iter_rows(max_row=1, values_only=True), ()))
+    finally:
+        book.close()
+
+
 def read_table(body: bytes, encoding: str | None = None) -> Table:
     """Read CSV or XLSX bytes (XLSX recognised by its ZIP signature)."""
     if body.startswith(XLSX_MAGIC):

@@ -235,3 +235,16 @@ def test_plugin_registers_through_the_entry_point():
     assert pm.get_plugin("va_registry") is va_registry
     body = csv_bytes(people())
     assert pm.hook.detect_format(body=body, content_type="text/csv") == "va-registry"
+
+
+def test_hook_detect_format_other_workbooks_are_not_ours():
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["品名", "数量"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    assert va_registry.detect_format(body=buffer.getvalue(), content_type=None) is None
+    assert va_registry.detect_format(body=b"PK\x03\x04broken", content_type=None) is None
