@@ -416,6 +416,73 @@ def provenance(classification: Classification, patient_id: str, when: str) -> di
     }
 
 
+def concept_map(rules: Rules | None = None) -> dict[str, Any]:
+    """The ICD-10 rules as a FHIR ``ConceptMap`` (for ``$translate`` and review).
+
+    Ranges are expanded to their categories (``C00``...``C97``) or listed
+    subcategories (``N18.5``); conditions a ConceptMap cannot express (onset
+    window, age, co-coding, fallback) are stated in the target's ``comment``
+    and the equivalence is then ``inexact``.
+    """
+    rules = rules or load_rules()
+    elements: list[dict[str, Any]] = []
+    for rule in rules.icd10:
+        comment = _rule_comment(rule)
+        for pattern in rule.patterns:
+            for code in _expand(pattern, rule.subs):
+                target: dict[str, Any] = {
+                    "code": rule.colour,
+                    "display": DISPLAY[rule.colour],
+                    "equivalence": "inexact" if comment else "wider",
+                }
+                if comment:
+                    target["comment"] = comment
+                elements.append({"code": code, "display": rule.label, "target": [target]})
+    return {
+        "resourceType": "ConceptMap",
+        "id": "five-colour-icd10",
+        "url": "urn:fhirhub:conceptmap:five-colour-icd10",
+        "version": rules.version,
+        "name": "FiveColourIcd10",
+        "title": "ICD-10 to five-colour classification (proposal, DOMAIN 6.4)",
+        "status": "draft",
+        "group": [
+            {
+                "source": "http://hl7.org/fhir/sid/icd-10",
+                "target": cs.FIVE_COLOUR,
+                "element": elements,
+            }
+        ],
+    }
+
+
+def _expand(pattern: _Pattern, subs: frozenset[str] | None) -> list[str]:
+    letter = pattern.low[0]
+    low, high = int(pattern.low[1:]), int(pattern.high[1:])
+    categories = [f"{letter}{n:02d}" for n in range(low, high + 1)]
+    if pattern.sub_low is not None:
+        lo, hi = int(pattern.sub_low), int(pattern.sub_high or pattern.sub_low)
+        return [f"{c}.{d}" for c in categories for d in range(lo, hi + 1)]
+    if subs is not None:
+        return [f"{c}.{d}" for c in categories for d in sorted(subs)]
+    return categories
+
+
+def _rule_comment(rule: _IcdRule) -> str | None:
+    parts = []
+    if rule.within_months is not None:
+        after = f", then {rule.then}" if rule.then else ""
+        parts.append(f"within {rule.within_months} months of onset{after}")
+    if rule.max_age is not None:
+        parts.append(f"only below age {rule.max_age + 1}")
+    if rule.with_any:
+        codes = ", ".join(p.low if p.low == p.high else f"{p.low}-{p.high}" for p in rule.with_any)
+        parts.append(f"only with {codes}")
+    if rule.fallback:
+        parts.append("only when no other rule matches")
+    return "; ".join(parts) or None
+
+
 # ---------------------------------------------------------------------------
 # Small readers
 # ---------------------------------------------------------------------------

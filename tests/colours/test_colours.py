@@ -309,3 +309,21 @@ def test_rules_file_is_well_formed():
     colours = {r.colour for r in rules.icd10} | {r.then for r in rules.icd10 if r.then}
     assert colours <= set(rules.precedence)
     assert {p["colour"] for p in rules.programmes.values()} <= set(rules.precedence)
+
+
+def test_concept_map_is_valid_fhir_and_covers_the_rules():
+    from fhir.resources.R4B.conceptmap import ConceptMap
+
+    from hub.colours import concept_map
+
+    cmap = concept_map()
+    ConceptMap.model_validate(cmap)
+    elements = {}
+    for element in cmap["group"][0]["element"]:
+        elements.setdefault(element["code"], []).append(element["target"][0])
+    assert [t["code"] for t in elements["C34"]] == ["red"]
+    assert elements["C34"][0]["comment"] == "within 60 months of onset, then orange"
+    assert [t["code"] for t in elements["N18.5"]] == ["red"]
+    assert [t["code"] for t in elements["N18.3"]] == ["orange"]
+    assert {t["code"] for t in elements["F70.1"]} == {"yellow"}
+    assert elements["Q99"][0]["comment"] == "only when no other rule matches"
