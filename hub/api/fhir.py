@@ -275,11 +275,16 @@ def update(res_type: str, res_id: str):
 def patch(res_type: str, res_id: str):
     hub = get_hub()
     mime = request.mimetype
-    if mime not in ("application/json-patch+json", "application/json"):
+    if mime in ("application/json-patch+json", "application/json"):
+        ops = formats.parse_json(request.get_data(cache=True))
+    elif mime in formats.JSON_TYPES + formats.XML_TYPES:
+        ops = body_resource()  # FHIRPath Patch: a Parameters resource
+    else:
         raise outcomes.error(
-            415, "not-supported", f"PATCH takes application/json-patch+json, not {mime!r}"
+            415,
+            "not-supported",
+            f"PATCH takes a JSON Patch or a FHIRPath Patch Parameters resource, not {mime!r}",
         )
-    ops = formats.parse_json(request.get_data(cache=True))
     return render(hub.service.patch(res_type, res_id, ops, write_options(), base_url()))
 
 
