@@ -849,6 +849,6 @@ def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: s
     )
     ref = env.add(observation)
     if report is not None:
-        report["result"].append({"reference": ref})
+        report.setdefault("result", []).append({"reference": ref})
     env.done(obx, OBX_FIELDS)
     return observation
