@@ -70,6 +70,11 @@ class FrameReader:
                 if len(self._buf) > self.max_frame:
                     raise FrameTooLarge(len(self._buf))
                 break
+            restart = self._buf.rfind(VT, 0, end)
+            if restart >= 0:  # a frame cut off by a new start block: keep the new one
+                self.skipped += restart + 1
+                del self._buf[: restart + 1]
+                continue
             out.append(bytes(self._buf[:end]))
             del self._buf[: end + 2]
             self._in_frame = False

@@ -394,7 +394,7 @@ def parse_message(body: bytes, site: Any = None) -> Message:
         msg._by_name.setdefault(name, []).append(segment)
     if msg.segments[0].name != "MSH":
         raise reject("the first segment must be MSH", "segment 1")
-    if not msg.message_type or not msg.trigger:
+    if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
         raise reject("MSH-9 message type and trigger event are required", "MSH-9")
     if not msg.control_id:
         raise reject("MSH-10 message control id is required", "MSH-10")
