@@ -809,11 +809,12 @@ def _reference_range(obx: Segment, unit: Composite | None) -> list[dict] | None:
     return [{"text": text}]
 
 
-def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: str | None) -> dict:
+def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: str | None) -> dict | None:
     """OBX -> Observation (``OBX[Observation]``), a result of ``report`` when given."""
     code = _lab_code(obx.first(3), env, "OBX-3")  # OBX-3 observation identifier
     if code is None:
-        raise reject("OBX-3 observation identifier is required", obx.loc(3), code="required")
+        env.context.warn(f"OBX #{obx.position} has no OBX-3 observation identifier; skipped", obx.loc(3))
+        return None
     sub_id = obx.get(4)  # OBX-4 observation sub-id
     code_key = (code.get("coding") or [{}])[-1].get("code") or code.get("text")
     parent = report["_key"] if report else f"{env.msg.control_id}"
