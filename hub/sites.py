@@ -72,7 +72,9 @@ class MatchSchema(_Strict):
     @validates_schema
     def _one_key(self, data: dict, **_: Any) -> None:
         if not data.get("sending_application") and not data.get("sending_facility"):
-            raise ValidationError("give sending_application (MSH-3), sending_facility (MSH-4) or both")
+            raise ValidationError(
+                "give sending_application (MSH-3), sending_facility (MSH-4) or both"
+            )
 
 
 class OutboundSchema(_Strict):
@@ -100,7 +102,9 @@ class SiteSchema(_Strict):
     organization = fields.Nested(OrganizationSchema, required=True)
     match = fields.Nested(MatchSchema, load_default=None)
     identifier_systems = fields.Dict(
-        keys=fields.String(), values=fields.String(validate=validate.Length(min=1)), load_default=dict
+        keys=fields.String(),
+        values=fields.String(validate=validate.Length(min=1)),
+        load_default=dict,
     )
     encoding = fields.String(load_default="utf-8")
     timezone = fields.String(load_default="Asia/Shanghai")
@@ -197,7 +201,9 @@ class Site:
         if folder is None:
             return
         if self.code_maps and not folder.is_dir():
-            raise SiteError(f"{self.folder / MANIFEST}: code_maps: folder {self.code_maps!r} does not exist")
+            raise SiteError(
+                f"{self.folder / MANIFEST}: code_maps: folder {self.code_maps!r} does not exist"
+            )
         try:
             self.code_map_overrides = load_site_overrides(folder, code_maps)
         except yaml.YAMLError as exc:
@@ -235,7 +241,9 @@ def load_site(folder: Path, code_maps: dict[str, CodeMap] | None = None) -> Site
         lines = _flatten(exc.messages)
         raise SiteError(f"{path}: " + "; ".join(lines)) from None
     if data["name"] != folder.name:
-        raise SiteError(f"{path}: name: {data['name']!r} differs from the folder name {folder.name!r}")
+        raise SiteError(
+            f"{path}: name: {data['name']!r} differs from the folder name {folder.name!r}"
+        )
     if data["adapter"] == "hl7v2" and not data.get("match"):
         raise SiteError(f"{path}: match: required for an hl7v2 site (MSH-3 / MSH-4)")
     site = Site(data, folder)
@@ -261,7 +269,9 @@ def load_sites(
         for manifest in sorted(Path(base).glob(f"*/{MANIFEST}")):
             site = load_site(manifest.parent, code_maps)
             if site.name in sites:
-                raise SiteError(f"{manifest}: site {site.name!r} already declared in {sites[site.name].folder}")
+                raise SiteError(
+                    f"{manifest}: site {site.name!r} already declared in {sites[site.name].folder}"
+                )
             sites[site.name] = site
     return sites
 

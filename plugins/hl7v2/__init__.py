@@ -57,7 +57,10 @@ def convert(body: bytes, site: Any, code_maps: dict | None = None) -> tuple[dict
 @hookimpl
 def detect_format(body: bytes, content_type: str | None) -> str | None:
     """``hl7v2`` for ``application/hl7-v2`` or a payload starting with MSH."""
-    if content_type and content_type.split(";")[0].strip().lower() in (CONTENT_TYPE, "x-application/hl7-v2+er7"):
+    if content_type and content_type.split(";")[0].strip().lower() in (
+        CONTENT_TYPE,
+        "x-application/hl7-v2+er7",
+    ):
         return FORMAT
     return FORMAT if looks_like_hl7(body) else None
 

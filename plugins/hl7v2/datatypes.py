@@ -79,7 +79,11 @@ def ts_to_datetime(value: str | None, tz: str, location: str) -> str | None:
         return None
     m = _TS.match(value.strip())
     if not m:
-        raise reject(f"{value!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ])", location, code="value")
+        raise reject(
+            f"{value!r} is not an HL7 date/time (YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ])",
+            location,
+            code="value",
+        )
     year, month, day, hour, minute, second, frac, offset = m.groups()
     _check_date(year, month, day, value, location)
     if hour is None:
@@ -90,7 +94,9 @@ def ts_to_datetime(value: str | None, tz: str, location: str) -> str | None:
     if offset is None:
         import datetime as dt
 
-        local = dt.datetime(int(year), int(month), int(day), int(hour), int(minute or 0), tzinfo=_zone(tz))
+        local = dt.datetime(
+            int(year), int(month), int(day), int(hour), int(minute or 0), tzinfo=_zone(tz)
+        )
         delta = local.utcoffset()
         total = int(delta.total_seconds() // 60) if delta is not None else 0
         sign = "+" if total >= 0 else "-"
@@ -125,7 +131,14 @@ def _check_date(year: str, month: str | None, day: str | None, value: str, locat
 # Names, addresses, telecom
 # ---------------------------------------------------------------------------
 
-_NAME_USE = {"L": "official", "D": "usual", "M": "maiden", "A": "nickname", "N": "nickname", "C": "old"}
+_NAME_USE = {
+    "L": "official",
+    "D": "usual",
+    "M": "maiden",
+    "A": "nickname",
+    "N": "nickname",
+    "C": "old",
+}
 _CJK = re.compile(r"[\u3400-\u9fff\U00020000-\U0002ffff]")
 # Two-character surnames (复姓) that a whole-name XPN.1 may start with.
 COMPOUND_SURNAMES = (
@@ -178,7 +191,15 @@ def xpn_to_name(rep: Composite, style: str) -> dict[str, Any] | None:
     return name
 
 
-_ADDR_USE = {"H": "home", "O": "work", "B": "work", "C": "temp", "M": "home", "BA": "billing", "L": "home"}
+_ADDR_USE = {
+    "H": "home",
+    "O": "work",
+    "B": "work",
+    "C": "temp",
+    "M": "home",
+    "BA": "billing",
+    "L": "home",
+}
 
 
 def xad_to_address(rep: Composite) -> dict[str, Any] | None:
@@ -189,8 +210,16 @@ def xad_to_address(rep: Composite) -> dict[str, Any] | None:
         out["use"] = _ADDR_USE[rep.get(7)]
     if line:
         out["line"] = line
-    for key, comp in (("city", 3), ("state", 4), ("postalCode", 5), ("country", 6), ("district", 9)):
-        value = rep.get(comp)  # XAD.3 city, .4 state/province, .5 postal code, .6 country, .9 county
+    for key, comp in (
+        ("city", 3),
+        ("state", 4),
+        ("postalCode", 5),
+        ("country", 6),
+        ("district", 9),
+    ):
+        value = rep.get(
+            comp
+        )  # XAD.3 city, .4 state/province, .5 postal code, .6 country, .9 county
         if value:
             out[key] = value
     return out or None

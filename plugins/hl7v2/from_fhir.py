@@ -23,7 +23,12 @@ from hub.mapping import OutboundMessage
 
 CONTENT_TYPE = "application/hl7-v2"
 _ENC = "^~\\&"
-_MSH18 = {"utf-8": "UNICODE UTF-8", "gb18030": "GB 18030-2000", "gbk": "GB 18030-2000", "ascii": "ASCII"}
+_MSH18 = {
+    "utf-8": "UNICODE UTF-8",
+    "gb18030": "GB 18030-2000",
+    "gbk": "GB 18030-2000",
+    "ascii": "ASCII",
+}
 
 
 def esc(value: Any) -> str:
@@ -75,7 +80,9 @@ class _Out:
         systems = getattr(site, "identifier_systems", None) or {}
         self.mrn_system = systems.get("mrn")
         match = getattr(site, "match", None) or {}
-        self.authority = self.config.get("mrn_authority") or match.get("sending_facility") or site.name
+        self.authority = (
+            self.config.get("mrn_authority") or match.get("sending_facility") or site.name
+        )
         self.receiver_app = match.get("sending_application") or ""
         self.receiver_fac = match.get("sending_facility") or ""
 
@@ -113,7 +120,10 @@ class _Out:
         gender = patient.get("gender")
         if gender:  # PID-8
             gb = self.config.get("sex_codes", "auto") == "gb"
-            f[8] = esc(_reverse(self.context, "hl7v2-gb-sex" if gb else "hl7v2-administrative-sex", gender) or "")
+            f[8] = esc(
+                _reverse(self.context, "hl7v2-gb-sex" if gb else "hl7v2-administrative-sex", gender)
+                or ""
+            )
         f[11] = "~".join(_address(a) for a in patient.get("address", []))  # PID-11
         phones = [t for t in patient.get("telecom", []) if t.get("system") in ("phone", None)]
         home = [t for t in phones if t.get("use") != "work"]
@@ -137,7 +147,9 @@ class _Out:
 
 
 def _use(name: dict) -> str:
-    return {"official": "L", "usual": "D", "maiden": "M", "nickname": "N", "old": "C"}.get(name.get("use", ""), "")
+    return {"official": "L", "usual": "D", "maiden": "M", "nickname": "N", "old": "C"}.get(
+        name.get("use", ""), ""
+    )
 
 
 def _address(addr: dict) -> str:
@@ -190,7 +202,9 @@ def _cwe(concept: dict | None) -> str:
     parts: list[Any] = []
     for coding in codings[:2]:
         system = coding.get("system")
-        name = {"http://loinc.org": "LN", "http://unitsofmeasure.org": "UCUM"}.get(system or "", system or "")
+        name = {"http://loinc.org": "LN", "http://unitsofmeasure.org": "UCUM"}.get(
+            system or "", system or ""
+        )
         parts += [coding.get("code"), coding.get("display"), name]
     if not parts:
         parts = ["", concept.get("text"), ""]
@@ -204,7 +218,9 @@ def _obx(obs: dict, set_id: int, out: _Out, context: MappingContext) -> str:
         q = obs["valueQuantity"]
         f[2] = "NM" if not q.get("comparator") else "SN"
         f[5] = esc(q.get("value")) if f[2] == "NM" else _comps(q["comparator"], q.get("value"))
-        f[6] = _comps(q.get("code") or q.get("unit"), q.get("unit"), "UCUM" if q.get("system") else "")
+        f[6] = _comps(
+            q.get("code") or q.get("unit"), q.get("unit"), "UCUM" if q.get("system") else ""
+        )
     elif "valueString" in obs:
         f[2] = "ST"
         f[5] = esc(obs["valueString"])
@@ -256,12 +272,18 @@ def observations_to_oru_r01(
     obr[7] = fhir_to_ts((report or first).get("effectiveDateTime"), out.tz)
     if report:
         obr[25] = _reverse(context, "hl7v2-report-status", report.get("status")) or "F"
-    segments = [out.msh("ORU^R01^ORU_R01", _control_id(first)), out.pid(patient), _segment("OBR", obr)]
+    segments = [
+        out.msh("ORU^R01^ORU_R01", _control_id(first)),
+        out.pid(patient),
+        _segment("OBR", obr),
+    ]
     segments += [_obx(obs, i, out, context) for i, obs in enumerate(observations, start=1)]
     return ("\r".join(segments) + "\r").encode(out.encoding)
 
 
-def outbound_messages(resource: dict, event: str, site: Any, context: MappingContext) -> list[OutboundMessage]:
+def outbound_messages(
+    resource: dict, event: str, site: Any, context: MappingContext
+) -> list[OutboundMessage]:
     """The messages a change means for ``site`` (``map_outbound``)."""
     outbound = getattr(site, "outbound", None) or {}
     wanted = outbound.get("events") or ["Patient", "Observation", "DiagnosticReport"]
@@ -275,7 +297,9 @@ def outbound_messages(resource: dict, event: str, site: Any, context: MappingCon
         body = observations_to_oru_r01([resource], site, context)
         kind = "ORU^R01"
     elif rtype == "DiagnosticReport":
-        contained = [r for r in resource.get("contained", []) if r.get("resourceType") == "Observation"]
+        contained = [
+            r for r in resource.get("contained", []) if r.get("resourceType") == "Observation"
+        ]
         body = observations_to_oru_r01(contained, site, context, report=resource)
         kind = "ORU^R01"
     else:

@@ -30,7 +30,9 @@ def _provenance(env: Env, activity: dict, targets: list[str]) -> dict:
         recorded = None
     prov: dict[str, Any] = {
         "resourceType": "Provenance",
-        "id": env.id_for("Provenance", env.msg.sending_application, env.msg.sending_facility, env.msg.control_id),
+        "id": env.id_for(
+            "Provenance", env.msg.sending_application, env.msg.sending_facility, env.msg.control_id
+        ),
         "target": [{"reference": t} for t in targets],
         "recorded": recorded or "1970-01-01T00:00:00+00:00",
         "activity": activity,
@@ -67,9 +69,7 @@ def _provenance(env: Env, activity: dict, targets: list[str]) -> dict:
 
 def _event_activity(msg: Message) -> dict:
     return {
-        "coding": [
-            {"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": msg.trigger}
-        ]
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": msg.trigger}]
     }
 
 
@@ -106,7 +106,9 @@ def bundle(env: Env, provenance: dict | None = None) -> dict:
         "type": "transaction",
         "entry": [
             {
-                "fullUrl": f"urn:uuid:{r['id']}" if len(r["id"]) == 36 else f"urn:fhirhub:{r['resourceType']}:{r['id']}",
+                "fullUrl": f"urn:uuid:{r['id']}"
+                if len(r["id"]) == 36
+                else f"urn:fhirhub:{r['resourceType']}:{r['id']}",
                 "resource": r,
                 "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
             }
@@ -194,18 +196,26 @@ def adt_a40(msg: Message, env: Env) -> dict:
         if ident:
             old_identifiers.append(ident)
     if not old_identifiers:
-        raise reject("MRG-1 prior patient identifier is required for a merge", "MRG-1", code="required")
+        raise reject(
+            "MRG-1 prior patient identifier is required for a merge", "MRG-1", code="required"
+        )
     mrn = next((i for i in old_identifiers if i.get("use") == "usual"), None)
     rid = next((i for i in old_identifiers if i["system"] == to_fhir.RESIDENT_ID_SYSTEM), None)
     from fhirhub_plugins.hl7v2 import ids
 
     old_key = ids.patient_key(
-        (mrn["system"], mrn["value"]) if mrn else None, rid["value"] if rid else None, f"{msg.control_id}:MRG"
+        (mrn["system"], mrn["value"]) if mrn else None,
+        rid["value"] if rid else None,
+        f"{msg.control_id}:MRG",
     )
     old_id = env.id_for("Patient", old_key)
     if old_id == survivor["id"]:
-        raise reject("MRG-1 names the same patient as PID-3: nothing to merge", "MRG-1", code="business-rule")
-    old_names = [n for n in (to_fhir.xpn_to_name(r, env.name_style) for r in mrg.reps(7)) if n]  # MRG-7
+        raise reject(
+            "MRG-1 names the same patient as PID-3: nothing to merge", "MRG-1", code="business-rule"
+        )
+    old_names = [
+        n for n in (to_fhir.xpn_to_name(r, env.name_style) for r in mrg.reps(7)) if n
+    ]  # MRG-7
     retired = to_fhir._clean(
         {
             "resourceType": "Patient",
@@ -228,7 +238,10 @@ def adt_a40(msg: Message, env: Env) -> dict:
             _unused_segment(env, seg)
     activity = {
         "coding": [
-            {"system": "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle", "code": "merge"},
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle",
+                "code": "merge",
+            },
             {"system": "http://terminology.hl7.org/CodeSystem/v2-0003", "code": msg.trigger},
         ]
     }

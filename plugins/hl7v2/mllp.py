@@ -104,7 +104,9 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
                 messages = reader.feed(data)
             except FrameTooLarge as exc:
                 log.warning("MLLP %s: frame over %d bytes, closing", peer, self.server.max_frame)
-                ack = make_ack(None, "AR", f"message larger than {self.server.max_frame} bytes ({exc})")
+                ack = make_ack(
+                    None, "AR", f"message larger than {self.server.max_frame} bytes ({exc})"
+                )
                 self._send(sock, ack)
                 return
             for body in messages:
@@ -237,7 +239,14 @@ def make_ack(
     else:
         receiver_app = receiver_fac = ""
         ours_app, ours_fac = sending_application, sending_facility
-        processing, version, charset, trigger, acked, encoding = "P", "2.5", "UNICODE UTF-8", "", "", "utf-8"
+        processing, version, charset, trigger, acked, encoding = (
+            "P",
+            "2.5",
+            "UNICODE UTF-8",
+            "",
+            "",
+            "utf-8",
+        )
     fields = [
         "MSH",
         "^~\\&",
@@ -276,7 +285,13 @@ def _err(text: str, location: str | None, code: str, msg: Message | None) -> str
         field = rest.split(".")[0].split("[")[0]
         if len(seg) == 3 and field.isdigit():
             err_location = f"{seg}^1^{field}"
-    condition = "200^Unsupported message type^HL70357" if code == "AR" else "207^Application internal error^HL70357"
+    condition = (
+        "200^Unsupported message type^HL70357"
+        if code == "AR"
+        else "207^Application internal error^HL70357"
+    )
     if code == "AE" and location:
         condition = "102^Data type error^HL70357"
-    return "|".join(["ERR", "", err_location, condition, _SEVERITY[code], "", "", "", _esc(text, msg)])
+    return "|".join(
+        ["ERR", "", err_location, condition, _SEVERITY[code], "", "", "", _esc(text, msg)]
+    )

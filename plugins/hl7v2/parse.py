@@ -334,7 +334,9 @@ def decode(data: bytes, site: Any = None) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         lossy = data.decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
         # Map the byte offset to a character offset in the lossy text, near enough.
-        prefix = data[: exc.start].decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
+        prefix = (
+            data[: exc.start].decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
+        )
         where = _position(lossy, len(prefix))
         said = f"MSH-18 says {declared!r}" if declared else f"the site's encoding is {charset}"
         raise reject(

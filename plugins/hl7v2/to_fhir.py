@@ -143,7 +143,10 @@ def cx_to_identifier(rep: Composite, env: Env) -> dict[str, Any] | None:
     elif universal and re.fullmatch(r"[0-2](\.\d+)+", universal):
         system = f"urn:oid:{universal}"
     else:
-        system = env.systems.get(id_type.lower()) or f"urn:fhirhub:site:{env.site_name}:{id_type.lower()}"
+        system = (
+            env.systems.get(id_type.lower())
+            or f"urn:fhirhub:site:{env.site_name}:{id_type.lower()}"
+        )
     ident: dict[str, Any] = {}
     if id_type in MRN_TYPES:
         ident["use"] = "usual"
@@ -160,7 +163,9 @@ def _resident_identifier(value: str, location: str, env: Env) -> dict[str, Any]:
     except resident_id.InvalidResidentId as exc:
         text = f"{location}: {exc}; kept as an unverified identifier and never used for linking"
         if env.config.get("invalid_resident_id", "warn") == "error":
-            raise OperationOutcomeError(outcome(issue("error", "value", str(exc), location)), 422) from None
+            raise OperationOutcomeError(
+                outcome(issue("error", "value", str(exc), location)), 422
+            ) from None
         env.context.warn(text, location, code="value")
         return {
             "use": "secondary",
@@ -169,7 +174,9 @@ def _resident_identifier(value: str, location: str, env: Env) -> dict[str, Any]:
             "value": value,
         }
     if rid.converted_from_15:
-        env.context.info(f"{location}: 15-digit resident ID number converted to 18 digits", location)
+        env.context.info(
+            f"{location}: 15-digit resident ID number converted to 18 digits", location
+        )
     return {
         "use": "official",
         "type": {"coding": [{"system": V2_0203, "code": "NNCHN"}], "text": "居民身份证号"},
@@ -201,7 +208,9 @@ def _gender(pid: Segment, env: Env) -> str | None:
         return None
     style = env.config.get("sex_codes", "auto")  # hl7 | gb | auto
     gb = style == "gb" or (style == "auto" and code.isdigit())
-    found = env.context.translate("hl7v2-gb-sex" if gb else "hl7v2-administrative-sex", code, "PID-8")
+    found = env.context.translate(
+        "hl7v2-gb-sex" if gb else "hl7v2-administrative-sex", code, "PID-8"
+    )
     return found.code if found else None
 
 
@@ -298,7 +307,9 @@ def nk1_to_related_person(nk1: Segment, env: Env) -> dict | None:
     relationship = None
     if rel is not None:
         found = env.context.translate("hl7v2-relationship", rel.get(1), "NK1-3")
-        codings = [{"system": env.context.code_map("hl7v2-relationship").source, "code": rel.get(1)}]
+        codings = [
+            {"system": env.context.code_map("hl7v2-relationship").source, "code": rel.get(1)}
+        ]
         if found and found.mapped:
             codings.append(
                 _clean({"system": found.system, "code": found.code, "display": found.display})
@@ -308,7 +319,9 @@ def nk1_to_related_person(nk1: Segment, env: Env) -> dict | None:
     person = _clean(
         {
             "resourceType": "RelatedPerson",
-            "id": env.id_for("RelatedPerson", env.patient_key, key_name, rel.get(1) if rel else None),
+            "id": env.id_for(
+                "RelatedPerson", env.patient_key, key_name, rel.get(1) if rel else None
+            ),
             "patient": {"reference": env.patient_ref},
             "relationship": relationship,
             "name": names,
@@ -367,10 +380,18 @@ def _practitioner(rep: Composite, env: Env, role: str, location: str) -> dict | 
         {
             "resourceType": "Practitioner",
             "id": pid,
-            "identifier": [{"system": env.systems.get("practitioner") or f"urn:fhirhub:site:{env.site_name}:practitioner", "value": code}]
+            "identifier": [
+                {
+                    "system": env.systems.get("practitioner")
+                    or f"urn:fhirhub:site:{env.site_name}:practitioner",
+                    "value": code,
+                }
+            ]
             if code
             else None,
-            "name": [_clean({"text": display, "family": family, "given": [given] if given else None})],
+            "name": [
+                _clean({"text": display, "family": family, "given": [given] if given else None})
+            ],
         }
     )
     env.add(practitioner)
@@ -428,7 +449,9 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
     admit_source = pv1.get(14)  # PV1-14 admit source
     if admit_source:
         hospitalization["admitSource"] = {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0023", "code": admit_source}]
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v2-0023", "code": admit_source}
+            ]
         }
     disposition = pv1.get(36)  # PV1-36 discharge disposition
     expired = False
@@ -437,7 +460,9 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
         coding = {"system": "http://terminology.hl7.org/CodeSystem/v2-0112", "code": disposition}
         codings = [coding]
         if found and found.mapped:
-            codings.append(_clean({"system": found.system, "code": found.code, "display": found.display}))
+            codings.append(
+                _clean({"system": found.system, "code": found.code, "display": found.display})
+            )
             expired = found.code == "exp"
         hospitalization["dischargeDisposition"] = {"coding": codings}
     encounter = _clean(
@@ -449,7 +474,9 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
             else None,
             "status": status,
             "class": klass,
-            "serviceType": {"text": pv1.get(10)} if pv1.get(10) else None,  # PV1-10 hospital service
+            "serviceType": {"text": pv1.get(10)}
+            if pv1.get(10)
+            else None,  # PV1-10 hospital service
             "subject": {"reference": env.patient_ref} if env.patient_ref else None,
             "participant": participants,
             "period": _clean({"start": start, "end": end}),
@@ -530,7 +557,9 @@ def dg1_to_condition(dg1: Segment, env: Env) -> dict | None:
         }
     ]
     if dtype:
-        category.append({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0052", "code": dtype}]})
+        category.append(
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0052", "code": dtype}]}
+        )
     key_code = codings[0]["code"] if codings else text
     condition = _clean(
         {
@@ -538,7 +567,10 @@ def dg1_to_condition(dg1: Segment, env: Env) -> dict | None:
             "id": env.id_for("Condition", env.encounter_ref or env.patient_key, key_code),
             "clinicalStatus": {
                 "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                        "code": "active",
+                    }
                 ]
             },
             "verificationStatus": {
@@ -575,8 +607,12 @@ def al1_to_allergy_intolerance(al1: Segment, env: Env) -> dict | None:
     if code is None:
         env.done(al1, set())
         return None
-    category = env.context.translate("hl7v2-allergy-category", al1.get(2), "AL1-2")  # AL1-2 allergen type
-    severity = env.context.translate("hl7v2-allergy-severity", al1.get(4), "AL1-4")  # AL1-4 severity
+    category = env.context.translate(
+        "hl7v2-allergy-category", al1.get(2), "AL1-2"
+    )  # AL1-2 allergen type
+    severity = env.context.translate(
+        "hl7v2-allergy-severity", al1.get(4), "AL1-4"
+    )  # AL1-4 severity
     reactions = [r.text(1) for r in al1.reps(5)]  # AL1-5 allergy reaction
     reaction = None
     if any(reactions) or severity:
@@ -633,14 +669,19 @@ def in1_to_coverage(in1: Segment, env: Env) -> dict | None:
     coverage = _clean(
         {
             "resourceType": "Coverage",
-            "id": env.id_for("Coverage", env.patient_key, plan.get(1) if plan else None, policy, company_id),
+            "id": env.id_for(
+                "Coverage", env.patient_key, plan.get(1) if plan else None, policy, company_id
+            ),
             "identifier": [{"value": policy}] if policy else None,
             "status": "active",
             "type": cwe_to_concept(plan) or ({"text": plan_type} if plan_type else None),
             "beneficiary": {"reference": env.patient_ref},
             "subscriberId": policy,
             "period": _clean(
-                {"start": dt_to_date(in1.get(12), "IN1-12"), "end": dt_to_date(in1.get(13), "IN1-13")}
+                {
+                    "start": dt_to_date(in1.get(12), "IN1-12"),
+                    "end": dt_to_date(in1.get(13), "IN1-13"),
+                }
             ),
             "payor": [_clean({"display": company or company_id})],
         }
@@ -658,7 +699,10 @@ OBR_FIELDS = {1, 2, 3, 4, 7, 22, 24, 25}
 OBX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 11, 14}
 LAB_CATEGORY = {
     "coding": [
-        {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "laboratory",
+        }
     ]
 }
 
@@ -668,21 +712,38 @@ def obr_to_diagnostic_report(obr: Segment, env: Env) -> dict:
     placer = obr.get(2)  # OBR-2 placer order number
     filler = obr.get(3)  # OBR-3 filler order number
     key = ids.order_key(filler, placer, f"{env.msg.control_id}:{obr.position}")
-    code = _lab_code(obr.first(4), env, "OBR-4") or {"text": "unknown"}  # OBR-4 universal service id
+    code = _lab_code(obr.first(4), env, "OBR-4") or {
+        "text": "unknown"
+    }  # OBR-4 universal service id
     status_code = obr.get(25)  # OBR-25 result status
     status = env.context.translate("hl7v2-report-status", status_code, "OBR-25")
     section = obr.get(24)  # OBR-24 diagnostic service section id
     category = [
-        {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section or "LAB"}]}
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                    "code": section or "LAB",
+                }
+            ]
+        }
     ]
     identifiers = []
     if placer:
         identifiers.append(
-            {"type": {"coding": [{"system": V2_0203, "code": "PLAC"}]}, "system": env.systems.get("order") or f"urn:fhirhub:site:{env.site_name}:placer", "value": placer}
+            {
+                "type": {"coding": [{"system": V2_0203, "code": "PLAC"}]},
+                "system": env.systems.get("order") or f"urn:fhirhub:site:{env.site_name}:placer",
+                "value": placer,
+            }
         )
     if filler:
         identifiers.append(
-            {"type": {"coding": [{"system": V2_0203, "code": "FILL"}]}, "system": env.systems.get("order") or f"urn:fhirhub:site:{env.site_name}:filler", "value": filler}
+            {
+                "type": {"coding": [{"system": V2_0203, "code": "FILL"}]},
+                "system": env.systems.get("order") or f"urn:fhirhub:site:{env.site_name}:filler",
+                "value": filler,
+            }
         )
     report = _clean(
         {
@@ -725,7 +786,12 @@ def _lab_code(rep: Composite | None, env: Env, location: str) -> dict | None:
             if coding.get("system") == env.lab_system:
                 found = env.context.translate("hl7v2-local-lab", coding["code"], location)
                 if found and found.mapped:
-                    codings.insert(0, _clean({"system": found.system, "code": found.code, "display": found.display}))
+                    codings.insert(
+                        0,
+                        _clean(
+                            {"system": found.system, "code": found.code, "display": found.display}
+                        ),
+                    )
                 break
     text = rep.get(9) or rep.get(2) or rep.get(5)
     return _clean({"coding": codings, "text": text})
@@ -744,7 +810,10 @@ def _quantity(value: str, unit: Composite | None, comparator: str | None = None)
         code = unit.get(1)  # CWE.1 unit identifier
         text = unit.get(2) or code
         out["unit"] = text
-        if coding_system(unit.get(3)) == "http://unitsofmeasure.org" or (unit.get(3) or "").upper() == "ISO+":
+        if (
+            coding_system(unit.get(3)) == "http://unitsofmeasure.org"
+            or (unit.get(3) or "").upper() == "ISO+"
+        ):
             out["system"] = "http://unitsofmeasure.org"
             out["code"] = code
     return out
@@ -770,7 +839,11 @@ def _value(obx: Segment, env: Env) -> dict[str, Any]:
         bound = _BOUND.match(text)
         if bound:
             return {"valueQuantity": _quantity(bound.group(2), unit, bound.group(1))}
-        env.context.warn(f"OBX-5 {text!r} is not a number although OBX-2 is NM; kept as text", "OBX-5", code="value")
+        env.context.warn(
+            f"OBX-5 {text!r} is not a number although OBX-2 is NM; kept as text",
+            "OBX-5",
+            code="value",
+        )
         return {"valueString": text}
     if vtype == "SN":
         # SN: comparator ^ num1 ^ separator/suffix ^ num2
@@ -778,10 +851,23 @@ def _value(obx: Segment, env: Env) -> dict[str, Any]:
         if num1 and num2 and sep in ("-", "~"):
             return {"valueRange": {"low": _quantity(num1, unit), "high": _quantity(num2, unit)}}
         if num1 and num2 and sep in (":", "/"):
-            return {"valueRatio": {"numerator": {"value": _num(num1)}, "denominator": {"value": _num(num2)}}}
+            return {
+                "valueRatio": {
+                    "numerator": {"value": _num(num1)},
+                    "denominator": {"value": _num(num2)},
+                }
+            }
         if num1 and _NUMBER.match(num1):
-            return {"valueQuantity": _quantity(num1, unit, comparator if comparator in ("<", ">", "<=", ">=") else None)}
-        raise reject(f"OBX-5 {first.raw_component(1)!r} is not a structured numeric value", obx.loc(5), code="value")
+            return {
+                "valueQuantity": _quantity(
+                    num1, unit, comparator if comparator in ("<", ">", "<=", ">=") else None
+                )
+            }
+        raise reject(
+            f"OBX-5 {first.raw_component(1)!r} is not a structured numeric value",
+            obx.loc(5),
+            code="value",
+        )
     if vtype in ("CWE", "CE", "CNE", "CF"):
         concept = cwe_to_concept(first)
         return {"valueCodeableConcept": concept} if concept else {}
@@ -800,7 +886,9 @@ def _reference_range(obx: Segment, unit: Composite | None) -> list[dict] | None:
         return None
     m = _RANGE.match(text)
     if m:
-        return [{"low": _quantity(m.group(1), unit), "high": _quantity(m.group(2), unit), "text": text}]
+        return [
+            {"low": _quantity(m.group(1), unit), "high": _quantity(m.group(2), unit), "text": text}
+        ]
     bound = _BOUND.match(text)
     if bound and bound.group(1) in ("<", "<=", "≤"):
         return [{"high": _quantity(bound.group(2), unit), "text": text}]
@@ -809,11 +897,15 @@ def _reference_range(obx: Segment, unit: Composite | None) -> list[dict] | None:
     return [{"text": text}]
 
 
-def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: str | None) -> dict | None:
+def obx_to_observation(
+    obx: Segment, env: Env, report: dict | None, effective: str | None
+) -> dict | None:
     """OBX -> Observation (``OBX[Observation]``), a result of ``report`` when given."""
     code = _lab_code(obx.first(3), env, "OBX-3")  # OBX-3 observation identifier
     if code is None:
-        env.context.warn(f"OBX #{obx.position} has no OBX-3 observation identifier; skipped", obx.loc(3))
+        env.context.warn(
+            f"OBX #{obx.position} has no OBX-3 observation identifier; skipped", obx.loc(3)
+        )
         return None
     sub_id = obx.get(4)  # OBX-4 observation sub-id
     code_key = (code.get("coding") or [{}])[-1].get("code") or code.get("text")
@@ -832,7 +924,15 @@ def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: s
     for rep in obx.reps(8):  # OBX-8 interpretation codes
         found = env.context.translate("hl7v2-abnormal-flags", rep.get(1), obx.loc(8))
         if found:
-            interpretation.append({"coding": [_clean({"system": found.system, "code": found.code, "display": found.display})]})
+            interpretation.append(
+                {
+                    "coding": [
+                        _clean(
+                            {"system": found.system, "code": found.code, "display": found.display}
+                        )
+                    ]
+                }
+            )
     observation = _clean(
         {
             "resourceType": "Observation",
@@ -842,7 +942,8 @@ def obx_to_observation(obx: Segment, env: Env, report: dict | None, effective: s
             "code": code,
             "subject": {"reference": env.patient_ref} if env.patient_ref else None,
             "encounter": {"reference": env.encounter_ref} if env.encounter_ref else None,
-            "effectiveDateTime": env.datetime(obx, 14) or effective,  # OBX-14 date/time of the observation
+            "effectiveDateTime": env.datetime(obx, 14)
+            or effective,  # OBX-14 date/time of the observation
             **_value(obx, env),
             "interpretation": interpretation,
             "referenceRange": _reference_range(obx, unit),

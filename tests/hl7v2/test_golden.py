@@ -18,13 +18,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhirhub_plugins.hl7v2 import convert
 from hub.outcomes import OperationOutcomeError
 
-
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden" / "hl7v2"
 CASES = sorted(GOLDEN_DIR.glob("*/*.hl7"))
 
 
 def run_case(path, sites, code_maps) -> dict:
-    site = sites["township-hospital-b" if path.name.startswith("township-") else "county-hospital-a"]
+    site = sites[
+        "township-hospital-b" if path.name.startswith("township-") else "county-hospital-a"
+    ]
     try:
         bundle, issues = convert(path.read_bytes(), site, code_maps)
     except OperationOutcomeError as exc:
@@ -37,7 +38,9 @@ def test_golden(path, sites, code_maps):
     result = run_case(path, sites, code_maps)
     expected_path = path.with_suffix(".expected.json")
     if os.environ.get("HUB_REGEN_GOLDEN") == "1" or not expected_path.exists():
-        expected_path.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        expected_path.write_text(
+            json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
     expected = json.loads(expected_path.read_text(encoding="utf-8"))
     assert result == expected
     if path.parent.name == "malformed":
@@ -58,7 +61,10 @@ def test_golden_resources_are_valid_r4(path, sites, code_maps):
     for entry in bundle["entry"]:
         resource = entry["resource"]
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-        assert entry["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
+        assert entry["request"] == {
+            "method": "PUT",
+            "url": f"{resource['resourceType']}/{resource['id']}",
+        }
 
 
 def test_redelivery_gives_same_ids(sites, code_maps):
@@ -69,11 +75,17 @@ def test_redelivery_gives_same_ids(sites, code_maps):
 
 
 def test_a03_after_a01_updates_the_same_encounter(sites, code_maps):
-    a01 = run_case(GOLDEN_DIR / "ADT_A01" / "county-inpatient-admit.hl7", sites, code_maps)["bundle"]
-    a03 = run_case(GOLDEN_DIR / "ADT_A03" / "county-death-on-discharge.hl7", sites, code_maps)["bundle"]
+    a01 = run_case(GOLDEN_DIR / "ADT_A01" / "county-inpatient-admit.hl7", sites, code_maps)[
+        "bundle"
+    ]
+    a03 = run_case(GOLDEN_DIR / "ADT_A03" / "county-death-on-discharge.hl7", sites, code_maps)[
+        "bundle"
+    ]
 
     def ids(bundle, rtype):
-        return {e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype}
+        return {
+            e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype
+        }
 
     assert ids(a01, "Encounter") == ids(a03, "Encounter")
     assert ids(a01, "Patient") == ids(a03, "Patient")

@@ -18,7 +18,9 @@ BASE = "MSH|^~\\&|HIS|H|HUB|HUB|20240101||ADT^A28|M1|P|2.5|||||CHN|{cs}\rPID|1||
 
 @pytest.mark.parametrize("sep", ["\r", "\n", "\r\n"])
 def test_separators_and_bom(sep):
-    body = b"\xef\xbb\xbf" + BASE.format(cs="UNICODE UTF-8", name="张^三").replace("\r", sep).encode()
+    body = (
+        b"\xef\xbb\xbf" + BASE.format(cs="UNICODE UTF-8", name="张^三").replace("\r", sep).encode()
+    )
     msg = parse_message(body)
     assert [s.name for s in msg.segments] == ["MSH", "PID"]
     assert msg.segment("PID").get(5, 2) == "三"
@@ -90,4 +92,8 @@ def test_hook_map_inbound(county, code_maps):
     assert map_inbound(message=InboundMessage("cda", body, county), context=context) is None
     bundle = map_inbound(message=InboundMessage("hl7v2", body, county), context=context)
     assert bundle["type"] == "transaction"
-    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Organization", "Patient", "Provenance"]
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == [
+        "Organization",
+        "Patient",
+        "Provenance",
+    ]

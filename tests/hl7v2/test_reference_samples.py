@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import types
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,19 @@ import pytest
 from fhirhub_plugins.hl7v2 import convert
 from hub.sites import Site
 
-SAMPLES = Path(os.environ.get("HUB_HL7V2_SAMPLES", "/work/shared/samples/microsoft-fhir-converter/hl7v2"))
-PAIRS = sorted(
-    (p, SAMPLES / "input" / (p.name.replace("-expected.json", ".hl7")))
-    for p in SAMPLES.glob("expected/*/*-expected.json")
-    if p.parent.name in ("ADT_A01", "ADT_A04", "ADT_A08", "ADT_A28", "ADT_A31", "ORU_R01", "ADT_A03")
-) if SAMPLES.is_dir() else []
+SAMPLES = Path(
+    os.environ.get("HUB_HL7V2_SAMPLES", "/work/shared/samples/microsoft-fhir-converter/hl7v2")
+)
+PAIRS = (
+    sorted(
+        (p, SAMPLES / "input" / (p.name.replace("-expected.json", ".hl7")))
+        for p in SAMPLES.glob("expected/*/*-expected.json")
+        if p.parent.name
+        in ("ADT_A01", "ADT_A04", "ADT_A08", "ADT_A28", "ADT_A31", "ORU_R01", "ADT_A03")
+    )
+    if SAMPLES.is_dir()
+    else []
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,11 @@ def us_site():
         {
             "name": "reference",
             "adapter": "hl7v2",
-            "organization": {"id": "reference", "name": "Reference", "identifier": {"system": "urn:x", "value": "1"}},
+            "organization": {
+                "id": "reference",
+                "name": "Reference",
+                "identifier": {"system": "urn:x", "value": "1"},
+            },
             "timezone": "UTC",
             "name_style": "split",
             "plugins": {"hl7v2": {"sex_codes": "hl7", "marital_codes": "hl7"}},
@@ -62,10 +72,18 @@ def test_matches_reference(expected_path, input_path, us_site, code_maps):
     assert mine["name"][0].get("family") in their_families
     if expected_path.parent.name == "ORU_R01":
         theirs_obs = {
-            c["code"]: o for o in of_type(expected, "Observation") for c in o["code"].get("coding", [])
+            c["code"]: o
+            for o in of_type(expected, "Observation")
+            for c in o["code"].get("coding", [])
         }
         for obs in of_type(ours, "Observation"):
             code = obs["code"]["coding"][0]["code"]
-            if code in theirs_obs and "valueQuantity" in obs and "valueQuantity" in theirs_obs[code]:
+            if (
+                code in theirs_obs
+                and "valueQuantity" in obs
+                and "valueQuantity" in theirs_obs[code]
+            ):
                 assert obs["valueQuantity"]["value"] == theirs_obs[code]["valueQuantity"]["value"]
-                assert obs["valueQuantity"].get("unit") == theirs_obs[code]["valueQuantity"].get("unit")
+                assert obs["valueQuantity"].get("unit") == theirs_obs[code]["valueQuantity"].get(
+                    "unit"
+                )

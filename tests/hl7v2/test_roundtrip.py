@@ -13,8 +13,24 @@ from fhirhub_plugins.hl7v2.from_fhir import patient_to_adt_a31
 from hub.mapping import MappingContext
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "hl7v2"
-PATIENT_FIELDS = ("identifier", "name", "gender", "birthDate", "telecom", "address", "maritalStatus", "deceasedDateTime")
-OBS_FIELDS = ("code", "valueQuantity", "valueString", "status", "effectiveDateTime", "interpretation")
+PATIENT_FIELDS = (
+    "identifier",
+    "name",
+    "gender",
+    "birthDate",
+    "telecom",
+    "address",
+    "maritalStatus",
+    "deceasedDateTime",
+)
+OBS_FIELDS = (
+    "code",
+    "valueQuantity",
+    "valueString",
+    "status",
+    "effectiveDateTime",
+    "interpretation",
+)
 
 
 def resources(bundle, rtype):
@@ -46,7 +62,9 @@ def test_observation_round_trip(sites, code_maps):
     bundle, _ = convert((GOLDEN / "ORU_R01/county-lipid-panel.hl7").read_bytes(), site, code_maps)
     (patient,) = resources(bundle, "Patient")
     observations = resources(bundle, "Observation")
-    body = observations_to_oru_r01(observations, site, MappingContext(site, code_maps), patient=patient)
+    body = observations_to_oru_r01(
+        observations, site, MappingContext(site, code_maps), patient=patient
+    )
     again, _ = convert(body, site, code_maps)
     back = resources(again, "Observation")
     assert len(back) == len(observations)
@@ -57,7 +75,9 @@ def test_observation_round_trip(sites, code_maps):
 
 def test_map_outbound_hook(sites, code_maps):
     site = sites["county-hospital-a"]
-    bundle, _ = convert((GOLDEN / "ADT_A01/county-inpatient-admit.hl7").read_bytes(), site, code_maps)
+    bundle, _ = convert(
+        (GOLDEN / "ADT_A01/county-inpatient-admit.hl7").read_bytes(), site, code_maps
+    )
     (patient,) = resources(bundle, "Patient")
     patient = dict(patient, meta={"versionId": "3"})
     context = MappingContext(site, code_maps)
