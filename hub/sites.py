@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import EXCLUDE
 from marshmallow import RAISE
 from marshmallow import Schema
 from marshmallow import ValidationError
@@ -31,6 +30,9 @@ from hub.mapping import CodeMap
 from hub.mapping import load_code_maps
 from hub.mapping import load_site_overrides
 from hub.paths import MAPPINGS_DIR
+from hub.paths import SITES_DIR
+
+__all__ = ["Site", "SiteError", "load_site", "load_sites", "scaffold_site"]
 
 MANIFEST = "site.yaml"
 ADAPTERS = ("hl7v2", "cda", "va_registry", "fhir")
@@ -260,8 +262,6 @@ def load_sites(
     ``code_maps`` are the shared maps overrides apply to; by default those in
     ``mappings/``. A site name used twice is an error.
     """
-    from hub.paths import SITES_DIR
-
     if code_maps is None:
         code_maps = load_code_maps([MAPPINGS_DIR]) if MAPPINGS_DIR.is_dir() else {}
     sites: dict[str, Site] = {}
@@ -274,10 +274,6 @@ def load_sites(
                 )
             sites[site.name] = site
     return sites
-
-
-# EXCLUDE is re-exported for callers that want to read unknown keys leniently.
-__all__ = ["EXCLUDE", "Site", "SiteError", "load_site", "load_sites", "scaffold_site"]
 
 
 # ---------------------------------------------------------------------------

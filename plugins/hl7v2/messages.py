@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhirhub_plugins.hl7v2 import ids
 from fhirhub_plugins.hl7v2 import to_fhir
+from fhirhub_plugins.hl7v2.datatypes import ts_to_datetime
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import Segment
 from fhirhub_plugins.hl7v2.parse import reject
@@ -26,15 +28,19 @@ def _provenance(env: Env, activity: dict, targets: list[str]) -> dict:
     msh = env.msg.msh
     evn = env.msg.segment("EVN")
     recorded = env.datetime(msh, 7) or (env.datetime(evn, 2) if evn else None)  # MSH-7 / EVN-2
-    if recorded and "T" not in recorded:
-        recorded = None
+    if not recorded:
+        raise reject("MSH-7 date/time of message is required", "MSH-7", code="required")
+    if "T" not in recorded:
+        # A date alone: Provenance.recorded is an instant, so take midnight in the site zone.
+        recorded = ts_to_datetime((msh.get(7) or "")[:8] + "0000", env.tz, "MSH-7")
+        env.context.warn("MSH-7 has no time of day; Provenance.recorded set to midnight", "MSH-7")
     prov: dict[str, Any] = {
         "resourceType": "Provenance",
         "id": env.id_for(
             "Provenance", env.msg.sending_application, env.msg.sending_facility, env.msg.control_id
         ),
         "target": [{"reference": t} for t in targets],
-        "recorded": recorded or "1970-01-01T00:00:00+00:00",
+        "recorded": recorded,
         "activity": activity,
         "agent": [
             {
@@ -62,8 +68,6 @@ def _provenance(env: Env, activity: dict, targets: list[str]) -> dict:
             }
         ],
     }
-    if not recorded:
-        env.context.warn("MSH-7 has no time of day; Provenance.recorded is unknown", "MSH-7")
     return prov
 
 
@@ -201,8 +205,6 @@ def adt_a40(msg: Message, env: Env) -> dict:
         )
     mrn = next((i for i in old_identifiers if i.get("use") == "usual"), None)
     rid = next((i for i in old_identifiers if i["system"] == to_fhir.RESIDENT_ID_SYSTEM), None)
-    from fhirhub_plugins.hl7v2 import ids
-
     old_key = ids.patient_key(
         (mrn["system"], mrn["value"]) if mrn else None,
         rid["value"] if rid else None,

@@ -156,7 +156,9 @@ class MLLPServer(socketserver.ThreadingTCPServer):
         return self.server_address[1]
 
     def start(self) -> MLLPServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="mllp", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="mllp", daemon=True
+        )
         self._thread.start()
         return self
 
