@@ -139,7 +139,6 @@ def _unused_segment(env: Env, seg: Segment) -> None:
 # ADT
 # ---------------------------------------------------------------------------
 
-_ADT_SEGMENTS = {"PID", "PD1", "NK1", "PV1", "PV2", "DG1", "AL1", "IN1"}
 # Events about a person with no visit: PV1 is ignored even when present.
 _PERSON_ONLY = {"A28", "A31"}
 
@@ -174,6 +173,9 @@ def adt(msg: Message, env: Env) -> dict:
             to_fhir.al1_to_allergy_intolerance(seg, env)
         elif name == "IN1":
             to_fhir.in1_to_coverage(seg, env)
+        elif name == "OBX":
+            # ADT OBX carry facts such as height and weight: no report, no lab category.
+            to_fhir.obx_to_observation(seg, env, None, None, category=None)
         else:
             _unused_segment(env, seg)
     if event in ("A01", "A02", "A03", "A06", "A07", "A11", "A13") and encounter is None:

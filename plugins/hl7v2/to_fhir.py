@@ -857,6 +857,9 @@ def _value(obx: Segment, env: Env) -> dict[str, Any]:
                     "denominator": {"value": _num(num2)},
                 }
             }
+        whole = _BOUND.match(comparator or "")  # "<0.10" sent whole in SN.1
+        if whole and not num1:
+            return {"valueQuantity": _quantity(whole.group(2), unit, whole.group(1))}
         if num1 and _NUMBER.match(num1):
             return {
                 "valueQuantity": _quantity(
@@ -898,7 +901,11 @@ def _reference_range(obx: Segment, unit: Composite | None) -> list[dict] | None:
 
 
 def obx_to_observation(
-    obx: Segment, env: Env, report: dict | None, effective: str | None
+    obx: Segment,
+    env: Env,
+    report: dict | None,
+    effective: str | None,
+    category: dict | None = LAB_CATEGORY,
 ) -> dict | None:
     """OBX -> Observation (``OBX[Observation]``), a result of ``report`` when given."""
     code = _lab_code(obx.first(3), env, "OBX-3")  # OBX-3 observation identifier
@@ -938,7 +945,7 @@ def obx_to_observation(
             "resourceType": "Observation",
             "id": oid,
             "status": status.code if status else "unknown",
-            "category": [LAB_CATEGORY],
+            "category": [category] if category else None,
             "code": code,
             "subject": {"reference": env.patient_ref} if env.patient_ref else None,
             "encounter": {"reference": env.encounter_ref} if env.encounter_ref else None,

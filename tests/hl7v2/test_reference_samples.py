@@ -3,7 +3,8 @@
 Only fields both converters map are compared (Patient name, gender,
 birthDate, identifier values; Observation code, value, unit). Identifier
 systems, ids and placeholders differ by design. The samples are not shipped
-with the project; the tests skip when they are absent.
+with the project: point ``HUB_REFERENCE_SAMPLES`` at the samples folder, else
+the tests skip.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import pytest
 from fhirhub_plugins.hl7v2 import convert
 from hub.sites import Site
 
-SAMPLES = Path(
-    os.environ.get("HUB_HL7V2_SAMPLES", "/work/shared/samples/microsoft-fhir-converter/hl7v2")
-)
+# The folder holding microsoft-fhir-converter/, hl7-v2-to-fhir/ and
+# linuxforhealth-hl7v2-fhir-converter/ (third-party samples, see their SOURCES.md).
+ROOT = Path(os.environ.get("HUB_REFERENCE_SAMPLES", "/nonexistent"))
+SAMPLES = ROOT / "microsoft-fhir-converter" / "hl7v2"
 PAIRS = (
     sorted(
         (p, SAMPLES / "input" / (p.name.replace("-expected.json", ".hl7")))
@@ -87,3 +89,62 @@ def test_matches_reference(expected_path, input_path, us_site, code_maps):
                 assert obs["valueQuantity"].get("unit") == theirs_obs[code]["valueQuantity"].get(
                     "unit"
                 )
+
+
+IG = ROOT / "hl7-v2-to-fhir"
+
+
+@pytest.mark.skipif(not IG.is_dir(), reason="reference samples not available")
+def test_matches_v2_to_fhir_ig_adt_a01(us_site, code_maps):
+    """The IG's example Bundle for its ADT_A01 benchmark message, on shared fields."""
+    theirs = json.loads((IG / "samples/fhir-bundles/FHIR_bundle.hl7_ADT_A01.json").read_text())
+    ours, _ = convert((IG / "test-conversions/ADT_A01.hl7").read_bytes(), us_site, code_maps)
+    (their_patient,) = of_type(theirs, "Patient")
+    (our_patient,) = of_type(ours, "Patient")
+    assert our_patient["gender"] == their_patient["gender"]
+    assert our_patient["birthDate"] == their_patient["birthDate"][:10]
+    assert our_patient["name"][0]["family"] == their_patient["name"][0]["family"]
+    assert our_patient["name"][0]["given"][0] == their_patient["name"][0]["given"][0]
+    assert our_patient["maritalStatus"]["coding"][-1]["code"] == "M"
+    assert {"1032702", "N09204074"} <= {i["value"] for i in their_patient["identifier"]}
+    assert {"1032702", "N09204074"} == {i["value"] for i in our_patient["identifier"]}
+    (their_enc,) = of_type(theirs, "Encounter")
+    (our_enc,) = of_type(ours, "Encounter")
+    assert our_enc["identifier"][0]["value"] == their_enc["identifier"][0]["value"]
+    (their_allergy,) = of_type(theirs, "AllergyIntolerance")
+    (our_allergy,) = of_type(ours, "AllergyIntolerance")
+    assert our_allergy["code"]["text"] == their_allergy["code"]["text"]
+    (their_cov,) = of_type(theirs, "Coverage")
+    (our_cov,) = of_type(ours, "Coverage")
+    assert our_cov["period"]["start"] == their_cov["period"]["start"]
+    assert our_cov["payor"][0]["display"] == their_cov["payor"][0]["display"]
+
+
+ALL_INPUTS = (
+    sorted(SAMPLES.glob("input/*.hl7"))
+    + sorted(IG.glob("test-conversions/*.hl7"))
+    + sorted((ROOT / "linuxforhealth-hl7v2-fhir-converter").glob("*.hl7"))
+)
+
+
+@pytest.mark.skipif(not ALL_INPUTS, reason="reference samples not available")
+def test_every_reference_message_maps_or_is_cleanly_rejected(us_site, code_maps):
+    """150 third-party messages: supported ones map to valid R4 resources, the rest
+    are refused with an OperationOutcome naming where; nothing raises anything else."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    from hub.outcomes import OperationOutcomeError
+
+    mapped = 0
+    for path in ALL_INPUTS:
+        try:
+            bundle, _ = convert(path.read_bytes(), us_site, code_maps)
+        except OperationOutcomeError as exc:
+            assert 400 <= exc.status < 500, path.name
+            assert exc.issues[0].get("expression"), path.name
+            continue
+        mapped += 1
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    assert mapped >= 40
