@@ -365,12 +365,21 @@ def scaffold_site(name: str, adapter: str, target_dir: Path) -> Path:
 
 
 def _write_expected(site: Site, body: bytes, case: Path) -> None:
-    """Run the adapter on the example input so the new site starts with a passing case."""
+    """Run the site's adapter on the example input so the new site starts with a passing case."""
     import json
 
-    from fhirhub_plugins.hl7v2 import convert
+    from hub.mapping import InboundMessage
+    from hub.mapping import MappingContext
+    from hub.plugins import get_plugin_manager
 
-    bundle, _issues = convert(body, site)
+    maps = load_code_maps([MAPPINGS_DIR]) if MAPPINGS_DIR.is_dir() else {}
+    pm = get_plugin_manager(only=[site.adapter])
+    bundle = pm.hook.map_inbound(
+        message=InboundMessage(format=site.adapter, body=body, site=site),
+        context=MappingContext(site, maps),
+    )
+    if bundle is None:
+        return  # the adapter is not installed: the engineer writes expected.json
     (case / "expected.json").write_text(
         json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )

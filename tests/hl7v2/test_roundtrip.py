@@ -73,7 +73,7 @@ def test_observation_round_trip(sites, code_maps):
             assert after.get(field) == before.get(field), field
 
 
-def test_map_outbound_hook(sites, code_maps):
+def test_hook_map_outbound(sites, code_maps):
     site = sites["county-hospital-a"]
     bundle, _ = convert(
         (GOLDEN / "ADT_A01/county-inpatient-admit.hl7").read_bytes(), site, code_maps
