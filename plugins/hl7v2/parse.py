@@ -29,6 +29,7 @@ from hub.outcomes import outcome
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
+FRAME_END = b"\x1c\r"
 BOM = codecs.BOM_UTF8
 
 # MSH-18 character set names (HL7 table 0211 and what Chinese HIS vendors send).
@@ -347,6 +348,16 @@ def decode(data: bytes, site: Any = None) -> tuple[str, str]:
         ) from None
 
 
+def _terminated(body: bytes) -> bool:
+    """True when the last segment ends with CR (or LF), inside or outside an MLLP frame."""
+    data = body.rstrip(b" \t")
+    if data.endswith(FRAME_END):
+        data = data[: -len(FRAME_END)]
+    elif data.endswith(END_BLOCK):
+        data = data[:-1]
+    return data.endswith((b"\r", b"\n"))
+
+
 def _normalise_text(text: str) -> str:
     text = text.replace("\r\n", "\r").replace("\n", "\r")
     # Blank lines between segments are noise, not segments.
@@ -360,6 +371,14 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     data = strip_frame(bytes(body))
     if not data:
         raise reject("empty message", None)
+    config = site.plugin_config("hl7v2") if hasattr(site, "plugin_config") else {}
+    if config.get("require_final_terminator") and not _terminated(bytes(body)):
+        # Over a socket a missing final CR means the sender stopped mid-message.
+        raise reject(
+            "the message ends without a segment terminator: it is truncated",
+            "MSH",
+            code="incomplete",
+        )
     if not data.startswith(b"MSH"):
         raise reject("an HL7 v2 message must start with an MSH segment", "segment 1")
     text, charset = decode(data, site)

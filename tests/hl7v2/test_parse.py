@@ -97,3 +97,14 @@ def test_hook_map_inbound(county, code_maps):
         "Patient",
         "Provenance",
     ]
+
+
+def test_truncated_message_rejected_when_the_site_requires_terminators(township):
+    body = "MSH|^~\\&|HIS|ZWSY|HUB|HUB|20240101||ADT^A28|M1|P|2.4\rPID|1||B1^^^ZWSY^MR||王".encode(
+        "gb18030"
+    )
+    with pytest.raises(OperationOutcomeError) as exc:
+        parse_message(body, township)
+    assert exc.value.issues[0]["code"] == "incomplete"
+    assert parse_message(body + b"\r", township).segment("PID").get(5) == "王"
+    assert parse_message(b"\x0b" + body + b"\r\x1c\r", township).control_id == "M1"
