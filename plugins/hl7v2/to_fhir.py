@@ -117,10 +117,11 @@ def is_resident_id(rep: Composite) -> bool:
     """True when a CX names the resident ID number (CX.5 type or CX.4 authority)."""
     id_type = (rep.get(5) or "").upper()  # CX.5 identifier type code
     namespace, universal = _authority(rep)  # CX.4 assigning authority
-    return (
-        id_type in RESIDENT_ID_TYPES
-        or (namespace or "") in RESIDENT_ID_AUTHORITIES
-        or (universal or "") in RESIDENT_ID_AUTHORITIES
+    if id_type in RESIDENT_ID_TYPES:
+        return True
+    # An authority alone decides only when no other type is given (CHN also issues passports).
+    return not id_type and (
+        (namespace or "") in RESIDENT_ID_AUTHORITIES or (universal or "") in RESIDENT_ID_AUTHORITIES
     )
 
 

@@ -108,3 +108,16 @@ def test_truncated_message_rejected_when_the_site_requires_terminators(township)
     assert exc.value.issues[0]["code"] == "incomplete"
     assert parse_message(body + b"\r", township).segment("PID").get(5) == "王"
     assert parse_message(b"\x0b" + body + b"\r\x1c\r", township).control_id == "M1"
+
+
+def test_entry_point_registers_the_adapter(county, code_maps):
+    from hub.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(only=["hl7v2"])
+    assert pm.get_plugin("hl7v2") is not None
+    body = BASE.format(cs="", name="张^三").encode()
+    assert pm.hook.detect_format(body=body, content_type=None) == "hl7v2"
+    bundle = pm.hook.map_inbound(
+        message=InboundMessage("hl7v2", body, county), context=MappingContext(county, code_maps)
+    )
+    assert bundle["resourceType"] == "Bundle"
