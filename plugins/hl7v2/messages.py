@@ -258,7 +258,11 @@ def adt_a40(msg: Message, env: Env) -> dict:
 
 
 def oru_r01(msg: Message, env: Env) -> dict:
-    """ORU R01: Patient (and Encounter), DiagnosticReport per OBR, Observation per OBX."""
+    """ORU R01: Patient (and Encounter), DiagnosticReport per OBR, Observation per OBX.
+
+    With ``oru_context: reference`` (site setting) the Bundle leaves out the
+    Patient and Encounter and only refers to them.
+    """
     _require(msg, "PID", "OBR", "OBX")
     pid = msg.segment("PID")
     to_fhir.pid_to_patient(pid, env)
@@ -279,9 +283,16 @@ def oru_r01(msg: Message, env: Env) -> dict:
             to_fhir.obx_to_observation(seg, env, report, effective)
         else:
             _unused_segment(env, seg)
+    if env.config.get("oru_context", "write") == "reference":
+        # The ADT feed owns Patient and Encounter: refer to them by their
+        # deterministic ids instead of overwriting them with the ORU's thinner copy.
+        for ref in [r for r in env.entries if r.split("/")[0] in _ADT_OWNED]:
+            del env.entries[ref]
     targets = [ref for ref in env.entries if not ref.startswith("Practitioner/")]
     return bundle(env, _provenance(env, _event_activity(msg), targets))
 
+
+_ADT_OWNED = {"Patient", "Encounter", "Practitioner"}
 
 MESSAGES = {
     "ADT_A01": adt,

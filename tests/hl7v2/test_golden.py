@@ -89,3 +89,28 @@ def test_a03_after_a01_updates_the_same_encounter(sites, code_maps):
 
     assert ids(a01, "Encounter") == ids(a03, "Encounter")
     assert ids(a01, "Patient") == ids(a03, "Patient")
+
+
+def test_oru_reference_mode_leaves_adt_owned_resources_alone(county, code_maps):
+    from hub.sites import Site
+
+    data = {
+        "name": county.name,
+        "adapter": "hl7v2",
+        "organization": county.organization,
+        "identifier_systems": county.identifier_systems,
+        "plugins": {"hl7v2": {"oru_context": "reference"}},
+    }
+    site = Site(data)
+    body = (GOLDEN_DIR / "ORU_R01" / "county-lipid-panel.hl7").read_bytes()
+    bundle, _ = convert(body, site, code_maps)
+    full, _ = convert(body, county, code_maps)
+    types = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert "Patient" not in types and "Encounter" not in types
+    patient_id = next(
+        e["resource"]["id"] for e in full["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    observation = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+    )
+    assert observation["subject"] == {"reference": f"Patient/{patient_id}"}
