@@ -115,6 +115,10 @@ class SiteSchema(_Strict):
     validation = fields.String(load_default="reject", validate=validate.OneOf(VALIDATION_POLICIES))
     outbound = fields.Nested(OutboundSchema, load_default=None)
     plugins = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    # The payload format when the adapter maps several (default: the adapter's own).
+    format = fields.String(load_default=None)
+    # Kit inputs' media types by file extension (csv: text/csv), for the kit runner.
+    content_types = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
     @validates("name")
     def _name(self, value: str, **_: Any) -> None:
@@ -177,6 +181,8 @@ class Site:
         self.validation: str = data.get("validation", "reject")
         self.outbound: dict[str, Any] | None = data.get("outbound")
         self._plugins: dict[str, dict] = data.get("plugins") or {}
+        self.format: str | None = data.get("format")
+        self.content_types: dict[str, str] = data.get("content_types") or {}
         self.code_map_overrides: dict[str, CodeMap] = {}
 
     def __repr__(self) -> str:
