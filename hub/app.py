@@ -44,6 +44,10 @@ class Hub:
         self.search_registry, self.indexer, search_engine = _load_search(self.pm)
         self.repo = Repository(self.engine, self.indexer)
         self.service = FhirService(self.repo, search_engine, self.pm, config)
+        self.sites = _load_sites(config, self.code_maps)
+        from hub.ingest.pipeline import Pipeline
+
+        self.pipeline = Pipeline(self)
         operations = _builtin_operations()
         for ops in self.pm.hook.register_operations():
             operations.extend(ops or ())
@@ -69,6 +73,18 @@ def _load_code_maps(pm, config: dict[str, Any]):
         folders.extend(Path(f) for f in extra or ())
     folders.extend(Path(f) for f in str(config.get("MAPPINGS_DIR") or "").split(os.pathsep) if f)
     return load_code_maps([f for f in folders if f.is_dir()])
+
+
+def _load_sites(config: dict[str, Any], code_maps):
+    """``conformance/sites`` plus the folders in ``SITES_DIR`` (colon-separated)."""
+    from pathlib import Path
+
+    from hub.paths import SITES_DIR
+    from hub.sites import load_sites
+
+    folders = [SITES_DIR] if config.get("LOAD_EXAMPLE_SITES", True) else []
+    folders += [Path(f) for f in str(config.get("SITES_DIR") or "").split(os.pathsep) if f]
+    return load_sites([f for f in folders if f.is_dir()], code_maps)
 
 
 def _load_search(pm):
@@ -114,8 +130,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from hub.api import errors
     from hub.api import fhir
+    from hub.api import inbox
 
     app.register_blueprint(fhir.bp)
+    app.register_blueprint(inbox.bp)
+    app.register_blueprint(inbox.deliveries)
     errors.register(app)
 
     @app.get("/")
