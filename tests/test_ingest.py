@@ -375,3 +375,29 @@ def test_outbound_retries_then_dead_letters(app_config, tmp_path):
         assert app.test_client().post(f"/api/deliveries/{dead[0]['id']}/retry").status_code == 200
     finally:
         hub.close()
+
+
+def test_registry_departures_are_marked_not_deleted(client, hub):
+    header = "姓名,性别,身份证号,出生日期,优抚类别,伤残等级,伤残性质,户籍地址,联系电话,所属区市,抚恤定补标准(元/月),状态\n"
+    row_a = "王建国,男,370202195003120834,1950-03-12,残疾军人,六级,因战,青岛市市南区,13800000001,市南区,2150,正常\n"
+    row_b = "李秀兰,女,370203194811020147,1948-11-02,烈士遗属,,,青岛市市北区,13800000002,市北区,2680,正常\n"
+    first = ingest(client, "veterans-registry", (header + row_a + row_b).encode(), "text/csv")
+    assert first.status_code == 200, first.data
+    second = ingest(client, "veterans-registry", (header + row_a).encode(), "text/csv")
+    assert second.status_code == 200, second.data
+    departed = patient_id_for_resident_id("370203194811020147")
+    assert client.get(f"/fhir/Patient/{departed}").status_code == 200  # still there
+    statuses = [
+        o for o in _all(hub, "Observation") if o["subject"]["reference"] == f"Patient/{departed}"
+    ]
+    assert statuses
+    texts = str(statuses[0]["component"])
+    assert "ended" in texts and "departed" in texts
+    episodes = [
+        e for e in _all(hub, "EpisodeOfCare") if e["patient"]["reference"] == f"Patient/{departed}"
+    ]
+    assert episodes and all(e["status"] == "finished" for e in episodes)
+    stayed = [
+        e for e in _all(hub, "EpisodeOfCare") if e["patient"]["reference"] != f"Patient/{departed}"
+    ]
+    assert stayed and all(e["status"] != "finished" for e in stayed)
