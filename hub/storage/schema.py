@@ -291,8 +291,10 @@ sp_token = _index_table(
 
 sp_date = _index_table(
     "sp_date",
-    Column("low", UTCDateTime),  # inclusive; NULL = open
-    Column("high", UTCDateTime),  # exclusive; NULL = open
+    # [low, high) in UTC; open ends are 0001-01-01 and 9999-12-31T23:59:59
+    # (not NULL), so every comparison is a plain range test.
+    Column("low", UTCDateTime, nullable=False),
+    Column("high", UTCDateTime, nullable=False),
     indexes=(Index(None, "res_type", "param", "low"), Index(None, "res_type", "param", "high")),
 )
 
@@ -338,15 +340,20 @@ sp_uri = _index_table(
     indexes=(Index(None, "res_type", "param", "value"),),
 )
 
-# Composite parameters: one row per combination of component values, each
-# component rendered as text by the indexer (hub.search).
+# Composite parameters: one row per combination of the first two component
+# values. The first component is a token; the second is stored by its type:
+# token/string/reference/uri in c2_system/c2_code, number/quantity in c2_value
+# (with the unit in c2_system/c2_code), date as the [c2_low, c2_high) range.
 sp_composite = _index_table(
     "sp_composite",
-    Column("comp1", String(512)),
-    Column("comp2", String(512)),
-    Column("comp3", String(512)),
-    Column("num2", Float),  # numeric value of the second component, for prefixes
-    indexes=(Index(None, "res_type", "param", "comp1", "comp2"),),
+    Column("c1_system", String(512)),
+    Column("c1_code", String(512)),
+    Column("c2_system", String(512)),
+    Column("c2_code", String(512)),
+    Column("c2_value", Float),
+    Column("c2_low", UTCDateTime),
+    Column("c2_high", UTCDateTime),
+    indexes=(Index(None, "res_type", "param", "c1_code", "c2_code"),),
 )
 
 # Which compartments (Patient/123, Encounter/9, ...) a resource belongs to.
