@@ -134,8 +134,6 @@ class SearchEngine:
         q = _Query(self, conn, strict)
         r = S.resource.alias("r")
         where = [_not_deleted(r)]
-        if res_type:
-            where.append(r.c.res_type == res_type)
         control: dict[str, list[str]] = {}
         for key, value in params:
             base = key.split(":", 1)[0]
@@ -148,6 +146,11 @@ class SearchEngine:
                 q.ignore(ign)
         if compartment:
             where.append(self._compartment_clause(r, res_type, compartment))
+        if res_type and not (compartment or any(id(c) in q.positive for c in where)):
+            # With a positive ``pk IN (index subquery)`` the type is already implied
+            # (the subquery filters on it); leaving it out lets SQLite drive the
+            # query from the index subquery instead of scanning the whole type.
+            where.append(r.c.res_type == res_type)
         types = [t for v in control.get("_type", ()) for t in v.split(",") if t]
         if types:
             unknown = [t for t in types if not self.registry.is_type(t)]
@@ -429,6 +432,13 @@ class _Query:
         self.conn = conn
         self.strict = strict
         self.issues: list[dict] = []
+        # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
+        self.positive: set[int] = set()
+
+    def _pk_in(self, r, sub):
+        clause = r.c.pk.in_(sub)
+        self.positive.add(id(clause))
+        return clause
 
     def ignore(self, ign: _Ignored) -> None:
         if self.strict:
@@ -513,7 +523,9 @@ class _Query:
         else:
             raise _Ignored(key, f"parameter type '{p.type}' is not supported")
         sub = self._rows(t, res_type, param).where(sa.or_(*tests))
-        return r.c.pk.not_in(sub) if negate else r.c.pk.in_(sub)
+        if negate:
+            return r.c.pk.not_in(sub)
+        return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
 
     # -- per type -------------------------------------------------------------
 
@@ -578,10 +590,12 @@ class _Query:
             return high > qhi
         if prefix == "lt":
             return low < qlo
+        # ge/le: the target range reaches into [search low, infinity) or
+        # (-infinity, search high): overlap semantics, as HAPI and Blaze use.
         if prefix == "ge":
-            return sa.or_(high > qhi, sa.and_(low >= qlo, high <= qhi))
+            return high > qlo
         if prefix == "le":
-            return sa.or_(low < qlo, sa.and_(low >= qlo, high <= qhi))
+            return low < qhi
         if prefix == "sa":
             return low >= qhi
         if prefix == "eb":
@@ -802,7 +816,7 @@ class _Query:
             )
             tests.append(sa.and_(ref.c.target_type == tt, ref.c.target_id.in_(ids)))
         sub = self._rows(ref, res_type, name).where(sa.or_(*tests))
-        return r.c.pk.in_(sub)
+        return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
 
     def _has(self, res_type, r, key, value):
         parts = key.split(":", 3)
