@@ -36,7 +36,10 @@ def main(definitions: str) -> None:
     with tarfile.open(src / "hl7.fhir.r4.core-4.0.1.tgz") as tar:
         for member in tar.getmembers():
             name = member.name.rsplit("/", 1)[-1]
-            if name.startswith("CompartmentDefinition-") and name != "CompartmentDefinition-example.json":
+            if (
+                name.startswith("CompartmentDefinition-")
+                and name != "CompartmentDefinition-example.json"
+            ):
                 doc = json.load(tar.extractfile(member))
                 compartments[doc["code"]] = {
                     r["code"]: r["param"] for r in doc.get("resource", []) if r.get("param")

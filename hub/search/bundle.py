@@ -62,9 +62,7 @@ def searchset_bytes(result, base_url: str) -> bytes:
             issue("information", "informational", f"SQL:\n{explain['sql']}\n\nPlan:\n{plan}")
         )
     if issues:
-        entries.append(
-            orjson.dumps({"resource": outcome(*issues), "search": {"mode": "outcome"}})
-        )
+        entries.append(orjson.dumps({"resource": outcome(*issues), "search": {"mode": "outcome"}}))
     if entries:
         parts.append(b',"entry":[' + b",".join(entries) + b"]")
     parts.append(b"}")

@@ -196,9 +196,9 @@ class SearchEngine:
         includes = self._includes(conn, q, rows, control)
         elements = [e for v in control.get("_elements", ()) for e in v.split(",") if e]
         if summary in ("true", "text", "data") or elements:
-            entries = [
-                (t, i, _subset(c, summary, elements), mode) for t, i, c, mode in entries
-            ] + [(t, i, _subset(c, summary, ()), mode) for t, i, c, mode in includes]
+            entries = [(t, i, _subset(c, summary, elements), mode) for t, i, c, mode in entries] + [
+                (t, i, _subset(c, summary, ()), mode) for t, i, c, mode in includes
+            ]
         else:
             entries += includes
         result.entries = entries
@@ -749,21 +749,7 @@ class _Query:
             if rng is None:
                 raise invalid(key, f"'{v}' is not a valid date")
             lo, hi = (x.replace(tzinfo=V.UTC) for x in rng)
-            tests.append(
-                {
-                    "eq": lambda: sa.and_(col >= lo, col < hi),
-                    "ne": lambda: sa.or_(col < lo, col >= hi),
-                    "gt": lambda: col >= hi,
-                    "sa": lambda: col >= hi,
-                    "lt": lambda: col < lo,
-                    "eb": lambda: col < lo,
-                    "ge": lambda: col >= lo,
-                    "le": lambda: col < hi,
-                    "ap": lambda: sa.and_(
-                        col >= lo - dt.timedelta(days=1), col < hi + dt.timedelta(days=1)
-                    ),
-                }[prefix]()
-            )
+            tests.append(_instant_test(col, prefix, lo, hi))
         return sa.or_(*tests)
 
     def _list(self, res_type, r, value):
@@ -811,9 +797,7 @@ class _Query:
         for tt in targets:
             inner = S.resource.alias()
             cond = self.clause(tt, inner, rest, value)
-            ids = sa.select(inner.c.res_id).where(
-                inner.c.res_type == tt, _not_deleted(inner), cond
-            )
+            ids = sa.select(inner.c.res_id).where(inner.c.res_type == tt, _not_deleted(inner), cond)
             tests.append(sa.and_(ref.c.target_type == tt, ref.c.target_id.in_(ids)))
         sub = self._rows(ref, res_type, name).where(sa.or_(*tests))
         return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
@@ -842,6 +826,23 @@ class _Query:
             ),
         )
         return r.c.res_id.in_(ids)
+
+
+def _instant_test(col, prefix, lo, hi):
+    """A point in time (``_lastUpdated``) against the search range ``[lo, hi)``."""
+    if prefix == "eq":
+        return sa.and_(col >= lo, col < hi)
+    if prefix == "ne":
+        return sa.or_(col < lo, col >= hi)
+    if prefix in ("gt", "sa"):
+        return col >= hi
+    if prefix in ("lt", "eb"):
+        return col < lo
+    if prefix == "ge":
+        return col >= lo
+    if prefix == "le":
+        return col < hi
+    return sa.and_(col >= lo - dt.timedelta(days=1), col < hi + dt.timedelta(days=1))
 
 
 def _compare_number(col, prefix, rng):

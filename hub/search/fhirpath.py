@@ -54,9 +54,7 @@ def term_root(term: str) -> str | None:
 
 def terms_for(expression: str, res_type: str) -> list[str]:
     """The union terms of ``expression`` that apply to ``res_type``."""
-    return [
-        t for t in split_union(expression) if term_root(t) in (res_type, *_BASE_TYPES)
-    ]
+    return [t for t in split_union(expression) if term_root(t) in (res_type, *_BASE_TYPES)]
 
 
 # ---------------------------------------------------------------------------

@@ -388,7 +388,13 @@ class Indexer:
             for v in values:
                 for t in number_values(v):
                     out.append(
-                        {"res_type": res_type, "param": code, "value": t[0], "low": t[1], "high": t[2]}
+                        {
+                            "res_type": res_type,
+                            "param": code,
+                            "value": t[0],
+                            "low": t[1],
+                            "high": t[2],
+                        }
                     )
         elif kind == "uri":
             out = rows.setdefault("sp_uri", [])
@@ -413,9 +419,7 @@ class Indexer:
             kinds.append((target.type, ex))
         out = rows.setdefault("sp_composite", [])
         for item in items:
-            firsts = [
-                t for v in kinds[0][1](item) for t in token_values(v) if t[1] is not None
-            ]
+            firsts = [t for v in kinds[0][1](item) for t in token_values(v) if t[1] is not None]
             if not firsts:
                 continue
             seconds = [_component_value(kinds[1][0], v, self.tz) for v in kinds[1][1](item)]
@@ -453,7 +457,7 @@ class Indexer:
                 if r["target_type"] == comp_type and r["target_id"] and r["param"] in params:
                     ids.append((r["param"], r["target_id"]))
             seen = set()
-            for param, target_id in ids:
+            for _param, target_id in ids:
                 if target_id not in seen:
                     seen.add(target_id)
                     out.append({"res_type": res_type, "comp_type": comp_type, "comp_id": target_id})

@@ -9,7 +9,6 @@ import orjson
 import sqlalchemy as sa
 
 import hub
-
 from hub.search.indexer import Indexer
 from hub.search.reindex import write_index
 from hub.storage import schema as S

@@ -16,7 +16,10 @@ def _obs(oid, code, subject, **extra):
         "resourceType": "Observation",
         "id": oid,
         "status": extra.pop("status", "final"),
-        "code": {"coding": [{"system": LOINC, "code": code[0], "display": code[1]}], "text": code[1]},
+        "code": {
+            "coding": [{"system": LOINC, "code": code[0], "display": code[1]}],
+            "text": code[1],
+        },
     }
     if subject:
         res["subject"] = {"reference": subject}

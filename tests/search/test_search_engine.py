@@ -81,7 +81,11 @@ def test_string_on_synthea(conn, engine):
         ("Observation", "value-concept=http://snomed.info/sct|449868002", {"obs-smoke"}),
         ("Observation", "value-concept:text=current every", {"obs-smoke"}),
         ("Observation", "status=preliminary", {"obs-str", "obs-nosubj"}),
-        ("Observation", "code:in=http://example.org/fhir/ValueSet/vitals", {"obs-bp", "obs-wt", "obs-wt-g"}),
+        (
+            "Observation",
+            "code:in=http://example.org/fhir/ValueSet/vitals",
+            {"obs-bp", "obs-wt", "obs-wt-g"},
+        ),
         ("Observation", "_id=obs-bp,obs-wt", {"obs-bp", "obs-wt"}),
     ],
 )
@@ -93,7 +97,9 @@ def test_token_not_and_not_in(conn, engine):
     everything = mine(ids(conn, engine, "Observation", "_id:not=nothing"))
     assert mine(ids(conn, engine, "Observation", "status:not=final")) == {"obs-str", "obs-nosubj"}
     vitals = {"obs-bp", "obs-wt", "obs-wt-g"}
-    not_in = mine(ids(conn, engine, "Observation", "code:not-in=http://example.org/fhir/ValueSet/vitals"))
+    not_in = mine(
+        ids(conn, engine, "Observation", "code:not-in=http://example.org/fhir/ValueSet/vitals")
+    )
     assert not_in == everything - vitals
 
 
@@ -201,7 +207,9 @@ def test_reference_identifier_and_uri(conn, engine):
     assert ids(conn, engine, "ValueSet", "url:below=http://example.org/fhir/") == {"vs-vitals"}
     assert ids(conn, engine, "ValueSet", f"url:above={url}/extra/part") == {"vs-vitals"}
     assert ids(conn, engine, "ValueSet", "url=http://example.org/fhir") == set()
-    assert mine(ids(conn, engine, "Patient", "_profile=http://example.org/StructureDefinition/cn-patient")) == {"zs"}
+    assert mine(
+        ids(conn, engine, "Patient", "_profile=http://example.org/StructureDefinition/cn-patient")
+    ) == {"zs"}
 
 
 @pytest.mark.parametrize(
@@ -228,10 +236,22 @@ def test_composite(conn, engine, query, expected):
     [
         ("Observation", "subject:Patient.name=张", {"obs-bp", "obs-wt", "obs-temp"}),
         ("Observation", "patient.gender=female", {"obs-wt-g", "obs-smoke"}),
-        ("Observation", "subject:Patient.organization.name=北京协和", {"obs-bp", "obs-wt", "obs-temp", "obs-wt-g", "obs-smoke"}),
-        ("Observation", "subject:Patient.organization:Organization.identifier=PUMCH", {"obs-bp", "obs-wt", "obs-temp", "obs-wt-g", "obs-smoke"}),
+        (
+            "Observation",
+            "subject:Patient.organization.name=北京协和",
+            {"obs-bp", "obs-wt", "obs-temp", "obs-wt-g", "obs-smoke"},
+        ),
+        (
+            "Observation",
+            "subject:Patient.organization:Organization.identifier=PUMCH",
+            {"obs-bp", "obs-wt", "obs-temp", "obs-wt-g", "obs-smoke"},
+        ),
         ("Patient", "_has:Observation:subject:code=8310-5", {"zs"}),
-        ("Patient", "_has:Observation:patient:_has:Provenance:target:agent=Organization/org-cn", {"zs"}),
+        (
+            "Patient",
+            "_has:Observation:patient:_has:Provenance:target:agent=Organization/org-cn",
+            {"zs"},
+        ),
         ("Patient", "_has:Observation:subject:status=preliminary", {"wxm"}),
         ("Patient", "_list=list-1", {"zs", "oy"}),
         ("Encounter", "subject.birthdate=1980-05-04", {"enc-1"}),
@@ -282,7 +302,12 @@ def test_include_and_revinclude(conn, engine):
 
 
 def test_include_iterate_and_wildcard(conn, engine):
-    plain = run(conn, engine, "Observation", "_id=obs-bp&_include=Observation:subject&_include=Patient:organization")
+    plain = run(
+        conn,
+        engine,
+        "Observation",
+        "_id=obs-bp&_include=Observation:subject&_include=Patient:organization",
+    )
     assert ("Organization", "org-cn", "include") not in entries(plain)
     it = run(
         conn,
@@ -293,7 +318,12 @@ def test_include_iterate_and_wildcard(conn, engine):
     assert ("Organization", "org-cn", "include") in entries(it)
     star = run(conn, engine, "Observation", "_id=obs-bp&_include=*")
     assert {("Patient", "zs", "include"), ("Encounter", "enc-1", "include")} <= entries(star)
-    rev = run(conn, engine, "Patient", "_id=zs&_revinclude:iterate=Observation:subject&_revinclude:iterate=Provenance:target")
+    rev = run(
+        conn,
+        engine,
+        "Patient",
+        "_id=zs&_revinclude:iterate=Observation:subject&_revinclude:iterate=Provenance:target",
+    )
     assert ("Provenance", "prov-1", "include") in entries(rev)
 
 
