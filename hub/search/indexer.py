@@ -43,7 +43,10 @@ class IndexResult:
 
 
 def _clip(s):
-    return s[:_CLIP] if isinstance(s, str) and len(s) > _CLIP else s
+    """A string value clipped to the column size; anything else (invalid FHIR) is None."""
+    if isinstance(s, str):
+        return s[:_CLIP] if len(s) > _CLIP else s
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -193,8 +196,8 @@ def quantity_values(v) -> list[tuple]:
         if not (lv or hv):
             return []
         value = (lv or hv)[0]
-        system = base.get("system")
-        code = base.get("code")
+        system = _clip(base.get("system"))
+        code = _clip(base.get("code"))
         cv, cc = canonical_quantity(value, code) if system in (None, _UCUM) else (None, None)
         return [
             (
@@ -203,7 +206,7 @@ def quantity_values(v) -> list[tuple]:
                 hv[2] if hv else 1e300,
                 system,
                 code,
-                base.get("unit"),
+                _clip(base.get("unit")),
                 cv,
                 cc,
             )
@@ -211,9 +214,9 @@ def quantity_values(v) -> list[tuple]:
     r = number_range(v.get("value"))
     if not r:
         return []
-    system, code = v.get("system"), v.get("code")
+    system, code = _clip(v.get("system")), _clip(v.get("code"))
     if "currency" in v:  # Money
-        system, code = "urn:iso:std:iso:4217", v.get("currency")
+        system, code = "urn:iso:std:iso:4217", _clip(v.get("currency"))
     cv, cc = canonical_quantity(r[0], code) if system in (None, _UCUM) else (None, None)
     return [(r[0], r[1], r[2], _clip(system), _clip(code), _clip(v.get("unit")), cv, cc)]
 
@@ -257,9 +260,9 @@ def reference_values(v) -> list[tuple]:
         isys, ival = _clip(ident.get("system")), _clip(ident.get("value"))
     if isinstance(literal, str):
         t, i, ver, url = parse_reference(literal)
-        return [(t or v.get("type"), _clip(i), ver, _clip(url), isys, ival)]
+        return [(t or _clip(v.get("type")), _clip(i), ver, _clip(url), isys, ival)]
     if ival is not None:
-        return [(v.get("type"), None, None, None, isys, ival)]
+        return [(_clip(v.get("type")), None, None, None, isys, ival)]
     return []
 
 
@@ -300,13 +303,13 @@ class Indexer:
         for p in self.registry.indexed_params(res_type):
             try:
                 values = p.extractor(res_type)(resource)
-            except Exception:  # noqa: BLE001 - a bad value must not fail the write
+                if values:
+                    self._rows_for(p, res_type, values, rows)
+            except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
-            if values:
-                self._rows_for(p, res_type, values, rows)
         refs = rows.get("sp_reference", ())
         result.patient_id = self._compartments(resource, res_type, refs, rows)
-        result.rows = rows
+        result.rows = {table: r for table, r in rows.items() if r}
         return result
 
     # -- per type ----------------------------------------------------------
