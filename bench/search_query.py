@@ -116,9 +116,7 @@ def main() -> None:
             sa.select(S.resource.c.res_id).where(S.resource.c.res_type == "Patient").limit(1)
         ).scalar()
         family = orjson.loads(
-            conn.execute(
-                sa.select(S.resource.c.content).where(S.resource.c.res_id == pid)
-            ).scalar()
+            conn.execute(sa.select(S.resource.c.content).where(S.resource.c.res_id == pid)).scalar()
         )["name"][0]["family"]
     queries = [
         ("Patient", f"name={family}"),
@@ -157,7 +155,9 @@ def main() -> None:
         t = time.perf_counter()
         for _ in range(args.repeat):
             engine.search(conn, "Observation", [("_count", "20")], base_url="")
-        print(f"{'Observation?_count=20':<80}{'':>6}{(time.perf_counter() - t) / args.repeat * 1e3:>9.2f}")
+        print(
+            f"{'Observation?_count=20':<80}{'':>6}{(time.perf_counter() - t) / args.repeat * 1e3:>9.2f}"
+        )
     print(f"\nmedian of the per-query p50s: {statistics.median(p50s):.2f} ms")
 
 

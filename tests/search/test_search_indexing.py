@@ -20,8 +20,8 @@ from hub.search.engine import SearchResult
 from hub.search.fhirpath import compile_extractor
 from hub.search.fhirpath import is_fast
 from hub.search.indexer import Indexer
-from hub.search.reindex import reindex
 from hub.search.registry import SearchRegistry
+from hub.search.reindex import reindex
 from hub.storage import schema as S
 
 ALL = [r for p in SYNTHEA for r in synthea_resources(p)] + SAMPLES
@@ -219,9 +219,7 @@ def test_summary_and_elements_helpers():
 
 
 def test_explain_on_both_backends(conn, engine):
-    result = engine.search(
-        conn, "Patient", [("name", "张"), ("_explain", "true")], base_url=""
-    )
+    result = engine.search(conn, "Patient", [("name", "张"), ("_explain", "true")], base_url="")
     assert "LIKE" in result.explain["sql"].upper()
     assert not result.explain["plan"][0].startswith("(no plan")
     raw = searchset_bytes(result, "http://h/fhir")
