@@ -135,15 +135,34 @@ class SearchEngine:
         r = S.resource.alias("r")
         where = [_not_deleted(r)]
         control: dict[str, list[str]] = {}
+        filters = []
         for key, value in params:
-            base = key.split(":", 1)[0]
-            if base in _CONTROL:
+            if key.split(":", 1)[0] in _CONTROL:
                 control.setdefault(key, []).append(value)
-                continue
+            else:
+                filters.append((key, value))
+        types = [t for v in control.get("_type", ()) for t in v.split(",") if t]
+        unknown = [t for t in types if not self.registry.is_type(t)]
+        if unknown:
+            raise invalid("_type", f"unknown resource type '{unknown[0]}'")
+        for key, value in filters:
             try:
                 where.append(q.clause(res_type, r, key, value))
             except _Ignored as ign:
-                q.ignore(ign)
+                if res_type or not types or ign.code != "not-found":
+                    q.ignore(ign)
+                    continue
+                # System level with _type: a parameter of the listed types.
+                per_type = []
+                for t in types:
+                    try:
+                        per_type.append(sa.and_(r.c.res_type == t, q.clause(t, r, key, value)))
+                    except _Ignored:
+                        continue
+                if per_type:
+                    where.append(sa.or_(*per_type))
+                else:
+                    q.ignore(ign)
         if compartment:
             where.append(self._compartment_clause(r, res_type, compartment))
         if res_type and not (compartment or any(id(c) in q.positive for c in where)):
@@ -151,11 +170,7 @@ class SearchEngine:
             # (the subquery filters on it); leaving it out lets SQLite drive the
             # query from the index subquery instead of scanning the whole type.
             where.append(r.c.res_type == res_type)
-        types = [t for v in control.get("_type", ()) for t in v.split(",") if t]
         if types:
-            unknown = [t for t in types if not self.registry.is_type(t)]
-            if unknown:
-                raise invalid("_type", f"unknown resource type '{unknown[0]}'")
             where.append(r.c.res_type.in_(types))
 
         count = self._count(control)

@@ -175,3 +175,27 @@ class SearchRegistry:
             ]
             self._cache[key] = got  # type: ignore[assignment]
         return got  # type: ignore[return-value]
+
+
+def stored_search_parameters(conn) -> list[dict]:
+    """The SearchParameter resources stored in the hub (custom parameters).
+
+    Pass them to :meth:`SearchRegistry.load`; they take effect for searches at
+    once and for existing resources after :func:`hub.search.reindex.reindex`.
+    """
+    import orjson
+    import sqlalchemy as sa
+
+    from hub.storage.schema import resource
+
+    rows = conn.execute(
+        sa.select(resource.c.content).where(
+            resource.c.res_type == "SearchParameter", resource.c.deleted == sa.false()
+        )
+    )
+    out = []
+    for (content,) in rows:
+        sp = orjson.loads(content)
+        if sp.get("status") != "retired" and sp.get("code") and sp.get("base"):
+            out.append(sp)
+    return out

@@ -151,6 +151,12 @@ SAMPLES: list[dict] = [
         "obs-smoke",
         ("72166-2", "Tobacco smoking status"),
         "Patient/oy",
+        performer=[
+            {
+                "identifier": {"system": "urn:oid:2.16.156.10011.1.4", "value": "D042"},
+                "display": "李医生",
+            }
+        ],
         valueCodeableConcept={
             "coding": [
                 {

@@ -195,6 +195,13 @@ def test_reference(conn, engine, query, expected):
     assert mine(ids(conn, engine, "Observation", query)) == expected
 
 
+def test_reference_identifier(conn, engine):
+    found = ids(conn, engine, "Observation", "performer:identifier=urn:oid:2.16.156.10011.1.4|D042")
+    assert found == {"obs-smoke"}
+    assert ids(conn, engine, "Observation", "performer:identifier=D042") == {"obs-smoke"}
+    assert ids(conn, engine, "Observation", "performer:identifier=x|D042") == set()
+
+
 def test_missing_false(conn, engine):
     assert "obs-nosubj" not in ids(conn, engine, "Observation", "subject:missing=false")
     assert "obs-bp" in ids(conn, engine, "Observation", "subject:missing=false")
@@ -275,6 +282,11 @@ def test_system_search(conn, engine):
     assert found == {"zs"}
     found = mine(ids(conn, engine, None, "_id=zs,org-cn&_type=Patient,Organization"))
     assert found == {"zs", "org-cn"}
+    # a parameter of the listed types (not common to all resources)
+    found = mine(ids(conn, engine, None, "_type=Patient,Organization&name=北京,欧阳"))
+    assert found == {"org-cn", "oy"}
+    result = run(conn, engine, None, "name=x")
+    assert "at system level" in result.issues[0]["diagnostics"]
 
 
 # --- _include / _revinclude -------------------------------------------------------------

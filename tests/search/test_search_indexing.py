@@ -21,6 +21,7 @@ from hub.search.fhirpath import compile_extractor
 from hub.search.fhirpath import is_fast
 from hub.search.indexer import Indexer
 from hub.search.registry import SearchRegistry
+from hub.search.registry import stored_search_parameters
 from hub.search.reindex import reindex
 from hub.storage import schema as S
 
@@ -130,6 +131,7 @@ def test_indexing_is_cheap(indexer):
 def test_custom_parameter_after_reindex(db, conn):
     custom = {
         "resourceType": "SearchParameter",
+        "id": "patient-nickname",
         "url": "http://example.org/SearchParameter/patient-nickname",
         "code": "nickname",
         "base": ["Patient"],
@@ -152,7 +154,11 @@ def test_custom_parameter_after_reindex(db, conn):
             ).decode()
         )
     )
-    registry = SearchRegistry.load([custom])
+    from search_helpers import insert
+
+    insert(conn, Indexer(SearchRegistry.load()), custom)
+    registry = SearchRegistry.load(stored_search_parameters(conn))
+    assert registry.get("Patient", "nickname").type == "string"
     engine = SearchEngine(registry)
     search = [("nickname", "jog")]
     assert engine.search(conn, "Patient", search, base_url="").entries == []
