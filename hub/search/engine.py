@@ -263,48 +263,51 @@ class SearchEngine:
                     .where(t.c.resource_pk == r.c.pk, t.c.param == name)
                     .scalar_subquery()
                 )
-            keys.append((col.desc() if desc else col.asc()).nulls_last())
+            keys.append((col, desc))
         return keys
 
     def _page(self, conn, stmt, r, sort_keys, cursor, count):
+        """One page by keyset: rows after (or before) the cursor's sort values and pk.
+
+        The cursor holds the sort values and pk of the last (first) row shown, so
+        inserts, updates and deletes elsewhere never shift or repeat rows.
+        """
         if count == 0:
             return [], False, False, None, None
-        if not sort_keys:
-            # Keyset paging on pk: stable under concurrent writes.
-            if cursor.get("b") is not None:
-                page = stmt.where(r.c.pk < cursor["b"]).order_by(r.c.pk.desc()).limit(count + 1)
-                rows = list(conn.execute(page))
-                has_prev = len(rows) > count
-                rows = rows[:count][::-1]
-                has_next = True
+        exprs = [e for e, _ in sort_keys]
+        stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
+        backwards = cursor.get("d") == "b"
+        if "p" in cursor:
+            values = cursor.get("v", [])
+            if len(values) != len(sort_keys):
+                raise invalid("_cursor", "the cursor does not match _sort")
+            stmt = stmt.where(_keyset(sort_keys, values, r.c.pk, cursor["p"], backwards))
+        order = []
+        for expr, desc in sort_keys:
+            if backwards:
+                order.append((expr.asc() if desc else expr.desc()).nulls_first())
             else:
-                after = cursor.get("a")
-                page = stmt.order_by(r.c.pk).limit(count + 1)
-                if after is not None:
-                    page = page.where(r.c.pk > after)
-                rows = list(conn.execute(page))
-                has_next = len(rows) > count
-                rows = rows[:count]
-                has_prev = after is not None
-            next_c = _encode_cursor({"a": rows[-1][0]}) if rows and has_next else None
-            prev_c = _encode_cursor({"b": rows[0][0]}) if rows and has_prev else None
-            return rows, has_next and bool(rows), has_prev and bool(rows), next_c, prev_c
-        offset = cursor.get("o", 0)
-        max_pk = cursor.get("m")
-        if max_pk is None:
-            max_pk = conn.execute(sa.select(sa.func.max(S.resource.c.pk))).scalar() or 0
-        page = (
-            stmt.where(r.c.pk <= max_pk)
-            .order_by(*sort_keys, r.c.pk)
-            .offset(offset)
-            .limit(count + 1)
-        )
-        rows = list(conn.execute(page))
-        has_next = len(rows) > count
+                order.append((expr.desc() if desc else expr.asc()).nulls_last())
+        order.append(r.c.pk.desc() if backwards else r.c.pk.asc())
+        rows = list(conn.execute(stmt.order_by(*order).limit(count + 1)))
+        more = len(rows) > count
         rows = rows[:count]
-        next_c = _encode_cursor({"o": offset + count, "m": max_pk})
-        prev_c = _encode_cursor({"o": max(0, offset - count), "m": max_pk})
-        return rows, has_next, offset > 0, next_c, prev_c
+        if backwards:
+            rows.reverse()
+            has_next, has_prev = True, more
+        else:
+            has_next, has_prev = more, "p" in cursor
+        n = len(sort_keys)
+
+        def mark(row, direction):
+            return _encode_cursor(
+                {"d": direction, "p": row[0], "v": [_json_value(v) for v in row[4 : 4 + n]]}
+            )
+
+        next_c = mark(rows[-1], "a") if rows and has_next else None
+        prev_c = mark(rows[0], "b") if rows and has_prev else None
+        rows = [tuple(row[:4]) for row in rows]
+        return rows, bool(next_c), bool(prev_c), next_c, prev_c
 
     def _total(self, conn, r, where, mode) -> int:
         stmt = sa.select(sa.func.count()).select_from(r).where(*where)
@@ -957,6 +960,39 @@ def _query_string(params) -> str:
     return "?" + urlencode(params) if params else ""
 
 
+def _json_value(v):
+    if isinstance(v, dt.datetime):
+        return {"t": v.isoformat()}
+    return v
+
+
+def _from_json_value(v):
+    if isinstance(v, dict):
+        return dt.datetime.fromisoformat(v["t"])
+    return v
+
+
+def _keyset(sort_keys, values, pk_col, pk, backwards):
+    """Rows after (or before) the row with sort ``values`` and ``pk`` (nulls sort last)."""
+    ors = []
+    ties = []
+    for (expr, desc), raw in zip(sort_keys, values, strict=True):
+        v = _from_json_value(raw)
+        if v is None:
+            if backwards:  # every non-null value comes before a null
+                ors.append(sa.and_(*ties, expr.is_not(None)))
+            ties.append(expr.is_(None))
+            continue
+        if backwards:
+            beyond = expr > v if desc else expr < v
+        else:
+            beyond = sa.or_(expr < v if desc else expr > v, expr.is_(None))
+        ors.append(sa.and_(*ties, beyond))
+        ties.append(expr == v)
+    ors.append(sa.and_(*ties, pk_col < pk if backwards else pk_col > pk))
+    return sa.or_(*ors)
+
+
 def _encode_cursor(data: dict) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
@@ -966,10 +1002,17 @@ def _decode_cursor(raw: str | None) -> dict:
         return {}
     try:
         data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("p"), int)
+            or data.get("d") not in ("a", "b")
+            or not isinstance(data.get("v"), list)
+        ):
             raise ValueError
+        for v in data["v"]:
+            _from_json_value(v)
         return data
-    except (ValueError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
         raise invalid("_cursor", "not a cursor this server issued") from None
 
 
