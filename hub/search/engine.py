@@ -589,10 +589,14 @@ class _Query:
     def _string(self, t, key, modifier, v):
         if modifier == "exact":
             return t.c.exact == v
-        norm = _like_escape(V.normalise(v))
+        norm = V.normalise(v)
         if modifier == "contains":
-            return t.c.value.like("%" + norm + "%", escape="\\")
-        return t.c.value.like(norm + "%", escape="\\")
+            return t.c.value.like("%" + _like_escape(norm) + "%", escape="\\")
+        if self.conn.dialect.name == "sqlite":
+            # Values are already folded, so a binary range is the prefix test,
+            # and SQLite can seek the index with it (it cannot for LIKE).
+            return sa.and_(t.c.value >= norm, t.c.value < norm + "\U0010ffff")
+        return t.c.value.like(_like_escape(norm) + "%", escape="\\")
 
     def _date(self, low, high, key, v):
         prefix, text = split_prefix(v.replace(" ", "+"))

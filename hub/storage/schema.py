@@ -277,7 +277,11 @@ sp_string = _index_table(
     "sp_string",
     Column("value", String(512), nullable=False),  # normalised: case/accent folded
     Column("exact", String(512), nullable=False),
-    indexes=(Index(None, "res_type", "param", "value"),),
+    # text_pattern_ops lets PostgreSQL use the index for prefix LIKE 'abc%'
+    # whatever the database collation; SQLite searches prefixes as ranges.
+    indexes=(
+        Index(None, "res_type", "param", "value", postgresql_ops={"value": "text_pattern_ops"}),
+    ),
 )
 
 sp_token = _index_table(
@@ -319,7 +323,10 @@ sp_quantity = _index_table(
     # value converted to a canonical UCUM unit, where known
     Column("canonical_value", Float),
     Column("canonical_code", String(128)),
-    indexes=(Index(None, "res_type", "param", "code", "value"),),
+    indexes=(
+        Index(None, "res_type", "param", "code", "value"),
+        Index(None, "res_type", "param", "canonical_code", "canonical_value"),
+    ),
 )
 
 sp_reference = _index_table(
