@@ -153,6 +153,12 @@ def test_last_updated(conn, engine):
         ("probability=lt0.2", set()),
         ("probability=ap0.24", {"risk-1"}),
         ("probability=ne0.25", set()),
+        ("probability=ge0.25", {"risk-1"}),
+        ("probability=le0.25", {"risk-1"}),
+        ("probability=le0.24", set()),
+        ("probability=sa0.2", {"risk-1"}),
+        ("probability=eb0.2", set()),
+        ("probability:missing=false", {"risk-1"}),
     ],
 )
 def test_number(conn, engine, query, expected):
