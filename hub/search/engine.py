@@ -42,6 +42,10 @@ from hub.storage import schema as S
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 MAX_INCLUDE_DEPTH = 4
+MAX_CHAIN_DEPTH = 4
+# Untyped chains fan out over every target type of each reference; past this
+# many target subqueries the client must name types (subject:Patient.name).
+MAX_CHAIN_BRANCHES = 64
 
 _CONTROL = {
     "_count",
@@ -452,6 +456,7 @@ class _Query:
         self.issues: list[dict] = []
         # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
         self.positive: set[int] = set()
+        self.branches = 0
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
@@ -775,6 +780,8 @@ class _Query:
         return sa.or_(*tests)
 
     def _list(self, res_type, r, value):
+        if not any(split_or(value)):
+            raise invalid("_list", "empty value")
         ref = S.sp_reference.alias()
         lst = S.resource.alias()
         ids = sa.select(ref.c.target_id).where(
@@ -793,6 +800,8 @@ class _Query:
     # -- chains -------------------------------------------------------------------
 
     def _chain(self, res_type, r, key, head, rest, value):
+        if key.count(".") >= MAX_CHAIN_DEPTH:
+            raise invalid(key, f"chains are limited to {MAX_CHAIN_DEPTH} levels")
         name, _, type_hint = head.partition(":")
         p = self.registry.get(res_type, name)
         if p is None:
@@ -814,6 +823,11 @@ class _Query:
         ]
         if not targets:
             raise _Ignored(key, f"no target of '{name}' has a parameter '{next_name}'", "not-found")
+        self.branches += len(targets)
+        if self.branches > MAX_CHAIN_BRANCHES:
+            raise invalid(
+                key, "the chain is too broad; name the target types (subject:Patient.name)"
+            )
         ref = S.sp_reference.alias()
         tests = []
         for tt in targets:

@@ -274,6 +274,12 @@ def test_chains(conn, engine, res_type, query, expected):
     assert mine(ids(conn, engine, res_type, query)) == expected
 
 
+def test_untyped_three_level_chain_runs(conn, engine):
+    assert ids(conn, engine, "Observation", "subject.organization.partof.name=x") == set()
+    found = mine(ids(conn, engine, "Observation", "subject.organization.name=北京"))
+    assert found == {"obs-bp", "obs-wt", "obs-temp", "obs-wt-g", "obs-smoke"}
+
+
 def test_compartment_search(conn, engine):
     found = ids(conn, engine, "Observation", "", compartment=("Patient", "zs"))
     assert found == {"obs-bp", "obs-wt", "obs-temp"}
@@ -474,6 +480,8 @@ def test_unknown_parameter_lenient_and_strict(conn, engine):
         ("Observation", "_include=Observation:nonsense", "_include"),
         ("Observation", "code:in=http://example.org/unknown-vs", "code:in"),
         ("Patient", "_has:Observation:code:status=final", "_has:Observation:code:status"),
+        ("Observation", "subject.organization.partof.partof.name=x", "subject.organization"),
+        ("Patient", "_list=", "_list"),
     ],
 )
 def test_malformed_values_are_400_naming_the_parameter(conn, engine, res_type, query, param):
