@@ -186,7 +186,8 @@ class SearchEngine:
             raise invalid("_total", f"unknown value '{total_mode}'")
         if summary == "count":
             count = 0
-            total_mode = "accurate"
+        if count == 0 and total_mode is None:
+            total_mode = "accurate"  # _count=0 asks for the total only
         sort_keys = self._sort_keys(q, res_type, r, control.get("_sort", ()))
         cursor = _decode_cursor(_one(control, "_cursor"))
 

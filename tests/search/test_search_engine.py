@@ -435,6 +435,8 @@ def test_total_modes(conn, engine):
     assert isinstance(estimate, int) and estimate >= 0
     counted = run(conn, engine, "Observation", "code=29463-7&_summary=count")
     assert counted.total == 11 and counted.entries == []
+    zero = run(conn, engine, "Observation", "code=29463-7&_count=0")
+    assert zero.total == 11 and zero.entries == [] and zero.next_link is None
 
 
 def test_summary_and_elements(conn, engine):
