@@ -558,6 +558,8 @@ class _Query:
             return t.c.text.like(_like_escape(V.normalise(v)) + "%", escape="\\")
         if modifier in ("in", "not-in"):
             return self._in_valueset(t, key, v)
+        if modifier in ("above", "below"):
+            return self._subsumption(t, key, modifier, v)
         if modifier == "of-type":
             parts = split_escaped(v, "|")
             if len(parts) != 3 or not parts[1] or not parts[2]:
@@ -577,6 +579,34 @@ class _Query:
         if not code:
             return t.c.system == system
         return sa.and_(t.c.code == code, t.c.system == system)
+
+    def _subsumption(self, t, key, modifier, v):
+        """``:below`` (the code or its descendants) and ``:above`` (it or its ancestors).
+
+        The hierarchy is the nesting of ``concept`` in a CodeSystem stored in the hub.
+        """
+        parts = split_escaped(v, "|", 1)
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise invalid(key, f"':{modifier}' needs system|code")
+        system, code = parts
+        tree = _codesystem_parents(self.conn, system)
+        if tree is None:
+            raise invalid(key, f"CodeSystem '{system}' is not known to this server")
+        if code not in tree:
+            return sa.false()
+        codes = {code}
+        if modifier == "above":
+            parent = tree[code]
+            while parent is not None and parent not in codes:
+                codes.add(parent)
+                parent = tree.get(parent)
+        else:
+            grew = True
+            while grew:
+                more = {c for c, p in tree.items() if p in codes} - codes
+                codes |= more
+                grew = bool(more)
+        return sa.and_(t.c.system == system, t.c.code.in_(sorted(codes)))
 
     def _in_valueset(self, t, key, url):
         codes, systems = _valueset_members(self.conn, url)
@@ -898,6 +928,34 @@ def _compare_number(col, prefix, rng):
         return col <= value
     slack = abs(value) * 0.1
     return sa.and_(col >= value - slack, col <= value + slack)
+
+
+def _codesystem_parents(conn, url) -> dict | None:
+    """``{code: parent code or None}`` of a CodeSystem stored in the hub, or None."""
+    res = S.resource.alias()
+    u = S.sp_uri.alias()
+    stmt = sa.select(res.c.content).where(
+        res.c.res_type == "CodeSystem",
+        _not_deleted(res),
+        res.c.pk.in_(
+            sa.select(u.c.resource_pk).where(
+                u.c.res_type == "CodeSystem", u.c.param == "url", u.c.value == url
+            )
+        ),
+    )
+    content = conn.execute(stmt.limit(1)).scalar()
+    if content is None:
+        return None
+    parents: dict = {}
+
+    def walk(concepts, parent):
+        for c in concepts or ():
+            if isinstance(c, dict) and c.get("code"):
+                parents[c["code"]] = parent
+                walk(c.get("concept"), c["code"])
+
+    walk(orjson.loads(content).get("concept"), None)
+    return parents
 
 
 def _valueset_members(conn, url) -> tuple[list | None, list]:

@@ -22,7 +22,7 @@ from hub.search.fhirpath import terms_for
 # CapabilityStatement). ``:[type]`` on references is implied by ``target``.
 MODIFIERS: dict[str, tuple[str, ...]] = {
     "string": ("missing", "exact", "contains"),
-    "token": ("missing", "not", "text", "in", "not-in", "of-type"),
+    "token": ("missing", "not", "text", "in", "not-in", "of-type", "above", "below"),
     "reference": ("missing", "identifier", "type"),
     "date": ("missing",),
     "number": ("missing",),

@@ -197,6 +197,40 @@ SAMPLES: list[dict] = [
         },
     },
     {
+        "resourceType": "CodeSystem",
+        "id": "cs-diag",
+        "url": "http://example.org/fhir/CodeSystem/diagnoses",
+        "status": "active",
+        "content": "complete",
+        "concept": [
+            {
+                "code": "CIRC",
+                "display": "循环系统疾病",
+                "concept": [
+                    {"code": "HTN", "concept": [{"code": "HTN-1"}, {"code": "HTN-2"}]},
+                    {"code": "IHD"},
+                ],
+            },
+            {"code": "RESP"},
+        ],
+    },
+    {
+        "resourceType": "Condition",
+        "id": "cond-htn1",
+        "subject": {"reference": "Patient/zs"},
+        "code": {
+            "coding": [{"system": "http://example.org/fhir/CodeSystem/diagnoses", "code": "HTN-1"}]
+        },
+    },
+    {
+        "resourceType": "Condition",
+        "id": "cond-circ",
+        "subject": {"reference": "Patient/oy"},
+        "code": {
+            "coding": [{"system": "http://example.org/fhir/CodeSystem/diagnoses", "code": "CIRC"}]
+        },
+    },
+    {
         "resourceType": "List",
         "id": "list-1",
         "status": "current",

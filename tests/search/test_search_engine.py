@@ -103,6 +103,27 @@ def test_token_not_and_not_in(conn, engine):
     assert not_in == everything - vitals
 
 
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("code:below=http://example.org/fhir/CodeSystem/diagnoses|HTN", {"cond-htn1"}),
+        (
+            "code:below=http://example.org/fhir/CodeSystem/diagnoses|CIRC",
+            {"cond-htn1", "cond-circ"},
+        ),
+        ("code:below=http://example.org/fhir/CodeSystem/diagnoses|RESP", set()),
+        (
+            "code:above=http://example.org/fhir/CodeSystem/diagnoses|HTN-1",
+            {"cond-htn1", "cond-circ"},
+        ),
+        ("code:above=http://example.org/fhir/CodeSystem/diagnoses|IHD", {"cond-circ"}),
+        ("code:below=http://example.org/fhir/CodeSystem/diagnoses|NOPE", set()),
+    ],
+)
+def test_token_hierarchy(conn, engine, query, expected):
+    assert mine(ids(conn, engine, "Condition", query)) == expected
+
+
 # --- date -----------------------------------------------------------------------
 
 
@@ -484,6 +505,8 @@ def test_unknown_parameter_lenient_and_strict(conn, engine):
         ("Patient", "_has:Observation:code:status=final", "_has:Observation:code:status"),
         ("Observation", "subject.organization.partof.partof.name=x", "subject.organization"),
         ("Patient", "_list=", "_list"),
+        ("Condition", "code:below=http://example.org/unknown|x", "code:below"),
+        ("Condition", "code:below=HTN", "code:below"),
     ],
 )
 def test_malformed_values_are_400_naming_the_parameter(conn, engine, res_type, query, param):
