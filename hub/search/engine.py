@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlencode
@@ -132,12 +133,21 @@ class SearchEngine:
         compartment: tuple[str, str] | None = None,
         strict: bool = False,
         base_url: str = "",
+        hidden_labels: Iterable[tuple[str, str]] = (),
     ) -> SearchResult:
+        """One page of results for ``params`` (see the module docstring).
+
+        ``hidden_labels`` are ``(system, code)`` security labels the caller may
+        not see: resources carrying one are left out of matches and includes.
+        """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
         q = _Query(self, conn, strict)
+        q.hidden = list(hidden_labels)
         r = S.resource.alias("r")
         where = [_not_deleted(r)]
+        if q.hidden:
+            where.append(_visible(r, q.hidden))
         control: dict[str, list[str]] = {}
         filters = []
         for key, value in params:
@@ -438,7 +448,7 @@ class SearchEngine:
                 sub = sub.where(ref.c.param.in_(pnames))
             cond = res.c.pk.in_(sub)
         stmt = sa.select(res.c.pk, res.c.res_type, res.c.res_id, res.c.content).where(
-            cond, _not_deleted(res)
+            cond, _not_deleted(res), *([_visible(res, q.hidden)] if q.hidden else [])
         )
         return list(conn.execute(stmt))
 
@@ -458,6 +468,7 @@ class _Query:
         # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
         self.positive: set[int] = set()
         self.branches = 0
+        self.hidden: list[tuple[str, str]] = []
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
@@ -893,6 +904,16 @@ class _Query:
             ),
         )
         return r.c.res_id.in_(ids)
+
+
+def _visible(r, labels):
+    """Resources of ``r`` that carry none of the security ``labels``."""
+    t = S.sp_token.alias()
+    sub = sa.select(t.c.resource_pk).where(
+        t.c.param == "_security",
+        sa.or_(*[sa.and_(t.c.system == system, t.c.code == code) for system, code in labels]),
+    )
+    return r.c.pk.not_in(sub)
 
 
 def _instant_test(col, prefix, lo, hi):

@@ -520,3 +520,18 @@ def test_explain(conn, engine):
     result = run(conn, engine, "Observation", "code=8310-5&_explain=true")
     assert "sp_token" in result.explain["sql"]
     assert result.explain["plan"] and "no plan" not in result.explain["plan"][0]
+
+
+def test_hidden_security_labels(conn, engine):
+    restricted = [("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R")]
+    query = "_id=zs,oy"
+    assert ids(conn, engine, "Patient", query) == {"zs", "oy"}
+    assert ids(conn, engine, "Patient", query, hidden_labels=restricted) == {"oy"}
+    result = run(
+        conn,
+        engine,
+        "Observation",
+        "_id=obs-bp&_include=Observation:subject",
+        hidden_labels=restricted,
+    )
+    assert entries(result) == {("Observation", "obs-bp", "match")}
