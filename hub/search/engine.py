@@ -202,7 +202,7 @@ class SearchEngine:
         cursor = _decode_cursor(_one(control, "_cursor"))
 
         stmt = sa.select(r.c.pk, r.c.res_type, r.c.res_id, r.c.content).where(*where)
-        rows, has_next, has_prev, next_cursor, prev_cursor = self._page(
+        rows, has_next, has_prev, next_cursor, prev_cursor, page_stmt = self._page(
             conn, stmt, r, sort_keys, cursor, count
         )
         result = SearchResult(issues=q.issues)
@@ -235,7 +235,7 @@ class SearchEngine:
         if _one(control, "_explain") == "true":
             from hub.search.explain import explain
 
-            result.explain = explain(conn, stmt.order_by(r.c.pk).limit(count + 1))
+            result.explain = explain(conn, page_stmt if page_stmt is not None else stmt)
         return result
 
     # ------------------------------------------------------------------
@@ -288,7 +288,7 @@ class SearchEngine:
         inserts, updates and deletes elsewhere never shift or repeat rows.
         """
         if count == 0:
-            return [], False, False, None, None
+            return [], False, False, None, None, None
         exprs = [e for e, _ in sort_keys]
         stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
         backwards = cursor.get("d") == "b"
@@ -304,7 +304,8 @@ class SearchEngine:
             else:
                 order.append((expr.desc() if desc else expr.asc()).nulls_last())
         order.append(r.c.pk.desc() if backwards else r.c.pk.asc())
-        rows = list(conn.execute(stmt.order_by(*order).limit(count + 1)))
+        page_stmt = stmt.order_by(*order).limit(count + 1)
+        rows = list(conn.execute(page_stmt))
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
@@ -322,7 +323,7 @@ class SearchEngine:
         next_c = mark(rows[-1], "a") if rows and has_next else None
         prev_c = mark(rows[0], "b") if rows and has_prev else None
         rows = [tuple(row[:4]) for row in rows]
-        return rows, bool(next_c), bool(prev_c), next_c, prev_c
+        return rows, bool(next_c), bool(prev_c), next_c, prev_c, page_stmt
 
     def _total(self, conn, r, where, mode) -> int:
         stmt = sa.select(sa.func.count()).select_from(r).where(*where)
