@@ -331,6 +331,8 @@ class Indexer:
                         out.append(_token_row(res_type, code, t))
         elif kind == "string":
             out = rows.setdefault("sp_string", [])
+            if code == "phonetic":
+                values = values + _pinyin_keys(values)
             for v in values:
                 for s in string_values(v):
                     if s and s not in seen:
@@ -472,6 +474,31 @@ class Indexer:
         if out:
             rows["compartment"] = out
         return patient_id
+
+
+def _pinyin_keys(names: list) -> list[str]:
+    """Pinyin keys of Chinese names for ``phonetic``: ouyangnana, ouyang nana, oynn."""
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, dict):
+            continue
+        family = name.get("family") if isinstance(name.get("family"), str) else ""
+        given = "".join(g for g in name.get("given") or () if isinstance(g, str))
+        text = family + given or name.get("text") or ""
+        if not isinstance(text, str) or not has_cjk(text):
+            continue
+        from hub.identity.names import pinyin_syllables
+        from hub.identity.names import split_chinese_name
+
+        syllables = pinyin_syllables(text)
+        if not syllables:
+            continue
+        if not family:
+            family = split_chinese_name(text)[0] or ""
+        cut = len(family) if len(syllables) == len(text) else 0
+        grouped = " ".join(x for x in ("".join(syllables[:cut]), "".join(syllables[cut:])) if x)
+        out += ["".join(syllables), grouped, "".join(x[0] for x in syllables)]
+    return out
 
 
 def _token_row(res_type: str, param: str, t: tuple) -> dict:

@@ -35,7 +35,11 @@ def normalise(text: str) -> str:
 
 
 def has_cjk(text: str) -> bool:
-    return any("\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" for c in text)
+    """Whether ``text`` holds Han characters (incl. the supplementary planes' rare ones)."""
+    return any(
+        "\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or "\U00020000" <= c <= "\U0003134f"
+        for c in text
+    )
 
 
 # ---------------------------------------------------------------------------

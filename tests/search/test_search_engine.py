@@ -44,6 +44,12 @@ def mine(found: set) -> set:
         ("address-city=sao", {"mu"}),
         ("name=王,欧阳", {"wxm", "oy"}),  # comma = OR
         ("name=张&gender=female", set()),  # repeated = AND
+        ("phonetic=zhang", {"zs"}),  # pinyin of Chinese names
+        ("phonetic=ouyang na", {"oy"}),
+        ("phonetic=wang xiaoming", {"wxm"}),
+        ("phonetic=xm", set()),
+        ("phonetic=wxm", {"wxm"}),  # initials
+        ("phonetic=jurgen", {"mu"}),
     ],
 )
 def test_string(conn, engine, query, expected):
