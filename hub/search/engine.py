@@ -5,10 +5,9 @@ WHERE res_type = ? AND param = ? AND <value test>)``; OR values share one
 subquery, repeated parameters are ANDed. Chains nest the same construction on
 the target type (``target_id IN (SELECT res_id ...)``), ``_has`` inverts it.
 
-Paging is keyset-based on ``resource.pk`` when no ``_sort`` is given (a cursor
-that no concurrent insert, update or delete can shift); with ``_sort`` the
-cursor holds an offset and the highest ``pk`` of the first page's snapshot, so
-resources created later do not shift the pages either.
+Paging is keyset-based: the cursor holds the sort values and ``pk`` of the
+last row shown, and the next page is "rows after it" in the sort order, so
+concurrent inserts, updates and deletes never repeat or skip a row.
 """
 
 from __future__ import annotations
