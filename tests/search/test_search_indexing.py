@@ -230,3 +230,14 @@ def test_explain_on_both_backends(conn, engine):
     assert not result.explain["plan"][0].startswith("(no plan")
     raw = searchset_bytes(result, "http://h/fhir")
     assert b"Plan:" in raw
+
+
+def test_reindex_with_an_engine_commits_in_batches(db, indexer, engine):
+    calls = []
+    n = reindex(
+        db, indexer, ["Organization"], progress=lambda d, t: calls.append((d, t)), batch_size=2
+    )
+    assert n >= 1 and calls[-1] == (n, n) and len(calls) == (n + 1) // 2
+    with db.connect() as c:
+        found = engine.search(c, "Organization", [("name", "北京")], base_url="")
+    assert [e[1] for e in found.entries] == ["org-cn"]
