@@ -337,6 +337,26 @@ def mllp_serve(host, port):
 
 
 @cli.command()
+@click.option("--type", "res_types", multiple=True, help="Only these resource types (repeatable).")
+def reindex(res_types):
+    """Recompute the search indexes (after adding custom SearchParameters); safe while serving."""
+    from hub.search.reindex import reindex as run_reindex
+
+    the_hub = _hub()
+    bar = click.progressbar(length=1, label="reindexing", file=sys.stderr, show_pos=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.length = max(total, 1)
+        bar.update(done - bar.pos)
+
+    with bar:
+        count = run_reindex(
+            the_hub.engine, the_hub.indexer, list(res_types) or None, progress=progress
+        )
+    click.echo(f"{count} resource(s) reindexed")
+
+
+@cli.command()
 @click.option("--once", is_flag=True, help="One round, then exit (for cron and tests).")
 @click.option(
     "--interval", default=1.0, show_default=True, help="Seconds between rounds when idle."

@@ -126,6 +126,7 @@ resource = Table(
     Column("content", JsonDocument),  # NULL for a deleted resource
     UniqueConstraint("res_type", "res_id"),
     Index(None, "res_type", "last_updated"),
+    Index(None, "res_type", "pk"),  # unfiltered type searches page in pk order
     Index(None, "patient_id"),
 )
 
