@@ -64,6 +64,7 @@ _HEADER_READ = {
     )
 }
 _HIS_ID_ROOTS = {vocab.OID_OUTPATIENT_NO, vocab.OID_INPATIENT_NO, vocab.OID_CASE_NO}
+_NONE_TEXTS = {"无", "否", "没有", "不详"}  # history items answered "none"
 _OBS_CATEGORY_DISPLAY = {
     "vital-signs": "Vital Signs",
     "laboratory": "Laboratory",
@@ -794,6 +795,9 @@ class DocumentReader:
         value = self.value(self.find(obs, "v3:value"), element, loc)
         if value is None or value[0] != "valueString":
             self.context.info(f"{element.de} {element.name} has no value", loc)
+            return None
+        if value[1] in _NONE_TEXTS and element.kind != "encounter:reason":
+            self.context.info(f"{element.name}: {value[1]} (none recorded)", loc)
             return None
         return value[1]
 
