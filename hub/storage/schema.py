@@ -206,6 +206,20 @@ inbox = Table(
 )
 
 # ---------------------------------------------------------------------------
+# Audit (hub.audit): append-only AuditEvents
+# ---------------------------------------------------------------------------
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("recorded", UTCDateTime, nullable=False),
+    Column("content", JsonDocument, nullable=False),
+    Index(None, "recorded"),
+)
+
+# ---------------------------------------------------------------------------
 # Search indexes (filled by hub.search.indexer; one row per indexed value)
 # ---------------------------------------------------------------------------
 
