@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from hub.identity import resident_id
+from hub.identity.ids import with_content_hash
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
@@ -154,9 +155,9 @@ class DocumentReader:
             self.read_body()
         document_reference = self.document_reference()
         provenance = self.provenance(document_reference)
-        meta = self.meta()
         for resource in self.resources:
-            resource["meta"] = dict(meta)
+            resource["meta"] = self.meta()
+            with_content_hash(resource)
         entries = [
             {
                 "fullUrl": f"urn:uuid:{r['id']}",
@@ -165,8 +166,8 @@ class DocumentReader:
             }
             for r in (*self.resources, document_reference, provenance)
         ]
-        document_reference["meta"] = dict(meta)
-        provenance["meta"] = dict(meta)
+        document_reference["meta"] = self.meta()
+        provenance["meta"] = self.meta()
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries + self.extra_entries}
 
     # -- header ---------------------------------------------------------------
