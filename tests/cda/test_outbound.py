@@ -192,3 +192,13 @@ def test_output_is_deterministic(inbound):
     _, a, _ = _regenerate(GOLDEN / "HSDC00.01" / "elderly-annual.xml", inbound)
     _, b, _ = _regenerate(GOLDEN / "HSDC00.01" / "elderly-annual.xml", inbound)
     assert a == b
+
+
+def test_readme_documents_every_data_element():
+    from pathlib import Path
+
+    from fhirhub_plugins.cda import vocab
+
+    readme = (Path(__file__).resolve().parents[2] / "plugins" / "cda" / "README.md").read_text(encoding="utf-8")
+    missing = [de for de in vocab.ELEMENTS if f"`{de}`" not in readme]
+    assert missing == []
