@@ -27,12 +27,12 @@ import io
 import re
 from typing import Any
 
+from fhirhub_plugins.cda import ids
+from fhirhub_plugins.cda import vocab
 from hub.identity import resident_id
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
-from fhirhub_plugins.cda import ids
-from fhirhub_plugins.cda import vocab
 
 COLUMNS = (
     "签约编号",
@@ -96,10 +96,15 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise OperationOutcomeError(
-            outcome(issue("error", "structure", f"contract export lacks columns {missing}", "row 1")), 400
+            outcome(
+                issue("error", "structure", f"contract export lacks columns {missing}", "row 1")
+            ),
+            400,
         )
     systems = getattr(site, "identifier_systems", None) or {}
-    contract_system = systems.get("contract") or f"urn:fhirhub:site:{site_name}:family-doctor-contract"
+    contract_system = (
+        systems.get("contract") or f"urn:fhirhub:site:{site_name}:family-doctor-contract"
+    )
     entries: dict[str, dict] = {}
     loaded = 0
     for line, raw in enumerate(reader, 2):
@@ -114,7 +119,11 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
                 rid = resident_id.parse(row["身份证号"])
             except resident_id.InvalidResidentId as exc:
                 problems.append(f"身份证号: {exc}")
-        start, end, signed = _date(row.get("生效日期")), _date(row.get("到期日期")), _date(row.get("签约日期"))
+        start, end, signed = (
+            _date(row.get("生效日期")),
+            _date(row.get("到期日期")),
+            _date(row.get("签约日期")),
+        )
         if row.get("生效日期") and not start:
             problems.append(f"生效日期 {row['生效日期']!r} is not a date")
         if row.get("到期日期") and not end:
@@ -132,7 +141,9 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         org = {
             "resourceType": "Organization",
             "id": ids.organization_id(vocab.urn(vocab.OID_ORGANIZATION), row["签约机构代码"]),
-            "identifier": [{"system": vocab.urn(vocab.OID_ORGANIZATION), "value": row["签约机构代码"]}],
+            "identifier": [
+                {"system": vocab.urn(vocab.OID_ORGANIZATION), "value": row["签约机构代码"]}
+            ],
         }
         if row.get("签约机构"):
             org["name"] = row["签约机构"]
@@ -144,7 +155,9 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         members = [{"role": [{"text": "签约医生"}], "member": _ref(doctor)}]
         team = None
         if row.get("家庭医生团队"):
-            team_id = ids.resource_id(site_name, "CareTeam", row["签约机构代码"], row["家庭医生团队"])
+            team_id = ids.resource_id(
+                site_name, "CareTeam", row["签约机构代码"], row["家庭医生团队"]
+            )
             team = entries.get(f"CareTeam/{team_id}", {}).get("resource") or {
                 "resourceType": "CareTeam",
                 "id": team_id,
@@ -170,7 +183,14 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         if team:
             episode["team"] = [_ref(team)]
         extensions = [
-            {"url": EXT_PACKAGE, "valueCoding": {"system": PACKAGE_SYSTEM, "code": name.strip(), "display": name.strip()}}
+            {
+                "url": EXT_PACKAGE,
+                "valueCoding": {
+                    "system": PACKAGE_SYSTEM,
+                    "code": name.strip(),
+                    "display": name.strip(),
+                },
+            }
             for name in _SPLIT.split(row.get("服务包", ""))
             if name.strip()
         ]
@@ -184,12 +204,20 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         entries[f"Patient/{patient['id']}"] = {
             "fullUrl": f"urn:uuid:{patient['id']}",
             "resource": patient,
-            "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={vocab.urn(vocab.OID_RESIDENT_ID)}|{rid.value}"},
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier={vocab.urn(vocab.OID_RESIDENT_ID)}|{rid.value}",
+            },
         }
         loaded += 1
     if loaded == 0:
         raise OperationOutcomeError(
-            outcome(*context.issues, issue("error", "processing", "no contract row could be loaded", "row 2")), 422
+            outcome(
+                *context.issues,
+                issue("error", "processing", "no contract row could be loaded", "row 2"),
+            ),
+            422,
         )
     context.info(f"{loaded} contracts loaded")
     return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
@@ -198,7 +226,9 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
 def _patient(row: dict, rid) -> dict:
     identifiers = [{"system": vocab.urn(vocab.OID_RESIDENT_ID), "value": rid.value}]
     if row.get("健康档案编号"):
-        identifiers.append({"system": vocab.urn(vocab.OID_HEALTH_RECORD), "value": row["健康档案编号"]})
+        identifiers.append(
+            {"system": vocab.urn(vocab.OID_HEALTH_RECORD), "value": row["健康档案编号"]}
+        )
     patient = {
         "resourceType": "Patient",
         "id": ids.patient_id(vocab.urn(vocab.OID_RESIDENT_ID), rid.value),

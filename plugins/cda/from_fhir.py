@@ -16,10 +16,6 @@ from zoneinfo import ZoneInfo
 from lxml import etree
 from lxml.builder import ElementMaker
 
-from hub.mapping import OutboundMessage
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
 from fhirhub_plugins.cda import check
 from fhirhub_plugins.cda import documents
 from fhirhub_plugins.cda import ids
@@ -29,6 +25,10 @@ from fhirhub_plugins.cda.cdatypes import fhir_to_ts
 from fhirhub_plugins.cda.cdatypes import format_number
 from fhirhub_plugins.cda.parse import V3
 from fhirhub_plugins.cda.parse import XSI
+from hub.mapping import OutboundMessage
+from hub.outcomes import OperationOutcomeError
+from hub.outcomes import issue
+from hub.outcomes import outcome
 
 E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI})
 _DE_NAME = "卫生信息数据元目录"
@@ -46,7 +46,14 @@ def _attrs(**values) -> dict[str, str]:
 
 
 def _de_code(element: vocab.Element):
-    return E.code(_attrs(code=element.de, codeSystem=vocab.OID_DE, codeSystemName=_DE_NAME, displayName=element.name))
+    return E.code(
+        _attrs(
+            code=element.de,
+            codeSystem=vocab.OID_DE,
+            codeSystemName=_DE_NAME,
+            displayName=element.name,
+        )
+    )
 
 
 def _coding_of(concept: dict | None, oid: str | None = None) -> dict | None:
@@ -57,13 +64,18 @@ def _coding_of(concept: dict | None, oid: str | None = None) -> dict | None:
 
 
 def _has_coding(concept: dict | None, system: str, code: str) -> bool:
-    return any(c.get("system") == system and c.get("code") == code for c in (concept or {}).get("coding", []))
+    return any(
+        c.get("system") == system and c.get("code") == code
+        for c in (concept or {}).get("coding", [])
+    )
 
 
 def _de_of(resource: dict) -> str | None:
     """The WS 363 data element a resource was read from (code or category coding)."""
     for concept in [resource.get("code")] + (
-        resource.get("category") if isinstance(resource.get("category"), list) else [resource.get("category")]
+        resource.get("category")
+        if isinstance(resource.get("category"), list)
+        else [resource.get("category")]
     ):
         if isinstance(concept, dict):
             for coding in concept.get("coding", []):
@@ -73,7 +85,9 @@ def _de_of(resource: dict) -> str | None:
 
 
 class DocumentWriter:
-    def __init__(self, doc_type: documents.DocType, resources: list[dict], site: Any, issues: list | None):
+    def __init__(
+        self, doc_type: documents.DocType, resources: list[dict], site: Any, issues: list | None
+    ):
         self.doc_type = doc_type
         self.site = site
         self.tz = getattr(site, "timezone", None) or "Asia/Shanghai"
@@ -85,13 +99,19 @@ class DocumentWriter:
             self.by_ref[f"{r.get('resourceType')}/{r.get('id')}"] = r
         patients = self.by_type.get("Patient", [])
         if len(patients) != 1:
-            raise _fail(f"a {doc_type.title} document needs exactly one Patient; got {len(patients)}")
+            raise _fail(
+                f"a {doc_type.title} document needs exactly one Patient; got {len(patients)}"
+            )
         self.patient = patients[0]
         encounters = self.by_type.get("Encounter", [])
         self.encounter = encounters[0] if encounters else None
         if doc_type.encounter and self.encounter is None:
             raise _fail(f"a {doc_type.title} document needs the Encounter it records")
         self.placed: set[int] = set()
+        # Resources by (type, data element), computed once: placement looks them up per element.
+        self.by_de: dict[tuple[str, str | None], list[dict]] = {}
+        for r in resources:
+            self.by_de.setdefault((r.get("resourceType"), _de_of(r)), []).append(r)
 
     def resolve(self, reference: dict | None) -> dict | None:
         if not reference or not reference.get("reference"):
@@ -132,7 +152,14 @@ class DocumentWriter:
 
     def cd(self, concept: dict, tag: str, oid: str | None = None):
         coding = _coding_of(concept, oid) or {}
-        el = E(tag, _attrs(code=coding.get("code"), codeSystem=vocab.oid_of(coding.get("system")), displayName=coding.get("display")))
+        el = E(
+            tag,
+            _attrs(
+                code=coding.get("code"),
+                codeSystem=vocab.oid_of(coding.get("system")),
+                displayName=coding.get("display"),
+            ),
+        )
         if concept.get("text"):
             el.append(E.originalText(concept["text"]))
         return el
@@ -159,18 +186,31 @@ class DocumentWriter:
         return el
 
     # -- header ---------------------------------------------------------------
-    def build(self, document_id: str, effective_time: str, set_id: str | None, version: int | None, replaces: list[str]):
+    def build(
+        self,
+        document_id: str,
+        effective_time: str,
+        set_id: str | None,
+        version: int | None,
+        replaces: list[str],
+    ):
         doc_type = self.doc_type
         root = E.ClinicalDocument(
             E.realmCode(code="CN"),
             E.typeId(root=vocab.OID_TYPE_ID, extension="POCD_MT000040"),
             E.templateId(root=doc_type.template),
             E.id(root=vocab.OID_DOCUMENT, extension=document_id),
-            E.code(code=doc_type.code, codeSystem=vocab.OID_DOC_TYPE, codeSystemName="卫生信息共享文档规范编码体系"),
+            E.code(
+                code=doc_type.code,
+                codeSystem=vocab.OID_DOC_TYPE,
+                codeSystemName="卫生信息共享文档规范编码体系",
+            ),
             E.title(doc_type.title),
             E.effectiveTime(value=fhir_to_ts(effective_time)),
             E.confidentialityCode(
-                code=self.confidentiality(), codeSystem=vocab.OID_CONFIDENTIALITY, codeSystemName="Confidentiality"
+                code=self.confidentiality(),
+                codeSystem=vocab.OID_CONFIDENTIALITY,
+                codeSystemName="Confidentiality",
             ),
             E.languageCode(code="zh-CN"),
         )
@@ -183,7 +223,12 @@ class DocumentWriter:
         for participant in self.contacts():
             root.append(participant)
         for parent in replaces:
-            root.append(E.relatedDocument({"typeCode": "RPLC"}, E.parentDocument(E.id(root=vocab.OID_DOCUMENT, extension=parent))))
+            root.append(
+                E.relatedDocument(
+                    {"typeCode": "RPLC"},
+                    E.parentDocument(E.id(root=vocab.OID_DOCUMENT, extension=parent)),
+                )
+            )
         if doc_type.needs_encompassing_encounter and self.encounter is not None:
             root.append(self.component_of())
         root.append(E.component(self.body()))
@@ -193,7 +238,10 @@ class DocumentWriter:
         for resources in self.by_type.values():
             for r in resources:
                 for label in (r.get("meta") or {}).get("security", []):
-                    if label.get("system") == vocab.CONFIDENTIALITY and label.get("code") in ("R", "V"):
+                    if label.get("system") == vocab.CONFIDENTIALITY and label.get("code") in (
+                        "R",
+                        "V",
+                    ):
                         return label["code"]
         return "N"
 
@@ -214,30 +262,81 @@ class DocumentWriter:
             role.append(E.telecom(value=prefix + telecom.get("value", "")))
         names = patient.get("name") or []
         for name in names:
-            text = name.get("text") or "".join([name.get("family") or "", *(name.get("given") or [])])
+            text = name.get("text") or "".join(
+                [name.get("family") or "", *(name.get("given") or [])]
+            )
             if text:
                 person.append(E.name(text))
-        sex = next((e["valueCoding"].get("code") for e in patient.get("extension", []) if e.get("url") == vocab.EXT_SEX_CODE), None)
+        sex = next(
+            (
+                e["valueCoding"].get("code")
+                for e in patient.get("extension", [])
+                if e.get("url") == vocab.EXT_SEX_CODE
+            ),
+            None,
+        )
         sex = sex or _GENDER_TO_GB.get(patient.get("gender"), "0")
-        person.append(E.administrativeGenderCode(code=sex, codeSystem=vocab.OID_SEX, codeSystemName="生理性别代码表(GB/T 2261.1)"))
+        person.append(
+            E.administrativeGenderCode(
+                code=sex, codeSystem=vocab.OID_SEX, codeSystemName="生理性别代码表(GB/T 2261.1)"
+            )
+        )
         if patient.get("birthDate"):
             person.append(E.birthTime(value=fhir_to_ts(patient["birthDate"])))
         marital = patient.get("maritalStatus")
         if marital:
             coding = _coding_of(marital, vocab.OID_MARITAL)
-            code = coding.get("code") if coding else _MARITAL_TO_GB.get((_coding_of(marital) or {}).get("code"))
+            code = (
+                coding.get("code")
+                if coding
+                else _MARITAL_TO_GB.get((_coding_of(marital) or {}).get("code"))
+            )
             if code:
-                person.append(E.maritalStatusCode(_attrs(code=code, codeSystem=vocab.OID_MARITAL, displayName=(coding or {}).get("display"))))
+                person.append(
+                    E.maritalStatusCode(
+                        _attrs(
+                            code=code,
+                            codeSystem=vocab.OID_MARITAL,
+                            displayName=(coding or {}).get("display"),
+                        )
+                    )
+                )
         for ext in patient.get("extension", []):
             if ext.get("url") == vocab.EXT_ETHNICITY:
                 c = ext["valueCoding"]
-                person.append(E.ethnicGroupCode(_attrs(code=c.get("code"), codeSystem=vocab.OID_ETHNICITY, displayName=c.get("display"))))
+                person.append(
+                    E.ethnicGroupCode(
+                        _attrs(
+                            code=c.get("code"),
+                            codeSystem=vocab.OID_ETHNICITY,
+                            displayName=c.get("display"),
+                        )
+                    )
+                )
         for ext in patient.get("extension", []):
             c = ext.get("valueCoding") or {}
             if ext.get("url") == vocab.EXT_EDUCATION:
-                person.append(E.educationLevelCode(_attrs(code=c.get("code"), codeSystem=vocab.oid_of(c.get("system")), displayName=c.get("display"))))
+                person.append(
+                    E.educationLevelCode(
+                        _attrs(
+                            code=c.get("code"),
+                            codeSystem=vocab.oid_of(c.get("system")),
+                            displayName=c.get("display"),
+                        )
+                    )
+                )
             elif ext.get("url") == vocab.EXT_OCCUPATION:
-                person.append(E.occupation(E.occupationCode(_attrs(code=c.get("code"), codeSystem=vocab.oid_of(c.get("system")), displayName=c.get("display")))))
+                person.append(
+                    E.occupation(
+                        E.occupationCode(
+                            _attrs(
+                                code=c.get("code"),
+                                codeSystem=vocab.oid_of(c.get("system")),
+                                displayName=c.get("display"),
+                            )
+                        )
+                    )
+                )
         role.append(person)
         return E.recordTarget({"typeCode": "RCT", "contextControlCode": "OP"}, role)
 
@@ -249,7 +348,12 @@ class DocumentWriter:
             parts += [("houseNumber", line[2]), ("streetName", line[1]), ("township", line[0])]
         else:
             parts += [("streetAddressLine", text) for text in line]
-        parts += [("county", address.get("district")), ("city", address.get("city")), ("state", address.get("state")), ("postalCode", address.get("postalCode"))]
+        parts += [
+            ("county", address.get("district")),
+            ("city", address.get("city")),
+            ("state", address.get("state")),
+            ("postalCode", address.get("postalCode")),
+        ]
         for tag, text in parts:
             if text:
                 el.append(E(tag, text))
@@ -258,7 +362,9 @@ class DocumentWriter:
     def organization_element(self, tag: str, org: dict | None):
         org = org or {}
         identifiers = org.get("identifier")
-        ident = identifiers[0] if isinstance(identifiers, list) and identifiers else identifiers or {}
+        ident = (
+            identifiers[0] if isinstance(identifiers, list) and identifiers else identifiers or {}
+        )
         el = E(tag)
         root = vocab.oid_of(ident.get("system")) or vocab.OID_ORGANIZATION
         if ident.get("value"):
@@ -282,18 +388,33 @@ class DocumentWriter:
         assigned = E.assignedAuthor({"classCode": "ASSIGNED"})
         if practitioner and practitioner.get("identifier"):
             ident = practitioner["identifier"][0]
-            assigned.append(E.id(root=vocab.oid_of(ident.get("system")) or vocab.OID_AUTHOR, extension=ident["value"]))
+            assigned.append(
+                E.id(
+                    root=vocab.oid_of(ident.get("system")) or vocab.OID_AUTHOR,
+                    extension=ident["value"],
+                )
+            )
             name = (practitioner.get("name") or [{}])[0].get("text")
             if name:
                 assigned.append(E.assignedPerson(E.name(name)))
         else:
             org_ident = self.site_organization().get("identifier") or {}
-            assigned.append(E.id(root=vocab.OID_ORGANIZATION, extension=org_ident.get("value", "UNK")))
-        assigned.append(self.organization_element("representedOrganization", self.site_organization()))
-        return E.author({"typeCode": "AUT", "contextControlCode": "OP"}, E.time(value=fhir_to_ts(when)), assigned)
+            assigned.append(
+                E.id(root=vocab.OID_ORGANIZATION, extension=org_ident.get("value", "UNK"))
+            )
+        assigned.append(
+            self.organization_element("representedOrganization", self.site_organization())
+        )
+        return E.author(
+            {"typeCode": "AUT", "contextControlCode": "OP"},
+            E.time(value=fhir_to_ts(when)),
+            assigned,
+        )
 
     def custodian(self):
-        org = self.organization_element("representedCustodianOrganization", self.site_organization())
+        org = self.organization_element(
+            "representedCustodianOrganization", self.site_organization()
+        )
         org.set("classCode", "ORG")
         org.set("determinerCode", "INSTANCE")
         return E.custodian({"typeCode": "CST"}, E.assignedCustodian({"classCode": "ASSIGNED"}, org))
@@ -304,7 +425,15 @@ class DocumentWriter:
             for relationship in contact.get("relationship", [])[:1]:
                 coding = _coding_of(relationship, vocab.OID_RELATIONSHIP)
                 if coding:
-                    entity.append(E.code(_attrs(code=coding.get("code"), codeSystem=vocab.OID_RELATIONSHIP, displayName=coding.get("display"))))
+                    entity.append(
+                        E.code(
+                            _attrs(
+                                code=coding.get("code"),
+                                codeSystem=vocab.OID_RELATIONSHIP,
+                                displayName=coding.get("display"),
+                            )
+                        )
+                    )
             for telecom in contact.get("telecom", []):
                 entity.append(E.telecom(value="tel:" + telecom.get("value", "")))
             if (contact.get("name") or {}).get("text"):
@@ -314,7 +443,9 @@ class DocumentWriter:
     def component_of(self):
         enc = self.encounter
         el = E.encompassingEncounter()
-        patient_ids = {(i.get("system"), i.get("value")) for i in self.patient.get("identifier", [])}
+        patient_ids = {
+            (i.get("system"), i.get("value")) for i in self.patient.get("identifier", [])
+        }
         for ident in enc.get("identifier", []):
             oid = vocab.oid_of(ident.get("system"))
             if oid and (ident.get("system"), ident.get("value")) not in patient_ids:
@@ -328,7 +459,13 @@ class DocumentWriter:
         el.append(effective)
         provider = self.resolve(enc.get("serviceProvider"))
         if provider:
-            el.append(E.location(E.healthCareFacility(self.organization_element("serviceProviderOrganization", provider))))
+            el.append(
+                E.location(
+                    E.healthCareFacility(
+                        self.organization_element("serviceProviderOrganization", provider)
+                    )
+                )
+            )
         return E.componentOf(el)
 
     # -- body -------------------------------------------------------------------
@@ -345,29 +482,55 @@ class DocumentWriter:
                 continue
             section = vocab.SECTIONS[key]
             code = (
-                E.code(code=section.code, codeSystem=vocab.OID_LOINC, codeSystemName="LOINC", displayName=section.title)
+                E.code(
+                    code=section.code,
+                    codeSystem=vocab.OID_LOINC,
+                    codeSystemName="LOINC",
+                    displayName=section.title,
+                )
                 if section.code
                 else E.code(displayName=section.title)
             )
             text = E.text(E.list(*[E.item(t) for t in narrative]))
-            body.append(E.component(E.section(code, E.title(section.title), text, *[E.entry(e) for e in entries])))
+            body.append(
+                E.component(
+                    E.section(code, E.title(section.title), text, *[E.entry(e) for e in entries])
+                )
+            )
         for resources in self.by_type.values():
             for r in resources:
                 if id(r) not in self.placed and r.get("resourceType") not in _HEADER_TYPES:
                     self.issues.append(
-                        issue("information", "informational", f"{r['resourceType']}/{r.get('id')} has no place in a {self.doc_type.title} document", f"{r['resourceType']}/{r.get('id')}")
+                        issue(
+                            "information",
+                            "informational",
+                            f"{r['resourceType']}/{r.get('id')} has no place in a {self.doc_type.title} document",
+                            f"{r['resourceType']}/{r.get('id')}",
+                        )
                     )
         return body
 
     def take(self, resource_type: str, predicate) -> list[dict]:
-        found = [r for r in self.by_type.get(resource_type, []) if id(r) not in self.placed and predicate(r)]
+        found = [
+            r
+            for r in self.by_type.get(resource_type, [])
+            if id(r) not in self.placed and predicate(r)
+        ]
+        for r in found:
+            self.placed.add(id(r))
+        return found
+
+    def take_de(self, resource_type: str, de: str | None) -> list[dict]:
+        found = [r for r in self.by_de.get((resource_type, de), []) if id(r) not in self.placed]
         for r in found:
             self.placed.add(id(r))
         return found
 
     def entries_for(self, item: str):
         if item == "bp":
-            for r in self.take("Observation", lambda r: _has_coding(r.get("code"), vocab.LOINC, "85354-9")):
+            for r in self.take(
+                "Observation", lambda r: _has_coding(r.get("code"), vocab.LOINC, "85354-9")
+            ):
                 yield self.bp_organizer(r)
             return
         if item == "medication":
@@ -375,9 +538,11 @@ class DocumentWriter:
                 yield self.substance_administration(r)
             return
         if item == "procedure":
-            for r in self.take("Procedure", lambda r: _de_of(r) is None):
+            for r in self.take_de("Procedure", None):
                 coding = _coding_of(r.get("code")) or {}
-                proc = E.procedure({"classCode": "PROC", "moodCode": "EVN"}, self.cd(r.get("code") or {}, "code"))
+                proc = E.procedure(
+                    {"classCode": "PROC", "moodCode": "EVN"}, self.cd(r.get("code") or {}, "code")
+                )
                 effective = self.ts(r.get("performedDateTime"))
                 if effective is not None:
                     proc.append(effective)
@@ -386,22 +551,47 @@ class DocumentWriter:
         element = vocab.ELEMENTS[item]
         kind = element.kind
         if kind.startswith("obs:"):
-            for r in self.take("Observation", lambda r: _de_of(r) == element.de):
+            for r in self.take_de("Observation", element.de):
                 value = self.value_element(r)
-                yield self.observation(element, value, r.get("effectiveDateTime")), f"{element.name}: {_text_of(r)}"
+                yield (
+                    self.observation(element, value, r.get("effectiveDateTime")),
+                    f"{element.name}: {_text_of(r)}",
+                )
         elif kind == "coverage":
             for r in self.take("Coverage", lambda r: True):
-                yield self.observation(element, self.cd_value(r.get("type") or {})), f"{element.name}: {_concept_text(r.get('type'))}"
+                yield (
+                    self.observation(element, self.cd_value(r.get("type") or {})),
+                    f"{element.name}: {_concept_text(r.get('type'))}",
+                )
         elif kind == "allergy":
             for r in self.take("AllergyIntolerance", lambda r: True):
-                yield self.observation(element, self.cd_value(r.get("code") or {}), r.get("recordedDate")), f"{element.name}: {_concept_text(r.get('code'))}"
+                yield (
+                    self.observation(
+                        element, self.cd_value(r.get("code") or {}), r.get("recordedDate")
+                    ),
+                    f"{element.name}: {_concept_text(r.get('code'))}",
+                )
         elif kind.startswith("condition:"):
-            for r in self.take("Condition", lambda r: _de_of(r) == element.de):
-                value = self.cd_value(r["code"]) if element.value == "CD" else self.st((r.get("code") or {}).get("text", ""))
-                yield self.observation(element, value, r.get("onsetDateTime")), f"{element.name}: {_concept_text(r.get('code'))}"
+            for r in self.take_de("Condition", element.de):
+                value = (
+                    self.cd_value(r["code"])
+                    if element.value == "CD"
+                    else self.st((r.get("code") or {}).get("text", ""))
+                )
+                yield (
+                    self.observation(element, value, r.get("onsetDateTime")),
+                    f"{element.name}: {_concept_text(r.get('code'))}",
+                )
         elif kind.startswith("procedure:"):
-            for r in self.take("Procedure", lambda r: _de_of(r) == element.de):
-                yield self.observation(element, self.st((r.get("code") or {}).get("text", "")), r.get("performedDateTime")), f"{element.name}: {_concept_text(r.get('code'))}"
+            for r in self.take_de("Procedure", element.de):
+                yield (
+                    self.observation(
+                        element,
+                        self.st((r.get("code") or {}).get("text", "")),
+                        r.get("performedDateTime"),
+                    ),
+                    f"{element.name}: {_concept_text(r.get('code'))}",
+                )
         elif kind == "family":
             for r in self.take("FamilyMemberHistory", lambda r: True):
                 yield self.family_organizer(r, element)
@@ -413,13 +603,21 @@ class DocumentWriter:
                 code = _CLASS_TO_MODE.get((self.encounter.get("class") or {}).get("code"), "1")
                 mode = {"system": vocab.urn(vocab.DOMAINS["followup-mode"].oid), "code": code}
             value = self.cd_value({"coding": [mode]})
-            yield self.observation(element, value, (self.encounter.get("period") or {}).get("start")), f"{element.name}: {mode.get('display') or mode.get('code')}"
+            yield (
+                self.observation(element, value, (self.encounter.get("period") or {}).get("start")),
+                f"{element.name}: {mode.get('display') or mode.get('code')}",
+            )
         elif kind == "encounter:reason" and self.encounter is not None:
             for reason in self.encounter.get("reasonCode", [])[:1]:
                 if reason.get("text"):
-                    yield self.observation(element, self.st(reason["text"])), f"{element.name}: {reason['text']}"
+                    yield (
+                        self.observation(element, self.st(reason["text"])),
+                        f"{element.name}: {reason['text']}",
+                    )
         elif kind == "appointment":
-            for r in self.take("Appointment", lambda r: r.get("status") in ("proposed", "pending", "booked")):
+            for r in self.take(
+                "Appointment", lambda r: r.get("status") in ("proposed", "pending", "booked")
+            ):
                 day = (r.get("requestedPeriod") or [{}])[0].get("start") or r.get("start")
                 if day:
                     value = E.value(value=fhir_to_ts(day[:10]))
@@ -431,19 +629,51 @@ class DocumentWriter:
         site = _coding_of(r.get("bodySite"))
         parts = []
         for comp in r.get("component", []):
-            de = next((c.get("code") for c in comp.get("code", {}).get("coding", []) if c.get("system") == vocab.DE_SYSTEM), None)
+            de = next(
+                (
+                    c.get("code")
+                    for c in comp.get("code", {}).get("coding", [])
+                    if c.get("system") == vocab.DE_SYSTEM
+                ),
+                None,
+            )
             if de is None:
-                loinc = next((c.get("code") for c in comp.get("code", {}).get("coding", []) if c.get("system") == vocab.LOINC), None)
+                loinc = next(
+                    (
+                        c.get("code")
+                        for c in comp.get("code", {}).get("coding", [])
+                        if c.get("system") == vocab.LOINC
+                    ),
+                    None,
+                )
                 de = {"8480-6": "DE04.10.174.00", "8462-4": "DE04.10.176.00"}.get(loinc)
             if de not in vocab.ELEMENTS:
                 continue
             element = vocab.ELEMENTS[de]
             extra = []
             if site:
-                extra.append(E.targetSiteCode(_attrs(code=site.get("code"), codeSystem="2.16.840.1.113883.6.96", displayName=site.get("display"))))
-            components.append(E.component(self.observation(element, self.value_element(comp), None, extra)))
-            parts.append(format_number(comp.get("valueQuantity", {}).get("value", "")) if comp.get("valueQuantity") else "")
-        organizer = E.organizer({"classCode": "BATTERY", "moodCode": "EVN"}, E.code(displayName="血压"), E.statusCode(code="completed"))
+                extra.append(
+                    E.targetSiteCode(
+                        _attrs(
+                            code=site.get("code"),
+                            codeSystem="2.16.840.1.113883.6.96",
+                            displayName=site.get("display"),
+                        )
+                    )
+                )
+            components.append(
+                E.component(self.observation(element, self.value_element(comp), None, extra))
+            )
+            parts.append(
+                format_number(comp.get("valueQuantity", {}).get("value", ""))
+                if comp.get("valueQuantity")
+                else ""
+            )
+        organizer = E.organizer(
+            {"classCode": "BATTERY", "moodCode": "EVN"},
+            E.code(displayName="血压"),
+            E.statusCode(code="completed"),
+        )
         effective = self.ts(r.get("effectiveDateTime"))
         if effective is not None:
             organizer.append(effective)
@@ -457,11 +687,24 @@ class DocumentWriter:
         organizer = E.organizer(
             {"classCode": "CLUSTER", "moodCode": "EVN"},
             E.statusCode(code="completed"),
-            E.subject(E.relatedSubject({"classCode": "PRS"}, E.code(_attrs(code=relationship.get("code"), codeSystem=vocab.OID_RELATIONSHIP, displayName=relationship.get("display"))))),
+            E.subject(
+                E.relatedSubject(
+                    {"classCode": "PRS"},
+                    E.code(
+                        _attrs(
+                            code=relationship.get("code"),
+                            codeSystem=vocab.OID_RELATIONSHIP,
+                            displayName=relationship.get("display"),
+                        )
+                    ),
+                )
+            ),
         )
         names = []
         for condition in r.get("condition", []):
-            organizer.append(E.component(self.observation(element, self.cd_value(condition.get("code") or {}))))
+            organizer.append(
+                E.component(self.observation(element, self.cd_value(condition.get("code") or {})))
+            )
             names.append(_concept_text(condition.get("code")))
         return organizer, f"{relationship.get('display') or ''}: {'、'.join(names)}"
 
@@ -473,26 +716,66 @@ class DocumentWriter:
         dosage = (r.get("dosage") or [{}])[0]
         if dosage.get("route"):
             route = _coding_of(dosage["route"]) or {}
-            sa.append(E.routeCode(_attrs(code=route.get("code"), codeSystem=vocab.oid_of(route.get("system")) or vocab.OID_ROUTE, displayName=route.get("display"))))
+            sa.append(
+                E.routeCode(
+                    _attrs(
+                        code=route.get("code"),
+                        codeSystem=vocab.oid_of(route.get("system")) or vocab.OID_ROUTE,
+                        displayName=route.get("display"),
+                    )
+                )
+            )
         for dose_rate in dosage.get("doseAndRate", [])[:1]:
             dose = dose_rate.get("doseQuantity")
             if dose:
-                sa.append(E.doseQuantity(_attrs(value=format_number(dose["value"]), unit=dose.get("unit"))))
+                sa.append(
+                    E.doseQuantity(
+                        _attrs(value=format_number(dose["value"]), unit=dose.get("unit"))
+                    )
+                )
         medication = r.get("medicationCodeableConcept") or {}
         drug = E.manufacturedLabeledDrug()
         coding = _coding_of(medication)
         if coding:
-            drug.append(E.code(_attrs(code=coding.get("code"), codeSystem=vocab.oid_of(coding.get("system")), displayName=coding.get("display"))))
+            drug.append(
+                E.code(
+                    _attrs(
+                        code=coding.get("code"),
+                        codeSystem=vocab.oid_of(coding.get("system")),
+                        displayName=coding.get("display"),
+                    )
+                )
+            )
         if medication.get("text"):
             drug.append(E.name(medication["text"]))
         sa.append(E.consumable(E.manufacturedProduct(drug)))
         if dosage.get("text"):
-            freq = E.observation({"classCode": "OBS", "moodCode": "EVN"}, E.code(code="DE06.00.133.00", codeSystem=vocab.OID_DE, codeSystemName=_DE_NAME, displayName="药物使用频率"), self.st(dosage["text"]))
+            freq = E.observation(
+                {"classCode": "OBS", "moodCode": "EVN"},
+                E.code(
+                    code="DE06.00.133.00",
+                    codeSystem=vocab.OID_DE,
+                    codeSystemName=_DE_NAME,
+                    displayName="药物使用频率",
+                ),
+                self.st(dosage["text"]),
+            )
             sa.append(E.entryRelationship({"typeCode": "COMP"}, freq))
-        return sa, f"{medication.get('text') or (coding or {}).get('display') or ''} {dosage.get('text') or ''}".strip()
+        return (
+            sa,
+            f"{medication.get('text') or (coding or {}).get('display') or ''} {dosage.get('text') or ''}".strip(),
+        )
 
 
-_HEADER_TYPES = {"Patient", "Encounter", "Organization", "Practitioner", "PractitionerRole", "DocumentReference", "Provenance"}
+_HEADER_TYPES = {
+    "Patient",
+    "Encounter",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "DocumentReference",
+    "Provenance",
+}
 
 
 def _concept_text(concept: dict | None) -> str:
@@ -546,7 +829,9 @@ def build_document(
     """
     spec = documents.DOC_TYPES.get(doc_type)
     if spec is None:
-        raise _fail(f"document type {doc_type!r} is not supported; known: {sorted(documents.DOC_TYPES)}")
+        raise _fail(
+            f"document type {doc_type!r} is not supported; known: {sorted(documents.DOC_TYPES)}"
+        )
     writer = DocumentWriter(spec, resources, site, issues)
     config = {}
     getter = getattr(site, "plugin_config", None)
@@ -558,7 +843,13 @@ def build_document(
     tz = ZoneInfo(getattr(site, "timezone", None) or "Asia/Shanghai")
     effective_time = effective_time or dt.datetime.now(tz).replace(microsecond=0).isoformat()
     if document_id is None:
-        key = ids.resource_id(getattr(site, "name", ""), doc_type, writer.patient.get("id", ""), (writer.encounter or {}).get("id", ""), effective_time)
+        key = ids.resource_id(
+            getattr(site, "name", ""),
+            doc_type,
+            writer.patient.get("id", ""),
+            (writer.encounter or {}).get("id", ""),
+            effective_time,
+        )
         document_id = f"{doc_type}-{key}"
     root = writer.build(document_id, effective_time, set_id, version, replaces or [])
     problems = check.check_document(root)
@@ -577,9 +868,29 @@ def outbound_messages(resource: dict, event: str, site: Any, context) -> list:
     """
     if resource.get("resourceType") != "Bundle" or event == "delete":
         return []
-    tag = next((t for t in (resource.get("meta") or {}).get("tag", []) if t.get("system") == vocab.DOC_TYPE_SYSTEM), None)
+    tag = next(
+        (
+            t
+            for t in (resource.get("meta") or {}).get("tag", [])
+            if t.get("system") == vocab.DOC_TYPE_SYSTEM
+        ),
+        None,
+    )
     if tag is None:
         return []
     resources = [e["resource"] for e in resource.get("entry", []) if "resource" in e]
-    body = build_document(tag["code"], resources, site, document_id=resource.get("id"), effective_time=resource.get("timestamp"))
-    return [OutboundMessage(body=body, content_type="application/xml", key=resource.get("id") or tag["code"], description=tag.get("display") or tag["code"])]
+    body = build_document(
+        tag["code"],
+        resources,
+        site,
+        document_id=resource.get("id"),
+        effective_time=resource.get("timestamp"),
+    )
+    return [
+        OutboundMessage(
+            body=body,
+            content_type="application/xml",
+            key=resource.get("id") or tag["code"],
+            description=tag.get("display") or tag["code"],
+        )
+    ]

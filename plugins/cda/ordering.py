@@ -52,7 +52,12 @@ def is_stale(incoming: dict, stored: dict | None) -> bool:
     old_version = _meta_value(stored, vocab.EXT_SOURCE_VERSION) or ""
     new_key, _, new_n = new_version.rpartition("#")
     old_key, _, old_n = old_version.rpartition("#")
-    if new_key and new_key == old_key and new_n.lstrip("-").isdigit() and old_n.lstrip("-").isdigit():
+    if (
+        new_key
+        and new_key == old_key
+        and new_n.lstrip("-").isdigit()
+        and old_n.lstrip("-").isdigit()
+    ):
         if int(new_n) != int(old_n):
             return int(new_n) < int(old_n)
     return _moment(new_time) < _moment(old_time)

@@ -62,7 +62,11 @@ def declared_encoding(body: bytes) -> str:
         return "utf-8"
     name = match.group(1).decode("ascii").lower()
     if name not in _CODECS:
-        raise _reject("not-supported", f"XML encoding {name!r} is not accepted (UTF-8 or GB18030)", "xml-prolog")
+        raise _reject(
+            "not-supported",
+            f"XML encoding {name!r} is not accepted (UTF-8 or GB18030)",
+            "xml-prolog",
+        )
     return _CODECS[name]
 
 
@@ -73,7 +77,9 @@ def decode(body: bytes) -> tuple[str, str]:
     refused: storing mojibake would corrupt the legal record's extract.
     """
     if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise _reject("not-supported", "UTF-16 documents are not accepted (UTF-8 or GB18030)", "xml-prolog")
+        raise _reject(
+            "not-supported", "UTF-16 documents are not accepted (UTF-8 or GB18030)", "xml-prolog"
+        )
     codec = declared_encoding(body)
     raw = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
     try:
@@ -92,19 +98,34 @@ def parse(body: bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
     if not body or not body.strip():
         raise _reject("required", "empty document")
     if len(body) > max_bytes:
-        raise _reject("too-costly", f"document is {len(body)} bytes; the limit is {max_bytes}", status=413)
+        raise _reject(
+            "too-costly", f"document is {len(body)} bytes; the limit is {max_bytes}", status=413
+        )
     if _FORBIDDEN.search(body):
         # A DTD can declare entities (XXE, exponential expansion); CDA never needs one.
-        raise _reject("security", "documents with a DOCTYPE or ENTITY declaration are refused", "xml-prolog", 400)
+        raise _reject(
+            "security",
+            "documents with a DOCTYPE or ENTITY declaration are refused",
+            "xml-prolog",
+            400,
+        )
     text, _codec = decode(body)
     text = _PROLOG_ANY.sub("", text, count=1)
     try:
         root = etree.fromstring(text, _PARSER)
     except etree.XMLSyntaxError as exc:
         line = getattr(exc, "lineno", None)
-        raise _reject("structure", f"not well-formed XML: {exc.msg}", f"line {line}" if line else "ClinicalDocument") from None
+        raise _reject(
+            "structure",
+            f"not well-formed XML: {exc.msg}",
+            f"line {line}" if line else "ClinicalDocument",
+        ) from None
     if etree.QName(root).namespace != V3 or etree.QName(root).localname != "ClinicalDocument":
-        raise _reject("structure", "root element must be ClinicalDocument in the namespace urn:hl7-org:v3", "/")
+        raise _reject(
+            "structure",
+            "root element must be ClinicalDocument in the namespace urn:hl7-org:v3",
+            "/",
+        )
     _check_shape(root, max_depth)
     return root
 
@@ -116,9 +137,13 @@ def _check_shape(root: etree._Element, max_depth: int) -> None:
         element, depth = stack.pop()
         count += 1
         if depth > max_depth:
-            raise _reject("too-costly", f"document nests deeper than {max_depth} elements", status=413)
+            raise _reject(
+                "too-costly", f"document nests deeper than {max_depth} elements", status=413
+            )
         if count > MAX_ELEMENTS:
-            raise _reject("too-costly", f"document has more than {MAX_ELEMENTS} elements", status=413)
+            raise _reject(
+                "too-costly", f"document has more than {MAX_ELEMENTS} elements", status=413
+            )
         for child in element:
             if isinstance(child.tag, str):
                 stack.append((child, depth + 1))

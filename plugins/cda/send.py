@@ -70,7 +70,14 @@ def post_document(
                 return Delivery(True, response.status_code, response.text, attempt)
             if response.status_code not in RETRY_STATUS:
                 raise OperationOutcomeError(
-                    outcome(issue("error", "processing", f"platform refused the document: HTTP {response.status_code} {response.text[:500]}", url)),
+                    outcome(
+                        issue(
+                            "error",
+                            "processing",
+                            f"platform refused the document: HTTP {response.status_code} {response.text[:500]}",
+                            url,
+                        )
+                    ),
                     422,
                 )
             last_error, code = f"HTTP {response.status_code}", "transient"
@@ -78,5 +85,8 @@ def post_document(
             sleep(backoff * (2 ** (attempt - 1)))
     status = 504 if code == "timeout" else 503
     raise OperationOutcomeError(
-        outcome(issue("error", code, f"delivery failed after {retries + 1} attempts: {last_error}", url)), status
+        outcome(
+            issue("error", code, f"delivery failed after {retries + 1} attempts: {last_error}", url)
+        ),
+        status,
     )

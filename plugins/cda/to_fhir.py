@@ -15,11 +15,6 @@ import hashlib
 import re
 from typing import Any
 
-from hub.identity import resident_id
-from hub.identity.ids import with_content_hash
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
 from fhirhub_plugins.cda import documents
 from fhirhub_plugins.cda import ids
 from fhirhub_plugins.cda import parse
@@ -32,6 +27,11 @@ from fhirhub_plugins.cda.cdatypes import ts_to_fhir
 from fhirhub_plugins.cda.cdatypes import xsi_type
 from fhirhub_plugins.cda.parse import NS
 from fhirhub_plugins.cda.parse import declared_encoding
+from hub.identity import resident_id
+from hub.identity.ids import with_content_hash
+from hub.outcomes import OperationOutcomeError
+from hub.outcomes import issue
+from hub.outcomes import outcome
 
 _DE_SHAPE = re.compile(r"^DE\d{2}\.\d{2}\.\d{3}\.\d{2}")
 _ICD10 = re.compile(vocab.ICD10_SHAPE)
@@ -150,7 +150,9 @@ class DocumentReader:
     def bundle(self) -> dict:
         self.read_header()
         if self.doc_type is None:
-            self.context.unused(_BODY, f"body of unknown document type {self.type_code!r} was not mapped")
+            self.context.unused(
+                _BODY, f"body of unknown document type {self.type_code!r} was not mapped"
+            )
         else:
             self.read_body()
         document_reference = self.document_reference()
@@ -168,7 +170,11 @@ class DocumentReader:
         ]
         document_reference["meta"] = self.meta()
         provenance["meta"] = self.meta()
-        return {"resourceType": "Bundle", "type": "transaction", "entry": entries + self.extra_entries}
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": entries + self.extra_entries,
+        }
 
     # -- header ---------------------------------------------------------------
     def read_header(self) -> None:
@@ -176,7 +182,11 @@ class DocumentReader:
         doc_id = self.find(root, "v3:id")
         # id: 文档流水号 under 2.16.156.10011.1.1 (vendors add sub-arcs)
         if doc_id is None or not doc_id.get("extension"):
-            raise _fail("required", "the document has no id/@extension (document serial number)", "ClinicalDocument/id")
+            raise _fail(
+                "required",
+                "the document has no id/@extension (document serial number)",
+                "ClinicalDocument/id",
+            )
         self.doc_root = doc_id.get("root") or vocab.OID_DOCUMENT
         self.doc_id = doc_id.get("extension")
         # code: document type (2.16.156.10011.2.4); templateId: the shared-document template
@@ -194,7 +204,11 @@ class DocumentReader:
         # effectiveTime: when the document was made/uploaded, not the clinical time (DOMAIN §10.2)
         self.document_time = self.ts(self.find(root, "v3:effectiveTime"))
         if not self.document_time:
-            raise _fail("required", "effectiveTime is missing or malformed", "ClinicalDocument/effectiveTime")
+            raise _fail(
+                "required",
+                "effectiveTime is missing or malformed",
+                "ClinicalDocument/effectiveTime",
+            )
         conf = self.find(root, "v3:confidentialityCode")
         self.confidentiality = conf.get("code") if conf is not None else "N"
         set_id = self.find(root, "v3:setId")
@@ -239,10 +253,14 @@ class DocumentReader:
 
     def read_custodian(self) -> None:
         # custodian/assignedCustodian/representedCustodianOrganization: 1.5 (1.6 in WS/T 483 instances)
-        org = self.find(self.root, "v3:custodian/v3:assignedCustodian/v3:representedCustodianOrganization")
+        org = self.find(
+            self.root, "v3:custodian/v3:assignedCustodian/v3:representedCustodianOrganization"
+        )
         self.custodian = self.organization(org, "ClinicalDocument/custodian")
         if self.custodian is None:
-            self.context.warn("the document names no custodian organization", "ClinicalDocument/custodian")
+            self.context.warn(
+                "the document names no custodian organization", "ClinicalDocument/custodian"
+            )
 
     def read_author(self) -> None:
         author = self.find(self.root, "v3:author")
@@ -268,17 +286,25 @@ class DocumentReader:
                 self.author["name"] = [{"text": name}]
             self.resources.append(self.author)
         self.author_org = self.organization(
-            self.find(assigned, "v3:representedOrganization"), "ClinicalDocument/author/assignedAuthor"
+            self.find(assigned, "v3:representedOrganization"),
+            "ClinicalDocument/author/assignedAuthor",
         )
 
     def read_patient(self) -> None:
         role = self.find(self.root, "v3:recordTarget/v3:patientRole")
         if role is None:
-            raise _fail("required", "the document has no recordTarget/patientRole", "ClinicalDocument/recordTarget")
+            raise _fail(
+                "required",
+                "the document has no recordTarget/patientRole",
+                "ClinicalDocument/recordTarget",
+            )
         person = self.find(role, "v3:patient")
         identifiers: list[dict] = []
         rid_value = None
-        for el in [*role.findall("v3:id", NS), *(person.findall("v3:id", NS) if person is not None else [])]:
+        for el in [
+            *role.findall("v3:id", NS),
+            *(person.findall("v3:id", NS) if person is not None else []),
+        ]:
             root, ext = el.get("root"), clean_text(el.get("extension"))
             if not root or not ext:
                 continue
@@ -287,7 +313,9 @@ class DocumentReader:
                 continue
             ident = {"system": vocab.urn(root), "value": ext}
             if root in _HIS_ID_ROOTS and self.custodian is not None:
-                ident["assigner"] = _ref(self.custodian)  # hospital numbers are unique per hospital only
+                ident["assigner"] = _ref(
+                    self.custodian
+                )  # hospital numbers are unique per hospital only
             identifiers.append(ident)
         rid = None
         if rid_value is not None:
@@ -328,7 +356,9 @@ class DocumentReader:
         gender = self.find(person, "v3:administrativeGenderCode")
         if gender is not None and gender.get("code"):
             code = gender.get("code")
-            translated = self.context.translate("cda-sex", code, f"{_PATIENT_LOC}/administrativeGenderCode")
+            translated = self.context.translate(
+                "cda-sex", code, f"{_PATIENT_LOC}/administrativeGenderCode"
+            )
             if translated:
                 patient["gender"] = translated.code
             extensions.append(
@@ -339,25 +369,38 @@ class DocumentReader:
         if birth:
             patient["birthDate"] = birth[:10]
         if rid is not None:
-            for problem in resident_id.consistency_issues(rid, patient.get("birthDate"), patient.get("gender")):
+            for problem in resident_id.consistency_issues(
+                rid, patient.get("birthDate"), patient.get("gender")
+            ):
                 self.context.warn(problem, _RID_LOC)
         # maritalStatusCode: GB/T 2261.2
         marital = self.find(person, "v3:maritalStatusCode")
         if marital is not None and marital.get("code"):
             code = marital.get("code")
-            concept = {"coding": [_coding(vocab.urn(vocab.OID_MARITAL), code, marital.get("displayName"))]}
-            translated = self.context.translate("cda-marital-status", code, f"{_PATIENT_LOC}/maritalStatusCode")
+            concept = {
+                "coding": [_coding(vocab.urn(vocab.OID_MARITAL), code, marital.get("displayName"))]
+            }
+            translated = self.context.translate(
+                "cda-marital-status", code, f"{_PATIENT_LOC}/maritalStatusCode"
+            )
             if translated:
-                concept["coding"].append(_coding(translated.system, translated.code, translated.display))
+                concept["coding"].append(
+                    _coding(translated.system, translated.code, translated.display)
+                )
             patient["maritalStatus"] = concept
         # ethnicGroupCode: GB 3304
         ethnic = self.find(person, "v3:ethnicGroupCode")
         if ethnic is not None and ethnic.get("code"):
             code = ethnic.get("code")
-            translated = self.context.translate("cda-ethnicity", code, f"{_PATIENT_LOC}/ethnicGroupCode")
+            translated = self.context.translate(
+                "cda-ethnicity", code, f"{_PATIENT_LOC}/ethnicGroupCode"
+            )
             display = translated.display if translated else ethnic.get("displayName")
             extensions.append(
-                {"url": vocab.EXT_ETHNICITY, "valueCoding": _coding(vocab.urn(vocab.OID_ETHNICITY), code, display)}
+                {
+                    "url": vocab.EXT_ETHNICITY,
+                    "valueCoding": _coding(vocab.urn(vocab.OID_ETHNICITY), code, display),
+                }
             )
         # educationLevelCode (CN extension, GB/T 4658), occupation/occupationCode (GB/T 6565)
         for path, url, default in (
@@ -368,10 +411,22 @@ class DocumentReader:
             el = self.find(person, path)
             if el is not None and el.get("code"):
                 system = vocab.urn(el.get("codeSystem") or default)
-                extensions.append({"url": url, "valueCoding": _coding(system, el.get("code"), el.get("displayName"))})
+                extensions.append(
+                    {
+                        "url": url,
+                        "valueCoding": _coding(system, el.get("code"), el.get("displayName")),
+                    }
+                )
         for child in person:
             local = child.tag.split("}")[-1] if isinstance(child.tag, str) else None
-            if local in ("age", "household", "patientType", "guardian", "birthplace", "languageCommunication"):
+            if local in (
+                "age",
+                "household",
+                "patientType",
+                "guardian",
+                "birthplace",
+                "languageCommunication",
+            ):
                 self.context.unused(f"{_PATIENT_LOC}/{local}")
         if extensions:
             patient["extension"] = extensions
@@ -380,10 +435,16 @@ class DocumentReader:
         # addr use="H": state(省) city county township streetName houseNumber postalCode
         addresses = []
         for addr in role.findall("v3:addr", NS):
-            parts = {child.tag.split("}")[-1]: clean_text(child.text) for child in addr if isinstance(child.tag, str)}
+            parts = {
+                child.tag.split("}")[-1]: clean_text(child.text)
+                for child in addr
+                if isinstance(child.tag, str)
+            }
             line = [parts[k] for k in ("township", "streetName", "houseNumber") if parts.get(k)]
             address = {
-                "use": {"H": "home", "WP": "work", "TMP": "temp"}.get(addr.get("use") or "H", "home"),
+                "use": {"H": "home", "WP": "work", "TMP": "temp"}.get(
+                    addr.get("use") or "H", "home"
+                ),
                 "line": line,
                 "district": parts.get("county"),
                 "city": parts.get("city"),
@@ -391,13 +452,20 @@ class DocumentReader:
                 "postalCode": parts.get("postalCode"),
                 "country": "CN",
             }
-            text = "".join(parts.get(k) or "" for k in ("state", "city", "county", "township", "streetName", "houseNumber"))
+            text = "".join(
+                parts.get(k) or ""
+                for k in ("state", "city", "county", "township", "streetName", "houseNumber")
+            )
             if text:
                 address["text"] = text
             addresses.append({k: v for k, v in address.items() if v})
         if addresses:
             patient["address"] = addresses
-        telecom = [_telecom(t.get("value")) for t in role.findall("v3:telecom", NS) if clean_text(t.get("value"))]
+        telecom = [
+            _telecom(t.get("value"))
+            for t in role.findall("v3:telecom", NS)
+            if clean_text(t.get("value"))
+        ]
         if telecom:
             patient["telecom"] = telecom
 
@@ -406,7 +474,10 @@ class DocumentReader:
         contacts = []
         for part in self.root.findall("v3:participant", NS):
             if part.get("typeCode") != "NOT":
-                self.context.unused("ClinicalDocument/participant", f"participant typeCode={part.get('typeCode')} was not mapped")
+                self.context.unused(
+                    "ClinicalDocument/participant",
+                    f"participant typeCode={part.get('typeCode')} was not mapped",
+                )
                 continue
             entity = self.find(part, "v3:associatedEntity")
             if entity is None:
@@ -414,15 +485,35 @@ class DocumentReader:
             contact: dict[str, Any] = {}
             code = self.find(entity, "v3:code")
             if code is not None and code.get("code"):
-                concept = {"coding": [_coding(vocab.urn(vocab.OID_RELATIONSHIP), code.get("code"), code.get("displayName"))]}
-                translated = self.context.translate("cda-relationship", code.get("code"), "ClinicalDocument/participant/associatedEntity/code")
+                concept = {
+                    "coding": [
+                        _coding(
+                            vocab.urn(vocab.OID_RELATIONSHIP),
+                            code.get("code"),
+                            code.get("displayName"),
+                        )
+                    ]
+                }
+                translated = self.context.translate(
+                    "cda-relationship",
+                    code.get("code"),
+                    "ClinicalDocument/participant/associatedEntity/code",
+                )
                 if translated:
-                    concept["coding"].append(_coding(translated.system, translated.code, translated.display))
+                    concept["coding"].append(
+                        _coding(translated.system, translated.code, translated.display)
+                    )
                 contact["relationship"] = [concept]
-            name = clean_text(getattr(self.find(entity, "v3:associatedPerson/v3:name"), "text", None))
+            name = clean_text(
+                getattr(self.find(entity, "v3:associatedPerson/v3:name"), "text", None)
+            )
             if name:
                 contact["name"] = {"text": name}
-            telecom = [_telecom(t.get("value")) for t in entity.findall("v3:telecom", NS) if clean_text(t.get("value"))]
+            telecom = [
+                _telecom(t.get("value"))
+                for t in entity.findall("v3:telecom", NS)
+                if clean_text(t.get("value"))
+            ]
             if telecom:
                 contact["telecom"] = telecom
             if contact:
@@ -443,9 +534,15 @@ class DocumentReader:
                 self.encounter_period = {k: v for k, v in (("start", start), ("end", end)) if v}
             for el in enc.findall("v3:id", NS):
                 if el.get("root") and el.get("extension"):
-                    self.encounter_ids.append({"system": vocab.urn(el.get("root")), "value": el.get("extension")})
-            facility = self.find(enc, "v3:location/v3:healthCareFacility/v3:serviceProviderOrganization")
-            org = self.organization(facility, "ClinicalDocument/componentOf/encompassingEncounter/location")
+                    self.encounter_ids.append(
+                        {"system": vocab.urn(el.get("root")), "value": el.get("extension")}
+                    )
+            facility = self.find(
+                enc, "v3:location/v3:healthCareFacility/v3:serviceProviderOrganization"
+            )
+            org = self.organization(
+                facility, "ClinicalDocument/componentOf/encompassingEncounter/location"
+            )
             self.encounter_org = org or self.custodian
         elif self.doc_type is not None and self.doc_type.needs_encompassing_encounter:
             self.context.warn(
@@ -463,7 +560,10 @@ class DocumentReader:
         seen = {(i["system"], i["value"]) for i in identifiers}
         for ident in self.patient.get("identifier", []):
             oid = vocab.oid_of(ident["system"])
-            if oid in (vocab.OID_OUTPATIENT_NO, vocab.OID_INPATIENT_NO) and (ident["system"], ident["value"]) not in seen:
+            if (
+                oid in (vocab.OID_OUTPATIENT_NO, vocab.OID_INPATIENT_NO)
+                and (ident["system"], ident["value"]) not in seen
+            ):
                 identifiers.append(dict(ident))
         status = "finished"
         if cls == "IMP" and not self.encounter_period.get("end"):
@@ -478,7 +578,9 @@ class DocumentReader:
             subject=_ref(self.patient),
             participant=[{"individual": _ref(self.author)}] if self.author else None,
             period=dict(self.encounter_period) or None,
-            serviceProvider=_ref(getattr(self, "encounter_org", None) or self.custodian) if (getattr(self, "encounter_org", None) or self.custodian) else None,
+            serviceProvider=_ref(getattr(self, "encounter_org", None) or self.custodian)
+            if (getattr(self, "encounter_org", None) or self.custodian)
+            else None,
         )
 
     def read_related_documents(self) -> None:
@@ -491,7 +593,10 @@ class DocumentReader:
             if rel.get("typeCode") == "RPLC":
                 self.replaces.append(parent_id.get("extension"))
             else:
-                self.context.unused("ClinicalDocument/relatedDocument", f"relatedDocument typeCode={rel.get('typeCode')} was not mapped")
+                self.context.unused(
+                    "ClinicalDocument/relatedDocument",
+                    f"relatedDocument typeCode={rel.get('typeCode')} was not mapped",
+                )
 
     # -- body -----------------------------------------------------------------
     def read_body(self) -> None:
@@ -500,7 +605,9 @@ class DocumentReader:
             if self.find(self.root, "v3:component/v3:nonXMLBody") is not None:
                 self.context.unused("ClinicalDocument/component/nonXMLBody")
                 return
-            raise _fail("required", "the document has no structuredBody", "ClinicalDocument/component")
+            raise _fail(
+                "required", "the document has no structuredBody", "ClinicalDocument/component"
+            )
         sections = [c.find("v3:section", NS) for c in body.findall("v3:component", NS)]
         # Clinical time for follow-ups: the follow-up entry's effectiveTime (随访日期)
         if not self.clinical_time:
@@ -545,12 +652,18 @@ class DocumentReader:
             return None, None
         if raw in self.aliases:
             de = self.aliases[raw]
-            self.context.info(f"data element {raw!r} read as {de} (site alias table)", f"{loc}/code")
+            self.context.info(
+                f"data element {raw!r} read as {de} (site alias table)", f"{loc}/code"
+            )
         else:
             m = _DE_SHAPE.match(raw)
             if not m:
-                self.context.warn(f"malformed data-element code {raw!r}", f"{loc}/code", code="code-invalid")
-                self.context.unused(loc, f"entry with malformed data-element code {raw!r} was not mapped")
+                self.context.warn(
+                    f"malformed data-element code {raw!r}", f"{loc}/code", code="code-invalid"
+                )
+                self.context.unused(
+                    loc, f"entry with malformed data-element code {raw!r} was not mapped"
+                )
                 return None, None
             de = m.group(0)  # vendor suffixes (DE02.01.039.00.178) are read as the base element
         element = vocab.ELEMENTS.get(de)
@@ -567,7 +680,9 @@ class DocumentReader:
             amount = number(value_el.get("value"))
             if amount is None:
                 if value_el.get("value"):
-                    self.context.warn(f"PQ value {value_el.get('value')!r} is not a number", f"{loc}/value")
+                    self.context.warn(
+                        f"PQ value {value_el.get('value')!r} is not a number", f"{loc}/value"
+                    )
                 return None
             unit = value_el.get("unit") or element.unit
             quantity: dict[str, Any] = {"value": amount}
@@ -617,7 +732,9 @@ class DocumentReader:
             translated = self.context.translate(domain.code_map, code, loc)
             if translated and translated.display:
                 display = translated.display
-        concept = {"coding": [_coding(vocab.urn(system_oid) if system_oid else None, code, display)]}
+        concept = {
+            "coding": [_coding(vocab.urn(system_oid) if system_oid else None, code, display)]
+        }
         if original:
             concept["text"] = original
         return concept
@@ -646,8 +763,10 @@ class DocumentReader:
         if handler is None and head == "obs":
             handler = self.map_observation
         handler(obs, element, loc)
-        for rel in obs.findall("v3:entryRelationship", NS):
-            self.context.unused(f"{loc}/entryRelationship", "qualifier of " + element.de + " was not mapped")
+        for k, _rel in enumerate(obs.findall("v3:entryRelationship", NS), 1):
+            self.context.unused(
+                f"{loc}/entryRelationship[{k}]", "qualifier of " + element.de + " was not mapped"
+            )
 
     def map_observation(self, obs, element: vocab.Element, loc: str) -> None:
         value = self.value(self.find(obs, "v3:value"), element, loc)
@@ -664,7 +783,9 @@ class DocumentReader:
             "Observation",
             self.next_key(element.de),
             status="final",
-            category=[{"coding": [_coding(vocab.OBS_CATEGORY, category, _OBS_CATEGORY_DISPLAY[category])]}],
+            category=[
+                {"coding": [_coding(vocab.OBS_CATEGORY, category, _OBS_CATEGORY_DISPLAY[category])]}
+            ],
             code={"coding": codings, "text": element.name},
             subject=_ref(self.patient),
             encounter=_ref(self.encounter) if self.encounter else None,
@@ -683,7 +804,16 @@ class DocumentReader:
                 self.next_key("bp"),
                 status="final",
                 category=[{"coding": [_coding(vocab.OBS_CATEGORY, "vital-signs", "Vital Signs")]}],
-                code={"coding": [_coding(vocab.LOINC, "85354-9", "Blood pressure panel with all children optional")], "text": "血压"},
+                code={
+                    "coding": [
+                        _coding(
+                            vocab.LOINC,
+                            "85354-9",
+                            "Blood pressure panel with all children optional",
+                        )
+                    ],
+                    "text": "血压",
+                },
                 subject=_ref(self.patient),
                 encounter=_ref(self.encounter) if self.encounter else None,
                 effectiveDateTime=self.effective(obs),
@@ -698,11 +828,23 @@ class DocumentReader:
         site_el = self.find(obs, "v3:targetSiteCode")
         if site_el is not None and site_el.get("code") and "bodySite" not in resource:
             resource["bodySite"] = {
-                "coding": [_coding("http://snomed.info/sct", site_el.get("code"), site_el.get("displayName"))]
+                "coding": [
+                    _coding(
+                        "http://snomed.info/sct", site_el.get("code"), site_el.get("displayName")
+                    )
+                ]
             }
         loinc = self.context.code_map("cda-data-element-loinc").lookup(element.de)
         resource["component"].append(
-            {"code": {"coding": [_coding(vocab.LOINC, loinc.code, loinc.display), self.de_coding(element)]}, value[0]: value[1]}
+            {
+                "code": {
+                    "coding": [
+                        _coding(vocab.LOINC, loinc.code, loinc.display),
+                        self.de_coding(element),
+                    ]
+                },
+                value[0]: value[1],
+            }
         )
         if len(resource["component"]) >= 2 and group is getattr(self, "_loose_bp", None):
             del group["bp"]  # loose pairs outside organizers: start a new panel after each pair
@@ -736,7 +878,9 @@ class DocumentReader:
             status="active",
             type=concept,
             beneficiary=_ref(self.patient),
-            payor=[_ref(self.patient)] if self_pay else [{"display": concept["coding"][0].get("display") or code}],
+            payor=[_ref(self.patient)]
+            if self_pay
+            else [{"display": concept["coding"][0].get("display") or code}],
         )
 
     def concept_value(self, obs, element, loc) -> dict | None:
@@ -755,8 +899,22 @@ class DocumentReader:
         self.new(
             "AllergyIntolerance",
             self.next_key(element.de),
-            clinicalStatus={"coding": [_coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active")]},
-            verificationStatus={"coding": [_coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "confirmed")]},
+            clinicalStatus={
+                "coding": [
+                    _coding(
+                        "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                        "active",
+                    )
+                ]
+            },
+            verificationStatus={
+                "coding": [
+                    _coding(
+                        "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+                        "confirmed",
+                    )
+                ]
+            },
             category=["medication"],
             code=concept,
             patient=_ref(self.patient),
@@ -784,10 +942,14 @@ class DocumentReader:
         return self.new(
             "Condition",
             self.next_key(element.de),
-            category=[{"coding": [_coding(vocab.CONDITION_CATEGORY, category), self.de_coding(element)]}],
+            category=[
+                {"coding": [_coding(vocab.CONDITION_CATEGORY, category), self.de_coding(element)]}
+            ],
             code=concept,
             subject=_ref(self.patient),
-            encounter=_ref(self.encounter) if self.encounter and category == "encounter-diagnosis" else None,
+            encounter=_ref(self.encounter)
+            if self.encounter and category == "encounter-diagnosis"
+            else None,
             onsetDateTime=when if onset else None,
             recordedDate=self.clinical_time if category == "encounter-diagnosis" else None,
         )
@@ -820,7 +982,11 @@ class DocumentReader:
         code = value_el.get("code").strip()
         system = value_el.get("codeSystem") or vocab.OID_ICD10
         if system.startswith(vocab.OID_ICD10) and not _ICD10.match(code):
-            self.context.warn(f"diagnosis code {code!r} does not have an ICD-10 shape", f"{loc}/value", code="code-invalid")
+            self.context.warn(
+                f"diagnosis code {code!r} does not have an ICD-10 shape",
+                f"{loc}/value",
+                code="code-invalid",
+            )
         concept = {"coding": [_coding(vocab.urn(system), code, value_el.get("displayName"))]}
         self.condition(obs, element, concept, "encounter-diagnosis", onset=False)
 
@@ -856,10 +1022,18 @@ class DocumentReader:
         if rel is None or not rel.get("code"):
             self.context.unused(loc, "family history without a relationship code was not mapped")
             return
-        relationship = {"coding": [_coding(vocab.urn(vocab.OID_RELATIONSHIP), rel.get("code"), rel.get("displayName"))]}
-        translated = self.context.translate("cda-relationship", rel.get("code"), f"{loc}/subject/relatedSubject/code")
+        relationship = {
+            "coding": [
+                _coding(vocab.urn(vocab.OID_RELATIONSHIP), rel.get("code"), rel.get("displayName"))
+            ]
+        }
+        translated = self.context.translate(
+            "cda-relationship", rel.get("code"), f"{loc}/subject/relatedSubject/code"
+        )
         if translated:
-            relationship["coding"].append(_coding(translated.system, translated.code, translated.display))
+            relationship["coding"].append(
+                _coding(translated.system, translated.code, translated.display)
+            )
         conditions = []
         for k, comp in enumerate(organizer.findall("v3:component", NS), 1):
             obs = self.find(comp, "v3:observation")
@@ -899,7 +1073,9 @@ class DocumentReader:
         cls = self.context.translate("cda-followup-encounter-class", code, f"{loc}/value")
         if cls:
             self.encounter["class"] = _coding(cls.system, cls.code, cls.display)
-        self.encounter["type"] = [{"coding": concept["coding"], "text": self.doc_type.encounter_type}]
+        self.encounter["type"] = [
+            {"coding": concept["coding"], "text": self.doc_type.encounter_type}
+        ]
         when = self.effective_own(obs)
         if when:
             self.encounter["period"] = {"start": when}
@@ -930,11 +1106,21 @@ class DocumentReader:
         drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedLabeledDrug")
         if drug is None:
             drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedMaterial")
-        name = clean_text(getattr(self.find(drug, "v3:name"), "text", None)) if drug is not None else None
+        name = (
+            clean_text(getattr(self.find(drug, "v3:name"), "text", None))
+            if drug is not None
+            else None
+        )
         code = self.find(drug, "v3:code") if drug is not None else None
         medication: dict[str, Any] = {}
         if code is not None and code.get("code"):
-            medication["coding"] = [_coding(vocab.urn(code.get("codeSystem")) if code.get("codeSystem") else None, code.get("code"), code.get("displayName"))]
+            medication["coding"] = [
+                _coding(
+                    vocab.urn(code.get("codeSystem")) if code.get("codeSystem") else None,
+                    code.get("code"),
+                    code.get("displayName"),
+                )
+            ]
         if name:
             medication["text"] = name
         if not medication:
@@ -943,7 +1129,15 @@ class DocumentReader:
         dosage: dict[str, Any] = {}
         route = self.find(sa, "v3:routeCode")
         if route is not None and route.get("code"):
-            dosage["route"] = {"coding": [_coding(vocab.urn(route.get("codeSystem") or vocab.OID_ROUTE), route.get("code"), route.get("displayName"))]}
+            dosage["route"] = {
+                "coding": [
+                    _coding(
+                        vocab.urn(route.get("codeSystem") or vocab.OID_ROUTE),
+                        route.get("code"),
+                        route.get("displayName"),
+                    )
+                ]
+            }
         dose = self.find(sa, "v3:doseQuantity")
         if dose is not None and number(dose.get("value")) is not None:
             quantity = {"value": number(dose.get("value"))}
@@ -976,12 +1170,18 @@ class DocumentReader:
             return
         system = code.get("codeSystem") or vocab.OID_ICD9CM3
         if system == vocab.OID_ICD9CM3 and not _ICD9.match(code.get("code")):
-            self.context.warn(f"procedure code {code.get('code')!r} does not have an ICD-9-CM-3 shape", f"{loc}/code", code="code-invalid")
+            self.context.warn(
+                f"procedure code {code.get('code')!r} does not have an ICD-9-CM-3 shape",
+                f"{loc}/code",
+                code="code-invalid",
+            )
         self.new(
             "Procedure",
             self.next_key("procedure"),
             status="completed",
-            code={"coding": [_coding(vocab.urn(system), code.get("code"), code.get("displayName"))]},
+            code={
+                "coding": [_coding(vocab.urn(system), code.get("code"), code.get("displayName"))]
+            },
             subject=_ref(self.patient),
             encounter=_ref(self.encounter) if self.encounter else None,
             performedDateTime=self.effective_own(proc),
@@ -991,14 +1191,23 @@ class DocumentReader:
     def security(self) -> list[dict]:
         # confidentialityCode R (restricted, e.g. mental illness) / V -> security label
         if self.confidentiality in ("R", "V"):
-            return [_coding(vocab.CONFIDENTIALITY, self.confidentiality, {"R": "restricted", "V": "very restricted"}[self.confidentiality])]
+            return [
+                _coding(
+                    vocab.CONFIDENTIALITY,
+                    self.confidentiality,
+                    {"R": "restricted", "V": "very restricted"}[self.confidentiality],
+                )
+            ]
         return []
 
     def meta(self) -> dict:
         meta: dict[str, Any] = {
             "extension": [
                 {"url": vocab.EXT_SOURCE_TIME, "valueDateTime": self.document_time},
-                {"url": vocab.EXT_SOURCE_VERSION, "valueString": f"{self.doc_key}#{self.version or '0'}"},
+                {
+                    "url": vocab.EXT_SOURCE_VERSION,
+                    "valueString": f"{self.doc_key}#{self.version or '0'}",
+                },
             ],
             "tag": [_coding(vocab.DOC_TYPE_SYSTEM, self.type_code, self.title)],
         }
@@ -1034,7 +1243,12 @@ class DocumentReader:
             "author": authors,
             "custodian": _ref(self.custodian) if self.custodian else None,
             "relatesTo": [
-                {"code": "replaces", "target": {"reference": f"DocumentReference/{ids.document_reference_id(self.site_name, parent)}"}}
+                {
+                    "code": "replaces",
+                    "target": {
+                        "reference": f"DocumentReference/{ids.document_reference_id(self.site_name, parent)}"
+                    },
+                }
                 for parent in self.replaces
             ],
             "securityLabel": [{"coding": self.security()}] if self.security() else None,
@@ -1080,15 +1294,43 @@ class DocumentReader:
     def provenance(self, document_reference: dict) -> dict:
         agents = []
         if self.author:
-            agents.append({"type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "author")]}, "who": _ref(self.author)})
+            agents.append(
+                {
+                    "type": {
+                        "coding": [
+                            _coding(
+                                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "author",
+                            )
+                        ]
+                    },
+                    "who": _ref(self.author),
+                }
+            )
         if self.custodian:
-            agents.append({"type": {"coding": [_coding("http://terminology.hl7.org/CodeSystem/provenance-participant-type", "custodian")]}, "who": _ref(self.custodian)})
+            agents.append(
+                {
+                    "type": {
+                        "coding": [
+                            _coding(
+                                "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                "custodian",
+                            )
+                        ]
+                    },
+                    "who": _ref(self.custodian),
+                }
+            )
         if not agents:
             agents.append({"who": _ref(self.patient)})
         return {
             "resourceType": "Provenance",
             "id": ids.extracted_id(self.site_name, "Provenance", self.doc_id, "document"),
-            "target": [_ref(r) for r in self.resources if r["resourceType"] not in ("Organization", "Practitioner")],
+            "target": [
+                _ref(r)
+                for r in self.resources
+                if r["resourceType"] not in ("Organization", "Practitioner")
+            ],
             "recorded": instant(self.document_time, self.tz),
             "agent": agents,
             "entity": [{"role": "source", "what": _ref(document_reference)}],

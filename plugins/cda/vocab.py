@@ -88,23 +88,43 @@ class ValueDomain:
 DOMAINS = {
     "abo": ValueDomain("2.16.156.10011.2.3.1.85", "cda-abo", "ABO血型代码表"),
     "rh": ValueDomain("2.16.156.10011.2.3.1.250", "cda-rh", "Rh(D)血型代码表"),
-    "payment": ValueDomain("2.16.156.10011.2.3.1.197", "cda-payment-method", "医疗费用支付方式代码表"),
-    "allergen": ValueDomain("2.16.156.10011.2.3.1.15", "cda-drug-allergen", "药物过敏源代码表"),  # verify
+    "payment": ValueDomain(
+        "2.16.156.10011.2.3.1.197", "cda-payment-method", "医疗费用支付方式代码表"
+    ),
+    "allergen": ValueDomain(
+        "2.16.156.10011.2.3.1.15", "cda-drug-allergen", "药物过敏源代码表"
+    ),  # verify
     "exposure": ValueDomain("2.16.156.10011.2.3.1.16", "cda-exposure", "暴露史代码表"),  # verify
-    "past-disease": ValueDomain("2.16.156.10011.2.3.1.12", "cda-past-disease", "既往常见疾病种类代码表"),
-    "family-disease": ValueDomain("2.16.156.10011.2.3.1.12", "cda-family-disease", "家族性疾病名称代码表"),
+    "past-disease": ValueDomain(
+        "2.16.156.10011.2.3.1.12", "cda-past-disease", "既往常见疾病种类代码表"
+    ),
+    "family-disease": ValueDomain(
+        "2.16.156.10011.2.3.1.12", "cda-family-disease", "家族性疾病名称代码表"
+    ),
     "disability": ValueDomain("2.16.156.10011.2.3.1.139", "cda-disability", "残疾情况代码表"),
-    "kitchen": ValueDomain("2.16.156.10011.2.3.2.41", "cda-kitchen-exhaust", "厨房排风设施类别代码表"),
+    "kitchen": ValueDomain(
+        "2.16.156.10011.2.3.2.41", "cda-kitchen-exhaust", "厨房排风设施类别代码表"
+    ),
     "fuel": ValueDomain("2.16.156.10011.2.3.2.42", "cda-fuel", "燃料类型类别代码表"),
     "water": ValueDomain("2.16.156.10011.2.3.2.43", "cda-water", "饮水类别代码表"),
     "toilet": ValueDomain("2.16.156.10011.2.3.2.44", "cda-toilet", "厕所类别代码表"),
-    "livestock": ValueDomain("2.16.156.10011.2.3.2.45", "cda-livestock-pen", "禽畜栏类别代码表"),  # verify
+    "livestock": ValueDomain(
+        "2.16.156.10011.2.3.2.45", "cda-livestock-pen", "禽畜栏类别代码表"
+    ),  # verify
     "followup-mode": ValueDomain("2.16.156.10011.2.3.1.183", "cda-followup-mode", "随访方式代码表"),
-    "followup-class": ValueDomain("2.16.156.10011.2.3.2.32", "cda-followup-class", "随访评价结果代码表"),  # verify
+    "followup-class": ValueDomain(
+        "2.16.156.10011.2.3.2.32", "cda-followup-class", "随访评价结果代码表"
+    ),  # verify
     "symptom": ValueDomain("2.16.156.10011.2.3.2.35", "cda-symptom", "症状代码表"),  # verify
-    "smoking": ValueDomain("2.16.156.10011.2.3.1.19", "cda-smoking-status", "吸烟状况代码表"),  # verify
-    "drinking": ValueDomain("2.16.156.10011.2.3.1.20", "cda-drinking-frequency", "饮酒频率代码表"),  # verify
-    "exercise": ValueDomain("2.16.156.10011.2.3.1.21", "cda-exercise-frequency", "身体活动频率代码表"),  # verify
+    "smoking": ValueDomain(
+        "2.16.156.10011.2.3.1.19", "cda-smoking-status", "吸烟状况代码表"
+    ),  # verify
+    "drinking": ValueDomain(
+        "2.16.156.10011.2.3.1.20", "cda-drinking-frequency", "饮酒频率代码表"
+    ),  # verify
+    "exercise": ValueDomain(
+        "2.16.156.10011.2.3.1.21", "cda-exercise-frequency", "身体活动频率代码表"
+    ),  # verify
     "salt": ValueDomain("2.16.156.10011.2.3.2.25", "cda-salt-intake", "摄盐量分级代码表"),
 }
 DOMAIN_BY_OID = {d.oid: d for d in DOMAINS.values()}

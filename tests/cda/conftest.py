@@ -71,16 +71,25 @@ def custodian_site(body: bytes) -> Site:
     from fhirhub_plugins.cda import parse
 
     root = parse.parse(body)
-    org = root.find("v3:custodian/v3:assignedCustodian/v3:representedCustodianOrganization", parse.NS)
+    org = root.find(
+        "v3:custodian/v3:assignedCustodian/v3:representedCustodianOrganization", parse.NS
+    )
     ident = org.find("v3:id", parse.NS)
     return Site(
         organization={
             "id": ident.get("extension"),
             "name": org.find("v3:name", parse.NS).text,
-            "identifier": {"system": "urn:oid:" + ident.get("root"), "value": ident.get("extension")},
+            "identifier": {
+                "system": "urn:oid:" + ident.get("root"),
+                "value": ident.get("extension"),
+            },
         }
     )
 
 
 def resources(bundle: dict, *types: str) -> list[dict]:
-    return [e["resource"] for e in bundle["entry"] if not types or e["resource"]["resourceType"] in types]
+    return [
+        e["resource"]
+        for e in bundle["entry"]
+        if not types or e["resource"]["resourceType"] in types
+    ]

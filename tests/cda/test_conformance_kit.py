@@ -22,7 +22,14 @@ from .conftest import Site
 
 KIT = Path(__file__).resolve().parents[2] / "conformance" / "sites" / "county-platform"
 CASES = sorted(p for p in (KIT / "cases").iterdir() if p.is_dir())
-REFUSED = {"xxe-external-entity", "billion-laughs", "wrong-encoding", "bad-id-checksum", "unknown-document-type", "truncated"}
+REFUSED = {
+    "xxe-external-entity",
+    "billion-laughs",
+    "wrong-encoding",
+    "bad-id-checksum",
+    "unknown-document-type",
+    "truncated",
+}
 
 
 def kit_site() -> Site:
@@ -58,4 +65,6 @@ def test_conformance_case_matches_expected(case, code_maps):
     assert_golden(bundle, case / "expected.json")
     problems = [i for i in context.issues if i["severity"] in ("error", "warning")]
     if problems or (case / "expected-outcome.json").exists():
-        assert_golden({"resourceType": "OperationOutcome", "issue": problems}, case / "expected-outcome.json")
+        assert_golden(
+            {"resourceType": "OperationOutcome", "issue": problems}, case / "expected-outcome.json"
+        )

@@ -33,19 +33,31 @@ def test_contract_export_matches_golden(site, code_maps):
 def test_contract_resources(site, code_maps):
     bundle, issues = run(EXPORT.read_bytes(), site, code_maps)
     episodes = {e["identifier"][0]["value"]: e for e in resources(bundle, "EpisodeOfCare")}
-    assert sorted(episodes) == ["QY370283-2023-000871", "QY370283-2024-000153", "QY370283-2024-000155"]
+    assert sorted(episodes) == [
+        "QY370283-2023-000871",
+        "QY370283-2024-000153",
+        "QY370283-2024-000155",
+    ]
     wang = episodes["QY370283-2024-000153"]
     assert wang["status"] == "active"
     assert wang["period"] == {"start": "2024-01-10", "end": "2025-01-09"}
-    assert wang["patient"] == {"reference": f"urn:uuid:{patient_id_for_resident_id('370283195803121235')}"}
-    packages = [e["valueCoding"]["code"] for e in wang["extension"] if e["url"].endswith("service-package")]
+    assert wang["patient"] == {
+        "reference": f"urn:uuid:{patient_id_for_resident_id('370283195803121235')}"
+    }
+    packages = [
+        e["valueCoding"]["code"] for e in wang["extension"] if e["url"].endswith("service-package")
+    ]
     assert packages == ["基础包", "高血压个性化包"]
     assert episodes["QY370283-2023-000871"]["status"] == "finished"
     assert episodes["QY370283-2024-000155"]["status"] == "planned"
     (team_3,) = [t for t in resources(bundle, "CareTeam") if t["name"] == "同和街道第三团队"]
     assert len(team_3["participant"]) == 2  # 赵志强 and 钱玉兰, each once
     patient_entries = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"]
-    assert all(e["request"]["method"] == "POST" and e["request"]["ifNoneExist"].startswith("identifier=urn:oid:2.16.156.10011.1.3|") for e in patient_entries)
+    assert all(
+        e["request"]["method"] == "POST"
+        and e["request"]["ifNoneExist"].startswith("identifier=urn:oid:2.16.156.10011.1.3|")
+        for e in patient_entries
+    )
     bad = [i for i in issues if i["severity"] == "warning"]
     assert [i["expression"] for i in bad] == [["row 4"]]
     assert "check character" in bad[0]["diagnostics"]

@@ -18,21 +18,55 @@ def pm():
 
 
 def test_hook_detect_format(pm):
-    assert pm.hook.detect_format(body=(GOLDEN / "HSDA00.01" / "registration.xml").read_bytes(), content_type="application/xml") == "cda"
-    assert pm.hook.detect_format(body=(GOLDEN / "contracts" / "export.csv").read_bytes(), content_type="text/csv") == "cda-contracts"
+    assert (
+        pm.hook.detect_format(
+            body=(GOLDEN / "HSDA00.01" / "registration.xml").read_bytes(),
+            content_type="application/xml",
+        )
+        == "cda"
+    )
+    assert (
+        pm.hook.detect_format(
+            body=(GOLDEN / "contracts" / "export.csv").read_bytes(), content_type="text/csv"
+        )
+        == "cda-contracts"
+    )
     assert pm.hook.detect_format(body=b"MSH|^~\\&|", content_type=None) is None
 
 
 def test_hook_map_inbound(pm, code_maps):
     site = Site()
     body = (GOLDEN / "HSDB04.01" / "face-to-face.xml").read_bytes()
-    bundle = pm.hook.map_inbound(message=InboundMessage("cda", body, site), context=MappingContext(site, code_maps))
+    bundle = pm.hook.map_inbound(
+        message=InboundMessage("cda", body, site), context=MappingContext(site, code_maps)
+    )
     assert bundle["type"] == "transaction"
-    assert pm.hook.map_inbound(message=InboundMessage("hl7v2", b"MSH", site), context=MappingContext(site, code_maps)) is None
+    assert (
+        pm.hook.map_inbound(
+            message=InboundMessage("hl7v2", b"MSH", site), context=MappingContext(site, code_maps)
+        )
+        is None
+    )
 
 
 def test_hook_map_outbound_ignores_other_adapters(pm, code_maps):
     other = Site(adapter="hl7v2")
-    assert pm.hook.map_outbound(resource={"resourceType": "Patient"}, event="update", site=other, context=MappingContext(other, code_maps)) is None
+    assert (
+        pm.hook.map_outbound(
+            resource={"resourceType": "Patient"},
+            event="update",
+            site=other,
+            context=MappingContext(other, code_maps),
+        )
+        is None
+    )
     mine = Site()
-    assert pm.hook.map_outbound(resource={"resourceType": "Patient"}, event="update", site=mine, context=MappingContext(mine, code_maps)) == []
+    assert (
+        pm.hook.map_outbound(
+            resource={"resourceType": "Patient"},
+            event="update",
+            site=mine,
+            context=MappingContext(mine, code_maps),
+        )
+        == []
+    )

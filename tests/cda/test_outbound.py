@@ -105,9 +105,19 @@ def test_follow_up_without_vitals_fails_the_template_check(inbound):
     body = (GOLDEN / "HSDB04.01" / "face-to-face.xml").read_bytes()
     site = custodian_site(body)
     bundle, _ = inbound(body, site)
-    kept = [r for r in resources(bundle) if r["resourceType"] not in SKIP and not (r["resourceType"] == "Observation" and r["category"][0]["coding"][0]["code"] == "vital-signs")]
+    kept = [
+        r
+        for r in resources(bundle)
+        if r["resourceType"] not in SKIP
+        and not (
+            r["resourceType"] == "Observation"
+            and r["category"][0]["coding"][0]["code"] == "vital-signs"
+        )
+    ]
     with pytest.raises(OperationOutcomeError) as err:
-        from_fhir.build_document("HSDB04.01", kept, site, document_id="x", effective_time="2024-03-18T16:15:02+08:00")
+        from_fhir.build_document(
+            "HSDB04.01", kept, site, document_id="x", effective_time="2024-03-18T16:15:02+08:00"
+        )
     texts = [i["diagnostics"] for i in err.value.issues]
     assert any("8716-3 VITAL SIGNS" in t for t in texts)
     assert any("DE04.10.174.00" in t for t in texts)
@@ -119,7 +129,14 @@ def test_resources_without_a_place_are_reported(inbound):
     bundle, _ = inbound(body, site)
     extra = {"resourceType": "Immunization", "id": "imm-1"}
     issues: list = []
-    from_fhir.build_document("HSDC00.02", [r for r in resources(bundle) if r["resourceType"] not in SKIP] + [extra], site, document_id="x", effective_time="2024-03-01", issues=issues)
+    from_fhir.build_document(
+        "HSDC00.02",
+        [r for r in resources(bundle) if r["resourceType"] not in SKIP] + [extra],
+        site,
+        document_id="x",
+        effective_time="2024-03-01",
+        issues=issues,
+    )
     assert [i["expression"] for i in issues] == [["Immunization/imm-1"]]
 
 
@@ -135,9 +152,13 @@ def test_map_outbound_builds_from_a_tagged_collection(inbound, code_maps):
         "meta": {"tag": [{"system": "urn:oid:2.16.156.10011.2.4", "code": "HSDB04.02"}]},
         "entry": [{"resource": r} for r in resources(bundle) if r["resourceType"] not in SKIP],
     }
-    messages = from_fhir.outbound_messages(collection, "create", site, MappingContext(site, code_maps))
+    messages = from_fhir.outbound_messages(
+        collection, "create", site, MappingContext(site, code_maps)
+    )
     assert len(messages) == 1 and messages[0].key == "HSDB0402-out-1"
-    assert parse.parse(messages[0].body).find("v3:id", parse.NS).get("extension") == "HSDB0402-out-1"
+    assert (
+        parse.parse(messages[0].body).find("v3:id", parse.NS).get("extension") == "HSDB0402-out-1"
+    )
     assert from_fhir.outbound_messages(resources(bundle, "Patient")[0], "update", site, None) == []
 
 
@@ -149,7 +170,11 @@ def _document(path="HSDB04.02/telephone.xml"):
 
 
 def test_checker_passes_the_samples():
-    for path in ("HSDB04.02/telephone.xml", "HSDC00.01/elderly-annual.xml", "HSDC00.02/outpatient.xml"):
+    for path in (
+        "HSDB04.02/telephone.xml",
+        "HSDC00.01/elderly-annual.xml",
+        "HSDC00.02/outpatient.xml",
+    ):
         assert check.check_document(_document(path)) == []
 
 
@@ -167,8 +192,12 @@ def test_checker_finds_header_order_and_missing_elements():
 def test_checker_finds_bad_values():
     root = _document()
     ns = parse.NS
-    root.find("v3:recordTarget/v3:patientRole/v3:patient/v3:administrativeGenderCode", ns).set("code", "F")
-    root.find("v3:recordTarget/v3:patientRole/v3:patient/v3:id", ns).set("extension", "370283196207252445")
+    root.find("v3:recordTarget/v3:patientRole/v3:patient/v3:administrativeGenderCode", ns).set(
+        "code", "F"
+    )
+    root.find("v3:recordTarget/v3:patientRole/v3:patient/v3:id", ns).set(
+        "extension", "370283196207252445"
+    )
     pq = next(v for v in root.iterfind(".//v3:value", ns) if v.get("unit") == "kg")
     pq.set("value", "六十三")
     codes = {i["code"] for i in check.check_document(root)}
@@ -180,7 +209,9 @@ def test_checker_finds_bad_values():
 def test_checker_requires_encompassing_encounter_for_summaries():
     root = _document("HSDC00.02/outpatient.xml")
     root.remove(root.find("v3:componentOf", parse.NS))
-    assert any(i["expression"] == ["ClinicalDocument/componentOf"] for i in check.check_document(root))
+    assert any(
+        i["expression"] == ["ClinicalDocument/componentOf"] for i in check.check_document(root)
+    )
 
 
 def test_checker_rejects_foreign_root():
@@ -199,6 +230,8 @@ def test_readme_documents_every_data_element():
 
     from fhirhub_plugins.cda import vocab
 
-    readme = (Path(__file__).resolve().parents[2] / "plugins" / "cda" / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "plugins" / "cda" / "README.md").read_text(
+        encoding="utf-8"
+    )
     missing = [de for de in vocab.ELEMENTS if f"`{de}`" not in readme]
     assert missing == []

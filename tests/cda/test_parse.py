@@ -34,8 +34,15 @@ def test_xxe_external_entity_refused():
 
 
 def test_billion_laughs_refused():
-    lol = b"".join(b'<!ENTITY l%d "&l%d;&l%d;&l%d;&l%d;">' % (i, i - 1, i - 1, i - 1, i - 1) for i in range(1, 10))
-    body = b'<!DOCTYPE d [<!ENTITY l0 "lol">' + lol + b']><ClinicalDocument xmlns="urn:hl7-org:v3">&l9;</ClinicalDocument>'
+    lol = b"".join(
+        b'<!ENTITY l%d "&l%d;&l%d;&l%d;&l%d;">' % (i, i - 1, i - 1, i - 1, i - 1)
+        for i in range(1, 10)
+    )
+    body = (
+        b'<!DOCTYPE d [<!ENTITY l0 "lol">'
+        + lol
+        + b']><ClinicalDocument xmlns="urn:hl7-org:v3">&l9;</ClinicalDocument>'
+    )
     assert refused(body)["code"] == "security"
 
 
@@ -78,7 +85,12 @@ def test_size_limit():
 
 
 def test_depth_limit():
-    body = b'<ClinicalDocument xmlns="urn:hl7-org:v3">' + b"<a>" * 50 + b"</a>" * 50 + b"</ClinicalDocument>"
+    body = (
+        b'<ClinicalDocument xmlns="urn:hl7-org:v3">'
+        + b"<a>" * 50
+        + b"</a>" * 50
+        + b"</ClinicalDocument>"
+    )
     assert refused(body, max_depth=40)["code"] == "too-costly"
 
 

@@ -32,7 +32,9 @@ class FakeSession:
 
 def test_success_first_time():
     session = FakeSession(200)
-    result = post_document("http://platform/docs", b"<ClinicalDocument/>", 5, session=session, sleep=lambda s: None)
+    result = post_document(
+        "http://platform/docs", b"<ClinicalDocument/>", 5, session=session, sleep=lambda s: None
+    )
     assert (result.ok, result.status, result.attempts) == (True, 200, 1)
     assert session.calls[0]["headers"]["Content-Type"] == "application/xml; charset=UTF-8"
     assert session.calls[0]["timeout"] == 5
@@ -41,7 +43,9 @@ def test_success_first_time():
 def test_transient_failures_are_retried_with_backoff():
     waits: list[float] = []
     session = FakeSession(503, requests.ConnectionError("reset"), requests.Timeout(), 201)
-    result = post_document("http://platform/docs", b"x", 5, session=session, retries=3, backoff=0.5, sleep=waits.append)
+    result = post_document(
+        "http://platform/docs", b"x", 5, session=session, retries=3, backoff=0.5, sleep=waits.append
+    )
     assert result.attempts == 4 and result.status == 201
     assert waits == [0.5, 1.0, 2.0]
 
@@ -58,12 +62,20 @@ def test_refusal_is_not_retried():
 def test_retries_exhausted_is_a_timeout_outcome():
     session = FakeSession(requests.Timeout(), requests.Timeout())
     with pytest.raises(OperationOutcomeError) as err:
-        post_document("http://platform/docs", b"x", 5, session=session, retries=1, sleep=lambda s: None)
+        post_document(
+            "http://platform/docs", b"x", 5, session=session, retries=1, sleep=lambda s: None
+        )
     assert err.value.status == 504
     assert err.value.issues[0]["code"] == "timeout"
 
 
 def test_gb18030_documents_say_so():
     session = FakeSession(200)
-    post_document("http://platform/docs", b"<?xml version='1.0' encoding='GB18030'?><x/>", 5, session=session, sleep=lambda s: None)
+    post_document(
+        "http://platform/docs",
+        b"<?xml version='1.0' encoding='GB18030'?><x/>",
+        5,
+        session=session,
+        sleep=lambda s: None,
+    )
     assert session.calls[0]["headers"]["Content-Type"] == "application/xml; charset=GB18030"
