@@ -49,7 +49,7 @@ def test_hook_map_inbound(pm, code_maps):
     )
 
 
-def test_hook_map_outbound_ignores_other_adapters(pm, code_maps):
+def test_hook_map_outbound(pm, code_maps):
     other = Site(adapter="hl7v2")
     assert (
         pm.hook.map_outbound(
