@@ -29,6 +29,7 @@ from typing import Any
 
 from fhirhub_plugins.cda import ids
 from fhirhub_plugins.cda import vocab
+from hub import codesystems as cs
 from hub.identity import resident_id
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
@@ -52,7 +53,7 @@ COLUMNS = (
 REQUIRED = ("签约编号", "身份证号", "签约机构代码", "签约医生", "生效日期", "到期日期", "签约状态")
 STATUS = {"有效": "active", "已到期": "finished", "未生效": "planned", "已解约": "cancelled"}
 EPISODE_TYPE = {
-    "system": "urn:fhirhub:codesystem:episode-type",
+    "system": cs.CARE_PROGRAMME,
     "code": "family-doctor-contract",
     "display": "家庭医生签约服务",
 }

@@ -27,6 +27,7 @@ from fhirhub_plugins.cda.cdatypes import ts_to_fhir
 from fhirhub_plugins.cda.cdatypes import xsi_type
 from fhirhub_plugins.cda.parse import NS
 from fhirhub_plugins.cda.parse import declared_encoding
+from hub import codesystems as cs
 from hub.identity import resident_id
 from hub.identity.ids import with_content_hash
 from hub.outcomes import OperationOutcomeError
@@ -779,6 +780,9 @@ class DocumentReader:
         if loinc:
             codings.append(_coding(vocab.LOINC, loinc.code, loinc.display))
         codings.append(self.de_coding(element))
+        if element.item:
+            # read by the five-colour rules (mappings/five-colour/rules.yaml health_record_items)
+            codings.append(_coding(cs.HEALTH_RECORD_ITEM, element.item))
         self.new(
             "Observation",
             self.next_key(element.de),

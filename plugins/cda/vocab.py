@@ -182,6 +182,7 @@ class Element:
     value: str  # CD | PQ | ST | BL | TS | INT
     domain: str | None = None
     unit: str | None = None
+    item: str | None = None  # registration-form item (hub.codesystems.HEALTH_RECORD_ITEM)
 
 
 def _e(*args, **kw) -> Element:
@@ -203,7 +204,7 @@ ELEMENTS = {
         _e("DE06.00.107.00", "输血原因", "procedure:transfusion", "ST"),
         _e("DE02.10.095.00", "家族性疾病名称代码", "family", "CD", "family-disease"),
         _e("DE02.10.026.00", "遗传性疾病史", "condition:hereditary", "ST"),
-        _e("DE05.10.006.00", "残疾情况代码", "obs:survey", "CD", "disability"),
+        _e("DE05.10.006.00", "残疾情况代码", "obs:survey", "CD", "disability", item="disability"),
         _e("DE03.00.006.00", "家庭厨房排风设施类别代码", "obs:social-history", "CD", "kitchen"),
         _e("DE03.00.050.00", "家庭燃料类型类别代码", "obs:social-history", "CD", "fuel"),
         _e("DE03.00.082.00", "家庭饮水类别代码", "obs:social-history", "CD", "water"),
