@@ -344,3 +344,19 @@ def test_document_without_any_patient_identifier_refused(inbound):
     with pytest.raises(OperationOutcomeError) as err:
         inbound(body)
     assert err.value.issues[0]["code"] == "required"
+
+
+def test_damaged_documents_never_crash(inbound):
+    """Every one-line deletion or truncation of a sample maps or is refused with an outcome."""
+    body = FOLLOWUP.read_bytes()
+    lines = body.split(b"\n")
+    variants = [b"\n".join(lines[:i] + lines[i + 1 :]) for i in range(len(lines))]
+    variants += [body[:cut] for cut in range(100, len(body), 250)]
+    outcomes = 0
+    for variant in variants:
+        try:
+            inbound(variant)
+        except OperationOutcomeError as err:
+            assert 400 <= err.status < 500
+            outcomes += 1
+    assert outcomes > 0
