@@ -107,6 +107,9 @@ def _coding(system: str | None, code: str | None, display: str | None = None) ->
 class DocumentReader:
     """Reads one ClinicalDocument; ``bundle()`` returns the transaction."""
 
+    type_system = vocab.DOC_TYPE_SYSTEM
+    reads_any_type = False  # the C-CDA reader maps sections of any document type
+
     def __init__(self, root, body: bytes, context, site: Any = None):
         self.root = root
         self.body = body
@@ -150,7 +153,7 @@ class DocumentReader:
     # -- entry point ----------------------------------------------------------
     def bundle(self) -> dict:
         self.read_header()
-        if self.doc_type is None:
+        if self.doc_type is None and not self.reads_any_type:
             self.context.unused(
                 _BODY, f"body of unknown document type {self.type_code!r} was not mapped"
             )
@@ -1213,12 +1216,16 @@ class DocumentReader:
                     "valueString": f"{self.doc_key}#{self.version or '0'}",
                 },
             ],
-            "tag": [_coding(vocab.DOC_TYPE_SYSTEM, self.type_code, self.title)],
+            "tag": [_coding(self.type_system, self.type_code, self.title)],
         }
         security = self.security()
         if security:
             meta["security"] = security
         return meta
+
+    def type_coding(self) -> dict:
+        display = self.doc_type.title if self.doc_type else self.title
+        return _coding(vocab.DOC_TYPE_SYSTEM, self.type_code, display)
 
     def document_reference(self) -> dict:
         codec = declared_encoding(self.body)
@@ -1238,10 +1245,14 @@ class DocumentReader:
         resource = {
             "resourceType": "DocumentReference",
             "id": ids.document_reference_id(self.site_name, self.doc_id),
-            "masterIdentifier": {"system": vocab.urn(self.doc_root), "value": self.doc_id},
+            "masterIdentifier": (
+                {"system": vocab.urn(self.doc_root), "value": self.doc_id}
+                if self.doc_root
+                else {"system": "urn:ietf:rfc:3986", "value": _instance_uri(self.doc_id)}
+            ),
             "identifier": identifiers,
             "status": "current",
-            "type": {"coding": [_coding(vocab.DOC_TYPE_SYSTEM, self.type_code, type_display)]},
+            "type": {"coding": [self.type_coding()]},
             "subject": _ref(self.patient),
             "date": instant(self.document_time, self.tz),
             "author": authors,
@@ -1266,7 +1277,7 @@ class DocumentReader:
                         "hash": base64.b64encode(hashlib.sha1(self.body).digest()).decode("ascii"),
                         "title": self.title or type_display,
                     },
-                    "format": _coding("urn:oid:2.16.156.10011.2.4", self.type_code),
+                    "format": _coding(self.type_system, self.type_code),
                 }
             ],
             "context": context,
@@ -1341,6 +1352,12 @@ class DocumentReader:
         }
 
 
+def _instance_uri(root: str) -> str:
+    return (
+        f"urn:oid:{root}" if root[:1].isdigit() and "-" not in root else f"urn:uuid:{root.lower()}"
+    )
+
+
 def _telecom(value: str) -> dict:
     value = value.strip()
     if value.startswith("mailto:"):
@@ -1356,10 +1373,15 @@ def document_bundle(body: bytes, context, site: Any = None) -> dict:
     Raises :class:`OperationOutcomeError` (4xx) for hostile, malformed or
     unsupported documents; nothing of such a document is mapped.
     """
+    from fhirhub_plugins.cda import ccda
+
     config = site_config(site)
     root = parse.parse(
         body,
         max_bytes=int(config.get("max_bytes", parse.MAX_BYTES)),
         max_depth=int(config.get("max_depth", parse.MAX_DEPTH)),
     )
+    templates = [t.get("root") for t in root.findall("v3:templateId", NS)]
+    if ccda.is_ccda(templates):
+        return ccda.CcdaReader(root, body, context, site).bundle()
     return DocumentReader(root, body, context, site).bundle()

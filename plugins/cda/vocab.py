@@ -63,7 +63,38 @@ def oid_of(system: str | None) -> str | None:
     return SYSTEM_OIDS.get(system)
 
 
-SYSTEM_OIDS = {LOINC: OID_LOINC, CONFIDENTIALITY: OID_CONFIDENTIALITY}
+# Code systems with canonical FHIR URIs (C-CDA documents and LOINC/SNOMED in CN documents).
+OID_SYSTEMS = {
+    OID_LOINC: LOINC,
+    "2.16.840.1.113883.6.96": "http://snomed.info/sct",
+    "2.16.840.1.113883.6.88": "http://www.nlm.nih.gov/research/umls/rxnorm",
+    "2.16.840.1.113883.12.292": "http://hl7.org/fhir/sid/cvx",
+    "2.16.840.1.113883.6.59": "http://hl7.org/fhir/sid/cvx",  # the older CVX OID, still sent
+    "2.16.840.1.113883.6.90": "http://hl7.org/fhir/sid/icd-10-cm",
+    "2.16.840.1.113883.6.3": "http://hl7.org/fhir/sid/icd-10",
+    "2.16.840.1.113883.6.103": "http://hl7.org/fhir/sid/icd-9-cm",
+    "2.16.840.1.113883.6.104": "http://hl7.org/fhir/sid/icd-9-cm",
+    "2.16.840.1.113883.6.12": "http://www.ama-assn.org/go/cpt",
+    "2.16.840.1.113883.4.9": "http://fdasis.nlm.nih.gov",
+    "2.16.840.1.113883.3.26.1.1": "http://ncithesaurus-stage.nci.nih.gov",
+    "2.16.840.1.113883.6.8": UCUM,
+    "2.16.840.1.113883.5.1": "http://terminology.hl7.org/CodeSystem/v3-AdministrativeGender",
+    "2.16.840.1.113883.5.2": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+    "2.16.840.1.113883.5.4": ACT_CODE,
+    "2.16.840.1.113883.5.83": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+    "2.16.840.1.113883.5.111": ROLE_CODE,
+    "2.16.840.1.113883.5.25": CONFIDENTIALITY,
+    "2.16.840.1.113883.4.1": "http://hl7.org/fhir/sid/us-ssn",
+}
+SYSTEM_OIDS = {uri: oid for oid, uri in OID_SYSTEMS.items()}
+SYSTEM_OIDS["http://hl7.org/fhir/sid/icd-9-cm"] = "2.16.840.1.113883.6.103"
+SYSTEM_OIDS["http://hl7.org/fhir/sid/cvx"] = "2.16.840.1.113883.12.292"
+
+
+def system_uri(oid: str) -> str:
+    """The FHIR system URI for a code-system OID (``urn:oid:`` when it has no canonical URI)."""
+    return OID_SYSTEMS.get(oid) or f"urn:oid:{oid}"
+
 
 # Extensions the adapter writes (documented in plugins/cda/README.md).
 EXT_SOURCE_TIME = "urn:fhirhub:extension:cda-document-time"  # meta: header effectiveTime
