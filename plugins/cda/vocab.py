@@ -129,8 +129,9 @@ DOMAINS = {
     "past-disease": ValueDomain(
         "2.16.156.10011.2.3.1.12", "cda-past-disease", "既往常见疾病种类代码表"
     ),
+    # 家族史 uses the same WS 364 table as 既往史 (a form's own option numbers: site override)
     "family-disease": ValueDomain(
-        "2.16.156.10011.2.3.1.12", "cda-family-disease", "家族性疾病名称代码表"
+        "2.16.156.10011.2.3.1.12", "cda-past-disease", "既往常见疾病种类代码表"
     ),
     "disability": ValueDomain("2.16.156.10011.2.3.1.139", "cda-disability", "残疾情况代码表"),
     "kitchen": ValueDomain(
