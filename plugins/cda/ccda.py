@@ -110,7 +110,7 @@ class CcdaReader(DocumentReader):
         self.type_code = code.get("code") if code is not None else None
         self.type_display = code.get("displayName") if code is not None else None
         self.doc_type = None
-        self.title = clean_text(getattr(self.find(root, "v3:title"), "text", None))
+        self.title = self.text(root, "v3:title")
         self.document_time = self.ts(self.find(root, "v3:effectiveTime"))
         if not self.document_time:
             raise _fail(
@@ -160,7 +160,7 @@ class CcdaReader(DocumentReader):
         if org is None:
             return None
         identifier = next((i for i in map(_identifier, org.findall("v3:id", NS)) if i), None)
-        name = clean_text(getattr(self.find(org, "v3:name"), "text", None))
+        name = self.text(org, "v3:name")
         if identifier is None:
             return None
         org_id = ids.organization_id(identifier["system"], identifier["value"])
@@ -257,7 +257,7 @@ class CcdaReader(DocumentReader):
                 "ClinicalDocument/component", "nonXMLBody or missing body was not mapped"
             )
             return
-        self.clinical_time = self.clinical_time or getattr(self, "author_time", None)
+        self.clinical_time = self.clinical_time or self.author_time
         for i, comp in enumerate(body.findall("v3:component", NS), 1):
             section = self.find(comp, "v3:section")
             if section is None or section.get("nullFlavor"):
@@ -306,11 +306,7 @@ class CcdaReader(DocumentReader):
             code = self.find(entity, "v3:code") if entity is not None else None
             concept = _concept(code) if code is not None else None
             if not concept:
-                name = (
-                    clean_text(getattr(self.find(entity, "v3:name"), "text", None))
-                    if entity is not None
-                    else None
-                )
+                name = self.text(entity, "v3:name") if entity is not None else None
                 concept = {"text": name} if name else None
             if not concept:
                 self.context.unused(loc, "allergy without a substance was not mapped")

@@ -127,10 +127,22 @@ class DocumentReader:
         self.author: dict | None = None
         self.custodian: dict | None = None
         self.clinical_time: str | None = None
+        self.author_time: str | None = None
+        self.author_org: dict | None = None
+        self.encounter_org: dict | None = None
+        self.encounter_ids: list[dict] = []
+        self.encounter_period: dict = {}
+        self.replaces: list[str] = []
+        self._loose_bp: dict | None = None  # BP components outside an organizer, pairing up
 
     # -- helpers -----------------------------------------------------------
     def find(self, element, path: str):
         return element.find(path, NS)
+
+    def text(self, element, path: str) -> str | None:
+        """The cleaned text of a child element (``None`` when absent or a placeholder)."""
+        found = element.find(path, NS) if element is not None else None
+        return clean_text(found.text) if found is not None else None
 
     def ts(self, element) -> str | None:
         if element is None:
@@ -204,7 +216,7 @@ class DocumentReader:
                 f"document type {self.type_code!r} (templateId {templates}) is not supported",
                 "ClinicalDocument/code",
             )
-        self.title = clean_text(getattr(self.find(root, "v3:title"), "text", None))
+        self.title = self.text(root, "v3:title")
         # effectiveTime: when the document was made/uploaded, not the clinical time (DOMAIN §10.2)
         self.document_time = self.ts(self.find(root, "v3:effectiveTime"))
         if not self.document_time:
@@ -233,7 +245,7 @@ class DocumentReader:
         if org is None:
             return None
         oid = self.find(org, "v3:id")
-        name = clean_text(getattr(self.find(org, "v3:name"), "text", None))
+        name = self.text(org, "v3:name")
         if oid is None or not oid.get("extension"):
             if not name:
                 return None
@@ -278,7 +290,7 @@ class DocumentReader:
             return
         # assignedAuthor/id 2.16.156.10011.1.7; assignedPerson/name
         aid = self.find(assigned, "v3:id")
-        name = clean_text(getattr(self.find(assigned, "v3:assignedPerson/v3:name"), "text", None))
+        name = self.text(assigned, "v3:assignedPerson/v3:name")
         if aid is not None and aid.get("extension"):
             system = vocab.urn(aid.get("root") or vocab.OID_AUTHOR)
             self.author = {
@@ -508,9 +520,7 @@ class DocumentReader:
                         _coding(translated.system, translated.code, translated.display)
                     )
                 contact["relationship"] = [concept]
-            name = clean_text(
-                getattr(self.find(entity, "v3:associatedPerson/v3:name"), "text", None)
-            )
+            name = self.text(entity, "v3:associatedPerson/v3:name")
             if name:
                 contact["name"] = {"text": name}
             telecom = [
@@ -527,8 +537,6 @@ class DocumentReader:
 
     def read_encompassing_encounter(self) -> None:
         enc = self.find(self.root, "v3:componentOf/v3:encompassingEncounter")
-        self.encounter_ids: list[dict] = []
-        self.encounter_period: dict = {}
         if enc is not None:
             # encompassingEncounter/effectiveTime: the clinical time (low/high or value)
             eff = self.find(enc, "v3:effectiveTime")
@@ -569,6 +577,7 @@ class DocumentReader:
                 and (ident["system"], ident["value"]) not in seen
             ):
                 identifiers.append(dict(ident))
+        provider = self.encounter_org or self.custodian
         status = "finished"
         if cls == "IMP" and not self.encounter_period.get("end"):
             status = "in-progress"  # no discharge time yet
@@ -582,14 +591,11 @@ class DocumentReader:
             subject=_ref(self.patient),
             participant=[{"individual": _ref(self.author)}] if self.author else None,
             period=dict(self.encounter_period) or None,
-            serviceProvider=_ref(getattr(self, "encounter_org", None) or self.custodian)
-            if (getattr(self, "encounter_org", None) or self.custodian)
-            else None,
+            serviceProvider=_ref(provider) if provider else None,
         )
 
     def read_related_documents(self) -> None:
         # relatedDocument typeCode="RPLC": this version replaces the parent document
-        self.replaces: list[str] = []
         for rel in self.root.findall("v3:relatedDocument", NS):
             parent_id = self.find(rel, "v3:parentDocument/v3:id")
             if parent_id is None or not parent_id.get("extension"):
@@ -621,7 +627,7 @@ class DocumentReader:
                     self.clinical_time = self.ts(obs.find("v3:effectiveTime", NS))
                     break
         if not self.clinical_time:
-            self.clinical_time = getattr(self, "author_time", None)
+            self.clinical_time = self.author_time
         if self.encounter is not None and not self.encounter.get("period") and self.clinical_time:
             self.encounter["period"] = {"start": self.clinical_time}
         for i, section in enumerate(sections, 1):
@@ -718,7 +724,7 @@ class DocumentReader:
 
     def concept(self, value_el, element: vocab.Element | None, loc: str) -> dict | None:
         code = clean_text(value_el.get("code"))
-        original = clean_text(getattr(self.find(value_el, "v3:originalText"), "text", None))
+        original = self.text(value_el, "v3:originalText")
         if not code:
             return {"text": original} if original else None
         system_oid = value_el.get("codeSystem")
@@ -763,10 +769,14 @@ class DocumentReader:
         if head == "bp":
             self.bp_component(obs, element, loc, group)
             return
-        handler = getattr(self, "map_" + kind.replace(":", "_").replace("-", "_"), None)
-        if handler is None and head == "obs":
-            handler = self.map_observation
-        handler(obs, element, loc)
+        handler = self.map_observation if head == "obs" else _KIND_HANDLERS.get(kind)
+        if handler is None:
+            self.context.unused(loc, f"{element.de} has no mapping of kind {kind}")
+            return
+        if head == "obs":
+            handler(obs, element, loc)
+        else:
+            handler(self, obs, element, loc)
         for k, _rel in enumerate(obs.findall("v3:entryRelationship", NS), 1):
             self.context.unused(
                 f"{loc}/entryRelationship[{k}]", "qualifier of " + element.de + " was not mapped"
@@ -853,7 +863,7 @@ class DocumentReader:
                 value[0]: value[1],
             }
         )
-        if len(resource["component"]) >= 2 and group is getattr(self, "_loose_bp", None):
+        if len(resource["component"]) >= 2 and group is self._loose_bp:
             del group["bp"]  # loose pairs outside organizers: start a new panel after each pair
 
     def read_organizer(self, organizer, loc: str) -> None:
@@ -1113,11 +1123,7 @@ class DocumentReader:
         drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedLabeledDrug")
         if drug is None:
             drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedMaterial")
-        name = (
-            clean_text(getattr(self.find(drug, "v3:name"), "text", None))
-            if drug is not None
-            else None
-        )
+        name = self.text(drug, "v3:name") if drug is not None else None
         code = self.find(drug, "v3:code") if drug is not None else None
         medication: dict[str, Any] = {}
         if code is not None and code.get("code"):
@@ -1156,7 +1162,7 @@ class DocumentReader:
             code_el = self.find(obs, "v3:code") if obs is not None else None
             # DE06.00.133.00 药物使用频率
             if code_el is not None and code_el.get("code") == "DE06.00.133.00":
-                dosage["text"] = clean_text(getattr(self.find(obs, "v3:value"), "text", None))
+                dosage["text"] = self.text(obs, "v3:value")
             else:
                 self.context.unused(f"{loc}/entryRelationship[{k}]")
         self.new(
@@ -1229,7 +1235,7 @@ class DocumentReader:
 
     def document_reference(self) -> dict:
         codec = declared_encoding(self.body)
-        authors = [_ref(r) for r in (self.author, getattr(self, "author_org", None)) if r]
+        authors = [_ref(r) for r in (self.author, self.author_org) if r]
         doc_type = self.doc_type
         type_display = doc_type.title if doc_type else self.title
         context: dict[str, Any] = {}
@@ -1350,6 +1356,22 @@ class DocumentReader:
             "agent": agents,
             "entity": [{"role": "source", "what": _ref(document_reference)}],
         }
+
+
+# vocab.Element.kind -> the DocumentReader method that maps an observation of that kind
+_KIND_HANDLERS = {
+    "coverage": DocumentReader.map_coverage,
+    "allergy": DocumentReader.map_allergy,
+    "condition:past": DocumentReader.map_condition_past,
+    "condition:trauma": DocumentReader.map_condition_trauma,
+    "condition:hereditary": DocumentReader.map_condition_hereditary,
+    "condition:diagnosis": DocumentReader.map_condition_diagnosis,
+    "procedure:surgery": DocumentReader.map_procedure_surgery,
+    "procedure:transfusion": DocumentReader.map_procedure_transfusion,
+    "encounter:followup": DocumentReader.map_encounter_followup,
+    "encounter:reason": DocumentReader.map_encounter_reason,
+    "appointment": DocumentReader.map_appointment,
+}
 
 
 def _instance_uri(root: str) -> str:
