@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -133,6 +134,7 @@ class DocumentReader:
         self.encounter_ids: list[dict] = []
         self.encounter_period: dict = {}
         self.replaces: list[str] = []
+        self.parent_root = vocab.OID_DOCUMENT
         self._loose_bp: dict | None = None  # BP components outside an organizer, pairing up
 
     # -- helpers -----------------------------------------------------------
@@ -602,6 +604,7 @@ class DocumentReader:
                 continue
             if rel.get("typeCode") == "RPLC":
                 self.replaces.append(parent_id.get("extension"))
+                self.parent_root = parent_id.get("root") or vocab.OID_DOCUMENT
             else:
                 self.context.unused(
                     "ClinicalDocument/relatedDocument",
@@ -1289,25 +1292,23 @@ class DocumentReader:
             "context": context,
         }
         for parent in self.replaces:
-            # The replaced version becomes superseded (FHIRPath Patch; see README "Replacement").
-            target = ids.document_reference_id(self.site_name, parent)
+            # The replaced version becomes superseded. A conditional JSON Patch on its
+            # masterIdentifier: when the parent has not arrived yet it matches nothing and
+            # the transaction still succeeds (see README "Ids, re-sending, replacement").
+            patch = [{"op": "replace", "path": "/status", "value": "superseded"}]
             self.extra_entries.append(
                 {
-                    "fullUrl": f"urn:uuid:{target}",
                     "resource": {
-                        "resourceType": "Parameters",
-                        "parameter": [
-                            {
-                                "name": "operation",
-                                "part": [
-                                    {"name": "type", "valueCode": "replace"},
-                                    {"name": "path", "valueString": "DocumentReference.status"},
-                                    {"name": "value", "valueCode": "superseded"},
-                                ],
-                            }
-                        ],
+                        "resourceType": "Binary",
+                        "contentType": "application/json-patch+json",
+                        "data": base64.b64encode(
+                            json.dumps(patch, separators=(",", ":")).encode()
+                        ).decode("ascii"),
                     },
-                    "request": {"method": "PATCH", "url": f"DocumentReference/{target}"},
+                    "request": {
+                        "method": "PATCH",
+                        "url": f"DocumentReference?identifier={vocab.urn(self.parent_root)}|{parent}",
+                    },
                 }
             )
         return {k: v for k, v in resource.items() if v not in (None, [], {})}

@@ -168,12 +168,12 @@ def test_replacement_supersedes_and_updates_the_same_resources(inbound):
     assert new_doc["relatesTo"] == [
         {"code": "replaces", "target": {"reference": f"DocumentReference/{old_doc['id']}"}}
     ]
-    patch = [e for e in replacement["entry"] if e["request"]["method"] == "PATCH"]
-    assert patch[0]["request"]["url"] == f"DocumentReference/{old_doc['id']}"
-    assert patch[0]["resource"]["parameter"][0]["part"][2] == {
-        "name": "value",
-        "valueCode": "superseded",
-    }
+    (patch,) = [e for e in replacement["entry"] if e["request"]["method"] == "PATCH"]
+    assert patch["request"]["url"] == (
+        "DocumentReference?identifier=urn:oid:2.16.156.10011.1.1|HSDB0401-370283-20240315-000871"
+    )
+    operations = json.loads(base64.b64decode(patch["resource"]["data"]))
+    assert operations == [{"op": "replace", "path": "/status", "value": "superseded"}]
     # Same setId: the extracted resources keep their ids, so the new version updates them.
     old_ids = {
         r["id"] for r in resources(original, "Observation", "Encounter", "MedicationStatement")
