@@ -1001,7 +1001,11 @@ class DocumentReader:
             return
         code = value_el.get("code").strip()
         system = value_el.get("codeSystem") or vocab.OID_ICD10
-        if system.startswith(vocab.OID_ICD10) and not _ICD10.match(code):
+        if system.startswith(vocab.OID_ICD10 + "."):
+            # Sub-arcs (.11.1/.2/.3/.5: diagnosis, cause of death...) hold the same ICD-10
+            # codes; one system lets searches and the five-colour rules find them all.
+            system = vocab.OID_ICD10
+        if system == vocab.OID_ICD10 and not _ICD10.match(code):
             self.context.warn(
                 f"diagnosis code {code!r} does not have an ICD-10 shape",
                 f"{loc}/value",

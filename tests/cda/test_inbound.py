@@ -360,3 +360,13 @@ def test_damaged_documents_never_crash(inbound):
             assert 400 <= err.status < 500
             outcomes += 1
     assert outcomes > 0
+
+
+def test_icd10_sub_arcs_read_as_icd10(inbound):
+    outpatient = (GOLDEN / "HSDC00.02" / "outpatient.xml").read_bytes()
+    body = outpatient.replace(
+        b'codeSystem="2.16.156.10011.2.3.3.11"', b'codeSystem="2.16.156.10011.2.3.3.11.5"'
+    )
+    bundle, _ = inbound(body)
+    systems = {c["code"]["coding"][0]["system"] for c in resources(bundle, "Condition")}
+    assert systems == {"urn:oid:2.16.156.10011.2.3.3.11"}
