@@ -600,9 +600,13 @@ class DocumentWriter:
             for concept in self.encounter.get("type", []):
                 mode = _coding_of(concept, vocab.DOMAINS["followup-mode"].oid) or mode
             if mode is None:
-                code = _CLASS_TO_MODE.get((self.encounter.get("class") or {}).get("code"), "1")
+                code = _CLASS_TO_MODE.get((self.encounter.get("class") or {}).get("code"))
                 mode = {"system": vocab.urn(vocab.DOMAINS["followup-mode"].oid), "code": code}
-            value = self.cd_value({"coding": [mode]})
+            if mode.get("code"):
+                value = self.cd_value({"coding": [mode]})
+            else:  # mode unknown: say so rather than claim a face-to-face visit
+                value = E.value(nullFlavor="UNK")
+                value.set(XSI_TYPE, "CD")
             yield (
                 self.observation(element, value, (self.encounter.get("period") or {}).get("start")),
                 f"{element.name}: {mode.get('display') or mode.get('code')}",

@@ -569,7 +569,9 @@ class DocumentReader:
 
     def make_encounter(self) -> None:
         doc_type = self.doc_type
-        cls = "AMB" if doc_type.encounter == "followup" else doc_type.encounter
+        # A follow-up's class comes from its 随访方式 entry; until then it is unknown, never
+        # assumed face to face (only face-to-face visits count for standard management).
+        cls = "UNK" if doc_type.encounter == "followup" else doc_type.encounter
         identifiers = list(self.encounter_ids)
         seen = {(i["system"], i["value"]) for i in identifiers}
         for ident in self.patient.get("identifier", []):
@@ -588,7 +590,12 @@ class DocumentReader:
             "encounter",
             identifier=identifiers,
             status=status,
-            **{"class": {"system": vocab.ACT_CODE, "code": cls}},
+            **{
+                "class": {
+                    "system": vocab.NULL_FLAVOR if cls == "UNK" else vocab.ACT_CODE,
+                    "code": cls,
+                }
+            },
             type=[{"text": doc_type.encounter_type}],
             subject=_ref(self.patient),
             participant=[{"individual": _ref(self.author)}] if self.author else None,
@@ -642,6 +649,12 @@ class DocumentReader:
                 for child in entry:
                     if isinstance(child.tag, str):
                         self.read_entry(child, loc)
+        if self.encounter is not None and self.encounter["class"]["code"] == "UNK":
+            self.context.warn(
+                "follow-up without 随访方式 (DE06.00.108.00): not counted as face to face",
+                _BODY,
+                code="required",
+            )
 
     def read_entry(self, element, loc: str) -> None:
         local = element.tag.split("}")[-1]

@@ -370,3 +370,11 @@ def test_icd10_sub_arcs_read_as_icd10(inbound):
     bundle, _ = inbound(body)
     systems = {c["code"]["coding"][0]["system"] for c in resources(bundle, "Condition")}
     assert systems == {"urn:oid:2.16.156.10011.2.3.3.11"}
+
+
+def test_follow_up_without_mode_is_not_face_to_face(inbound):
+    body = FOLLOWUP.read_bytes().replace(b'code="DE06.00.108.00"', b'code="DE06.00.999.00"')
+    bundle, issues = inbound(body)
+    (encounter,) = resources(bundle, "Encounter")
+    assert encounter["class"] == {"system": vocab.NULL_FLAVOR, "code": "UNK"}
+    assert any("not counted as face to face" in i["diagnostics"] for i in issues)
