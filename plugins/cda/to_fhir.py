@@ -66,6 +66,17 @@ _HEADER_READ = {
         "component",
     )
 }
+_ADDRESS_PARTS = {
+    "state",
+    "city",
+    "county",
+    "township",
+    "streetName",
+    "houseNumber",
+    "postalCode",
+    "streetAddressLine",
+    "country",
+}
 _HIS_ID_ROOTS = {vocab.OID_OUTPATIENT_NO, vocab.OID_INPATIENT_NO, vocab.OID_CASE_NO}
 _NONE_TEXTS = {"无", "否", "没有", "不详"}  # history items answered "none"
 _OBS_CATEGORY_DISPLAY = {
@@ -459,6 +470,13 @@ class DocumentReader:
                 if isinstance(child.tag, str)
             }
             line = [parts[k] for k in ("township", "streetName", "houseNumber") if parts.get(k)]
+            line += [
+                clean_text(s.text)
+                for s in addr.findall("v3:streetAddressLine", NS)
+                if clean_text(s.text)
+            ]
+            for name in set(parts) - _ADDRESS_PARTS:
+                self.context.unused(f"ClinicalDocument/recordTarget/patientRole/addr/{name}")
             address = {
                 "use": {"H": "home", "WP": "work", "TMP": "temp"}.get(
                     addr.get("use") or "H", "home"
@@ -470,10 +488,7 @@ class DocumentReader:
                 "postalCode": parts.get("postalCode"),
                 "country": "CN",
             }
-            text = "".join(
-                parts.get(k) or ""
-                for k in ("state", "city", "county", "township", "streetName", "houseNumber")
-            )
+            text = "".join([*(parts.get(k) or "" for k in ("state", "city", "county")), *line])
             if text:
                 address["text"] = text
             addresses.append({k: v for k, v in address.items() if v})

@@ -235,3 +235,23 @@ def test_readme_documents_every_data_element():
     )
     missing = [de for de in vocab.ELEMENTS if f"`{de}`" not in readme]
     assert missing == []
+
+
+def test_address_without_township_round_trips(inbound):
+    body = (
+        (GOLDEN / "HSDB04.02" / "telephone.xml")
+        .read_bytes()
+        .replace("<township>南村镇</township>".encode(), b"")
+    )
+    site = custodian_site(body)
+    first, _ = inbound(body, site)
+    doc = resources(first, "DocumentReference")[0]
+    xml = from_fhir.build_document(
+        "HSDB04.02",
+        [r for r in resources(first) if r["resourceType"] not in SKIP],
+        site,
+        document_id="x",
+        effective_time=doc["date"],
+    )
+    second, _ = inbound(xml, site)
+    assert resources(second, "Patient")[0]["address"] == resources(first, "Patient")[0]["address"]
