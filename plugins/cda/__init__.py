@@ -29,15 +29,27 @@ def detect_format(body: bytes, content_type: str | None) -> str | None:
 
 @hookimpl
 def map_inbound(message, context) -> dict | None:
-    if message.format == FORMAT:
-        from fhirhub_plugins.cda import to_fhir
+    """``cda`` documents, and the contract CSV (format ``cda-contracts``, or recognised by
+    its header when it arrives through a site whose format is ``cda``)."""
+    if message.format not in (FORMAT, CONTRACT_FORMAT):
+        return None
+    from fhirhub_plugins.cda import contracts
 
-        return to_fhir.document_bundle(message.body, context, message.site)
-    if message.format == CONTRACT_FORMAT:
-        from fhirhub_plugins.cda import contracts
-
+    if message.format == CONTRACT_FORMAT or contracts.looks_like_contracts(message.body):
         return contracts.contracts_bundle(message.body, context, message.site)
-    return None
+    from fhirhub_plugins.cda import to_fhir
+
+    return to_fhir.document_bundle(message.body, context, message.site)
+
+
+@hookimpl
+def source_key(fmt: str, body: bytes, site) -> str | None:
+    """The document serial (``ClinicalDocument/id/@extension``) of a CDA payload."""
+    if fmt not in (FORMAT, CONTRACT_FORMAT):
+        return None
+    from fhirhub_plugins.cda import parse
+
+    return parse.document_key(body)
 
 
 @hookimpl

@@ -153,3 +153,22 @@ def looks_like_cda(body: bytes) -> bool:
     """Cheap sniff for ``detect_format``: a ClinicalDocument root in the v3 namespace."""
     head = body[:2048]
     return b"ClinicalDocument" in head and b"urn:hl7-org:v3" in head
+
+
+_DOC_ID = re.compile(rb"<id\b[^>]*?\bextension\s*=\s*[\"']([^\"'<>]{1,128})[\"']")
+
+
+def document_key(body: bytes) -> str | None:
+    """The first ``id/@extension`` of the header (the document serial), cheaply; ``None`` if absent.
+
+    Never raises: it runs on every payload before anything is parsed.
+    """
+    if not looks_like_cda(body):
+        return None
+    match = _DOC_ID.search(body[:8192])
+    if not match:
+        return None
+    try:
+        return match.group(1).decode("ascii")
+    except UnicodeDecodeError:
+        return None

@@ -70,3 +70,11 @@ def test_hook_map_outbound(pm, code_maps):
         )
         == []
     )
+
+
+def test_hook_source_key(pm):
+    body = (GOLDEN / "HSDC00.03" / "discharge-gb18030.xml").read_bytes()
+    key = pm.hook.source_key(fmt="cda", body=body, site=Site())
+    assert key == "HSDC0003-437028300001-ZY2024000317"
+    assert pm.hook.source_key(fmt="cda", body=b"\x00garbage", site=Site()) is None
+    assert pm.hook.source_key(fmt="hl7v2", body=body, site=Site()) is None
