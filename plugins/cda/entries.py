@@ -76,6 +76,7 @@ class EntryMappers:
 
     def bp_component(self, obs, element: vocab.Element, loc: str, group: dict | None) -> None:
         """Systolic/diastolic pairs: one 85354-9 panel per organizer (left and right arm)."""
+        # DE04.10.174.00 收缩压 / DE04.10.176.00 舒张压 (+ targetSiteCode) -> 85354-9 components
         value = self.value(self.find(obs, "v3:value"), element, loc)
         if value is None:
             return
@@ -148,6 +149,7 @@ class EntryMappers:
 
     # -- resource kinds --------------------------------------------------------
     def map_coverage(self, obs, element, loc) -> None:
+        # DE07.00.007.00 医疗费用支付方式代码 -> Coverage.type
         concept = self.concept_value(obs, element, loc)
         if concept is None:
             return
@@ -174,6 +176,7 @@ class EntryMappers:
         return concept
 
     def map_allergy(self, obs, element, loc) -> None:
+        # DE05.01.022.00 药物过敏源 -> AllergyIntolerance.code
         concept = self.concept_value(obs, element, loc)
         if concept is None:
             return
@@ -207,6 +210,7 @@ class EntryMappers:
         return none_code is not None and concept["coding"][0].get("code") == none_code
 
     def map_condition_past(self, obs, element, loc) -> None:
+        # DE02.10.021.00 既往患病种类代码 (+ effectiveTime 确诊日期) -> Condition
         concept = self.concept_value(obs, element, loc)
         if concept is None:
             return
@@ -246,16 +250,19 @@ class EntryMappers:
         return value[1]
 
     def map_condition_trauma(self, obs, element, loc) -> None:
+        # DE02.10.068.00 外伤名称 (+ effectiveTime 外伤发生时间) -> Condition
         text = self.text_value(obs, element, loc)
         if text:
             self.condition(obs, element, {"text": text}, "problem-list-item")
 
     def map_condition_hereditary(self, obs, element, loc) -> None:
+        # DE02.10.026.00 遗传性疾病史 -> Condition
         text = self.text_value(obs, element, loc)
         if text:
             self.condition(obs, element, {"text": text}, "problem-list-item")
 
     def map_condition_diagnosis(self, obs, element, loc) -> None:
+        # DE05.01.024.00 诊断代码 (ICD-10, 2.16.156.10011.2.3.3.11) -> Condition
         value_el = self.find(obs, "v3:value")
         if value_el is None or not value_el.get("code"):
             self.context.info(f"{element.de} {element.name} has no value", loc)
@@ -293,16 +300,19 @@ class EntryMappers:
         return self.ts(eff) or self.ts(self.find(eff, "v3:low"))
 
     def map_procedure_surgery(self, obs, element, loc) -> None:
+        # DE02.10.061.00 手术史 (+ effectiveTime 手术日期) -> Procedure
         text = self.text_value(obs, element, loc)
         if text:
             self.procedure_resource(obs, element, text, element.de)
 
     def map_procedure_transfusion(self, obs, element, loc) -> None:
+        # DE06.00.107.00 输血原因 (+ effectiveTime 输血日期) -> Procedure
         text = self.text_value(obs, element, loc)
         if text:
             self.procedure_resource(obs, element, text, element.de)
 
     def map_family(self, organizer, loc: str) -> None:
+        # organizer: subject/relatedSubject/code (GB/T 4761) + DE02.10.095.00 -> FamilyMemberHistory
         rel = self.find(organizer, "v3:subject/v3:relatedSubject/v3:code")
         if rel is None or not rel.get("code"):
             self.context.unused(loc, "family history without a relationship code was not mapped")
@@ -351,6 +361,7 @@ class EntryMappers:
         )
 
     def map_encounter_followup(self, obs, element, loc) -> None:
+        # DE06.00.108.00 随访方式 (+ effectiveTime 随访日期) -> Encounter.class/type/period
         concept = self.concept_value(obs, element, loc)
         if concept is None or self.encounter is None:
             return
@@ -366,6 +377,7 @@ class EntryMappers:
             self.encounter["period"] = {"start": when}
 
     def map_encounter_reason(self, obs, element, loc) -> None:
+        # DE04.01.119.00 主诉 -> Encounter.reasonCode
         text = self.text_value(obs, element, loc)
         if text and self.encounter is not None:
             self.encounter["reasonCode"] = [{"text": text}]
@@ -373,6 +385,7 @@ class EntryMappers:
             self.context.unused(loc, "chief complaint without an encounter was not mapped")
 
     def map_appointment(self, obs, element, loc) -> None:
+        # DE06.00.109.00 下次随访日期 -> Appointment (proposed)
         value = self.value(self.find(obs, "v3:value"), element, loc)
         if value is None:
             return
@@ -388,6 +401,7 @@ class EntryMappers:
         )
 
     def read_medication(self, sa, loc: str) -> None:
+        # substanceAdministration: manufacturedLabeledDrug name/code, routeCode, doseQuantity, DE06.00.133.00 频率 -> MedicationStatement
         drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedLabeledDrug")
         if drug is None:
             drug = self.find(sa, "v3:consumable/v3:manufacturedProduct/v3:manufacturedMaterial")
@@ -445,6 +459,7 @@ class EntryMappers:
         )
 
     def read_procedure(self, proc, loc: str) -> None:
+        # procedure/code (ICD-9-CM-3, 2.16.156.10011.2.3.3.12) + effectiveTime -> Procedure
         code = self.find(proc, "v3:code")
         if code is None or not code.get("code"):
             self.context.unused(loc, "procedure without a code was not mapped")
