@@ -77,6 +77,17 @@ def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None
     """
 
 
+@hookspec
+def is_stale(incoming: dict, stored: dict) -> bool | None:
+    """Say whether ``incoming`` is older than the ``stored`` version it would replace.
+
+    Called for every update a site's message makes to an existing resource.
+    Return ``True`` to keep the stored version (an older document arriving
+    after a newer one must not overwrite it), ``False`` or ``None`` when you
+    have no opinion. One ``True`` keeps the stored version.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Outbound: FHIR changes -> site format
 # ---------------------------------------------------------------------------
