@@ -1,0 +1,968 @@
+"""The hub's StructureDefinition-driven validator.
+
+``Validator(definitions).validate(resource, profiles)`` walks the resource against the element
+tree of its base definition and of every profile it claims (``meta.profile``) or is asked for,
+and returns ``OperationOutcome.issue`` dicts, each with a FHIRPath ``expression`` such as
+``Patient.identifier[0].value``. What it checks:
+
+- structure: every property is defined; arrays where the element repeats, single values where
+  it does not; cardinality (min/max); choice types (one ``value[x]`` only, of an allowed type);
+- primitives: the JSON type (a string is not a boolean), the type's regular expression, real
+  calendar dates, integer ranges, ``maxLength``, ``minValue``/``maxValue``;
+- fixed and pattern values; required and extensible bindings against the ValueSets held
+  (codes from systems the hub does not hold are not checked);
+- FHIRPath invariants of base definitions and profiles (compiled once);
+- slicing by value, pattern, type, exists and profile discriminators, open or closed;
+- extensions: known definitions and their value types, where they may be used (context);
+- references: target resource types, contained and in-Bundle targets;
+- contained resources and Bundle entries, each against its own definition.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from decimal import Decimal
+from typing import Any
+
+from hub.outcomes import issue
+from hub.validation import fhirpath
+from hub.validation.definitions import FHIR_SD_BASE
+from hub.validation.definitions import Definitions
+from hub.validation.model import INF
+from hub.validation.model import Node
+from hub.validation.model import Tree
+from hub.validation.model import build_tree
+from hub.validation.model import primitive_rules
+from hub.validation.snapshot import SnapshotError
+
+log = logging.getLogger("hub.validation")
+
+_INT32 = (-(2**31), 2**31 - 1)
+_DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_STRING_TYPES = frozenset(
+    {
+        "string",
+        "code",
+        "id",
+        "uri",
+        "url",
+        "canonical",
+        "oid",
+        "uuid",
+        "markdown",
+        "base64Binary",
+        "date",
+        "dateTime",
+        "instant",
+        "time",
+        "xhtml",
+    }
+)
+_INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
+_CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
+_RESOURCE_CODES = frozenset({"Resource", "DomainResource"})
+
+
+class _Run:
+    """State of one validation: the issues and the resources in scope."""
+
+    __slots__ = ("issues", "root", "seen")
+
+    def __init__(self, root: dict):
+        self.issues: list[dict] = []
+        self.root = root
+        self.seen: set = set()
+
+    def add(self, severity: str, code: str, text: str, expr: str) -> None:
+        key = (severity, code, text, expr)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.issues.append(issue(severity, code, text, expr))
+
+
+class Validator:
+    """Validates resources (dicts) against the definitions it was given."""
+
+    def __init__(self, definitions: Definitions):
+        self.defs = definitions
+        self._trees: dict[str, Tree | None] = {}
+        self._regex = primitive_rules(definitions)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def validate(self, resource: Any, profiles: list[str] | None = None) -> list[dict]:
+        """Every issue found in ``resource``, against its base definition and ``profiles``.
+
+        Profiles named in ``meta.profile`` are checked too; an unknown profile is an issue
+        (a warning when only claimed in ``meta.profile``, an error when asked for).
+        """
+        if not isinstance(resource, dict):
+            return [issue("error", "structure", "a resource must be a JSON object", "$this")]
+        run = _Run(resource)
+        token = fhirpath.current_definitions.set(self.defs)
+        token2 = fhirpath.current_conformance.set(self.conforms_to)
+        try:
+            self._validate_resource(resource, resource.get("resourceType") or "?", run, profiles)
+        finally:
+            fhirpath.current_definitions.reset(token)
+            fhirpath.current_conformance.reset(token2)
+        return run.issues
+
+    def conforms_to(self, resource: dict, url: str) -> bool:
+        """Whether ``resource`` validates against ``url`` without errors (``conformsTo()``)."""
+        if not isinstance(resource, dict):
+            return False
+        run = _Run(resource)
+        tree = self.tree(url)
+        if tree is None:
+            raise fhirpath.FhirPathError(f"conformsTo: unknown profile {url}")
+        if tree.type != resource.get("resourceType"):
+            return False
+        self._walk_resource(resource, tree, resource.get("resourceType"), run, resource)
+        return not any(i["severity"] in ("error", "fatal") for i in run.issues)
+
+    def tree(self, url: str) -> Tree | None:
+        """The element tree of a StructureDefinition (cached)."""
+        url = url.split("|")[0]
+        if url in self._trees:
+            return self._trees[url]
+        sd = self.defs.structure(url)
+        tree = build_tree(sd) if sd else None
+        self._trees[url] = tree
+        return tree
+
+    # -- resources -------------------------------------------------------------------------
+
+    def _validate_resource(
+        self, res: dict, expr: str, run: _Run, profiles: list[str] | None = None
+    ) -> None:
+        rt = res.get("resourceType")
+        if not isinstance(rt, str) or not rt:
+            run.add("error", "structure", "resourceType is missing", expr)
+            return
+        if not self.defs.is_resource_type(rt):
+            run.add("error", "not-supported", f"unknown resource type '{rt}'", expr)
+            return
+        base = self.tree(FHIR_SD_BASE + rt)
+        self._walk_resource(res, base, expr, run, res)
+        claimed = []
+        meta = res.get("meta")
+        if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
+            claimed = [p for p in meta["profile"] if isinstance(p, str)]
+        asked = list(profiles or ())
+        for url in dict.fromkeys(claimed + asked):
+            self._validate_profile(res, url, expr, run, url in asked)
+
+    def _validate_profile(self, res: dict, url: str, expr: str, run: _Run, asked: bool) -> None:
+        try:
+            tree = self.tree(url)
+        except SnapshotError as exc:
+            run.add("error", "processing", f"profile {url} cannot be used: {exc}", expr)
+            return
+        if tree is None:
+            if asked:
+                run.add("error", "not-supported", f"profile {url} is unknown to this server", expr)
+            else:
+                run.add(
+                    "warning",
+                    "not-supported",
+                    f"profile {url} claimed in meta.profile is unknown and was not checked",
+                    expr,
+                )
+            return
+        if tree.type != res.get("resourceType"):
+            run.add(
+                "error",
+                "invalid",
+                f"profile {url} is for {tree.type}, not {res.get('resourceType')}",
+                expr,
+            )
+            return
+        self._walk_resource(res, tree, expr, run, res)
+
+    def _walk_resource(self, res: dict, tree: Tree, expr: str, run: _Run, resource: dict) -> None:
+        self._object(res, tree.root, tree, expr, run, resource, tree.type, is_resource=True)
+        self._constraints(res, tree.root, tree.type, expr, run, resource)
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def _container(self, node: Node, tree: Tree, type_code: str) -> tuple[Node, Tree] | None:
+        """The node whose children describe a value of ``node`` (of type ``type_code``)."""
+        if node.has_children:
+            return node, tree
+        if node.content_reference:
+            target = tree.by_id.get(node.content_reference.split("#", 1)[1])
+            if target is not None:
+                return target, tree
+        type_tree = self.tree(FHIR_SD_BASE + type_code)
+        if type_tree is None:
+            return None
+        return type_tree.root, type_tree
+
+    def _object(
+        self,
+        obj: dict,
+        node: Node,
+        tree: Tree,
+        expr: str,
+        run: _Run,
+        resource: dict,
+        type_code: str,
+        is_resource: bool = False,
+    ) -> None:
+        counts: dict[int, int] = {}
+        items_by_node: dict[int, list] = {}
+        nodes: dict[int, Node] = {}
+        choice_seen: dict[int, str] = {}
+        for key, value in obj.items():
+            if key == "resourceType" and is_resource:
+                continue
+            if key == "fhir_comments":
+                continue
+            if key.startswith("_"):
+                self._primitive_extension(key, value, obj, node, tree, expr, run, resource)
+                continue
+            child = node.children.get(key)
+            ctype = None
+            if child is None:
+                hit = node.choices.get(key)
+                if hit is None:
+                    run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
+                    continue
+                child, ctype = hit
+                if id(child) in choice_seen:
+                    run.add(
+                        "error",
+                        "structure",
+                        f"only one of {child.name}[x] may be present "
+                        f"(found {choice_seen[id(child)]} and {key})",
+                        f"{expr}.{key}",
+                    )
+                    continue
+                choice_seen[id(child)] = key
+            elif child.types:
+                ctype = child.types[0].code
+            nodes[id(child)] = child
+            if isinstance(value, list):
+                if not child.array:
+                    run.add(
+                        "error",
+                        "structure",
+                        f"{child.path} is not a repeating element: expected a single value, "
+                        "found an array",
+                        f"{expr}.{key}",
+                    )
+                    continue
+                if not value:
+                    run.add("error", "structure", "arrays must not be empty", f"{expr}.{key}")
+                    continue
+                items = [(f"{expr}.{key}[{i}]", v) for i, v in enumerate(value)]
+                shadow = obj.get("_" + key)
+                for i, v in enumerate(value):
+                    if v is None and not (
+                        isinstance(shadow, list) and i < len(shadow) and shadow[i] is not None
+                    ):
+                        run.add("error", "structure", "null is not a value", f"{expr}.{key}[{i}]")
+                items = [(e, v) for e, v in items if v is not None]
+            else:
+                if child.array:
+                    run.add(
+                        "error",
+                        "structure",
+                        f"{child.path} repeats: expected an array, found a single value",
+                        f"{expr}.{key}",
+                    )
+                    continue
+                if value is None:
+                    if obj.get("_" + key) is None:
+                        run.add("error", "structure", "null is not a value", f"{expr}.{key}")
+                    continue
+                items = [(f"{expr}.{key}", value)]
+            counts[id(child)] = counts.get(id(child), 0) + len(items)
+            items_by_node.setdefault(id(child), []).extend((e, v, ctype) for e, v in items)
+        # primitives present only through their extension still count
+        for key in obj:
+            if key.startswith("_") and key[1:] not in obj:
+                child = node.children.get(key[1:])
+                if child is None and key[1:] in node.choices:
+                    child = node.choices[key[1:]][0]
+                if child is not None:
+                    n = len(obj[key]) if isinstance(obj[key], list) else 1
+                    counts[id(child)] = counts.get(id(child), 0) + n
+                    nodes[id(child)] = child
+        for child in node.all_children():
+            n = counts.get(id(child), 0)
+            if n < child.min:
+                run.add(
+                    "error",
+                    "required",
+                    f"{child.path}: minimum required = {child.min}, but only found {n}",
+                    expr,
+                )
+            if n > child.max:
+                shown = child.name + ("[x]" if child.is_choice else "")
+                run.add(
+                    "error",
+                    "structure",
+                    f"{child.path}: max allowed = {int(child.max)}, but found {n}",
+                    f"{expr}.{shown}",
+                )
+        for key_id, items in items_by_node.items():
+            child = nodes[key_id]
+            for item_expr, value, ctype in items:
+                self._value(value, child, tree, ctype, item_expr, run, resource)
+            if child.slices:
+                self._slicing(items, child, tree, expr, run, resource)
+
+    def _primitive_extension(self, key, value, obj, node, tree, expr, run, resource) -> None:
+        name = key[1:]
+        child = node.children.get(name)
+        if child is None and name in node.choices:
+            child = node.choices[name][0]
+        if child is None:
+            run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
+            return
+        element_tree = self.tree(FHIR_SD_BASE + "Element")
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            item_expr = f"{expr}.{name}[{i}]" if isinstance(value, list) else f"{expr}.{name}"
+            if not isinstance(v, dict):
+                run.add("error", "structure", f"{key} must hold objects", item_expr)
+                continue
+            self._object(v, element_tree.root, element_tree, item_expr, run, resource, "Element")
+
+    # -- values ------------------------------------------------------------------------------
+
+    def _value(
+        self,
+        value: Any,
+        node: Node,
+        tree: Tree,
+        type_code: str | None,
+        expr: str,
+        run: _Run,
+        resource: dict,
+    ) -> None:
+        if type_code is None:
+            # an element with children of its own (BackboneElement in a profile) or a
+            # contentReference
+            if isinstance(value, dict):
+                cont = self._container(node, tree, "BackboneElement")
+                if cont:
+                    self._object(value, cont[0], cont[1], expr, run, resource, "BackboneElement")
+            return
+        if type_code in _RESOURCE_CODES or self.defs.is_resource_type(type_code):
+            if not isinstance(value, dict) or "resourceType" not in value:
+                run.add("error", "structure", "a resource is expected here", expr)
+                return
+            profiles = [p for t in node.types for p in t.profiles]
+            self._validate_resource(value, expr, run, profiles)
+            return
+        if type_code[0].islower():
+            self._primitive(value, node, type_code, expr, run)
+            return
+        if not isinstance(value, dict):
+            run.add("error", "structure", f"{type_code} must be a JSON object", expr)
+            return
+        if not value or (len(value) == 1 and "id" in value):
+            run.add(
+                "error",
+                "invariant",
+                "ele-1: All FHIR elements must have a @value or children",
+                expr,
+            )
+            return
+        if type_code == "Extension":
+            self._extension(value, node, expr, run, resource)
+        else:
+            cont = self._container(node, tree, type_code)
+            if cont is None:
+                run.add("error", "structure", f"unknown type {type_code}", expr)
+                return
+            self._object(value, cont[0], cont[1], expr, run, resource, type_code)
+            type_tree = self.tree(FHIR_SD_BASE + type_code)
+            if type_tree is not None and type_tree is not cont[1]:
+                self._constraints(value, type_tree.root, type_code, expr, run, resource)
+            elif cont[0] is not node and type_tree is not None:
+                self._constraints(value, type_tree.root, type_code, expr, run, resource)
+        if node.fixed is not None and value != node.fixed:
+            run.add("error", "value", f"value must be exactly {_short(node.fixed)}", expr)
+        if node.pattern is not None and not _matches_pattern(value, node.pattern):
+            run.add("error", "value", f"value must match the pattern {_short(node.pattern)}", expr)
+        if node.binding and type_code in _CODED_TYPES:
+            self._binding(value, type_code, node, expr, run)
+        if type_code == "Reference":
+            self._reference(value, node, expr, run, resource)
+        if node.constraints:
+            path = node.path if type_code in ("BackboneElement", "Element") else type_code
+            self._constraints(value, node, path, expr, run, resource)
+
+    def _primitive(self, value: Any, node: Node, type_code: str, expr: str, run: _Run) -> None:
+        ok = True
+        if type_code == "boolean":
+            ok = isinstance(value, bool)
+        elif type_code in _INTEGER_TYPES:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if ok:
+                low = {"positiveInt": 1, "unsignedInt": 0}.get(type_code, _INT32[0])
+                if not low <= value <= _INT32[1]:
+                    run.add("error", "value", f"{value} is out of range for {type_code}", expr)
+        elif type_code == "decimal":
+            ok = isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+        elif type_code in _STRING_TYPES or type_code not in self._regex:
+            ok = isinstance(value, str)
+        if not ok:
+            run.add(
+                "error",
+                "structure",
+                f"{type_code} value must be a JSON {_json_kind(type_code)}, "
+                f"not {_json_name(value)}",
+                expr,
+            )
+            return
+        if isinstance(value, str):
+            rx = self._regex.get(type_code)
+            if type_code == "xhtml":
+                if not fhirpath._html_checks(None, [value])[0]:
+                    run.add("error", "value", "narrative XHTML is not safe or not a div", expr)
+            elif rx is not None and not rx.fullmatch(value):
+                run.add("error", "value", f"'{_clip(value)}' is not a valid {type_code}", expr)
+                return
+            elif type_code in ("date", "dateTime", "instant") and not _real_date(value):
+                run.add("error", "value", f"'{value}' is not a valid {type_code}", expr)
+                return
+            if node.max_length and len(value) > node.max_length:
+                run.add("error", "value", f"longer than maxLength {node.max_length}", expr)
+        if node.fixed is not None and value != node.fixed:
+            run.add("error", "value", f"value must be exactly {_short(node.fixed)}", expr)
+        if node.pattern is not None and value != node.pattern:
+            run.add("error", "value", f"value must be {_short(node.pattern)}", expr)
+        if node.min_value is not None and _lt(value, node.min_value):
+            run.add("error", "value", f"{value} is below the minimum {node.min_value}", expr)
+        if node.max_value is not None and _lt(node.max_value, value):
+            run.add("error", "value", f"{value} is above the maximum {node.max_value}", expr)
+        if node.binding and type_code in _CODED_TYPES:
+            self._binding(value, type_code, node, expr, run)
+
+    # -- terminology -------------------------------------------------------------------------
+
+    def _binding(self, value: Any, type_code: str, node: Node, expr: str, run: _Run) -> None:
+        strength, vs_url = node.binding
+        if strength not in ("required", "extensible"):
+            return
+        exp = self.defs.expansion(vs_url)
+        if exp is None:
+            return
+        if type_code in ("code", "string", "uri"):
+            codings = [(None, value)]
+        elif type_code == "Coding":
+            codings = [(value.get("system"), value.get("code"))]
+        elif type_code == "Quantity":
+            if "code" not in value:
+                return
+            codings = [(value.get("system"), value.get("code"))]
+        else:
+            codings = [
+                (c.get("system"), c.get("code"))
+                for c in value.get("coding", ())
+                if isinstance(c, dict)
+            ]
+        codings = [(s, c) for s, c in codings if isinstance(c, str)]
+        if not codings:
+            return
+        verdicts = [_in_expansion(exp, s, c) for s, c in codings]
+        if True in verdicts or None in verdicts:
+            return
+        shown = ", ".join(f"{s}#{c}" if s else c for s, c in codings)
+        if strength == "required":
+            run.add(
+                "error",
+                "code-invalid",
+                f"the code {shown} is not in the value set {vs_url} (required binding)",
+                expr,
+            )
+        else:
+            run.add(
+                "warning",
+                "code-invalid",
+                f"none of the codes {shown} is in the value set {vs_url} (extensible binding)",
+                expr,
+            )
+
+    # -- extensions ------------------------------------------------------------------------
+
+    def _extension(self, value: dict, node: Node, expr: str, run: _Run, resource: dict) -> None:
+        url = value.get("url")
+        if not isinstance(url, str) or not url:
+            run.add("error", "required", "an extension must have a url", expr)
+            return
+        if "extension" in value and any(k.startswith("value") for k in value):
+            run.add(
+                "error",
+                "invariant",
+                "ext-1: Must have either extensions or value[x], not both",
+                expr,
+            )
+        is_absolute = re.match(r"^[a-z][a-z0-9+.-]*:", url) is not None
+        tree = self.tree(url) if is_absolute else None
+        if tree is None:
+            ext_tree = self.tree(FHIR_SD_BASE + "Extension")
+            self._object(value, ext_tree.root, ext_tree, expr, run, resource, "Extension")
+            if not is_absolute and "extension" not in node.path.rsplit(".", 2)[-2:-1]:
+                # relative urls are only for nested extensions of a complex extension
+                if not node.path.endswith("extension.extension"):
+                    run.add("error", "structure", f"extension url '{url}' must be absolute", expr)
+                return
+            if not is_absolute:
+                return
+            modifier = node.name == "modifierExtension"
+            severity = (
+                "error"
+                if modifier or url.startswith("http://hl7.org/fhir/StructureDefinition/")
+                else "warning"
+            )
+            run.add(severity, "structure", f"unknown extension {url}", expr)
+            return
+        self._object(value, tree.root, tree, expr, run, resource, "Extension")
+        self._constraints(value, tree.root, "Extension", expr, run, resource)
+        self._extension_context(tree, node, expr, run)
+
+    def _extension_context(self, tree: Tree, node: Node, expr: str, run: _Run) -> None:
+        if not tree.context:
+            return
+        # Patient.name[0].extension[1] -> Patient.name; the node path gives the type (HumanName)
+        host_path = re.sub(r"\[\d+\]", "", expr).rsplit(".", 1)[0]
+        type_host = node.path.rsplit(".", 1)[0]
+        candidates = {host_path, type_host, "Element"}
+        if "." not in host_path:
+            candidates |= {"Resource", "DomainResource"}
+        else:
+            candidates |= _type_paths(host_path, self)
+            candidates.add("BackboneElement")
+        for ctx in tree.context:
+            ctype, cexpr = ctx.get("type"), ctx.get("expression", "")
+            if ctype == "fhirpath":
+                return  # not evaluated: accept
+            if ctype == "extension":
+                if node.path.endswith("extension.extension"):
+                    return
+                continue
+            if cexpr in candidates or cexpr.split(".")[0] in candidates and "." not in cexpr:
+                return
+            if cexpr in host_path:
+                return
+        allowed = ", ".join(c.get("expression", "") for c in tree.context)
+        run.add(
+            "error",
+            "business-rule",
+            f"extension {tree.url} is not allowed here (allowed: {allowed}; here: {host_path})",
+            expr,
+        )
+
+    # -- references --------------------------------------------------------------------------
+
+    def _reference(self, value: dict, node: Node, expr: str, run: _Run, resource: dict) -> None:
+        ref = value.get("reference")
+        if not isinstance(ref, str):
+            return
+        allowed = set()
+        for t in node.types:
+            for tp in t.target_profiles:
+                tree = self.tree(tp)
+                allowed.add(tree.type if tree else tp.rsplit("/", 1)[-1])
+        target_type = None
+        if ref.startswith("#"):
+            target = None
+            for c in resource.get("contained", ()) if isinstance(resource, dict) else ():
+                if isinstance(c, dict) and c.get("id") == ref[1:]:
+                    target = c
+            if target is None and ref != "#":
+                run.add("error", "not-found", f"contained resource {ref} is not found", expr)
+                return
+            target_type = target.get("resourceType") if target else None
+        else:
+            found = fhirpath._resolve_reference(ref, {"rootResource": run.root})
+            target_type = found.get("resourceType") if found else value.get("type")
+        if not allowed or "Resource" in allowed or not target_type:
+            return
+        if target_type not in allowed:
+            run.add(
+                "error",
+                "structure",
+                f"the type '{target_type}' of reference {ref} is not a valid target "
+                f"(must be one of {', '.join(sorted(allowed))})",
+                expr,
+            )
+
+    # -- slicing -----------------------------------------------------------------------------
+
+    def _slicing(self, items: list, node: Node, tree: Tree, expr: str, run, resource) -> None:
+        slicing = node.slicing or {}
+        discriminators = slicing.get("discriminator", [])
+        rules = slicing.get("rules", "open")
+        counts = {id(s): 0 for s in node.slices}
+        for item_expr, value, ctype in items:
+            matched = None
+            for s in node.slices:
+                if self._slice_matches(value, ctype, s, tree, discriminators, resource):
+                    matched = s
+                    break
+            if matched is None:
+                if rules == "closed":
+                    run.add(
+                        "error",
+                        "structure",
+                        f"this element does not match any known slice of {node.path} "
+                        "and the slicing is closed",
+                        item_expr,
+                    )
+                continue
+            counts[id(matched)] += 1
+            stype = ctype if ctype in matched.type_codes() or not matched.types else None
+            if stype is None and matched.types:
+                stype = matched.types[0].code
+            self._value(value, matched, tree, stype, item_expr, run, resource)
+        for s in node.slices:
+            n = counts[id(s)]
+            if n < s.min:
+                run.add(
+                    "error",
+                    "required",
+                    f"slice '{s.slice_name}' of {node.path}: minimum required = {s.min}, "
+                    f"but only found {n}",
+                    expr,
+                )
+            if n > s.max:
+                run.add(
+                    "error",
+                    "structure",
+                    f"slice '{s.slice_name}' of {node.path}: max allowed = {int(s.max)}, "
+                    f"but found {n}",
+                    expr,
+                )
+
+    def _slice_matches(self, value, ctype, s: Node, tree, discriminators, resource) -> bool:
+        if not discriminators:
+            return self._conforms_silently(value, s, tree, ctype, resource)
+        for d in discriminators:
+            dtype, path = d.get("type"), d.get("path", "$this")
+            if dtype in ("value", "pattern"):
+                expected = self._discriminator_value(s, path)
+                if expected is _UNKNOWN:
+                    if not self._conforms_silently(value, s, tree, ctype, resource):
+                        return False
+                    continue
+                found = _values_at(value, path)
+                if dtype == "value" and not any(v == expected for v in found):
+                    if not any(_matches_pattern(v, expected) for v in found):
+                        return False
+                if dtype == "pattern" and not any(_matches_pattern(v, expected) for v in found):
+                    return False
+            elif dtype == "type":
+                want = self._discriminator_types(s, path)
+                got = _type_at(value, path, ctype)
+                if want and got not in want:
+                    return False
+            elif dtype == "exists":
+                sub = _node_at(s, path)
+                present = bool(_values_at(value, path))
+                if (
+                    sub is not None
+                    and (sub.min > 0) != present
+                    and not (sub.max == 0 and not present)
+                ):
+                    return False
+                if sub is not None and sub.max == 0 and present:
+                    return False
+            elif dtype == "profile":
+                target = _values_at(value, path) if path != "$this" else [value]
+                sub = _node_at(s, path) if path != "$this" else s
+                profiles = [p for t in (sub.types if sub else ()) for p in t.profiles]
+                if not profiles:
+                    continue
+                if not target or not isinstance(target[0], dict):
+                    return False
+                if not all(self._quiet_conforms(target[0], p) for p in profiles):
+                    return False
+            else:
+                return False
+        return True
+
+    def _quiet_conforms(self, value: dict, url: str) -> bool:
+        try:
+            return self.conforms_to(value, url)
+        except fhirpath.FhirPathError:
+            return False
+
+    def _conforms_silently(self, value, s: Node, tree, ctype, resource) -> bool:
+        probe = _Run(resource)
+        stype = ctype if not s.types or ctype in s.type_codes() else s.types[0].code
+        self._value(value, s, tree, stype, "$probe", probe, resource)
+        return not any(i["severity"] in ("error", "fatal") for i in probe.issues)
+
+    def _discriminator_value(self, s: Node, path: str):
+        if path == "url" and s.types and s.types[0].code == "Extension":
+            profiles = s.types[0].profiles
+            if profiles:
+                return profiles[0]
+        sub = _node_at(s, path)
+        if sub is None:
+            return _UNKNOWN
+        if sub.fixed is not None:
+            return sub.fixed
+        if sub.pattern is not None:
+            return sub.pattern
+        if sub.binding and sub.binding[0] == "required":
+            return _UNKNOWN
+        return _UNKNOWN
+
+    def _discriminator_types(self, s: Node, path: str) -> set[str]:
+        sub = s if path == "$this" else _node_at(s, path.replace(".resolve()", ""))
+        if sub is None:
+            return set()
+        out = set()
+        for t in sub.types:
+            out.add(t.code)
+            for p in t.profiles:
+                tree = self.tree(p)
+                if tree is not None:
+                    out.add(tree.type)
+        return out
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def _constraints(
+        self, value: Any, node: Node, type_path: str, expr: str, run: _Run, resource: dict
+    ) -> None:
+        if not node.constraints:
+            return
+        has_contained = isinstance(value, dict) and "contained" in value
+        ctx_node = value if node.path == type_path and "." not in type_path else None
+        variables = {"resource": resource, "rootResource": run.root}
+        for c in node.constraints:
+            if c.fn is None or (c.contained_only and not has_contained):
+                continue
+            if ctx_node is None:
+                ctx_node = fhirpath.node(value, type_path)
+            try:
+                result = c.fn(ctx_node, variables)
+            except Exception as exc:  # fhirpathpy raises assorted errors
+                run.add(
+                    "warning",
+                    "invariant",
+                    f"{c.key} could not be evaluated ({type(exc).__name__}: {exc})"[:300],
+                    expr,
+                )
+                continue
+            if result == [False] or (result and result[0] is False):
+                severity = "error" if c.severity == "error" else "warning"
+                run.add(severity, "invariant", f"Constraint failed: {c.key}: '{c.human}'", expr)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+_UNKNOWN = object()
+
+
+def _node_at(node: Node, path: str) -> Node | None:
+    if path in ("$this", ""):
+        return node
+    cur = node
+    for seg in path.split("."):
+        if seg.startswith("ofType(") or seg == "resolve()":
+            continue
+        if seg.startswith("extension(") or seg.startswith("extension('"):
+            url = seg[seg.index("(") + 1 : -1].strip("'\"")
+            ext = cur.children.get("extension")
+            found = None
+            for s in ext.slices if ext else ():
+                if any(url in t.profiles for t in s.types):
+                    found = s
+            if found is None:
+                return None
+            cur = found
+            continue
+        nxt = cur.children.get(seg)
+        if nxt is None:
+            for concrete, (n, _t) in cur.choices.items():
+                if n.name == seg or concrete == seg:
+                    nxt = n
+                    break
+        if nxt is None:
+            return None
+        cur = nxt
+    return cur
+
+
+def _values_at(value: Any, path: str) -> list:
+    if path in ("$this", ""):
+        return [value]
+    cur = [value]
+    for seg in path.split("."):
+        if seg == "resolve()" or seg.startswith("ofType("):
+            continue
+        nxt = []
+        if seg.startswith("extension("):
+            url = seg[seg.index("(") + 1 : -1].strip("'\"")
+            for v in cur:
+                if isinstance(v, dict):
+                    nxt.extend(
+                        e
+                        for e in v.get("extension", ())
+                        if isinstance(e, dict) and e.get("url") == url
+                    )
+            cur = nxt
+            continue
+        for v in cur:
+            if not isinstance(v, dict):
+                continue
+            got = v.get(seg)
+            if got is None:
+                for k in v:
+                    if k.startswith(seg) and k[len(seg) : len(seg) + 1].isupper():
+                        got = v[k]
+            if isinstance(got, list):
+                nxt.extend(got)
+            elif got is not None:
+                nxt.append(got)
+        cur = nxt
+    return cur
+
+
+def _type_at(value: Any, path: str, ctype: str | None) -> str | None:
+    if path == "$this":
+        if isinstance(value, dict) and "resourceType" in value:
+            return value["resourceType"]
+        return ctype
+    found = _values_at(value, path.replace(".resolve()", ""))
+    if not found:
+        return None
+    v = found[0]
+    if isinstance(v, dict) and "resourceType" in v:
+        return v["resourceType"]
+    if isinstance(value, dict):
+        stem = path.split(".")[-1]
+        for k in value:
+            if k.startswith(stem) and k != stem:
+                return (
+                    k[len(stem)].lower() + k[len(stem) + 1 :]
+                    if k[len(stem) :][0].islower()
+                    else k[len(stem) :]
+                )
+    return None
+
+
+def _in_expansion(exp: dict, system: str | None, code: str) -> bool | None:
+    """True/False, or None when the answer is unknown (system not held)."""
+    if system is None:
+        unknown = False
+        for codes in exp.values():
+            if codes is None:
+                unknown = True
+            elif code in codes:
+                return True
+        return None if unknown else False
+    if system not in exp:
+        return False
+    codes = exp[system]
+    if codes is None:
+        return None
+    return code in codes
+
+
+def _matches_pattern(value: Any, pattern: Any) -> bool:
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(k in value and _matches_pattern(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        if not isinstance(value, list):
+            value = [value]
+        return all(any(_matches_pattern(v, p) for v in value) for p in pattern)
+    if isinstance(value, list):
+        return any(_matches_pattern(v, pattern) for v in value)
+    return value == pattern
+
+
+def _real_date(text: str) -> bool:
+    m = _DATE_PARTS.match(text)
+    if not m or not m.group(3):
+        return True
+    year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if not 1 <= month <= 12:
+        return False
+    return 1 <= day <= calendar.monthrange(year, month)[1]
+
+
+def _lt(a, b) -> bool:
+    try:
+        return a < b
+    except TypeError:
+        return False
+
+
+def _json_kind(type_code: str) -> str:
+    if type_code == "boolean":
+        return "boolean (true/false)"
+    if type_code in _INTEGER_TYPES or type_code == "decimal":
+        return "number"
+    return "string"
+
+
+def _json_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def _clip(text: str) -> str:
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _type_paths(host_path: str, validator: Validator) -> set[str]:
+    """Names an extension context may give a location: ``Patient.contact.name.family`` is
+    also ``HumanName.family`` and ``string``."""
+    segs = host_path.split(".")
+    tree = validator.tree(FHIR_SD_BASE + segs[0])
+    out: set[str] = set()
+    if tree is None:
+        return out
+    node, cur_tree = tree.root, tree
+    for i, seg in enumerate(segs[1:], start=1):
+        nxt = node.children.get(seg)
+        if nxt is None:
+            return out
+        node = nxt
+        code = node.types[0].code if node.types else None
+        rest = ".".join(segs[i + 1 :])
+        if code and code not in ("BackboneElement", "Element"):
+            out.add(code + ("." + rest if rest else ""))
+        if i < len(segs) - 1:
+            cont = validator._container(node, cur_tree, code or "BackboneElement")
+            if cont is None:
+                return out
+            node, cur_tree = cont
+    return out
+
+
+__all__ = ["Validator", "INF"]
