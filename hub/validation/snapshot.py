@@ -212,15 +212,33 @@ def generate_snapshot(sd: dict, defs: Definitions) -> list[dict]:
             e["id"] = root_new + e["id"][len(root_old) :]
             e["path"] = root_new + e["path"][len(root_old) :]
     snap = _Snapshot(elements, defs, url)
+    slice_ids: dict[str, str] = {}
     for diff in sd.get("differential", {}).get("element", ()):
-        eid = diff.get("id") or _id_from_path(diff)
+        eid = diff.get("id") or _infer_id(diff, slice_ids)
         i = snap.ensure(eid)
         _merge(snap.elements[i], diff)
     return snap.elements
 
 
-def _id_from_path(diff: dict) -> str:
+def _infer_id(diff: dict, slice_ids: dict[str, str]) -> str:
+    """The id of a differential element given by path only (older profiles).
+
+    Such differentials list a slice (``sliceName``) and then its children by plain path; the
+    children belong to the most recent slice of each ancestor path.
+    """
     path = diff["path"]
+    segs = path.split(".")
+    eid = segs[0]
+    for i in range(1, len(segs)):
+        prefix = ".".join(segs[: i + 1])
+        eid += "." + segs[i]
+        if i < len(segs) - 1 and prefix in slice_ids:
+            eid = slice_ids[prefix]
+    for key in [k for k in slice_ids if k.startswith(path + ".")]:
+        del slice_ids[key]
     if diff.get("sliceName"):
-        return path + ":" + diff["sliceName"]
-    return path
+        eid += ":" + diff["sliceName"]
+        slice_ids[path] = eid
+    else:
+        slice_ids.pop(path, None)
+    return eid

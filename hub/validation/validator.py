@@ -86,8 +86,12 @@ class _Run:
 class Validator:
     """Validates resources (dicts) against the definitions it was given."""
 
-    def __init__(self, definitions: Definitions):
+    def __init__(self, definitions: Definitions, assume_valid_rest_references: bool = True):
+        """``assume_valid_rest_references``: a literal reference ``Group/1`` that cannot be
+        resolved is taken to point to a ``Group`` (so its type is checked against the
+        element's target profiles); set ``False`` to check only resolvable targets."""
         self.defs = definitions
+        self.assume_valid_rest_references = assume_valid_rest_references
         self._trees: dict[str, Tree | None] = {}
         self._regex = primitive_rules(definitions)
 
@@ -586,8 +590,14 @@ class Validator:
                 return
             target_type = target.get("resourceType") if target else None
         else:
-            found = fhirpath._resolve_reference(ref, {"rootResource": run.root})
-            target_type = found.get("resourceType") if found else value.get("type")
+            found = _resolve_in_bundle(ref, run.root)
+            if found is not None:
+                target_type = found.get("resourceType")
+            elif self.assume_valid_rest_references:
+                found = fhirpath._resolve_reference(ref, {})
+                target_type = found.get("resourceType") if found else value.get("type")
+            else:
+                target_type = value.get("type")
         if not allowed or "Resource" in allowed or not target_type:
             return
         if target_type not in allowed:
@@ -666,7 +676,7 @@ class Validator:
             elif dtype == "type":
                 want = self._discriminator_types(s, path)
                 got = _type_at(value, path, ctype)
-                if want and got not in want:
+                if want and not got & want:
                     return False
             elif dtype == "exists":
                 sub = _node_at(s, path)
@@ -772,6 +782,7 @@ _UNKNOWN = object()
 
 
 def _node_at(node: Node, path: str) -> Node | None:
+    path = _strip_this(path)
     if path in ("$this", ""):
         return node
     cur = node
@@ -802,6 +813,7 @@ def _node_at(node: Node, path: str) -> Node | None:
 
 
 def _values_at(value: Any, path: str) -> list:
+    path = _strip_this(path)
     if path in ("$this", ""):
         return [value]
     cur = [value]
@@ -836,27 +848,40 @@ def _values_at(value: Any, path: str) -> list:
     return cur
 
 
-def _type_at(value: Any, path: str, ctype: str | None) -> str | None:
+def _type_at(value: Any, path: str, ctype: str | None) -> set[str]:
+    """Possible type names of the value at ``path`` (``valueString`` -> string/String)."""
+    path = _strip_this(path)
     if path == "$this":
         if isinstance(value, dict) and "resourceType" in value:
-            return value["resourceType"]
-        return ctype
+            return {value["resourceType"]}
+        return {ctype} if ctype else set()
     found = _values_at(value, path.replace(".resolve()", ""))
-    if not found:
+    if found and isinstance(found[0], dict) and "resourceType" in found[0]:
+        return {found[0]["resourceType"]}
+    parent = _values_at(value, path.rsplit(".", 1)[0]) if "." in path else [value]
+    stem = path.rsplit(".", 1)[-1]
+    out: set[str] = set()
+    for p in parent:
+        if not isinstance(p, dict):
+            continue
+        for k in p:
+            suffix = k[len(stem) :]
+            if k.startswith(stem) and suffix[:1].isupper():
+                out |= {suffix, suffix[0].lower() + suffix[1:]}
+    return out
+
+
+def _strip_this(path: str) -> str:
+    return path[6:] if path.startswith("$this.") else path
+
+
+def _resolve_in_bundle(ref: str, root: Any) -> dict | None:
+    if not isinstance(root, dict) or root.get("resourceType") != "Bundle":
         return None
-    v = found[0]
-    if isinstance(v, dict) and "resourceType" in v:
-        return v["resourceType"]
-    if isinstance(value, dict):
-        stem = path.split(".")[-1]
-        for k in value:
-            if k.startswith(stem) and k != stem:
-                return (
-                    k[len(stem)].lower() + k[len(stem) + 1 :]
-                    if k[len(stem) :][0].islower()
-                    else k[len(stem) :]
-                )
-    return None
+    return fhirpath._resolve_reference(ref, {"rootResource": root}) if any(
+        isinstance(e, dict) and (e.get("fullUrl") == ref or str(e.get("fullUrl", "")).endswith("/" + ref))
+        for e in root.get("entry", ())
+    ) else None
 
 
 def _in_expansion(exp: dict, system: str | None, code: str) -> bool | None:
