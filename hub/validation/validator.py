@@ -320,6 +320,9 @@ class Validator:
                 self._value(value, child, tree, ctype, item_expr, run, resource)
             if child.slices:
                 self._slicing(items, child, tree, expr, run, resource)
+        for child in node.all_children():
+            if child.slices and id(child) not in items_by_node:
+                self._slicing([], child, tree, expr, run, resource)  # slice minimums
 
     def _primitive_extension(self, key, value, obj, node, tree, expr, run, resource) -> None:
         name = key[1:]

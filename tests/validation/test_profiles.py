@@ -1,0 +1,219 @@
+"""The hub's profiles (profiles/fhirhub) accept good examples and reject bad ones."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from hub.validation.definitions import Definitions
+from hub.validation.validator import Validator
+
+SD = "http://fhirhub.org/fhir/StructureDefinition/"
+CS = "http://fhirhub.org/fhir/CodeSystem/"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return Validator(Definitions.default())
+
+
+def errors(issues):
+    return [(i["diagnostics"], i.get("expression", [""])[0]) for i in issues if i["severity"] == "error"]
+
+
+def error_expressions(issues):
+    return sorted({e for _, e in errors(issues)})
+
+
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "meta": {"profile": [SD + "cn-resident-patient"]},
+    "extension": [
+        {"url": SD + "cn-sex", "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.4", "code": "2"}},
+        {"url": SD + "cn-ethnicity", "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.3", "code": "01"}},
+    ],
+    "identifier": [
+        {"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"},
+        {"system": "urn:oid:2.16.156.10011.1.2", "value": "37028300100100001"},
+    ],
+    "name": [{"text": "王秀英", "family": "王"}],
+    "gender": "female",
+    "birthDate": "1949-12-31",
+}
+
+VETERAN = {
+    "resourceType": "Basic",
+    "id": "v1",
+    "meta": {
+        "profile": [SD + "veteran-entitlement"],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+    },
+    "extension": [
+        {"url": SD + "veteran-category", "valueCoding": {"system": CS + "veteran-category", "code": "disabled-serviceman"}},
+        {"url": SD + "veteran-disability-grade", "valueInteger": 6},
+        {"url": SD + "veteran-disability-nature", "valueCoding": {"system": CS + "veteran-disability-nature", "code": "duty"}},
+        {"url": SD + "veteran-pension-standard", "valueMoney": {"value": 2150, "currency": "CNY"}},
+        {"url": SD + "veteran-status", "valueCoding": {"system": CS + "veteran-status", "code": "active"}},
+    ],
+    "code": {"coding": [{"system": CS + "record-type", "code": "veteran-entitlement"}]},
+    "subject": {"reference": "Patient/p1"},
+}
+
+FLAG = {
+    "resourceType": "Flag",
+    "meta": {"profile": [SD + "health-colour-flag"]},
+    "status": "active",
+    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/flag-category", "code": "clinical"}]}],
+    "code": {"coding": [{"system": CS + "health-colour", "code": "orange"}]},
+    "subject": {"reference": "Patient/p1"},
+    "period": {"start": "2026-01-05"},
+}
+
+FOLLOWUP = {
+    "resourceType": "Encounter",
+    "meta": {"profile": [SD + "key-population-followup"]},
+    "status": "finished",
+    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
+    "type": [{"coding": [{"system": CS + "followup-programme", "code": "hypertension"}]}],
+    "subject": {"reference": "Patient/p1"},
+    "period": {"start": "2026-03-02T09:30:00+08:00"},
+}
+
+CONTRACT = {
+    "resourceType": "EpisodeOfCare",
+    "meta": {"profile": [SD + "family-doctor-contract"]},
+    "extension": [{"url": SD + "service-package", "valueCoding": {"system": CS + "service-package", "code": "basic"}}],
+    "identifier": [{"system": "urn:example:contract", "value": "QY2026-0001"}],
+    "status": "active",
+    "type": [{"coding": [{"system": CS + "record-type", "code": "family-doctor-contract"}]}],
+    "patient": {"reference": "Patient/p1"},
+    "managingOrganization": {"reference": "Organization/clinic"},
+    "period": {"start": "2026-01-01", "end": "2026-12-31"},
+    "careManager": {"reference": "Practitioner/dr1"},
+}
+
+
+@pytest.mark.parametrize("example", [PATIENT, VETERAN, FLAG, FOLLOWUP, CONTRACT], ids=lambda r: r["resourceType"])
+def test_good_examples_pass(validator, example):
+    assert errors(validator.validate(example)) == []
+
+
+def test_every_profile_gets_a_snapshot():
+    defs = Definitions.default()
+    ours = [sd for sd in defs.structures() if sd["url"].startswith(SD)]
+    assert len(ours) >= 13
+    for sd in ours:
+        snap = defs.structure(sd["url"])["snapshot"]["element"]
+        assert snap[0]["path"] == sd["type"]
+
+
+def test_resident_id_checksum(validator):
+    bad = copy.deepcopy(PATIENT)
+    bad["identifier"][0]["value"] = "110105194912310021"
+    assert error_expressions(validator.validate(bad)) == ["Patient.identifier[0]"]
+    assert "cn-id-1" in errors(validator.validate(bad))[0][0]
+
+
+def test_health_record_number_has_17_digits(validator):
+    bad = copy.deepcopy(PATIENT)
+    bad["identifier"][1]["value"] = "3702830010010001"
+    assert error_expressions(validator.validate(bad)) == ["Patient.identifier[1]"]
+
+
+def test_sex_code_must_agree_with_gender(validator):
+    bad = copy.deepcopy(PATIENT)
+    bad["gender"] = "male"
+    assert [e for e in errors(validator.validate(bad)) if "cn-pat-1" in e[0]][0][1] == "Patient"
+
+
+def test_unknown_ethnicity_code(validator):
+    bad = copy.deepcopy(PATIENT)
+    bad["extension"][1]["valueCoding"]["code"] = "60"
+    assert error_expressions(validator.validate(bad)) == ["Patient.extension[1].valueCoding"]
+
+
+def test_birth_date_mismatch_is_a_warning(validator):
+    bad = copy.deepcopy(PATIENT)
+    bad["birthDate"] = "1950-01-01"
+    issues = validator.validate(bad)
+    assert errors(issues) == []
+    assert any("cn-pat-2" in i["diagnostics"] for i in issues if i["severity"] == "warning")
+
+
+def test_patient_needs_name(validator):
+    bad = copy.deepcopy(PATIENT)
+    del bad["name"]
+    assert errors(validator.validate(bad)) == [("Patient.name: minimum required = 1, but only found 0", "Patient")]
+
+
+def test_veteran_needs_security_label(validator):
+    bad = copy.deepcopy(VETERAN)
+    del bad["meta"]["security"]
+    found = errors(validator.validate(bad))
+    assert ("Basic.meta.security: minimum required = 1, but only found 0", "Basic.meta") in found
+    assert any("vet-1" in d for d, _ in found)
+
+
+def test_veteran_disability_grade_range(validator):
+    bad = copy.deepcopy(VETERAN)
+    bad["extension"][1]["valueInteger"] = 11
+    assert error_expressions(validator.validate(bad)) == ["Basic.extension[1].valueInteger"]
+
+
+def test_veteran_grade_needs_nature(validator):
+    bad = copy.deepcopy(VETERAN)
+    del bad["extension"][2]
+    assert any("vet-2" in d for d, _ in errors(validator.validate(bad)))
+
+
+def test_veteran_needs_category(validator):
+    bad = copy.deepcopy(VETERAN)
+    del bad["extension"][0]
+    assert any("slice 'category'" in d for d, _ in errors(validator.validate(bad)))
+
+
+def test_flag_colour_must_be_one_of_five(validator):
+    bad = copy.deepcopy(FLAG)
+    bad["code"]["coding"][0]["code"] = "purple"
+    assert error_expressions(validator.validate(bad)) == ["Flag.code"]
+
+
+def test_followup_mode_and_programme(validator):
+    bad = copy.deepcopy(FOLLOWUP)
+    bad["class"]["code"] = "IMP"
+    bad["type"][0]["coding"][0]["code"] = "asthma"
+    assert error_expressions(validator.validate(bad)) == ["Encounter.class", "Encounter.type[0]"]
+
+
+def test_followup_subject_must_be_patient(validator):
+    bad = copy.deepcopy(FOLLOWUP)
+    bad["subject"] = {"reference": "Group/g1"}
+    assert error_expressions(validator.validate(bad)) == ["Encounter.subject"]
+
+
+def test_contract_needs_term_and_package(validator):
+    bad = copy.deepcopy(CONTRACT)
+    del bad["period"]["end"]
+    del bad["extension"]
+    found = errors(validator.validate(bad))
+    assert ("EpisodeOfCare.period.end: minimum required = 1, but only found 0", "EpisodeOfCare.period") in found
+    assert any("slice 'servicePackage'" in d for d, _ in found)
+
+
+def test_contract_type_slice(validator):
+    bad = copy.deepcopy(CONTRACT)
+    bad["type"][0]["coding"][0]["code"] = "other"
+    assert any("slice 'contract'" in d for d, _ in errors(validator.validate(bad)))
+
+
+def test_profile_argument_and_unknown_profile(validator):
+    plain = {k: v for k, v in PATIENT.items() if k != "meta"}
+    assert errors(validator.validate(plain)) == []
+    del plain["name"]
+    assert errors(validator.validate(plain, [SD + "cn-resident-patient"]))
+    unknown = validator.validate(plain, [SD + "no-such-profile"])
+    assert [(i["code"], i["expression"]) for i in unknown if i["severity"] == "error"] == [
+        ("not-supported", ["Patient"])
+    ]
