@@ -79,7 +79,9 @@ class CodeMap:
         """A copy with a site override's ``map`` entries and ``unmapped`` applied."""
         extra = set(data) - {"id", "map", "unmapped"}
         if extra:
-            raise ValueError(f"{path}: a site override may only set map and unmapped, not {sorted(extra)}")
+            raise ValueError(
+                f"{path}: a site override may only set map and unmapped, not {sorted(extra)}"
+            )
         clone = CodeMap.__new__(CodeMap)
         clone.__dict__ = dict(self.__dict__)
         clone.path = path
@@ -147,7 +149,9 @@ def load_code_maps(folders: list[Path]) -> dict[str, CodeMap]:
                 continue  # not a code map (e.g. another kind of mapping table)
             cmap = CodeMap(data, str(path))
             if cmap.id in maps:
-                raise ValueError(f"code map {cmap.id!r} defined twice: {maps[cmap.id].path} and {path}")
+                raise ValueError(
+                    f"code map {cmap.id!r} defined twice: {maps[cmap.id].path} and {path}"
+                )
             maps[cmap.id] = cmap
     return maps
 
@@ -161,7 +165,9 @@ def load_site_overrides(folder: Path, maps: dict[str, CodeMap]) -> dict[str, Cod
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         map_id = data.get("id")
         if map_id is None:
-            base = next((m for m in maps.values() if m.path and Path(m.path).name == path.name), None)
+            base = next(
+                (m for m in maps.values() if m.path and Path(m.path).name == path.name), None
+            )
             map_id = base.id if base else None
         if map_id not in maps:
             raise ValueError(f"{path}: overrides unknown code map {map_id!r}")
@@ -189,7 +195,9 @@ class MappingContext:
         except KeyError:
             raise KeyError(f"no code map {name!r}; known: {sorted(self._maps)}") from None
 
-    def translate(self, name: str, code: str | None, expression: str | None = None) -> Translation | None:
+    def translate(
+        self, name: str, code: str | None, expression: str | None = None
+    ) -> Translation | None:
         """Translate ``code`` through map ``name``, applying its ``unmapped`` policy.
 
         ``None`` in, ``None`` out. An unknown code raises (``error``), records a
@@ -204,7 +212,9 @@ class MappingContext:
             return found
         text = f"code {code!r} is not in code map {cmap.id}"
         if cmap.unmapped == "error":
-            raise OperationOutcomeError(outcome(issue("error", "code-invalid", text, expression)), 422)
+            raise OperationOutcomeError(
+                outcome(issue("error", "code-invalid", text, expression)), 422
+            )
         if cmap.unmapped == "warn":
             self.warn(text, expression, code="code-invalid")
             return None

@@ -108,7 +108,9 @@ def error(
     )
 
 
-def bad_request(diagnostics: str, expression: str | list[str] | None = None) -> OperationOutcomeError:
+def bad_request(
+    diagnostics: str, expression: str | list[str] | None = None
+) -> OperationOutcomeError:
     return error(400, "invalid", diagnostics, expression)
 
 
@@ -128,5 +130,7 @@ def precondition_failed(diagnostics: str) -> OperationOutcomeError:
     return error(412, "conflict", diagnostics)
 
 
-def unprocessable(diagnostics: str, expression: str | list[str] | None = None) -> OperationOutcomeError:
+def unprocessable(
+    diagnostics: str, expression: str | list[str] | None = None
+) -> OperationOutcomeError:
     return error(422, "processing", diagnostics, expression)

@@ -64,10 +64,14 @@ def parse(value: str, *, today: dt.date | None = None) -> ResidentId:
     try:
         birth = dt.date(int(text[6:10]), int(text[10:12]), int(text[12:14]))
     except ValueError:
-        raise InvalidResidentId(f"resident ID number has an impossible birth date {text[6:14]}") from None
+        raise InvalidResidentId(
+            f"resident ID number has an impossible birth date {text[6:14]}"
+        ) from None
     today = today or dt.date.today()
     if birth > today or birth.year < 1880:
-        raise InvalidResidentId(f"resident ID number has an impossible birth date {birth.isoformat()}")
+        raise InvalidResidentId(
+            f"resident ID number has an impossible birth date {birth.isoformat()}"
+        )
     sex = "male" if int(text[16]) % 2 == 1 else "female"
     return ResidentId(text, birth, sex, text[:6], converted)
 

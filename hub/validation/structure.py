@@ -64,7 +64,7 @@ def _nested_unknown_types(value: Any, expr: str, found: list) -> None:
 def structure_issues(resource: Any) -> list[dict]:
     """The structural issues of ``resource`` (empty when it parses)."""
     if not isinstance(resource, dict):
-        return [issue("error", "structure", "a resource must be a JSON object")]
+        return [issue("error", "structure", "a resource must be a JSON object", "$this")]
     rt = resource.get("resourceType")
     if not isinstance(rt, str) or not rt:
         return [issue("error", "structure", "resourceType is missing", "$this")]
@@ -77,7 +77,7 @@ def structure_issues(resource: Any) -> list[dict]:
         return [
             issue(
                 "error",
-                "required" if err["type"] == "missing" else "structure",
+                "required" if err["type"].endswith("missing") else "structure",
                 err["msg"],
                 expression_from_loc(rt, err["loc"]),
             )

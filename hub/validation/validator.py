@@ -881,10 +881,15 @@ def _strip_this(path: str) -> str:
 def _resolve_in_bundle(ref: str, root: Any) -> dict | None:
     if not isinstance(root, dict) or root.get("resourceType") != "Bundle":
         return None
-    return fhirpath._resolve_reference(ref, {"rootResource": root}) if any(
-        isinstance(e, dict) and (e.get("fullUrl") == ref or str(e.get("fullUrl", "")).endswith("/" + ref))
-        for e in root.get("entry", ())
-    ) else None
+    return (
+        fhirpath._resolve_reference(ref, {"rootResource": root})
+        if any(
+            isinstance(e, dict)
+            and (e.get("fullUrl") == ref or str(e.get("fullUrl", "")).endswith("/" + ref))
+            for e in root.get("entry", ())
+        )
+        else None
+    )
 
 
 def _in_expansion(exp: dict, system: str | None, code: str) -> bool | None:

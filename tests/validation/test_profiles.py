@@ -19,7 +19,9 @@ def validator():
 
 
 def errors(issues):
-    return [(i["diagnostics"], i.get("expression", [""])[0]) for i in issues if i["severity"] == "error"]
+    return [
+        (i["diagnostics"], i.get("expression", [""])[0]) for i in issues if i["severity"] == "error"
+    ]
 
 
 def error_expressions(issues):
@@ -31,8 +33,14 @@ PATIENT = {
     "id": "p1",
     "meta": {"profile": [SD + "cn-resident-patient"]},
     "extension": [
-        {"url": SD + "cn-sex", "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.4", "code": "2"}},
-        {"url": SD + "cn-ethnicity", "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.3", "code": "01"}},
+        {
+            "url": SD + "cn-sex",
+            "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.4", "code": "2"},
+        },
+        {
+            "url": SD + "cn-ethnicity",
+            "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.3", "code": "01"},
+        },
     ],
     "identifier": [
         {"system": "urn:oid:2.16.156.10011.1.3", "value": "11010519491231002X"},
@@ -48,14 +56,25 @@ VETERAN = {
     "id": "v1",
     "meta": {
         "profile": [SD + "veteran-entitlement"],
-        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}],
+        "security": [
+            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+        ],
     },
     "extension": [
-        {"url": SD + "veteran-category", "valueCoding": {"system": CS + "veteran-category", "code": "disabled-serviceman"}},
+        {
+            "url": SD + "veteran-category",
+            "valueCoding": {"system": CS + "veteran-category", "code": "disabled-serviceman"},
+        },
         {"url": SD + "veteran-disability-grade", "valueInteger": 6},
-        {"url": SD + "veteran-disability-nature", "valueCoding": {"system": CS + "veteran-disability-nature", "code": "duty"}},
+        {
+            "url": SD + "veteran-disability-nature",
+            "valueCoding": {"system": CS + "veteran-disability-nature", "code": "duty"},
+        },
         {"url": SD + "veteran-pension-standard", "valueMoney": {"value": 2150, "currency": "CNY"}},
-        {"url": SD + "veteran-status", "valueCoding": {"system": CS + "veteran-status", "code": "active"}},
+        {
+            "url": SD + "veteran-status",
+            "valueCoding": {"system": CS + "veteran-status", "code": "active"},
+        },
     ],
     "code": {"coding": [{"system": CS + "record-type", "code": "veteran-entitlement"}]},
     "subject": {"reference": "Patient/p1"},
@@ -65,7 +84,16 @@ FLAG = {
     "resourceType": "Flag",
     "meta": {"profile": [SD + "health-colour-flag"]},
     "status": "active",
-    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/flag-category", "code": "clinical"}]}],
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                    "code": "clinical",
+                }
+            ]
+        }
+    ],
     "code": {"coding": [{"system": CS + "health-colour", "code": "orange"}]},
     "subject": {"reference": "Patient/p1"},
     "period": {"start": "2026-01-05"},
@@ -84,7 +112,12 @@ FOLLOWUP = {
 CONTRACT = {
     "resourceType": "EpisodeOfCare",
     "meta": {"profile": [SD + "family-doctor-contract"]},
-    "extension": [{"url": SD + "service-package", "valueCoding": {"system": CS + "service-package", "code": "basic"}}],
+    "extension": [
+        {
+            "url": SD + "service-package",
+            "valueCoding": {"system": CS + "service-package", "code": "basic"},
+        }
+    ],
     "identifier": [{"system": "urn:example:contract", "value": "QY2026-0001"}],
     "status": "active",
     "type": [{"coding": [{"system": CS + "record-type", "code": "family-doctor-contract"}]}],
@@ -95,7 +128,9 @@ CONTRACT = {
 }
 
 
-@pytest.mark.parametrize("example", [PATIENT, VETERAN, FLAG, FOLLOWUP, CONTRACT], ids=lambda r: r["resourceType"])
+@pytest.mark.parametrize(
+    "example", [PATIENT, VETERAN, FLAG, FOLLOWUP, CONTRACT], ids=lambda r: r["resourceType"]
+)
 def test_good_examples_pass(validator, example):
     assert errors(validator.validate(example)) == []
 
@@ -145,7 +180,9 @@ def test_birth_date_mismatch_is_a_warning(validator):
 def test_patient_needs_name(validator):
     bad = copy.deepcopy(PATIENT)
     del bad["name"]
-    assert errors(validator.validate(bad)) == [("Patient.name: minimum required = 1, but only found 0", "Patient")]
+    assert errors(validator.validate(bad)) == [
+        ("Patient.name: minimum required = 1, but only found 0", "Patient")
+    ]
 
 
 def test_veteran_needs_security_label(validator):
@@ -198,7 +235,10 @@ def test_contract_needs_term_and_package(validator):
     del bad["period"]["end"]
     del bad["extension"]
     found = errors(validator.validate(bad))
-    assert ("EpisodeOfCare.period.end: minimum required = 1, but only found 0", "EpisodeOfCare.period") in found
+    assert (
+        "EpisodeOfCare.period.end: minimum required = 1, but only found 0",
+        "EpisodeOfCare.period",
+    ) in found
     assert any("slice 'servicePackage'" in d for d, _ in found)
 
 

@@ -1,0 +1,72 @@
+"""The hub's default ``validate_resource``: profile validation for resources that claim one.
+
+Registered like any plugin (the lead adds it to ``DEFAULT_PLUGINS``). Structure is checked
+before the hook runs (:func:`hub.validation.structure.check_structure`); this adds the
+StructureDefinition checks of every profile named in ``meta.profile``. Resources that claim
+no profile cost nothing here.
+
+:func:`validate_operation` is the body of the ``$validate`` operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.hookspecs import hookimpl
+from hub.outcomes import issue
+from hub.outcomes import outcome
+from hub.validation.definitions import default_definitions
+from hub.validation.structure import structure_issues
+from hub.validation.validator import Validator
+
+_validator: Validator | None = None
+
+VALIDATE_MODES = ("create", "update", "delete", "profile")
+
+
+def validator() -> Validator:
+    """The process-wide validator over core definitions and ``profiles/`` (built once)."""
+    global _validator
+    if _validator is None:
+        _validator = Validator(default_definitions())
+    return _validator
+
+
+@hookimpl
+def validate_resource(resource: dict, site: Any) -> list | None:
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    if not isinstance(meta, dict) or not meta.get("profile"):
+        return None
+    return validator().validate(resource)
+
+
+def validate_operation(
+    resource: dict | None, mode: str | None = None, profile: str | None = None
+) -> dict:
+    """``$validate``: an OperationOutcome for ``resource`` (never raises for invalid input).
+
+    ``mode`` is the FHIR ``$validate`` mode (``create``, ``update``, ``delete``, ``profile``);
+    ``delete`` has nothing to check in the content. ``profile`` is a canonical URL to validate
+    against in addition to ``meta.profile``.
+    """
+    if mode is not None and mode not in VALIDATE_MODES:
+        return outcome(
+            issue("error", "invalid", f"unknown $validate mode '{mode}'", "Parameters.mode")
+        )
+    if mode == "delete":
+        return outcome(issue("information", "informational", "nothing to validate for delete"))
+    if not isinstance(resource, dict):
+        return outcome(issue("error", "required", "no resource to validate", "Parameters.resource"))
+    issues = structure_issues(resource)
+    if not any(i["code"] == "not-supported" for i in issues):
+        full = validator().validate(resource, [profile] if profile else None)
+        seen = {(i.get("expression", [None])[0], i["severity"]) for i in full}
+        # the structural check's messages are kept only where the validator saw nothing
+        issues = full + [
+            i for i in issues if (i.get("expression", [None])[0], i["severity"]) not in seen
+        ]
+    if mode == "update" and not resource.get("id"):
+        issues.append(issue("error", "required", "an update needs the resource id", "id"))
+    if not any(i["severity"] in ("error", "fatal") for i in issues):
+        issues.append(issue("information", "informational", "validation successful"))
+    return outcome(*issues)
