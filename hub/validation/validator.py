@@ -20,6 +20,8 @@ and returns ``OperationOutcome.issue`` dicts, each with a FHIRPath ``expression`
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
 import logging
 import re
@@ -86,12 +88,24 @@ class _Run:
 class Validator:
     """Validates resources (dicts) against the definitions it was given."""
 
-    def __init__(self, definitions: Definitions, assume_valid_rest_references: bool = True):
+    def __init__(
+        self,
+        definitions: Definitions,
+        assume_valid_rest_references: bool = True,
+        unknown_extensions: str = "error",
+    ):
         """``assume_valid_rest_references``: a literal reference ``Group/1`` that cannot be
         resolved is taken to point to a ``Group`` (so its type is checked against the
-        element's target profiles); set ``False`` to check only resolvable targets."""
+        element's target profiles); set ``False`` to check only resolvable targets.
+
+        ``unknown_extensions``: severity of an extension whose definition the hub does not
+        hold (``"error"``, as the reference validator, or ``"warning"``). Unknown modifier
+        extensions are always errors.
+        """
         self.defs = definitions
         self.assume_valid_rest_references = assume_valid_rest_references
+        self.unknown_extensions = unknown_extensions
+        self._vital_signs: dict[str, str] | None = None
         self._trees: dict[str, Tree | None] = {}
         self._regex = primitive_rules(definitions)
 
@@ -157,6 +171,10 @@ class Validator:
         if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
             claimed = [p for p in meta["profile"] if isinstance(p, str)]
         asked = list(profiles or ())
+        if rt == "Observation":
+            vs = self.vital_signs_profile(res)
+            if vs:
+                claimed.append(vs)
         for url in dict.fromkeys(claimed + asked):
             self._validate_profile(res, url, expr, run, url in asked)
 
@@ -190,6 +208,60 @@ class Validator:
     def _walk_resource(self, res: dict, tree: Tree, expr: str, run: _Run, resource: dict) -> None:
         self._object(res, tree.root, tree, expr, run, resource, tree.type, is_resource=True)
         self._constraints(res, tree.root, tree.type, expr, run, resource)
+        if tree.type == "Bundle" and tree.url == FHIR_SD_BASE + "Bundle":
+            self._bundle_rules(res, expr, run)
+
+    def _bundle_rules(self, bundle: dict, expr: str, run: _Run) -> None:
+        """Rules of the Bundle page that no invariant states (fullUrl, search results)."""
+        entries = bundle.get("entry")
+        if not isinstance(entries, list):
+            return
+        searchset = bundle.get("type") == "searchset"
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            full = entry.get("fullUrl")
+            if isinstance(full, str) and not re.match(r"^[a-z][a-z0-9+.-]*:", full):
+                run.add(
+                    "error",
+                    "invalid",
+                    f"the fullUrl must be an absolute URL (not '{full}')",
+                    f"{expr}.entry[{i}]",
+                )
+            res = entry.get("resource")
+            mode = (entry.get("search") or {}).get("mode", "match")
+            if searchset and mode == "match" and isinstance(res, dict) and not res.get("id"):
+                run.add(
+                    "error",
+                    "invalid",
+                    "search results must have ids",
+                    f"{expr}.entry[{i}].resource",
+                )
+
+    def vital_signs_profile(self, resource: dict) -> str | None:
+        """The core vital-signs profile an Observation must meet (FHIR R4 §8.6: vital signs
+        with these LOINC codes SHALL conform), or ``None``."""
+        if self._vital_signs is None:
+            table = {}
+            for sd in self.defs.structures():
+                if sd.get("baseDefinition") != FHIR_SD_BASE + "vitalsigns":
+                    continue
+                for e in (sd.get("snapshot") or {}).get("element", ()):
+                    if e.get("path") == "Observation.code.coding.code" and "fixedCode" in e:
+                        table[e["fixedCode"]] = sd["url"]
+                    if e.get("id") == "Observation.code" and "patternCodeableConcept" in e:
+                        for c in e["patternCodeableConcept"].get("coding", ()):
+                            table[c.get("code")] = sd["url"]
+            self._vital_signs = table
+        code = resource.get("code")
+        if not isinstance(code, dict):
+            return None
+        for c in code.get("coding", ()):
+            if isinstance(c, dict) and c.get("system") == "http://loinc.org":
+                url = self._vital_signs.get(c.get("code"))
+                if url:
+                    return url
+        return None
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -334,6 +406,24 @@ class Validator:
             return
         element_tree = self.tree(FHIR_SD_BASE + "Element")
         values = value if isinstance(value, list) else [value]
+        present = obj.get(name)
+        if (
+            child.binding
+            and child.binding[0] == "required"
+            and child.types
+            and child.types[0].code == "code"
+        ):
+            present_list = present if isinstance(present, list) else [present]
+            for i, v in enumerate(values):
+                if v is not None and (i >= len(present_list) or present_list[i] is None):
+                    where = f"{expr}.{name}[{i}]" if isinstance(value, list) else f"{expr}.{name}"
+                    run.add(
+                        "error",
+                        "code-invalid",
+                        f"no code provided, and a code is required from the value set "
+                        f"{child.binding[1]}",
+                        where,
+                    )
         for i, v in enumerate(values):
             if v is None:
                 continue
@@ -405,6 +495,8 @@ class Validator:
             self._binding(value, type_code, node, expr, run)
         if type_code == "Reference":
             self._reference(value, node, expr, run, resource)
+        elif type_code == "Attachment":
+            _attachment(value, expr, run)
         if node.constraints:
             path = node.path if type_code in ("BackboneElement", "Element") else type_code
             self._constraints(value, node, path, expr, run, resource)
@@ -528,11 +620,7 @@ class Validator:
             if not is_absolute:
                 return
             modifier = node.name == "modifierExtension"
-            severity = (
-                "error"
-                if modifier or url.startswith("http://hl7.org/fhir/StructureDefinition/")
-                else "warning"
-            )
+            severity = "error" if modifier else self.unknown_extensions
             run.add(severity, "structure", f"unknown extension {url}", expr)
             return
         self._object(value, tree.root, tree, expr, run, resource, "Extension")
@@ -554,14 +642,16 @@ class Validator:
         for ctx in tree.context:
             ctype, cexpr = ctx.get("type"), ctx.get("expression", "")
             if ctype == "fhirpath":
-                return  # not evaluated: accept
+                # Patient.address.where(use = 'home') -> the path Patient.address
+                plain = re.sub(r"\.(where|ofType|exists|first)\(.*$", "", cexpr)
+                if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", plain) or plain in candidates:
+                    return
+                continue
             if ctype == "extension":
                 if node.path.endswith("extension.extension"):
                     return
                 continue
             if cexpr in candidates or cexpr.split(".")[0] in candidates and "." not in cexpr:
-                return
-            if cexpr in host_path:
                 return
         allowed = ", ".join(c.get("expression", "") for c in tree.context)
         run.add(
@@ -596,6 +686,15 @@ class Validator:
             found = _resolve_in_bundle(ref, run.root)
             if found is not None:
                 target_type = found.get("resourceType")
+                literal = _literal_type(ref)
+                if literal and literal != target_type:
+                    run.add(
+                        "error",
+                        "required",
+                        f"the resource matching reference {ref} is a {target_type}, "
+                        f"not a {literal}",
+                        expr,
+                    )
             elif self.assume_valid_rest_references:
                 found = fhirpath._resolve_reference(ref, {})
                 target_type = found.get("resourceType") if found else value.get("type")
@@ -772,7 +871,8 @@ class Validator:
                     expr,
                 )
                 continue
-            if result == [False] or (result and result[0] is False):
+            # only false fails: an empty result (nothing to compare) is not a violation
+            if result and result[0] is False:
                 severity = "error" if c.severity == "error" else "warning"
                 run.add(severity, "invariant", f"Constraint failed: {c.key}: '{c.human}'", expr)
 
@@ -874,22 +974,62 @@ def _type_at(value: Any, path: str, ctype: str | None) -> set[str]:
     return out
 
 
+def _literal_type(ref: str) -> str | None:
+    parts = ref.split("?")[0].split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and re.fullmatch(r"[A-Z][A-Za-z]+", parts[-2]):
+        return parts[-2]
+    return None
+
+
 def _strip_this(path: str) -> str:
     return path[6:] if path.startswith("$this.") else path
 
 
 def _resolve_in_bundle(ref: str, root: Any) -> dict | None:
+    """The entry resource of the enclosing Bundle that ``ref`` points to, if any.
+
+    By fullUrl, then by type and id; last, an entry with the same id but another type (the
+    reference then names the wrong type, which the caller reports).
+    """
     if not isinstance(root, dict) or root.get("resourceType") != "Bundle":
         return None
-    return (
-        fhirpath._resolve_reference(ref, {"rootResource": root})
-        if any(
-            isinstance(e, dict)
-            and (e.get("fullUrl") == ref or str(e.get("fullUrl", "")).endswith("/" + ref))
-            for e in root.get("entry", ())
+    entries = [e for e in root.get("entry", ()) if isinstance(e, dict)]
+    resources = [e.get("resource") for e in entries if isinstance(e.get("resource"), dict)]
+    for e in entries:
+        full = str(e.get("fullUrl", ""))
+        if isinstance(e.get("resource"), dict) and (full == ref or full.endswith("/" + ref)):
+            return e["resource"]
+    for res in resources:
+        if f"{res.get('resourceType')}/{res.get('id')}" == ref:
+            return res
+    if _literal_type(ref):
+        rid = ref.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        for res in resources:
+            if res.get("id") == rid:
+                return res
+        for e in entries:
+            if e.get("fullUrl") == "urn:uuid:" + rid and isinstance(e.get("resource"), dict):
+                return e["resource"]
+    return None
+
+
+def _attachment(value: dict, expr: str, run: _Run) -> None:
+    data, size = value.get("data"), value.get("size")
+    if not isinstance(data, str) or not isinstance(size, int) or isinstance(size, bool):
+        return
+    try:
+        actual = len(base64.b64decode("".join(data.split()), validate=True))
+    except (binascii.Error, ValueError):
+        return  # the base64Binary check reports it
+    if actual != size:
+        run.add(
+            "error",
+            "structure",
+            f"stated attachment size {size} does not match the actual size {actual}",
+            expr,
         )
-        else None
-    )
 
 
 def _in_expansion(exp: dict, system: str | None, code: str) -> bool | None:
