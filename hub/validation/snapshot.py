@@ -67,6 +67,17 @@ class _Snapshot:
         self.elements = elements
         self.defs = defs
         self.url = url
+        # renamed choices met so far: "Observation.valueQuantity" -> "Observation.value[x]"
+        self.aliases: dict[str, str] = {}
+        self.prohibit: str | None = None  # id of the differential element with max 0
+
+    def _unalias(self, eid: str) -> str:
+        segs = _split_id(eid)
+        for n in range(len(segs), 0, -1):
+            prefix = ".".join(segs[:n])
+            if prefix in self.aliases:
+                return ".".join([self.aliases[prefix], *segs[n:]])
+        return eid
 
     def index(self, eid: str) -> int | None:
         for i, e in enumerate(self.elements):
@@ -87,6 +98,7 @@ class _Snapshot:
         return j
 
     def ensure(self, eid: str) -> int:
+        eid = self._unalias(eid)
         i = self.index(eid)
         if i is not None:
             return i
@@ -106,7 +118,10 @@ class _Snapshot:
         i = self.index(eid)
         if i is not None:
             return i
-        return self._choice_rename(pi, parent_id, name, eid)
+        j = self._choice_rename(pi, parent_id, name, eid)
+        if j >= 0:
+            self.aliases[eid] = self.elements[j]["id"]
+        return j
 
     def _has_children(self, i: int) -> bool:
         eid = self.elements[i]["id"]
@@ -126,6 +141,10 @@ class _Snapshot:
             for t in e.get("type", ()):
                 code = t["code"]
                 if code[0].upper() + code[1:] == type_name:
+                    if self.prohibit == eid and len(e["type"]) > 1:
+                        # valueQuantity with max 0: every type but Quantity stays allowed
+                        e["type"] = [x for x in e["type"] if x is not t]
+                        return -1
                     if len(e["type"]) > 1:
                         # R4 style: a renamed choice element is the [x] element with one type
                         e["type"] = [t]
@@ -215,7 +234,10 @@ def generate_snapshot(sd: dict, defs: Definitions) -> list[dict]:
     slice_ids: dict[str, str] = {}
     for diff in sd.get("differential", {}).get("element", ()):
         eid = diff.get("id") or _infer_id(diff, slice_ids)
+        snap.prohibit = eid if diff.get("max") == "0" else None
         i = snap.ensure(eid)
+        if i < 0:
+            continue  # a prohibited type of a choice: removed from the [x] element's types
         _merge(snap.elements[i], diff)
     return snap.elements
 
