@@ -34,6 +34,7 @@ class Constraint:
     expression: str
     fn: Any  # compiled FHIRPath, or None when it does not compile
     contained_only: bool  # dom-2..5: only meaningful when the resource has contained resources
+    guards: tuple[str, ...] = ()  # the invariant holds when any of these elements is absent
 
 
 @dataclasses.dataclass(slots=True)
@@ -128,6 +129,7 @@ def _compile(c: dict) -> Constraint | None:
         log.warning("invariant %s does not compile, skipped: %s", c.get("key"), exc)
         fn = None
     return Constraint(
+        guards=_guards(expr),
         key=c.get("key", "?"),
         severity=c.get("severity", "error"),
         human=c.get("human", ""),
@@ -135,6 +137,48 @@ def _compile(c: dict) -> Constraint | None:
         fn=fn,
         contained_only=expr.startswith("contained."),
     )
+
+
+_GUARD_TERM = re.compile(r"^\(?(\w+)\.(?:empty\(\)|hasValue\(\)\.not\(\)|exists\(\)\.not\(\))\)?$")
+
+
+def _top_level_or_terms(expr: str) -> list[str]:
+    terms, depth, start, i = [], 0, 0, 0
+    quoted = False
+    while i < len(expr):
+        ch = expr[i]
+        if ch == "'" and (i == 0 or expr[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted:
+            if ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth -= 1
+            elif depth == 0 and expr.startswith(" or ", i):
+                terms.append(expr[start:i].strip())
+                start = i + 4
+                i += 4
+                continue
+        i += 1
+    terms.append(expr[start:].strip())
+    return terms
+
+
+def _guards(expr: str) -> tuple[str, ...]:
+    """Elements whose absence makes the invariant true without evaluating it.
+
+    ``start.hasValue().not() or end.hasValue().not() or (start <= end)`` holds whenever
+    ``start`` or ``end`` is missing; evaluating FHIRPath costs far more than looking.
+    """
+    terms = _top_level_or_terms(expr)
+    if len(terms) < 2:
+        return ()
+    out = []
+    for term in terms:
+        m = _GUARD_TERM.match(term)
+        if m:
+            out.append(m.group(1))
+    return tuple(out)
 
 
 def make_node(e: dict) -> Node:
