@@ -20,8 +20,8 @@ Call :func:`compile_expression`; compiled functions are cached by expression tex
 
 from __future__ import annotations
 
+import calendar
 import contextvars
-import datetime as dt
 import functools
 import re
 from collections.abc import Callable
@@ -242,144 +242,129 @@ def _resident_id_valid(ctx, inputs):
 
 # -- boundaries and precision ------------------------------------------------------------------
 
-_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DT_RE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?"
-    r"(Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(Z|[+-]\d{2}:\d{2})?)?)?)?T?$"
 )
 _TIME_RE = re.compile(r"^T?(\d{2})(?::(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
 
 
-def _value_and_kind(item):
-    """The raw value of ``item`` and its FHIRPath kind ('decimal', 'date', 'dateTime', 'time')."""
+def _kind(item) -> tuple[Any, str | None]:
+    """The value of ``item`` and its kind: decimal, quantity, date, dateTime or time."""
+    if isinstance(item, _fp_nodes.FP_Quantity):
+        return item, "quantity"
     if isinstance(item, _fp_nodes.FP_Time):
-        return str(item), "time"
+        return item.asStr, "time"
     if isinstance(item, _fp_nodes.FP_DateTime):
-        s = str(item).lstrip("@")
-        return s, "date" if _DATE_RE.match(s) and type(item).__name__ == "FP_Date" else "dateTime"
+        text = item.asStr
+        return text, "dateTime" if "T" in text else "date"
     if isinstance(item, ResourceNode):
-        t = item.get_type_info()
-        name = getattr(t, "name", None)
+        name = getattr(item.get_type_info(), "name", None)
         data = item.data
-        if name in ("date", "dateTime", "instant", "time"):
+        if name in ("date", "dateTime", "instant", "time") and isinstance(data, str):
             return data, {"instant": "dateTime"}.get(name, name)
-        if name == "decimal" or isinstance(data, (float, Decimal)):
-            return data, "decimal"
-        if name in ("integer", "positiveInt", "unsignedInt"):
-            return data, "integer"
         item = data
     if isinstance(item, bool):
         return item, None
-    if isinstance(item, (int, float, Decimal)):
-        return item, "decimal" if not isinstance(item, int) else "integer"
+    if isinstance(item, (int, Decimal)):
+        return Decimal(item), "decimal"
+    if isinstance(item, float):
+        return Decimal(repr(item)), "decimal"
     return item, None
 
 
-def _decimal_digits(value) -> tuple[Decimal, int]:
-    text = (
-        value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
-    )
-    d = Decimal(text)
-    exp = -d.as_tuple().exponent if d.as_tuple().exponent < 0 else 0
-    return d, exp
+def _digits(d: Decimal) -> int:
+    exp = d.as_tuple().exponent
+    return -exp if isinstance(exp, int) and exp < 0 else 0
 
 
-def _decimal_boundary(value, precision, high: bool):
-    d, digits = _decimal_digits(value)
-    if precision is None:
-        precision = 8
-    if precision < 0 or precision > 28:
+def _decimal_boundary(d: Decimal, precision: int | None, high: bool) -> Decimal | None:
+    precision = 8 if precision is None else precision
+    if not 0 <= precision <= 28:
         return None
-    half = Decimal(5) * Decimal(10) ** (-(digits + 1))
+    half = Decimal(5).scaleb(-(_digits(d) + 1))
     bound = d + half if high else d - half
-    if d == 0 and digits == 0 and not high:
-        bound = -half
     q = Decimal(1).scaleb(-precision)
-    if high:
-        out = bound.quantize(q, rounding="ROUND_FLOOR" if bound >= 0 else "ROUND_CEILING")
-        if out < bound and bound >= 0:
-            out = bound.quantize(q, rounding="ROUND_CEILING")
-    else:
-        out = bound.quantize(q, rounding="ROUND_FLOOR")
-    # boundaries are exact when the precision exceeds the digits given
-    if precision <= digits:
-        out = d.quantize(q, rounding="ROUND_DOWN")
-    return out
+    if abs(d) < q:
+        # the value is below the precision asked for: zero, keeping the sign of d
+        return Decimal(0).quantize(q).copy_sign(d) if not high else Decimal(0).quantize(q)
+    return bound.quantize(q, rounding="ROUND_CEILING" if high else "ROUND_FLOOR")
 
 
-def _days_in_month(year: int, month: int) -> int:
-    if month == 12:
-        return 31
-    return (dt.date(year, month + 1, 1) - dt.timedelta(days=1)).day
-
-
-def _date_boundary(text: str, kind: str, precision, high: bool):
+def _date_boundary(text: str, kind: str, precision: int | None, high: bool):
     if kind == "time":
         m = _TIME_RE.match(text)
         if not m:
             return None
         hh, mi, ss, frac = m.groups()
-        precision = 9 if precision is None else precision
-        mi = mi or ("59" if high else "00")
-        ss = ss or ("59" if high else "00")
-        frac = frac or (".999" if high else ".000")
-        out = f"{hh}:{mi}:{ss}{frac}"
-        cut = {2: 2, 4: 5, 6: 8, 9: 12}.get(precision)
-        return None if cut is None else _fp_nodes.FP_Time("T" + out[:cut]) if cut else None
+        cut = {2: 2, 4: 5, 6: 8, 9: 12}.get(9 if precision is None else precision)
+        if cut is None:
+            return None
+        full = f"{hh}:{mi or ('59' if high else '00')}:{ss or ('59' if high else '00')}"
+        full += frac or (".999" if high else ".000")
+        return _Time(full[:cut])
     m = _DT_RE.match(text)
     if not m:
         return None
     y, mo, d, hh, mi, ss, frac, tz = m.groups()
-    year = int(y)
     mo = mo or ("12" if high else "01")
-    d = d or (f"{_days_in_month(year, int(mo)):02d}" if high else "01")
-    if kind == "date":
-        precision = 8 if precision is None else precision
-        cut = {4: 4, 6: 7, 8: 10}.get(precision)
-        if cut is None:
-            return None
-        return (
-            _fp_nodes.FP_DateTime(f"{y}-{mo}-{d}"[:cut])
-            if False
-            else _make_date(f"{y}-{mo}-{d}"[:cut])
-        )
-    precision = 17 if precision is None else precision
-    hh = hh or ("23" if high else "00")
-    mi = mi or ("59" if high else "00")
-    ss = ss or ("59" if high else "00")
-    frac = frac or (".999" if high else ".000")
-    if tz is None:
-        tz = "-12:00" if high else "+14:00"
-    full = f"{y}-{mo}-{d}T{hh}:{mi}:{ss}{frac}"
-    cut = {4: 4, 6: 7, 8: 10, 10: 13, 12: 16, 14: 19, 17: 23}.get(precision)
+    if not d:
+        last = calendar.monthrange(int(y), int(mo))[1]
+        d = f"{last:02d}" if high else "01"
+    default = 8 if kind == "date" else 17
+    cut = {4: 4, 6: 7, 8: 10, 10: 13, 12: 16, 14: 19, 17: 23}.get(
+        default if precision is None else precision
+    )
     if cut is None:
         return None
-    text_out = full[:cut]
+    if hh and not mi:
+        mi = "00"  # T08 is not a legal FHIR time: it means 08:00
+    full = f"{y}-{mo}-{d}T{hh or ('23' if high else '00')}:{mi or ('59' if high else '00')}"
+    full += f":{ss or ('59' if high else '00')}{frac or ('.999' if high else '.000')}"
+    out = full[:cut]
     if cut > 10:
-        text_out += tz
-    return _fp_nodes.FP_DateTime(text_out)
+        out += tz or ("-12:00" if high else "+14:00")
+    return _DateTime(out)
 
 
-def _make_date(text: str):
-    cls = getattr(_fp_nodes, "FP_Date", None) or _fp_nodes.FP_DateTime
-    return cls(text)
+class _DateTime(_fp_nodes.FP_DateTime):
+    """A boundary keeps the precision it was computed at when shown."""
+
+    def __str__(self) -> str:
+        return self.asStr
+
+
+class _Time(_fp_nodes.FP_Time):
+    def __str__(self) -> str:
+        return self.asStr
+
+
+def _int_arg(args) -> int | None:
+    if not args:
+        return None
+    value = args[0]
+    if isinstance(value, list):
+        value = value[0] if value else None
+    value = get_data(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _boundary(high: bool):
     def fn(ctx, inputs, *args):
         if len(inputs) != 1:
             return []
-        precision = get_data(args[0][0]) if args and args[0] else None
-        if isinstance(precision, list):
-            precision = precision[0] if precision else None
-        value, kind = _value_and_kind(inputs[0])
-        if kind in ("decimal", "integer"):
+        precision = _int_arg(args)
+        value, kind = _kind(inputs[0])
+        if kind == "decimal":
             out = _decimal_boundary(value, precision, high)
-            return [] if out is None else [out]
-        if kind in ("date", "dateTime", "time"):
-            out = _date_boundary(str(value), kind, precision, high)
-            return [] if out is None else [out]
-        return []
+        elif kind == "quantity":
+            num = _decimal_boundary(Decimal(value.value), precision, high)
+            out = None if num is None else _fp_nodes.FP_Quantity(num, value.unit)
+        elif kind in ("date", "dateTime", "time"):
+            out = _date_boundary(value, kind, precision, high)
+        else:
+            out = None
+        return [] if out is None else [out]
 
     return fn
 
@@ -387,14 +372,165 @@ def _boundary(high: bool):
 def _precision(ctx, inputs):
     if len(inputs) != 1:
         return []
-    value, kind = _value_and_kind(inputs[0])
-    if kind in ("decimal", "integer"):
-        return [_decimal_digits(value)[1]]
+    value, kind = _kind(inputs[0])
+    if kind == "decimal":
+        return [_digits(value)]
     if kind in ("date", "dateTime", "time"):
-        text = str(value).lstrip("@T")
-        text = re.sub(r"(Z|[+-]\d{2}:\d{2})$", "", text) if kind != "date" else text
+        text = re.sub(r"(Z|[+-]\d{2}:\d{2})$", "", value) if kind != "date" else value
         return [len(re.sub(r"[^0-9]", "", text))]
     return []
+
+
+# -- sort, matchesFull, escape, comparable, toString ---------------------------------------------
+
+
+def _param_node(func) -> dict:
+    """The parse-tree node behind an ``Expr`` argument (fhirpathpy passes a closure)."""
+    cells = dict(zip(func.__code__.co_freevars, func.__closure__ or (), strict=False))
+    return cells["param"].cell_contents
+
+
+def _sort(ctx, inputs, *exprs):
+    from fhirpathpy.engine import do_eval
+
+    def key_of(item, node):
+        ctx["$this"] = [item]
+        got = do_eval(ctx, [item], node)
+        return get_data(got[0]) if got else None
+
+    items = list(inputs)
+    if not exprs:
+        return sorted(items, key=lambda x: get_data(x))
+    for func in reversed(exprs):
+        node = _param_node(func)
+        descending = node.get("type") == "PolarityExpression" and node.get("terminalNodeText") == [
+            "-"
+        ]
+        if descending:
+            node = node["children"][0]
+        keyed = [(key_of(item, node), n, item) for n, item in enumerate(items)]
+        present = [k for k in keyed if k[0] is not None]
+        missing = [k for k in keyed if k[0] is None]
+        present.sort(key=lambda k: k[0], reverse=descending)
+        items = [k[2] for k in present + missing]
+    return items
+
+
+def _matches_full(ctx, inputs, regex):
+    if not inputs or regex is None or regex == []:
+        return []
+    value = get_data(inputs[0])
+    regex = get_data(regex[0] if isinstance(regex, list) else regex)
+    if not isinstance(value, str) or not isinstance(regex, str):
+        return []
+    return [re.fullmatch(regex, value, re.DOTALL) is not None]
+
+
+def _escape(unescape: bool):
+    import html
+    import json as _json
+
+    def fn(ctx, inputs, target):
+        if len(inputs) != 1:
+            return []
+        value = get_data(inputs[0])
+        target = get_data(target[0] if isinstance(target, list) else target)
+        if not isinstance(value, str):
+            return []
+        if target == "html":
+            return [html.unescape(value) if unescape else html.escape(value, quote=True)]
+        if target == "json":
+            if unescape:
+                return [_JSON_ESCAPE.sub(_json_unescape_one, value)]
+            return [_json.dumps(value, ensure_ascii=False)[1:-1]]
+        return []
+
+    return fn
+
+
+_JSON_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)")
+_JSON_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
+def _json_unescape_one(m: re.Match) -> str:
+    esc = m.group(1)
+    if esc.startswith("u") and len(esc) == 5:
+        return chr(int(esc[1:], 16))
+    return _JSON_SIMPLE.get(esc, esc)
+
+
+def _equivalent_collections(original, negate: bool):
+    """``~`` on collections: same size and every item equivalent to a distinct other item,
+    in any order (fhirpathpy compares the first items only)."""
+
+    def fn(ctx, a, b):
+        if len(a) <= 1 and len(b) <= 1:
+            same = original(ctx, a, b)
+            return [not same[0]] if negate and same else same
+        result = len(a) == len(b)
+        if result:
+            unmatched = list(b)
+            for x in a:
+                hit = next(
+                    (i for i, y in enumerate(unmatched) if original(ctx, [x], [y]) == [True]),
+                    None,
+                )
+                if hit is None:
+                    result = False
+                    break
+                unmatched.pop(hit)
+        return [result != negate]
+
+    return fn
+
+
+def _starts_with(original):
+    def fn(ctx, coll, prefix):
+        if prefix == "" and len(coll) == 1 and get_data(coll[0]) == "":
+            return True  # ''.startsWith('') (fhirpathpy answers false for empty strings)
+        return original(ctx, coll, prefix)
+
+    return fn
+
+
+# UCUM units the hub meets, by dimension (enough for comparable(); conversions are not done)
+_UCUM_DIMENSIONS = {
+    "length": {"m", "cm", "mm", "km", "um", "nm", "[in_i]", "[ft_i]", "[yd_i]", "[mi_i]"},
+    "mass": {"g", "kg", "mg", "ug", "ng", "[lb_av]", "[oz_av]"},
+    "time": {"s", "ms", "min", "h", "d", "wk", "mo", "a"},
+    "volume": {"L", "l", "mL", "ml", "dL", "dl", "uL"},
+}
+
+
+def _unit_dimension(unit: str) -> str:
+    unit = unit.strip("'")
+    for dim, units in _UCUM_DIMENSIONS.items():
+        if unit in units:
+            return dim
+    return "unit:" + unit
+
+
+def _comparable(ctx, inputs, other):
+    other = other[0] if isinstance(other, list) and other else other
+    if len(inputs) != 1:
+        return []
+    a, b = get_data(inputs[0]), get_data(other)
+    if not isinstance(a, _fp_nodes.FP_Quantity) or not isinstance(b, _fp_nodes.FP_Quantity):
+        return []
+    return [_unit_dimension(a.unit) == _unit_dimension(b.unit)]
+
+
+def _to_string(ctx, inputs):
+    if len(inputs) != 1:
+        return []
+    value = get_data(inputs[0])
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, Decimal):
+        return [str(value)]
+    if isinstance(value, float):
+        return [repr(value)]
+    return [str(value)]
 
 
 _FUNCTIONS = {
@@ -408,13 +544,39 @@ _FUNCTIONS = {
     "lowBoundary": {"fn": _boundary(False), "arity": {0: [], 1: ["Integer"]}},
     "highBoundary": {"fn": _boundary(True), "arity": {0: [], 1: ["Integer"]}},
     "precision": {"fn": _precision},
+    "sort": {"fn": _sort, "arity": {0: [], 1: ["Expr"], 2: ["Expr"] * 2, 3: ["Expr"] * 3}},
+    "matchesFull": {"fn": _matches_full, "arity": {1: ["String"]}},
+    "escape": {"fn": _escape(False), "arity": {1: ["String"]}},
+    "unescape": {"fn": _escape(True), "arity": {1: ["String"]}},
+    "comparable": {"fn": _comparable, "arity": {1: ["Any"]}},
 }
+
+# fhirpathpy functions whose results differ from the specification: true.toString() gives
+# 'True' (Python's spelling); the FHIRPath answer is 'true'.
+_REPLACEMENTS = {"toString": {"fn": _to_string}}
 
 
 def _install() -> None:
     registry = _fp_invocations.invocation_registry
     for name, entry in _FUNCTIONS.items():
         registry.setdefault(name, entry)
+    if getattr(registry["toString"]["fn"], "__module__", "") == __name__:
+        return  # already installed (module reloaded)
+    registry.update(_REPLACEMENTS)
+    # round() with no argument means round(0)
+    rround = registry["round"]["fn"]
+    registry["round"] = {
+        **registry["round"],
+        "fn": lambda ctx, x, acc=None: rround(ctx, x, [] if acc is None else acc),
+        "arity": {0: [], 1: ["Number"]},
+    }
+    equivalent = registry["~"]["fn"]
+    for op, negate in (("~", False), ("!~", True)):
+        registry[op] = {**registry[op], "fn": _equivalent_collections(equivalent, negate)}
+    registry["startsWith"] = {
+        **registry["startsWith"],
+        "fn": _starts_with(registry["startsWith"]["fn"]),
+    }
 
 
 _install()

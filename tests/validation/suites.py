@@ -124,6 +124,8 @@ def _norm(v):
 
 def _same(expected_type, expected, actual) -> bool:
     a = _norm(actual)
+    if expected_type is None and expected.startswith("@"):
+        expected_type = "dateTime"  # a few boundary outputs carry no type attribute
     if expected_type == "decimal" or (expected_type == "integer" and not isinstance(a, str)):
         try:
             return Decimal(str(a)) == Decimal(expected)
