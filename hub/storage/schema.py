@@ -205,6 +205,55 @@ inbox = Table(
     Index(None, "site", "received_at"),
 )
 
+# Per-site state kept between messages (e.g. the Patient ids of a registry's
+# previous import), written in the transaction that stores the message's data.
+site_state = Table(
+    "site_state",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", JsonDocument, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Outbound deliveries: one row per message produced for a site from a change.
+# Sent with retries and back-off; ``dead`` rows wait for an operator.
+delivery = Table(
+    "delivery",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("change_seq", BigInteger, nullable=False),
+    Column("message_key", String(255), nullable=False),
+    Column("content_type", String(128)),
+    Column("body", LargeBinary, nullable=False),
+    Column("description", Text),
+    # pending, sent, dead
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("response", LargeBinary),
+    UniqueConstraint("site", "change_seq", "message_key"),
+    Index(None, "status", "next_attempt_at"),
+)
+
+# ---------------------------------------------------------------------------
+# Audit (hub.audit): append-only AuditEvents
+# ---------------------------------------------------------------------------
+
+audit_event = Table(
+    "audit_event",
+    metadata,
+    Column("seq", BigIntPK, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("recorded", UTCDateTime, nullable=False),
+    Column("content", JsonDocument, nullable=False),
+    Index(None, "recorded"),
+)
+
 # ---------------------------------------------------------------------------
 # Search indexes (filled by hub.search.indexer; one row per indexed value)
 # ---------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Validation: structure on every write, profiles where claimed or demanded."""

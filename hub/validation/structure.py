@@ -16,12 +16,13 @@ from typing import Any
 
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
 
-# R4 types that R4B dropped, and abstract types: never stored as such.
+# Abstract types: never stored as such.
 _NOT_CONCRETE = frozenset({"Resource", "DomainResource"})
 
 
@@ -30,9 +31,23 @@ def _model(resource_type: str):
     if resource_type in _NOT_CONCRETE or not resource_type.isidentifier():
         return None
     try:
-        return get_fhir_model_class(resource_type)
+        cls = get_fhir_model_class(resource_type)
     except (KeyError, ValueError, AttributeError, ImportError):
         return None
+    return cls if isinstance(cls, type) and issubclass(cls, Resource) else None
+
+
+def model_class(res_type: str):
+    """The R4B model class of a resource type; ``KeyError`` for anything else."""
+    cls = _model(res_type) if isinstance(res_type, str) else None
+    if cls is None:
+        raise KeyError(res_type)
+    return cls
+
+
+def known_type(res_type: str) -> bool:
+    """Whether ``res_type`` is a concrete resource type the hub can store."""
+    return isinstance(res_type, str) and _model(res_type) is not None
 
 
 def expression_from_loc(resource_type: str, loc: tuple) -> str:

@@ -1,0 +1,355 @@
+"""The FHIR REST blueprint (``/fhir``): HTTP in, :class:`hub.fhir.service.FhirService` calls, HTTP out.
+
+Nothing FHIR-semantic lives here: routes read the URL, headers and body,
+call the service, and render its :class:`Result` in the negotiated format.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+from flask import Blueprint
+from flask import Response
+from flask import request
+
+from hub import outcomes
+from hub.app import get_hub
+from hub.fhir import bundles
+from hub.fhir import formats
+from hub.fhir.capabilities import capability_statement
+from hub.fhir.searching import search_bytes
+from hub.fhir.service import Result
+from hub.fhir.service import WriteOptions
+from hub.fhir.service import check_type
+from hub.operations import OperationCall
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+
+# Parameters that shape the response, not the search.
+FORMAT_PARAMS = ("_format", "_pretty")
+
+
+def base_url() -> str:
+    configured = get_hub().config.get("BASE_URL")
+    return configured.rstrip("/") if configured else request.host_url.rstrip("/") + "/fhir"
+
+
+def query_params() -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.args.items(multi=True) if k not in FORMAT_PARAMS]
+
+
+def response_format() -> str:
+    return formats.choose_format(request.args.get("_format"), request.headers.get("Accept"))
+
+
+def pretty() -> bool:
+    return request.args.get("_pretty", "").lower() == "true"
+
+
+def render(result: Result) -> Response:
+    fmt = response_format()
+    headers = dict(result.headers)
+    if result.body is None:
+        return Response(status=result.status, headers=headers)
+    body = result.body
+    if _wants_elements() and result.status == 200:
+        body = _shape(body)
+    payload = formats.render(body, fmt, pretty())
+    return Response(
+        payload,
+        status=result.status,
+        headers=headers,
+        mimetype=None,
+        content_type=formats.MIME[fmt],
+    )
+
+
+def _wants_elements() -> bool:
+    return "_elements" in request.args or "_summary" in request.args
+
+
+def _shape(body: Any) -> Any:
+    """Apply ``_summary``/``_elements`` on a read."""
+    from hub.search.elements import apply_elements
+    from hub.search.elements import apply_summary
+
+    resource = orjson.loads(body) if isinstance(body, (str, bytes)) else body
+    if resource.get("resourceType") in ("Bundle", "OperationOutcome"):
+        return resource
+    summary = request.args.get("_summary")
+    if summary:
+        resource = apply_summary(resource, summary)
+    elements = request.args.get("_elements")
+    if elements:
+        resource = apply_elements(resource, [e.strip() for e in elements.split(",") if e.strip()])
+    return resource
+
+
+def body_resource() -> dict[str, Any]:
+    return formats.parse_body(request.get_data(cache=True), request.content_type)
+
+
+def write_options() -> WriteOptions:
+    prefer = _prefer()
+    ret = prefer.get("return", "representation")
+    if ret not in ("minimal", "representation", "OperationOutcome"):
+        ret = "representation"
+    return WriteOptions(prefer_return=ret, if_match=request.headers.get("If-Match"))
+
+
+def _prefer() -> dict[str, str]:
+    out = {}
+    for part in request.headers.get("Prefer", "").split(";"):
+        for item in part.split(","):
+            if "=" in item:
+                k, v = item.split("=", 1)
+                out[k.strip()] = v.strip().strip('"')
+    return out
+
+
+def not_modified(result: Result) -> Response | None:
+    """304 for a matching ``If-None-Match`` or a not-newer ``If-Modified-Since``."""
+    stored = result.stored
+    if stored is None:
+        return None
+    inm = request.headers.get("If-None-Match")
+    if inm and stored.etag in [t.strip() for t in inm.split(",")] + ["*"]:
+        return Response(status=304, headers={"ETag": stored.etag})
+    ims = request.headers.get("If-Modified-Since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        if stored.last_updated.replace(microsecond=0) <= since:
+            return Response(status=304, headers={"ETag": stored.etag})
+    return None
+
+
+# -- system level ---------------------------------------------------------------
+
+
+@bp.get("/metadata")
+def metadata():
+    hub = get_hub()
+    return render(Result(200, capability_statement(hub, base_url())))
+
+
+@bp.post("")
+@bp.post("/")
+def system_bundle():
+    hub = get_hub()
+    bundle = body_resource()
+    opts = write_options()
+    out = bundles.process(hub.service, bundle, base_url(), opts)
+    return render(Result(200, orjson.dumps(out)))
+
+
+@bp.get("")
+@bp.get("/")
+@bp.get("/_search")
+@bp.post("/_search")
+def system_search():
+    hub = get_hub()
+    params = query_params() + _form_params()
+    return render(
+        Result(200, search_bytes(hub.service, None, params, base_url(), strict=_strict()))
+    )
+
+
+@bp.get("/_history")
+def system_history():
+    hub = get_hub()
+    return render(Result(200, hub.service.history(base_url(), None, None, query_params())))
+
+
+# -- type level -----------------------------------------------------------------
+
+
+@bp.get("/<res_type>")
+def search_type(res_type: str):
+    if res_type.startswith("$"):
+        return operation(None, None, res_type[1:])
+    check_type(res_type)
+    hub = get_hub()
+    return render(
+        Result(
+            200, search_bytes(hub.service, res_type, query_params(), base_url(), strict=_strict())
+        )
+    )
+
+
+@bp.post("/<res_type>/_search")
+def search_type_post(res_type: str):
+    check_type(res_type)
+    hub = get_hub()
+    params = query_params() + _form_params()
+    return render(
+        Result(200, search_bytes(hub.service, res_type, params, base_url(), strict=_strict()))
+    )
+
+
+def _form_params() -> list[tuple[str, str]]:
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return [(k, v) for k, v in request.form.items(multi=True) if k not in FORMAT_PARAMS]
+    return []
+
+
+def _strict() -> bool:
+    return _prefer().get("handling") == "strict"
+
+
+@bp.post("/<res_type>")
+def create(res_type: str):
+    if res_type.startswith("$"):
+        return operation(None, None, res_type[1:])
+    hub = get_hub()
+    check_type(res_type)
+    resource = body_resource()
+    result = hub.service.create(
+        res_type,
+        resource,
+        write_options(),
+        base_url(),
+        if_none_exist=request.headers.get("If-None-Exist"),
+    )
+    return render(result)
+
+
+@bp.put("/<res_type>")
+def conditional_update(res_type: str):
+    hub = get_hub()
+    check_type(res_type)
+    if not request.query_string:
+        raise outcomes.bad_request(
+            "PUT on a type needs search criteria (conditional update) or an id"
+        )
+    result = hub.service.conditional_update(
+        res_type, request.query_string.decode(), body_resource(), write_options(), base_url()
+    )
+    return render(result)
+
+
+@bp.delete("/<res_type>")
+def conditional_delete(res_type: str):
+    hub = get_hub()
+    check_type(res_type)
+    return render(
+        hub.service.conditional_delete(res_type, request.query_string.decode(), write_options())
+    )
+
+
+@bp.get("/<res_type>/_history")
+def type_history(res_type: str):
+    hub = get_hub()
+    check_type(res_type)
+    return render(Result(200, hub.service.history(base_url(), res_type, None, query_params())))
+
+
+# -- instance level ---------------------------------------------------------------
+
+
+@bp.get("/<res_type>/<res_id>")
+def read(res_type: str, res_id: str):
+    if res_id.startswith("$"):
+        return operation(res_type, None, res_id[1:])
+    hub = get_hub()
+    result = hub.service.read(res_type, res_id)
+    return not_modified(result) or render(result)
+
+
+@bp.put("/<res_type>/<res_id>")
+def update(res_type: str, res_id: str):
+    hub = get_hub()
+    return render(
+        hub.service.update(res_type, res_id, body_resource(), write_options(), base_url())
+    )
+
+
+@bp.patch("/<res_type>/<res_id>")
+def patch(res_type: str, res_id: str):
+    hub = get_hub()
+    mime = request.mimetype
+    if mime in ("application/json-patch+json", "application/json"):
+        ops = formats.parse_json(request.get_data(cache=True))
+    elif mime in formats.JSON_TYPES + formats.XML_TYPES:
+        ops = body_resource()  # FHIRPath Patch: a Parameters resource
+    else:
+        raise outcomes.error(
+            415,
+            "not-supported",
+            f"PATCH takes a JSON Patch or a FHIRPath Patch Parameters resource, not {mime!r}",
+        )
+    return render(hub.service.patch(res_type, res_id, ops, write_options(), base_url()))
+
+
+@bp.delete("/<res_type>/<res_id>")
+def delete(res_type: str, res_id: str):
+    hub = get_hub()
+    return render(hub.service.delete(res_type, res_id, write_options()))
+
+
+@bp.get("/<res_type>/<res_id>/_history")
+def instance_history(res_type: str, res_id: str):
+    hub = get_hub()
+    return render(Result(200, hub.service.history(base_url(), res_type, res_id, query_params())))
+
+
+@bp.get("/<res_type>/<res_id>/_history/<version>")
+def vread(res_type: str, res_id: str, version: str):
+    hub = get_hub()
+    result = hub.service.vread(res_type, res_id, version)
+    return not_modified(result) or render(result)
+
+
+@bp.route("/<res_type>/<res_id>/<name>", methods=["GET", "POST"])
+def instance_op_or_compartment(res_type: str, res_id: str, name: str):
+    if name.startswith("$"):
+        return operation(res_type, res_id, name[1:])
+    hub = get_hub()
+    check_type(res_type)
+    check_type(name)
+    params = query_params() + _form_params()
+    body = search_bytes(
+        hub.service, name, params, base_url(), compartment=(res_type, res_id), strict=_strict()
+    )
+    return render(Result(200, body))
+
+
+# -- operations -------------------------------------------------------------------
+
+
+@bp.route("/$<name>", methods=["GET", "POST"])
+def system_operation(name: str):
+    return operation(None, None, name)
+
+
+@bp.route("/<res_type>/$<name>", methods=["GET", "POST"])
+def type_operation(res_type: str, name: str):
+    return operation(res_type, None, name)
+
+
+def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
+    hub = get_hub()
+    if res_type is not None:
+        check_type(res_type)
+    level = "instance" if res_id else "type" if res_type else "system"
+    op = hub.operations.find(name, level, res_type)
+    if op is None:
+        where = "/".join(p for p in (res_type, res_id) if p) or "the system level"
+        raise outcomes.error(404, "not-supported", f"Operation ${name} is not supported on {where}")
+    if request.method not in op.methods:
+        raise outcomes.error(405, "not-supported", f"${name} does not accept {request.method}")
+    body = None
+    if request.method == "POST" and request.get_data(cache=True).strip():
+        if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
+            body = body_resource()
+    call = OperationCall(
+        name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
+    )
+    return render(op.handler(call))

@@ -1,0 +1,140 @@
+"""The Flask application factory and the per-app :class:`Hub` object.
+
+Everything an app needs (plugin manager, database engine, repository, search,
+FHIR service, operations) hangs off one :class:`Hub` kept in
+``app.extensions["fhirhub"]``; nothing is global, so each test builds an
+isolated app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+
+from hub import config as default_config
+from hub.fhir.service import FhirService
+from hub.operations import OperationRegistry
+from hub.plugins import get_plugin_manager
+from hub.storage import db
+from hub.storage.repository import Repository
+
+log = logging.getLogger("hub")
+
+
+class Hub:
+    """The hub's services for one app (also usable without Flask, e.g. by the CLI)."""
+
+    def __init__(self, config: dict[str, Any], instance_path: str | None = None):
+        self.config = config
+        only = [p.strip() for p in str(config.get("LOAD_PLUGINS") or "").split(",") if p.strip()]
+        self.pm = get_plugin_manager(
+            load_entry_points=config.get("LOAD_ENTRY_POINTS", True),
+            only=only or None,
+            trace=_truthy(config.get("TRACE_PLUGINS")),
+            extra=config.get("PLUGINS") or [],
+        )
+        self.code_maps = _load_code_maps(self.pm, config)
+        self.engine = db.make_engine(config["DATABASE_URL"], instance_path)
+        if config.get("AUTO_MIGRATE", True):
+            db.upgrade(self.engine)
+        self.search_registry, self.indexer, search_engine = _load_search(self.pm)
+        self.repo = Repository(self.engine, self.indexer)
+        self.service = FhirService(self.repo, search_engine, self.pm, config)
+        operations = _builtin_operations()
+        for ops in self.pm.hook.register_operations():
+            operations.extend(ops or ())
+        self.operations = OperationRegistry(operations)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def _load_code_maps(pm, config: dict[str, Any]):
+    """``mappings/``, then plugin folders, then ``MAPPINGS_DIR`` folders; ids must be unique."""
+    from pathlib import Path
+
+    from hub.mapping import load_code_maps
+    from hub.paths import MAPPINGS_DIR
+
+    folders = [MAPPINGS_DIR]
+    for extra in pm.hook.register_code_maps():
+        folders.extend(Path(f) for f in extra or ())
+    folders.extend(Path(f) for f in str(config.get("MAPPINGS_DIR") or "").split(os.pathsep) if f)
+    return load_code_maps([f for f in folders if f.is_dir()])
+
+
+def _load_search(pm):
+    """The search registry, indexer and engine (with plugin search parameters)."""
+    try:
+        from hub.search.engine import SearchEngine
+        from hub.search.indexer import Indexer
+        from hub.search.registry import SearchRegistry
+    except ImportError:  # search not installed in this build
+        return None, None, None
+    extra: list[dict] = []
+    for params in pm.hook.register_search_parameters():
+        extra.extend(params or ())
+    registry = SearchRegistry.load(extra)
+    return registry, Indexer(registry), SearchEngine(registry)
+
+
+def _builtin_operations() -> list:
+    from hub.default_operations import operations
+
+    return operations()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults, ``instance/config.py``, ``HUB_*`` environment, ``test_config``."""
+    app = Flask(
+        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
+    )
+    app.config.from_mapping(default_config.DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("HUB", loads=_loads)
+    else:
+        app.config.from_mapping(test_config)
+    app.json.ensure_ascii = False
+    if not logging.getLogger().handlers:
+        # Errors must reach the operator's log even when no logging is configured.
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    hub = Hub(app.config, app.instance_path)
+    app.extensions["fhirhub"] = hub
+
+    from hub.api import errors
+    from hub.api import fhir
+
+    app.register_blueprint(fhir.bp)
+    errors.register(app)
+
+    @app.get("/")
+    def index():
+        from flask import redirect
+
+        return redirect("/fhir/metadata")
+
+    return app
+
+
+def _loads(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def get_hub(app: Flask | None = None) -> Hub:
+    from flask import current_app
+
+    return (app or current_app).extensions["fhirhub"]

@@ -1,0 +1,56 @@
+"""URIs of the hub's own code systems, identifier systems and extensions.
+
+Every system the hub defines is named here once, so adapters, the
+classification and reports agree (DOMAIN 3.5: one table of system URIs).
+The codes are documented in ``docs/five-colour.md`` and
+``plugins/va_registry/README.md``.
+"""
+
+# Security labels (meta.security).
+CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+SENSITIVITY = "urn:fhirhub:codesystem:sensitivity"  # hub sensitivity categories
+RESTRICTED = {"system": CONFIDENTIALITY, "code": "R", "display": "restricted"}
+VETERAN_SENSITIVITY = {
+    "system": SENSITIVITY,
+    "code": "veteran-status",
+    "display": "特定身份：优抚对象/退役军人身份 (specific identity, PIPL Art. 28)",
+}
+MENTAL_HEALTH_SENSITIVITY = {
+    "system": SENSITIVITY,
+    "code": "mental-health",
+    "display": "严重精神障碍 (severe mental disorder, Mental Health Law Art. 4)",
+}
+HIV_SENSITIVITY = {
+    "system": SENSITIVITY,
+    "code": "hiv",
+    "display": "艾滋病 (HIV, AIDS regulations Art. 39)",
+}
+
+# Veteran status (plugins/va_registry).
+VETERAN_STATUS = "urn:fhirhub:codesystem:veteran-status"  # Observation.code and component codes
+VETERAN_CATEGORY = "urn:fhirhub:codesystem:veteran-category"
+VETERAN_DISABILITY_NATURE = "urn:fhirhub:codesystem:veteran-disability-nature"
+VETERAN_BENEFIT_STATUS = "urn:fhirhub:codesystem:veteran-benefit-status"
+
+# Programmes and registers people are enrolled in (EpisodeOfCare.type).
+CARE_PROGRAMME = "urn:fhirhub:codesystem:care-programme"
+
+# Five-colour classification (hub/colours.py).
+FIVE_COLOUR = "urn:fhirhub:codesystem:five-colour"
+FIVE_COLOUR_DISPLAYED = "urn:fhirhub:extension:five-colour-displayed"
+
+# Items of the personal basic information form without an ICD code (DOMAIN 2.2).
+HEALTH_RECORD_ITEM = "urn:fhirhub:codesystem:health-record-item"
+
+# Grouping (hub/identity/households.py).
+GROUP_KIND = "urn:fhirhub:codesystem:group-kind"
+VILLAGE_DIVISION = "urn:fhirhub:identifier:village-division"  # 12-digit statistical division code
+HOUSEHOLD_NUMBER = "urn:fhirhub:identifier:household-number"
+
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+ICD10_SYSTEMS = (
+    "http://hl7.org/fhir/sid/icd-10",
+    "http://hl7.org/fhir/sid/icd-10-cn",
+    "urn:oid:2.16.156.10011.2.3.3.11",
+    "urn:oid:2.16.156.10011.2.3.3.11.3",
+)

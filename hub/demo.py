@@ -1,0 +1,175 @@
+"""Demo data for ``make run``: synthetic Chinese residents and three Synthea patients.
+
+Every person here is invented; resident ID numbers are made up with valid
+check characters so that the identity rules accept them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from hub.fhir import bundles
+from hub.fhir.service import WriteOptions
+from hub.identity import HEALTH_RECORD_SYSTEM
+from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity.resident_id import check_character
+from hub.paths import DATA_DIR
+
+# (name, family, given, sex, birth date, sequence, village, conditions as ICD-10)
+RESIDENTS = [
+    ("张伟", "张", "伟", "male", "1950-03-12", "101", "001", ["I10"]),
+    ("王芳", "王", "芳", "female", "1957-08-02", "102", "001", ["E11.9"]),
+    ("李娜", "李", "娜", "female", "1988-11-23", "104", "002", []),
+    ("刘洋", "刘", "洋", "male", "1946-01-30", "105", "002", ["I10", "E11.9"]),
+    ("欧阳建国", "欧阳", "建国", "male", "1949-10-01", "107", "003", ["F20.0"]),
+    ("陈静", "陈", "静", "female", "2025-06-18", "108", "003", []),
+]
+COUNTY = "370203"  # a county-level division code (GB/T 2260 shape)
+TOWNSHIP = "001"
+
+
+def resident_id(birth: str, seq: str) -> str:
+    body = COUNTY + birth.replace("-", "") + seq
+    return body + check_character(body)
+
+
+def chinese_residents_bundle() -> dict[str, Any]:
+    entries: list[dict[str, Any]] = []
+    org_id = "demo-township-clinic"
+    entries.append(
+        {
+            "resource": {
+                "resourceType": "Organization",
+                "id": org_id,
+                "name": "示范镇卫生院",
+                "identifier": [{"system": "urn:oid:2.16.156.10011.1.5", "value": "370203001"}],
+            },
+            "request": {"method": "PUT", "url": f"Organization/{org_id}"},
+        }
+    )
+    for n, (name, family, given, sex, birth, seq, village, conditions) in enumerate(RESIDENTS, 1):
+        pid = f"demo-{n}"
+        record_no = COUNTY + TOWNSHIP + village + f"{n:05d}"
+        patient = {
+            "resourceType": "Patient",
+            "id": pid,
+            "identifier": [
+                {"system": RESIDENT_ID_SYSTEM, "value": resident_id(birth, seq)},
+                {"system": HEALTH_RECORD_SYSTEM, "value": record_no},
+            ],
+            "active": True,
+            "name": [{"text": name, "family": family, "given": [given]}],
+            "gender": sex,
+            "birthDate": birth,
+            "address": [{"text": f"示范县示范镇{village}村", "district": "示范县"}],
+            "managingOrganization": {"reference": f"Organization/{org_id}"},
+        }
+        entries.append({"resource": patient, "request": {"method": "PUT", "url": f"Patient/{pid}"}})
+        for k, code in enumerate(conditions):
+            cid = f"{pid}-cond-{k}"
+            entries.append(
+                {
+                    "resource": {
+                        "resourceType": "Condition",
+                        "id": cid,
+                        "clinicalStatus": {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                    "code": "active",
+                                }
+                            ]
+                        },
+                        "code": {
+                            "coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": code}]
+                        },
+                        "subject": {"reference": f"Patient/{pid}"},
+                        "recordedDate": "2024-03-01",
+                    },
+                    "request": {"method": "PUT", "url": f"Condition/{cid}"},
+                }
+            )
+        if "I10" in conditions:
+            for q, (sys_bp, dia_bp) in enumerate(((152, 94), (138, 86)), 1):
+                oid = f"{pid}-bp-{q}"
+                when = dt.date(2025, 3 * q, 15).isoformat()
+                entries.append(
+                    {
+                        "resource": _bp_observation(oid, pid, when, sys_bp, dia_bp),
+                        "request": {"method": "PUT", "url": f"Observation/{oid}"},
+                    }
+                )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _bp_observation(oid: str, pid: str, when: str, systolic: int, diastolic: int) -> dict[str, Any]:
+    def component(code: str, display: str, value: int) -> dict[str, Any]:
+        return {
+            "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+            "valueQuantity": {
+                "value": value,
+                "unit": "mmHg",
+                "system": "http://unitsofmeasure.org",
+                "code": "mm[Hg]",
+            },
+        }
+
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}
+            ]
+        },
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": when,
+        "component": [
+            component("8480-6", "Systolic blood pressure", systolic),
+            component("8462-4", "Diastolic blood pressure", diastolic),
+        ],
+    }
+
+
+def demo_bundles() -> list[dict[str, Any]]:
+    out = [chinese_residents_bundle()]
+    for path in sorted((DATA_DIR / "demo" / "synthea").glob("*.json")):
+        out.append(orjson.loads(path.read_bytes()))
+    return out
+
+
+def load_demo(hub: Any, progress=None) -> Counter:
+    """Load the demo bundles through the transaction code path; returns counts by type."""
+    counts: Counter = Counter()
+    items = demo_bundles()
+    iterator = progress(items, "demo bundles") if progress else None
+    opts = WriteOptions(prefer_return="minimal")
+    if iterator is not None:
+        with iterator as bar:
+            for bundle in bar:
+                _load_one(hub, bundle, opts, counts)
+    else:
+        for bundle in items:
+            _load_one(hub, bundle, opts, counts)
+    return counts
+
+
+def _load_one(hub: Any, bundle: dict, opts: WriteOptions, counts: Counter) -> None:
+    bundles.process(hub.service, bundle, "", opts)
+    for entry in bundle.get("entry", []):
+        counts[entry["resource"]["resourceType"]] += 1

@@ -1,0 +1,447 @@
+"""``batch`` and ``transaction`` Bundles.
+
+A transaction is all-or-nothing: every entry is checked first, then the
+entries are processed in the specification's order (DELETE, POST, PUT/PATCH,
+GET) inside one database transaction, and the response lists the results in
+the request's order. ``urn:uuid:`` (and any other) ``fullUrl`` of a created
+resource is replaced by its new ``Type/id`` wherever it is referenced, and
+conditional references (``Patient?identifier=...``) are resolved by search.
+
+A batch processes each entry on its own; one entry's failure is reported in
+its response entry and does not affect the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from typing import Any
+
+import orjson
+
+from hub import outcomes
+from hub.fhir.service import FhirService
+from hub.fhir.service import Result
+from hub.fhir.service import WriteOptions
+from hub.fhir.service import apply_patch
+from hub.fhir.service import canonical_criteria
+from hub.fhir.service import check_id
+from hub.fhir.service import location
+from hub.fhir.service import parse_etag
+from hub.fhir.service import parse_query
+from hub.storage.repository import Stored
+from hub.storage.repository import Writer
+from hub.storage.repository import format_instant
+from hub.storage.repository import new_id
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+@dataclasses.dataclass
+class _Entry:
+    index: int
+    method: str
+    url: str
+    res_type: str
+    res_id: str | None
+    query: str | None
+    resource: dict | None
+    full_url: str | None
+    if_none_exist: str | None
+    if_match: str | None
+    planned_id: str | None = None  # the id a POST gets unless its ifNoneExist matches
+    result: Any = None  # Stored, Result or bytes once processed
+    status: int = 200
+    noop: bool = False
+
+
+def process(
+    service: FhirService,
+    bundle: dict[str, Any],
+    base: str,
+    opts: WriteOptions,
+    within: Any = None,
+) -> dict[str, Any]:
+    """Process a batch or transaction Bundle; returns the response Bundle.
+
+    ``within(writer, response_entries)``, for transactions, runs inside the
+    same database transaction after the entries are written (the ingestion
+    pipeline marks its inbox row there, so data and status commit together).
+    """
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise outcomes.bad_request("POST to the base URL takes a Bundle", "resourceType")
+    kind = bundle.get("type")
+    if kind not in ("batch", "transaction"):
+        raise outcomes.bad_request(
+            f"Bundle.type must be batch or transaction, not {kind!r}", "Bundle.type"
+        )
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise outcomes.bad_request("Bundle.entry must be an array", "Bundle.entry")
+    if kind == "transaction":
+        return _transaction(service, raw_entries, base, opts, within)
+    return _batch(service, raw_entries, base, opts)
+
+
+def _parse_entry(i: int, raw: Any) -> _Entry:
+    where = f"Bundle.entry[{i}]"
+    if not isinstance(raw, dict):
+        raise outcomes.bad_request("A Bundle entry must be an object", where)
+    request = raw.get("request")
+    if not isinstance(request, dict):
+        raise outcomes.bad_request("Every entry needs a request", f"{where}.request")
+    method = str(request.get("method", "")).upper()
+    if method not in ORDER:
+        raise outcomes.bad_request(
+            f"Unsupported request.method {method!r}", f"{where}.request.method"
+        )
+    url = str(request.get("url") or "")
+    if not url:
+        raise outcomes.bad_request("request.url is required", f"{where}.request.url")
+    path, _, query = url.partition("?")
+    parts = [p for p in path.strip("/").split("/") if p]
+    res_type = parts[0] if parts else ""
+    res_id = parts[1] if len(parts) > 1 else None
+    resource = raw.get("resource")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise outcomes.bad_request(f"A {method} entry needs a resource", f"{where}.resource")
+    if method == "PATCH" and resource is None:
+        raise outcomes.bad_request(
+            "A PATCH entry needs a Binary or Parameters resource", f"{where}.resource"
+        )
+    if method in ("POST", "PUT") and resource.get("resourceType") != res_type:
+        raise outcomes.bad_request(
+            f"resource type {resource.get('resourceType')!r} does not match request.url {url!r}",
+            f"{where}.resource.resourceType",
+        )
+    if method == "PUT" and res_id is None and not query:
+        raise outcomes.bad_request("PUT needs Type/id or Type?criteria", f"{where}.request.url")
+    if method == "DELETE" and res_id is None and not query:
+        raise outcomes.bad_request("DELETE needs Type/id or Type?criteria", f"{where}.request.url")
+    if res_id is not None and method != "GET":
+        check_id(res_id)
+    return _Entry(
+        i,
+        method,
+        url,
+        res_type,
+        res_id,
+        query or None,
+        resource,
+        raw.get("fullUrl"),
+        request.get("ifNoneExist"),
+        request.get("ifMatch"),
+    )
+
+
+def _prefix(err: outcomes.OperationOutcomeError, where: str) -> outcomes.OperationOutcomeError:
+    """Re-anchor an entry's issues at ``Bundle.entry[i].resource``."""
+    for iss in err.issues:
+        exprs = iss.get("expression") or []
+        iss["expression"] = [_anchor(e, where) for e in exprs] or [where]
+    return err
+
+
+def _anchor(expression: str, where: str) -> str:
+    """``Patient.name[0]`` inside entry 3 -> ``Bundle.entry[3].resource.name[0]``."""
+    if expression.startswith("Bundle.entry"):
+        return expression
+    head, dot, rest = expression.partition(".")
+    if head[:1].isupper() and "[" not in head:
+        return f"{where}.{rest}" if dot else where
+    return f"{where}.{expression}"
+
+
+def _transaction(
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions, within: Any = None
+) -> dict[str, Any]:
+    entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
+    # Structure first, for every entry, so that the client sees every problem at once.
+    problems: list[dict] = []
+    for e in entries:
+        if e.resource is not None and e.method in ("POST", "PUT"):
+            try:
+                from hub.validation.structure import check_structure
+
+                check_structure(e.resource)
+            except outcomes.OperationOutcomeError as err:
+                problems.extend(_prefix(err, f"Bundle.entry[{e.index}].resource").issues)
+    if problems:
+        raise outcomes.OperationOutcomeError(outcomes.outcome(*problems), 400)
+    full_urls = [e.full_url for e in entries if e.full_url]
+    if len(full_urls) != len(set(full_urls)):
+        raise outcomes.bad_request("Two entries share one fullUrl", "Bundle.entry.fullUrl")
+    for e in entries:
+        e.planned_id = new_id() if e.method == "POST" else None
+    site_name = getattr(opts.site, "name", None)
+
+    def attempt(writer: Writer):
+        # A retried attempt (after losing a race) starts again from the request's resources.
+        fresh = [dataclasses.replace(e, resource=_copy(e.resource)) for e in entries]
+        response = _run_transaction(service, writer, fresh, base, opts)
+        if within is not None:
+            within(writer, response)
+        return response
+
+    result_entries = service.repo.write(attempt, site=site_name)
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
+
+
+def _run_transaction(
+    service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions
+):
+    # 1. Decide every entry's target id (conditional ones by search) and map fullUrls.
+    id_map: dict[str, str] = {}
+    for e in entries:
+        e.noop = False
+        e.result = None
+        if e.method == "POST":
+            e.res_id = e.planned_id
+            if e.if_none_exist:
+                matches = service.match_ids(writer.conn, e.res_type, parse_query(e.if_none_exist))
+                if len(matches) > 1:
+                    raise _entry_error(
+                        e,
+                        outcomes.precondition_failed(
+                            f"ifNoneExist {e.if_none_exist!r} matches {len(matches)} resources"
+                        ),
+                    )
+                if matches:
+                    e.res_id, e.noop = matches[0], True
+        elif e.method in ("PUT", "DELETE", "PATCH") and e.query:
+            matches = service.match_ids(writer.conn, e.res_type, parse_query(e.query))
+            if len(matches) > 1:
+                raise _entry_error(
+                    e, outcomes.precondition_failed(f"{e.url} matches {len(matches)} resources")
+                )
+            if matches:
+                e.res_id = matches[0]
+            elif e.method == "PUT":
+                e.res_id = (e.resource or {}).get("id") or new_id()
+            else:
+                e.noop = True
+        if e.full_url and e.res_id and e.method in ("POST", "PUT"):
+            id_map[e.full_url] = f"{e.res_type}/{e.res_id}"
+    # 2. Rewrite references (placeholders and conditional references).
+    cache: dict[str, str] = {}
+    for e in entries:
+        if e.resource is not None and e.method in ("POST", "PUT"):
+            _rewrite_refs(
+                e.resource,
+                id_map,
+                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e),
+            )
+    # 3. Check every resource as it will be stored (plugins see final references).
+    for e in entries:
+        if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
+            if e.method == "PUT":
+                e.resource["id"] = e.res_id
+            try:
+                service.check_resource(e.resource, e.res_type, opts.site, structure=False)
+            except outcomes.OperationOutcomeError as err:
+                raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
+    writer.prefetch(
+        (e.res_type, e.res_id)
+        for e in entries
+        if e.method in ("PUT", "DELETE", "PATCH") and e.res_id
+    )
+    # 4. Process in the specification's order.
+    for e in sorted(entries, key=lambda x: ORDER[x.method]):
+        try:
+            _apply(service, writer, e, opts)
+        except outcomes.OperationOutcomeError as err:
+            raise _entry_error(e, err) from None
+    writer.flush()
+    for e in entries:
+        if e.method in ("GET", "HEAD"):
+            try:
+                e.result = dispatch_get(service, e.url, base, conn=writer.conn)
+            except outcomes.OperationOutcomeError as err:
+                raise _entry_error(e, err) from None
+    return [_response_entry(e, base, opts) for e in entries]
+
+
+def _entry_error(e: _Entry, err: outcomes.OperationOutcomeError) -> outcomes.OperationOutcomeError:
+    for iss in err.issues:
+        iss["diagnostics"] = (
+            f"Bundle.entry[{e.index}] ({e.method} {e.url}): {iss.get('diagnostics', '')}"
+        )
+        iss.setdefault("expression", [f"Bundle.entry[{e.index}]"])
+    return err
+
+
+def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) -> None:
+    if e.method == "DELETE":
+        if e.noop or e.res_id is None:
+            e.status, e.result = 204, None
+            return
+        e.result = writer.delete(e.res_type, e.res_id)
+        e.status = 204
+    elif e.method == "POST":
+        if e.noop:
+            e.result, e.status = writer.current(e.res_type, e.res_id), 200
+            return
+        if e.if_none_exist:
+            writer.claim_conditional_key(
+                e.res_type, canonical_criteria(parse_query(e.if_none_exist)), e.res_id
+            )
+        e.result = writer.create(e.resource, e.res_id, fresh=True)
+        e.status = 201
+    elif e.method == "PUT":
+        if_match = parse_etag(e.if_match)
+        if e.query and writer.current(e.res_type, e.res_id) is None:
+            writer.claim_conditional_key(
+                e.res_type, canonical_criteria(parse_query(e.query)), e.res_id
+            )
+        stored, created = writer.update(e.resource, e.res_id, if_match=if_match)
+        e.result, e.status = stored, 201 if created else 200
+    elif e.method == "PATCH":
+        current = writer.current(e.res_type, e.res_id) if e.res_id else None
+        if current is None or current.deleted:
+            raise outcomes.not_found(f"{e.res_type}/{e.res_id} is not known")
+        patched = apply_patch(current.resource(), e.resource)
+        service.check_resource(patched, e.res_type, opts.site)
+        e.result, _ = writer.update(
+            patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
+        )
+        e.status = 200
+
+
+def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(e.result, Stored):
+        stored = e.result
+        if e.method != "DELETE":
+            out["fullUrl"] = f"{base}/{stored.res_type}/{stored.res_id}"
+            if opts.prefer_return == "representation" and stored.content:
+                out["resource"] = orjson.loads(stored.content)
+        response = {
+            "status": STATUS_TEXT.get(e.status, str(e.status)),
+            "etag": stored.etag,
+            "lastModified": format_instant(stored.last_updated),
+        }
+        if e.method != "DELETE":
+            response["location"] = location(stored, base)
+        out["response"] = response
+    elif isinstance(e.result, Result):
+        body = e.result.body
+        if isinstance(body, (bytes, str)):
+            body = orjson.loads(body)
+        if body is not None:
+            out["resource"] = body
+        out["response"] = {"status": STATUS_TEXT.get(e.result.status, str(e.result.status))}
+        if "ETag" in e.result.headers:
+            out["response"]["etag"] = e.result.headers["ETag"]
+    else:
+        out["response"] = {"status": STATUS_TEXT.get(e.status, str(e.status))}
+    return out
+
+
+def _batch(
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+) -> dict[str, Any]:
+    out = []
+    for i, raw in enumerate(raw_entries):
+        try:
+            e = _parse_entry(i, raw)
+            res = _batch_one(service, e, base, opts)
+            entry: dict[str, Any] = {}
+            body = res.body
+            if isinstance(body, (bytes, str)):
+                body = orjson.loads(body)
+            if body is not None and (e.method == "GET" or opts.prefer_return == "representation"):
+                entry["resource"] = body
+            response = {"status": STATUS_TEXT.get(res.status, str(res.status))}
+            for header, key in (("Location", "location"), ("ETag", "etag")):
+                if header in res.headers:
+                    response[key] = res.headers[header]
+            if res.stored is not None:
+                response["lastModified"] = format_instant(res.stored.last_updated)
+            entry["response"] = response
+        except outcomes.OperationOutcomeError as err:
+            for iss in err.issues:
+                iss.setdefault("expression", [f"Bundle.entry[{i}]"])
+            entry = {"response": {"status": str(err.status), "outcome": err.outcome}}
+        out.append(entry)
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+
+
+def _batch_one(service: FhirService, e: _Entry, base: str, opts: WriteOptions) -> Result:
+    entry_opts = dataclasses.replace(opts, if_match=e.if_match)
+    if e.method == "GET" or e.method == "HEAD":
+        return dispatch_get(service, e.url, base)
+    if e.method == "POST":
+        return service.create(
+            e.res_type, e.resource, entry_opts, base, if_none_exist=e.if_none_exist
+        )
+    if e.method == "PUT":
+        if e.query:
+            return service.conditional_update(e.res_type, e.query, e.resource, entry_opts, base)
+        return service.update(e.res_type, e.res_id, e.resource, entry_opts, base)
+    if e.method == "PATCH":
+        return service.patch(e.res_type, e.res_id, e.resource, entry_opts, base)
+    if e.query:
+        return service.conditional_delete(e.res_type, e.query, entry_opts)
+    return service.delete(e.res_type, e.res_id, entry_opts)
+
+
+def dispatch_get(service: FhirService, url: str, base: str, conn=None) -> Result:
+    """Answer a GET entry: read, vread, history or search."""
+    path, _, query = url.partition("?")
+    parts = [p for p in path.strip("/").split("/") if p]
+    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if len(parts) == 2 and not parts[1].startswith("$") and not parts[1].startswith("_"):
+        return service.read(parts[0], parts[1], conn=conn)
+    if len(parts) == 4 and parts[2] == "_history":
+        return service.vread(parts[0], parts[1], parts[3])
+    if parts and parts[-1] == "_history":
+        res_type = parts[0] if len(parts) >= 2 else None
+        res_id = parts[1] if len(parts) == 3 else None
+        return Result(200, service.history(base, res_type, res_id, params))
+    if len(parts) <= 1:
+        from hub.fhir.searching import search_bytes
+
+        return Result(
+            200, search_bytes(service, parts[0] if parts else None, params, base, conn=conn)
+        )
+    raise outcomes.bad_request(f"Unsupported GET in a Bundle: {url}")
+
+
+def _copy(resource: dict | None) -> dict | None:
+    return None if resource is None else orjson.loads(orjson.dumps(resource))
+
+
+def _rewrite_refs(node: Any, id_map: dict[str, str], resolve_conditional) -> None:
+    """Replace fullUrl placeholders and conditional references, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                if value in id_map:
+                    node[key] = id_map[value]
+                elif "?" in value and not value.startswith(("urn:", "http:", "https:")):
+                    node[key] = resolve_conditional(value)
+            elif isinstance(value, (dict, list)):
+                _rewrite_refs(value, id_map, resolve_conditional)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                _rewrite_refs(item, id_map, resolve_conditional)
+
+
+def _resolve_conditional(
+    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry
+) -> str:
+    if ref in cache:
+        return cache[ref]
+    res_type, _, query = ref.partition("?")
+    matches = service.match_ids(writer.conn, res_type, parse_query(query))
+    if len(matches) != 1:
+        raise _entry_error(
+            e,
+            outcomes.precondition_failed(
+                f"Conditional reference {ref!r} matches {len(matches)} resources (exactly one needed)"
+            ),
+        )
+    cache[ref] = f"{res_type}/{matches[0]}"
+    return cache[ref]

@@ -1,0 +1,184 @@
+"""FHIR JSON and XML on the wire: parsing request bodies, choosing and rendering formats.
+
+JSON goes through orjson. XML is parsed with a hardened lxml parser (no DTD,
+no entities, no network, bounded depth) and converted through the
+fhir.resources models, which know FHIR's XML rules (arrays, ``value``
+attributes, the xhtml narrative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from lxml import etree
+
+from hub import outcomes
+
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
+XML_TYPES = ("application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml")
+FORMAT_ALIASES = {
+    "json": "json",
+    "application/json": "json",
+    "application/fhir+json": "json",
+    "application/json+fhir": "json",
+    "xml": "xml",
+    "text/xml": "xml",
+    "application/xml": "xml",
+    "application/fhir+xml": "xml",
+    "application/xml+fhir": "xml",
+    "html": "json",
+    "text/html": "json",
+}
+MIME = {
+    "json": "application/fhir+json; charset=utf-8",
+    "xml": "application/fhir+xml; charset=utf-8",
+}
+
+# Depth beyond which an XML body is refused (FHIR resources are far shallower).
+MAX_XML_DEPTH = 64
+
+
+def _hardened_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise outcomes.error(
+            400,
+            "structure",
+            f"The body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
+        ) from None
+
+
+def parse_xml_tree(body: bytes) -> etree._Element:
+    """Parse XML safely: DOCTYPEs and entity declarations are refused outright."""
+    head = body[:4096].lower()
+    if b"<!doctype" in head or b"<!entity" in body.lower():
+        raise outcomes.error(
+            400, "security", "XML with a DOCTYPE or entity declaration is not accepted"
+        )
+    try:
+        root = etree.fromstring(body, parser=_hardened_parser())
+    except etree.XMLSyntaxError as err:
+        raise outcomes.error(400, "structure", f"The body is not well-formed XML: {err}") from None
+    if root.getroottree().docinfo.doctype:
+        raise outcomes.error(400, "security", "XML with a DOCTYPE is not accepted")
+    depth = _depth(root)
+    if depth > MAX_XML_DEPTH:
+        raise outcomes.error(
+            400, "too-costly", f"XML nesting depth {depth} exceeds {MAX_XML_DEPTH}"
+        )
+    return root
+
+
+def _depth(root: etree._Element) -> int:
+    deepest = 0
+    for el in root.iter():
+        d = 0
+        p = el
+        while p is not None and d <= MAX_XML_DEPTH + 1:
+            p = p.getparent()
+            d += 1
+        deepest = max(deepest, d)
+        if deepest > MAX_XML_DEPTH:
+            break
+    return deepest
+
+
+def xml_to_resource(body: bytes) -> dict[str, Any]:
+    """A FHIR XML resource as a JSON-ready dict."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    root = parse_xml_tree(body)
+    tag = etree.QName(root).localname
+    if etree.QName(root).namespace != "http://hl7.org/fhir":
+        raise outcomes.error(
+            400, "structure", "FHIR XML must be in the namespace http://hl7.org/fhir"
+        )
+    try:
+        model = get_fhir_model_class(tag)
+    except KeyError:
+        raise outcomes.error(404, "not-supported", f"Unknown resource type {tag!r}") from None
+    try:
+        obj = model.model_validate_xml(etree.tostring(root), xmlparser=_hardened_parser())
+    except Exception as err:  # noqa: BLE001 - fhir.resources raises several kinds; all are bad input
+        raise outcomes.error(
+            400, "structure", f"Invalid FHIR XML for {tag}: {_short(err)}"
+        ) from None
+    return obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def resource_to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    model = get_fhir_model_class(resource["resourceType"])
+    obj = model.model_validate(resource)
+    return obj.model_dump_xml(pretty_print=pretty) if pretty else obj.model_dump_xml()
+
+
+def _short(err: Exception) -> str:
+    text = str(err).replace("\n", " ")
+    return text[:500]
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The request body as a resource dict, by its media type (JSON when unstated)."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if not body or not body.strip():
+        raise outcomes.bad_request("The request has no body")
+    if mime in XML_TYPES:
+        return xml_to_resource(body)
+    if mime and mime not in JSON_TYPES:
+        raise outcomes.error(
+            415,
+            "not-supported",
+            f"Unsupported media type {mime!r}; use application/fhir+json or application/fhir+xml",
+        )
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise outcomes.error(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    return data
+
+
+def choose_format(format_param: str | None, accept: str | None) -> str:
+    """``json`` or ``xml`` from ``_format``, else ``Accept``; JSON by default."""
+    if format_param:
+        fmt = FORMAT_ALIASES.get(format_param.split(";")[0].strip().lower())
+        if fmt is None:
+            raise outcomes.error(406, "not-supported", f"Unsupported _format {format_param!r}")
+        return fmt
+    if accept:
+        for part in accept.split(","):
+            mime = part.split(";")[0].strip().lower()
+            if mime in FORMAT_ALIASES:
+                return FORMAT_ALIASES[mime]
+            if mime in ("*/*", "application/*", ""):
+                return "json"
+        raise outcomes.error(406, "not-supported", f"Cannot produce any of: {accept}")
+    return "json"
+
+
+def render(payload: dict[str, Any] | bytes | str, fmt: str, pretty: bool = False) -> bytes:
+    """Serialise a resource (dict, or JSON already serialised) in ``fmt``."""
+    if fmt == "xml":
+        if isinstance(payload, (bytes, str)):
+            payload = orjson.loads(payload)
+        return resource_to_xml(payload, pretty)
+    if isinstance(payload, str):
+        payload = payload.encode()
+    if isinstance(payload, bytes):
+        if not pretty:
+            return payload
+        payload = orjson.loads(payload)
+    return orjson.dumps(payload, option=orjson.OPT_INDENT_2 if pretty else 0)

@@ -1,0 +1,540 @@
+"""FHIR RESTful interactions, free of Flask.
+
+:class:`FhirService` takes plain arguments (type, id, resource dict, headers
+that matter) and returns a :class:`Result` (status, body, headers). The API
+blueprint only translates HTTP to these calls and back; the ingestion pipeline
+and transaction bundles call the same functions, so that every write goes
+through the same checks, hooks and storage call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import urllib.parse
+from email.utils import format_datetime
+from typing import Any
+
+import jsonpatch
+import orjson
+
+from hub import outcomes
+from hub.storage.repository import Repository
+from hub.storage.repository import Stored
+from hub.storage.repository import Writer
+from hub.storage.repository import format_instant
+from hub.validation.structure import check_structure
+from hub.validation.structure import known_type
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+class Quarantined(outcomes.OperationOutcomeError):
+    """Validation errors under a site policy of ``quarantine``: keep the message aside."""
+
+
+@dataclasses.dataclass
+class Result:
+    """What an interaction answers: status, body and headers.
+
+    ``body`` is a dict (a resource or OperationOutcome), JSON text/bytes
+    already serialised (stored content, spliced bundles), or ``None``.
+    """
+
+    status: int
+    body: dict[str, Any] | str | bytes | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    stored: Stored | None = None
+
+
+@dataclasses.dataclass
+class WriteOptions:
+    """Per-request write settings from the HTTP layer."""
+
+    prefer_return: str = "representation"  # minimal | representation | OperationOutcome
+    if_match: str | None = None
+    site: Any = None  # the writing site (hub.sites.Site) or None for REST clients
+
+
+def check_type(res_type: str) -> None:
+    if not known_type(res_type):
+        raise outcomes.error(404, "not-supported", f"Unknown resource type {res_type!r}")
+
+
+def check_id(res_id: str) -> None:
+    if not ID_RE.match(res_id or ""):
+        raise outcomes.bad_request(f"Invalid resource id {res_id!r}: 1-64 of A-Z a-z 0-9 - .", "id")
+
+
+def parse_etag(value: str | None) -> int | None:
+    """The version number in an ``ETag``/``If-Match`` value (``W/"3"``, ``"3"`` or ``3``)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise outcomes.bad_request(f"Invalid version in If-Match: {value!r}")
+    return int(text)
+
+
+def version_headers(stored: Stored, base: str = "") -> dict[str, str]:
+    return {
+        "ETag": stored.etag,
+        "Last-Modified": format_datetime(stored.last_updated.astimezone(dt.UTC), usegmt=True),
+    }
+
+
+def location(stored: Stored, base: str) -> str:
+    return f"{base}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"
+
+
+class FhirService:
+    """The FHIR interactions over a :class:`Repository`.
+
+    :param search: a ``hub.search.engine.SearchEngine`` (needed for searches
+        and conditional interactions).
+    :param pm: the app's plugin manager (``validate_resource`` hooks).
+    """
+
+    def __init__(
+        self, repo: Repository, search: Any = None, pm: Any = None, config: dict | None = None
+    ):
+        self.repo = repo
+        self.search_engine = search
+        self.pm = pm
+        self.config = config or {}
+
+    # -- validation on write ---------------------------------------------------
+
+    def check_resource(
+        self,
+        resource: dict[str, Any],
+        res_type: str | None = None,
+        site: Any = None,
+        structure: bool = True,
+    ) -> list[dict]:
+        """Structure (unless already checked), then plugin validation.
+
+        Returns warning issues; raises on errors unless the site's policy
+        accepts them (the issues are then returned as warnings).
+        """
+        if not isinstance(resource, dict):
+            raise outcomes.error(400, "structure", "The body must be a FHIR resource")
+        if res_type is not None and resource.get("resourceType") != res_type:
+            raise outcomes.bad_request(
+                f"resourceType {resource.get('resourceType')!r} does not match the URL type {res_type!r}",
+                "resourceType",
+            )
+        if structure:
+            check_structure(resource)
+        warnings: list[dict] = []
+        if self.pm is not None:
+            errors: list[dict] = []
+            for issues in self.pm.hook.validate_resource(resource=resource, site=site):
+                for iss in issues or ():
+                    (errors if iss.get("severity") in ("error", "fatal") else warnings).append(iss)
+            policy = getattr(site, "validation", "reject") if site is not None else "reject"
+            if errors and policy == "reject":
+                raise outcomes.OperationOutcomeError(outcomes.outcome(*errors, *warnings), 422)
+            if errors and policy == "quarantine":
+                raise Quarantined(outcomes.outcome(*errors, *warnings), 422)
+            if errors:
+                warnings = errors + warnings
+        return warnings
+
+    # -- reads ---------------------------------------------------------------
+
+    def read(self, res_type: str, res_id: str, conn=None) -> Result:
+        check_type(res_type)
+        stored = self.repo.read(res_type, res_id, conn)
+        if stored is None:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        if stored.deleted:
+            raise outcomes.gone(f"{res_type}/{res_id} was deleted", headers=version_headers(stored))
+        return Result(200, stored.content, version_headers(stored), stored)
+
+    def vread(self, res_type: str, res_id: str, version: str) -> Result:
+        check_type(res_type)
+        if not str(version).isdigit():
+            raise outcomes.bad_request(f"Invalid version {version!r}")
+        stored = self.repo.vread(res_type, res_id, int(version))
+        if stored is None:
+            if self.repo.read(res_type, res_id) is None:
+                raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+            raise outcomes.not_found(f"{res_type}/{res_id} has no version {version}")
+        if stored.deleted:
+            raise outcomes.gone(
+                f"{res_type}/{res_id} version {version} is a deletion", version_headers(stored)
+            )
+        return Result(200, stored.content, version_headers(stored), stored)
+
+    # -- writes --------------------------------------------------------------
+
+    def _write_result(
+        self, stored: Stored, status: int, opts: WriteOptions, base: str, warnings=()
+    ) -> Result:
+        headers = version_headers(stored)
+        headers["Location"] = location(stored, base)
+        if opts.prefer_return == "minimal":
+            return Result(status, None, headers, stored)
+        if opts.prefer_return == "OperationOutcome":
+            text = f"{stored.res_type}/{stored.res_id} version {stored.version} stored"
+            return Result(
+                status,
+                outcomes.outcome(outcomes.issue("information", "informational", text), *warnings),
+                headers,
+                stored,
+            )
+        return Result(status, stored.content, headers, stored)
+
+    def create(
+        self,
+        res_type: str,
+        resource: dict[str, Any],
+        opts: WriteOptions,
+        base: str,
+        if_none_exist: str | None = None,
+    ) -> Result:
+        check_type(res_type)
+        warnings = self.check_resource(resource, res_type, opts.site)
+        resource.pop("id", None)  # the server assigns ids on create
+        site_name = getattr(opts.site, "name", None)
+        if if_none_exist:
+            return self._conditional_create(res_type, resource, if_none_exist, opts, base, warnings)
+        stored = self.repo.write(lambda w: w.create(dict(resource)), site=site_name)
+        return self._write_result(stored, 201, opts, base, warnings)
+
+    def _conditional_create(self, res_type, resource, criteria, opts, base, warnings) -> Result:
+        params = parse_query(criteria)
+        if not params:
+            raise outcomes.bad_request("If-None-Exist has no search criteria")
+        normalised = canonical_criteria(params)
+
+        def attempt(writer: Writer):
+            matches = self.match_ids(writer.conn, res_type, params)
+            if len(matches) > 1:
+                raise outcomes.precondition_failed(
+                    f"If-None-Exist {criteria!r} matches {len(matches)} {res_type} resources"
+                )
+            if matches:
+                return writer.current(res_type, matches[0]), False
+            from hub.storage.repository import new_id
+
+            res_id = new_id()
+            writer.claim_conditional_key(res_type, normalised, res_id)
+            return writer.create(dict(resource), res_id, fresh=True), True
+
+        stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
+        if not created:
+            return self._write_result(stored, 200, opts, base)
+        return self._write_result(stored, 201, opts, base, warnings)
+
+    def update(
+        self, res_type: str, res_id: str, resource: dict[str, Any], opts: WriteOptions, base: str
+    ) -> Result:
+        check_type(res_type)
+        check_id(res_id)
+        if resource.get("id") is None:
+            raise outcomes.bad_request(
+                "The resource in an update must have an id", f"{res_type}.id"
+            )
+        if resource.get("id") != res_id:
+            raise outcomes.bad_request(
+                f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
+                f"{res_type}.id",
+            )
+        warnings = self.check_resource(resource, res_type, opts.site)
+        if_match = parse_etag(opts.if_match)
+        stored, created = self.repo.write(
+            lambda w: w.update(dict(resource), res_id, if_match=if_match),
+            site=getattr(opts.site, "name", None),
+        )
+        return self._write_result(stored, 201 if created else 200, opts, base, warnings)
+
+    def conditional_update(
+        self, res_type: str, query: str, resource: dict[str, Any], opts: WriteOptions, base: str
+    ) -> Result:
+        check_type(res_type)
+        params = parse_query(query)
+        warnings = self.check_resource(resource, res_type, opts.site)
+        normalised = canonical_criteria(params)
+
+        def attempt(writer: Writer):
+            matches = self.match_ids(writer.conn, res_type, params)
+            if len(matches) > 1:
+                raise outcomes.precondition_failed(
+                    f"{res_type}?{query} matches {len(matches)} resources"
+                )
+            if matches:
+                if resource.get("id") not in (None, matches[0]):
+                    raise outcomes.bad_request(
+                        f"The resource id {resource['id']!r} differs from the matching {res_type}/{matches[0]}"
+                    )
+                return writer.update(dict(resource), matches[0], if_match=parse_etag(opts.if_match))
+            from hub.storage.repository import new_id
+
+            res_id = resource.get("id") or new_id()
+            check_id(res_id)
+            writer.claim_conditional_key(res_type, normalised, res_id)
+            return writer.update(dict(resource), res_id)
+
+        stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
+        return self._write_result(stored, 201 if created else 200, opts, base, warnings)
+
+    def patch(
+        self, res_type: str, res_id: str, patch_body: Any, opts: WriteOptions, base: str
+    ) -> Result:
+        """JSON Patch (RFC 6902) applied to the current version, then checked as an update."""
+        check_type(res_type)
+        if_match = parse_etag(opts.if_match)
+
+        def attempt(writer: Writer):
+            current = writer.current(res_type, res_id)
+            if current is None:
+                raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+            if current.deleted:
+                raise outcomes.gone(f"{res_type}/{res_id} was deleted")
+            patched = apply_patch(current.resource(), patch_body)
+            if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+                raise outcomes.unprocessable("A patch may not change resourceType or id")
+            self.check_resource(patched, res_type, opts.site)
+            return writer.update(patched, res_id, if_match=if_match, method="PATCH")
+
+        stored, _ = self.repo.write(attempt, site=getattr(opts.site, "name", None))
+        return self._write_result(stored, 200, opts, base)
+
+    def delete(self, res_type: str, res_id: str, opts: WriteOptions | None = None) -> Result:
+        check_type(res_type)
+        opts = opts or WriteOptions()
+        if_match = parse_etag(opts.if_match)
+
+        def attempt(writer: Writer):
+            if if_match is not None:
+                cur = writer.current(res_type, res_id)
+                if cur is None or cur.deleted or cur.version != if_match:
+                    raise outcomes.precondition_failed(
+                        f"{res_type}/{res_id} is not at version {if_match}"
+                    )
+            return writer.delete(res_type, res_id)
+
+        stored = self.repo.write(attempt, site=getattr(opts.site, "name", None))
+        headers = {"ETag": stored.etag} if stored else {}
+        text = (
+            f"{res_type}/{res_id} deleted"
+            if stored
+            else f"{res_type}/{res_id} was not there; nothing to delete"
+        )
+        return Result(200, outcomes.ok(text), headers, stored)
+
+    def conditional_delete(
+        self, res_type: str, query: str, opts: WriteOptions | None = None
+    ) -> Result:
+        """Delete every match (like HAPI with multiple-delete enabled), at most MAX_COUNT."""
+        check_type(res_type)
+        params = parse_query(query)
+        if not params:
+            raise outcomes.bad_request("A conditional delete needs search criteria")
+
+        def attempt(writer: Writer):
+            ids = self.match_ids(
+                writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000))
+            )
+            return [writer.delete(res_type, i) for i in ids]
+
+        deleted = [
+            d
+            for d in self.repo.write(
+                attempt, site=getattr(getattr(opts, "site", None), "name", None)
+            )
+            if d
+        ]
+        return Result(200, outcomes.ok(f"{len(deleted)} {res_type} resource(s) deleted"))
+
+    # -- search helpers ----------------------------------------------------------
+
+    def match_ids(
+        self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2
+    ) -> list[str]:
+        """Ids of the current resources matching search ``params`` (at most ``limit``)."""
+        if self.search_engine is None:
+            raise outcomes.error(501, "not-supported", "Search is not available")
+        result = self.search_engine.search(
+            conn,
+            res_type,
+            [*params, ("_count", str(limit)), ("_total", "none")],
+            strict=True,
+            base_url="",
+        )
+        return [e[1] for e in result.entries if e[3] == "match"]
+
+    # -- history ---------------------------------------------------------------
+
+    def history(
+        self, base: str, res_type: str | None, res_id: str | None, params: list[tuple[str, str]]
+    ) -> bytes:
+        if res_type:
+            check_type(res_type)
+        args = dict(params)
+        count = _count(args.get("_count"), self.config)
+        since = _instant_param(args.get("_since"), "_since")
+        at = _instant_param(args.get("_at"), "_at")
+        cursor = _decode_cursor(args.get("_cursor"))
+        if res_id and self.repo.read(res_type, res_id) is None:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        rows = self.repo.history(
+            res_type, res_id, since=since, at=at, count=count + 1, before=cursor
+        )
+        more = len(rows) > count
+        rows = rows[:count]
+        path = "/".join(
+            p for p in ("" if not res_type else res_type, res_id or "", "_history") if p
+        )
+        self_link = f"{base}/{path}"
+        keep = [(k, v) for k, v in params if k not in ("_cursor",)]
+        links = [{"relation": "self", "url": _with_query(self_link, params)}]
+        if more and rows:
+            last = rows[-1]
+            token = _encode_cursor(last)
+            links.append(
+                {"relation": "next", "url": _with_query(self_link, [*keep, ("_cursor", token)])}
+            )
+        total = None
+        if res_id or not cursor:
+            total = self.repo.history_count(res_type, res_id, since) if res_id else None
+        return history_bundle(rows, base, links, total)
+
+    # -- CapabilityStatement is built in hub.fhir.capabilities -----------------
+
+
+def apply_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
+    """Apply a JSON Patch (a list of operations, or a Binary holding one) or a
+    FHIRPath Patch (a Parameters resource) to ``resource``."""
+    if isinstance(body, dict) and body.get("resourceType") == "Binary":
+        import base64
+
+        try:
+            body = orjson.loads(base64.b64decode(body.get("data", "")))
+        except (ValueError, orjson.JSONDecodeError):
+            raise outcomes.bad_request("The Binary does not hold a JSON Patch") from None
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        from hub.fhir import fhirpath_patch
+
+        return fhirpath_patch.apply(resource, body)
+    if not isinstance(body, list):
+        raise outcomes.bad_request(
+            "A patch is a JSON Patch array or a FHIRPath Patch Parameters resource"
+        )
+    try:
+        return jsonpatch.apply_patch(resource, body)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+        raise outcomes.unprocessable(f"The patch cannot be applied: {err}") from None
+    except (TypeError, KeyError, ValueError) as err:
+        raise outcomes.bad_request(f"Invalid JSON Patch: {err}") from None
+
+
+def history_bundle(rows: list[Stored], base: str, links: list[dict], total: int | None) -> bytes:
+    """A ``history`` Bundle, with stored JSON spliced in unparsed."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    if total is not None:
+        head["total"] = total
+    head["link"] = links
+    parts = []
+    for r in rows:
+        full_url = f"{base}/{r.res_type}/{r.res_id}"
+        if r.deleted:
+            req = {"method": "DELETE", "url": f"{r.res_type}/{r.res_id}"}
+            status = "204 No Content"
+        elif r.version == 1 or r.method == "POST":
+            req = {
+                "method": "POST" if r.method == "POST" else "PUT",
+                "url": r.res_type if r.method == "POST" else f"{r.res_type}/{r.res_id}",
+            }
+            status = "201 Created"
+        else:
+            req = {
+                "method": r.method if r.method in ("PUT", "PATCH") else "PUT",
+                "url": f"{r.res_type}/{r.res_id}",
+            }
+            status = "200 OK"
+        response = {
+            "status": status,
+            "etag": r.etag,
+            "lastModified": format_instant(r.last_updated),
+        }
+        entry = b'{"fullUrl":' + orjson.dumps(full_url)
+        if r.content is not None:
+            entry += b',"resource":' + r.content.encode()
+        entry += (
+            b',"request":' + orjson.dumps(req) + b',"response":' + orjson.dumps(response) + b"}"
+        )
+        parts.append(entry)
+    body = orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
+    return body
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    query = query.split("?", 1)[1] if "?" in query else query
+    return urllib.parse.parse_qsl(query, keep_blank_values=True)
+
+
+def canonical_criteria(params: list[tuple[str, str]]) -> str:
+    """Criteria in a canonical order, the key of the conditional-create guard."""
+    return urllib.parse.urlencode(sorted(params))
+
+
+def _count(value: str | None, config: dict) -> int:
+    default = int(config.get("DEFAULT_COUNT", 20))
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise outcomes.bad_request(
+            f"_count must be a non-negative integer, not {value!r}", "_count"
+        )
+    return min(int(value), int(config.get("MAX_COUNT", 1000)))
+
+
+def _instant_param(value: str | None, name: str) -> dt.datetime | None:
+    if not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = dt.datetime.fromisoformat(text[:10])
+        except ValueError:
+            raise outcomes.bad_request(
+                f"{name} must be an instant (e.g. 2026-01-31T10:00:00Z), not {value!r}", name
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
+def _encode_cursor(stored: Stored) -> str:
+    raw = orjson.dumps(
+        [stored.last_updated.isoformat(), stored.res_type, stored.res_id, stored.version]
+    )
+    import base64
+
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str | None):
+    if not token:
+        return None
+    import base64
+
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        ts, t, i, v = orjson.loads(raw)
+        return (dt.datetime.fromisoformat(ts), t, i, int(v))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise outcomes.bad_request("Invalid _cursor", "_cursor") from None
+
+
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
+    return url + ("?" + urllib.parse.urlencode(params) if params else "")

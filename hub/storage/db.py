@@ -1,0 +1,136 @@
+"""Engines and migrations for the two backends.
+
+SQLite (the embedded default) runs in WAL mode so that readers never wait for
+the writer; write transactions start with ``BEGIN IMMEDIATE`` so that two
+writers queue on the lock instead of failing half-way. PostgreSQL runs at
+READ COMMITTED with row locks where a write depends on what it read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
+
+from hub.storage.schema import metadata
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def resolve_url(url: str, instance_path: str | None = None) -> str:
+    """Make a relative SQLite path absolute against the Flask instance folder.
+
+    ``sqlite:///instance/hub.db`` means ``<instance folder>/hub.db``; any other
+    relative SQLite path is taken from the current directory.
+    """
+    parsed = make_url(url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        return url
+    path = Path(parsed.database)
+    if not path.is_absolute():
+        if instance_path and path.parts[0] == "instance":
+            path = Path(instance_path, *path.parts[1:])
+        path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
+
+def make_engine(url: str, instance_path: str | None = None, echo: bool = False) -> Engine:
+    url = resolve_url(url, instance_path)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=int(os.environ.get("HUB_POOL_SIZE", "8")),
+            max_overflow=8,
+        )
+        _configure_sqlite(engine)
+    elif backend == "postgresql":
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=int(os.environ.get("HUB_POOL_SIZE", "8")),
+            max_overflow=8,
+            pool_pre_ping=True,
+        )
+    else:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own
+        # transaction handling would defer it past our first SELECT).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.execute("PRAGMA mmap_size=268435456")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("hub_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def is_sqlite(engine_or_conn) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table directly (tests and the embedded default's first start)."""
+    metadata.create_all(engine)
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` with Alembic (``hub db upgrade``)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def table_names(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        else:
+            rows = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            )
+        return sorted(r[0] for r in rows)
