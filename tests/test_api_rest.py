@@ -303,7 +303,14 @@ def test_fhirpath_patch(client):
     )
 
     def op(kind, path, *rest):
-        return {"name": "operation", "part": [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}, *rest]}
+        return {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": kind},
+                {"name": "path", "valueString": path},
+                *rest,
+            ],
+        }
 
     params = {
         "resourceType": "Parameters",
@@ -318,7 +325,13 @@ def test_fhirpath_patch(client):
                 "add",
                 "Observation",
                 {"name": "name", "valueString": "component"},
-                {"name": "value", "part": [{"name": "code", "valueCodeableConcept": {"text": "c"}}, {"name": "value", "valueDateTime": "2026-01-01"}]},
+                {
+                    "name": "value",
+                    "part": [
+                        {"name": "code", "valueCodeableConcept": {"text": "c"}},
+                        {"name": "value", "valueDateTime": "2026-01-01"},
+                    ],
+                },
             ),
             op("delete", "Observation.component.where(code.coding.code = 'a')"),
         ],
@@ -331,6 +344,11 @@ def test_fhirpath_patch(client):
         {"code": {"coding": [{"code": "b"}]}, "valueCodeableConcept": {"text": "new"}},
         {"code": {"text": "c"}, "valueDateTime": "2026-01-01"},
     ]
-    bad = {"resourceType": "Parameters", "parameter": [op("replace", "Observation.nothing.here", {"name": "value", "valueString": "x"})]}
+    bad = {
+        "resourceType": "Parameters",
+        "parameter": [
+            op("replace", "Observation.nothing.here", {"name": "value", "valueString": "x"})
+        ],
+    }
     resp = client.patch("/fhir/Observation/o1", json=bad, content_type="application/fhir+json")
     assert resp.status_code == 422

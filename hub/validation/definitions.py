@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from hub.paths import DATA_DIR
+from hub.paths import MAPPINGS_DIR
 from hub.paths import PROFILES_DIR
 from hub.validation.terminology import Terminology
 from hub.validation.terminology import all_codes
@@ -71,21 +72,31 @@ class Definitions:
     # -- loading -----------------------------------------------------------------------------
 
     @classmethod
-    def default(cls, profile_dirs: Iterable[Path] | None = None, extra: Iterable[dict] = ()):
-        """Core definitions, every package under ``profile_dirs`` (``profiles/``) and ``extra``."""
+    def default(
+        cls,
+        profile_dirs: Iterable[Path] | None = None,
+        extra: Iterable[dict] = (),
+        terminology_dirs: Iterable[Path] | None = None,
+    ):
+        """Core definitions, every package under ``profile_dirs`` (``profiles/``), the
+        ``CodeSystem-*.json``/``ValueSet-*.json`` files under ``terminology_dirs``
+        (``mappings/``, e.g. the five-colour CodeSystem) and ``extra``."""
         defs = cls()
+        for folder in [MAPPINGS_DIR] if terminology_dirs is None else terminology_dirs:
+            defs.load_folder(Path(folder), patterns=("CodeSystem-*.json", "ValueSet-*.json"))
         for folder in [PROFILES_DIR] if profile_dirs is None else profile_dirs:
             defs.load_folder(Path(folder))
         for res in extra:
             defs.add(res)
         return defs
 
-    def load_folder(self, folder: Path) -> int:
+    def load_folder(self, folder: Path, patterns: tuple[str, ...] = ("*.json",)) -> int:
         """Load every conformance resource of the FHIR packages in ``folder`` (recursively)."""
         count = 0
         if not folder.is_dir():
             return 0
-        for path in sorted(folder.rglob("*.json")):
+        paths = sorted({p for pattern in patterns for p in folder.rglob(pattern)})
+        for path in paths:
             if path.name == "package.json" or path.name.startswith("."):
                 continue
             try:

@@ -10,7 +10,6 @@ from hub.validation.definitions import Definitions
 from hub.validation.validator import Validator
 
 SD = "http://fhirhub.org/fhir/StructureDefinition/"
-CS = "http://fhirhub.org/fhir/CodeSystem/"
 
 
 @pytest.fixture(scope="module")
@@ -51,38 +50,59 @@ PATIENT = {
     "birthDate": "1949-12-31",
 }
 
+URN = "urn:fhirhub:codesystem:"
+SECURITY = [
+    {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"},
+    {"system": URN + "sensitivity", "code": "veteran-status"},
+]
+
+
+def _component(code, **value):
+    return {"code": {"coding": [{"system": URN + "veteran-status", "code": code}]}, **value}
+
+
 VETERAN = {
-    "resourceType": "Basic",
+    "resourceType": "Observation",
     "id": "v1",
-    "meta": {
-        "profile": [SD + "veteran-entitlement"],
-        "security": [
-            {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
-        ],
-    },
-    "extension": [
+    "meta": {"profile": [SD + "veteran-entitlement"], "security": SECURITY},
+    "status": "final",
+    "category": [
         {
-            "url": SD + "veteran-category",
-            "valueCoding": {"system": CS + "veteran-category", "code": "disabled-serviceman"},
-        },
-        {"url": SD + "veteran-disability-grade", "valueInteger": 6},
-        {
-            "url": SD + "veteran-disability-nature",
-            "valueCoding": {"system": CS + "veteran-disability-nature", "code": "duty"},
-        },
-        {"url": SD + "veteran-pension-standard", "valueMoney": {"value": 2150, "currency": "CNY"}},
-        {
-            "url": SD + "veteran-status",
-            "valueCoding": {"system": CS + "veteran-status", "code": "active"},
-        },
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "social-history",
+                }
+            ]
+        }
     ],
-    "code": {"coding": [{"system": CS + "record-type", "code": "veteran-entitlement"}]},
+    "code": {"coding": [{"system": URN + "veteran-status", "code": "veteran-entitlement"}]},
     "subject": {"reference": "Patient/p1"},
+    "valueCodeableConcept": {
+        "coding": [{"system": URN + "veteran-category", "code": "disabled-serviceman"}]
+    },
+    "component": [
+        _component(
+            "benefit-status",
+            valueCodeableConcept={
+                "coding": [{"system": URN + "veteran-benefit-status", "code": "active"}]
+            },
+        ),
+        _component("disability-grade", valueInteger=6),
+        _component(
+            "disability-nature",
+            valueCodeableConcept={
+                "coding": [{"system": URN + "veteran-disability-nature", "code": "duty"}]
+            },
+        ),
+        _component("pension-standard", valueQuantity={"value": 2150, "unit": "元/月"}),
+    ],
 }
 
 FLAG = {
     "resourceType": "Flag",
     "meta": {"profile": [SD + "health-colour-flag"]},
+    "extension": [{"url": "urn:fhirhub:extension:five-colour-displayed", "valueBoolean": True}],
     "status": "active",
     "category": [
         {
@@ -94,7 +114,7 @@ FLAG = {
             ]
         }
     ],
-    "code": {"coding": [{"system": CS + "health-colour", "code": "orange"}]},
+    "code": {"coding": [{"system": URN + "five-colour", "code": "orange"}]},
     "subject": {"reference": "Patient/p1"},
     "period": {"start": "2026-01-05"},
 }
@@ -104,7 +124,7 @@ FOLLOWUP = {
     "meta": {"profile": [SD + "key-population-followup"]},
     "status": "finished",
     "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HH"},
-    "type": [{"coding": [{"system": CS + "followup-programme", "code": "hypertension"}]}],
+    "type": [{"coding": [{"system": URN + "care-programme", "code": "hypertension"}]}],
     "subject": {"reference": "Patient/p1"},
     "period": {"start": "2026-03-02T09:30:00+08:00"},
 }
@@ -115,12 +135,12 @@ CONTRACT = {
     "extension": [
         {
             "url": SD + "service-package",
-            "valueCoding": {"system": CS + "service-package", "code": "basic"},
+            "valueCoding": {"system": URN + "service-package", "code": "basic"},
         }
     ],
     "identifier": [{"system": "urn:example:contract", "value": "QY2026-0001"}],
     "status": "active",
-    "type": [{"coding": [{"system": CS + "record-type", "code": "family-doctor-contract"}]}],
+    "type": [{"coding": [{"system": URN + "care-programme", "code": "family-doctor-contract"}]}],
     "patient": {"reference": "Patient/p1"},
     "managingOrganization": {"reference": "Organization/clinic"},
     "period": {"start": "2026-01-01", "end": "2026-12-31"},
@@ -137,8 +157,12 @@ def test_good_examples_pass(validator, example):
 
 def test_every_profile_gets_a_snapshot():
     defs = Definitions.default()
-    ours = [sd for sd in defs.structures() if sd["url"].startswith(SD)]
-    assert len(ours) >= 13
+    ours = [
+        sd
+        for sd in defs.structures()
+        if sd["url"].startswith(SD) or sd["url"].startswith("urn:fhirhub:")
+    ]
+    assert len(ours) == 9  # 5 profiles, 4 extensions
     for sd in ours:
         snap = defs.structure(sd["url"])["snapshot"]["element"]
         assert snap[0]["path"] == sd["type"]
@@ -185,30 +209,45 @@ def test_patient_needs_name(validator):
     ]
 
 
-def test_veteran_needs_security_label(validator):
+def test_veteran_needs_security_labels(validator):
     bad = copy.deepcopy(VETERAN)
-    del bad["meta"]["security"]
+    bad["meta"]["security"] = bad["meta"]["security"][:1]
     found = errors(validator.validate(bad))
-    assert ("Basic.meta.security: minimum required = 1, but only found 0", "Basic.meta") in found
+    assert (
+        "Observation.meta.security: minimum required = 2, but only found 1",
+        "Observation.meta",
+    ) in found
     assert any("vet-1" in d for d, _ in found)
 
 
 def test_veteran_disability_grade_range(validator):
     bad = copy.deepcopy(VETERAN)
-    bad["extension"][1]["valueInteger"] = 11
-    assert error_expressions(validator.validate(bad)) == ["Basic.extension[1].valueInteger"]
+    bad["component"][1]["valueInteger"] = 11
+    assert error_expressions(validator.validate(bad)) == ["Observation.component[1].valueInteger"]
 
 
-def test_veteran_grade_needs_nature(validator):
+def test_veteran_grade_without_nature_is_a_warning(validator):
     bad = copy.deepcopy(VETERAN)
-    del bad["extension"][2]
-    assert any("vet-2" in d for d, _ in errors(validator.validate(bad)))
+    del bad["component"][2]
+    issues = validator.validate(bad)
+    assert errors(issues) == []
+    assert any("vet-2" in i["diagnostics"] for i in issues if i["severity"] == "warning")
 
 
-def test_veteran_needs_category(validator):
+def test_veteran_needs_benefit_status(validator):
     bad = copy.deepcopy(VETERAN)
-    del bad["extension"][0]
-    assert any("slice 'category'" in d for d, _ in errors(validator.validate(bad)))
+    del bad["component"][0]
+    assert any("slice 'benefitStatus'" in d for d, _ in errors(validator.validate(bad)))
+
+
+def test_veteran_unknown_component_and_category(validator):
+    bad = copy.deepcopy(VETERAN)
+    bad["component"].append(_component("rank", valueString="colonel"))
+    bad["valueCodeableConcept"]["coding"][0]["code"] = "general"
+    assert error_expressions(validator.validate(bad)) == [
+        "Observation.component[4]",
+        "Observation.valueCodeableConcept",
+    ]
 
 
 def test_flag_colour_must_be_one_of_five(validator):
@@ -220,7 +259,7 @@ def test_flag_colour_must_be_one_of_five(validator):
 def test_followup_mode_and_programme(validator):
     bad = copy.deepcopy(FOLLOWUP)
     bad["class"]["code"] = "IMP"
-    bad["type"][0]["coding"][0]["code"] = "asthma"
+    bad["type"][0]["coding"][0]["code"] = "tb-register"
     assert error_expressions(validator.validate(bad)) == ["Encounter.class", "Encounter.type[0]"]
 
 
@@ -257,3 +296,22 @@ def test_profile_argument_and_unknown_profile(validator):
     assert [(i["code"], i["expression"]) for i in unknown if i["severity"] == "error"] == [
         ("not-supported", ["Patient"])
     ]
+
+
+def test_the_hubs_own_output_conforms(validator):
+    """The veterans-registry adapter's and the five-colour classification's resources."""
+    import json
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent.parent
+    golden = tests / "va_registry" / "golden" / "disabled-serviceman.bundle.json"
+    bundle = json.loads(golden.read_text())
+    observations = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
+    ]
+    assert observations
+    for obs in observations:
+        assert errors(validator.validate(obs, [SD + "veteran-entitlement"])) == []
+    colours = json.loads((tests / "colours" / "golden" / "veteran-with-cancer.json").read_text())
+    for flag in colours["flags"]:
+        assert errors(validator.validate(flag, [SD + "health-colour-flag"])) == []
