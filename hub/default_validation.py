@@ -15,21 +15,16 @@ from typing import Any
 from hub.hookspecs import hookimpl
 from hub.outcomes import issue
 from hub.outcomes import outcome
-from hub.validation.definitions import default_definitions
 from hub.validation.structure import structure_issues
 from hub.validation.validator import Validator
-
-_validator: Validator | None = None
+from hub.validation.validator import default_validator
 
 VALIDATE_MODES = ("create", "update", "delete", "profile")
 
 
 def validator() -> Validator:
     """The process-wide validator over core definitions and ``profiles/`` (built once)."""
-    global _validator
-    if _validator is None:
-        _validator = Validator(default_definitions())
-    return _validator
+    return default_validator()
 
 
 @hookimpl

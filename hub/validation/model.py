@@ -67,6 +67,9 @@ class Node:
     min_value: Any = None
     max_value: Any = None
     is_choice: bool = False
+    first_type: str | None = None  # the type code of a single-typed element
+    required: tuple = ()  # children with min > 0 (filled by build_tree)
+    sliced: tuple = ()  # children that have slices (filled by build_tree)
 
     @property
     def has_children(self) -> bool:
@@ -215,6 +218,8 @@ def make_node(e: dict) -> Node:
         pattern=_value_with_prefix(e, "pattern"),
         is_choice=is_choice,
     )
+    if node.types:
+        node.first_type = node.types[0].code
     b = e.get("binding")
     if b and b.get("valueSet"):
         node.binding = (b.get("strength", "example"), b["valueSet"])
@@ -260,6 +265,10 @@ def build_tree(sd: dict) -> Tree:
         if parent is not None:
             _register(parent, node)
     assert root is not None
+    for n in by_id.values():
+        kids = n.all_children()
+        n.required = tuple(k for k in kids if k.min > 0)
+        n.sliced = tuple(k for k in kids if k.slices)
     return Tree(
         url=sd.get("url", ""),
         type=sd.get("type") or root.path,

@@ -1,12 +1,17 @@
-"""The structural check run on every write: fhir.resources' R4B models.
+"""The structural check run on every write.
 
-:func:`check_structure` parses the resource with the pydantic model of its type and turns every
-error into an ``OperationOutcome`` issue whose ``expression`` is the FHIRPath location computed
-from pydantic's ``loc`` (``('name', 0, 'given')`` -> ``Patient.name[0].given``). All issues are
-collected before raising. It catches unknown elements, wrong shapes (array vs single value),
-missing mandatory elements, malformed primitives and two values of one choice element; it does
-not catch bindings, invariants, profiles or JSON strings given for booleans and numbers (the
-models coerce them): those are :class:`hub.validation.validator.Validator`'s job.
+:func:`check_structure` walks the resource against the element trees of the official R4
+definitions (:meth:`hub.validation.validator.Validator.structure`): every property defined,
+arrays where elements repeat and single values where they do not, cardinality, one value per
+choice element, primitive JSON types (a string is not a boolean, ``"185"`` is not a number),
+primitive formats (ids, dates that exist, codes without spaces...), contained resources of known
+types. All issues are collected before raising, each with its FHIRPath location
+(``Patient.name[0].given``). Bindings, invariants and profiles are left to the full validator.
+
+This replaced the fhir.resources R4B model check as the write-path check: it is stricter (the
+models coerce ``"true"`` to ``true`` and ``"185"`` to ``185`` while the hub stores the JSON as
+received) and faster (docs/validation.md). The model check stays available as
+:func:`model_issues`, and :func:`model_class` gives the R4B model of a type.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ def model_class(res_type: str):
 
 
 def known_type(res_type: str) -> bool:
-    """Whether ``res_type`` is a concrete resource type the hub can store."""
+    """Whether ``res_type`` is a concrete resource type the hub can store (R4 and R4B both
+    define it: the 18 R4 types R4B dropped are not supported)."""
     return isinstance(res_type, str) and _model(res_type) is not None
 
 
@@ -63,31 +69,41 @@ def expression_from_loc(resource_type: str, loc: tuple) -> str:
     return out
 
 
-def _nested_unknown_types(value: Any, expr: str, found: list) -> None:
-    """Where nested resources (contained, Bundle entries) have a type the models lack."""
-    if isinstance(value, dict):
-        rt = value.get("resourceType")
-        if isinstance(rt, str) and expr and _model(rt) is None:
-            found.append((rt, expr))
-        for k, v in value.items():
-            _nested_unknown_types(v, f"{expr}.{k}" if expr else k, found)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _nested_unknown_types(v, f"{expr}[{i}]", found)
+def _precheck(resource: Any) -> tuple[str | None, list[dict]]:
+    if not isinstance(resource, dict):
+        return None, [issue("error", "structure", "a resource must be a JSON object", "$this")]
+    rt = resource.get("resourceType")
+    if not isinstance(rt, str) or not rt:
+        return None, [issue("error", "structure", "resourceType is missing", "resourceType")]
+    if not known_type(rt):
+        return None, [issue("error", "not-supported", f"unknown resource type '{rt}'", rt)]
+    return rt, []
 
 
 def structure_issues(resource: Any) -> list[dict]:
-    """The structural issues of ``resource`` (empty when it parses)."""
-    if not isinstance(resource, dict):
-        return [issue("error", "structure", "a resource must be a JSON object", "$this")]
-    rt = resource.get("resourceType")
-    if not isinstance(rt, str) or not rt:
-        return [issue("error", "structure", "resourceType is missing", "$this")]
-    model = _model(rt)
-    if model is None:
-        return [issue("error", "not-supported", f"unknown resource type '{rt}'", rt)]
+    """The structural issues of ``resource`` (empty when it is well formed)."""
+    rt, issues = _precheck(resource)
+    if rt is None:
+        return issues
+    from hub.validation.validator import default_validator
+
+    out = []
+    for i in default_validator().structure(resource):
+        if i["severity"] != "error":
+            continue
+        if i["code"] not in ("required", "not-supported"):
+            i["code"] = "structure"  # one code for every structural problem (HTTP 400)
+        out.append(i)
+    return out
+
+
+def model_issues(resource: Any) -> list[dict]:
+    """The issues fhir.resources' R4B model finds (the previous write-path check)."""
+    rt, issues = _precheck(resource)
+    if rt is None:
+        return issues
     try:
-        model.model_validate(resource)
+        _model(rt).model_validate(resource)
     except pydantic.ValidationError as exc:
         return [
             issue(
@@ -100,14 +116,9 @@ def structure_issues(resource: Any) -> list[dict]:
         ]
     except (KeyError, LookupError, TypeError, ValueError):
         # fhir.resources raises KeyError for a nested resource of unknown type
-        found: list = []
-        for k, v in resource.items():
-            _nested_unknown_types(v, f"{rt}.{k}", found)
-        if found:
-            return [
-                issue("error", "not-supported", f"unknown resource type '{t}'", e) for t, e in found
-            ]
-        return [issue("error", "structure", f"{rt} cannot be parsed", rt)]
+        return [i for i in structure_issues(resource)] or [
+            issue("error", "structure", f"{rt} cannot be parsed", rt)
+        ]
     return []
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import functools
 import logging
 import re
 from decimal import Decimal
@@ -32,6 +33,7 @@ from hub.outcomes import issue
 from hub.validation import fhirpath
 from hub.validation.definitions import FHIR_SD_BASE
 from hub.validation.definitions import Definitions
+from hub.validation.definitions import default_definitions
 from hub.validation.model import INF
 from hub.validation.model import Node
 from hub.validation.model import Tree
@@ -70,12 +72,14 @@ _RESOURCE_CODES = frozenset({"Resource", "DomainResource"})
 class _Run:
     """State of one validation: the issues and the resources in scope."""
 
-    __slots__ = ("issues", "root", "seen")
+    __slots__ = ("issues", "root", "seen", "structural")
 
-    def __init__(self, root: dict):
+    def __init__(self, root: dict, structural: bool = False):
         self.issues: list[dict] = []
         self.root = root
         self.seen: set = set()
+        # structure only: no invariants, terminology, extension definitions or profiles
+        self.structural = structural
 
     def add(self, severity: str, code: str, text: str, expr: str) -> None:
         key = (severity, code, text, expr)
@@ -107,6 +111,7 @@ class Validator:
         self.unknown_extensions = unknown_extensions
         self._vital_signs: dict[str, str] | None = None
         self._trees: dict[str, Tree | None] = {}
+        self._by_type: dict[str, Tree] = {}  # base definitions by type code
         self._regex = primitive_rules(definitions)
 
     # -- public API ------------------------------------------------------------------------
@@ -127,6 +132,15 @@ class Validator:
         finally:
             fhirpath.current_definitions.reset(token)
             fhirpath.current_conformance.reset(token2)
+        return run.issues
+
+    def structure(self, resource: Any) -> list[dict]:
+        """Structural issues only (elements, shapes, cardinality, primitive types and formats):
+        the definitions-driven alternative to the fhir.resources check."""
+        if not isinstance(resource, dict):
+            return [issue("error", "structure", "a resource must be a JSON object", "$this")]
+        run = _Run(resource, structural=True)
+        self._validate_resource(resource, resource.get("resourceType") or "?", run)
         return run.issues
 
     def conforms_to(self, resource: dict, url: str) -> bool:
@@ -166,6 +180,8 @@ class Validator:
             return
         base = self.tree(FHIR_SD_BASE + rt)
         self._walk_resource(res, base, expr, run, res)
+        if run.structural:
+            return
         claimed = []
         meta = res.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("profile"), list):
@@ -208,7 +224,7 @@ class Validator:
     def _walk_resource(self, res: dict, tree: Tree, expr: str, run: _Run, resource: dict) -> None:
         self._object(res, tree.root, tree, expr, run, resource, tree.type, is_resource=True)
         self._constraints(res, tree.root, tree.type, expr, run, resource)
-        if tree.type == "Bundle" and tree.url == FHIR_SD_BASE + "Bundle":
+        if tree.type == "Bundle" and tree.url == FHIR_SD_BASE + "Bundle" and not run.structural:
             self._bundle_rules(res, expr, run)
 
     def _bundle_rules(self, bundle: dict, expr: str, run: _Run) -> None:
@@ -273,10 +289,18 @@ class Validator:
             target = tree.by_id.get(node.content_reference.split("#", 1)[1])
             if target is not None:
                 return target, tree
-        type_tree = self.tree(FHIR_SD_BASE + type_code)
+        type_tree = self._type_tree(type_code)
         if type_tree is None:
             return None
         return type_tree.root, type_tree
+
+    def _type_tree(self, type_code: str) -> Tree | None:
+        tree = self._by_type.get(type_code)
+        if tree is None:
+            tree = self.tree(FHIR_SD_BASE + type_code)
+            if tree is not None:
+                self._by_type[type_code] = tree
+        return tree
 
     def _object(
         self,
@@ -289,40 +313,45 @@ class Validator:
         type_code: str,
         is_resource: bool = False,
     ) -> None:
-        counts: dict[int, int] = {}
-        items_by_node: dict[int, list] = {}
-        nodes: dict[int, Node] = {}
-        choice_seen: dict[int, str] = {}
+        children = node.children
+        found: dict[Node, list] = {}  # child -> [(expression, value, type code)]
+        counts: dict[Node, int] = {}
+        choice_seen: dict[Node, str] | None = None
         for key, value in obj.items():
-            if key == "resourceType" and is_resource:
-                continue
-            if key == "fhir_comments":
-                continue
-            if key.startswith("_"):
+            child = children.get(key)
+            if child is not None:
+                ctype = child.first_type
+            elif key[:1] == "_":
+                if key[1:] not in obj:
+                    # a primitive present only through its extension still counts
+                    base = children.get(key[1:]) or node.choices.get(key[1:], (None,))[0]
+                    if base is not None:
+                        counts[base] = counts.get(base, 0) + (
+                            len(value) if isinstance(value, list) else 1
+                        )
                 self._primitive_extension(key, value, obj, node, tree, expr, run, resource)
                 continue
-            child = node.children.get(key)
-            ctype = None
-            if child is None:
+            elif (key == "resourceType" and is_resource) or key == "fhir_comments":
+                continue
+            else:
                 hit = node.choices.get(key)
                 if hit is None:
                     run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
                     continue
                 child, ctype = hit
-                if id(child) in choice_seen:
+                if choice_seen is None:
+                    choice_seen = {}
+                if child in choice_seen:
                     run.add(
                         "error",
                         "structure",
                         f"only one of {child.name}[x] may be present "
-                        f"(found {choice_seen[id(child)]} and {key})",
+                        f"(found {choice_seen[child]} and {key})",
                         f"{expr}.{key}",
                     )
                     continue
-                choice_seen[id(child)] = key
-            elif child.types:
-                ctype = child.types[0].code
-            nodes[id(child)] = child
-            if isinstance(value, list):
+                choice_seen[child] = key
+            if type(value) is list:
                 if not child.array:
                     run.add(
                         "error",
@@ -335,14 +364,18 @@ class Validator:
                 if not value:
                     run.add("error", "structure", "arrays must not be empty", f"{expr}.{key}")
                     continue
-                items = [(f"{expr}.{key}[{i}]", v) for i, v in enumerate(value)]
-                shadow = obj.get("_" + key)
+                items = []
+                shadow = None
                 for i, v in enumerate(value):
-                    if v is None and not (
-                        isinstance(shadow, list) and i < len(shadow) and shadow[i] is not None
-                    ):
-                        run.add("error", "structure", "null is not a value", f"{expr}.{key}[{i}]")
-                items = [(e, v) for e, v in items if v is not None]
+                    if v is None:
+                        if shadow is None:
+                            shadow = obj.get("_" + key) or []
+                        if not (isinstance(shadow, list) and i < len(shadow) and shadow[i]):
+                            run.add(
+                                "error", "structure", "null is not a value", f"{expr}.{key}[{i}]"
+                            )
+                        continue
+                    items.append((f"{expr}.{key}[{i}]", v, ctype))
             else:
                 if child.array:
                     run.add(
@@ -356,21 +389,14 @@ class Validator:
                     if obj.get("_" + key) is None:
                         run.add("error", "structure", "null is not a value", f"{expr}.{key}")
                     continue
-                items = [(f"{expr}.{key}", value)]
-            counts[id(child)] = counts.get(id(child), 0) + len(items)
-            items_by_node.setdefault(id(child), []).extend((e, v, ctype) for e, v in items)
-        # primitives present only through their extension still count
-        for key in obj:
-            if key.startswith("_") and key[1:] not in obj:
-                child = node.children.get(key[1:])
-                if child is None and key[1:] in node.choices:
-                    child = node.choices[key[1:]][0]
-                if child is not None:
-                    n = len(obj[key]) if isinstance(obj[key], list) else 1
-                    counts[id(child)] = counts.get(id(child), 0) + n
-                    nodes[id(child)] = child
-        for child in node.all_children():
-            n = counts.get(id(child), 0)
+                items = [(f"{expr}.{key}", value, ctype)]
+            counts[child] = counts.get(child, 0) + len(items)
+            if child in found:
+                found[child].extend(items)
+            else:
+                found[child] = items
+        for child in node.required:
+            n = counts.get(child, 0)
             if n < child.min:
                 run.add(
                     "error",
@@ -378,6 +404,7 @@ class Validator:
                     f"{child.path}: minimum required = {child.min}, but only found {n}",
                     expr,
                 )
+        for child, n in counts.items():
             if n > child.max:
                 shown = child.name + ("[x]" if child.is_choice else "")
                 run.add(
@@ -386,14 +413,13 @@ class Validator:
                     f"{child.path}: max allowed = {int(child.max)}, but found {n}",
                     f"{expr}.{shown}",
                 )
-        for key_id, items in items_by_node.items():
-            child = nodes[key_id]
+        for child, items in found.items():
             for item_expr, value, ctype in items:
                 self._value(value, child, tree, ctype, item_expr, run, resource)
             if child.slices:
                 self._slicing(items, child, tree, expr, run, resource)
-        for child in node.all_children():
-            if child.slices and id(child) not in items_by_node:
+        for child in node.sliced:
+            if child not in found:
                 self._slicing([], child, tree, expr, run, resource)  # slice minimums
 
     def _primitive_extension(self, key, value, obj, node, tree, expr, run, resource) -> None:
@@ -404,7 +430,7 @@ class Validator:
         if child is None:
             run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
             return
-        element_tree = self.tree(FHIR_SD_BASE + "Element")
+        element_tree = self._type_tree("Element")
         values = value if isinstance(value, list) else [value]
         present = obj.get(name)
         if (
@@ -453,15 +479,15 @@ class Validator:
                 if cont:
                     self._object(value, cont[0], cont[1], expr, run, resource, "BackboneElement")
             return
+        if type_code[0].islower():
+            self._primitive(value, node, type_code, expr, run)
+            return
         if type_code in _RESOURCE_CODES or self.defs.is_resource_type(type_code):
             if not isinstance(value, dict) or "resourceType" not in value:
                 run.add("error", "structure", "a resource is expected here", expr)
                 return
             profiles = [p for t in node.types for p in t.profiles]
             self._validate_resource(value, expr, run, profiles)
-            return
-        if type_code[0].islower():
-            self._primitive(value, node, type_code, expr, run)
             return
         if not isinstance(value, dict):
             run.add("error", "structure", f"{type_code} must be a JSON object", expr)
@@ -482,18 +508,19 @@ class Validator:
                 run.add("error", "structure", f"unknown type {type_code}", expr)
                 return
             self._object(value, cont[0], cont[1], expr, run, resource, type_code)
-            type_tree = self.tree(FHIR_SD_BASE + type_code)
-            if type_tree is not None and type_tree is not cont[1]:
-                self._constraints(value, type_tree.root, type_code, expr, run, resource)
-            elif cont[0] is not node and type_tree is not None:
-                self._constraints(value, type_tree.root, type_code, expr, run, resource)
+            if not run.structural:
+                type_tree = self._type_tree(type_code)
+                if type_tree is not None and (type_tree is not cont[1] or cont[0] is not node):
+                    self._constraints(value, type_tree.root, type_code, expr, run, resource)
         if node.fixed is not None and value != node.fixed:
             run.add("error", "value", f"value must be exactly {_short(node.fixed)}", expr)
         if node.pattern is not None and not _matches_pattern(value, node.pattern):
             run.add("error", "value", f"value must match the pattern {_short(node.pattern)}", expr)
-        if node.binding and type_code in _CODED_TYPES:
+        if node.binding and type_code in _CODED_TYPES and not run.structural:
             self._binding(value, type_code, node, expr, run)
-        if type_code == "Reference":
+        if run.structural:
+            pass
+        elif type_code == "Reference":
             self._reference(value, node, expr, run, resource)
         elif type_code == "Attachment":
             _attachment(value, expr, run)
@@ -545,7 +572,7 @@ class Validator:
             run.add("error", "value", f"{value} is below the minimum {node.min_value}", expr)
         if node.max_value is not None and _lt(node.max_value, value):
             run.add("error", "value", f"{value} is above the maximum {node.max_value}", expr)
-        if node.binding and type_code in _CODED_TYPES:
+        if node.binding and type_code in _CODED_TYPES and not run.structural:
             self._binding(value, type_code, node, expr, run)
 
     # -- terminology -------------------------------------------------------------------------
@@ -608,9 +635,13 @@ class Validator:
                 expr,
             )
         is_absolute = re.match(r"^[a-z][a-z0-9+.-]*:", url) is not None
+        if run.structural:
+            ext_tree = self._type_tree("Extension")
+            self._object(value, ext_tree.root, ext_tree, expr, run, resource, "Extension")
+            return
         tree = self.tree(url) if is_absolute else None
         if tree is None:
-            ext_tree = self.tree(FHIR_SD_BASE + "Extension")
+            ext_tree = self._type_tree("Extension")
             self._object(value, ext_tree.root, ext_tree, expr, run, resource, "Extension")
             if not is_absolute and "extension" not in node.path.rsplit(".", 2)[-2:-1]:
                 # relative urls are only for nested extensions of a complex extension
@@ -851,7 +882,7 @@ class Validator:
     def _constraints(
         self, value: Any, node: Node, type_path: str, expr: str, run: _Run, resource: dict
     ) -> None:
-        if not node.constraints:
+        if not node.constraints or run.structural:
             return
         has_contained = isinstance(value, dict) and "contained" in value
         ctx_node = value if node.path == type_path and "." not in type_path else None
@@ -883,6 +914,13 @@ class Validator:
             if result and result[0] is False:
                 severity = "error" if c.severity == "error" else "warning"
                 run.add(severity, "invariant", f"Constraint failed: {c.key}: '{c.human}'", expr)
+
+
+@functools.lru_cache(maxsize=1)
+def default_validator() -> Validator:
+    """The process-wide validator over the default definitions (core, ``profiles/``,
+    ``mappings/`` terminology); element trees are built on first use and kept."""
+    return Validator(default_definitions())
 
 
 # ---------------------------------------------------------------------------------------------
