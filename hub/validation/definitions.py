@@ -59,6 +59,7 @@ class Definitions:
         self._expansions: dict[str, dict | None] = {}
         self._held_codes: dict[str, frozenset] = {}
         self._lock = threading.RLock()
+        self.version = 0  # bumped by add(): validators drop the trees they built before
         if core:
             data = _core()
             for sd in data["structureDefinitions"]:
@@ -118,6 +119,7 @@ class Definitions:
         if not url:
             raise ValueError(f"{rt} {res.get('id')} has no canonical url")
         with self._lock:
+            self.version += 1
             if rt == "StructureDefinition":
                 self._sds[url] = res
                 self._snapshots.pop(url, None)
@@ -224,6 +226,21 @@ class _HubTerminology(Terminology):
         if url not in self.value_sets and url in self._defs._expansions:
             return self._defs._expansions[url]
         return super().expand(url)
+
+
+def register_plugin_definitions(pm, definitions: Definitions | None = None) -> int:
+    """Add what the plugins' ``register_profiles`` hooks return (resources or package
+    folders) to ``definitions`` (the process-wide ones by default); returns how many."""
+    defs = definitions if definitions is not None else default_definitions()
+    count = 0
+    for items in pm.hook.register_profiles():
+        for item in items or ():
+            if isinstance(item, dict):
+                defs.add(item)
+                count += 1
+            else:
+                count += defs.load_folder(Path(item))
+    return count
 
 
 @functools.lru_cache(maxsize=1)

@@ -112,6 +112,7 @@ class Validator:
         self._vital_signs: dict[str, str] | None = None
         self._trees: dict[str, Tree | None] = {}
         self._by_type: dict[str, Tree] = {}  # base definitions by type code
+        self._version = definitions.version
         self._regex = primitive_rules(definitions)
 
     # -- public API ------------------------------------------------------------------------
@@ -158,6 +159,12 @@ class Validator:
 
     def tree(self, url: str) -> Tree | None:
         """The element tree of a StructureDefinition (cached)."""
+        if self._version != self.defs.version:
+            # definitions were added: trees (and "unknown" answers) may be stale
+            self._trees.clear()
+            self._by_type.clear()
+            self._vital_signs = None
+            self._version = self.defs.version
         url = url.split("|")[0]
         if url in self._trees:
             return self._trees[url]

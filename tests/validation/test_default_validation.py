@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub import default_validation
+from hub.hookspecs import hookimpl
 from hub.plugins import get_plugin_manager
 
 SD = "http://fhirhub.org/fhir/StructureDefinition/"
@@ -46,3 +47,46 @@ def test_validate_operation():
         ]
         == "invalid"
     )
+
+
+class _ProfilePlugin:
+    """A plugin that brings its own profile (a Patient that must have a birth date)."""
+
+    PROFILE = {
+        "resourceType": "StructureDefinition",
+        "url": "http://example.org/fhir/StructureDefinition/dated-patient",
+        "name": "DatedPatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {
+            "element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]
+        },
+    }
+
+    @staticmethod
+    @hookimpl
+    def register_profiles():
+        return [_ProfilePlugin.PROFILE]
+
+
+def test_hook_register_profiles():
+    from hub.validation.definitions import Definitions
+    from hub.validation.definitions import register_plugin_definitions
+    from hub.validation.validator import Validator
+
+    defs = Definitions()
+    validator = Validator(defs)
+    url = _ProfilePlugin.PROFILE["url"]
+    patient = {"resourceType": "Patient", "meta": {"profile": [url]}}
+    unknown = [i for i in validator.validate(patient) if i["code"] == "not-supported"]
+    assert [i["severity"] for i in unknown] == ["warning"]  # claimed, not yet known
+    pm = get_plugin_manager(load_entry_points=False, extra=[_ProfilePlugin()])
+    assert register_plugin_definitions(pm, defs) == 1
+    errors = [i for i in validator.validate(patient) if i["severity"] == "error"]
+    assert [(i["diagnostics"], i["expression"]) for i in errors] == [
+        ("Patient.birthDate: minimum required = 1, but only found 0", ["Patient"])
+    ]
