@@ -129,7 +129,16 @@ class Validator:
         token = fhirpath.current_definitions.set(self.defs)
         token2 = fhirpath.current_conformance.set(self.conforms_to)
         try:
-            self._validate_resource(resource, resource.get("resourceType") or "?", run, profiles)
+            self._validate_resource(resource, _root_expression(resource), run, profiles)
+        except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+            # a shape no check above foresaw: report it instead of failing the request
+            log.exception("validation stopped on %s", _root_expression(resource))
+            run.add(
+                "error",
+                "structure",
+                f"the resource could not be validated completely ({type(exc).__name__})",
+                _root_expression(resource),
+            )
         finally:
             fhirpath.current_definitions.reset(token)
             fhirpath.current_conformance.reset(token2)
@@ -141,7 +150,7 @@ class Validator:
         if not isinstance(resource, dict):
             return [issue("error", "structure", "a resource must be a JSON object", "$this")]
         run = _Run(resource, structural=True)
-        self._validate_resource(resource, resource.get("resourceType") or "?", run)
+        self._validate_resource(resource, _root_expression(resource), run)
         return run.issues
 
     def conforms_to(self, resource: dict, url: str) -> bool:
@@ -180,7 +189,7 @@ class Validator:
     ) -> None:
         rt = res.get("resourceType")
         if not isinstance(rt, str) or not rt:
-            run.add("error", "structure", "resourceType is missing", expr)
+            run.add("error", "structure", "resourceType is missing or not a string", expr)
             return
         if not self.defs.is_resource_type(rt):
             run.add("error", "not-supported", f"unknown resource type '{rt}'", expr)
@@ -279,9 +288,14 @@ class Validator:
         code = resource.get("code")
         if not isinstance(code, dict):
             return None
-        for c in code.get("coding", ()):
-            if isinstance(c, dict) and c.get("system") == "http://loinc.org":
-                url = self._vital_signs.get(c.get("code"))
+        codings = code.get("coding")
+        for c in codings if isinstance(codings, list) else ():
+            if (
+                isinstance(c, dict)
+                and c.get("system") == "http://loinc.org"
+                and isinstance(c.get("code"), str)
+            ):
+                url = self._vital_signs.get(c["code"])
                 if url:
                     return url
         return None
@@ -514,7 +528,10 @@ class Validator:
             if cont is None:
                 run.add("error", "structure", f"unknown type {type_code}", expr)
                 return
+            before = len(run.issues)
             self._object(value, cont[0], cont[1], expr, run, resource, type_code)
+            if any(i["severity"] == "error" for i in run.issues[before:]):
+                return  # malformed: its codes, references and invariants cannot be read
             if not run.structural:
                 type_tree = self._type_tree(type_code)
                 if type_tree is not None and (type_tree is not cont[1] or cont[0] is not node):
@@ -605,7 +622,10 @@ class Validator:
                 for c in value.get("coding", ())
                 if isinstance(c, dict)
             ]
-        codings = [(s, c) for s, c in codings if isinstance(c, str)]
+        # wrongly typed parts were reported by the structural checks; skip them here
+        codings = [
+            (s, c) for s, c in codings if isinstance(c, str) and (s is None or isinstance(s, str))
+        ]
         if not codings:
             return
         verdicts = [_in_expansion(exp, s, c) for s, c in codings]
@@ -650,12 +670,10 @@ class Validator:
         if tree is None:
             ext_tree = self._type_tree("Extension")
             self._object(value, ext_tree.root, ext_tree, expr, run, resource, "Extension")
-            if not is_absolute and "extension" not in node.path.rsplit(".", 2)[-2:-1]:
-                # relative urls are only for nested extensions of a complex extension
-                if not node.path.endswith("extension.extension"):
-                    run.add("error", "structure", f"extension url '{url}' must be absolute", expr)
-                return
             if not is_absolute:
+                # relative urls name the parts of a complex extension, nowhere else
+                if node.path != "Extension.extension":
+                    run.add("error", "structure", f"extension url '{url}' must be absolute", expr)
                 return
             modifier = node.name == "modifierExtension"
             severity = "error" if modifier else self.unknown_extensions
@@ -867,9 +885,7 @@ class Validator:
             return sub.fixed
         if sub.pattern is not None:
             return sub.pattern
-        if sub.binding and sub.binding[0] == "required":
-            return _UNKNOWN
-        return _UNKNOWN
+        return _UNKNOWN  # no fixed value to compare: the caller validates against the slice
 
     def _discriminator_types(self, s: Node, path: str) -> set[str]:
         sub = s if path == "$this" else _node_at(s, path.replace(".resolve()", ""))
@@ -1025,6 +1041,11 @@ def _type_at(value: Any, path: str, ctype: str | None) -> set[str]:
             if k.startswith(stem) and suffix[:1].isupper():
                 out |= {suffix, suffix[0].lower() + suffix[1:]}
     return out
+
+
+def _root_expression(resource: dict) -> str:
+    rt = resource.get("resourceType")
+    return rt if isinstance(rt, str) and rt.isidentifier() else "$this"
 
 
 def _absent(obj: dict, name: str) -> bool:

@@ -143,3 +143,39 @@ def test_official_examples_are_valid(validator):
     assert errs(validator, obs) == [("structure", "Observation.extension[0]")]
     lenient = Validator(validator.defs, unknown_extensions="warning")
     assert errs(lenient, obs) == []
+
+
+def _paths(x, path=()):
+    yield path
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _paths(v, (*path, i))
+
+
+def test_never_raises_on_wrongly_typed_content(validator):
+    """Every element of the official Patient example replaced by values of the wrong shape."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from hub.outcomes import OperationOutcomeError
+    from hub.validation.structure import check_structure
+
+    folder = Path(__file__).parent / "suites" / "fhirpath-r4" / "input-json"
+    patient = json.loads((folder / "patient-example.json").read_text())
+    for path in list(_paths(patient))[1:]:
+        for wrong in ({}, [None], 1.5, {"resourceType": "Foo"}):
+            mutated = copy.deepcopy(patient)
+            holder = mutated
+            for key in path[:-1]:
+                holder = holder[key]
+            holder[path[-1]] = wrong
+            issues = validator.validate(mutated)
+            if isinstance(path[-1], str) and path[-1].startswith("_"):
+                continue  # "_birthDate": {} says nothing, and is no error
+            assert any(i["severity"] == "error" for i in issues), (path, wrong)
+            with pytest.raises(OperationOutcomeError):
+                check_structure(mutated)
