@@ -99,7 +99,8 @@ class OutboundSchema(_Strict):
 
 class SiteSchema(_Strict):
     name = fields.String(required=True)
-    adapter = fields.String(required=True, validate=validate.OneOf(ADAPTERS))
+    # The built-in adapters or any plugin's (a plain identifier).
+    adapter = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,62}$"))
     description = fields.String(load_default="")
     organization = fields.Nested(OrganizationSchema, required=True)
     match = fields.Nested(MatchSchema, load_default=None)

@@ -28,6 +28,9 @@ from hub.operations import OperationCall
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
+# Operations whose POST body is a raw payload, not a FHIR resource.
+RAW_BODY_OPERATIONS = ("ingest",)
+
 # Parameters that shape the response, not the search.
 FORMAT_PARAMS = ("_format", "_pretty")
 
@@ -346,7 +349,8 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     if request.method not in op.methods:
         raise outcomes.error(405, "not-supported", f"${name} does not accept {request.method}")
     body = None
-    if request.method == "POST" and request.get_data(cache=True).strip():
+    raw = op.name in RAW_BODY_OPERATIONS
+    if request.method == "POST" and not raw and request.get_data(cache=True).strip():
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
     call = OperationCall(

@@ -106,6 +106,8 @@ class FhirService:
         self.search_engine = search
         self.pm = pm
         self.config = config or {}
+        # Called after a SearchParameter is written (the app rebuilds its registry).
+        self.on_search_parameter = None
 
     # -- validation on write ---------------------------------------------------
 
@@ -176,6 +178,8 @@ class FhirService:
     def _write_result(
         self, stored: Stored, status: int, opts: WriteOptions, base: str, warnings=()
     ) -> Result:
+        if stored.res_type == "SearchParameter" and self.on_search_parameter is not None:
+            self.on_search_parameter()
         headers = version_headers(stored)
         headers["Location"] = location(stored, base)
         if opts.prefer_return == "minimal":

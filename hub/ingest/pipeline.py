@@ -162,17 +162,8 @@ class Pipeline:
         return detected
 
     def source_key(self, fmt: str, body: bytes, site: Any) -> str | None:
-        """A source message key via the adapter (e.g. MSH-10), if it offers one."""
-        for plugin in self.hub.pm.get_plugins():
-            fn = getattr(plugin, "message_key", None)
-            if callable(fn):
-                try:
-                    key = fn(fmt=fmt, body=body, site=site)
-                except Exception:  # noqa: BLE001 - a malformed message has no key; the hash stands in
-                    key = None
-                if key:
-                    return key
-        return None
+        """The sender's key for the payload (``source_key`` hook), if the adapter knows one."""
+        return self.hub.pm.hook.source_key(fmt=fmt, body=body, site=site)
 
     def _process(self, item: InboxItem) -> None:
         site = self.site(item.site)
@@ -192,7 +183,7 @@ class Pipeline:
                 {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
             )
         if entries:
-            entries.append(self._provenance(item, site, entries))
+            self._add_provenance(item, site, entries)
         errors = [i for i in context.issues if i.get("severity") in ("error", "fatal")]
         status = "partial" if errors else "done"
         opts = WriteOptions(prefer_return="minimal", site=site)
@@ -216,6 +207,20 @@ class Pipeline:
         else:
             with self.hub.repo.writing(site.name) as writer:
                 finish(writer, [])
+
+    def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
+        """Name the source message in the adapter's Provenance, or add one that does."""
+        ours = self._provenance(item, site, entries)
+        theirs = [
+            e["resource"]
+            for e in entries
+            if (e.get("resource") or {}).get("resourceType") == "Provenance"
+        ]
+        if theirs:
+            for prov in theirs:
+                prov.setdefault("entity", []).extend(ours["resource"]["entity"])
+        else:
+            entries.append(ours)
 
     def _provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> dict:
         targets = []

@@ -49,6 +49,20 @@ def detect_format(body: bytes, content_type: str | None) -> str | None:
 
 
 @hookimpl
+def source_key(fmt: str, body: bytes, site: Any) -> str | None:
+    """MSH-10, read straight from the first segment (no full parse)."""
+    if fmt != FORMAT:
+        return None
+    text = body.lstrip(b"\xef\xbb\xbf\x0b \r\n\t")
+    if not text.startswith(b"MSH") or len(text) < 8:
+        return None
+    first = text.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = first.split(text[3:4])
+    key = fields[9].strip() if len(fields) > 9 else b""
+    return key.decode("utf-8", "replace") or None
+
+
+@hookimpl
 def map_inbound(message, context: MappingContext) -> dict | None:
     if message.format != FORMAT:
         return None
