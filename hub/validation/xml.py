@@ -19,7 +19,9 @@ from hub.validation.model import Node
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True
+)
 
 
 def _local(tag: str) -> str:
