@@ -1,9 +1,9 @@
 """The hub's default ``validate_resource``: profile validation for resources that claim one.
 
-Registered like any plugin (the lead adds it to ``DEFAULT_PLUGINS``). Structure is checked
-before the hook runs (:func:`hub.validation.structure.check_structure`); this adds the
-StructureDefinition checks of every profile named in ``meta.profile``. Resources that claim
-no profile cost nothing here.
+Registered like any plugin (listed in ``DEFAULT_PLUGINS``). Structure is checked before the
+hook runs (:func:`hub.validation.structure.check_structure`); this adds the StructureDefinition
+checks of every profile named in ``meta.profile`` and of the profiles the writing site's
+manifest demands for the resource type (:func:`site_profiles`). Other resources cost nothing.
 
 :func:`validate_operation` is the body of the ``$validate`` operation.
 """
@@ -27,12 +27,29 @@ def validator() -> Validator:
     return default_validator()
 
 
+def site_profiles(site: Any, resource_type: str) -> list[str]:
+    """Profiles a site's manifest demands for a resource type.
+
+    ``plugins: {validation: {profiles: {Patient: [url, ...]}}}`` in ``site.yaml``: every
+    Patient the site writes is validated against those profiles, claimed or not.
+    """
+    config = getattr(site, "plugin_config", None)
+    if site is None or config is None:
+        return []
+    wanted = (config("validation") or {}).get("profiles", {}).get(resource_type, [])
+    return [wanted] if isinstance(wanted, str) else list(wanted)
+
+
 @hookimpl
 def validate_resource(resource: dict, site: Any) -> list | None:
-    meta = resource.get("meta") if isinstance(resource, dict) else None
-    if not isinstance(meta, dict) or not meta.get("profile"):
+    if not isinstance(resource, dict):
         return None
-    return validator().validate(resource)
+    meta = resource.get("meta")
+    claimed = isinstance(meta, dict) and bool(meta.get("profile"))
+    demanded = site_profiles(site, resource.get("resourceType"))
+    if not claimed and not demanded:
+        return None
+    return validator().validate(resource, demanded)
 
 
 def validate_operation(

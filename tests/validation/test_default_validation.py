@@ -90,3 +90,23 @@ def test_hook_register_profiles():
     assert [(i["diagnostics"], i["expression"]) for i in errors] == [
         ("Patient.birthDate: minimum required = 1, but only found 0", ["Patient"])
     ]
+
+
+def test_site_demands_a_profile():
+    import types
+
+    manifest = {"validation": {"profiles": {"Patient": [SD + "cn-resident-patient"]}}}
+    site = types.SimpleNamespace(plugin_config=lambda name: manifest.get(name, {}))
+    issues = default_validation.validate_resource(resource={"resourceType": "Patient"}, site=site)
+    assert ("Patient.name: minimum required = 1, but only found 0", ["Patient"]) in [
+        (i["diagnostics"], i["expression"]) for i in issues if i["severity"] == "error"
+    ]
+    # other types, and sites that demand nothing, are not profiled
+    assert (
+        default_validation.validate_resource(resource={"resourceType": "Flag"}, site=site) is None
+    )
+    plain = types.SimpleNamespace(plugin_config=lambda name: {})
+    assert (
+        default_validation.validate_resource(resource={"resourceType": "Patient"}, site=plain)
+        is None
+    )
