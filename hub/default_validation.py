@@ -82,3 +82,22 @@ def validate_operation(
     if not any(i["severity"] in ("error", "fatal") for i in issues):
         issues.append(issue("information", "informational", "validation successful"))
     return outcome(*issues)
+
+
+def validate_request(
+    body: dict | None, mode: str | None = None, profile: str | None = None
+) -> dict:
+    """``$validate`` from an HTTP request: ``body`` is the resource itself, or a ``Parameters``
+    with ``resource``, ``mode`` and ``profile`` parts (FHIR R4 Resource-validate); ``mode`` and
+    ``profile`` from the query string win over the parts."""
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        parts = {p.get("name"): p for p in body.get("parameter", ()) if isinstance(p, dict)}
+        resource = (parts.get("resource") or {}).get("resource")
+        mode = mode or (parts.get("mode") or {}).get("valueCode")
+        profile = (
+            profile
+            or (parts.get("profile") or {}).get("valueUri")
+            or (parts.get("profile") or {}).get("valueCanonical")
+        )
+        return validate_operation(resource, mode, profile)
+    return validate_operation(body, mode, profile)

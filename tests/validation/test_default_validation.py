@@ -110,3 +110,18 @@ def test_site_demands_a_profile():
         default_validation.validate_resource(resource={"resourceType": "Patient"}, site=plain)
         is None
     )
+
+
+def test_validate_request_with_parameters():
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "resource", "resource": {"resourceType": "Patient"}},
+            {"name": "mode", "valueCode": "profile"},
+            {"name": "profile", "valueUri": SD + "cn-resident-patient"},
+        ],
+    }
+    out = default_validation.validate_request(params)
+    assert any(i["severity"] == "error" for i in out["issue"])
+    plain = default_validation.validate_request({"resourceType": "Patient", "active": True})
+    assert [i["severity"] for i in plain["issue"] if i["severity"] == "error"] == []
