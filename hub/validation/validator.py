@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import functools
 import logging
 import re
@@ -39,7 +38,21 @@ from hub.validation.model import Node
 from hub.validation.model import Tree
 from hub.validation.model import build_tree
 from hub.validation.model import primitive_rules
+from hub.validation.navigation import absent
+from hub.validation.navigation import node_at
+from hub.validation.navigation import type_at
+from hub.validation.navigation import values_at
 from hub.validation.snapshot import SnapshotError
+from hub.validation.values import clip
+from hub.validation.values import in_expansion
+from hub.validation.values import json_kind
+from hub.validation.values import json_name
+from hub.validation.values import less_than
+from hub.validation.values import literal_type
+from hub.validation.values import matches_pattern
+from hub.validation.values import real_date
+from hub.validation.values import resolve_in_bundle
+from hub.validation.values import short
 
 log = logging.getLogger("hub.validation")
 
@@ -537,9 +550,9 @@ class Validator:
                 if type_tree is not None and (type_tree is not cont[1] or cont[0] is not node):
                     self._constraints(value, type_tree.root, type_code, expr, run, resource)
         if node.fixed is not None and value != node.fixed:
-            run.add("error", "value", f"value must be exactly {_short(node.fixed)}", expr)
-        if node.pattern is not None and not _matches_pattern(value, node.pattern):
-            run.add("error", "value", f"value must match the pattern {_short(node.pattern)}", expr)
+            run.add("error", "value", f"value must be exactly {short(node.fixed)}", expr)
+        if node.pattern is not None and not matches_pattern(value, node.pattern):
+            run.add("error", "value", f"value must match the pattern {short(node.pattern)}", expr)
         if node.binding and type_code in _CODED_TYPES and not run.structural:
             self._binding(value, type_code, node, expr, run)
         if run.structural:
@@ -570,8 +583,7 @@ class Validator:
             run.add(
                 "error",
                 "structure",
-                f"{type_code} value must be a JSON {_json_kind(type_code)}, "
-                f"not {_json_name(value)}",
+                f"{type_code} value must be a JSON {json_kind(type_code)}, not {json_name(value)}",
                 expr,
             )
             return
@@ -581,20 +593,20 @@ class Validator:
                 if not fhirpath._html_checks(None, [value])[0]:
                     run.add("error", "value", "narrative XHTML is not safe or not a div", expr)
             elif rx is not None and not rx.fullmatch(value):
-                run.add("error", "value", f"'{_clip(value)}' is not a valid {type_code}", expr)
+                run.add("error", "value", f"'{clip(value)}' is not a valid {type_code}", expr)
                 return
-            elif type_code in ("date", "dateTime", "instant") and not _real_date(value):
+            elif type_code in ("date", "dateTime", "instant") and not real_date(value):
                 run.add("error", "value", f"'{value}' is not a valid {type_code}", expr)
                 return
             if node.max_length and len(value) > node.max_length:
                 run.add("error", "value", f"longer than maxLength {node.max_length}", expr)
         if node.fixed is not None and value != node.fixed:
-            run.add("error", "value", f"value must be exactly {_short(node.fixed)}", expr)
+            run.add("error", "value", f"value must be exactly {short(node.fixed)}", expr)
         if node.pattern is not None and value != node.pattern:
-            run.add("error", "value", f"value must be {_short(node.pattern)}", expr)
-        if node.min_value is not None and _lt(value, node.min_value):
+            run.add("error", "value", f"value must be {short(node.pattern)}", expr)
+        if node.min_value is not None and less_than(value, node.min_value):
             run.add("error", "value", f"{value} is below the minimum {node.min_value}", expr)
-        if node.max_value is not None and _lt(node.max_value, value):
+        if node.max_value is not None and less_than(node.max_value, value):
             run.add("error", "value", f"{value} is above the maximum {node.max_value}", expr)
         if node.binding and type_code in _CODED_TYPES and not run.structural:
             self._binding(value, type_code, node, expr, run)
@@ -628,7 +640,7 @@ class Validator:
         ]
         if not codings:
             return
-        verdicts = [_in_expansion(exp, s, c) for s, c in codings]
+        verdicts = [in_expansion(exp, s, c) for s, c in codings]
         if True in verdicts or None in verdicts:
             return
         shown = ", ".join(f"{s}#{c}" if s else c for s, c in codings)
@@ -739,10 +751,10 @@ class Validator:
                 return
             target_type = target.get("resourceType") if target else None
         else:
-            found = _resolve_in_bundle(ref, run.root)
+            found = resolve_in_bundle(ref, run.root)
             if found is not None:
                 target_type = found.get("resourceType")
-                literal = _literal_type(ref)
+                literal = literal_type(ref)
                 if literal and literal != target_type:
                     run.add(
                         "error",
@@ -825,20 +837,20 @@ class Validator:
                     if not self._conforms_silently(value, s, tree, ctype, resource):
                         return False
                     continue
-                found = _values_at(value, path)
+                found = values_at(value, path)
                 if dtype == "value" and not any(v == expected for v in found):
-                    if not any(_matches_pattern(v, expected) for v in found):
+                    if not any(matches_pattern(v, expected) for v in found):
                         return False
-                if dtype == "pattern" and not any(_matches_pattern(v, expected) for v in found):
+                if dtype == "pattern" and not any(matches_pattern(v, expected) for v in found):
                     return False
             elif dtype == "type":
                 want = self._discriminator_types(s, path)
-                got = _type_at(value, path, ctype)
+                got = type_at(value, path, ctype)
                 if want and not got & want:
                     return False
             elif dtype == "exists":
-                sub = _node_at(s, path)
-                present = bool(_values_at(value, path))
+                sub = node_at(s, path)
+                present = bool(values_at(value, path))
                 if (
                     sub is not None
                     and (sub.min > 0) != present
@@ -848,8 +860,8 @@ class Validator:
                 if sub is not None and sub.max == 0 and present:
                     return False
             elif dtype == "profile":
-                target = _values_at(value, path) if path != "$this" else [value]
-                sub = _node_at(s, path) if path != "$this" else s
+                target = values_at(value, path) if path != "$this" else [value]
+                sub = node_at(s, path) if path != "$this" else s
                 profiles = [p for t in (sub.types if sub else ()) for p in t.profiles]
                 if not profiles:
                     continue
@@ -878,7 +890,7 @@ class Validator:
             profiles = s.types[0].profiles
             if profiles:
                 return profiles[0]
-        sub = _node_at(s, path)
+        sub = node_at(s, path)
         if sub is None:
             return _UNKNOWN
         if sub.fixed is not None:
@@ -888,7 +900,7 @@ class Validator:
         return _UNKNOWN  # no fixed value to compare: the caller validates against the slice
 
     def _discriminator_types(self, s: Node, path: str) -> set[str]:
-        sub = s if path == "$this" else _node_at(s, path.replace(".resolve()", ""))
+        sub = s if path == "$this" else node_at(s, path.replace(".resolve()", ""))
         if sub is None:
             return set()
         out = set()
@@ -913,7 +925,7 @@ class Validator:
         for c in node.constraints:
             if c.fn is None or (c.contained_only and not has_contained):
                 continue
-            if c.guards and isinstance(value, dict) and any(_absent(value, g) for g in c.guards):
+            if c.guards and isinstance(value, dict) and any(absent(value, g) for g in c.guards):
                 continue
             if c.key == "ref-1" and not str(value.get("reference", "")).startswith("#"):
                 continue  # ref-1 only concerns local references
@@ -953,148 +965,9 @@ def default_validator() -> Validator:
 _UNKNOWN = object()
 
 
-def _node_at(node: Node, path: str) -> Node | None:
-    path = _strip_this(path)
-    if path in ("$this", ""):
-        return node
-    cur = node
-    for seg in path.split("."):
-        if seg.startswith("ofType(") or seg == "resolve()":
-            continue
-        if seg.startswith("extension(") or seg.startswith("extension('"):
-            url = seg[seg.index("(") + 1 : -1].strip("'\"")
-            ext = cur.children.get("extension")
-            found = None
-            for s in ext.slices if ext else ():
-                if any(url in t.profiles for t in s.types):
-                    found = s
-            if found is None:
-                return None
-            cur = found
-            continue
-        nxt = cur.children.get(seg)
-        if nxt is None:
-            for concrete, (n, _t) in cur.choices.items():
-                if n.name == seg or concrete == seg:
-                    nxt = n
-                    break
-        if nxt is None:
-            return None
-        cur = nxt
-    return cur
-
-
-def _values_at(value: Any, path: str) -> list:
-    path = _strip_this(path)
-    if path in ("$this", ""):
-        return [value]
-    cur = [value]
-    for seg in path.split("."):
-        if seg == "resolve()" or seg.startswith("ofType("):
-            continue
-        nxt = []
-        if seg.startswith("extension("):
-            url = seg[seg.index("(") + 1 : -1].strip("'\"")
-            for v in cur:
-                if isinstance(v, dict):
-                    nxt.extend(
-                        e
-                        for e in v.get("extension", ())
-                        if isinstance(e, dict) and e.get("url") == url
-                    )
-            cur = nxt
-            continue
-        for v in cur:
-            if not isinstance(v, dict):
-                continue
-            got = v.get(seg)
-            if got is None:
-                for k in v:
-                    if k.startswith(seg) and k[len(seg) : len(seg) + 1].isupper():
-                        got = v[k]
-            if isinstance(got, list):
-                nxt.extend(got)
-            elif got is not None:
-                nxt.append(got)
-        cur = nxt
-    return cur
-
-
-def _type_at(value: Any, path: str, ctype: str | None) -> set[str]:
-    """Possible type names of the value at ``path`` (``valueString`` -> string/String)."""
-    path = _strip_this(path)
-    if path == "$this":
-        if isinstance(value, dict) and "resourceType" in value:
-            return {value["resourceType"]}
-        return {ctype} if ctype else set()
-    found = _values_at(value, path.replace(".resolve()", ""))
-    if found and isinstance(found[0], dict) and "resourceType" in found[0]:
-        return {found[0]["resourceType"]}
-    parent = _values_at(value, path.rsplit(".", 1)[0]) if "." in path else [value]
-    stem = path.rsplit(".", 1)[-1]
-    out: set[str] = set()
-    for p in parent:
-        if not isinstance(p, dict):
-            continue
-        for k in p:
-            suffix = k[len(stem) :]
-            if k.startswith(stem) and suffix[:1].isupper():
-                out |= {suffix, suffix[0].lower() + suffix[1:]}
-    return out
-
-
 def _root_expression(resource: dict) -> str:
     rt = resource.get("resourceType")
     return rt if isinstance(rt, str) and rt.isidentifier() else "$this"
-
-
-def _absent(obj: dict, name: str) -> bool:
-    """No ``name`` in ``obj``: neither the element, its ``_name`` nor a ``name[x]`` choice."""
-    if name in obj or "_" + name in obj:
-        return False
-    n = len(name)
-    return not any(k.startswith(name) and k[n : n + 1].isupper() for k in obj)
-
-
-def _literal_type(ref: str) -> str | None:
-    parts = ref.split("?")[0].split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    if len(parts) >= 2 and re.fullmatch(r"[A-Z][A-Za-z]+", parts[-2]):
-        return parts[-2]
-    return None
-
-
-def _strip_this(path: str) -> str:
-    return path[6:] if path.startswith("$this.") else path
-
-
-def _resolve_in_bundle(ref: str, root: Any) -> dict | None:
-    """The entry resource of the enclosing Bundle that ``ref`` points to, if any.
-
-    By fullUrl, then by type and id; last, an entry with the same id but another type (the
-    reference then names the wrong type, which the caller reports).
-    """
-    if not isinstance(root, dict) or root.get("resourceType") != "Bundle":
-        return None
-    entries = [e for e in root.get("entry", ()) if isinstance(e, dict)]
-    resources = [e.get("resource") for e in entries if isinstance(e.get("resource"), dict)]
-    for e in entries:
-        full = str(e.get("fullUrl", ""))
-        if isinstance(e.get("resource"), dict) and (full == ref or full.endswith("/" + ref)):
-            return e["resource"]
-    for res in resources:
-        if f"{res.get('resourceType')}/{res.get('id')}" == ref:
-            return res
-    if _literal_type(ref):
-        rid = ref.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
-        for res in resources:
-            if res.get("id") == rid:
-                return res
-        for e in entries:
-            if e.get("fullUrl") == "urn:uuid:" + rid and isinstance(e.get("resource"), dict):
-                return e["resource"]
-    return None
 
 
 def _attachment(value: dict, expr: str, run: _Run) -> None:
@@ -1112,86 +985,6 @@ def _attachment(value: dict, expr: str, run: _Run) -> None:
             f"stated attachment size {size} does not match the actual size {actual}",
             expr,
         )
-
-
-def _in_expansion(exp: dict, system: str | None, code: str) -> bool | None:
-    """True/False, or None when the answer is unknown (system not held)."""
-    if system is None:
-        unknown = False
-        for codes in exp.values():
-            if codes is None:
-                unknown = True
-            elif code in codes:
-                return True
-        return None if unknown else False
-    if system not in exp:
-        return False
-    codes = exp[system]
-    if codes is None:
-        return None
-    return code in codes
-
-
-def _matches_pattern(value: Any, pattern: Any) -> bool:
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
-            return False
-        return all(k in value and _matches_pattern(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        if not isinstance(value, list):
-            value = [value]
-        return all(any(_matches_pattern(v, p) for v in value) for p in pattern)
-    if isinstance(value, list):
-        return any(_matches_pattern(v, pattern) for v in value)
-    return value == pattern
-
-
-def _real_date(text: str) -> bool:
-    m = _DATE_PARTS.match(text)
-    if not m or not m.group(3):
-        return True
-    year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    if not 1 <= month <= 12:
-        return False
-    return 1 <= day <= calendar.monthrange(year, month)[1]
-
-
-def _lt(a, b) -> bool:
-    try:
-        return a < b
-    except TypeError:
-        return False
-
-
-def _json_kind(type_code: str) -> str:
-    if type_code == "boolean":
-        return "boolean (true/false)"
-    if type_code in _INTEGER_TYPES or type_code == "decimal":
-        return "number"
-    return "string"
-
-
-def _json_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float, Decimal)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) < 120 else text[:117] + "..."
-
-
-def _clip(text: str) -> str:
-    return text if len(text) < 60 else text[:57] + "..."
 
 
 def _type_paths(host_path: str, validator: Validator) -> set[str]:
