@@ -140,10 +140,14 @@ def _match(
     from hub.identity import matching
 
     thresholds = thresholds or matching.Thresholds()
+    params = [("birthdate", patient["birthDate"]), ("_count", "50")]
+    surname = _surname_key(patient)
+    if surname:
+        # Same birth date and a surname that sounds the same (张 = Zhang): a
+        # handful of candidates instead of everyone born that day.
+        params.append(("phonetic", surname))
     with service.repo.reading() as conn:
-        result = service.search_engine.search(
-            conn, "Patient", [("birthdate", patient["birthDate"]), ("_count", "50")], base_url=""
-        )
+        result = service.search_engine.search(conn, "Patient", params, base_url="")
     import orjson
 
     scored = []
@@ -176,6 +180,20 @@ def _match(
         }
         return None, task
     return None, None
+
+
+def _surname_key(patient: dict[str, Any]) -> str | None:
+    """The surname's pinyin (``zhang`` for 张 or Zhang), the key candidates must share."""
+    from hub.identity.names import pinyin_syllables
+    from hub.identity.names import split_chinese_name
+
+    for name in patient.get("name") or ():
+        family = name.get("family")
+        if not family and name.get("text"):
+            family = split_chinese_name(name["text"])[0]
+        if family:
+            return "".join(pinyin_syllables(family)) or None
+    return None
 
 
 def _rename_refs(node: Any, renames: dict[str, str]) -> None:

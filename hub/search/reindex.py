@@ -19,10 +19,12 @@ from hub.storage import schema as S
 
 def write_index(conn: Connection, pk: int, result) -> None:
     """Insert ``result``'s rows for the resource ``pk`` (one executemany per table)."""
+    from hub.storage.repository import bulk_insert
+
     for table_name, rows in result.rows.items():
         if rows:
-            conn.execute(
-                S.INDEX_TABLES[table_name].insert(), [{"resource_pk": pk, **row} for row in rows]
+            bulk_insert(
+                conn, S.INDEX_TABLES[table_name], [{"resource_pk": pk, **row} for row in rows]
             )
 
 
