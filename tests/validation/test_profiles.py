@@ -33,11 +33,11 @@ PATIENT = {
     "meta": {"profile": [SD + "cn-resident-patient"]},
     "extension": [
         {
-            "url": SD + "cn-sex",
+            "url": "urn:fhirhub:extension:gbt-2261-1-sex",
             "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.4", "code": "2"},
         },
         {
-            "url": SD + "cn-ethnicity",
+            "url": "urn:fhirhub:extension:ethnicity",
             "valueCoding": {"system": "urn:oid:2.16.156.10011.2.3.3.3", "code": "01"},
         },
     ],
@@ -134,8 +134,8 @@ CONTRACT = {
     "meta": {"profile": [SD + "family-doctor-contract"]},
     "extension": [
         {
-            "url": SD + "service-package",
-            "valueCoding": {"system": URN + "service-package", "code": "basic"},
+            "url": "urn:fhirhub:extension:service-package",
+            "valueCoding": {"system": URN + "service-package", "code": "基础包"},
         }
     ],
     "identifier": [{"system": "urn:example:contract", "value": "QY2026-0001"}],
@@ -162,7 +162,7 @@ def test_every_profile_gets_a_snapshot():
         for sd in defs.structures()
         if sd["url"].startswith(SD) or sd["url"].startswith("urn:fhirhub:")
     ]
-    assert len(ours) == 9  # 5 profiles, 4 extensions
+    assert len(ours) == 14  # 5 profiles, 9 extensions
     for sd in ours:
         snap = defs.structure(sd["url"])["snapshot"]["element"]
         assert snap[0]["path"] == sd["type"]
@@ -260,7 +260,27 @@ def test_followup_mode_and_programme(validator):
     bad = copy.deepcopy(FOLLOWUP)
     bad["class"]["code"] = "IMP"
     bad["type"][0]["coding"][0]["code"] = "tb-register"
-    assert error_expressions(validator.validate(bad)) == ["Encounter.class", "Encounter.type[0]"]
+    found = errors(validator.validate(bad))
+    assert sorted({e for _, e in found}) == ["Encounter", "Encounter.class"]
+    assert any("kpf-1" in d for d, _ in found)
+
+
+def test_followup_ws364_mode_must_agree_with_class(validator):
+    phone = copy.deepcopy(FOLLOWUP)
+    phone["type"].append(
+        {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.1.183", "code": "3", "display": "电话"}]}
+    )
+    assert any("kpf-2" in d for d, _ in errors(validator.validate(phone)))  # class is HH
+    phone["class"]["code"] = "VR"
+    assert errors(validator.validate(phone)) == []
+
+
+def test_followup_programme_from_the_document_type(validator):
+    cda = copy.deepcopy(FOLLOWUP)
+    cda["type"] = [{"text": "高血压患者随访"}]
+    assert any("kpf-1" in d for d, _ in errors(validator.validate(cda)))
+    cda["meta"]["tag"] = [{"system": "urn:oid:2.16.156.10011.2.4", "code": "HSDB04.01"}]
+    assert errors(validator.validate(cda)) == []
 
 
 def test_followup_subject_must_be_patient(validator):
@@ -299,19 +319,38 @@ def test_profile_argument_and_unknown_profile(validator):
 
 
 def test_the_hubs_own_output_conforms(validator):
-    """The veterans-registry adapter's and the five-colour classification's resources."""
+    """What the adapters and the five-colour classification write meets the profiles."""
     import json
     from pathlib import Path
 
-    tests = Path(__file__).resolve().parent.parent
-    golden = tests / "va_registry" / "golden" / "disabled-serviceman.bundle.json"
-    bundle = json.loads(golden.read_text())
-    observations = [
-        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
-    ]
-    assert observations
-    for obs in observations:
-        assert errors(validator.validate(obs, [SD + "veteran-entitlement"])) == []
-    colours = json.loads((tests / "colours" / "golden" / "veteran-with-cancer.json").read_text())
+    root = Path(__file__).resolve().parent.parent.parent
+    profile_of = {
+        "Patient": "cn-resident-patient",
+        "EpisodeOfCare": "family-doctor-contract",
+        "Encounter": "key-population-followup",
+    }
+    checked = 0
+    for name, wanted in (
+        (
+            "tests/va_registry/golden/disabled-serviceman.bundle.json",
+            {"Observation": "veteran-entitlement"},
+        ),
+        ("tests/golden/cda/HSDB04.01/face-to-face.expected.json", profile_of),
+        ("tests/golden/cda/HSDB04.02/telephone.expected.json", profile_of),
+        (
+            "conformance/sites/county-platform/cases/family-doctor-contracts/expected.json",
+            profile_of,
+        ),
+    ):
+        bundle = json.loads((root / name).read_text())
+        for entry in bundle["entry"]:
+            res = entry["resource"]
+            profile = wanted.get(res["resourceType"])
+            if profile:
+                assert errors(validator.validate(res, [SD + profile])) == [], (name, res["id"])
+                checked += 1
+    colours = json.loads((root / "tests/colours/golden/veteran-with-cancer.json").read_text())
     for flag in colours["flags"]:
         assert errors(validator.validate(flag, [SD + "health-colour-flag"])) == []
+        checked += 1
+    assert checked >= 12
