@@ -144,6 +144,18 @@ def register_operations() -> list | None:
 
 
 @hookspec
+def register_profiles() -> list | None:
+    """Return conformance resources to validate against, or folders holding them.
+
+    Items are ``StructureDefinition``, ``ValueSet`` or ``CodeSystem`` dicts, or paths of FHIR
+    package folders (``StructureDefinition-*.json``...). They join the official R4 definitions
+    and ``profiles/``; a canonical URL defined again replaces the earlier definition. A
+    resource that names one of these profiles in ``meta.profile`` is validated against it on
+    every write.
+    """
+
+
+@hookspec
 def validate_resource(resource: dict, site: Any) -> list | None:
     """Return extra ``OperationOutcome.issue`` dicts for ``resource``.
 
