@@ -148,5 +148,14 @@ def load(files):
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
+def _register_groups() -> None:
+    from hub.completeness.cli import audit
+
+    cli.add_command(audit)
+
+
+_register_groups()
+
+
 if __name__ == "__main__":  # ``python -m hub.cli``
     cli()
