@@ -25,7 +25,8 @@ _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 _EXCLUDED_VERIFICATION = {"refuted", "entered-in-error"}
 _ACTIVE_EPISODE = {"active", "onhold", "waitlist", "finished"}
 _ICD10 = frozenset(cs.ICD10_SYSTEMS)
-# Resource types whose dates show a record is in use (dynamic entries).
+# Resource types whose dates show a record is in use (dynamic entries: medical and
+# service records; a contract or a care plan alone is not a service delivered).
 _CLINICAL = {
     "Encounter",
     "Observation",
@@ -35,8 +36,6 @@ _CLINICAL = {
     "MedicationRequest",
     "MedicationStatement",
     "Immunization",
-    "CarePlan",
-    "EpisodeOfCare",
     "DocumentReference",
     "Composition",
 }

@@ -75,13 +75,23 @@ def required_count(per_year: int, window: Period, whole: Period) -> int:
     """Services due in ``window`` at ``per_year`` a year (pro rata, at least one).
 
     A window that is the whole of a one-year audit period owes exactly
-    ``per_year``; a shorter window owes its share, rounded up (a leap year's
-    366 days count as one year).
+    ``per_year``; another window owes its share by months, rounded up.
     """
     if window == whole and whole.is_year:
         return per_year
-    days = 365 if window.days == 366 else window.days
-    return max(1, math.ceil(round(per_year * days / 365, 6)))
+    return max(1, math.ceil(round(per_year * months_between(window.start, window.end) / 12, 6)))
+
+
+def months_between(start: dt.date, end: dt.date) -> float:
+    """Months from ``start`` to the end of day ``end`` (1 Jul-31 Dec is exactly 6)."""
+    stop = end + dt.timedelta(days=1)
+    whole = (stop.year - start.year) * 12 + stop.month - start.month
+    anchor = add_months(start, whole)
+    if anchor > stop:
+        whole -= 1
+        anchor = add_months(start, whole)
+    following = add_months(start, whole + 1)
+    return whole + (stop - anchor).days / (following - anchor).days
 
 
 def due_dates(per_year: int, required: int, window: Period) -> list[dt.date]:
