@@ -118,6 +118,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(fhir.bp)
     errors.register(app)
 
+    from hub import ui
+
+    ui.init_app(app)
+
     @app.get("/")
     def index():
         from flask import redirect

@@ -150,8 +150,10 @@ def load(files):
 
 def _register_groups() -> None:
     from hub.completeness.cli import audit
+    from hub.ui.cli import ui
 
     cli.add_command(audit)
+    cli.add_command(ui)
 
 
 _register_groups()

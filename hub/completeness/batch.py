@@ -208,7 +208,7 @@ def run_audit(
     now = dt.datetime.now(dt.UTC)
     people = 0
     with engine.connect() as reader, engine.begin() as writer:
-        writer.execute(_scope(delete(s.audit_person), period, jurisdiction))
+        writer.execute(scope(delete(s.audit_person), period, jurisdiction))
         rows: list[dict[str, Any]] = []
         for result, colour in evaluate_people(reader, period, jurisdiction, as_of, book):
             rows.append(person_row(result, colour, now))
@@ -229,7 +229,8 @@ def run_audit(
     return AuditRun(period, jurisdiction, people, summary)
 
 
-def _scope(stmt, period: Period, jurisdiction: str):
+def scope(stmt, period: Period, jurisdiction: str):
+    """``stmt`` on ``audit_person`` limited to one period and jurisdiction."""
     t = s.audit_person
     stmt = stmt.where(t.c.period == period.key)
     if not jurisdiction:
