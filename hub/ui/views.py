@@ -151,10 +151,13 @@ def login():
     if request.method == "POST":
         _create, verify, login_error = accounts.backend()
         try:
-            with _hub().engine.begin() as conn:
-                user = verify(
-                    conn, request.form.get("username", ""), request.form.get("password", "")
-                )
+            with _hub().engine.connect() as conn:
+                try:
+                    user = verify(
+                        conn, request.form.get("username", ""), request.form.get("password", "")
+                    )
+                finally:
+                    conn.commit()  # a failure's count (and lock) must persist too
         except login_error as err:
             error = (
                 t("login.locked") if getattr(err, "reason", "") == "locked" else t("login.invalid")
