@@ -58,7 +58,10 @@ def person_resources(n: int, rng: random.Random) -> list[tuple[str, str, dict]]:
         "resourceType": "Patient",
         "id": pid,
         "identifier": [
-            {"system": "urn:oid:2.16.156.10011.1.3", "value": f"{COUNTY}{birth:%Y%m%d}{n % 1000:03d}X"},
+            {
+                "system": "urn:oid:2.16.156.10011.1.3",
+                "value": f"{COUNTY}{birth:%Y%m%d}{n % 1000:03d}X",
+            },
             {
                 "system": "urn:oid:2.16.156.10011.1.2",
                 "value": f"{COUNTY}{township:03d}{village:03d}{n % 100000:05d}",
@@ -118,11 +121,15 @@ def person_resources(n: int, rng: random.Random) -> list[tuple[str, str, dict]]:
                             "effectiveDateTime": when.isoformat(),
                             "component": [
                                 {
-                                    "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                                    "code": {
+                                        "coding": [{"system": "http://loinc.org", "code": "8480-6"}]
+                                    },
                                     "valueQuantity": {"value": rng.randint(110, 170)},
                                 },
                                 {
-                                    "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                                    "code": {
+                                        "coding": [{"system": "http://loinc.org", "code": "8462-4"}]
+                                    },
                                     "valueQuantity": {"value": rng.randint(65, 100)},
                                 },
                             ],
@@ -228,7 +235,9 @@ def time_pages(url: str) -> dict:
     client = app.test_client()
     page = client.get("/ui/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-    client.post("/ui/login", data={"username": "bench", "password": "bench-password", "csrf": token})
+    client.post(
+        "/ui/login", data={"username": "bench", "password": "bench-password", "csrf": token}
+    )
     out = {}
     pages = {
         "overview_county": f"/ui/?jurisdiction={COUNTY}&period={YEAR}",

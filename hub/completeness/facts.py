@@ -98,7 +98,7 @@ def _codes(concept: Any) -> set[str]:
     return {code for _system, code in _codings(concept)}
 
 
-def _when(res: dict) -> dt.date | None:
+def clinical_date(res: dict) -> dt.date | None:
     """The clinical date of a resource (period start, effective, performed, onset...)."""
     for key in ("effectiveDateTime", "performedDateTime", "onsetDateTime", "occurrenceDateTime"):
         if res.get(key):
@@ -138,7 +138,7 @@ def collect(patient_id: str, resources: Iterable[dict[str, Any]], book: RuleBook
         if ref != subject or res.get("status") in _SKIP_STATUS:
             continue
         kept.append(res)
-        day = _when(res)
+        day = clinical_date(res)
         if day is not None and kind in _CLINICAL:
             entry_days.append(day)
         if kind == "Condition":

@@ -30,7 +30,7 @@ from hub import audit
 from hub.completeness import batch
 from hub.completeness import indicators as ind
 from hub.completeness import jurisdiction as juris
-from hub.completeness.facts import _when
+from hub.completeness.facts import clinical_date
 from hub.completeness.jurisdiction import place_of
 from hub.completeness.periods import Period
 from hub.completeness.rulebook import load as load_rules
@@ -535,7 +535,7 @@ def person(pid: str):
     _record("read", entity=[f"Patient/{pid}"])
     events = []
     for res in resources:
-        day = _when(res)
+        day = clinical_date(res)
         events.append(
             {
                 "date": day.isoformat() if day else "",
