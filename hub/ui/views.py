@@ -246,6 +246,37 @@ def overview():
                 {f.indicator.id: f.rate for f in ind.figures(conn, past, code, Period.parse(key))}
             )
         children = _children(conn, period, code)
+    fmt = request.args.get("format")
+    if fmt in ("csv", "xlsx"):
+        _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
+        if request.args.get("list") == "children":
+            header = [t("jurisdiction"), t("people"), t("kpi.with_gaps"), t("kpi.overdue")]
+            data = [[c["code"], c["people"], c["with_gaps"], c["overdue"]] for c in children]
+            return exports.response(
+                fmt, f"jurisdictions-{code or 'all'}-{period.key}", header, data
+            )
+        header = [
+            "id",
+            t("indicator"),
+            t("numerator"),
+            t("denominator"),
+            t("rate"),
+            t("target"),
+            t("source"),
+        ]
+        data = [
+            [
+                f.indicator.id,
+                f.indicator.label(g.lang),
+                int(f.numerator),
+                f.denominator,
+                f.rate,
+                f.indicator.target,
+                f.source,
+            ]
+            for f in figures
+        ]
+        return exports.response(fmt, f"indicators-{code or 'all'}-{period.key}", header, data)
     _record("search", entity=[f"Group/jurisdiction-{code or 'all'}"])
     base = {"jurisdiction": code, "period": period.key}
 
@@ -532,7 +563,8 @@ def person(pid: str):
             .order_by(s.audit_person.c.computed_at.desc())
             .limit(1)
         ).first()
-    _record("read", entity=[f"Patient/{pid}"])
+    fmt = request.args.get("format")
+    _record("export" if fmt in ("csv", "xlsx") else "read", entity=[f"Patient/{pid}"])
     events = []
     for res in resources:
         day = clinical_date(res)
@@ -545,6 +577,10 @@ def person(pid: str):
             }
         )
     events.sort(key=lambda e: (e["date"], e["type"]), reverse=True)
+    if fmt in ("csv", "xlsx"):
+        header = [t("date"), t("type"), t("detail"), "reference"]
+        data = [[e["date"], e["type"], e["text"], e["ref"]] for e in events]
+        return exports.response(fmt, f"timeline-{pid}", header, data)
     ids = {i.get("system"): i.get("value") for i in patient.get("identifier") or ()}
     phones = [
         c.get("value", "") for c in patient.get("telecom") or () if c.get("system") == "phone"

@@ -166,3 +166,15 @@ def test_logout_ends_the_session(admin):
     token = csrf_of(admin)
     admin.post("/ui/logout", data={"csrf": token})
     assert admin.get("/ui/?period=2025").status_code == 302
+
+
+def test_indicator_jurisdiction_and_timeline_exports(admin):
+    rows = admin.get("/ui/?jurisdiction=370203&period=2025&format=csv&lang=en")
+    lines = rows.data.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("id,Indicator,Numerator,Denominator,Rate")
+    assert "record-creation-rate,health-record creation rate,5,10.0,50.0" in rows.data.decode()
+    children = admin.get("/ui/?jurisdiction=370203&period=2025&format=xlsx&list=children")
+    sheet = openpyxl.load_workbook(io.BytesIO(children.data)).active
+    assert [c.value for c in sheet[2]] == ["370203001", 2, 1, 1]
+    timeline = admin.get("/ui/person/pb?format=csv").data.decode("utf-8-sig").splitlines()
+    assert len(timeline) == 1 + 3  # condition and two follow-ups
