@@ -15,7 +15,9 @@ from tests.test_cli import run_hub
 @pytest.fixture
 def env(tmp_path):
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    app = create_app({"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False})
+    app = create_app(
+        {"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False, "INSTANCE_PATH": str(tmp_path)}
+    )
     population.load(get_hub(app))
     get_hub(app).close()
     return {"HUB_DATABASE_URL": url}, tmp_path

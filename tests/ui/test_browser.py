@@ -57,12 +57,14 @@ def browser(tmp_path):
 
 def log_in(driver, base: str, username: str = "admin") -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(base + "/ui/?jurisdiction=370203&period=2025")
     assert "/ui/login" in driver.current_url
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login").click()
+    WebDriverWait(driver, 30).until(lambda d: "/ui/login" not in d.current_url)
 
 
 def test_overview_renders_charts_in_chromium(browser, audited_hub, live_server):
@@ -89,6 +91,7 @@ def test_overview_renders_charts_in_chromium(browser, audited_hub, live_server):
 
 def test_drill_down_from_chart_to_list_to_person(browser, audited_hub, live_server):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     log_in(browser, live_server.url)
     browser.get(live_server.url + "/ui/?jurisdiction=370203&period=2025&lang=en")
@@ -98,6 +101,7 @@ def test_drill_down_from_chart_to_list_to_person(browser, audited_hub, live_serv
     rows = browser.find_elements(By.CSS_SELECTOR, "#people tr[data-patient]")
     assert [r.get_attribute("data-patient") for r in rows] == ["pb"]
     rows[0].find_element(By.TAG_NAME, "a").click()
+    WebDriverWait(browser, 30).until(lambda d: "/ui/person/" in d.current_url)
     assert "/ui/person/pb" in browser.current_url
     assert browser.find_element(By.ID, "resident-id").text == "370203********1012"
     dates = [
