@@ -18,6 +18,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.gaps": ("缺项名单", "People with gaps"),
     "nav.inbox": ("接收队列", "Inbox"),
     "nav.dead": ("死信", "Dead letters"),
+    "nav.deliveries": ("外发消息", "Outbound deliveries"),
+    "nav.dead_out": ("外发死信", "Outbound dead letters"),
     "nav.logout": ("退出", "Log out"),
     "login.title": ("登录", "Log in"),
     "login.username": ("用户名", "User name"),

@@ -3,7 +3,8 @@
 Archive managers: the jurisdiction overview (:func:`overview`), the list of
 people with gaps (:func:`gaps`) and a person's lifetime record
 (:func:`person`). Integration engineers: the inbox and its dead letters
-(:func:`inbox`, :func:`inbox_item`). Every page needs a login, is limited to
+(:func:`inbox`, :func:`inbox_item`) and outbound deliveries with theirs
+(:func:`deliveries`, :func:`delivery_item`). Every page needs a login, is limited to
 the user's jurisdiction and writes an AuditEvent.
 """
 
@@ -47,7 +48,8 @@ from hub.ui.messages import translate
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
 PAGE_SIZE = 50
-INBOX_STATUSES = ("pending", "done", "failed", "quarantined")
+INBOX_STATUSES = ("pending", "done", "partial", "failed", "quarantined")
+DELIVERY_STATUSES = ("pending", "sent", "dead")
 DEAD = ("failed", "quarantined")
 COLOUR_KEYS = ("red", "yellow", "blue", "orange", "green", "none")
 SORTS = {
@@ -763,4 +765,100 @@ def inbox_item(item_id: int):
         issues=issues,
         body=text[:limit],
         truncated=len(text) > limit,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Outbound deliveries and their dead letters (read-only; hub.outbound fills the table)
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/deliveries")
+@requires("integration")
+def deliveries():
+    d = s.delivery
+    status = request.args.get("status") or ""
+    site = request.args.get("site") or ""
+    cols = (
+        d.c.id,
+        d.c.site,
+        d.c.message_key,
+        d.c.description,
+        d.c.status,
+        d.c.attempts,
+        d.c.created_at,
+        d.c.sent_at,
+        d.c.last_error,
+    )
+    stmt = select(*cols)
+    if status in DELIVERY_STATUSES:
+        stmt = stmt.where(d.c.status == status)
+    if site:
+        stmt = stmt.where(d.c.site == site)
+    hub = _hub()
+    fmt = request.args.get("format")
+    if fmt in ("csv", "xlsx"):
+        with hub.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(d.c.id.desc())).all()
+        _record("export", entity=["Basic/deliveries"])
+        header = [
+            "id",
+            t("site"),
+            t("source_key"),
+            t("detail"),
+            t("status"),
+            t("attempts"),
+            "created",
+            "sent",
+            t("issues"),
+        ]
+        data = (
+            [
+                r.id,
+                r.site,
+                r.message_key,
+                r.description,
+                r.status,
+                r.attempts,
+                _iso(r.created_at),
+                _iso(r.sent_at),
+                r.last_error,
+            ]
+            for r in rows
+        )
+        return exports.response(fmt, f"deliveries-{status or 'all'}", header, data)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with hub.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = conn.execute(
+            stmt.order_by(d.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()
+        counts = dict(conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all())
+    _record("search", entity=["Basic/deliveries"])
+    return render_template(
+        "deliveries.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        status=status,
+        statuses=DELIVERY_STATUSES,
+        counts=counts,
+    )
+
+
+@bp.get("/deliveries/<int:item_id>")
+@requires("integration")
+def delivery_item(item_id: int):
+    d = s.delivery
+    with _hub().engine.connect() as conn:
+        row = conn.execute(select(d).where(d.c.id == item_id)).first()
+    if row is None:
+        abort(404)
+    _record("read", entity=[f"Basic/delivery-{item_id}"])
+    body = bytes(row.body or b"")
+    text_ = body.decode("utf-8", errors="replace")
+    limit = 64 * 1024
+    return render_template(
+        "delivery_item.html", row=row, body=text_[:limit], truncated=len(text_) > limit
     )

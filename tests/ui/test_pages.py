@@ -178,3 +178,30 @@ def test_indicator_jurisdiction_and_timeline_exports(admin):
     assert [c.value for c in sheet[2]] == ["370203001", 2, 1, 1]
     timeline = admin.get("/ui/person/pb?format=csv").data.decode("utf-8-sig").splitlines()
     assert len(timeline) == 1 + 3  # condition and two follow-ups
+
+
+def test_outbound_deliveries_and_dead_letters(client, audited_hub):
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "site": "county",
+            "change_seq": n,
+            "message_key": f"DOC{n}",
+            "body": b"<ClinicalDocument/>",
+            "status": status,
+            "attempts": 5 if status == "dead" else 1,
+            "next_attempt_at": now,
+            "created_at": now,
+            "last_error": "HTTP 503" if status == "dead" else None,
+        }
+        for n, status in enumerate(["sent", "dead", "pending"])
+    ]
+    with audited_hub.engine.begin() as conn:
+        conn.execute(insert(s.delivery), rows)
+    login(client, "engineer")
+    dead = client.get("/ui/deliveries?status=dead")
+    assert 'id="total">1<' in dead.text and "DOC1" in dead.text and "HTTP 503" in dead.text
+    item_id = int(dead.text.split('data-id="')[1].split('"')[0])
+    assert "ClinicalDocument" in client.get(f"/ui/deliveries/{item_id}").text
+    sheet = openpyxl.load_workbook(io.BytesIO(client.get("/ui/deliveries?format=xlsx").data)).active
+    assert sheet.max_row == 4
