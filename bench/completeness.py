@@ -234,9 +234,9 @@ def time_pages(url: str) -> dict:
         accounts.create_user(conn, "bench", "bench-password", ["admin"], "")
     client = app.test_client()
     page = client.get("/ui/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     client.post(
-        "/ui/login", data={"username": "bench", "password": "bench-password", "csrf": token}
+        "/ui/login", data={"username": "bench", "password": "bench-password", "csrf_token": token}
     )
     out = {}
     pages = {

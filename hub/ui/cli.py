@@ -17,7 +17,7 @@ def ui():
     "roles",
     multiple=True,
     required=True,
-    type=click.Choice(["archive-manager", "integration", "admin"]),
+    type=click.Choice(["archive-manager", "integration-engineer", "admin"]),
 )
 @click.option("--jurisdiction", default="", help="Division code or Organization/ID ('' = all).")
 @click.password_option()
@@ -27,10 +27,11 @@ def create_user(username, roles, jurisdiction, password):
     from hub.completeness import jurisdiction as juris
     from hub.ui import accounts
 
-    create, _verify, _error = accounts.backend()
     with _hub().engine.begin() as conn:
         try:
-            create(conn, username, password, list(roles), juris.check(jurisdiction))
+            accounts.backend().create_user(
+                conn, username, password, list(roles), juris.check(jurisdiction)
+            )
         except ValueError as err:
             raise click.UsageError(str(err)) from None
     click.echo(f"user {username} ({', '.join(roles)}) saved")

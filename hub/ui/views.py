@@ -46,7 +46,9 @@ from hub.ui import exports
 from hub.ui.messages import current_language
 from hub.ui.messages import translate
 
-bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
+bp = Blueprint(
+    "ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static"
+)
 PAGE_SIZE = 50
 INBOX_STATUSES = ("pending", "done", "partial", "failed", "quarantined")
 DELIVERY_STATUSES = ("pending", "sent", "dead")
@@ -81,9 +83,10 @@ def _before():
         if user
         else None
     )
-    if g.user is None and request.endpoint not in ("ui.login",):
+    if g.user is None and request.endpoint not in ("ui.login", "ui.static"):
         return redirect(url_for("ui.login", next=request.full_path))
-    if request.method == "POST" and not accounts.check_csrf(session, request.form.get("csrf")):
+    given = request.form.get(accounts.CSRF_FIELD) or request.headers.get("X-CSRF-Token")
+    if request.method == "POST" and not accounts.check_csrf(session, given):
         abort(400, "CSRF token missing or wrong")
     return None
 
@@ -151,28 +154,26 @@ def _forbidden(_err):
 def login():
     error = None
     if request.method == "POST":
-        _create, verify, login_error = accounts.backend()
+        accts = accounts.backend()
         try:
             with _hub().engine.connect() as conn:
                 try:
-                    user = verify(
+                    user = accts.verify_password(
                         conn, request.form.get("username", ""), request.form.get("password", "")
                     )
                 finally:
                     conn.commit()  # a failure's count (and lock) must persist too
-        except login_error as err:
-            error = (
-                t("login.locked") if getattr(err, "reason", "") == "locked" else t("login.invalid")
-            )
+        except (accts.invalid, accts.locked) as err:
+            error = t("login.locked") if isinstance(err, accts.locked) else t("login.invalid")
             _record("login", outcome="4")
         else:
             session.clear()
             session["user"] = {
                 "username": user.username,
                 "roles": list(user.roles),
-                "jurisdiction": user.jurisdiction,
+                "jurisdiction": user.jurisdiction or "",
             }
-            g.user = accounts.User(user.username, tuple(user.roles), user.jurisdiction)
+            g.user = accounts.User(user.username, tuple(user.roles), user.jurisdiction or "")
             _record("login")
             target = request.args.get("next") or ""
             # Only local paths under /ui: never an open redirect.
@@ -662,7 +663,7 @@ def _describe(res: dict[str, Any]) -> str:
 
 
 @bp.get("/inbox")
-@requires("integration")
+@requires("integration-engineer")
 def inbox():
     i = s.inbox
     dead = request.args.get("dead") == "1"
@@ -741,7 +742,7 @@ def _iso(value: dt.datetime | None) -> str:
 
 
 @bp.get("/inbox/<int:item_id>")
-@requires("integration")
+@requires("integration-engineer")
 def inbox_item(item_id: int):
     i = s.inbox
     with _hub().engine.connect() as conn:
@@ -774,7 +775,7 @@ def inbox_item(item_id: int):
 
 
 @bp.get("/deliveries")
-@requires("integration")
+@requires("integration-engineer")
 def deliveries():
     d = s.delivery
     status = request.args.get("status") or ""
@@ -848,7 +849,7 @@ def deliveries():
 
 
 @bp.get("/deliveries/<int:item_id>")
-@requires("integration")
+@requires("integration-engineer")
 def delivery_item(item_id: int):
     d = s.delivery
     with _hub().engine.connect() as conn:

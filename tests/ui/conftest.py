@@ -18,15 +18,15 @@ PASSWORD = "correct horse"
 
 def login(client, username: str, password: str = PASSWORD):
     page = client.get("/ui/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     return client.post(
-        "/ui/login", data={"username": username, "password": password, "csrf": token}
+        "/ui/login", data={"username": username, "password": password, "csrf_token": token}
     )
 
 
 def csrf_of(client) -> str:
     page = client.get("/ui/login")
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def audited_hub(hub):
         denominators.set_value(conn, "370203", 2025, "resident-population", 10, "yearbook 2025")
         accounts.create_user(conn, "admin", PASSWORD, ["admin"], "")
         accounts.create_user(conn, "township", PASSWORD, ["archive-manager"], "370203001")
-        accounts.create_user(conn, "engineer", PASSWORD, ["integration"], "")
+        accounts.create_user(conn, "engineer", PASSWORD, ["integration-engineer"], "")
     return hub
 
 

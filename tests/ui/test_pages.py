@@ -153,7 +153,7 @@ def test_inbox_and_dead_letters(client, audited_hub):
 
 def test_refresh_reruns_the_audit(admin, audited_hub):
     token = csrf_of(admin)
-    done = admin.post("/ui/refresh?jurisdiction=370203&period=2025", data={"csrf": token})
+    done = admin.post("/ui/refresh?jurisdiction=370203&period=2025", data={"csrf_token": token})
     assert done.status_code == 302
     with audited_hub.engine.connect() as conn:
         count = conn.execute(
@@ -164,7 +164,7 @@ def test_refresh_reruns_the_audit(admin, audited_hub):
 
 def test_logout_ends_the_session(admin):
     token = csrf_of(admin)
-    admin.post("/ui/logout", data={"csrf": token})
+    admin.post("/ui/logout", data={"csrf_token": token})
     assert admin.get("/ui/?period=2025").status_code == 302
 
 
