@@ -33,6 +33,23 @@ def _svg(width: int, height: int, body: list[str], title: str) -> Markup:
     )
 
 
+def _text_width(text: str) -> float:
+    """Approximate width in pixels at 12 px: CJK characters are square, Latin ones narrower."""
+    return sum(12.0 if ord(ch) > 0x2E80 else 6.6 for ch in text)
+
+
+def fit(text: str, width: float) -> str:
+    """``text`` cut with an ellipsis to fit ``width`` pixels (the full text goes in a title)."""
+    if _text_width(text) <= width:
+        return text
+    out = ""
+    for ch in text:
+        if _text_width(out + ch + "…") > width:
+            break
+        out += ch
+    return out + "…"
+
+
 def hbar(
     rows: list[tuple[str, float, str, str | None]],
     title: str,
@@ -40,7 +57,7 @@ def hbar(
     colour: str = BAR,
 ) -> Markup:
     """Horizontal bars: ``(label, value, value text, link)``; ``maximum`` defaults to the largest."""
-    width, label_w, row_h = 640, 230, 26
+    width, label_w, row_h = 640, 260, 26
     height = max(1, len(rows)) * row_h + 10
     top = maximum or max((v for _l, v, _t, _h in rows), default=0) or 1
     body = []
@@ -55,7 +72,7 @@ def hbar(
             bar = f'<a href="{escape(href)}">{bar}</a>'
         body.append(
             f'<text x="{label_w - 6}" y="{y + row_h / 2 + 4}" text-anchor="end" {FONT}>'
-            f"{escape(label)}</text>{bar}"
+            f"<title>{escape(label)}</title>{escape(fit(label, label_w - 10))}</text>{bar}"
             f'<text x="{label_w + bar_w + 6:.1f}" y="{y + row_h / 2 + 4}" {FONT}>{escape(text)}</text>'
         )
     if not rows:
@@ -135,6 +152,7 @@ def lines(periods: list[str], series: list[tuple[str, list[float | None]]], titl
         ly = top + 12 + n * 20
         body.append(
             f'<rect x="{width - right + 12}" y="{ly - 10}" width="12" height="12" fill="{colour}"/>'
-            f'<text x="{width - right + 30}" y="{ly}" {FONT}>{escape(label)}</text>'
+            f'<text x="{width - right + 30}" y="{ly}" {FONT}><title>{escape(label)}</title>'
+            f"{escape(fit(label, right - 34))}</text>"
         )
     return _svg(width, height, body, title)
