@@ -14,6 +14,7 @@ the population.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections import Counter
@@ -207,26 +208,56 @@ def run_audit(
     jurisdiction = juris.check(jurisdiction)
     now = dt.datetime.now(dt.UTC)
     people = 0
-    with engine.connect() as reader, engine.begin() as writer:
-        writer.execute(scope(delete(s.audit_person), period, jurisdiction))
+    # Short write transactions (one per batch) so that ingestion is never blocked
+    # for the length of an audit (SQLite has a single writer).
+    with engine.connect() as reader:
         rows: list[dict[str, Any]] = []
         for result, colour in evaluate_people(reader, period, jurisdiction, as_of, book):
             rows.append(person_row(result, colour, now))
             if len(rows) >= WRITE_BATCH:
-                writer.execute(insert(s.audit_person), rows)
+                _write_rows(engine, period, rows)
                 people += len(rows)
                 rows = []
                 if progress:
                     progress(people)
         if rows:
-            writer.execute(insert(s.audit_person), rows)
+            _write_rows(engine, period, rows)
             people += len(rows)
             if progress:
                 progress(people)
-        refresh_summary(writer, period, now)
+    with _writing(engine) as conn:
+        # People who left the jurisdiction (or were deleted) since the last run.
+        conn.execute(
+            scope(delete(s.audit_person), period, jurisdiction).where(
+                s.audit_person.c.computed_at < now
+            )
+        )
+    with engine.connect() as conn:
+        values = count_summary(conn, period)
+    with _writing(engine) as conn:
+        store_summary(conn, period, values, now)
     with engine.connect() as conn:
         summary = read_summary(conn, period.key, jurisdiction)
     return AuditRun(period, jurisdiction, people, summary)
+
+
+@contextlib.contextmanager
+def _writing(engine: Engine):
+    with engine.connect().execution_options(hub_write=True) as conn:
+        with conn.begin():
+            yield conn
+
+
+def _write_rows(engine: Engine, period: Period, rows: list[dict[str, Any]]) -> None:
+    """Replace these people's rows for the period (one transaction)."""
+    t = s.audit_person
+    with _writing(engine) as conn:
+        conn.execute(
+            delete(t).where(
+                t.c.period == period.key, t.c.patient_id.in_([r["patient_id"] for r in rows])
+            )
+        )
+        conn.execute(insert(t), rows)
 
 
 def scope(stmt, period: Period, jurisdiction: str):
@@ -242,8 +273,12 @@ def scope(stmt, period: Period, jurisdiction: str):
 
 
 def refresh_summary(conn: Connection, period: Period, now: dt.datetime | None = None) -> None:
-    """Recount ``audit_summary`` for ``period`` from every stored person (one pass)."""
-    now = now or dt.datetime.now(dt.UTC)
+    """Recount ``audit_summary`` for ``period`` from every stored person (on ``conn``)."""
+    store_summary(conn, period, count_summary(conn, period), now)
+
+
+def count_summary(conn: Connection, period: Period) -> dict[str, Counter]:
+    """Counters per jurisdiction for ``period``, from ``audit_person`` in one pass."""
     t = s.audit_person
     counts: dict[str, Counter] = defaultdict(Counter)
     rows = conn.execute(
@@ -266,6 +301,14 @@ def refresh_summary(conn: Connection, period: Period, now: dt.datetime | None = 
             counter.update(names)
             counter["gap-items"] += gaps
             counter["overdue-items"] += overdue
+    return counts
+
+
+def store_summary(
+    conn: Connection, period: Period, counts: dict[str, Counter], now: dt.datetime | None = None
+) -> None:
+    """Replace the period's ``audit_summary`` rows with ``counts``."""
+    now = now or dt.datetime.now(dt.UTC)
     conn.execute(delete(s.audit_summary).where(s.audit_summary.c.period == period.key))
     values = [
         {

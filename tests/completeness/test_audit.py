@@ -127,3 +127,14 @@ def test_bad_denominators_and_jurisdictions_are_400(hub):
         assert err.value.status == 400
         with pytest.raises(OperationOutcomeError):
             denominators.set_value(conn, "370203", 2025, "resident-population", -1)
+
+
+def test_rerun_drops_people_no_longer_in_the_jurisdiction(audited):
+    hub, _run = audited
+    hub.repo.write(lambda w: w.delete("Patient", "pc"))
+    run = batch.run_audit(hub.engine, Y2025, "370203", as_of=dt.date(2025, 12, 1))
+    assert run.people == 4 and run.summary["people"] == 4
+    with hub.engine.connect() as conn:
+        ids = conn.execute(select(s.audit_person.c.patient_id)).scalars().all()
+        assert sorted(ids) == ["pa", "pb", "pd", "pe"]
+        assert batch.read_summary(conn, "2025", "370203002")["people"] == 2
