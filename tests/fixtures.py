@@ -1,5 +1,8 @@
 """Shared fixtures: an app per test on each backend, a live HTTP server, clients.
 
+Registered for ``tests/`` and ``conformance/`` alike by the project's top-level
+``conftest.py`` (``pytest_plugins``), so kit tests use the same app and client.
+
 The ``backend`` fixture runs a test on the embedded SQLite default and on the
 real PostgreSQL named by ``HUB_TEST_POSTGRES_URL`` (default: the local server's
 ``test`` database). Each pytest-xdist worker gets a PostgreSQL schema of its
