@@ -176,12 +176,10 @@ class Difference:
     actual: Any
 
     def __str__(self) -> str:
-        return (
-            f"{self.path or '(root)'}: expected {_short(self.expected)}, got {_short(self.actual)}"
-        )
+        return f"{self.path or '(root)'}: expected {short_json(self.expected)}, got {short_json(self.actual)}"
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def short_json(value: Any, limit: int = 80) -> str:
     if value is MISSING:
         return "(absent)"
     text = json.dumps(value, ensure_ascii=False, sort_keys=True)

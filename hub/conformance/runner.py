@@ -9,13 +9,18 @@ what it should (``failed``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hub.outcomes import OperationOutcomeError
+from hub.sites import MANIFEST
 from hub.testing import EXPECTED
 from hub.testing import Case
 from hub.testing import Difference
@@ -105,6 +110,46 @@ def run_kits(
                 progress(result)
             results.append(result)
     return results
+
+
+@contextlib.contextmanager
+def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
+    """A hub on a throw-away SQLite database, configured like the real one otherwise.
+
+    Settings come from the defaults, the instance ``config.py`` and ``HUB_*``
+    variables, as for ``hub serve``, but nothing is written to the configured
+    database. ``sites_dirs`` replace the configured site folders; each may be
+    a folder of sites or one site folder.
+    """
+    from flask import Config
+    from flask import Flask
+
+    from hub import config as default_config
+    from hub.app import Hub
+    from hub.app import _loads
+
+    instance = Flask("hub", instance_relative_config=True).instance_path
+    config = Config(instance)
+    config.from_mapping(default_config.DEFAULTS)
+    config.from_pyfile("config.py", silent=True)
+    config.from_prefixed_env("HUB", loads=_loads)
+    if sites_dirs:
+        folders = [p.parent if (p / MANIFEST).is_file() else p for p in map(Path, sites_dirs)]
+        config["LOAD_EXAMPLE_SITES"] = False
+        config["SITES_DIR"] = os.pathsep.join(str(f.resolve()) for f in dict.fromkeys(folders))
+    with tempfile.TemporaryDirectory(prefix="hub-conformance-") as tmp:
+        config["DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'conformance.db'}"
+        config["AUTO_MIGRATE"] = True
+        the_hub = Hub(config, tmp)
+        try:
+            yield the_hub
+        finally:
+            the_hub.close()
+
+
+def site_folders(the_hub: Any) -> list[Path]:
+    """The folders the hub read its sites from (where their kits are)."""
+    return sorted({Path(s.folder) for s in the_hub.sites.values() if s.folder})
 
 
 def _site(pipeline: Any, kit: Kit) -> Any:
