@@ -104,6 +104,11 @@ def run_kits(
     """Every case of every kit, in kit and case order."""
     results = []
     for kit in kits:
+        if not kit.cases:
+            empty = CheckResult(kit.name, "(no cases)", SKIPPED, "add cases/<case>/input.<ext>")
+            if progress:
+                progress(empty)
+            results.append(empty)
         for case in kit.cases:
             result = run_case(pipeline, kit, case, update=update, store=store)
             if progress:
