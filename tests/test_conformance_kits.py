@@ -221,3 +221,29 @@ def test_unknown_site_is_a_usage_error(county_kit):
     result = run("nowhere", "--sites-dir", county_kit)
     assert result.exit_code == 2
     assert "unknown site(s) nowhere; known: county-hospital-a" in result.output
+
+
+# -- Pipeline.map ----------------------------------------------------------------
+
+
+def test_pipeline_map_is_the_mapping_step_alone(app_config):
+    from hub.app import create_app
+    from hub.app import get_hub
+    from hub.outcomes import OperationOutcomeError
+    from hub.storage import schema as s
+
+    app_config["PLUGINS"] = ["fhirhub_plugins.hl7v2"]
+    the_hub = get_hub(create_app(app_config))
+    site = the_hub.sites["county-hospital-a"]
+    cases = SITES_DIR / "county-hospital-a" / "cases"
+    body = (cases / "admit-inpatient" / "input.hl7").read_bytes()
+    bundle, issues = the_hub.pipeline.map(site, body, "application/hl7-v2")
+    golden = json.loads((cases / "admit-inpatient" / "expected.json").read_text(encoding="utf-8"))
+    assert json_diff(golden, bundle) == []
+    assert all(i["severity"] == "information" for i in issues)
+    with the_hub.engine.connect() as conn:  # nothing was received or stored
+        assert conn.execute(s.inbox.select()).first() is None
+    bad = (cases / "reject-mislabelled-charset" / "input.hl7").read_bytes()
+    with pytest.raises(OperationOutcomeError):
+        the_hub.pipeline.map(site, bad, "application/hl7-v2")
+    the_hub.close()
