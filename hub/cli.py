@@ -417,7 +417,9 @@ def conformance_check_endpoint(url, token, token_file, types, timeout, junit, ht
     checker = EndpointChecker(FhirHttp(url, token=token, timeout=timeout), types=only)
     results = checker.run()
     click.echo(reports.console_summary(results, noun="checks"))
-    reports.write_reports(results, junit, html_path, f"FHIR endpoint conformance: {url}")
+    reports.write_reports(
+        results, junit, html_path, f"FHIR endpoint conformance: {url}", item="check"
+    )
     if not all(r.ok for r in results):
         sys.exit(1)
 

@@ -421,6 +421,14 @@ class EndpointChecker:
             return self.results
         claimed = {r.get("type"): r for r in rest.get("resource") or []}
         wanted = self.types or sorted(t for t in claimed if t in GENERATORS)
+        if not self.types and len(wanted) < len(claimed):
+            others = sorted(t for t in claimed if t not in GENERATORS)
+            self._record(
+                "server",
+                "types not generated",
+                SKIPPED,
+                f"{len(others)} claimed type(s) this kit cannot generate: {', '.join(others)}",
+            )
         ctx = {"run": self.run_id}
         try:
             for res_type in wanted:

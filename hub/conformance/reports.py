@@ -137,7 +137,9 @@ th{background:#f4f4f4}code{font:12px ui-monospace,monospace;word-break:break-all
 """
 
 
-def html_report(results: list[CheckResult], title: str = "fhirhub conformance") -> str:
+def html_report(
+    results: list[CheckResult], title: str = "fhirhub conformance", item: str = "case"
+) -> str:
     """One HTML page: totals, then a section per group with each result and its differences."""
     esc = html.escape
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -153,7 +155,7 @@ def html_report(results: list[CheckResult], title: str = "fhirhub conformance") 
     for group, members in grouped(results).items():
         out.append(f'<section id="{esc(group)}"><h2>{esc(group)}</h2>')
         out.append(f"<p>{esc(_counts_text(members))}</p>")
-        out.append("<table><tr><th>case</th><th>status</th><th>details</th></tr>")
+        out.append(f"<table><tr><th>{esc(item)}</th><th>status</th><th>details</th></tr>")
         for result in members:
             out.append(
                 f"<tr><td><code>{esc(result.name)}</code></td>"
@@ -180,10 +182,14 @@ def _diff_table(result: CheckResult) -> str:
 
 
 def write_reports(
-    results: list[CheckResult], junit: Path | None, html_path: Path | None, title: str
+    results: list[CheckResult],
+    junit: Path | None,
+    html_path: Path | None,
+    title: str,
+    item: str = "case",
 ) -> None:
     """Write the JUnit and HTML files that were asked for."""
     if junit:
         Path(junit).write_bytes(junit_xml(results, title))
     if html_path:
-        Path(html_path).write_text(html_report(results, title), encoding="utf-8")
+        Path(html_path).write_text(html_report(results, title, item), encoding="utf-8")

@@ -133,7 +133,9 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
     from hub.app import Hub
     from hub.app import _loads
 
-    instance = Flask("hub", instance_relative_config=True).instance_path
+    instance = Flask(
+        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
+    ).instance_path
     config = Config(instance)
     config.from_mapping(default_config.DEFAULTS)
     config.from_pyfile("config.py", silent=True)
