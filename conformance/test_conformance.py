@@ -27,6 +27,12 @@ def backend():
     return "sqlite"
 
 
+@pytest.fixture(autouse=True)
+def development_identity_key(monkeypatch):
+    # Golden ids are made with the development identity key.
+    monkeypatch.delenv("HUB_IDENTITY_KEY", raising=False)
+
+
 @pytest.fixture
 def app_config(app_config):
     app_config["LOAD_ENTRY_POINTS"] = True  # the installed adapters, as in a deployment

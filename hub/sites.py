@@ -439,12 +439,14 @@ def _write_expected(site: Site, body: bytes, case: Path, code_maps: dict[str, Co
     from hub.outcomes import OperationOutcomeError
     from hub.plugins import get_plugin_manager
     from hub.testing import MappingResult
+    from hub.testing import development_identity_key
     from hub.testing import write_golden
 
     pm = get_plugin_manager(only=[site.adapter])
     fmt = site.format or ADAPTER_FORMATS.get(site.adapter, site.adapter)
     try:
-        bundle, issues = map_payload(pm, code_maps, site, body, fmt=fmt)
+        with development_identity_key():
+            bundle, issues = map_payload(pm, code_maps, site, body, fmt=fmt)
         result = MappingResult(bundle, list(issues))
     except OperationOutcomeError as err:
         if err.status == 415:

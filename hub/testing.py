@@ -25,10 +25,12 @@ run --update``) or ``HUB_REGEN_GOLDEN=1``. Nothing here imports pytest, so the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ __all__ = [
     "Kit",
     "MappingResult",
     "assert_matches_golden",
+    "development_identity_key",
     "discover_kits",
     "golden_differences",
     "json_diff",
@@ -315,6 +318,21 @@ class MappingResult:
     def from_error(cls, err: Any) -> MappingResult:
         """From an :class:`~hub.outcomes.OperationOutcomeError`."""
         return cls(None, list(err.outcome.get("issue") or []), err.status)
+
+
+@contextlib.contextmanager
+def development_identity_key() -> Iterator[None]:
+    """Derive ids with the development identity key inside the block (golden ids use it).
+
+    ``HUB_IDENTITY_KEY`` is removed from the environment and restored afterwards,
+    so a deployment's kits pass with its real key set.
+    """
+    deployment_key = os.environ.pop("HUB_IDENTITY_KEY", None)
+    try:
+        yield
+    finally:
+        if deployment_key is not None:
+            os.environ["HUB_IDENTITY_KEY"] = deployment_key
 
 
 def regenerate_requested() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import xml.etree.ElementTree as ET
 
@@ -247,3 +248,10 @@ def test_pipeline_map_is_the_mapping_step_alone(app_config):
     with pytest.raises(OperationOutcomeError):
         the_hub.pipeline.map(site, bad, "application/hl7-v2")
     the_hub.close()
+
+
+def test_the_deployment_identity_key_does_not_change_golden_ids(county_kit, monkeypatch):
+    monkeypatch.setenv("HUB_IDENTITY_KEY", "a-deployment-secret")
+    result = run("--sites-dir", county_kit)
+    assert result.exit_code == 0, result.output
+    assert os.environ["HUB_IDENTITY_KEY"] == "a-deployment-secret"  # restored afterwards

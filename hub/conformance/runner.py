@@ -27,6 +27,7 @@ from hub.testing import Difference
 from hub.testing import Kit
 from hub.testing import KitError
 from hub.testing import MappingResult
+from hub.testing import development_identity_key
 from hub.testing import golden_differences
 from hub.testing import read_input
 from hub.testing import write_golden
@@ -123,8 +124,9 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
 
     Settings come from the defaults, the instance ``config.py`` and ``HUB_*``
     variables, as for ``hub serve``, but nothing is written to the configured
-    database. ``sites_dirs`` replace the configured site folders; each may be
-    a folder of sites or one site folder.
+    database, and ids are derived with the development identity key (the one
+    golden files are made with). ``sites_dirs`` replace the configured site
+    folders; each may be a folder of sites or one site folder.
     """
     from flask import Config
     from flask import Flask
@@ -144,7 +146,10 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
         folders = [p.parent if (p / MANIFEST).is_file() else p for p in map(Path, sites_dirs)]
         config["LOAD_EXAMPLE_SITES"] = False
         config["SITES_DIR"] = os.pathsep.join(str(f.resolve()) for f in dict.fromkeys(folders))
-    with tempfile.TemporaryDirectory(prefix="hub-conformance-") as tmp:
+    with (
+        development_identity_key(),
+        tempfile.TemporaryDirectory(prefix="hub-conformance-") as tmp,
+    ):
         config["DATABASE_URL"] = f"sqlite:///{Path(tmp) / 'conformance.db'}"
         config["AUTO_MIGRATE"] = True
         the_hub = Hub(config, tmp)
