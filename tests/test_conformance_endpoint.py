@@ -27,11 +27,22 @@ def backend():
     return "sqlite"
 
 
+@pytest.fixture
+def token(request) -> str | None:
+    """The bearer token the live server accepts, when the suite provides one (``auth_token``)."""
+    try:
+        return request.getfixturevalue("auth_token")
+    except pytest.FixtureLookupError:
+        return None
+
+
 def by_id(results):
     return {r.id: r for r in results}
 
 
-def test_the_hub_passes_its_own_capability_statement(live_server, tmp_path):
+def test_the_hub_passes_its_own_capability_statement(live_server, tmp_path, token):
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{token or ''}\n", encoding="utf-8")
     result = CliRunner().invoke(
         cli,
         [
@@ -44,6 +55,7 @@ def test_the_hub_passes_its_own_capability_statement(live_server, tmp_path):
             str(tmp_path / "endpoint.xml"),
             "--html",
             str(tmp_path / "endpoint.html"),
+            *(["--token-file", str(token_file)] if token else []),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -85,18 +97,19 @@ class Tamper:
         return self.wsgi_app(environ, start_response)
 
 
-def test_an_ignored_search_parameter_fails_and_the_token_is_sent(app):
+def test_an_ignored_search_parameter_fails_and_the_token_is_sent(app, token):
+    token = token or "s3cret"
     tamper = Tamper(app.wsgi_app, drop="gender")
     app.wsgi_app = tamper
     with LiveServer(app) as server:
         results = by_id(
-            EndpointChecker(FhirHttp(server.fhir, token="s3cret"), types=["Patient"]).run()
+            EndpointChecker(FhirHttp(server.fhir, token=token), types=["Patient"]).run()
         )
     gender = results["Patient/search gender"]
     assert gender.status == FAILED
     assert "gender=nomatch-" in gender.message and "should not match" in gender.message
     assert results["Patient/search birthdate"].status == PASSED
-    assert tamper.authorization == {"Bearer s3cret"}
+    assert tamper.authorization == {f"Bearer {token}"}
 
 
 def test_unknown_and_ungenerated_types_are_skipped(live_server):
@@ -132,3 +145,16 @@ def test_an_unreachable_server_is_a_failed_check_not_a_crash():
 )  # fmt: skip
 def test_search_values_from_elements(kind, element, values):
     assert search_values(kind, element, "r") == values
+
+
+def test_the_command_sends_the_token_from_option_or_file(app, tmp_path):
+    tamper = Tamper(app.wsgi_app, drop="")
+    app.wsgi_app = tamper
+    (tmp_path / "token").write_text("from-file\n", encoding="utf-8")
+    with LiveServer(app) as server:
+        for args in (["--token", "from-option"], ["--token-file", str(tmp_path / "token")]):
+            CliRunner().invoke(
+                cli,
+                ["conformance", "check-endpoint", server.fhir, "--types", "Organization", *args],
+            )
+    assert tamper.authorization == {"Bearer from-option", "Bearer from-file"}
