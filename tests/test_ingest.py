@@ -401,3 +401,64 @@ def test_registry_departures_are_marked_not_deleted(client, hub):
         e for e in _all(hub, "EpisodeOfCare") if e["patient"]["reference"] != f"Patient/{departed}"
     ]
     assert stayed and all(e["status"] != "finished" for e in stayed)
+
+
+class VersionedAdapter:
+    """Each payload is ``<version>:<text>``; an older version must not overwrite a newer one."""
+
+    @hookimpl
+    def map_inbound(self, message, context):
+        if message.format != "versioned":
+            return None
+        version, _, text = message.body.decode().partition(":")
+        patient = {
+            "resourceType": "Patient",
+            "id": "versioned-1",
+            "meta": {"extension": [{"url": "urn:test:version", "valueInteger": int(version)}]},
+            "name": [{"text": text}],
+        }
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": patient, "request": {"method": "PUT", "url": "Patient/versioned-1"}}
+            ],
+        }
+
+    @hookimpl
+    def is_stale(self, incoming, stored):
+        def version(r):
+            return next(
+                (
+                    e["valueInteger"]
+                    for e in (r.get("meta") or {}).get("extension", [])
+                    if e["url"] == "urn:test:version"
+                ),
+                None,
+            )
+
+        old, new = version(stored), version(incoming)
+        return old is not None and new is not None and new < old
+
+
+def test_hook_is_stale(app_config, tmp_path):
+    folder = tmp_path / "sites" / "versioned-site"
+    folder.mkdir(parents=True)
+    (folder / "site.yaml").write_text(
+        "name: versioned-site\nadapter: versioned\nformat: versioned\norganization: {id: v, name: V, identifier: {system: urn:x, value: v}}\n",
+        encoding="utf-8",
+    )
+    app_config["SITES_DIR"] = str(tmp_path / "sites")
+    app_config["PLUGINS"] = [VersionedAdapter()]
+    app = create_app(app_config)
+    hub = get_hub(app)
+    try:
+        hub.pipeline.ingest("versioned-site", b"2:second")
+        late = hub.pipeline.ingest("versioned-site", b"1:first")
+        assert late.status == "done"
+        client = app.test_client()
+        assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "second"
+        hub.pipeline.ingest("versioned-site", b"3:third")
+        assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "third"
+    finally:
+        hub.close()

@@ -27,10 +27,10 @@ from hub.identity import resident_id
 from hub.identity.ids import patient_id_for_resident_id
 from hub.identity.ids import stable_id
 
-# Repeating Patient elements that accumulate across sources.
+# Repeating Patient elements that accumulate across sources. (Names are not
+# among them: a corrected name replaces the old one.)
 _LISTS = (
     "identifier",
-    "name",
     "telecom",
     "address",
     "contact",
@@ -71,8 +71,9 @@ def merge_patient(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key in ("tag", "security", "profile"):
         if meta_old.get(key) or meta_new.get(key):
             meta[key] = _union(meta_old.get(key) or [], meta_new.get(key) or [], key)
-    if meta_new.get("source"):
-        meta["source"] = meta_new["source"]
+    for key in ("source", "extension"):  # the newest source's provenance marks
+        if meta_new.get(key):
+            meta[key] = meta_new[key]
     if meta:
         merged["meta"] = meta
     merged["resourceType"] = "Patient"
@@ -97,6 +98,7 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
     """Apply the identity stage to ``bundle`` in place; returns review Tasks to add."""
     renames: dict[str, str] = {}
     tasks: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     for entry in bundle.get("entry") or ():
         resource = entry.get("resource") or {}
         request = entry.get("request") or {}
@@ -118,12 +120,26 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
         if target is None:
             continue
         if existing is not None and not existing.deleted:
-            resource = merge_patient(existing.resource(), resource)
+            stored = existing.resource()
+            if service.pm is not None and any(
+                service.pm.hook.is_stale(incoming=resource, stored=stored)
+            ):
+                stale.append(entry)  # older than what we hold: keep the stored Patient
+                continue
+            resource = merge_patient(stored, resource)
         resource["id"] = target
         entry["resource"] = resource
         entry["request"] = {"method": "PUT", "url": f"Patient/{target}"}
         if old_id and old_id != target:
             renames[f"Patient/{old_id}"] = f"Patient/{target}"
+    for entry in stale:
+        # Other entries may still point at the Patient: rename, do not rewrite it.
+        old_id = entry["resource"].get("id")
+        number = resident_number(entry["resource"])
+        target = patient_id_for_resident_id(number) if number else old_id
+        if old_id and target and old_id != target:
+            renames[f"Patient/{old_id}"] = f"Patient/{target}"
+        bundle["entry"].remove(entry)
     if renames:
         _rename_refs(bundle, renames)
     for task in tasks:
@@ -140,10 +156,14 @@ def _match(
     from hub.identity import matching
 
     thresholds = thresholds or matching.Thresholds()
+    params = [("birthdate", patient["birthDate"]), ("_count", "50")]
+    surname = _surname_key(patient)
+    if surname:
+        # Same birth date and a surname that sounds the same (张 = Zhang): a
+        # handful of candidates instead of everyone born that day.
+        params.append(("phonetic", surname))
     with service.repo.reading() as conn:
-        result = service.search_engine.search(
-            conn, "Patient", [("birthdate", patient["birthDate"]), ("_count", "50")], base_url=""
-        )
+        result = service.search_engine.search(conn, "Patient", params, base_url="")
     import orjson
 
     scored = []
@@ -176,6 +196,20 @@ def _match(
         }
         return None, task
     return None, None
+
+
+def _surname_key(patient: dict[str, Any]) -> str | None:
+    """The surname's pinyin (``zhang`` for 张 or Zhang), the key candidates must share."""
+    from hub.identity.names import pinyin_syllables
+    from hub.identity.names import split_chinese_name
+
+    for name in patient.get("name") or ():
+        family = name.get("family")
+        if not family and name.get("text"):
+            family = split_chinese_name(name["text"])[0]
+        if family:
+            return "".join(pinyin_syllables(family)) or None
+    return None
 
 
 def _rename_refs(node: Any, renames: dict[str, str]) -> None:
