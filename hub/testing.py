@@ -348,6 +348,9 @@ def golden_differences(result: MappingResult, case_dir: Path) -> list[Difference
         return [Difference(f"{case_dir.name}/", f"{EXPECTED} or {EXPECTED_OUTCOME}", MISSING)]
     out: list[Difference] = []
     if result.rejected:
+        if result.status is not None and not 400 <= result.status < 500:
+            # A refusal is the sender's problem (4xx); anything else is a bug in the hub.
+            out.append(Difference("(status)", "4xx", result.status))
         if bundle_path.exists():
             out.append(
                 Difference(

@@ -255,3 +255,11 @@ def test_the_deployment_identity_key_does_not_change_golden_ids(county_kit, monk
     result = run("--sites-dir", county_kit)
     assert result.exit_code == 0, result.output
     assert os.environ["HUB_IDENTITY_KEY"] == "a-deployment-secret"  # restored afterwards
+
+
+def test_a_rejection_must_be_the_senders_fault(tmp_path):
+    crash = MappingResult(None, [{"severity": "fatal", "code": "exception"}], 500)
+    write_golden(crash, tmp_path)
+    assert [str(d) for d in golden_differences(crash, tmp_path)] == [
+        '(status): expected "4xx", got 500'
+    ]
