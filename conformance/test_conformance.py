@@ -21,25 +21,13 @@ KITS = discover_kits([Path(__file__).parent / "sites"])
 CASES = [pytest.param(kit, case, id=case.id) for kit in KITS for case in kit.cases]
 
 
-@pytest.fixture
-def backend():
-    # Kits test mappings; storage is covered on both backends by tests/test_ingest.py.
-    return "sqlite"
-
-
 @pytest.fixture(autouse=True)
 def development_identity_key(monkeypatch):
     # Golden ids are made with the development identity key.
     monkeypatch.delenv("HUB_IDENTITY_KEY", raising=False)
 
 
-@pytest.fixture
-def app_config(app_config):
-    app_config["LOAD_ENTRY_POINTS"] = True  # the installed adapters, as in a deployment
-    return app_config
-
-
 @pytest.mark.parametrize(("kit", "case"), CASES)
-def test_case(kit, case, hub):
-    assert_matches_golden(map_case(hub.pipeline, kit, case), case.folder)
-    assert store_problem(hub.pipeline, kit, case) is None
+def test_case(kit, case, kit_hub):
+    assert_matches_golden(map_case(kit_hub.pipeline, kit, case), case.folder)
+    assert store_problem(kit_hub.pipeline, kit, case) is None

@@ -163,3 +163,24 @@ def live_server(app):
 
 def synthea_bundle_paths() -> list[Path]:
     return sorted((SAMPLES / "synthea").glob("*.json"))
+
+
+@pytest.fixture(scope="session")
+def kit_hub(tmp_path_factory):
+    """One hub for all conformance kit cases (SQLite; the installed adapters, as deployed).
+
+    Mapping a case never reads the database, and whether the hub stores or
+    refuses a case does not depend on the cases before it, so the cases share
+    it instead of paying for an app each.
+    """
+    folder = tmp_path_factory.mktemp("kits")
+    application = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{folder / 'hub.db'}",
+            "LOAD_ENTRY_POINTS": True,
+            "INSTANCE_PATH": str(folder),
+        }
+    )
+    yield get_hub(application)
+    get_hub(application).close()
