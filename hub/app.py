@@ -184,6 +184,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(inbox.deliveries)
     errors.register(app)
 
+    from hub import ui
+
+    ui.init_app(app)
+
     @app.get("/")
     def index():
         from flask import redirect

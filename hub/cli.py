@@ -497,5 +497,21 @@ def worker(once, interval):
             time.sleep(interval)
 
 
+def _register_groups() -> None:
+    from hub.completeness.cli import audit
+    from hub.ui.cli import ui
+
+    existing = cli.commands.get("audit")
+    if isinstance(existing, click.Group):  # one ``hub audit`` group shared with other parts
+        for name, command in audit.commands.items():
+            existing.add_command(command, name)
+    else:
+        cli.add_command(audit)
+    cli.add_command(ui)
+
+
+_register_groups()
+
+
 if __name__ == "__main__":  # ``python -m hub.cli``
     cli()

@@ -462,3 +462,45 @@ def test_hook_is_stale(app_config, tmp_path):
         assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "third"
     finally:
         hub.close()
+
+
+def test_worker_claims_pending_and_expired_claims(client, hub):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    queued = client.post("/fhir/$ingest?site=county-hospital-a&async=true", data=ADMIT)
+    assert queued.status_code == 202 and queued.headers["X-Inbox-Status"] == "pending"
+    assert hub.pipeline.process_pending() == 1
+    assert hub.pipeline.inbox.get(int(queued.headers["X-Inbox-Item"])).status == "done"
+    # A process that claimed a message and died: its claim expires and a worker takes over.
+    item, _ = hub.pipeline.inbox.receive(
+        "county-hospital-a", hl7("DIED-1"), source_key="DIED-1", fmt="hl7v2", claim=True
+    )
+    assert hub.pipeline.inbox.claim() == []  # the claim is fresh
+    with hub.engine.begin() as conn:
+        conn.execute(
+            update(s.inbox)
+            .where(s.inbox.c.id == item.id)
+            .values(processed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+    assert hub.pipeline.process_pending() == 1
+    assert hub.pipeline.inbox.get(item.id).status == "done"
+
+
+def test_concurrent_claims_do_not_overlap(hub):
+    for i in range(20):
+        hub.pipeline.inbox.receive(
+            "county-hospital-a", hl7(f"Q-{i}"), source_key=f"Q-{i}", fmt="hl7v2"
+        )
+    claimed: list[list[int]] = []
+    threads = [
+        threading.Thread(target=lambda: claimed.append(hub.pipeline.inbox.claim(limit=7)))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for batch in claimed for i in batch]
+    assert len(ids) == len(set(ids)) == 20

@@ -81,7 +81,7 @@ class Pipeline:
         fmt = fmt or self.format_for(site, body, content_type)
         key = source_key or self.source_key(fmt, body, site)
         item, duplicate = self.inbox.receive(
-            site.name, body, source_key=key, fmt=fmt, content_type=content_type
+            site.name, body, source_key=key, fmt=fmt, content_type=content_type, claim=process
         )
         if duplicate or not process:
             return IngestResult(item, duplicate)
@@ -134,11 +134,12 @@ class Pipeline:
         return out
 
     def process_pending(self, limit: int = 1000) -> int:
-        """Process pending items oldest first (the worker loop); returns how many."""
-        items = list(reversed(self.inbox.list(status="pending", limit=limit)))
-        for item in items:
-            self.process(item.id)
-        return len(items)
+        """Claim and process pending items oldest first (the worker loop); returns how many."""
+        lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
+        ids = self.inbox.claim(limit, lease)
+        for item_id in ids:
+            self.process(item_id)
+        return len(ids)
 
     # -- helpers ---------------------------------------------------------------
 
