@@ -31,6 +31,7 @@ from hub.ingest import identity
 from hub.ingest.inbox import REPLAYABLE
 from hub.ingest.inbox import Inbox
 from hub.ingest.inbox import InboxItem
+from hub.lifetime import ingest as lifetime_ingest
 from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.storage import schema as s
@@ -177,6 +178,7 @@ class Pipeline:
         if bundle is None:
             raise outcomes.error(415, "not-supported", f"No adapter maps format {item.format!r}")
         tasks = identity.resolve(self.hub.service, bundle)
+        merges = lifetime_ingest.merge_requests(bundle)
         entries = bundle.setdefault("entry", [])
         for task in tasks:
             entries.append(
@@ -189,6 +191,10 @@ class Pipeline:
         opts = WriteOptions(prefer_return="minimal", site=site)
 
         def finish(writer, response_entries):
+            if self.hub.config.get("LIFETIME_INLINE", True):
+                org = getattr(site, "organization", None) or {}
+                agent = {"who": {"display": org.get("name") or site.name}}
+                lifetime_ingest.after_store(writer, bundle, merges, agent)
             summary = _summary(response_entries)
             oo = outcomes.outcome(
                 outcomes.issue(

@@ -1,0 +1,105 @@
+"""Five-colour Flags as live data: recomputed from the evidence whenever it changes.
+
+:func:`refresh` reads a person's evidence (Conditions, programme ``EpisodeOfCare``,
+registration-form and registry ``Observation``, earlier Flags) from their compartment, runs
+:func:`hub.colours.classify` and writes the Flags (deterministic ids) in the caller's
+transaction. Unchanged Flags write nothing; when any Flag changes, a ``Provenance`` lists the
+evidence. Called inline after ingestion and by the change-feed consumer of ``hub worker``
+(:mod:`hub.lifetime.consumer`) after any other write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from hub import codesystems as cs
+from hub import colours
+from hub.lifetime.journal import Journal
+from hub.lifetime.links import compartment_resources
+from hub.storage.repository import Writer
+from hub.storage.repository import format_instant
+
+# The resource types whose change can change a person's colours.
+EVIDENCE_TYPES = frozenset(("Patient", "Condition", "EpisodeOfCare", "Observation"))
+_READ_TYPES = (*sorted(EVIDENCE_TYPES), "Flag")
+
+
+def current(conn: Any, patient_id: str, as_of: dt.date | None = None) -> colours.Classification:
+    """The classification of one person from what is stored now (nothing is written)."""
+    resources = [
+        orjson.loads(c) for _, _, c in compartment_resources(conn, [patient_id], _READ_TYPES)
+    ]
+    return colours.classify(patient_id, resources, as_of=as_of)
+
+
+def refresh(
+    writer: Writer,
+    patient_ids: Iterable[str],
+    *,
+    as_of: dt.date | None = None,
+    journal: Journal | None = None,
+) -> list[str]:
+    """Recompute and write the Flags of each person; returns the ids whose Flags changed."""
+    writer.flush()  # staged evidence must be visible to the compartment query
+    journal = journal or Journal(writer)
+    changed = []
+    for pid in dict.fromkeys(patient_ids):
+        patient = writer.current("Patient", pid)
+        if patient is None or patient.deleted:
+            continue
+        result = current(writer.conn, pid, as_of)
+        written = [f for f in result.flags if journal.update(dict(f), f["id"])]
+        if written:
+            when = format_instant(writer.now)
+            prov = colours.provenance(result, pid, when)
+            journal.update(prov, prov["id"])
+            changed.append(pid)
+    return changed
+
+
+def classification_parameters(patient_id: str, result: colours.Classification) -> dict:
+    """``$colours``: the current colours, the displayed one, the Flags and the evidence."""
+    params: list[dict[str, Any]] = [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}}
+    ]
+    if result.displayed:
+        params.append(
+            {
+                "name": "displayed",
+                "valueCoding": {
+                    "system": cs.FIVE_COLOUR,
+                    "code": result.displayed,
+                    "display": colours.DISPLAY[result.displayed],
+                },
+            }
+        )
+    for colour in result.colours:
+        parts = [
+            {
+                "name": "code",
+                "valueCoding": {
+                    "system": cs.FIVE_COLOUR,
+                    "code": colour,
+                    "display": colours.DISPLAY[colour],
+                },
+            }
+        ]
+        for ev in result.evidence:
+            if ev.colour != colour:
+                continue
+            evidence = [
+                {"name": "reference", "valueReference": {"reference": ev.reference}},
+                {"name": "rule", "valueString": ev.rule},
+                {"name": "reason", "valueString": ev.text},
+            ]
+            if ev.since:
+                evidence.append({"name": "since", "valueString": ev.since})
+            parts.append({"name": "evidence", "part": evidence})
+        params.append({"name": "colour", "part": parts})
+    for flag in result.flags:
+        params.append({"name": "flag", "resource": flag})
+    return {"resourceType": "Parameters", "parameter": params}
