@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from hub import codesystems as cs
+from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity.resident_id import mask
 from hub.identity.ids import stable_id
 
 PART_SYSTEM = "urn:fhirhub:codesystem:health-record-part"
@@ -197,12 +199,14 @@ def describe(resource: dict[str, Any]) -> str:
     """A short readable line for a resource (Chinese where the source gave Chinese)."""
     kind = resource.get("resourceType", "")
     if kind == "Patient":
-        return (
-            "档案 record "
-            + " ".join(
-                f"{i.get('value')}" for i in resource.get("identifier") or () if i.get("value")
-            )[:200]
-        )
+        # The resident ID number is masked: the page and narrative get printed and passed on.
+        numbers = [
+            mask(i["value"]) if i.get("system") == RESIDENT_ID_SYSTEM else str(i["value"])
+            for i in resource.get("identifier") or ()
+            if i.get("value")
+        ]
+        status = " (已合并 merged)" if resource.get("active") is False else ""
+        return ("档案 record " + " ".join(numbers))[:200] + status
     parts = []
     for key in ("type", "code", "vaccineCode", "medicationCodeableConcept", "category", "class"):
         value = resource.get(key)
