@@ -394,7 +394,10 @@ def groups_rebuild():
     from hub.lifetime import groups as lifetime_groups
 
     the_hub = _hub()
-    counts = the_hub.repo.write(lifetime_groups.rebuild)
+    try:
+        counts = the_hub.repo.write(lifetime_groups.rebuild)
+    finally:
+        the_hub.close()
     click.echo(
         f"{counts['household']} household and {counts['village']} village group(s), "
         f"{counts['deleted']} stale group(s) deleted"
@@ -416,13 +419,20 @@ def export():
 @click.option("--unmask", is_flag=True, help="Full resident ID numbers (only for entitled staff).")
 def export_veterans_report(since, until, fmt, out_path, unmask):
     """The report to the veterans bureau: admissions and five-colour changes of beneficiaries."""
+    the_hub = _hub()
+    try:
+        _write_veterans_report(the_hub, since, until, fmt, out_path, unmask)
+    finally:
+        the_hub.close()
+
+
+def _write_veterans_report(the_hub, since, until, fmt, out_path, unmask) -> None:
     import datetime as dt
 
     from fhirhub_plugins.va_registry.report import write_csv
     from fhirhub_plugins.va_registry.report import write_xlsx
     from hub.lifetime import exports
 
-    the_hub = _hub()
     first = since.date()
     last = until.date() if until else dt.date.today()
     if last < first:

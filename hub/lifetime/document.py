@@ -28,8 +28,8 @@ from typing import Any
 
 from hub import codesystems as cs
 from hub.identity import RESIDENT_ID_SYSTEM
-from hub.identity.resident_id import mask
 from hub.identity.ids import stable_id
+from hub.identity.resident_id import mask
 
 PART_SYSTEM = "urn:fhirhub:codesystem:health-record-part"
 SECTIONS = (
