@@ -99,7 +99,12 @@ def everything(
             total = conn.execute(sa.select(sa.func.count()).select_from(r).where(*where)).scalar()
         else:
             total = len(rows)
-    includes = _referenced(conn, rows, ids, types, visibility) if rows else []
+    includes = []
+    if rows:
+        # The page is exactly the rows of ``where`` between its first and last pk: the
+        # reference index is read through that, not through a list of a thousand pks.
+        page = sa.select(r.c.pk).where(*where, r.c.pk >= rows[0][0], r.c.pk <= rows[-1][0])
+        includes = _referenced(conn, rows, page, ids, types, visibility)
     entries = [(t, i, content, "match") for _, t, i, content in rows]
     entries += [(t, i, content, "include") for t, i, content in includes]
     if visibility.visible is not None:
@@ -202,25 +207,23 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
-def _referenced(conn, rows, ids: list[str], types: list[str], visibility: Visibility) -> list:
+def _referenced(conn, rows, page, ids: list[str], types: list[str], visibility: Visibility):
     """Resources the page refers to that are not in any of the person's compartments.
 
     Other Patients are never included: a reference to a relative does not open their file.
     """
     on_page = {(t, i) for _, t, i, _ in rows}
     ref = s.sp_reference
-    pks = [row[0] for row in rows]
+    stmt = (
+        sa.select(ref.c.target_type, ref.c.target_id)
+        .where(ref.c.resource_pk.in_(page), ref.c.target_id.is_not(None))
+        .distinct()
+    )
     targets: set[tuple[str, str]] = set()
-    for chunk in _chunks(pks, 500):
-        stmt = (
-            sa.select(ref.c.target_type, ref.c.target_id)
-            .where(ref.c.resource_pk.in_(chunk), ref.c.target_id.is_not(None))
-            .distinct()
-        )
-        for target_type, target_id in conn.execute(stmt):
-            key = (target_type, target_id)
-            if target_type and target_type != "Patient" and key not in on_page:
-                targets.add(key)
+    for target_type, target_id in conn.execute(stmt):
+        key = (target_type, target_id)
+        if target_type and target_type != "Patient" and key not in on_page:
+            targets.add(key)
     if types:
         targets = {k for k in targets if k[0] in types}
     if not targets:
