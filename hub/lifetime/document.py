@@ -208,7 +208,21 @@ def describe(resource: dict[str, Any]) -> str:
         status = " (已合并 merged)" if resource.get("active") is False else ""
         return ("档案 record " + " ".join(numbers))[:200] + status
     parts = []
-    for key in ("type", "code", "vaccineCode", "medicationCodeableConcept", "category", "class"):
+    if kind == "RelatedPerson":
+        names = [
+            n.get("text") or n.get("family", "") + "".join(n.get("given") or ())
+            for n in resource.get("name") or ()
+        ]
+        parts.extend(n for n in names[:1] if n)
+    for key in (
+        "relationship",
+        "type",
+        "code",
+        "vaccineCode",
+        "medicationCodeableConcept",
+        "category",
+        "class",
+    ):
         value = resource.get(key)
         if isinstance(value, list):
             value = value[0] if value else None

@@ -232,6 +232,12 @@ def test_adt_a40_goes_through_the_merge(client, fhir, hub):
     assert [f["code"]["coding"][0]["code"] for f in active] == ["orange"]
     # replaying the A40 is a no-op; unmerge reverses it
     _ingest(client, A40.replace("A40-0001", "A40-0002"))
+    again = [
+        r
+        for r in (e["resource"] for e in fhir.get("Provenance?_count=50").get("entry", []))
+        if r.get("extension")
+    ]
+    assert [r["id"] for r in again] == [merges[0]["id"]]  # the replay merged nothing
     fhir.post("Patient/$unmerge", parameters(provenance=f"Provenance/{merges[0]['id']}"))
     assert fhir.ids(fhir.get(f"Encounter?subject=Patient/{old}")) == fhir.ids(old_encounters)
     assert fhir.get(f"Patient/{old}").get("active", True) is True
