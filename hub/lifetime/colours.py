@@ -20,6 +20,7 @@ from hub import codesystems as cs
 from hub import colours
 from hub.lifetime.journal import Journal
 from hub.lifetime.links import compartment_resources
+from hub.lifetime.links import compartments_by_patient
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
 
@@ -46,12 +47,17 @@ def refresh(
     """Recompute and write the Flags of each person; returns the ids whose Flags changed."""
     writer.flush()  # staged evidence must be visible to the compartment query
     journal = journal or Journal(writer)
+    ids = list(dict.fromkeys(patient_ids))
+    writer.prefetch(("Patient", pid) for pid in ids)
+    # The Flags that may be written, in one query rather than one per Flag.
+    writer.prefetch(("Flag", colours.flag_id_for(pid, c)) for pid in ids for c in colours.COLOURS)
+    evidence = compartments_by_patient(writer.conn, ids, _READ_TYPES)
     changed = []
-    for pid in dict.fromkeys(patient_ids):
+    for pid in ids:
         patient = writer.current("Patient", pid)
         if patient is None or patient.deleted:
             continue
-        result = current(writer.conn, pid, as_of)
+        result = colours.classify(pid, [orjson.loads(c) for c in evidence[pid]], as_of=as_of)
         written = [f for f in result.flags if journal.update(dict(f), f["id"])]
         if written:
             when = format_instant(writer.now)
