@@ -362,13 +362,20 @@ def reindex(res_types):
     "--interval", default=1.0, show_default=True, help="Seconds between rounds when idle."
 )
 def worker(once, interval):
-    """Process pending inbox items, queue outbound messages from the change feed, deliver them."""
+    """Process pending inbox items, keep colours and groups current, deliver outbound messages."""
+    the_hub = _hub()
+    try:
+        _work(the_hub, once, interval)
+    finally:
+        the_hub.close()
+
+
+def _work(the_hub, once: bool, interval: float) -> None:
     import time
 
     from hub import outbound
     from hub.lifetime import consumer
 
-    the_hub = _hub()
     while True:
         processed = the_hub.pipeline.process_pending()
         derived = consumer.run(the_hub)

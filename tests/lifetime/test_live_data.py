@@ -134,3 +134,29 @@ def test_groups_rebuild(fhir, hub, runner, monkeypatch):
     assert counts == {"household": 1, "village": 0, "deleted": 1}
     assert _member_ids(fhir, stable_id("household", "H9")) == ["Patient/a"]
     fhir.get(f"Group/{stale['id']}", status=410)
+
+
+def _cli_env(database_url, tmp_path):
+    return {
+        "HUB_DATABASE_URL": database_url,
+        "HUB_INSTANCE_PATH": str(tmp_path),
+        "HUB_LOAD_ENTRY_POINTS": "false",
+    }
+
+
+def test_worker_and_groups_commands(fhir, database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    fhir.put(patient("w", identifier=[{"system": HOUSEHOLD, "value": "H7"}]))
+    fhir.put(condition("htn", "w", "I10"))
+    env = _cli_env(database_url, tmp_path)
+    result = CliRunner().invoke(cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "change(s) checked for colours and groups" in result.output
+    assert colour_flags(fhir, "w") == {"orange": "active"}
+    assert _member_ids(fhir, stable_id("household", "H7")) == ["Patient/w"]
+    rebuilt = CliRunner().invoke(cli, ["groups", "rebuild"], env=env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "1 household and 0 village group(s), 0 stale group(s) deleted" in rebuilt.output
