@@ -8,8 +8,8 @@
   (``use: old``) so searches by an old MRN still find the person;
 * every resource in the source's compartment that refers to the source is re-pointed to the
   target, except Patients (their links say who is whom), Provenance and AuditEvent (they
-  record what happened to the source) and the source's five-colour Flags (derived: the
-  colours of both are recomputed);
+  record what happened to the source) and derived data (five-colour Flags, household and
+  village Groups: recomputed for both records instead);
 * one ``Provenance`` (activity ``merge``) lists every version written (``target``) and the
   version each replaced (``entity`` role ``revision``): that is the undo record.
 
@@ -32,6 +32,7 @@ from hub import outcomes
 from hub.fhir.service import check_id
 from hub.identity.ids import stable_id
 from hub.lifetime import colours as live_colours
+from hub.lifetime import groups
 from hub.lifetime.journal import Journal
 from hub.lifetime.journal import parse_versioned
 from hub.lifetime.links import compartment_resources
@@ -82,8 +83,8 @@ def merge(
         if res_type in NOT_REPOINTED:
             continue
         resource = orjson.loads(content)
-        if res_type == "Flag" and _is_colour_flag(resource):
-            continue
+        if _is_derived(resource):
+            continue  # colours and households are recomputed below, not re-pointed
         if _repoint(resource, old_ref, new_ref):
             journal.update(resource, res_id)
 
@@ -99,6 +100,7 @@ def merge(
             survivor.setdefault("identifier", []).append(dict(ident, use="old"))
     journal.update(survivor, target_id)
     live_colours.refresh(writer, [target_id, source_id], journal=journal)
+    groups.refresh(writer, [source_id, target_id])
 
     if not journal.written:
         return None  # already merged, nothing left to move (a replayed A40)
@@ -180,6 +182,7 @@ def unmerge(
     _unlink(writer, journal, source_id, target_id, "replaced-by", reactivate=True)
     _unlink(writer, journal, target_id, source_id, "replaces")
     live_colours.refresh(writer, [source_id, target_id], journal=journal)
+    groups.refresh(writer, [source_id, target_id])
 
     when = format_instant(writer.now)
     targets, entities = journal.provenance_lists()
@@ -255,9 +258,15 @@ def _unlink(writer, journal, patient_id, other_id, link_type, reactivate=False) 
     journal.update(patient, patient_id)
 
 
-def _is_colour_flag(resource: dict[str, Any]) -> bool:
+def _is_derived(resource: dict[str, Any]) -> bool:
+    """A five-colour Flag or a household/village Group: computed from the Patients' data."""
+    kind = resource.get("resourceType")
     codings = (resource.get("code") or {}).get("coding") or ()
-    return any(c.get("system") == cs.FIVE_COLOUR for c in codings)
+    if kind == "Flag":
+        return any(c.get("system") == cs.FIVE_COLOUR for c in codings)
+    if kind == "Group":
+        return any(c.get("system") == cs.GROUP_KIND for c in codings)
+    return False
 
 
 def _repoint(node: Any, old: str, new: str) -> bool:

@@ -6,6 +6,7 @@ import orjson
 import sqlalchemy as sa
 
 from hub.identity.ids import patient_id_for_resident_id
+from hub.identity.ids import stable_id
 from hub.lifetime import consumer
 from hub.storage import schema as s
 from tests.lifetime.conftest import condition
@@ -14,6 +15,7 @@ from tests.lifetime.conftest import parameters
 from tests.lifetime.conftest import patient
 
 MRN = "urn:oid:2.16.156.10011.0.99.1001.1"
+HOUSEHOLD = "urn:fhirhub:identifier:household-number"
 
 
 def snapshot(hub) -> dict[str, dict]:
@@ -33,8 +35,21 @@ def snapshot(hub) -> dict[str, dict]:
 
 
 def two_records(fhir, hub):
-    fhir.put(patient("keep", identifier=[{"system": MRN, "value": "0001"}], birthDate="1980-01-01"))
-    fhir.put(patient("dup", identifier=[{"system": MRN, "value": "0099"}], gender="male"))
+    fhir.put(
+        patient(
+            "keep",
+            identifier=[{"system": MRN, "value": "0001"}, {"system": HOUSEHOLD, "value": "H1"}],
+            birthDate="1980-01-01",
+        )
+    )
+    fhir.put(
+        patient(
+            "dup",
+            identifier=[{"system": MRN, "value": "0099"}, {"system": HOUSEHOLD, "value": "H2"}],
+            gender="male",
+        )
+    )
+    fhir.put(patient("spouse", identifier=[{"system": HOUSEHOLD, "value": "H2"}]))
     fhir.put(condition("hyp", "dup", "I10"))
     fhir.put(observation("bp", "dup", "2024-01-01", performer=[{"reference": "Patient/dup"}]))
     fhir.put(observation("wt", "keep", "2024-02-01"))
@@ -95,12 +110,14 @@ def test_merge_then_unmerge_restores_exactly_the_prior_state(fhir, hub):
     )
     prov = next(p["resource"] for p in out["parameter"] if p["name"] == "provenance")
     assert snapshot(hub) != before
+    h2 = fhir.get(f"Group/{stable_id('household', 'H2')}")
+    assert [m["entity"]["reference"] for m in h2["member"]] == ["Patient/spouse"]  # dup retired
     undo = fhir.post("Patient/$unmerge", parameters(provenance=f"Provenance/{prov['id']}"))
     undo_prov = next(p["resource"] for p in undo["parameter"] if p["name"] == "provenance")
     assert {"role": "source", "what": {"reference": f"Provenance/{prov['id']}"}} in undo_prov[
         "entity"
     ]
-    assert snapshot(hub) == before
+    assert snapshot(hub) == before  # households included: dup is back in H2
     # a merge is undone once
     again = fhir.post(
         "Patient/$unmerge", parameters(provenance=f"Provenance/{prov['id']}"), status=409
