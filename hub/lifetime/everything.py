@@ -177,18 +177,24 @@ def _date_bound(value: str | None, name: str, tz: dt.tzinfo, side: int) -> dt.da
 
 
 def _clinical_range(r, start: dt.datetime | None, end: dt.datetime | None):
-    """Resources without a clinical date, or with one that overlaps [start, end)."""
-    d = s.sp_date
+    """Resources without a clinical date, or with one that overlaps [start, end).
+
+    Correlated on ``resource_pk`` (indexed), so the cost follows the person's rows, not the
+    size of the date index.
+    """
+    d = s.sp_date.alias("d")
 
     def dates():
-        return sa.select(d.c.resource_pk).where(d.c.param.in_(CLINICAL_DATE_PARAMS))
+        return sa.select(d.c.resource_pk).where(
+            d.c.resource_pk == r.c.pk, d.c.param.in_(CLINICAL_DATE_PARAMS)
+        )
 
     overlapping = dates()
     if start is not None:
         overlapping = overlapping.where(d.c.high > start)
     if end is not None:
         overlapping = overlapping.where(d.c.low < end)
-    return sa.or_(r.c.pk.not_in(dates()), r.c.pk.in_(overlapping))
+    return sa.or_(~dates().exists(), overlapping.exists())
 
 
 def _count(value: str | None, default: int, maximum: int) -> int:

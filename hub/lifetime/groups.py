@@ -119,14 +119,14 @@ def _groups_with_members(conn, patient_ids: list[str]) -> set[tuple[str, str]]:
                 ref.c.target_id.in_(patient_ids),
             )
         ),
-        r.c.pk.in_(_kind_pks(KINDS)),
         r.c.deleted == sa.false(),
     )
     out = set()
     for (content,) in conn.execute(stmt):
         group = orjson.loads(content)
-        kind = group["code"]["coding"][0]["code"]
-        out.add((kind, group["identifier"][0]["value"]))
+        for coding in (group.get("code") or {}).get("coding") or ():
+            if coding.get("system") == cs.GROUP_KIND and coding.get("code") in KINDS:
+                out.add((coding["code"], group["identifier"][0]["value"]))
     return out
 
 
