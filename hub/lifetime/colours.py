@@ -19,7 +19,6 @@ import orjson
 from hub import codesystems as cs
 from hub import colours
 from hub.lifetime.journal import Journal
-from hub.lifetime.links import compartment_resources
 from hub.lifetime.links import compartments_by_patient
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
@@ -27,14 +26,17 @@ from hub.storage.repository import format_instant
 # The resource types whose change can change a person's colours.
 EVIDENCE_TYPES = frozenset(("Patient", "Condition", "EpisodeOfCare", "Observation"))
 _READ_TYPES = (*sorted(EVIDENCE_TYPES), "Flag")
+# The Observations :func:`hub.colours.classify` reads: registration-form items and the
+# veterans registry's entitlement (lab results and vital signs are never evidence).
+EVIDENCE_OBSERVATION_SYSTEMS = (cs.HEALTH_RECORD_ITEM, cs.VETERAN_STATUS)
 
 
 def current(conn: Any, patient_id: str, as_of: dt.date | None = None) -> colours.Classification:
     """The classification of one person from what is stored now (nothing is written)."""
-    resources = [
-        orjson.loads(c) for _, _, c in compartment_resources(conn, [patient_id], _READ_TYPES)
-    ]
-    return colours.classify(patient_id, resources, as_of=as_of)
+    found = compartments_by_patient(
+        conn, [patient_id], _READ_TYPES, observation_systems=EVIDENCE_OBSERVATION_SYSTEMS
+    )
+    return colours.classify(patient_id, [orjson.loads(c) for c in found[patient_id]], as_of=as_of)
 
 
 def refresh(
@@ -51,7 +53,9 @@ def refresh(
     writer.prefetch(("Patient", pid) for pid in ids)
     # The Flags that may be written, in one query rather than one per Flag.
     writer.prefetch(("Flag", colours.flag_id_for(pid, c)) for pid in ids for c in colours.COLOURS)
-    evidence = compartments_by_patient(writer.conn, ids, _READ_TYPES)
+    evidence = compartments_by_patient(
+        writer.conn, ids, _READ_TYPES, observation_systems=EVIDENCE_OBSERVATION_SYSTEMS
+    )
     changed = []
     for pid in ids:
         patient = writer.current("Patient", pid)
