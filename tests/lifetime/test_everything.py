@@ -129,3 +129,12 @@ def test_visibility_labels_and_filter(person, hub):
     hub.visibility_for = lambda call: Visibility(visible=no_conditions)
     ids = person.ids(person.get("Patient/a/$everything"))
     assert "Condition/cond-b" not in ids and "Observation/obs-secret" in ids
+
+
+def test_references_to_other_people_are_not_followed(person):
+    person.put(
+        observation("obs-family", "a", "2021-07-01", performer=[{"reference": "Patient/stranger"}])
+    )
+    ids = person.ids(person.get("Patient/a/$everything"))
+    assert "Observation/obs-family" in ids
+    assert "Patient/stranger" not in ids and "Observation/obs-stranger" not in ids

@@ -95,3 +95,19 @@ def test_bad_input(fhir):
     fhir.post("Patient/$match", parameters(resource={"resourceType": "Patient"}), status=422)
     probe = patient("x", birthDate="1980-01-01")
     fhir.post("Patient/$match", parameters(resource=probe, count="many"), status=400)
+
+
+def test_hidden_candidates_are_not_offered(fhir, hub):
+    from hub.lifetime.visibility import Visibility
+
+    _people(fhir)
+    secret = {"system": "urn:fhirhub:codesystem:sensitivity", "code": "veteran"}
+    hidden = fhir.get("Patient/zhang")
+    hidden["meta"] = {"security": [secret]}
+    fhir.put(hidden)
+    hub.visibility_for = lambda call: Visibility(
+        hidden_labels=((secret["system"], secret["code"]),)
+    )
+    probe = patient("x", name=[{"text": "张伟"}], gender="male", birthDate="1980-01-01")
+    ids = [s[0] for s in _scores(fhir.post("Patient/$match", parameters(resource=probe)))]
+    assert ids == ["zhang-other"]
