@@ -54,6 +54,8 @@ class Hub:
         for ops in self.pm.hook.register_operations():
             operations.extend(ops or ())
         self.operations = OperationRegistry(operations)
+        # Set by the security layer: OperationCall -> hub.lifetime.visibility.Visibility.
+        self.visibility_for = None
 
     def reload_search(self) -> None:
         """(Re)build the search registry: official, plugin, ``profiles/`` and stored parameters.
@@ -151,8 +153,9 @@ def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
 
 def _builtin_operations() -> list:
     from hub.default_operations import operations
+    from hub.lifetime.operations import operations as lifetime_operations
 
-    return operations()
+    return operations() + lifetime_operations()
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -182,6 +185,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(fhir.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(inbox.deliveries)
+    from hub.lifetime import views as lifetime_views
+
+    app.register_blueprint(lifetime_views.bp)
     errors.register(app)
 
     from hub import ui

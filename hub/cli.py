@@ -478,23 +478,97 @@ def reindex(res_types):
     "--interval", default=1.0, show_default=True, help="Seconds between rounds when idle."
 )
 def worker(once, interval):
-    """Process pending inbox items, queue outbound messages from the change feed, deliver them."""
+    """Process pending inbox items, keep colours and groups current, deliver outbound messages."""
+    the_hub = _hub()
+    try:
+        _work(the_hub, once, interval)
+    finally:
+        the_hub.close()
+
+
+def _work(the_hub, once: bool, interval: float) -> None:
     import time
 
     from hub import outbound
+    from hub.lifetime import consumer
 
-    the_hub = _hub()
     while True:
         processed = the_hub.pipeline.process_pending()
+        derived = consumer.run(the_hub)
         queued = outbound.dispatch(the_hub)
         counts = outbound.deliver(the_hub)
         if once:
             click.echo(
-                f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead"
+                f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead, {derived} change(s) checked for colours and groups"
             )
             return
-        if not (processed or queued or counts["sent"]):
+        if not (processed or queued or counts["sent"] or derived):
             time.sleep(interval)
+
+
+@cli.group()
+def groups():
+    """Household (一户一档) and village (一村一卷) Groups."""
+
+
+@groups.command("rebuild")
+def groups_rebuild():
+    """Recompute every household and village Group from the Patients."""
+    from hub.lifetime import groups as lifetime_groups
+
+    the_hub = _hub()
+    try:
+        counts = the_hub.repo.write(lifetime_groups.rebuild)
+    finally:
+        the_hub.close()
+    click.echo(
+        f"{counts['household']} household and {counts['village']} village group(s), "
+        f"{counts['deleted']} stale group(s) deleted"
+    )
+
+
+@cli.group()
+def export():
+    """Reports and exports read from the database."""
+
+
+@export.command("veterans-report")
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (default: today).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
+)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="File.")
+@click.option("--unmask", is_flag=True, help="Full resident ID numbers (only for entitled staff).")
+def export_veterans_report(since, until, fmt, out_path, unmask):
+    """The report to the veterans bureau: admissions and five-colour changes of beneficiaries."""
+    the_hub = _hub()
+    try:
+        _write_veterans_report(the_hub, since, until, fmt, out_path, unmask)
+    finally:
+        the_hub.close()
+
+
+def _write_veterans_report(the_hub, since, until, fmt, out_path, unmask) -> None:
+    import datetime as dt
+
+    from fhirhub_plugins.va_registry.report import write_csv
+    from fhirhub_plugins.va_registry.report import write_xlsx
+    from hub.lifetime import exports
+
+    first = since.date()
+    last = until.date() if until else dt.date.today()
+    if last < first:
+        raise click.BadParameter("--until is before --since", param_hint="--until")
+    out_path = out_path or Path(f"veterans-report-{first}-{last}.{fmt}")
+    with the_hub.repo.reading() as conn:
+        total = len(exports.veteran_ids(conn))
+    with click.progressbar(
+        length=total, label="beneficiaries", file=sys.stderr, show_pos=True
+    ) as bar:
+        rows = exports.veterans_report(the_hub, first, last, unmask=unmask, progress=bar.update)
+    (write_xlsx if fmt == "xlsx" else write_csv)(rows, out_path)
+    click.echo(f"{len(rows)} row(s) for {total} beneficiary(ies) written to {out_path}")
 
 
 def _register_groups() -> None:

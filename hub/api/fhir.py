@@ -356,4 +356,7 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     call = OperationCall(
         name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
     )
-    return render(op.handler(call))
+    result = op.handler(call)
+    if isinstance(result, Response):  # a page (``$lifetime-file?_format=html``), sent as is
+        return result
+    return render(result)

@@ -22,6 +22,12 @@ def search_bytes(
         raise outcomes.error(501, "not-supported", "Search is not available on this server")
     from hub.search.bundle import searchset_bytes
 
+    if _asks_linked(params):
+        if conn is not None:
+            params = expand_linked(conn, params)
+        else:
+            with service.repo.reading() as c:
+                params = expand_linked(c, params)
     if conn is not None:
         result = engine.search(
             conn, res_type, params, compartment=compartment, strict=strict, base_url=base
@@ -32,3 +38,59 @@ def search_bytes(
                 c, res_type, params, compartment=compartment, strict=strict, base_url=base
             )
     return searchset_bytes(result, base)
+
+
+def _asks_linked(params: list[tuple[str, str]]) -> bool:
+    return any(k == "_linked" or k.endswith(":linked") for k, _ in params)
+
+
+def expand_linked(conn: Any, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Follow ``Patient.link`` in patient references, before the engine sees the search.
+
+    ``subject:linked=Patient/1`` (any reference parameter, the ``:linked`` modifier) becomes
+    ``subject=Patient/1,Patient/7,...``: every Patient record linked to ``Patient/1``
+    (merged, replaced, see-also; :mod:`hub.lifetime.links`). ``_linked=true`` does the same
+    for every parameter whose value names a Patient (``Patient/1``, or a bare id for
+    ``patient``). The SQL the engine generates is unchanged: this is an OR of references.
+    """
+    from hub.lifetime.links import linked_patient_ids
+
+    everywhere = False
+    kept: list[tuple[str, str]] = []
+    for key, value in params:
+        if key == "_linked":
+            if value not in ("true", "false"):
+                raise outcomes.bad_request(f"_linked is true or false, not {value!r}", "_linked")
+            everywhere = everywhere or value == "true"
+        else:
+            kept.append((key, value))
+    out = []
+    for key, value in kept:
+        name, _, modifier = key.partition(":")
+        if modifier == "linked":
+            out.append((name, _expand(conn, value, name, linked_patient_ids, strict=True)))
+        elif everywhere and not name.startswith("_") and modifier in ("", "Patient"):
+            out.append((key, _expand(conn, value, name, linked_patient_ids, strict=False)))
+        else:
+            out.append((key, value))
+    return out
+
+
+def _expand(conn, value: str, name: str, linked, strict: bool) -> str:
+    refs: list[str] = []
+    for part in value.split(","):
+        text = part.strip()
+        if text.startswith("Patient/") and text.count("/") == 1:
+            pid = text.split("/", 1)[1]
+        elif "/" not in text and text and name == "patient":
+            pid = text
+        elif strict:
+            raise outcomes.bad_request(
+                f"{name}:linked takes Patient references (Patient/123), not {text!r}",
+                f"{name}:linked",
+            )
+        else:
+            refs.append(part)
+            continue
+        refs.extend(f"Patient/{i}" for i in linked(conn, pid))
+    return ",".join(dict.fromkeys(refs))

@@ -31,6 +31,7 @@ from hub.ingest import identity
 from hub.ingest.inbox import REPLAYABLE
 from hub.ingest.inbox import Inbox
 from hub.ingest.inbox import InboxItem
+from hub.lifetime import ingest as lifetime_ingest
 from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.storage import schema as s
@@ -210,6 +211,7 @@ class Pipeline:
             state=state,
         )
         tasks = identity.resolve(self.hub.service, bundle)
+        merges = lifetime_ingest.merge_requests(bundle)
         entries = bundle.setdefault("entry", [])
         for task in tasks:
             entries.append(
@@ -222,6 +224,10 @@ class Pipeline:
         opts = WriteOptions(prefer_return="minimal", site=site)
 
         def finish(writer, response_entries):
+            if self.hub.config.get("LIFETIME_INLINE", True):
+                org = getattr(site, "organization", None) or {}
+                agent = {"who": {"display": org.get("name") or site.name}}
+                lifetime_ingest.after_store(writer, bundle, merges, agent)
             summary = _summary(response_entries)
             oo = outcomes.outcome(
                 outcomes.issue(

@@ -1,0 +1,77 @@
+"""What the ingestion pipeline does for the lifetime file, in the message's own transaction.
+
+* **Merges.** A Patient arriving retired (``active: false``) with a ``replaced-by`` link is a
+  merge notice (HL7 v2 ``ADT^A40`` maps to exactly that; so may a CDA or registry adapter).
+  :func:`merge_requests` finds them in the mapped Bundle after the identity stage (so the
+  survivor's id is already the hub's), and :func:`after_store` applies
+  :func:`hub.lifetime.merge.merge` to each: the same re-pointing and Provenance as
+  ``Patient/$merge``, reversible with ``$unmerge``.
+* **Colours and Groups.** The people whose evidence the message touched get their five-colour
+  Flags recomputed, and changed Patients their household and village Groups, so what
+  ``$ingest`` answers is already consistent. (``hub worker``'s consumer does the same for
+  every other write.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.lifetime import colours as live_colours
+from hub.lifetime import groups
+from hub.lifetime import merge as merging
+from hub.storage.repository import Writer
+
+
+def merge_requests(bundle: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) Patient ids of the retired Patients in ``bundle``."""
+    out = []
+    for entry in bundle.get("entry") or ():
+        res = entry.get("resource") or {}
+        if res.get("resourceType") != "Patient" or res.get("active") is not False:
+            continue
+        for link in res.get("link") or ():
+            ref = (link.get("other") or {}).get("reference", "")
+            if link.get("type") == "replaced-by" and ref.startswith("Patient/"):
+                target = ref.split("/")[1]
+                if res.get("id") and target != res["id"]:
+                    out.append((res["id"], target))
+    return out
+
+
+def touched(bundle: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(people whose evidence the Bundle writes, Patients it writes)."""
+    evidence: set[str] = set()
+    patients: set[str] = set()
+    for entry in bundle.get("entry") or ():
+        res = entry.get("resource") or {}
+        kind = res.get("resourceType")
+        if kind == "Patient" and res.get("id"):
+            patients.add(res["id"])
+            evidence.add(res["id"])
+        elif kind in live_colours.EVIDENCE_TYPES:
+            for key in ("subject", "patient"):
+                ref = (
+                    (res.get(key) or {}).get("reference", "")
+                    if isinstance(res.get(key), dict)
+                    else ""
+                )
+                if ref.startswith("Patient/"):
+                    evidence.add(ref.split("/")[1])
+    return evidence, patients
+
+
+def after_store(
+    writer: Writer, bundle: dict[str, Any], merges: list[tuple[str, str]], agent: dict | None = None
+) -> None:
+    """Apply merge notices, then refresh colours and Groups (inside the message's transaction)."""
+    evidence, patients = touched(bundle)
+    for source, target in merges:
+        merging.merge(
+            writer, source, target, reason="merge notice from the source system", agent=agent
+        )
+        evidence.update((source, target))
+        patients.update((source, target))
+    if evidence:
+        live_colours.refresh(writer, sorted(evidence))
+    if patients:
+        groups.refresh(writer, sorted(patients))
