@@ -47,12 +47,24 @@ def test_db_upgrade_demo_and_plugins(tmp_path, backend):
     assert "hub.default_outcomes" in names
 
 
+@pytest.fixture
+def app_config(app_config):
+    app_config["PLUGINS"] = [
+        "fhirhub_plugins.hl7v2",
+        "fhirhub_plugins.cda",
+        "fhirhub_plugins.va_registry",
+    ]
+    return app_config
+
+
 def test_demo_data_is_readable_through_the_api(app, client):
     from hub.app import get_hub
     from hub.demo import load_demo
 
     counts = load_demo(get_hub(app))
     assert counts["Patient"] >= 9
+    messages = {k: n for k, n in counts.items() if "message(s)" in k}
+    assert messages and not any(k.endswith(("failed", "quarantined")) for k in messages)
     patient = client.get("/fhir/Patient/demo-1").get_json()
     assert patient["name"][0]["text"] == "张伟"
     ids = {i["system"]: i["value"] for i in patient["identifier"]}
