@@ -43,6 +43,7 @@ class Hub:
             db.upgrade(self.engine)
         self.search_registry, self.indexer, search_engine = _load_search(self.pm)
         self.repo = Repository(self.engine, self.indexer)
+        self.security = _security(self.engine, config, self.repo)
         self.service = FhirService(self.repo, search_engine, self.pm, config)
         operations = _builtin_operations()
         for ops in self.pm.hook.register_operations():
@@ -86,6 +87,17 @@ def _load_search(pm):
     return registry, Indexer(registry), SearchEngine(registry)
 
 
+def _security(engine, config: dict[str, Any], repo: Repository):
+    """Authentication state, and the repository's write guard and audit hook."""
+    from hub.security import auditing
+    from hub.security import guard
+    from hub.security.services import Security
+
+    repo.write_guard = guard.check_write
+    repo.audit_hook = auditing.write_hook
+    return Security(engine, config)
+
+
 def _builtin_operations() -> list:
     from hub.default_operations import operations
 
@@ -112,9 +124,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     hub = Hub(app.config, app.instance_path)
     app.extensions["fhirhub"] = hub
 
+    from hub.api import auth
     from hub.api import errors
     from hub.api import fhir
+    from hub.security import web
 
+    web.init_app(app)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(fhir.bp)
     errors.register(app)
 
