@@ -148,5 +148,15 @@ def load(files):
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
+def _add_security_commands() -> None:
+    from hub.security.cli import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_security_commands()
+
+
 if __name__ == "__main__":  # ``python -m hub.cli``
     cli()

@@ -14,6 +14,7 @@ from hub import audit
 from hub.app import get_hub
 from hub.security import clients
 from hub.security.scopes import compile_scopes
+from hub.security.scopes import is_valid_scope_string
 
 bp = Blueprint("auth", __name__)
 
@@ -94,6 +95,9 @@ def token():
     requested = request.form.get("scope")
     granted = compile_scopes(client.scopes)
     if requested:
+        bad = is_valid_scope_string(requested)
+        if bad:
+            return _oauth_error(400, "invalid_scope", f"Malformed scopes: {' '.join(bad)}")
         wanted = compile_scopes(requested)
         if not wanted.granted or not granted.covers(wanted):
             _audit_login(hub, client.client_id, "4", f"scopes not granted: {requested}")

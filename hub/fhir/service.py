@@ -433,7 +433,7 @@ class FhirService:
         if p is None or not rows:
             return rows
         rows = [r for r in rows if p.can(r.res_type, "r")]
-        if p.all_labels and p.patient is None:
+        if p.all_labels and not p.patient_only:
             return rows
         with self.repo.reading() as conn:
             now = self.repo.read_many({(r.res_type, r.res_id) for r in rows}, conn)

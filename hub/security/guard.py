@@ -101,6 +101,10 @@ def check_write(op: str, resource: dict[str, Any] | None, existing: Any, res_typ
         raise outcomes.error(
             405, "not-supported", "AuditEvents are recorded by the hub and cannot be written"
         )
+    if p.patient_only:
+        raise outcomes.error(
+            403, "forbidden", "patient/ scopes are read-only here; writes need user/ or system/"
+        )
     present = existing is not None and not existing.deleted
     if op == "delete":
         p.require(res_type, "d")

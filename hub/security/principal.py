@@ -59,17 +59,24 @@ class Principal:
     def all_labels(self) -> bool:
         return "*" in self.grants
 
+    @property
+    def patient_only(self) -> bool:
+        """Only ``patient/`` scopes: limited to the token's patient compartment, read-only."""
+        return self.scopes.contexts == frozenset(("patient",))
+
     def sees(self, resource: dict[str, Any]) -> bool:
         """Whether the labels (and the patient context) let this principal see ``resource``."""
         if not lbl.granted(lbl.required_grants(resource), self.grants):
             return False
-        return self.patient is None or _in_patient(resource, self.patient, self.scopes)
+        if not self.patient_only:
+            return True
+        return self.patient is not None and _in_patient(resource, self.patient)
 
     def sees_json(self, content: str | bytes | None) -> bool:
         """:meth:`sees` on stored JSON text; unlabelled content is not parsed."""
         if content is None:
             return True
-        if self.patient is None:
+        if not self.patient_only:
             if self.all_labels:
                 return True
             return lbl.granted(lbl.required_grants_json(content), self.grants)
@@ -94,10 +101,8 @@ class Principal:
 _VERB = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
 
 
-def _in_patient(resource: dict[str, Any], patient: str, scopes: ScopeSet) -> bool:
-    """Patient-context tokens see their patient's compartment (user/system scopes see more)."""
-    if scopes.contexts - {"patient"}:
-        return True
+def _in_patient(resource: dict[str, Any], patient: str) -> bool:
+    """Whether ``resource`` is the patient or refers to it as subject/patient."""
     from hub.storage.repository import fallback_patient_id
 
     return fallback_patient_id(resource) == patient

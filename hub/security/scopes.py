@@ -63,7 +63,7 @@ class ScopeSet:
                         return False
                 elif not self.allows(res_type, letter):
                     return False
-        return other.contexts <= self.contexts or not other.perms
+        return bool(other.perms) and other.contexts <= self.contexts
 
     def __repr__(self) -> str:
         return f"ScopeSet({self.text!r})"
