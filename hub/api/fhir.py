@@ -135,6 +135,20 @@ def not_modified(result: Result) -> Response | None:
     return None
 
 
+@bp.before_request
+def _audit_trail_is_read_only():
+    """AuditEvents come only from the hub's audit table; the API never writes them."""
+    args = request.view_args or {}
+    if (
+        args.get("res_type") == "AuditEvent"
+        and request.method not in ("GET", "HEAD")
+        and not request.path.endswith("/_search")
+    ):
+        raise outcomes.error(
+            405, "not-supported", "AuditEvents are recorded by the hub and cannot be written"
+        )
+
+
 # -- system level ---------------------------------------------------------------
 
 
