@@ -127,10 +127,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from hub.api import auth
     from hub.api import errors
     from hub.api import fhir
+    from hub.api import openapi
     from hub.security import web
 
     web.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
     errors.register(app)
 

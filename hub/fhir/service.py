@@ -72,7 +72,7 @@ def parse_etag(value: str | None) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise outcomes.bad_request(f"Invalid version in If-Match: {value!r}")
     return int(text)
 
@@ -156,7 +156,7 @@ class FhirService:
     def vread(self, res_type: str, res_id: str, version: str) -> Result:
         check_type(res_type)
         guard.require(res_type, "r")
-        if not str(version).isdigit():
+        if not (str(version).isascii() and str(version).isdigit()):
             raise outcomes.bad_request(f"Invalid version {version!r}")
         stored = self.repo.vread(res_type, res_id, int(version))
         # A resource labelled later hides its earlier versions too.
@@ -501,7 +501,7 @@ def _count(value: str | None, config: dict) -> int:
     default = int(config.get("DEFAULT_COUNT", 20))
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise outcomes.bad_request(
             f"_count must be a non-negative integer, not {value!r}", "_count"
         )

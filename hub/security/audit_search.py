@@ -92,11 +92,11 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
         elif name == "subtype":
             stmt = stmt.where(t.c.interaction == value.rpartition("|")[2])
         elif name == "_count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise outcomes.bad_request("_count must be a number", "_count")
             count = min(int(value), max_count)
         elif name == "_before":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise outcomes.bad_request("_before must be a number", "_before")
             stmt = stmt.where(t.c.seq < int(value))
     stmt = stmt.order_by(t.c.seq.desc()).limit(count + 1)

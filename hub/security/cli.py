@@ -210,7 +210,7 @@ def audit_prune(older_than):
     now = dt.datetime.now(dt.UTC)
     text = older_than.strip()
     try:
-        if text.endswith("d") and text[:-1].isdigit():
+        if text.endswith("d") and text[:-1].isascii() and text[:-1].isdigit():
             cutoff = now - dt.timedelta(days=int(text[:-1]))
         else:
             cutoff = dt.datetime.fromisoformat(text)
