@@ -23,8 +23,8 @@ test: $(VENV)/.installed
 	$(BIN)/pytest -n auto -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check hub plugins tests conformance bench
-	$(BIN)/ruff format --check hub plugins tests conformance bench
+	$(BIN)/ruff check hub plugins tests conformance bench tools
+	$(BIN)/ruff format --check hub plugins tests conformance bench tools
 
 conformance: $(VENV)/.installed
 	$(BIN)/hub conformance run

@@ -41,14 +41,44 @@ class Hub:
         self.engine = db.make_engine(config["DATABASE_URL"], instance_path)
         if config.get("AUTO_MIGRATE", True):
             db.upgrade(self.engine)
-        self.search_registry, self.indexer, search_engine = _load_search(self.pm)
-        self.repo = Repository(self.engine, self.indexer)
+        self.repo = Repository(self.engine, None)
         self.security = _security(self.engine, config, self.repo)
-        self.service = FhirService(self.repo, search_engine, self.pm, config)
+        self.service = FhirService(self.repo, None, self.pm, config)
+        self.service.on_search_parameter = self.reload_search
+        self.reload_search()
+        self.sites = _load_sites(config, self.code_maps)
+        from hub.ingest.pipeline import Pipeline
+
+        self.pipeline = Pipeline(self)
         operations = _builtin_operations()
         for ops in self.pm.hook.register_operations():
             operations.extend(ops or ())
         self.operations = OperationRegistry(operations)
+
+    def reload_search(self) -> None:
+        """(Re)build the search registry: official, plugin, ``profiles/`` and stored parameters.
+
+        Called at start-up and after a SearchParameter is written through this
+        process; ``hub reindex`` then indexes resources stored before.
+        """
+        import zoneinfo
+
+        from hub.search.engine import SearchEngine
+        from hub.search.indexer import Indexer
+        from hub.search.registry import SearchRegistry
+        from hub.search.registry import stored_search_parameters
+
+        extra: list[dict] = []
+        for params in self.pm.hook.register_search_parameters():
+            extra.extend(params or ())
+        extra.extend(_profile_search_parameters(self.config))
+        with self.engine.connect() as conn:
+            extra.extend(stored_search_parameters(conn))
+        tz = zoneinfo.ZoneInfo(self.config.get("TIMEZONE") or "Asia/Shanghai")
+        self.search_registry = SearchRegistry.load(extra)
+        self.indexer = Indexer(self.search_registry, default_tz=tz)
+        self.repo.indexer = self.indexer
+        self.service.search_engine = SearchEngine(self.search_registry, default_tz=tz)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -72,19 +102,34 @@ def _load_code_maps(pm, config: dict[str, Any]):
     return load_code_maps([f for f in folders if f.is_dir()])
 
 
-def _load_search(pm):
-    """The search registry, indexer and engine (with plugin search parameters)."""
-    try:
-        from hub.search.engine import SearchEngine
-        from hub.search.indexer import Indexer
-        from hub.search.registry import SearchRegistry
-    except ImportError:  # search not installed in this build
-        return None, None, None
-    extra: list[dict] = []
-    for params in pm.hook.register_search_parameters():
-        extra.extend(params or ())
-    registry = SearchRegistry.load(extra)
-    return registry, Indexer(registry), SearchEngine(registry)
+def _load_sites(config: dict[str, Any], code_maps):
+    """``conformance/sites`` plus the folders in ``SITES_DIR`` (colon-separated)."""
+    from pathlib import Path
+
+    from hub.paths import SITES_DIR
+    from hub.sites import load_sites
+
+    folders = [SITES_DIR] if config.get("LOAD_EXAMPLE_SITES", True) else []
+    folders += [Path(f) for f in str(config.get("SITES_DIR") or "").split(os.pathsep) if f]
+    return load_sites([f for f in folders if f.is_dir()], code_maps)
+
+
+def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
+    """SearchParameter resources shipped in ``profiles/`` (and ``PROFILES_DIR`` folders)."""
+    from pathlib import Path
+
+    import orjson
+
+    from hub.paths import PROFILES_DIR
+
+    folders = [PROFILES_DIR] + [
+        Path(f) for f in str(config.get("PROFILES_DIR") or "").split(os.pathsep) if f
+    ]
+    out = []
+    for folder in folders:
+        for path in sorted(folder.rglob("SearchParameter-*.json")) if folder.is_dir() else ():
+            out.append(orjson.loads(path.read_bytes()))
+    return out
 
 
 def _security(engine, config: dict[str, Any], repo: Repository):
@@ -127,6 +172,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from hub.api import auth
     from hub.api import errors
     from hub.api import fhir
+    from hub.api import inbox
     from hub.api import openapi
     from hub.security import web
 
@@ -134,6 +180,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
+    app.register_blueprint(inbox.bp)
+    app.register_blueprint(inbox.deliveries)
     errors.register(app)
 
     @app.get("/")

@@ -148,6 +148,239 @@ def load(files):
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
+@cli.command()
+@click.option("--site", "site_name", required=True, help="The site the files come from.")
+@click.option("--format", "fmt", default=None, help="Payload format (default: the site adapter's).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def ingest(site_name, fmt, paths):
+    """Ingest files (or every file in folders) for a site through the pipeline."""
+    the_hub = _hub()
+    files = [
+        p
+        for path in paths
+        for p in (sorted(x for x in path.rglob("*") if x.is_file()) if path.is_dir() else [path])
+    ]
+    statuses: dict[str, int] = {}
+    failures = []
+    with click.progressbar(
+        files, label=f"ingesting for {site_name}", file=sys.stderr, show_pos=True
+    ) as bar:
+        for path in bar:
+            result = the_hub.pipeline.ingest(
+                site_name, path.read_bytes(), fmt=fmt, content_type=_content_type(path)
+            )
+            status = "duplicate" if result.duplicate else result.status
+            statuses[status] = statuses.get(status, 0) + 1
+            if result.status in ("failed", "quarantined"):
+                failures.append((path, result.item))
+    click.echo(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
+    for path, item in failures:
+        first = next(iter((item.outcome or {}).get("issue", [])), {})
+        where = ",".join(first.get("expression", []))
+        click.echo(
+            f"{path}: inbox item {item.id} {item.status}: {first.get('diagnostics')} {where}".rstrip(),
+            err=True,
+        )
+    if failures:
+        sys.exit(1)
+
+
+def _content_type(path: Path) -> str | None:
+    return {
+        ".hl7": "application/hl7-v2",
+        ".xml": "application/xml",
+        ".csv": "text/csv",
+        ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ".json": "application/fhir+json",
+    }.get(path.suffix.lower())
+
+
+@cli.group()
+def inbox():
+    """Inbound messages: list, show, replay."""
+
+
+@inbox.command("list")
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice(["pending", "done", "partial", "failed", "quarantined"]),
+)
+@click.option("--pending", is_flag=True, help="Only messages not processed yet.")
+@click.option("--failed", is_flag=True, help="Only failed and quarantined messages.")
+@click.option("--site", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def inbox_list(status, pending, failed, site, limit, as_json):
+    """List inbox items, newest first."""
+    statuses = (
+        list(status)
+        + (["pending"] if pending else [])
+        + (["failed", "quarantined"] if failed else [])
+    )
+    items = _hub().pipeline.inbox.list(status=statuses or None, site=site, limit=limit)
+    if as_json:
+        click.echo(orjson.dumps([i.summary() for i in items], option=orjson.OPT_INDENT_2).decode())
+        return
+    for i in items:
+        first = (
+            next(iter((i.outcome or {}).get("issue", [])), {})
+            if i.status in ("failed", "quarantined")
+            else {}
+        )
+        click.echo(
+            f"{i.id:>8}  {i.status:<11} {i.site:<22} {i.source_key[:30]:<30} {i.received_at:%Y-%m-%d %H:%M:%S}  {first.get('diagnostics', '')}"
+        )
+
+
+@inbox.command("show")
+@click.argument("item_id", type=int)
+@click.option("--body", is_flag=True, help="Print the raw payload instead.")
+def inbox_show(item_id, body):
+    """Show one inbox item with its outcome (or its raw payload)."""
+    item = _hub().pipeline.inbox.get(item_id, with_body=body)
+    if item is None:
+        raise click.ClickException(f"inbox item {item_id} does not exist")
+    if body:
+        sys.stdout.buffer.write(item.body or b"")
+        return
+    click.echo(orjson.dumps(item.summary(), option=orjson.OPT_INDENT_2).decode())
+
+
+@inbox.command("replay")
+@click.argument("item_ids", type=int, nargs=-1)
+@click.option("--failed", is_flag=True, help="Replay every failed and quarantined item.")
+@click.option("--site", default=None)
+def inbox_replay(item_ids, failed, site):
+    """Process items again (after fixing a mapping or a site manifest)."""
+    pipeline = _hub().pipeline
+    if failed:
+        item_ids = [
+            i.id
+            for i in reversed(
+                pipeline.inbox.list(status=["failed", "quarantined"], site=site, limit=100000)
+            )
+        ]
+    if not item_ids:
+        raise click.UsageError("name inbox item ids or give --failed")
+    items = []
+    with click.progressbar(item_ids, label="replaying", file=sys.stderr, show_pos=True) as bar:
+        for item_id in bar:
+            items.extend(pipeline.replay([item_id]))
+    counts: dict[str, int] = {}
+    for i in items:
+        counts[i.status] = counts.get(i.status, 0) + 1
+    click.echo(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+@cli.group()
+def site():
+    """Partner sites (declared as folders)."""
+
+
+@site.command("new")
+@click.argument("name")
+@click.option("--adapter", required=True, help="hl7v2, cda, va_registry or a plugin's adapter.")
+@click.option(
+    "--dir",
+    "target",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to create the site folder (default: conformance/sites).",
+)
+def site_new(name, adapter, target):
+    """Scaffold a site folder: manifest, README and a first passing case."""
+    from hub.paths import SITES_DIR
+    from hub.sites import SiteError
+    from hub.sites import scaffold_site
+
+    try:
+        folder = scaffold_site(name, adapter, target or SITES_DIR)
+    except SiteError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"created {folder}; read {folder / 'README.md'} next")
+
+
+@site.command("list")
+def site_list():
+    """The sites this hub knows."""
+    for s in _hub().sites.values():
+        click.echo(f"{s.name:<24} {s.adapter:<12} {s.description}")
+
+
+@cli.group()
+def mllp():
+    """HL7 v2 over MLLP."""
+
+
+@mllp.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2575, show_default=True, type=int)
+def mllp_serve(host, port):
+    """Listen for HL7 v2 messages; route each to its site by MSH-3/MSH-4."""
+    import signal
+    import threading
+
+    from fhirhub_plugins.hl7v2 import MLLPServer
+    from hub.ingest.mllp import make_handler
+
+    the_hub = _hub()
+    server = MLLPServer((host, port), make_handler(the_hub)).start()
+    click.echo(f"MLLP listening on {host}:{server.port} for {len(the_hub.sites)} site(s)", err=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+
+
+@cli.command()
+@click.option("--type", "res_types", multiple=True, help="Only these resource types (repeatable).")
+def reindex(res_types):
+    """Recompute the search indexes (after adding custom SearchParameters); safe while serving."""
+    from hub.search.reindex import reindex as run_reindex
+
+    the_hub = _hub()
+    bar = click.progressbar(length=1, label="reindexing", file=sys.stderr, show_pos=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.length = max(total, 1)
+        bar.update(done - bar.pos)
+
+    with bar:
+        count = run_reindex(
+            the_hub.engine, the_hub.indexer, list(res_types) or None, progress=progress
+        )
+    click.echo(f"{count} resource(s) reindexed")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One round, then exit (for cron and tests).")
+@click.option(
+    "--interval", default=1.0, show_default=True, help="Seconds between rounds when idle."
+)
+def worker(once, interval):
+    """Process pending inbox items, queue outbound messages from the change feed, deliver them."""
+    import time
+
+    from hub import outbound
+
+    the_hub = _hub()
+    while True:
+        processed = the_hub.pipeline.process_pending()
+        queued = outbound.dispatch(the_hub)
+        counts = outbound.deliver(the_hub)
+        if once:
+            click.echo(
+                f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead"
+            )
+            return
+        if not (processed or queued or counts["sent"]):
+            time.sleep(interval)
+
+
 def _add_security_commands() -> None:
     from hub.security.cli import COMMANDS
 

@@ -13,6 +13,8 @@ DEFAULTS = {
     # Public base URL of the FHIR endpoint (fullUrl, Location, paging links).
     # Empty: derived from each request.
     "BASE_URL": "",
+    # Time zone for dates and times given without one (FHIR search, HL7 v2 defaults).
+    "TIMEZONE": "Asia/Shanghai",
     # Largest request body accepted, in bytes (413 above it).
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
     # Search page size when the client gives no _count, and the largest allowed.

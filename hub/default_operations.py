@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hub import outcomes
 from hub.fhir.service import Result
 from hub.operations import Operation
 from hub.operations import OperationCall
@@ -20,8 +21,55 @@ def meta(call: OperationCall) -> Result:
     )
 
 
+def ingest(call: OperationCall) -> Result:
+    """``$ingest?site=S``: a raw payload (HL7 v2, CDA, CSV, XLSX...) through the pipeline.
+
+    Answers 200 with the outcome when stored (``partial``: some parts refused,
+    see the issues), 202 when only queued, and the outcome's 4xx status when the
+    message was refused; a refused message stays in the inbox for replay.
+    """
+    site = call.param("site")
+    if not site:
+        raise outcomes.bad_request("$ingest needs the site parameter", "site")
+    req = call.request
+    body = req.get_data(cache=True) if req is not None else b""
+    if not body:
+        raise outcomes.bad_request("$ingest needs the payload as the request body")
+    result = call.hub.pipeline.ingest(
+        site,
+        body,
+        content_type=req.content_type if req is not None else None,
+        source_key=call.param("key"),
+        process=call.param("async", "false") != "true",
+    )
+    item = result.item
+    headers = {"X-Inbox-Item": str(item.id), "X-Inbox-Status": item.status}
+    if result.duplicate:
+        headers["X-Duplicate"] = "true"
+    if item.status == "pending":
+        return Result(202, outcomes.ok(f"inbox item {item.id} queued"), headers)
+    oo = dict(item.outcome or outcomes.ok(f"inbox item {item.id} {item.status}"))
+    status = next(
+        (
+            e.get("valueInteger")
+            for e in oo.pop("extension", [])
+            if e.get("url") == "urn:fhirhub:http-status"
+        ),
+        200,
+    )
+    return Result(status if item.status in ("failed", "quarantined") else 200, oo, headers)
+
+
 def operations() -> list[Operation]:
     return [
+        Operation(
+            "ingest",
+            ingest,
+            levels=("system",),
+            methods=("POST",),
+            affects_state=True,
+            documentation="Ingest a raw site payload (HL7 v2, CDA, registry CSV/XLSX) through the pipeline",
+        ),
         Operation(
             "meta",
             meta,

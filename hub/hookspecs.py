@@ -45,6 +45,17 @@ def detect_format(body: bytes, content_type: str | None) -> str | None:
 
 
 @hookspec(firstresult=True)
+def source_key(fmt: str, body: bytes, site: Any) -> str | None:
+    """The sender's own key for a payload (HL7 MSH-10, a CDA document id), or ``None``.
+
+    The inbox stores each payload under (site, source key, payload hash), so a
+    message re-sent after a lost acknowledgement is recognised and answered
+    without being processed twice. Without a key the payload hash stands in.
+    Must be cheap and must not raise on malformed input: return ``None``.
+    """
+
+
+@hookspec(firstresult=True)
 def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None:
     """Map one inbound message to a FHIR ``Bundle`` of type ``transaction``.
 

@@ -185,6 +185,9 @@ class MappingContext:
         self.site = site
         self._maps = code_maps or {}
         self.issues: list[dict[str, Any]] = []
+        # Per-site state kept between messages (JSON-ready values); the
+        # pipeline loads it before mapping and saves it with the message's data.
+        self.state: dict[str, Any] = {}
 
     def code_map(self, name: str) -> CodeMap:
         overrides = getattr(self.site, "code_map_overrides", None) or {}

@@ -29,6 +29,9 @@ PG_URL = os.environ.get(
 )
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLES = Path(os.environ.get("HUB_SAMPLES_DIR", SHARED / "samples"))
+# Third-party reference data (not shipped with the project) lives beside it.
+if SAMPLES.is_dir():
+    os.environ.setdefault("HUB_REFERENCE_SAMPLES", str(SAMPLES))
 
 
 def _pg_reachable() -> str | None:

@@ -285,3 +285,70 @@ def test_instance_operation_meta_and_unknown_operation(client):
     meta = resp.get_json()["parameter"][0]["valueMeta"]
     assert meta["tag"][0]["code"] == "x" and meta["versionId"] == "1"
     assert_outcome(client.get(f"/fhir/Patient/{pid}/$nothing"), 404, "not-supported")
+
+
+def test_fhirpath_patch(client):
+    client.put(
+        "/fhir/Observation/o1",
+        json={
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "preliminary",
+            "code": {"text": "status"},
+            "component": [
+                {"code": {"coding": [{"code": "a"}]}, "valueString": "keep"},
+                {"code": {"coding": [{"code": "b"}]}, "valueString": "old"},
+            ],
+        },
+    )
+
+    def op(kind, path, *rest):
+        return {
+            "name": "operation",
+            "part": [
+                {"name": "type", "valueCode": kind},
+                {"name": "path", "valueString": path},
+                *rest,
+            ],
+        }
+
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            op("replace", "Observation.status", {"name": "value", "valueCode": "final"}),
+            op(
+                "replace",
+                "Observation.component.where(code.coding.code = 'b').value",
+                {"name": "value", "valueCodeableConcept": {"text": "new"}},
+            ),
+            op(
+                "add",
+                "Observation",
+                {"name": "name", "valueString": "component"},
+                {
+                    "name": "value",
+                    "part": [
+                        {"name": "code", "valueCodeableConcept": {"text": "c"}},
+                        {"name": "value", "valueDateTime": "2026-01-01"},
+                    ],
+                },
+            ),
+            op("delete", "Observation.component.where(code.coding.code = 'a')"),
+        ],
+    }
+    resp = client.patch("/fhir/Observation/o1", json=params, content_type="application/fhir+json")
+    assert resp.status_code == 200, resp.data
+    body = resp.get_json()
+    assert body["status"] == "final"
+    assert body["component"] == [
+        {"code": {"coding": [{"code": "b"}]}, "valueCodeableConcept": {"text": "new"}},
+        {"code": {"text": "c"}, "valueDateTime": "2026-01-01"},
+    ]
+    bad = {
+        "resourceType": "Parameters",
+        "parameter": [
+            op("replace", "Observation.nothing.here", {"name": "value", "valueString": "x"})
+        ],
+    }
+    resp = client.patch("/fhir/Observation/o1", json=bad, content_type="application/fhir+json")
+    assert resp.status_code == 422

@@ -32,6 +32,9 @@ from hub.security.principal import current
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
+# Operations whose POST body is a raw payload, not a FHIR resource.
+RAW_BODY_OPERATIONS = ("ingest",)
+
 # Parameters that shape the response, not the search.
 FORMAT_PARAMS = ("_format", "_pretty")
 
@@ -317,11 +320,16 @@ def update(res_type: str, res_id: str):
 def patch(res_type: str, res_id: str):
     hub = get_hub()
     mime = request.mimetype
-    if mime not in ("application/json-patch+json", "application/json"):
+    if mime in ("application/json-patch+json", "application/json"):
+        ops = formats.parse_json(request.get_data(cache=True))
+    elif mime in formats.JSON_TYPES + formats.XML_TYPES:
+        ops = body_resource()  # FHIRPath Patch: a Parameters resource
+    else:
         raise outcomes.error(
-            415, "not-supported", f"PATCH takes application/json-patch+json, not {mime!r}"
+            415,
+            "not-supported",
+            f"PATCH takes a JSON Patch or a FHIRPath Patch Parameters resource, not {mime!r}",
         )
-    ops = formats.parse_json(request.get_data(cache=True))
     return render(hub.service.patch(res_type, res_id, ops, write_options(), base_url()))
 
 
@@ -386,7 +394,8 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     if request.method not in op.methods:
         raise outcomes.error(405, "not-supported", f"${name} does not accept {request.method}")
     body = None
-    if request.method == "POST" and request.get_data(cache=True).strip():
+    raw = op.name in RAW_BODY_OPERATIONS
+    if request.method == "POST" and not raw and request.get_data(cache=True).strip():
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
     call = OperationCall(

@@ -23,6 +23,7 @@ from hub import outcomes
 from hub.fhir.service import FhirService
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
+from hub.fhir.service import apply_patch
 from hub.fhir.service import canonical_criteria
 from hub.fhir.service import check_id
 from hub.fhir.service import location
@@ -56,9 +57,18 @@ class _Entry:
 
 
 def process(
-    service: FhirService, bundle: dict[str, Any], base: str, opts: WriteOptions
+    service: FhirService,
+    bundle: dict[str, Any],
+    base: str,
+    opts: WriteOptions,
+    within: Any = None,
 ) -> dict[str, Any]:
-    """Process a batch or transaction Bundle; returns the response Bundle."""
+    """Process a batch or transaction Bundle; returns the response Bundle.
+
+    ``within(writer, response_entries)``, for transactions, runs inside the
+    same database transaction after the entries are written (the ingestion
+    pipeline marks its inbox row there, so data and status commit together).
+    """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise outcomes.bad_request("POST to the base URL takes a Bundle", "resourceType")
     kind = bundle.get("type")
@@ -70,7 +80,7 @@ def process(
     if not isinstance(raw_entries, list):
         raise outcomes.bad_request("Bundle.entry must be an array", "Bundle.entry")
     if kind == "transaction":
-        return _transaction(service, raw_entries, base, opts)
+        return _transaction(service, raw_entries, base, opts, within)
     return _batch(service, raw_entries, base, opts)
 
 
@@ -144,7 +154,7 @@ def _anchor(expression: str, where: str) -> str:
 
 
 def _transaction(
-    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions, within: Any = None
 ) -> dict[str, Any]:
     entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
     # Structure first, for every entry, so that the client sees every problem at once.
@@ -169,7 +179,10 @@ def _transaction(
     def attempt(writer: Writer):
         # A retried attempt (after losing a race) starts again from the request's resources.
         fresh = [dataclasses.replace(e, resource=_copy(e.resource)) for e in entries]
-        return _run_transaction(service, writer, fresh, base, opts)
+        response = _run_transaction(service, writer, fresh, base, opts)
+        if within is not None:
+            within(writer, response)
+        return response
 
     result_entries = service.repo.write(attempt, site=site_name)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
@@ -284,25 +297,10 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
         stored, created = writer.update(e.resource, e.res_id, if_match=if_match)
         e.result, e.status = stored, 201 if created else 200
     elif e.method == "PATCH":
-        import jsonpatch
-
         current = writer.current(e.res_type, e.res_id) if e.res_id else None
         if current is None or current.deleted:
             raise outcomes.not_found(f"{e.res_type}/{e.res_id} is not known")
-        body = e.resource
-        if isinstance(body, dict) and body.get("resourceType") == "Binary":
-            import base64
-
-            body = orjson.loads(base64.b64decode(body.get("data", "")))
-        try:
-            patched = jsonpatch.apply_patch(current.resource(), body)
-        except (
-            jsonpatch.JsonPatchException,
-            jsonpatch.JsonPointerException,
-            TypeError,
-            ValueError,
-        ) as err:
-            raise outcomes.unprocessable(f"The patch cannot be applied: {err}") from None
+        patched = apply_patch(current.resource(), e.resource)
         service.check_resource(patched, e.res_type, opts.site)
         e.result, _ = writer.update(
             patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
@@ -382,12 +380,7 @@ def _batch_one(service: FhirService, e: _Entry, base: str, opts: WriteOptions) -
             return service.conditional_update(e.res_type, e.query, e.resource, entry_opts, base)
         return service.update(e.res_type, e.res_id, e.resource, entry_opts, base)
     if e.method == "PATCH":
-        body = e.resource
-        if isinstance(body, dict) and body.get("resourceType") == "Binary":
-            import base64
-
-            body = orjson.loads(base64.b64decode(body.get("data", "")))
-        return service.patch(e.res_type, e.res_id, body, entry_opts, base)
+        return service.patch(e.res_type, e.res_id, e.resource, entry_opts, base)
     if e.query:
         return service.conditional_delete(e.res_type, e.query, entry_opts)
     return service.delete(e.res_type, e.res_id, entry_opts)

@@ -31,6 +31,10 @@ from hub.validation.structure import known_type
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
+class Quarantined(outcomes.OperationOutcomeError):
+    """Validation errors under a site policy of ``quarantine``: keep the message aside."""
+
+
 @dataclasses.dataclass
 class Result:
     """What an interaction answers: status, body and headers.
@@ -103,6 +107,8 @@ class FhirService:
         self.search_engine = search
         self.pm = pm
         self.config = config or {}
+        # Called after a SearchParameter is written (the app rebuilds its registry).
+        self.on_search_parameter = None
 
     # -- validation on write ---------------------------------------------------
 
@@ -133,9 +139,11 @@ class FhirService:
             for issues in self.pm.hook.validate_resource(resource=resource, site=site):
                 for iss in issues or ():
                     (errors if iss.get("severity") in ("error", "fatal") else warnings).append(iss)
-            policy = getattr(site, "policy", "reject") if site is not None else "reject"
+            policy = getattr(site, "validation", "reject") if site is not None else "reject"
             if errors and policy == "reject":
                 raise outcomes.OperationOutcomeError(outcomes.outcome(*errors, *warnings), 422)
+            if errors and policy == "quarantine":
+                raise Quarantined(outcomes.outcome(*errors, *warnings), 422)
             if errors:
                 warnings = errors + warnings
         return warnings
@@ -179,6 +187,8 @@ class FhirService:
     def _write_result(
         self, stored: Stored, status: int, opts: WriteOptions, base: str, warnings=()
     ) -> Result:
+        if stored.res_type == "SearchParameter" and self.on_search_parameter is not None:
+            self.on_search_parameter()
         headers = version_headers(stored)
         headers["Location"] = location(stored, base)
         if opts.prefer_return == "minimal":
@@ -292,8 +302,6 @@ class FhirService:
     ) -> Result:
         """JSON Patch (RFC 6902) applied to the current version, then checked as an update."""
         check_type(res_type)
-        if not isinstance(patch_body, list):
-            raise outcomes.bad_request("A JSON Patch body must be an array of operations")
         if_match = parse_etag(opts.if_match)
 
         def attempt(writer: Writer):
@@ -304,12 +312,7 @@ class FhirService:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             if current.deleted:
                 raise outcomes.gone(f"{res_type}/{res_id} was deleted")
-            try:
-                patched = jsonpatch.apply_patch(current.resource(), patch_body)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
-                raise outcomes.unprocessable(f"The patch cannot be applied: {err}") from None
-            except (TypeError, KeyError, ValueError) as err:
-                raise outcomes.bad_request(f"Invalid JSON Patch: {err}") from None
+            patched = apply_patch(current.resource(), patch_body)
             if patched.get("resourceType") != res_type or patched.get("id") != res_id:
                 raise outcomes.unprocessable("A patch may not change resourceType or id")
             self.check_resource(patched, res_type, opts.site)
@@ -445,6 +448,32 @@ class FhirService:
         ]
 
     # -- CapabilityStatement is built in hub.fhir.capabilities -----------------
+
+
+def apply_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
+    """Apply a JSON Patch (a list of operations, or a Binary holding one) or a
+    FHIRPath Patch (a Parameters resource) to ``resource``."""
+    if isinstance(body, dict) and body.get("resourceType") == "Binary":
+        import base64
+
+        try:
+            body = orjson.loads(base64.b64decode(body.get("data", "")))
+        except (ValueError, orjson.JSONDecodeError):
+            raise outcomes.bad_request("The Binary does not hold a JSON Patch") from None
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        from hub.fhir import fhirpath_patch
+
+        return fhirpath_patch.apply(resource, body)
+    if not isinstance(body, list):
+        raise outcomes.bad_request(
+            "A patch is a JSON Patch array or a FHIRPath Patch Parameters resource"
+        )
+    try:
+        return jsonpatch.apply_patch(resource, body)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as err:
+        raise outcomes.unprocessable(f"The patch cannot be applied: {err}") from None
+    except (TypeError, KeyError, ValueError) as err:
+        raise outcomes.bad_request(f"Invalid JSON Patch: {err}") from None
 
 
 def history_bundle(rows: list[Stored], base: str, links: list[dict], total: int | None) -> bytes:

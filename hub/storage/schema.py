@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import DDL
 from sqlalchemy import BigInteger
 from sqlalchemy import Boolean
 from sqlalchemy import Column
@@ -37,6 +38,7 @@ from sqlalchemy import Table
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
 from sqlalchemy import cast
+from sqlalchemy import event
 from sqlalchemy import types
 from sqlalchemy.dialects import postgresql
 
@@ -124,6 +126,7 @@ resource = Table(
     Column("content", JsonDocument),  # NULL for a deleted resource
     UniqueConstraint("res_type", "res_id"),
     Index(None, "res_type", "last_updated"),
+    Index(None, "res_type", "pk"),  # unfiltered type searches page in pk order
     Index(None, "patient_id"),
 )
 
@@ -203,6 +206,41 @@ inbox = Table(
     UniqueConstraint("site", "source_key", "payload_hash"),
     Index(None, "status", "id"),
     Index(None, "site", "received_at"),
+)
+
+# Per-site state kept between messages (e.g. the Patient ids of a registry's
+# previous import), written in the transaction that stores the message's data.
+site_state = Table(
+    "site_state",
+    metadata,
+    Column("site", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", JsonDocument, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Outbound deliveries: one row per message produced for a site from a change.
+# Sent with retries and back-off; ``dead`` rows wait for an operator.
+delivery = Table(
+    "delivery",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("change_seq", BigInteger, nullable=False),
+    Column("message_key", String(255), nullable=False),
+    Column("content_type", String(128)),
+    Column("body", LargeBinary, nullable=False),
+    Column("description", Text),
+    # pending, sent, dead
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("response", LargeBinary),
+    UniqueConstraint("site", "change_seq", "message_key"),
+    Index(None, "status", "next_attempt_at"),
 )
 
 # ---------------------------------------------------------------------------
@@ -295,7 +333,11 @@ sp_string = _index_table(
     "sp_string",
     Column("value", String(512), nullable=False),  # normalised: case/accent folded
     Column("exact", String(512), nullable=False),
-    indexes=(Index(None, "res_type", "param", "value"),),
+    # text_pattern_ops lets PostgreSQL use the index for prefix LIKE 'abc%'
+    # whatever the database collation; SQLite searches prefixes as ranges.
+    indexes=(
+        Index(None, "res_type", "param", "value", postgresql_ops={"value": "text_pattern_ops"}),
+    ),
 )
 
 sp_token = _index_table(
@@ -311,8 +353,10 @@ sp_token = _index_table(
 
 sp_date = _index_table(
     "sp_date",
-    Column("low", UTCDateTime),  # inclusive; NULL = open
-    Column("high", UTCDateTime),  # exclusive; NULL = open
+    # [low, high) in UTC; open ends are 0001-01-01 and 9999-12-31T23:59:59
+    # (not NULL), so every comparison is a plain range test.
+    Column("low", UTCDateTime, nullable=False),
+    Column("high", UTCDateTime, nullable=False),
     indexes=(Index(None, "res_type", "param", "low"), Index(None, "res_type", "param", "high")),
 )
 
@@ -335,7 +379,10 @@ sp_quantity = _index_table(
     # value converted to a canonical UCUM unit, where known
     Column("canonical_value", Float),
     Column("canonical_code", String(128)),
-    indexes=(Index(None, "res_type", "param", "code", "value"),),
+    indexes=(
+        Index(None, "res_type", "param", "code", "value"),
+        Index(None, "res_type", "param", "canonical_code", "canonical_value"),
+    ),
 )
 
 sp_reference = _index_table(
@@ -358,15 +405,20 @@ sp_uri = _index_table(
     indexes=(Index(None, "res_type", "param", "value"),),
 )
 
-# Composite parameters: one row per combination of component values, each
-# component rendered as text by the indexer (hub.search).
+# Composite parameters: one row per combination of the first two component
+# values. The first component is a token; the second is stored by its type:
+# token/string/reference/uri in c2_system/c2_code, number/quantity in c2_value
+# (with the unit in c2_system/c2_code), date as the [c2_low, c2_high) range.
 sp_composite = _index_table(
     "sp_composite",
-    Column("comp1", String(512)),
-    Column("comp2", String(512)),
-    Column("comp3", String(512)),
-    Column("num2", Float),  # numeric value of the second component, for prefixes
-    indexes=(Index(None, "res_type", "param", "comp1", "comp2"),),
+    Column("c1_system", String(512)),
+    Column("c1_code", String(512)),
+    Column("c2_system", String(512)),
+    Column("c2_code", String(512)),
+    Column("c2_value", Float),
+    Column("c2_low", UTCDateTime),
+    Column("c2_high", UTCDateTime),
+    indexes=(Index(None, "res_type", "param", "c1_code", "c2_code"),),
 )
 
 # Which compartments (Patient/123, Encounter/9, ...) a resource belongs to.
@@ -394,3 +446,30 @@ INDEX_TABLES = {
         compartment,
     )
 }
+
+
+# PostgreSQL multiplies the selectivities of res_type, param and code as if they
+# were independent, and so underestimates a common token (category=vital-signs)
+# a hundredfold and picks nested loops over thousands of rows. Extended
+# statistics on the correlated key columns fix those estimates (10-20x faster
+# plans on two-parameter searches).
+_CORRELATED = {
+    "sp_string": ("res_type", "param"),
+    "sp_token": ("res_type", "param", "code", "system"),
+    "sp_date": ("res_type", "param"),
+    "sp_number": ("res_type", "param"),
+    "sp_quantity": ("res_type", "param", "code"),
+    "sp_reference": ("res_type", "param", "target_type"),
+    "sp_uri": ("res_type", "param"),
+    "sp_composite": ("res_type", "param", "c1_code"),
+    "compartment": ("comp_type", "res_type"),
+}
+for _name, _cols in _CORRELATED.items():
+    event.listen(
+        INDEX_TABLES[_name],
+        "after_create",
+        DDL(
+            f"CREATE STATISTICS IF NOT EXISTS st_{_name} (dependencies, ndistinct, mcv) "
+            f"ON {', '.join(_cols)} FROM {_name}"
+        ).execute_if(dialect="postgresql"),
+    )

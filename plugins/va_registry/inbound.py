@@ -23,13 +23,19 @@ from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.outcomes import issue
 
+from .departures import current_patient_ids
+from .departures import departures
 from .read import Table
 from .read import load_columns
 from .read import read_table
+from .to_fhir import DEFAULT_PROGRAMMES
 from .to_fhir import RowError
 from .to_fhir import RowMapper
 
 ADAPTER = "va_registry"
+
+
+STATE_KEY = "registry_patient_ids"
 
 
 def plugin_config(site: Any) -> dict[str, Any]:
@@ -41,7 +47,18 @@ def map_registry_file(message: InboundMessage, context: MappingContext) -> dict[
     """The transaction Bundle for one registry export (CSV or XLSX bytes)."""
     config = plugin_config(message.site or context.site)
     table = read_table(message.body, config.get("encoding"))
-    return map_table(table, context, config)
+    bundle = map_table(table, context, config)
+    # People in the previous import but not in this one left the registry:
+    # mark them, never delete them. The pipeline keeps ``context.state`` per
+    # site and saves it only when this file's data is stored.
+    current = current_patient_ids(bundle)
+    previous = context.state.get(STATE_KEY) or []
+    if previous:
+        bundle["entry"].extend(
+            departures(previous, current, programmes=config.get("programmes") or DEFAULT_PROGRAMMES)
+        )
+    context.state[STATE_KEY] = current
+    return bundle
 
 
 def map_table(table: Table, context: MappingContext, config: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Inbound messages: the inbox, the pipeline and the identity stage."""

@@ -1,0 +1,208 @@
+"""The identity stage: one Patient per person, whichever site the data came from.
+
+Runs on every mapped Bundle before it is stored:
+
+1. A Patient carrying a valid resident ID number (GB 11643) gets the id derived
+   from that number (``hub.identity.ids.patient_id_for_resident_id``), so the
+   same person from a hospital, the county platform and the registry lands in
+   one Patient.
+2. Without one, the adapter's site-scoped id (from the site MRN) stands; if no
+   Patient has it yet, candidates with the same birth date are scored
+   (``hub.identity.matching``): above the auto-link threshold the record joins
+   the best candidate; in the review band a ``Task`` (code ``link-review``)
+   asks an archive manager to decide.
+3. An incoming Patient never overwrites what other sources stored: it is
+   merged into the existing one (identifiers, names, telecoms, addresses and
+   contacts accumulate; single-valued elements take the newest value).
+4. Every reference to the Patient's old id in the Bundle is rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity import resident_id
+from hub.identity.ids import patient_id_for_resident_id
+from hub.identity.ids import stable_id
+
+# Repeating Patient elements that accumulate across sources.
+_LISTS = (
+    "identifier",
+    "name",
+    "telecom",
+    "address",
+    "contact",
+    "communication",
+    "link",
+    "extension",
+    "photo",
+)
+REVIEW_TASK_CODE = {
+    "system": "urn:fhirhub:codesystem:task-code",
+    "code": "link-review",
+    "display": "Review a possible duplicate person",
+}
+
+
+def resident_number(patient: dict[str, Any]) -> str | None:
+    for ident in patient.get("identifier") or ():
+        if ident.get("system") == RESIDENT_ID_SYSTEM and ident.get("value"):
+            try:
+                return resident_id.normalise(ident["value"])
+            except resident_id.InvalidResidentId:
+                return None
+    return None
+
+
+def merge_patient(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` laid over ``old``: lists accumulate without duplicates, scalars are replaced."""
+    merged = {k: v for k, v in old.items() if k not in ("meta",)}
+    for key, value in new.items():
+        if key in ("id", "meta", "resourceType"):
+            continue
+        if key in _LISTS and isinstance(value, list):
+            merged[key] = _union(old.get(key) or [], value, key)
+        else:
+            merged[key] = value
+    meta_old, meta_new = old.get("meta") or {}, new.get("meta") or {}
+    meta = {k: v for k, v in meta_old.items() if k not in ("versionId", "lastUpdated")}
+    for key in ("tag", "security", "profile"):
+        if meta_old.get(key) or meta_new.get(key):
+            meta[key] = _union(meta_old.get(key) or [], meta_new.get(key) or [], key)
+    if meta_new.get("source"):
+        meta["source"] = meta_new["source"]
+    if meta:
+        merged["meta"] = meta
+    merged["resourceType"] = "Patient"
+    return merged
+
+
+def _union(old: list, new: list, key: str) -> list:
+    def ident(item: Any) -> Any:
+        if key == "identifier" and isinstance(item, dict):
+            return (item.get("system"), item.get("value"))
+        if key in ("tag", "security") and isinstance(item, dict):
+            return (item.get("system"), item.get("code"))
+        return repr(sorted(item.items())) if isinstance(item, dict) else repr(item)
+
+    out: dict[Any, Any] = {ident(i): i for i in old}
+    for item in new:
+        out[ident(item)] = item  # the newer copy of the same item wins
+    return list(out.values())
+
+
+def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> list[dict[str, Any]]:
+    """Apply the identity stage to ``bundle`` in place; returns review Tasks to add."""
+    renames: dict[str, str] = {}
+    tasks: list[dict[str, Any]] = []
+    for entry in bundle.get("entry") or ():
+        resource = entry.get("resource") or {}
+        request = entry.get("request") or {}
+        if resource.get("resourceType") != "Patient" or request.get("method") not in (
+            "PUT",
+            "POST",
+        ):
+            continue
+        old_id = resource.get("id")
+        number = resident_number(resource)
+        target = patient_id_for_resident_id(number) if number else old_id
+        existing = service.repo.read("Patient", target) if target else None
+        if (existing is None or existing.deleted) and number is None:
+            linked, task = _match(service, resource, thresholds)
+            if linked:
+                target, existing = linked, service.repo.read("Patient", linked)
+            elif task:
+                tasks.append(task)
+        if target is None:
+            continue
+        if existing is not None and not existing.deleted:
+            resource = merge_patient(existing.resource(), resource)
+        resource["id"] = target
+        entry["resource"] = resource
+        entry["request"] = {"method": "PUT", "url": f"Patient/{target}"}
+        if old_id and old_id != target:
+            renames[f"Patient/{old_id}"] = f"Patient/{target}"
+    if renames:
+        _rename_refs(bundle, renames)
+    for task in tasks:
+        task["for"]["reference"] = renames.get(task["for"]["reference"], task["for"]["reference"])
+    return tasks
+
+
+def _match(
+    service: Any, patient: dict[str, Any], thresholds: Any
+) -> tuple[str | None, dict | None]:
+    """Score existing Patients born the same day; auto-link or queue a review."""
+    if not patient.get("birthDate") or service.search_engine is None:
+        return None, None
+    from hub.identity import matching
+
+    thresholds = thresholds or matching.Thresholds()
+    params = [("birthdate", patient["birthDate"]), ("_count", "50")]
+    surname = _surname_key(patient)
+    if surname:
+        # Same birth date and a surname that sounds the same (张 = Zhang): a
+        # handful of candidates instead of everyone born that day.
+        params.append(("phonetic", surname))
+    with service.repo.reading() as conn:
+        result = service.search_engine.search(conn, "Patient", params, base_url="")
+    import orjson
+
+    scored = []
+    for _rt, rid, content, mode in result.entries:
+        if mode != "match" or rid == patient.get("id"):
+            continue
+        score, reasons = matching.score(patient, orjson.loads(content))
+        scored.append((score, rid, reasons))
+    if not scored:
+        return None, None
+    score, best, reasons = max(scored)
+    decision = matching.decide(score, thresholds)
+    if decision == "auto-link":
+        return best, None
+    if decision == "review" and patient.get("id"):
+        task = {
+            "resourceType": "Task",
+            "id": stable_id("link-review", patient["id"], best),
+            "status": "requested",
+            "intent": "proposal",
+            "code": {"coding": [REVIEW_TASK_CODE]},
+            "for": {"reference": f"Patient/{patient['id']}"},
+            "focus": {"reference": f"Patient/{best}"},
+            "authoredOn": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "description": f"Possible same person (score {score:.2f}): " + "; ".join(reasons),
+            "input": [
+                {"type": {"text": "score"}, "valueDecimal": round(score, 3)},
+                {"type": {"text": "candidate"}, "valueReference": {"reference": f"Patient/{best}"}},
+            ],
+        }
+        return None, task
+    return None, None
+
+
+def _surname_key(patient: dict[str, Any]) -> str | None:
+    """The surname's pinyin (``zhang`` for 张 or Zhang), the key candidates must share."""
+    from hub.identity.names import pinyin_syllables
+    from hub.identity.names import split_chinese_name
+
+    for name in patient.get("name") or ():
+        family = name.get("family")
+        if not family and name.get("text"):
+            family = split_chinese_name(name["text"])[0]
+        if family:
+            return "".join(pinyin_syllables(family)) or None
+    return None
+
+
+def _rename_refs(node: Any, renames: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str) and value in renames:
+                node[key] = renames[value]
+            elif isinstance(value, (dict, list)):
+                _rename_refs(value, renames)
+    elif isinstance(node, list):
+        for item in node:
+            _rename_refs(item, renames)

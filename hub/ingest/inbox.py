@@ -1,0 +1,200 @@
+"""The inbox: every inbound payload, raw and durable, before anyone answers the sender.
+
+A payload is stored under the unique key (site, source key, payload hash): the
+same message delivered twice (a sender that lost our acknowledgement) finds
+its first copy and is answered from it, never processed twice. Statuses:
+
+* ``pending``: stored, not processed yet;
+* ``done``: mapped and stored; ``partial``: stored, but some parts (e.g.
+  registry rows) were refused, see the outcome;
+* ``failed``: mapping or storage refused it (the outcome says why); it can be
+  replayed after a fix;
+* ``quarantined``: mapped, but validation found errors and the site's policy
+  is ``quarantine``: kept aside for review, replayable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from typing import Any
+
+import orjson
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+
+from hub.storage import schema as s
+
+STATUSES = ("pending", "done", "partial", "failed", "quarantined")
+REPLAYABLE = ("pending", "failed", "quarantined")
+
+
+@dataclasses.dataclass
+class InboxItem:
+    id: int
+    site: str
+    source_key: str
+    payload_hash: str
+    format: str | None
+    content_type: str | None
+    received_at: dt.datetime
+    status: str
+    attempts: int
+    processed_at: dt.datetime | None
+    outcome: dict | None
+    result: dict | None
+    body: bytes | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready view without the body (the API and ``hub inbox list``)."""
+        return {
+            "id": self.id,
+            "site": self.site,
+            "source_key": self.source_key,
+            "format": self.format,
+            "content_type": self.content_type,
+            "received_at": self.received_at.isoformat(),
+            "status": self.status,
+            "attempts": self.attempts,
+            "processed_at": self.processed_at.isoformat() if self.processed_at else None,
+            "outcome": self.outcome,
+            "result": self.result,
+        }
+
+
+_COLS = [c for c in s.inbox.c if c.name != "body"]
+
+
+def _item(row, with_body: bool = False) -> InboxItem:
+    return InboxItem(
+        id=row.id,
+        site=row.site,
+        source_key=row.source_key,
+        payload_hash=row.payload_hash,
+        format=row.format,
+        content_type=row.content_type,
+        received_at=row.received_at,
+        status=row.status,
+        attempts=row.attempts,
+        processed_at=row.processed_at,
+        outcome=orjson.loads(row.outcome) if row.outcome else None,
+        result=orjson.loads(row.result) if row.result else None,
+        body=bytes(row.body) if with_body else None,
+    )
+
+
+def payload_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+class Inbox:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def receive(
+        self,
+        site: str,
+        body: bytes,
+        *,
+        source_key: str | None = None,
+        fmt: str | None = None,
+        content_type: str | None = None,
+    ) -> tuple[InboxItem, bool]:
+        """Store a payload durably; returns (item, duplicate).
+
+        ``duplicate`` is true when this exact payload under this key was
+        received before; the earlier item is returned untouched.
+        """
+        digest = payload_hash(body)
+        key = source_key or digest
+        values = {
+            "site": site,
+            "source_key": key[:255],
+            "payload_hash": digest,
+            "format": fmt,
+            "content_type": content_type,
+            "received_at": dt.datetime.now(dt.UTC),
+            "body": body,
+            "status": "pending",
+            "attempts": 0,
+        }
+        try:
+            with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+                new_id = conn.execute(insert(s.inbox).returning(s.inbox.c.id), values).scalar_one()
+        except sa_exc.IntegrityError:
+            existing = self.find(site, key[:255], digest)
+            if existing is None:  # pragma: no cover - the row we collided with vanished
+                raise
+            return existing, True
+        return self.get(new_id), False
+
+    def find(self, site: str, source_key: str, digest: str) -> InboxItem | None:
+        stmt = select(*_COLS).where(
+            s.inbox.c.site == site,
+            s.inbox.c.source_key == source_key,
+            s.inbox.c.payload_hash == digest,
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return _item(row) if row else None
+
+    def get(self, item_id: int, with_body: bool = False) -> InboxItem | None:
+        cols = list(s.inbox.c) if with_body else _COLS
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*cols).where(s.inbox.c.id == item_id)).first()
+        return _item(row, with_body) if row else None
+
+    def list(
+        self,
+        status: str | list[str] | None = None,
+        site: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[InboxItem]:
+        stmt = select(*_COLS)
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            stmt = stmt.where(s.inbox.c.status.in_(statuses))
+        if site:
+            stmt = stmt.where(s.inbox.c.site == site)
+        if before_id:
+            stmt = stmt.where(s.inbox.c.id < before_id)
+        stmt = stmt.order_by(s.inbox.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_item(r) for r in conn.execute(stmt)]
+
+    def counts(self) -> dict[str, int]:
+        stmt = select(s.inbox.c.status, func.count()).group_by(s.inbox.c.status)
+        with self.engine.connect() as conn:
+            return {status: n for status, n in conn.execute(stmt)}
+
+    def mark(
+        self,
+        conn,
+        item_id: int,
+        status: str,
+        outcome: dict | None = None,
+        result: dict | None = None,
+    ) -> None:
+        """Record a processing result (call inside the transaction that stored the data)."""
+        conn.execute(
+            update(s.inbox)
+            .where(s.inbox.c.id == item_id)
+            .values(
+                status=status,
+                attempts=s.inbox.c.attempts + 1,
+                processed_at=dt.datetime.now(dt.UTC),
+                outcome=orjson.dumps(outcome).decode() if outcome is not None else None,
+                result=orjson.dumps(result).decode() if result is not None else None,
+            )
+        )
+
+    def mark_alone(self, item_id: int, status: str, outcome: dict | None = None) -> None:
+        """Record a failure in a transaction of its own (the data transaction rolled back)."""
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            self.mark(conn, item_id, status, outcome)

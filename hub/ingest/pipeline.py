@@ -1,0 +1,308 @@
+"""The one inbound write path: inbox -> detect -> map -> identity -> validate -> store.
+
+:meth:`Pipeline.ingest` stores the raw payload in the inbox (committed before
+anything else happens), then :meth:`Pipeline.process` maps it with the site's
+adapter plugin, joins its Patients to the people the hub already knows, adds a
+``Provenance`` naming the site and the source message, and stores everything
+as one FHIR transaction through the same code as a REST client's transaction.
+The inbox row's status and outcome are written in that same database
+transaction, so a message is either stored and marked done, or not stored and
+marked failed (replayable), never half of each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from hub import outcomes
+from hub.fhir import bundles
+from hub.fhir.service import Quarantined
+from hub.fhir.service import WriteOptions
+from hub.identity.ids import stable_id
+from hub.ingest import identity
+from hub.ingest.inbox import REPLAYABLE
+from hub.ingest.inbox import Inbox
+from hub.ingest.inbox import InboxItem
+from hub.mapping import InboundMessage
+from hub.mapping import MappingContext
+from hub.storage import schema as s
+
+log = logging.getLogger("hub.ingest")
+
+# The format each built-in adapter maps; a site's ``format`` setting overrides.
+ADAPTER_FORMATS = {"hl7v2": "hl7v2", "cda": "cda", "va_registry": "va-registry"}
+
+
+@dataclasses.dataclass
+class IngestResult:
+    item: InboxItem
+    duplicate: bool
+
+    @property
+    def status(self) -> str:
+        return self.item.status
+
+    @property
+    def outcome(self) -> dict | None:
+        return self.item.outcome
+
+
+class Pipeline:
+    def __init__(self, hub: Any):
+        self.hub = hub
+        self.inbox = Inbox(hub.engine)
+
+    # -- entry points --------------------------------------------------------
+
+    def ingest(
+        self,
+        site_name: str,
+        body: bytes,
+        *,
+        content_type: str | None = None,
+        source_key: str | None = None,
+        fmt: str | None = None,
+        process: bool = True,
+    ) -> IngestResult:
+        """Store ``body`` for ``site_name`` and (by default) process it at once.
+
+        A payload already received under the same key is not processed again;
+        its earlier result is returned with ``duplicate=True``.
+        """
+        site = self.site(site_name)
+        fmt = fmt or self.format_for(site, body, content_type)
+        key = source_key or self.source_key(fmt, body, site)
+        item, duplicate = self.inbox.receive(
+            site.name, body, source_key=key, fmt=fmt, content_type=content_type
+        )
+        if duplicate or not process:
+            return IngestResult(item, duplicate)
+        return IngestResult(self.process(item.id), False)
+
+    def process(self, item_id: int) -> InboxItem:
+        """Map and store one inbox item; returns it with its new status."""
+        item = self.inbox.get(item_id, with_body=True)
+        if item is None:
+            raise outcomes.not_found(f"inbox item {item_id} does not exist")
+        try:
+            self._process(item)
+        except Quarantined as err:
+            self.inbox.mark_alone(item.id, "quarantined", err.outcome)
+        except outcomes.OperationOutcomeError as err:
+            self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
+        except Exception as err:  # noqa: BLE001 - an adapter bug must not lose the message
+            log.exception("inbox item %s: unexpected error", item.id)
+            oo = outcomes.outcome(
+                outcomes.issue(
+                    "fatal", "exception", f"Unexpected error while processing: {type(err).__name__}"
+                )
+            )
+            self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
+        return self.inbox.get(item.id)
+
+    def replay(
+        self, item_ids: list[int] | None = None, status: str | list[str] = ("failed",)
+    ) -> list[InboxItem]:
+        """Process again the given items, or every item with ``status``."""
+        if item_ids is None:
+            item_ids = [
+                i.id
+                for i in reversed(
+                    self.inbox.list(
+                        status=list(status) if not isinstance(status, str) else status, limit=100000
+                    )
+                )
+            ]
+        out = []
+        for item_id in item_ids:
+            item = self.inbox.get(item_id)
+            if item is None:
+                raise outcomes.not_found(f"inbox item {item_id} does not exist")
+            if item.status not in REPLAYABLE:
+                raise outcomes.conflict(
+                    f"inbox item {item_id} is {item.status}; only {', '.join(REPLAYABLE)} items are replayed"
+                )
+            out.append(self.process(item_id))
+        return out
+
+    def process_pending(self, limit: int = 1000) -> int:
+        """Process pending items oldest first (the worker loop); returns how many."""
+        items = list(reversed(self.inbox.list(status="pending", limit=limit)))
+        for item in items:
+            self.process(item.id)
+        return len(items)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def site(self, name: str) -> Any:
+        sites = getattr(self.hub, "sites", {}) or {}
+        if name not in sites:
+            raise outcomes.error(
+                404,
+                "not-found",
+                f"Unknown site {name!r}; known sites: {', '.join(sorted(sites)) or 'none'}",
+            )
+        return sites[name]
+
+    def format_for(self, site: Any, body: bytes, content_type: str | None) -> str:
+        fmt = getattr(site, "format", None) or ADAPTER_FORMATS.get(site.adapter)
+        if fmt:
+            return fmt
+        detected = self.hub.pm.hook.detect_format(body=body, content_type=content_type)
+        if not detected:
+            raise outcomes.error(415, "not-supported", "No adapter recognises this payload")
+        return detected
+
+    def source_key(self, fmt: str, body: bytes, site: Any) -> str | None:
+        """The sender's key for the payload (``source_key`` hook), if the adapter knows one."""
+        return self.hub.pm.hook.source_key(fmt=fmt, body=body, site=site)
+
+    def _process(self, item: InboxItem) -> None:
+        site = self.site(item.site)
+        state = self._load_state(site.name)
+        context = MappingContext(site, self.hub.code_maps)
+        context.state = state
+        message = InboundMessage(
+            item.format or "", item.body or b"", site, item.content_type, item.source_key
+        )
+        bundle = self.hub.pm.hook.map_inbound(message=message, context=context)
+        if bundle is None:
+            raise outcomes.error(415, "not-supported", f"No adapter maps format {item.format!r}")
+        tasks = identity.resolve(self.hub.service, bundle)
+        entries = bundle.setdefault("entry", [])
+        for task in tasks:
+            entries.append(
+                {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
+            )
+        if entries:
+            self._add_provenance(item, site, entries)
+        errors = [i for i in context.issues if i.get("severity") in ("error", "fatal")]
+        status = "partial" if errors else "done"
+        opts = WriteOptions(prefer_return="minimal", site=site)
+
+        def finish(writer, response_entries):
+            summary = _summary(response_entries)
+            oo = outcomes.outcome(
+                outcomes.issue(
+                    "information",
+                    "informational",
+                    f"{summary['written']} resource(s) written from {item.source_key}",
+                ),
+                *context.issues,
+            )
+            self._save_state(writer.conn, site.name, state)
+            self.inbox.mark(writer.conn, item.id, status, _with_status(oo, 200), summary)
+
+        if entries:
+            bundle["type"] = "transaction"
+            bundles.process(self.hub.service, bundle, "", opts, within=finish)
+        else:
+            with self.hub.repo.writing(site.name) as writer:
+                finish(writer, [])
+
+    def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
+        """Name the source message in the adapter's Provenance, or add one that does."""
+        ours = self._provenance(item, site, entries)
+        theirs = [
+            e["resource"]
+            for e in entries
+            if (e.get("resource") or {}).get("resourceType") == "Provenance"
+        ]
+        if theirs:
+            for prov in theirs:
+                prov.setdefault("entity", []).extend(ours["resource"]["entity"])
+        else:
+            entries.append(ours)
+
+    def _provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> dict:
+        targets = []
+        for e in entries:
+            res = e.get("resource") or {}
+            if e.get("fullUrl"):
+                targets.append({"reference": e["fullUrl"]})
+            elif res.get("id") and (e.get("request") or {}).get("method") in (
+                "PUT",
+                "POST",
+                "PATCH",
+            ):
+                targets.append({"reference": f"{res['resourceType']}/{res['id']}"})
+            elif (e.get("request") or {}).get("method") == "PATCH":
+                targets.append({"reference": e["request"]["url"]})
+        org = getattr(site, "organization", None) or {}
+        agent = {"who": {"display": org.get("name") or site.name}}
+        if org.get("identifier"):
+            agent["who"]["identifier"] = org["identifier"]
+        prov_id = stable_id("ingest", site.name, item.source_key, item.payload_hash)
+        provenance = {
+            "resourceType": "Provenance",
+            "id": prov_id,
+            "target": targets or [{"display": "nothing"}],
+            "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "activity": {"text": f"ingested {item.format} message"},
+            "agent": [agent],
+            "entity": [
+                {
+                    "role": "source",
+                    "what": {
+                        "identifier": {
+                            "system": f"urn:fhirhub:inbox:{site.name}",
+                            "value": item.source_key,
+                        },
+                        "display": f"inbox item {item.id}",
+                    },
+                }
+            ],
+        }
+        return {
+            "resource": provenance,
+            "request": {"method": "PUT", "url": f"Provenance/{prov_id}"},
+        }
+
+    def _load_state(self, site: str) -> dict[str, Any]:
+        with self.hub.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.site_state.c.key, s.site_state.c.value).where(s.site_state.c.site == site)
+            )
+            return {k: orjson.loads(v) for k, v in rows}
+
+    def _save_state(self, conn, site: str, state: dict[str, Any]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        for key, value in state.items():
+            values = {
+                "site": site,
+                "key": key,
+                "value": orjson.dumps(value).decode(),
+                "updated_at": now,
+            }
+            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+                s.site_state
+            )
+            conn.execute(
+                insert.values(**values).on_conflict_do_update(
+                    index_elements=["site", "key"],
+                    set_={"value": insert.excluded.value, "updated_at": now},
+                )
+            )
+
+
+def _summary(response_entries: list[dict]) -> dict[str, Any]:
+    written = [
+        e["response"]["location"].split("/_history")[0].rsplit("/", 2)[-2:]
+        for e in response_entries
+        if (e.get("response") or {}).get("location")
+    ]
+    return {"written": len(written), "resources": ["/".join(w) for w in written]}
+
+
+def _with_status(oo: dict, status: int) -> dict:
+    out = dict(oo)
+    out["extension"] = [{"url": "urn:fhirhub:http-status", "valueInteger": status}]
+    return out

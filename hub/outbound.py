@@ -1,0 +1,268 @@
+"""Outbound delivery: from the change feed to the sites that want to hear.
+
+:func:`dispatch` reads the change feed from its cursor and asks each site's
+adapter (``map_outbound``) what the change means for that site; the messages
+become ``delivery`` rows in the same transaction that advances the cursor, so
+a crash never loses or doubles a message. A change is never echoed to the
+site it came from.
+
+:func:`deliver` sends due deliveries over the site's transport (MLLP or HTTP
+POST), oldest first per site: a failure holds that site's later messages back
+(order matters to HIS systems) and is retried with exponential back-off; after
+``OUTBOUND_MAX_ATTEMPTS`` the message is ``dead`` and waits, visible, for an
+operator (``/api/deliveries?status=dead``, ``POST /api/deliveries/<id>/retry``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import urllib.error
+import urllib.request
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+
+from hub.mapping import MappingContext
+from hub.storage import schema as s
+
+log = logging.getLogger("hub.outbound")
+
+CURSOR = "outbound"
+MAX_BACKOFF_SECONDS = 3600
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _cursor(conn) -> int:
+    row = conn.execute(select(s.feed_cursor.c.seq).where(s.feed_cursor.c.name == CURSOR)).first()
+    if row is None:
+        conn.execute(insert(s.feed_cursor).values(name=CURSOR, seq=0, updated_at=_now()))
+        return 0
+    return row.seq
+
+
+def outbound_sites(hub: Any) -> list[Any]:
+    return [
+        site
+        for site in (getattr(hub, "sites", {}) or {}).values()
+        if getattr(site, "outbound", None)
+    ]
+
+
+def dispatch(hub: Any, batch: int = 500) -> int:
+    """Turn the next changes into deliveries; returns how many deliveries were queued."""
+    sites = outbound_sites(hub)
+    queued = 0
+    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        query = select(s.feed_cursor.c.seq).where(s.feed_cursor.c.name == CURSOR)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()  # one dispatcher at a time
+        after = conn.execute(query).scalar()
+        if after is None:
+            after = _cursor(conn)
+        changes = list(
+            conn.execute(
+                select(s.change).where(s.change.c.seq > after).order_by(s.change.c.seq).limit(batch)
+            )
+        )
+        if not changes:
+            return 0
+        for change in changes:
+            if not sites:
+                break
+            resource = (
+                _version(conn, change)
+                if change.op != "delete"
+                else {"resourceType": change.res_type, "id": change.res_id}
+            )
+            for site in sites:
+                if change.site == site.name:
+                    continue  # never echo a change back to its source
+                context = MappingContext(site, hub.code_maps)
+                try:
+                    messages = hub.pm.hook.map_outbound(
+                        resource=resource, event=change.op, site=site, context=context
+                    )
+                except Exception:  # noqa: BLE001 - one bad mapping must not stop the feed for every site
+                    log.exception("map_outbound failed for %s change %s", site.name, change.seq)
+                    messages = []
+                for msg in messages or ():
+                    conn.execute(
+                        insert(s.delivery).values(
+                            site=site.name,
+                            change_seq=change.seq,
+                            message_key=msg.key[:255] or str(change.seq),
+                            content_type=msg.content_type,
+                            body=msg.body,
+                            description=msg.description,
+                            status="pending",
+                            attempts=0,
+                            next_attempt_at=_now(),
+                            created_at=_now(),
+                        )
+                    )
+                    queued += 1
+        conn.execute(
+            update(s.feed_cursor)
+            .where(s.feed_cursor.c.name == CURSOR)
+            .values(seq=changes[-1].seq, updated_at=_now())
+        )
+    return queued
+
+
+def _version(conn, change) -> dict[str, Any]:
+    import orjson
+
+    h = s.resource_history
+    content = conn.execute(
+        select(h.c.content).where(
+            h.c.res_type == change.res_type,
+            h.c.res_id == change.res_id,
+            h.c.version == change.version,
+        )
+    ).scalar_one()
+    return orjson.loads(content)
+
+
+def send(site: Any, body: bytes, content_type: str | None, timeout: float = 10.0) -> bytes:
+    """Send one message over the site's transport; raises ``OSError``/``ValueError`` on failure."""
+    out = site.outbound
+    kind = out.get("kind")
+    if kind == "mllp":
+        from fhirhub_plugins.hl7v2 import send as mllp_send
+
+        ack = mllp_send(out["host"], int(out["port"]), body, timeout=timeout)
+        code = _ack_code(ack)
+        if code not in ("AA", "CA"):
+            raise ValueError(f"negative acknowledgement {code}: {ack[:200]!r}")
+        return ack
+    if kind == "http":
+        req = urllib.request.Request(
+            out["url"],
+            data=body,
+            method="POST",
+            headers={"Content-Type": content_type or "application/octet-stream"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as err:
+            raise ValueError(f"HTTP {err.code} from {out['url']}") from None
+    raise ValueError(f"unknown outbound kind {kind!r}")
+
+
+def _ack_code(ack: bytes) -> str | None:
+    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
+        if segment.startswith(b"MSA"):
+            fields = segment.split(segment[3:4])
+            return fields[1].decode(errors="replace") if len(fields) > 1 else None
+    return None
+
+
+def deliver(hub: Any, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
+    """Send due deliveries; returns counts of sent, retried and dead messages."""
+    now = now or _now()
+    max_attempts = int(hub.config.get("OUTBOUND_MAX_ATTEMPTS", 8))
+    sites = {site.name: site for site in outbound_sites(hub)}
+    counts = {"sent": 0, "retry": 0, "dead": 0}
+    blocked: set[str] = set()
+    d = s.delivery
+    with hub.engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                select(
+                    d.c.id, d.c.site, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at
+                )
+                .where(d.c.status == "pending")
+                .order_by(d.c.id)
+                .limit(limit)
+            )
+        )
+    for row in rows:
+        if row.site in blocked:
+            continue
+        if row.next_attempt_at > now:
+            blocked.add(row.site)  # an earlier message of this site is waiting: keep order
+            continue
+        site = sites.get(row.site)
+        try:
+            if site is None:
+                raise ValueError(f"site {row.site!r} has no outbound endpoint any more")
+            response = send(site, bytes(row.body), row.content_type)
+            values = {
+                "status": "sent",
+                "sent_at": _now(),
+                "attempts": row.attempts + 1,
+                "response": response[:4000],
+                "last_error": None,
+            }
+            counts["sent"] += 1
+        except (OSError, ValueError) as err:
+            attempts = row.attempts + 1
+            blocked.add(row.site)
+            if attempts >= max_attempts:
+                values = {"status": "dead", "attempts": attempts, "last_error": str(err)[:2000]}
+                counts["dead"] += 1
+            else:
+                delay = min(2**attempts, MAX_BACKOFF_SECONDS)
+                values = {
+                    "attempts": attempts,
+                    "last_error": str(err)[:2000],
+                    "next_attempt_at": now + dt.timedelta(seconds=delay),
+                }
+                counts["retry"] += 1
+            log.warning(
+                "delivery %s to %s failed (attempt %s): %s", row.id, row.site, attempts, err
+            )
+        with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            conn.execute(update(d).where(d.c.id == row.id).values(**values))
+    return counts
+
+
+def retry(hub: Any, delivery_id: int) -> bool:
+    """Put a dead (or waiting) delivery back in the queue, due now."""
+    d = s.delivery
+    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        done = conn.execute(
+            update(d)
+            .where(d.c.id == delivery_id, d.c.status.in_(("dead", "pending")))
+            .values(status="pending", next_attempt_at=_now())
+        )
+        return done.rowcount == 1
+
+
+def list_deliveries(
+    hub: Any, status: str | None = None, site: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    d = s.delivery
+    stmt = select(
+        d.c.id,
+        d.c.site,
+        d.c.change_seq,
+        d.c.message_key,
+        d.c.description,
+        d.c.status,
+        d.c.attempts,
+        d.c.next_attempt_at,
+        d.c.last_error,
+        d.c.created_at,
+        d.c.sent_at,
+    )
+    if status:
+        stmt = stmt.where(d.c.status == status)
+    if site:
+        stmt = stmt.where(d.c.site == site)
+    with hub.engine.connect() as conn:
+        rows = conn.execute(stmt.order_by(d.c.id.desc()).limit(limit))
+        return [
+            {
+                k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+                for k, v in row._mapping.items()
+            }
+            for row in rows
+        ]

@@ -1,0 +1,527 @@
+"""Resource -> typed search-index rows.
+
+``Indexer(registry).index(resource)`` evaluates every search parameter that
+applies to the resource's type and returns rows for the ``sp_*`` tables and
+``compartment`` (without ``resource_pk``: the repository adds it and
+bulk-inserts). Every row of a table has the same keys, so the repository can
+insert a table's rows with one ``executemany``.
+
+It never raises on valid FHIR: values of an unexpected shape are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from dataclasses import field
+
+from hub.search.data import compartments
+from hub.search.fhirpath import compile_extractor
+from hub.search.registry import SearchParam
+from hub.search.registry import SearchRegistry
+from hub.search.values import MAX_DT
+from hub.search.values import MIN_DT
+from hub.search.values import UTC
+from hub.search.values import canonical_quantity
+from hub.search.values import date_range
+from hub.search.values import has_cjk
+from hub.search.values import normalise
+from hub.search.values import number_range
+
+_CLIP = 512
+
+
+@dataclass
+class IndexResult:
+    """The index rows of one resource, by table name, and its patient compartment."""
+
+    rows: dict[str, list[dict]] = field(default_factory=dict)
+    patient_id: str | None = None
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.rows.values())
+
+
+def _clip(s):
+    """A string value clipped to the column size; anything else (invalid FHIR) is None."""
+    if isinstance(s, str):
+        return s[:_CLIP] if len(s) > _CLIP else s
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Values -> row tuples, one function per parameter type
+# ---------------------------------------------------------------------------
+
+
+def token_values(v) -> list[tuple]:
+    """``(system, code, text)`` tuples for a token value."""
+    if isinstance(v, str):
+        return [(None, _clip(v), None)]
+    if isinstance(v, bool):
+        return [(None, "true" if v else "false", None)]
+    if isinstance(v, int | float):
+        return [(None, str(v), None)]
+    if not isinstance(v, dict):
+        return []
+    out = []
+    codings = v.get("coding")
+    if codings is not None or "text" in v and "value" not in v:
+        # CodeableConcept
+        for c in codings or ():
+            if isinstance(c, dict) and (c.get("code") is not None or c.get("system")):
+                display = c.get("display")
+                out.append(
+                    (
+                        _clip(c.get("system")),
+                        _clip(c.get("code")),
+                        normalise(display) if isinstance(display, str) else None,
+                    )
+                )
+        text = v.get("text")
+        if isinstance(text, str):
+            out.append((None, None, normalise(text)))
+        return out
+    if "value" in v:
+        # Identifier or ContactPoint: system|value; Identifier.type.text for :text
+        value = v.get("value")
+        if not isinstance(value, str):
+            return []
+        typ = v.get("type")
+        text = typ.get("text") if isinstance(typ, dict) else None
+        return [
+            (
+                _clip(v.get("system")),
+                _clip(value),
+                normalise(text) if isinstance(text, str) else None,
+            )
+        ]
+    if "code" in v or "system" in v:  # Coding
+        display = v.get("display")
+        return [
+            (
+                _clip(v.get("system")),
+                _clip(v.get("code")),
+                normalise(display) if isinstance(display, str) else None,
+            )
+        ]
+    return []
+
+
+def _identifier_types(v) -> list[tuple]:
+    """``:of-type`` rows: (type system, "type code|value")."""
+    typ = v.get("type") if isinstance(v, dict) else None
+    value = v.get("value") if isinstance(v, dict) else None
+    if not isinstance(typ, dict) or not isinstance(value, str):
+        return []
+    return [
+        (_clip(c.get("system")), _clip(f"{c.get('code')}|{value}"), None)
+        for c in typ.get("coding") or ()
+        if isinstance(c, dict) and c.get("code")
+    ]
+
+
+_NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
+_ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
+
+
+def string_values(v) -> list[str]:
+    """The strings a string parameter matches in ``v`` (HumanName, Address, string)."""
+    if isinstance(v, str):
+        return [v]
+    if not isinstance(v, dict):
+        return []
+    out: list[str] = []
+    parts = _ADDRESS_PARTS if ("line" in v or "city" in v or "postalCode" in v) else _NAME_PARTS
+    for key in parts:
+        x = v.get(key)
+        if isinstance(x, str):
+            out.append(x)
+        elif isinstance(x, list):
+            out.extend(s for s in x if isinstance(s, str))
+    if parts is _NAME_PARTS:
+        family = v.get("family")
+        given = [g for g in v.get("given") or () if isinstance(g, str)]
+        if isinstance(family, str) and given:
+            if has_cjk(family):
+                # Chinese names are written family-first without a space: 王小明
+                out.append(family + "".join(given))
+            else:
+                out.append(" ".join([*given, family]))
+    if not out:
+        out.extend(x for x in v.values() if isinstance(x, str))
+    return out
+
+
+def date_values(v, tz: dt.tzinfo) -> list[tuple]:
+    """``(low, high)`` ranges for date, dateTime, instant, Period and Timing values."""
+    if isinstance(v, str):
+        r = date_range(v, tz)
+        return [r] if r else []
+    if not isinstance(v, dict):
+        return []
+    if "start" in v or "end" in v:  # Period
+        start = date_range(v["start"], tz) if isinstance(v.get("start"), str) else None
+        end = date_range(v["end"], tz) if isinstance(v.get("end"), str) else None
+        return [(start[0] if start else MIN_DT, end[1] if end else MAX_DT)]
+    ranges = []
+    for e in v.get("event") or ():  # Timing
+        r = date_range(e, tz) if isinstance(e, str) else None
+        if r:
+            ranges.append(r)
+    repeat = v.get("repeat")
+    if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
+        ranges.extend(date_values(repeat["boundsPeriod"], tz))
+    if ranges:
+        return [(min(r[0] for r in ranges), max(r[1] for r in ranges))]
+    return []
+
+
+def number_values(v) -> list[tuple]:
+    if isinstance(v, dict):
+        v = v.get("value", (v.get("low") or {}).get("value") if "low" in v else None)
+    r = number_range(v)
+    return [r] if r else []
+
+
+def quantity_values(v) -> list[tuple]:
+    """``(value, low, high, system, code, unit, canonical value, canonical code)``."""
+    if not isinstance(v, dict):
+        return []
+    if "value" not in v and ("low" in v or "high" in v):  # Range
+        lo, hi = v.get("low") or {}, v.get("high") or {}
+        base = lo if "value" in lo else hi
+        lv = number_range(lo.get("value"))
+        hv = number_range(hi.get("value"))
+        if not (lv or hv):
+            return []
+        value = (lv or hv)[0]
+        system = _clip(base.get("system"))
+        code = _clip(base.get("code"))
+        cv, cc = canonical_quantity(value, code) if system in (None, _UCUM) else (None, None)
+        return [
+            (
+                value,
+                lv[1] if lv else -1e300,
+                hv[2] if hv else 1e300,
+                system,
+                code,
+                _clip(base.get("unit")),
+                cv,
+                cc,
+            )
+        ]
+    r = number_range(v.get("value"))
+    if not r:
+        return []
+    system, code = _clip(v.get("system")), _clip(v.get("code"))
+    if "currency" in v:  # Money
+        system, code = "urn:iso:std:iso:4217", _clip(v.get("currency"))
+    cv, cc = canonical_quantity(r[0], code) if system in (None, _UCUM) else (None, None)
+    return [(r[0], r[1], r[2], _clip(system), _clip(code), _clip(v.get("unit")), cv, cc)]
+
+
+_UCUM = "http://unitsofmeasure.org"
+
+
+def parse_reference(literal: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """``(type, id, version, url)`` of a literal or canonical reference."""
+    if literal.startswith("#"):
+        return None, None, None, literal
+    if literal.startswith(("urn:", "http:", "https:")):
+        url, _, version = literal.partition("|")
+        parts = url.split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":
+            return parts[-4], parts[-3], parts[-1], url
+        if len(parts) >= 2 and parts[-2][:1].isupper() and not url.startswith("urn:"):
+            return parts[-2], parts[-1], version or None, url
+        return None, None, version or None, url
+    parts = literal.split("/")
+    if len(parts) == 4 and parts[2] == "_history":
+        return parts[0], parts[1], parts[3], None
+    if len(parts) == 2:
+        return parts[0], parts[1], None, None
+    return None, None, None, literal
+
+
+def reference_values(v) -> list[tuple]:
+    """``(type, id, version, url, identifier system, identifier value)``."""
+    if isinstance(v, str):  # canonical or uri
+        t, i, ver, url = parse_reference(v)
+        return [(t, _clip(i), ver, _clip(url or v), None, None)]
+    if not isinstance(v, dict):
+        return []
+    if "resourceType" in v:  # a resource inline (Bundle.entry[0].resource)
+        return [(v["resourceType"], _clip(v.get("id")), None, None, None, None)]
+    literal = v.get("reference")
+    ident = v.get("identifier")
+    isys = ival = None
+    if isinstance(ident, dict):
+        isys, ival = _clip(ident.get("system")), _clip(ident.get("value"))
+    if isinstance(literal, str):
+        t, i, ver, url = parse_reference(literal)
+        return [(t or _clip(v.get("type")), _clip(i), ver, _clip(url), isys, ival)]
+    if ival is not None:
+        return [(_clip(v.get("type")), None, None, None, isys, ival)]
+    return []
+
+
+# ---------------------------------------------------------------------------
+# The indexer
+# ---------------------------------------------------------------------------
+
+_TABLE = {
+    "string": "sp_string",
+    "token": "sp_token",
+    "date": "sp_date",
+    "number": "sp_number",
+    "quantity": "sp_quantity",
+    "reference": "sp_reference",
+    "uri": "sp_uri",
+    "composite": "sp_composite",
+}
+
+# The patient-compartment parameters preferred as the distribution key.
+_PATIENT_FIRST = ("patient", "subject", "beneficiary", "individual", "who")
+
+
+class Indexer:
+    """Computes index rows for resources with the parameters of a registry."""
+
+    def __init__(self, registry: SearchRegistry, default_tz: dt.tzinfo = UTC):
+        self.registry = registry
+        self.tz = default_tz
+        self._comp = compartments()
+        self._component_ex: dict[tuple[str, int], object] = {}
+
+    def index(self, resource: dict) -> IndexResult:
+        res_type = resource.get("resourceType")
+        result = IndexResult()
+        if not isinstance(res_type, str):
+            return result
+        rows: dict[str, list[dict]] = {}
+        for p in self.registry.indexed_params(res_type):
+            try:
+                values = p.extractor(res_type)(resource)
+                if values:
+                    self._rows_for(p, res_type, values, rows)
+            except Exception:  # noqa: BLE001 - an invalid value must not fail the write
+                continue
+        refs = rows.get("sp_reference", ())
+        result.patient_id = self._compartments(resource, res_type, refs, rows)
+        result.rows = {table: r for table, r in rows.items() if r}
+        return result
+
+    # -- per type ----------------------------------------------------------
+
+    def _rows_for(self, p: SearchParam, res_type: str, values: list, rows: dict) -> None:
+        kind = p.type
+        code = p.code
+        seen: set = set()
+        if kind == "token":
+            out = rows.setdefault("sp_token", [])
+            for v in values:
+                tuples = token_values(v)
+                if code == "identifier" or (isinstance(v, dict) and "type" in v and "value" in v):
+                    for t in _identifier_types(v):
+                        out.append(_token_row(res_type, code + ":of-type", t))
+                for t in tuples:
+                    if t not in seen:
+                        seen.add(t)
+                        out.append(_token_row(res_type, code, t))
+        elif kind == "string":
+            out = rows.setdefault("sp_string", [])
+            if code == "phonetic":
+                values = values + _pinyin_keys(values)
+            for v in values:
+                for s in string_values(v):
+                    if s and s not in seen:
+                        seen.add(s)
+                        out.append(
+                            {
+                                "res_type": res_type,
+                                "param": code,
+                                "value": normalise(s),
+                                "exact": _clip(s),
+                            }
+                        )
+        elif kind == "reference":
+            out = rows.setdefault("sp_reference", [])
+            for v in values:
+                for t in reference_values(v):
+                    if t not in seen:
+                        seen.add(t)
+                        out.append(
+                            {
+                                "res_type": res_type,
+                                "param": code,
+                                "target_type": t[0],
+                                "target_id": t[1],
+                                "target_version": t[2],
+                                "url": t[3],
+                                "identifier_system": t[4],
+                                "identifier_value": t[5],
+                            }
+                        )
+        elif kind == "date":
+            out = rows.setdefault("sp_date", [])
+            for v in values:
+                for lo, hi in date_values(v, self.tz):
+                    if (lo, hi) not in seen:
+                        seen.add((lo, hi))
+                        out.append({"res_type": res_type, "param": code, "low": lo, "high": hi})
+        elif kind == "quantity":
+            out = rows.setdefault("sp_quantity", [])
+            for v in values:
+                for t in quantity_values(v):
+                    out.append(
+                        {
+                            "res_type": res_type,
+                            "param": code,
+                            "value": t[0],
+                            "low": t[1],
+                            "high": t[2],
+                            "system": t[3],
+                            "code": t[4],
+                            "unit": t[5],
+                            "canonical_value": t[6],
+                            "canonical_code": t[7],
+                        }
+                    )
+        elif kind == "number":
+            out = rows.setdefault("sp_number", [])
+            for v in values:
+                for t in number_values(v):
+                    out.append(
+                        {
+                            "res_type": res_type,
+                            "param": code,
+                            "value": t[0],
+                            "low": t[1],
+                            "high": t[2],
+                        }
+                    )
+        elif kind == "uri":
+            out = rows.setdefault("sp_uri", [])
+            for v in values:
+                if isinstance(v, str) and v not in seen:
+                    seen.add(v)
+                    out.append({"res_type": res_type, "param": code, "value": _clip(v)})
+        elif kind == "composite":
+            self._composite_rows(p, res_type, values, rows)
+
+    def _composite_rows(self, p: SearchParam, res_type: str, items: list, rows: dict) -> None:
+        if len(p.components) < 2:
+            return
+        kinds = []
+        for i, comp in enumerate(p.components[:2]):
+            target = self.registry.by_url.get(comp.definition)
+            if target is None:
+                return
+            ex = self._component_ex.get((p.url, i))
+            if ex is None:
+                ex = self._component_ex[(p.url, i)] = compile_extractor(comp.expression, None)
+            kinds.append((target.type, ex))
+        out = rows.setdefault("sp_composite", [])
+        for item in items:
+            firsts = [t for v in kinds[0][1](item) for t in token_values(v) if t[1] is not None]
+            if not firsts:
+                continue
+            seconds = [_component_value(kinds[1][0], v, self.tz) for v in kinds[1][1](item)]
+            for s1, c1, _ in firsts:
+                for second in seconds:
+                    for sys2, code2, num2, low2, high2 in second:
+                        out.append(
+                            {
+                                "res_type": res_type,
+                                "param": p.code,
+                                "c1_system": s1,
+                                "c1_code": c1,
+                                "c2_system": sys2,
+                                "c2_code": code2,
+                                "c2_value": num2,
+                                "c2_low": low2,
+                                "c2_high": high2,
+                            }
+                        )
+
+    # -- compartments ------------------------------------------------------
+
+    def _compartments(self, resource: dict, res_type: str, refs, rows: dict) -> str | None:
+        out: list[dict] = []
+        patient_id = None
+        own_id = resource.get("id")
+        for comp_type, by_type in self._comp.items():
+            if res_type == comp_type and isinstance(own_id, str):
+                out.append({"res_type": res_type, "comp_type": comp_type, "comp_id": own_id})
+            params = by_type.get(res_type)
+            if not params or not refs:
+                continue
+            ids = []
+            for r in refs:
+                if r["target_type"] == comp_type and r["target_id"] and r["param"] in params:
+                    ids.append((r["param"], r["target_id"]))
+            seen = set()
+            for _param, target_id in ids:
+                if target_id not in seen:
+                    seen.add(target_id)
+                    out.append({"res_type": res_type, "comp_type": comp_type, "comp_id": target_id})
+            if comp_type == "Patient" and ids:
+                ids.sort(key=lambda x: _PATIENT_FIRST.index(x[0]) if x[0] in _PATIENT_FIRST else 99)
+                patient_id = ids[0][1]
+        if res_type == "Patient" and isinstance(own_id, str):
+            patient_id = own_id
+        if out:
+            rows["compartment"] = out
+        return patient_id
+
+
+def _pinyin_keys(names: list) -> list[str]:
+    """Pinyin keys of Chinese names for ``phonetic``: ouyangnana, ouyang nana, oynn."""
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, dict):
+            continue
+        family = name.get("family") if isinstance(name.get("family"), str) else ""
+        given = "".join(g for g in name.get("given") or () if isinstance(g, str))
+        text = family + given or name.get("text") or ""
+        if not isinstance(text, str) or not has_cjk(text):
+            continue
+        from hub.identity.names import pinyin_syllables
+        from hub.identity.names import split_chinese_name
+
+        syllables = pinyin_syllables(text)
+        if not syllables:
+            continue
+        if not family:
+            family = split_chinese_name(text)[0] or ""
+        cut = len(family) if len(syllables) == len(text) else 0
+        grouped = " ".join(x for x in ("".join(syllables[:cut]), "".join(syllables[cut:])) if x)
+        out += ["".join(syllables), grouped, "".join(x[0] for x in syllables)]
+    return out
+
+
+def _token_row(res_type: str, param: str, t: tuple) -> dict:
+    return {"res_type": res_type, "param": param, "system": t[0], "code": t[1], "text": t[2]}
+
+
+def _component_value(kind: str, v, tz) -> list[tuple]:
+    """``(system, code, number, low, high)`` for the second component of a composite."""
+    if kind == "token":
+        return [(s, c, None, None, None) for s, c, _ in token_values(v) if c is not None]
+    if kind == "quantity":
+        return [(t[3], t[4] or t[5], t[0], None, None) for t in quantity_values(v)]
+    if kind == "date":
+        return [(None, None, None, lo, hi) for lo, hi in date_values(v, tz)]
+    if kind == "number":
+        return [(None, None, t[0], None, None) for t in number_values(v)]
+    if kind == "string":
+        return [(None, normalise(s), None, None, None) for s in string_values(v)]
+    if kind == "reference":
+        return [
+            (None, f"{t[0]}/{t[1]}" if t[0] and t[1] else t[3], None, None, None)
+            for t in reference_values(v)
+        ]
+    if kind == "uri" and isinstance(v, str):
+        return [(None, v, None, None, None)]
+    return []

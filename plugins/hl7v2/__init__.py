@@ -1,0 +1,79 @@
+"""The hospital HIS adapter: HL7 v2.x <-> FHIR R4 (hookimpls only).
+
+Public entry points for the ingestion pipeline and the MLLP listener:
+``parse_message`` and ``message_key`` (:mod:`.parse`), ``route`` and
+``convert`` (:mod:`.api`), ``MLLPServer``, ``send`` and ``make_ack``
+(:mod:`.mllp`). See README.md for the events supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirhub_plugins.hl7v2.api import CONTENT_TYPE
+from fhirhub_plugins.hl7v2.api import FORMAT
+from fhirhub_plugins.hl7v2.api import convert
+from fhirhub_plugins.hl7v2.api import route
+from fhirhub_plugins.hl7v2.messages import MESSAGES
+from fhirhub_plugins.hl7v2.messages import to_bundle
+from fhirhub_plugins.hl7v2.mllp import MLLPServer
+from fhirhub_plugins.hl7v2.mllp import make_ack
+from fhirhub_plugins.hl7v2.mllp import send
+from fhirhub_plugins.hl7v2.parse import looks_like_hl7
+from fhirhub_plugins.hl7v2.parse import message_key
+from fhirhub_plugins.hl7v2.parse import parse_message
+from hub import hookimpl
+from hub.mapping import MappingContext
+
+__all__ = [
+    "MESSAGES",
+    "MLLPServer",
+    "convert",
+    "make_ack",
+    "message_key",
+    "parse_message",
+    "route",
+    "send",
+]
+
+
+@hookimpl
+def detect_format(body: bytes, content_type: str | None) -> str | None:
+    """``hl7v2`` for ``application/hl7-v2`` or a payload starting with MSH."""
+    if content_type and content_type.split(";")[0].strip().lower() in (
+        CONTENT_TYPE,
+        "x-application/hl7-v2+er7",
+    ):
+        return FORMAT
+    return FORMAT if looks_like_hl7(body) else None
+
+
+@hookimpl
+def source_key(fmt: str, body: bytes, site: Any) -> str | None:
+    """MSH-10, read straight from the first segment (no full parse)."""
+    if fmt != FORMAT:
+        return None
+    text = body.lstrip(b"\xef\xbb\xbf\x0b \r\n\t")
+    if not text.startswith(b"MSH") or len(text) < 8:
+        return None
+    first = text.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = first.split(text[3:4])
+    key = fields[9].strip() if len(fields) > 9 else b""
+    return key.decode("utf-8", "replace") or None
+
+
+@hookimpl
+def map_inbound(message, context: MappingContext) -> dict | None:
+    if message.format != FORMAT:
+        return None
+    msg = parse_message(message.body, message.site)
+    return to_bundle(msg, message.site, context)
+
+
+@hookimpl
+def map_outbound(resource: dict, event: str, site: Any, context: MappingContext) -> list | None:
+    if getattr(site, "adapter", None) != FORMAT:
+        return None
+    from fhirhub_plugins.hl7v2.from_fhir import outbound_messages
+
+    return outbound_messages(resource, event, site, context)

@@ -1,0 +1,447 @@
+"""Bytes -> :class:`Message`: HL7 v2 parsing, knowing nothing of FHIR.
+
+The hot path is python-hl7 (``hl7.parse``) behind a normalisation step that
+real feeds need (integration research A.6/A.8):
+
+- an MLLP frame, a UTF-8 BOM and leading whitespace are stripped;
+- ``\\r\\n`` and ``\\n`` segment separators become ``\\r``;
+- the character set comes from MSH-18, else from the site manifest
+  (``encoding``); GBK and GB 2312 are read as GB 18030, their superset;
+- bytes that are not valid in that character set are rejected with the
+  segment and field they sit in, never stored as mojibake.
+
+Values are kept escaped in the tree and unescaped on access (``\\F\\ \\S\\
+\\T\\ \\R\\ \\E\\``, ``\\Xhh..\\`` in the message's character set, ``\\.br\\``).
+Z-segments are kept like any other segment.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Any
+
+import hl7
+
+from hub.outcomes import OperationOutcomeError
+from hub.outcomes import issue
+from hub.outcomes import outcome
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c"
+FRAME_END = b"\x1c\r"
+BOM = codecs.BOM_UTF8
+
+# MSH-18 character set names (HL7 table 0211 and what Chinese HIS vendors send).
+_CHARSETS = {
+    "": None,
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "UTF8": "utf-8",
+    "UNICODE": "utf-8",
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "GB 18030-2000": "gb18030",
+    "GB18030": "gb18030",
+    "GB 18030": "gb18030",
+    "GB18030-2000": "gb18030",
+    "GB18030-2005": "gb18030",
+    "GBK": "gb18030",
+    "GB2312": "gb18030",
+    "GB 2312": "gb18030",
+    "CHINESE": "gb18030",
+}
+
+_SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_MSH18 = re.compile(rb"^MSH(.)")
+
+
+def reject(text: str, location: str | None = None, code: str = "structure", status: int = 400):
+    """The :class:`OperationOutcomeError` for a message that cannot be read."""
+    return OperationOutcomeError(outcome(issue("error", code, text, location)), status)
+
+
+# ---------------------------------------------------------------------------
+# The tree
+# ---------------------------------------------------------------------------
+
+
+class Composite:
+    """One repetition of a field: components of subcomponents, still escaped."""
+
+    __slots__ = ("components", "location", "_message")
+
+    def __init__(self, components: list[list[str]], location: str, message: Message):
+        self.components = components
+        self.location = location
+        self._message = message
+
+    def get(self, component: int = 1, subcomponent: int = 1) -> str | None:
+        """The unescaped value (1-based positions), ``None`` when empty."""
+        try:
+            raw = self.components[component - 1][subcomponent - 1]
+        except IndexError:
+            return None
+        if raw == "" or raw == '""':
+            return None
+        return self._message.unescape(raw)
+
+    def raw_component(self, component: int) -> str:
+        """A component with its subcomponents joined, as sent (escaped)."""
+        try:
+            return self._message.sub_sep.join(self.components[component - 1])
+        except IndexError:
+            return ""
+
+    def text(self, component: int = 1) -> str | None:
+        """A component with subcomponents joined by ``&`` and unescaped."""
+        raw = self.raw_component(component)
+        return self._message.unescape(raw) if raw else None
+
+    def __bool__(self) -> bool:
+        return any(s for c in self.components for s in c)
+
+
+class Segment:
+    """One segment; ``fields[n]`` is field *n* as a list of repetitions."""
+
+    __slots__ = ("name", "position", "fields", "_message")
+
+    def __init__(self, name: str, position: int, fields: list[list[Composite]], message: Message):
+        self.name = name
+        self.position = position  # 1-based place in the message
+        self.fields = fields
+        self._message = message
+
+    def reps(self, field: int) -> list[Composite]:
+        """The non-empty repetitions of a field."""
+        if field >= len(self.fields):
+            return []
+        return [r for r in self.fields[field] if r]
+
+    def first(self, field: int) -> Composite | None:
+        reps = self.reps(field)
+        return reps[0] if reps else None
+
+    def get(self, field: int, component: int = 1, subcomponent: int = 1) -> str | None:
+        """The first repetition's component value (unescaped) or ``None``."""
+        rep = self.first(field)
+        return rep.get(component, subcomponent) if rep else None
+
+    def valued(self) -> list[int]:
+        """Numbers of the fields that carry something (for unused-field reports)."""
+        start = 3 if self.name == "MSH" else 1
+        return [n for n in range(start, len(self.fields)) if self.reps(n)]
+
+    def loc(self, field: int, component: int | None = None) -> str:
+        text = f"{self.name}-{field}"
+        return f"{text}.{component}" if component else text
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.name} #{self.position}>"
+
+
+class Message:
+    """A parsed HL7 v2 message."""
+
+    def __init__(self, raw: bytes, text: str, charset: str, separators: str):
+        self.raw = raw
+        self.text = text
+        self.charset = charset
+        self.field_sep = separators[0]
+        self.comp_sep = separators[1]
+        self.rep_sep = separators[2]
+        self.esc = separators[3]
+        self.sub_sep = separators[4]
+        self.segments: list[Segment] = []
+        self._by_name: dict[str, list[Segment]] = {}
+
+    # -- access ------------------------------------------------------------
+
+    def segment(self, name: str) -> Segment | None:
+        found = self._by_name.get(name)
+        return found[0] if found else None
+
+    def all(self, name: str) -> list[Segment]:
+        return list(self._by_name.get(name, ()))
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    @property
+    def message_type(self) -> str:
+        return self.msh.get(9, 1) or ""  # MSH-9.1 message code
+
+    @property
+    def trigger(self) -> str:
+        return self.msh.get(9, 2) or ""  # MSH-9.2 trigger event
+
+    @property
+    def structure(self) -> str:
+        """``ADT_A01``: the message type and trigger event (MSH-9.1 ``_`` MSH-9.2)."""
+        return f"{self.message_type}_{self.trigger}"
+
+    @property
+    def control_id(self) -> str | None:
+        return self.msh.get(10)  # MSH-10 message control id
+
+    @property
+    def sending_application(self) -> str | None:
+        return self.msh.get(3)  # MSH-3.1 sending application namespace id
+
+    @property
+    def sending_facility(self) -> str | None:
+        return self.msh.get(4)  # MSH-4.1 sending facility namespace id
+
+    @property
+    def version(self) -> str | None:
+        return self.msh.get(12)  # MSH-12 version id
+
+    # -- escapes -----------------------------------------------------------
+
+    def unescape(self, value: str) -> str:
+        """Resolve HL7 escape sequences (v2.5 section 2.7)."""
+        esc = self.esc
+        if not esc or esc not in value:
+            return value
+        out: list[str] = []
+        i, n = 0, len(value)
+        while i < n:
+            ch = value[i]
+            if ch != esc:
+                out.append(ch)
+                i += 1
+                continue
+            end = value.find(esc, i + 1)
+            if end < 0:  # a lone escape character: keep it as data
+                out.append(value[i:])
+                break
+            seq = value[i + 1 : end]
+            out.append(self._resolve(seq))
+            i = end + 1
+        return "".join(out)
+
+    def _resolve(self, seq: str) -> str:
+        if seq == "F":
+            return self.field_sep
+        if seq == "S":
+            return self.comp_sep
+        if seq == "T":
+            return self.sub_sep
+        if seq == "R":
+            return self.rep_sep
+        if seq == "E":
+            return self.esc
+        if seq in (".br", ".sp"):
+            return "\n"
+        if seq in ("H", "N") or seq.startswith((".", "C", "M")):
+            return ""  # highlighting, formatting and charset switches carry no data
+        if seq.startswith("X"):
+            try:
+                return bytes.fromhex(seq[1:]).decode(self.charset)
+            except (ValueError, UnicodeDecodeError):
+                return f"{self.esc}{seq}{self.esc}"
+        return f"{self.esc}{seq}{self.esc}"  # \Zxx\ and unknown: kept verbatim
+
+    def escape(self, value: str) -> str:
+        """The inverse of :meth:`unescape` for the separators and line breaks."""
+        esc = self.esc
+        value = value.replace(esc, f"{esc}E{esc}")
+        for ch, code in (
+            (self.field_sep, "F"),
+            (self.comp_sep, "S"),
+            (self.sub_sep, "T"),
+            (self.rep_sep, "R"),
+        ):
+            value = value.replace(ch, f"{esc}{code}{esc}")
+        return value.replace("\r\n", "\n").replace("\n", f"{esc}.br{esc}")
+
+
+# ---------------------------------------------------------------------------
+# Bytes -> Message
+# ---------------------------------------------------------------------------
+
+
+def strip_frame(body: bytes) -> bytes:
+    """Remove an MLLP frame, a BOM and surrounding whitespace."""
+    data = body.strip()
+    if data.startswith(START_BLOCK):
+        data = data[1:]
+        end = data.rfind(END_BLOCK)
+        if end >= 0:
+            data = data[:end]
+    data = data.lstrip()
+    if data.startswith(BOM):
+        data = data[len(BOM) :].lstrip()
+    return data
+
+
+def looks_like_hl7(body: bytes) -> bool:
+    """True when the payload starts with ``MSH`` after a BOM, whitespace or an MLLP start block."""
+    head = body[:64].lstrip()
+    if head.startswith(START_BLOCK):
+        head = head[1:].lstrip()
+    if head.startswith(BOM):
+        head = head[len(BOM) :].lstrip()
+    return head.startswith(b"MSH") and len(head) > 8 and not head[3:4].isalnum()
+
+
+def charset_name(msh18: str | None) -> str | None:
+    """The Python codec for an MSH-18 value, ``None`` when empty; raises on unknown names."""
+    key = (msh18 or "").strip().upper()
+    if key in _CHARSETS:
+        return _CHARSETS[key]
+    try:
+        return codecs.lookup(key.replace(" ", "")).name
+    except LookupError:
+        raise reject(f"MSH-18 names an unknown character set {msh18!r}", "MSH-18") from None
+
+
+def _msh18(data: bytes) -> str | None:
+    """MSH-18 read from the raw bytes (MSH is ASCII up to there in every feed)."""
+    m = _MSH18.match(data)
+    if not m:
+        return None
+    line = re.split(rb"[\r\n]", data, maxsplit=1)[0]
+    parts = line.split(m.group(1))
+    # parts[0] = "MSH", parts[1] = MSH-2, so MSH-n is parts[n-1]
+    if len(parts) < 18:
+        return None
+    value = parts[17].split(b"^")[0].split(b"~")[0]
+    return value.decode("ascii", "replace")
+
+
+def _position(text: str, offset: int) -> str:
+    """``PID-5`` (or ``segment 3``) for a character offset in normalised text."""
+    start = text.rfind("\r", 0, offset) + 1
+    line = text[start:offset]
+    name = line[:3]
+    fs = text[3] if len(text) > 3 else "|"
+    field = line.count(fs) + (1 if name == "MSH" else 0)
+    if _SEGMENT_NAME.match(name):
+        return f"{name}-{field}"
+    return f"segment {text.count(chr(13), 0, start) + 1}"
+
+
+def decode(data: bytes, site: Any = None) -> tuple[str, str]:
+    """Decode normalised bytes with MSH-18 or the site's encoding; returns (text, codec)."""
+    declared = _msh18(data)
+    charset = charset_name(declared)
+    if charset is None:
+        charset = charset_name(getattr(site, "encoding", None) or "utf-8") or "utf-8"
+    try:
+        return data.decode(charset), charset
+    except UnicodeDecodeError as exc:
+        lossy = data.decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
+        # Map the byte offset to a character offset in the lossy text, near enough.
+        prefix = (
+            data[: exc.start].decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
+        )
+        where = _position(lossy, len(prefix))
+        said = f"MSH-18 says {declared!r}" if declared else f"the site's encoding is {charset}"
+        raise reject(
+            f"bytes at offset {exc.start} are not valid {charset} ({said}); "
+            "the message is rejected rather than stored garbled",
+            where,
+            code="invalid",
+        ) from None
+
+
+def _terminated(body: bytes) -> bool:
+    """True when the last segment ends with CR (or LF), inside or outside an MLLP frame."""
+    data = body.rstrip(b" \t")
+    if data.endswith(FRAME_END):
+        data = data[: -len(FRAME_END)]
+    elif data.endswith(END_BLOCK):
+        data = data[:-1]
+    return data.endswith((b"\r", b"\n"))
+
+
+def _normalise_text(text: str) -> str:
+    text = text.replace("\r\n", "\r").replace("\n", "\r")
+    # Blank lines between segments are noise, not segments.
+    return "\r".join(line for line in text.split("\r") if line.strip())
+
+
+def parse_message(body: bytes, site: Any = None) -> Message:
+    """Parse one HL7 v2 message; raises :class:`OperationOutcomeError` (400) if unreadable."""
+    if not isinstance(body, bytes | bytearray):
+        raise TypeError("parse_message takes bytes")
+    data = strip_frame(bytes(body))
+    if not data:
+        raise reject("empty message", None)
+    config = site.plugin_config("hl7v2") if hasattr(site, "plugin_config") else {}
+    if config.get("require_final_terminator") and not _terminated(bytes(body)):
+        # Over a socket a missing final CR means the sender stopped mid-message.
+        raise reject(
+            "the message ends without a segment terminator: it is truncated",
+            "MSH",
+            code="incomplete",
+        )
+    if not data.startswith(b"MSH"):
+        raise reject("an HL7 v2 message must start with an MSH segment", "segment 1")
+    text, charset = decode(data, site)
+    text = _normalise_text(text)
+    if len(text) < 8:
+        raise reject("the MSH segment is truncated", "MSH-2")
+    fs = text[3]
+    enc_end = text.find(fs, 4)
+    enc = text[4:enc_end] if enc_end > 0 else text[4:]
+    if enc_end < 0 or len(enc) < 4 or fs in enc or fs.isalnum():
+        raise reject(f"MSH-1/MSH-2 encoding characters {text[3:8]!r} are not usable", "MSH-2")
+    if len(enc) == 5 and enc[2] == enc[3]:
+        # A doubled escape character (``^~\\&``) seen from some engines: drop the duplicate.
+        enc = enc[:3] + enc[4]
+        text = text[:4] + enc + text[enc_end:]
+    separators = fs + enc[0] + enc[1] + enc[2] + enc[3]
+    if len(set(separators)) != 5:
+        raise reject(f"MSH-2 encoding characters {enc!r} are not distinct", "MSH-2")
+    msg = Message(bytes(body), text, charset, separators)
+    try:
+        tree = hl7.parse(text)
+    except Exception as exc:  # python-hl7 raises bare ValueErrors/IndexErrors on odd input
+        raise reject(f"the message cannot be parsed: {exc}", "MSH") from None
+    for position, seg in enumerate(tree, start=1):
+        name = str(seg[0][0]) if len(seg) and len(seg[0]) else ""
+        if not _SEGMENT_NAME.match(name):
+            raise reject(
+                f"segment {position} has no valid segment id (got {name[:10]!r})",
+                f"segment {position}",
+            )
+        fields = [_field(seg[i], name, i, msg) for i in range(len(seg))]
+        segment = Segment(name, position, fields, msg)
+        msg.segments.append(segment)
+        msg._by_name.setdefault(name, []).append(segment)
+    if msg.segments[0].name != "MSH":
+        raise reject("the first segment must be MSH", "segment 1")
+    if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
+        raise reject("MSH-9 message type and trigger event are required", "MSH-9")
+    if not msg.control_id:
+        raise reject("MSH-10 message control id is required", "MSH-10")
+    return msg
+
+
+def _field(field: Any, seg: str, number: int, msg: Message) -> list[Composite]:
+    """python-hl7's field (str, or reps of components of subcomponents) as composites."""
+    if seg == "MSH" and number in (1, 2):
+        return [Composite([[str(field[0])]], f"MSH-{number}", msg)]
+    items = list(field)
+    if len(items) == 1 and isinstance(items[0], str):
+        return [Composite([[items[0]]], f"{seg}-{number}", msg)]
+    reps = []
+    for r, rep in enumerate(items, start=1):
+        comps = []
+        for comp in rep if not isinstance(rep, str) else [rep]:
+            if isinstance(comp, str):
+                comps.append([comp])
+            else:
+                comps.append([str(s) for s in comp])
+        loc = f"{seg}-{number}" if len(items) == 1 else f"{seg}-{number}[{r}]"
+        reps.append(Composite(comps, loc, msg))
+    return reps
+
+
+def message_key(msg: Message) -> str:
+    """The de-duplication key of a message: its MSH-10 control id."""
+    return msg.control_id or ""
