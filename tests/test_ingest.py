@@ -13,6 +13,7 @@ from sqlalchemy import select
 from hub import hookimpl
 from hub.app import create_app
 from hub.app import get_hub
+from tests.conftest import authed_client
 from hub.identity.ids import patient_id_for_resident_id
 from hub.storage import schema as s
 
@@ -178,7 +179,7 @@ def flaky_app(app_config, tmp_path):
 
 
 def test_hook_map_inbound(flaky_app):
-    client = flaky_app.test_client()
+    client = authed_client(flaky_app)
     resp = client.post("/fhir/$ingest?site=flaky-site", data=b"payload-0001")
     assert resp.status_code == 422
     assert resp.get_json()["issue"][0]["expression"] == ["line 1"]
@@ -332,7 +333,7 @@ def test_hook_map_outbound(app_config, tmp_path, receiver):
     app = create_app(app_config)
     hub = get_hub(app)
     try:
-        app.test_client().put(
+        authed_client(app).put(
             "/fhir/Patient/v1",
             json={
                 "resourceType": "Patient",
@@ -363,16 +364,16 @@ def test_outbound_retries_then_dead_letters(app_config, tmp_path):
     app = create_app(app_config)
     hub = get_hub(app)
     try:
-        app.test_client().put("/fhir/Patient/v2", json={"resourceType": "Patient", "id": "v2"})
+        authed_client(app).put("/fhir/Patient/v2", json={"resourceType": "Patient", "id": "v2"})
         outbound.dispatch(hub)
         now = dt.datetime.now(dt.UTC)
         assert outbound.deliver(hub, now=now)["retry"] == 1
         assert outbound.deliver(hub, now=now)["retry"] == 0  # backing off: not due yet
         assert outbound.deliver(hub, now=now + dt.timedelta(minutes=5))["retry"] == 1
         assert outbound.deliver(hub, now=now + dt.timedelta(minutes=30))["dead"] == 1
-        dead = app.test_client().get("/api/deliveries?status=dead").get_json()
+        dead = authed_client(app).get("/api/deliveries?status=dead").get_json()
         assert len(dead) == 1 and dead[0]["attempts"] == 3
-        assert app.test_client().post(f"/api/deliveries/{dead[0]['id']}/retry").status_code == 200
+        assert authed_client(app).post(f"/api/deliveries/{dead[0]['id']}/retry").status_code == 200
     finally:
         hub.close()
 

@@ -156,6 +156,39 @@ def check_site(site_name: str | None) -> None:
         )
 
 
+def check_ingest(site_name: str) -> None:
+    """``$ingest`` for ``site_name``: a client bound to that site with a create scope, or an
+    unbound principal allowed to create every type (hub operators)."""
+    p = current()
+    if p is None:
+        return
+    if p.site is not None:
+        check_site(site_name)
+        if not any("c" in letters for letters in p.scopes.perms.values()):
+            raise outcomes.error(403, "forbidden", "$ingest needs a scope that allows creating")
+        return
+    p.require("*", "c", "ingesting payloads that create any resource type, i.e.")
+    p.require("*", "u", "ingesting payloads that update any resource type, i.e.")
+
+
+def require_operator(write: bool) -> None:
+    """The operator APIs (``/api/inbox``, ``/api/deliveries``) handle raw payloads of any
+    type and label: they need ``*`` scopes (``r``, plus ``c`` and ``u`` to replay) and
+    every label grant."""
+    p = current()
+    if p is None:
+        return
+    for letter in ("c", "u") if write else ("r",):
+        if letter not in p.scopes.perms.get("*", ()):
+            raise outcomes.error(
+                403, "forbidden", f"This operator API needs the scope */*.{letter} (any context)"
+            )
+    if not p.all_labels:
+        raise outcomes.error(
+            403, "forbidden", "Raw payloads may hold any sensitive data: this API needs the * grant"
+        )
+
+
 def _site_of_source(source: str) -> str | None:
     if not source.startswith(SITE_SOURCE_PREFIX):
         return None

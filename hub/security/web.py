@@ -18,6 +18,7 @@ from flask import request
 from hub import audit
 from hub import outcomes
 from hub.security import csrf
+from hub.security import guard
 from hub.security import logmask
 from hub.security.auditing import request_event
 from hub.security.principal import reset_current
@@ -35,6 +36,8 @@ OPEN_PATHS = frozenset(
         "/auth/token",
     )
 )
+# Non-FHIR operator APIs (raw payloads): hub.security.guard.require_operator.
+OPERATOR_PREFIXES = ("/api/",)
 # Prefixes served with their own authentication (web pages use login sessions).
 OWN_AUTH_PREFIXES = ("/ui", "/static")
 
@@ -81,6 +84,8 @@ def init_app(app: Flask) -> None:
                 429,
                 {"Retry-After": str(retry)},
             )
+        if path.startswith(OPERATOR_PREFIXES):
+            guard.require_operator(write=request.method not in ("GET", "HEAD"))
         return None
 
     @app.after_request
