@@ -13,9 +13,9 @@ from sqlalchemy import select
 from hub import hookimpl
 from hub.app import create_app
 from hub.app import get_hub
-from tests.conftest import authed_client
 from hub.identity.ids import patient_id_for_resident_id
 from hub.storage import schema as s
+from tests.conftest import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
 KITS = ROOT / "conformance" / "sites"

@@ -14,6 +14,16 @@ from hub.storage import schema as s
 PASSWORD = "correct horse battery"
 
 
+@pytest.fixture(autouse=True)
+def cheap_hashing(monkeypatch):
+    """argon2 at its lowest cost: these tests are about the account logic, not the hash."""
+    from argon2 import PasswordHasher
+
+    from hub.security import hashing
+
+    monkeypatch.setattr(hashing, "_PASSWORDS", PasswordHasher(time_cost=1, memory_cost=64))
+
+
 @pytest.fixture
 def alice(hub):
     with hub.engine.begin() as conn:
