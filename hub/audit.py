@@ -145,21 +145,25 @@ def record(conn: Any, event: dict[str, Any]) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-    t = s.audit_event
-    prev = conn.execute(select(t.c.hash).order_by(t.c.seq.desc()).limit(1)).scalar()
-    prev = prev or GENESIS
+    prev = conn.execute(_HEAD).scalar() or GENESIS
     content = orjson.dumps(event).decode()
     recorded = event["recorded"]
     conn.execute(
-        insert(t).values(
-            id=event["id"],
-            recorded=dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")),
-            content=content,
-            prev_hash=prev,
-            hash=chain_hash(prev, event["id"], recorded, content),
+        _INSERT,
+        {
+            "id": event["id"],
+            "recorded": dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")),
+            "content": content,
+            "prev_hash": prev,
+            "hash": chain_hash(prev, event["id"], recorded, content),
             **_columns(event),
-        )
+        },
     )
+
+
+# Built once: an audit append runs on every request.
+_HEAD = select(s.audit_event.c.hash).order_by(s.audit_event.c.seq.desc()).limit(1)
+_INSERT = insert(s.audit_event)
 
 
 def record_now(engine: Any, event: dict[str, Any]) -> None:
