@@ -242,6 +242,9 @@ class FhirService:
 
         stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
         if not created:
+            # The existing match is returned only to a caller who may read it.
+            if not guard.visible_content(res_type, stored.content):
+                opts = dataclasses.replace(opts, prefer_return="minimal")
             return self._write_result(stored, 200, opts, base)
         return self._write_result(stored, 201, opts, base, warnings)
 

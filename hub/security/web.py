@@ -92,9 +92,8 @@ def init_app(app: Flask) -> None:
     def _audit_and_headers(response):
         info = g.get("hub_audit")
         if info is not None and not (info.get("audited") and response.status_code < 400):
-            if not info.get("skip"):
-                event = request_event(response.status_code, info, _failure_text(response))
-                audit.record_now(get_hub().engine, event)
+            event = request_event(response.status_code, info, _failure_text(response))
+            audit.record_now(get_hub().engine, event)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.path.startswith("/ui"):
             for name, value in UI_HEADERS.items():

@@ -287,3 +287,38 @@ def test_check_site_for_ingestion():
         assert err.value.status == 403
     with acting_as(Principal("c", "client", compile_scopes("system/*.cruds"))):
         guard.check_site("his2")  # not site-bound: any site
+
+
+def test_conditional_create_match_is_not_shown_to_who_cannot_read_it(
+    client, anon_client, auth_headers
+):
+    labelled = {
+        "resourceType": "Patient",
+        "meta": {"security": [VETERAN_SENSITIVITY]},
+        "identifier": [{"system": "urn:test", "value": "v-1"}],
+    }
+    assert client.post("/fhir/Patient", json=labelled).status_code == 201
+    creator = auth_headers("system/Patient.c", labels=())
+    resp = anon_client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": "v-1"}]},
+        headers={**creator, "If-None-Exist": "identifier=urn:test|v-1"},
+    )
+    assert resp.status_code == 200
+    assert not resp.data  # the match exists; its content stays hidden
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": "identifier=urn:test|v-1",
+                },
+            }
+        ],
+    }
+    entry = anon_client.post("/fhir", json=bundle, headers=creator).get_json()["entry"][0]
+    assert entry["response"]["status"].startswith("200") and "resource" not in entry
