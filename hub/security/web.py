@@ -63,6 +63,10 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _authenticate():
         path = request.path
+        if path == "/auth/token":
+            # Secret guessing is throttled per network address (the client is not known yet).
+            _throttle(get_hub().security.limiter.take(f"addr {request.remote_addr}"))
+            return None
         if path in OPEN_PATHS or path.startswith(OWN_AUTH_PREFIXES):
             return None
         hub = get_hub()
@@ -74,16 +78,7 @@ def init_app(app: Flask) -> None:
         )
         g.hub_principal = principal
         g.hub_context = set_current(principal, info)
-        wait = hub.security.limiter.take(principal.subject)
-        if wait > 0:
-            retry = max(1, int(wait + 0.999))
-            raise outcomes.OperationOutcomeError(
-                outcomes.outcome(
-                    outcomes.issue("error", "throttled", f"Too many requests; retry in {retry} s")
-                ),
-                429,
-                {"Retry-After": str(retry)},
-            )
+        _throttle(hub.security.limiter.take(principal.subject))
         if path.startswith(OPERATOR_PREFIXES):
             guard.require_operator(write=request.method not in ("GET", "HEAD"))
         return None
@@ -111,6 +106,20 @@ def init_app(app: Flask) -> None:
                 reset_current(tokens)
             except ValueError:  # set in another context (cannot happen in sync views)
                 pass
+
+
+def _throttle(wait: float) -> None:
+    """429 with ``Retry-After`` when the caller's bucket is empty."""
+    if wait <= 0:
+        return
+    retry = max(1, int(wait + 0.999))
+    raise outcomes.OperationOutcomeError(
+        outcomes.outcome(
+            outcomes.issue("error", "throttled", f"Too many requests; retry in {retry} s")
+        ),
+        429,
+        {"Retry-After": str(retry)},
+    )
 
 
 def _failure_text(response) -> str | None:

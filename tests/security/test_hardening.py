@@ -50,6 +50,9 @@ def test_rate_limit_answers_429(app_config):
         assert resp.get_json()["issue"][0]["code"] == "throttled"
         other = authed_client(app, subject="someone-else")
         assert other.get("/fhir/Patient/_history").status_code == 200
+        anon = app.test_client()
+        tries = [anon.post("/auth/token", data={"grant_type": "x"}).status_code for _ in range(3)]
+        assert tries == [400, 400, 429]  # secret guessing is throttled per address
     finally:
         get_hub(app).close()
 
