@@ -385,7 +385,13 @@ def _add_security_commands() -> None:
     from hub.security.cli import COMMANDS
 
     for command in COMMANDS:
-        cli.add_command(command)
+        existing = cli.commands.get(command.name)
+        if isinstance(existing, click.Group) and isinstance(command, click.Group):
+            # One group per name (``hub audit`` is shared with other parts): merge subcommands.
+            for name, sub in command.commands.items():
+                existing.add_command(sub, name)
+        else:
+            cli.add_command(command)
 
 
 _add_security_commands()
