@@ -26,8 +26,8 @@ test: $(VENV)/.installed
 	$(BIN)/pytest -n auto -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check hub plugins tests conformance bench tools
-	$(BIN)/ruff format --check hub plugins tests conformance bench tools
+	$(BIN)/ruff check hub plugins tests conformance bench tools conftest.py
+	$(BIN)/ruff format --check hub plugins tests conformance bench tools conftest.py
 
 conformance: $(VENV)/.installed
 	$(BIN)/hub conformance run

@@ -38,6 +38,7 @@ class Hub:
             extra=config.get("PLUGINS") or [],
         )
         self.code_maps = _load_code_maps(self.pm, config)
+        _load_profiles(self.pm, config)
         self.engine = db.make_engine(config["DATABASE_URL"], instance_path)
         if config.get("AUTO_MIGRATE", True):
             db.upgrade(self.engine)
@@ -114,6 +115,23 @@ def _load_sites(config: dict[str, Any], code_maps):
     return load_sites([f for f in folders if f.is_dir()], code_maps)
 
 
+def _load_profiles(pm, config: dict[str, Any]) -> None:
+    """Plugin profiles and ``PROFILES_DIR`` folders join the validator's definitions.
+
+    Definitions are process-wide data (``profiles/`` and the R4 core load once).
+    """
+    from pathlib import Path
+
+    from hub.validation.definitions import default_definitions
+    from hub.validation.definitions import register_plugin_definitions
+
+    defs = default_definitions()
+    register_plugin_definitions(pm, defs)
+    for folder in str(config.get("PROFILES_DIR") or "").split(os.pathsep):
+        if folder:
+            defs.load_folder(Path(folder))
+
+
 def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
     """SearchParameter resources shipped in ``profiles/`` (and ``PROFILES_DIR`` folders)."""
     from pathlib import Path
@@ -183,6 +201,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(inbox.bp)
     app.register_blueprint(inbox.deliveries)
     errors.register(app)
+
+    from hub import ui
+
+    ui.init_app(app)
 
     @app.get("/")
     def index():

@@ -309,6 +309,122 @@ def site_list():
 
 
 @cli.group()
+def conformance():
+    """Site conformance kits and FHIR endpoint checks."""
+
+
+@conformance.command("run")
+@click.argument("site_names", metavar="[SITE]...", nargs=-1)
+@click.option(
+    "--sites-dir",
+    "sites_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Run the kits in this folder of sites (or this site folder) instead of the configured ones.",
+)
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write an HTML report.",
+)
+@click.option(
+    "--update",
+    is_flag=True,
+    envvar="HUB_REGEN_GOLDEN",
+    help="Rewrite the golden files from what the adapter produces now (review the diff!).",
+)
+@click.option(
+    "--no-store", is_flag=True, help="Only compare mappings; do not also ingest each case."
+)
+def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store):
+    """Run site conformance kits: each case's input against its golden files.
+
+    Every case is mapped by the site's adapter and compared with expected.json /
+    expected-outcome.json, then ingested into a throw-away database to check the
+    hub stores (or refuses) it. Exit status 1 when any case fails.
+    """
+    from hub.conformance import reports
+    from hub.conformance.runner import run_kits
+    from hub.conformance.runner import scratch_hub
+    from hub.conformance.runner import site_folders
+    from hub.sites import SiteError
+    from hub.testing import KitError
+    from hub.testing import discover_kits
+
+    try:
+        with scratch_hub(list(sites_dirs) or None) as the_hub:
+            kits = discover_kits(site_folders(the_hub), the_hub.code_maps)
+            if site_names:
+                known = {k.name for k in kits}
+                unknown = [n for n in site_names if n not in known]
+                if unknown:
+                    raise click.UsageError(
+                        f"unknown site(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
+                    )
+                kits = [k for k in kits if k.name in site_names]
+            results = run_kits(the_hub.pipeline, kits, update=update, store=not no_store)
+    except (SiteError, KitError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(reports.console_summary(results))
+    reports.write_reports(results, junit, html_path, "fhirhub site conformance")
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@conformance.command("check-endpoint")
+@click.argument("url")
+@click.option(
+    "--token",
+    default=None,
+    envvar="FHIR_BEARER_TOKEN",
+    help="Bearer token sent with every request.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the bearer token from this file.",
+)
+@click.option(
+    "--types",
+    default=None,
+    help="Only these resource types, comma-separated (e.g. Patient,Observation).",
+)
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write JUnit XML.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write an HTML report.",
+)
+def conformance_check_endpoint(url, token, token_file, types, timeout, junit, html_path):
+    """Test a FHIR R4 server against its own CapabilityStatement.
+
+    For each resource type it claims (and this kit can generate) the claimed
+    interactions are exercised on created test resources, and every claimed
+    search parameter is searched with a value taken from one. The test
+    resources are deleted afterwards when the server supports delete.
+    """
+    from hub.conformance import reports
+    from hub.conformance.endpoint import EndpointChecker
+    from hub.conformance.endpoint import FhirHttp
+
+    if token_file:
+        token = token_file.read_text(encoding="utf-8").strip()
+    only = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    checker = EndpointChecker(FhirHttp(url, token=token, timeout=timeout), types=only)
+    results = checker.run()
+    click.echo(reports.console_summary(results, noun="checks"))
+    reports.write_reports(
+        results, junit, html_path, f"FHIR endpoint conformance: {url}", item="check"
+    )
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.group()
 def mllp():
     """HL7 v2 over MLLP."""
 
@@ -379,6 +495,22 @@ def worker(once, interval):
             return
         if not (processed or queued or counts["sent"]):
             time.sleep(interval)
+
+
+def _register_groups() -> None:
+    from hub.completeness.cli import audit
+    from hub.ui.cli import ui
+
+    existing = cli.commands.get("audit")
+    if isinstance(existing, click.Group):  # one ``hub audit`` group shared with other parts
+        for name, command in audit.commands.items():
+            existing.add_command(command, name)
+    else:
+        cli.add_command(audit)
+    cli.add_command(ui)
+
+
+_register_groups()
 
 
 def _add_security_commands() -> None:

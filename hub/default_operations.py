@@ -67,8 +67,33 @@ def ingest(call: OperationCall) -> Result:
     return Result(status if item.status in ("failed", "quarantined") else 200, oo, headers)
 
 
+def validate(call: OperationCall) -> Result:
+    """``$validate`` (type and instance level): an OperationOutcome, 200 even when invalid."""
+    from hub.default_validation import validate_request
+
+    body = call.body
+    if body is None and call.res_id:
+        body = call.hub.service.read(call.res_type, call.res_id).stored.resource()
+    if body is None:
+        raise outcomes.bad_request(
+            "$validate needs a resource (the body or a Parameters 'resource')"
+        )
+    if call.res_type and body.get("resourceType") not in (call.res_type, "Parameters"):
+        raise outcomes.bad_request(
+            f"$validate on {call.res_type} got a {body.get('resourceType')}", "resourceType"
+        )
+    return Result(200, validate_request(body, call.param("mode"), call.param("profile")))
+
+
 def operations() -> list[Operation]:
     return [
+        Operation(
+            "validate",
+            validate,
+            levels=("type", "instance"),
+            definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+            documentation="Validate a resource against the base specification and its profiles",
+        ),
         Operation(
             "ingest",
             ingest,

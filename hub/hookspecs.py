@@ -77,6 +77,17 @@ def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None
     """
 
 
+@hookspec
+def is_stale(incoming: dict, stored: dict) -> bool | None:
+    """Say whether ``incoming`` is older than the ``stored`` version it would replace.
+
+    Called for every update a site's message makes to an existing resource.
+    Return ``True`` to keep the stored version (an older document arriving
+    after a newer one must not overwrite it), ``False`` or ``None`` when you
+    have no opinion. One ``True`` keeps the stored version.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Outbound: FHIR changes -> site format
 # ---------------------------------------------------------------------------
@@ -130,6 +141,18 @@ def register_operations() -> list | None:
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_profiles() -> list | None:
+    """Return conformance resources to validate against, or folders holding them.
+
+    Items are ``StructureDefinition``, ``ValueSet`` or ``CodeSystem`` dicts, or paths of FHIR
+    package folders (``StructureDefinition-*.json``...). They join the official R4 definitions
+    and ``profiles/``; a canonical URL defined again replaces the earlier definition. A
+    resource that names one of these profiles in ``meta.profile`` is validated against it on
+    every write.
+    """
 
 
 @hookspec

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 
 from hub.mapping import MappingContext
@@ -165,63 +166,87 @@ def _ack_code(ack: bytes) -> str | None:
 
 
 def deliver(hub: Any, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
-    """Send due deliveries; returns counts of sent, retried and dead messages."""
+    """Send due deliveries, site by site; returns counts of sent, retried and dead messages.
+
+    On PostgreSQL each site is taken with a transaction-scoped advisory lock,
+    so several workers can deliver at once while each site's messages still go
+    out one at a time, in order.
+    """
     now = now or _now()
-    max_attempts = int(hub.config.get("OUTBOUND_MAX_ATTEMPTS", 8))
-    sites = {site.name: site for site in outbound_sites(hub)}
-    counts = {"sent": 0, "retry": 0, "dead": 0}
-    blocked: set[str] = set()
     d = s.delivery
+    counts = {"sent": 0, "retry": 0, "dead": 0}
+    sites = {site.name: site for site in outbound_sites(hub)}
     with hub.engine.connect() as conn:
-        rows = list(
-            conn.execute(
-                select(
-                    d.c.id, d.c.site, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at
-                )
-                .where(d.c.status == "pending")
-                .order_by(d.c.id)
-                .limit(limit)
-            )
-        )
+        waiting = [
+            r[0] for r in conn.execute(select(d.c.site).where(d.c.status == "pending").distinct())
+        ]
+    for name in waiting:
+        with hub.engine.connect() as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
+                    {"k": f"delivery:{name}"},
+                ).scalar()
+                if not got:
+                    continue  # another worker is delivering to this site
+                write = conn.execute
+            else:
+                # SQLite has one writer: commit each status at once rather than
+                # hold the database lock while messages are on the wire.
+                def write(stmt):
+                    with hub.engine.connect().execution_options(hub_write=True) as w, w.begin():
+                        w.execute(stmt)
+
+            _deliver_site(hub, conn, write, name, sites.get(name), limit, now, counts)
+    return counts
+
+
+def _deliver_site(
+    hub, conn, write, name: str, site: Any, limit: int, now: dt.datetime, counts: dict
+) -> None:
+    d = s.delivery
+    max_attempts = int(hub.config.get("OUTBOUND_MAX_ATTEMPTS", 8))
+    rows = conn.execute(
+        select(d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at)
+        .where(d.c.status == "pending", d.c.site == name)
+        .order_by(d.c.id)
+        .limit(limit)
+    ).all()
     for row in rows:
-        if row.site in blocked:
-            continue
         if row.next_attempt_at > now:
-            blocked.add(row.site)  # an earlier message of this site is waiting: keep order
-            continue
-        site = sites.get(row.site)
+            return  # the oldest message is backing off: later ones wait (order matters)
         try:
             if site is None:
-                raise ValueError(f"site {row.site!r} has no outbound endpoint any more")
+                raise ValueError(f"site {name!r} has no outbound endpoint any more")
             response = send(site, bytes(row.body), row.content_type)
-            values = {
-                "status": "sent",
-                "sent_at": _now(),
-                "attempts": row.attempts + 1,
-                "response": response[:4000],
-                "last_error": None,
-            }
-            counts["sent"] += 1
         except (OSError, ValueError) as err:
             attempts = row.attempts + 1
-            blocked.add(row.site)
+            log.warning("delivery %s to %s failed (attempt %s): %s", row.id, name, attempts, err)
+            values: dict[str, Any] = {"attempts": attempts, "last_error": str(err)[:2000]}
             if attempts >= max_attempts:
-                values = {"status": "dead", "attempts": attempts, "last_error": str(err)[:2000]}
+                values["status"] = "dead"
                 counts["dead"] += 1
             else:
-                delay = min(2**attempts, MAX_BACKOFF_SECONDS)
-                values = {
-                    "attempts": attempts,
-                    "last_error": str(err)[:2000],
-                    "next_attempt_at": now + dt.timedelta(seconds=delay),
-                }
+                values["next_attempt_at"] = now + dt.timedelta(
+                    seconds=min(2**attempts, MAX_BACKOFF_SECONDS)
+                )
                 counts["retry"] += 1
-            log.warning(
-                "delivery %s to %s failed (attempt %s): %s", row.id, row.site, attempts, err
+            write(update(d).where(d.c.id == row.id).values(**values))
+            if values.get("status") != "dead":
+                return
+            continue
+        write(
+            update(d)
+            .where(d.c.id == row.id)
+            .values(
+                status="sent",
+                sent_at=_now(),
+                attempts=row.attempts + 1,
+                response=response[:4000],
+                last_error=None,
             )
-        with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-            conn.execute(update(d).where(d.c.id == row.id).values(**values))
-    return counts
+        )
+        counts["sent"] += 1
 
 
 def retry(hub: Any, delivery_id: int) -> bool:

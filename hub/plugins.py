@@ -20,7 +20,7 @@ log = logging.getLogger("hub.plugins")
 
 ENTRY_POINT_GROUP = "fhirhub"
 
-DEFAULT_PLUGINS = ("hub.default_outcomes",)
+DEFAULT_PLUGINS = ("hub.default_outcomes", "hub.default_validation")
 
 
 def get_plugin_manager(

@@ -85,3 +85,30 @@ def test_errors_follow_the_requested_format(client):
     resp = client.get("/fhir/Patient/missing", headers={"Accept": XML})
     assert resp.status_code == 404
     assert resp.content_type.startswith(XML) and b"<OperationOutcome" in resp.data
+
+
+def test_xml_unknown_element_is_reported_with_its_location(client):
+    body = b'<Patient xmlns="http://hl7.org/fhir"><gender value="male"/><colour value="red"/></Patient>'
+    resp = client.post("/fhir/Patient", data=body, content_type=XML)
+    assert resp.status_code == 400
+    assert any("colour" in e for i in resp.get_json()["issue"] for e in i.get("expression", []))
+
+
+def test_xml_transaction_bundle(client):
+    body = b"""<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/>
+      <entry><fullUrl value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/>
+        <resource><Patient><name><family value="\xe6\x9d\x8e"/></name></Patient></resource>
+        <request><method value="POST"/><url value="Patient"/></request></entry>
+      <entry><resource><Observation><status value="final"/><code><text value="weight"/></code>
+        <subject><reference value="urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"/></subject>
+        <valueQuantity><value value="61.50"/><unit value="kg"/></valueQuantity></Observation></resource>
+        <request><method value="POST"/><url value="Observation"/></request></entry>
+    </Bundle>"""
+    resp = client.post(
+        "/fhir", data=body, content_type=XML, headers={"Accept": "application/fhir+json"}
+    )
+    assert resp.status_code == 200, resp.data
+    locations = [e["response"]["location"] for e in resp.get_json()["entry"]]
+    obs = client.get("/fhir/" + locations[1].split("/fhir/")[1].split("/_history")[0]).get_json()
+    assert obs["valueQuantity"]["value"] == 61.5
+    assert obs["subject"]["reference"].startswith("Patient/")

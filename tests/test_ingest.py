@@ -402,3 +402,106 @@ def test_registry_departures_are_marked_not_deleted(client, hub):
         e for e in _all(hub, "EpisodeOfCare") if e["patient"]["reference"] != f"Patient/{departed}"
     ]
     assert stayed and all(e["status"] != "finished" for e in stayed)
+
+
+class VersionedAdapter:
+    """Each payload is ``<version>:<text>``; an older version must not overwrite a newer one."""
+
+    @hookimpl
+    def map_inbound(self, message, context):
+        if message.format != "versioned":
+            return None
+        version, _, text = message.body.decode().partition(":")
+        patient = {
+            "resourceType": "Patient",
+            "id": "versioned-1",
+            "meta": {"extension": [{"url": "urn:test:version", "valueInteger": int(version)}]},
+            "name": [{"text": text}],
+        }
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": patient, "request": {"method": "PUT", "url": "Patient/versioned-1"}}
+            ],
+        }
+
+    @hookimpl
+    def is_stale(self, incoming, stored):
+        def version(r):
+            return next(
+                (
+                    e["valueInteger"]
+                    for e in (r.get("meta") or {}).get("extension", [])
+                    if e["url"] == "urn:test:version"
+                ),
+                None,
+            )
+
+        old, new = version(stored), version(incoming)
+        return old is not None and new is not None and new < old
+
+
+def test_hook_is_stale(app_config, tmp_path):
+    folder = tmp_path / "sites" / "versioned-site"
+    folder.mkdir(parents=True)
+    (folder / "site.yaml").write_text(
+        "name: versioned-site\nadapter: versioned\nformat: versioned\norganization: {id: v, name: V, identifier: {system: urn:x, value: v}}\n",
+        encoding="utf-8",
+    )
+    app_config["SITES_DIR"] = str(tmp_path / "sites")
+    app_config["PLUGINS"] = [VersionedAdapter()]
+    app = create_app(app_config)
+    hub = get_hub(app)
+    try:
+        hub.pipeline.ingest("versioned-site", b"2:second")
+        late = hub.pipeline.ingest("versioned-site", b"1:first")
+        assert late.status == "done"
+        client = app.test_client()
+        assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "second"
+        hub.pipeline.ingest("versioned-site", b"3:third")
+        assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "third"
+    finally:
+        hub.close()
+
+
+def test_worker_claims_pending_and_expired_claims(client, hub):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    queued = client.post("/fhir/$ingest?site=county-hospital-a&async=true", data=ADMIT)
+    assert queued.status_code == 202 and queued.headers["X-Inbox-Status"] == "pending"
+    assert hub.pipeline.process_pending() == 1
+    assert hub.pipeline.inbox.get(int(queued.headers["X-Inbox-Item"])).status == "done"
+    # A process that claimed a message and died: its claim expires and a worker takes over.
+    item, _ = hub.pipeline.inbox.receive(
+        "county-hospital-a", hl7("DIED-1"), source_key="DIED-1", fmt="hl7v2", claim=True
+    )
+    assert hub.pipeline.inbox.claim() == []  # the claim is fresh
+    with hub.engine.begin() as conn:
+        conn.execute(
+            update(s.inbox)
+            .where(s.inbox.c.id == item.id)
+            .values(processed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+    assert hub.pipeline.process_pending() == 1
+    assert hub.pipeline.inbox.get(item.id).status == "done"
+
+
+def test_concurrent_claims_do_not_overlap(hub):
+    for i in range(20):
+        hub.pipeline.inbox.receive(
+            "county-hospital-a", hl7(f"Q-{i}"), source_key=f"Q-{i}", fmt="hl7v2"
+        )
+    claimed: list[list[int]] = []
+    threads = [
+        threading.Thread(target=lambda: claimed.append(hub.pipeline.inbox.claim(limit=7)))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for batch in claimed for i in batch]
+    assert len(ids) == len(set(ids)) == 20

@@ -35,6 +35,9 @@ from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
 from hub.storage.repository import new_id
 
+# Request extension: a conditional PATCH that may match nothing (e.g. a CDA
+# replacement arriving before the document it replaces).
+OPTIONAL_ENTRY = "urn:fhirhub:extension:optional-entry"
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
@@ -52,6 +55,9 @@ class _Entry:
     if_none_exist: str | None
     if_match: str | None
     planned_id: str | None = None  # the id a POST gets unless its ifNoneExist matches
+    # A conditional PATCH marked optional (extension OPTIONAL_ENTRY on request)
+    # that matches nothing is skipped instead of failing the transaction.
+    optional: bool = False
     result: Any = None  # Stored, Result or bytes once processed
     status: int = 200
     noop: bool = False
@@ -133,6 +139,10 @@ def _parse_entry(i: int, raw: Any) -> _Entry:
         raw.get("fullUrl"),
         request.get("ifNoneExist"),
         request.get("ifMatch"),
+        optional=any(
+            x.get("url") == OPTIONAL_ENTRY and x.get("valueBoolean")
+            for x in request.get("extension") or ()
+        ),
     )
 
 
@@ -290,6 +300,9 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
         e.result = writer.create(e.resource, e.res_id, fresh=True)
         e.status = 201
     elif e.method == "PUT":
+        if opts.site is not None and _stale(service, writer, e):
+            e.result, e.status = writer.current(e.res_type, e.res_id), 200
+            return
         if_match = parse_etag(e.if_match)
         if e.query and writer.current(e.res_type, e.res_id) is None:
             writer.claim_conditional_key(
@@ -299,6 +312,9 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
         e.result, e.status = stored, 201 if created else 200
     elif e.method == "PATCH":
         current = writer.current(e.res_type, e.res_id) if e.res_id else None
+        if (current is None or current.deleted) and e.noop and e.optional:
+            e.status, e.result = 204, None  # an optional conditional patch that matched nothing
+            return
         if current is None or current.deleted:
             raise outcomes.not_found(f"{e.res_type}/{e.res_id} is not known")
         patched = apply_patch(current.resource(), e.resource)
@@ -307,6 +323,14 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
         )
         e.status = 200
+
+
+def _stale(service: FhirService, writer: Writer, e: _Entry) -> bool:
+    """A site's older data must not overwrite newer (the ``is_stale`` hook decides)."""
+    current = writer.current(e.res_type, e.res_id)
+    if current is None or current.deleted or service.pm is None:
+        return False
+    return any(service.pm.hook.is_stale(incoming=e.resource, stored=current.resource()))
 
 
 def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:

@@ -97,26 +97,45 @@ def _depth(root: etree._Element) -> int:
 
 
 def xml_to_resource(body: bytes) -> dict[str, Any]:
-    """A FHIR XML resource as a JSON-ready dict."""
-    from fhir.resources.R4B import get_fhir_model_class
+    """A FHIR XML resource as a JSON-ready dict, converted by the R4 definitions.
+
+    Unknown elements are kept, so that the structural check reports them with
+    their location rather than the parser dropping them.
+    """
+    from hub.validation.validator import default_validator
+    from hub.validation.xml import parse_xml
 
     root = parse_xml_tree(body)
-    tag = etree.QName(root).localname
     if etree.QName(root).namespace != "http://hl7.org/fhir":
         raise outcomes.error(
             400, "structure", "FHIR XML must be in the namespace http://hl7.org/fhir"
         )
+    tag = etree.QName(root).localname
+    from hub.validation.structure import known_type
+
+    if not known_type(tag):
+        raise outcomes.error(400, "not-supported", f"Unknown resource type {tag!r}", "resourceType")
     try:
-        model = get_fhir_model_class(tag)
-    except KeyError:
-        raise outcomes.error(404, "not-supported", f"Unknown resource type {tag!r}") from None
-    try:
-        obj = model.model_validate_xml(etree.tostring(root), xmlparser=_hardened_parser())
-    except Exception as err:  # noqa: BLE001 - fhir.resources raises several kinds; all are bad input
+        return _plain_numbers(parse_xml(etree.tostring(root), default_validator()))
+    except (ValueError, KeyError, TypeError) as err:
         raise outcomes.error(
             400, "structure", f"Invalid FHIR XML for {tag}: {_short(err)}"
         ) from None
-    return obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _plain_numbers(node: Any) -> Any:
+    """Decimals as JSON numbers (what the JSON path stores: orjson reads floats)."""
+    from decimal import Decimal
+
+    if isinstance(node, dict):
+        return {k: _plain_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain_numbers(v) for v in node]
+    if isinstance(node, Decimal):
+        return (
+            int(node) if node == node.to_integral_value() and "." not in str(node) else float(node)
+        )
+    return node
 
 
 def resource_to_xml(resource: dict[str, Any], pretty: bool = False) -> bytes:

@@ -27,10 +27,10 @@ from hub.identity import resident_id
 from hub.identity.ids import patient_id_for_resident_id
 from hub.identity.ids import stable_id
 
-# Repeating Patient elements that accumulate across sources.
+# Repeating Patient elements that accumulate across sources. (Names are not
+# among them: a corrected name replaces the old one.)
 _LISTS = (
     "identifier",
-    "name",
     "telecom",
     "address",
     "contact",
@@ -71,8 +71,9 @@ def merge_patient(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key in ("tag", "security", "profile"):
         if meta_old.get(key) or meta_new.get(key):
             meta[key] = _union(meta_old.get(key) or [], meta_new.get(key) or [], key)
-    if meta_new.get("source"):
-        meta["source"] = meta_new["source"]
+    for key in ("source", "extension"):  # the newest source's provenance marks
+        if meta_new.get(key):
+            meta[key] = meta_new[key]
     if meta:
         merged["meta"] = meta
     merged["resourceType"] = "Patient"
@@ -97,6 +98,7 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
     """Apply the identity stage to ``bundle`` in place; returns review Tasks to add."""
     renames: dict[str, str] = {}
     tasks: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     for entry in bundle.get("entry") or ():
         resource = entry.get("resource") or {}
         request = entry.get("request") or {}
@@ -118,12 +120,26 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
         if target is None:
             continue
         if existing is not None and not existing.deleted:
-            resource = merge_patient(existing.resource(), resource)
+            stored = existing.resource()
+            if service.pm is not None and any(
+                service.pm.hook.is_stale(incoming=resource, stored=stored)
+            ):
+                stale.append(entry)  # older than what we hold: keep the stored Patient
+                continue
+            resource = merge_patient(stored, resource)
         resource["id"] = target
         entry["resource"] = resource
         entry["request"] = {"method": "PUT", "url": f"Patient/{target}"}
         if old_id and old_id != target:
             renames[f"Patient/{old_id}"] = f"Patient/{target}"
+    for entry in stale:
+        # Other entries may still point at the Patient: rename, do not rewrite it.
+        old_id = entry["resource"].get("id")
+        number = resident_number(entry["resource"])
+        target = patient_id_for_resident_id(number) if number else old_id
+        if old_id and target and old_id != target:
+            renames[f"Patient/{old_id}"] = f"Patient/{target}"
+        bundle["entry"].remove(entry)
     if renames:
         _rename_refs(bundle, renames)
     for task in tasks:

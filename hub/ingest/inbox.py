@@ -5,6 +5,8 @@ same message delivered twice (a sender that lost our acknowledgement) finds
 its first copy and is answered from it, never processed twice. Statuses:
 
 * ``pending``: stored, not processed yet;
+* ``processing``: claimed by a process (``processed_at`` is the claim time); a
+  claim older than the lease (a process that died mid-message) is taken again;
 * ``done``: mapped and stored; ``partial``: stored, but some parts (e.g.
   registry rows) were refused, see the outcome;
 * ``failed``: mapping or storage refused it (the outcome says why); it can be
@@ -21,16 +23,18 @@ import hashlib
 from typing import Any
 
 import orjson
+from sqlalchemy import and_
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from hub.storage import schema as s
 
-STATUSES = ("pending", "done", "partial", "failed", "quarantined")
+STATUSES = ("pending", "processing", "done", "partial", "failed", "quarantined")
 REPLAYABLE = ("pending", "failed", "quarantined")
 
 
@@ -104,8 +108,13 @@ class Inbox:
         source_key: str | None = None,
         fmt: str | None = None,
         content_type: str | None = None,
+        claim: bool = False,
     ) -> tuple[InboxItem, bool]:
         """Store a payload durably; returns (item, duplicate).
+
+        ``claim=True`` stores it already claimed (``processing``) by the caller,
+        who processes it at once; a worker takes it over only if the claim
+        expires.
 
         ``duplicate`` is true when this exact payload under this key was
         received before; the earlier item is returned untouched.
@@ -120,7 +129,8 @@ class Inbox:
             "content_type": content_type,
             "received_at": dt.datetime.now(dt.UTC),
             "body": body,
-            "status": "pending",
+            "status": "processing" if claim else "pending",
+            "processed_at": dt.datetime.now(dt.UTC) if claim else None,
             "attempts": 0,
         }
         try:
@@ -167,6 +177,33 @@ class Inbox:
         stmt = stmt.order_by(s.inbox.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_item(r) for r in conn.execute(stmt)]
+
+    def claim(self, limit: int = 100, lease_seconds: int = 300) -> list[int]:
+        """Claim pending items (and expired claims), oldest first; returns their ids.
+
+        On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets several workers claim at
+        once without waiting for or doubling each other.
+        """
+        now = dt.datetime.now(dt.UTC)
+        c = s.inbox.c
+        due = or_(
+            c.status == "pending",
+            and_(
+                c.status == "processing", c.processed_at < now - dt.timedelta(seconds=lease_seconds)
+            ),
+        )
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            query = select(c.id).where(due).order_by(c.id).limit(limit)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            ids = list(conn.execute(query).scalars())
+            if ids:
+                conn.execute(
+                    update(s.inbox)
+                    .where(c.id.in_(ids))
+                    .values(status="processing", processed_at=now)
+                )
+        return ids
 
     def counts(self) -> dict[str, int]:
         stmt = select(s.inbox.c.status, func.count()).group_by(s.inbox.c.status)

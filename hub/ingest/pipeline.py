@@ -81,7 +81,7 @@ class Pipeline:
         fmt = fmt or self.format_for(site, body, content_type)
         key = source_key or self.source_key(fmt, body, site)
         item, duplicate = self.inbox.receive(
-            site.name, body, source_key=key, fmt=fmt, content_type=content_type
+            site.name, body, source_key=key, fmt=fmt, content_type=content_type, claim=process
         )
         if duplicate or not process:
             return IngestResult(item, duplicate)
@@ -134,11 +134,12 @@ class Pipeline:
         return out
 
     def process_pending(self, limit: int = 1000) -> int:
-        """Process pending items oldest first (the worker loop); returns how many."""
-        items = list(reversed(self.inbox.list(status="pending", limit=limit)))
-        for item in items:
-            self.process(item.id)
-        return len(items)
+        """Claim and process pending items oldest first (the worker loop); returns how many."""
+        lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
+        ids = self.inbox.claim(limit, lease)
+        for item_id in ids:
+            self.process(item_id)
+        return len(ids)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -165,17 +166,49 @@ class Pipeline:
         """The sender's key for the payload (``source_key`` hook), if the adapter knows one."""
         return self.hub.pm.hook.source_key(fmt=fmt, body=body, site=site)
 
+    def map(
+        self,
+        site: Any,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        fmt: str | None = None,
+        source_key: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> tuple[dict, list[dict]]:
+        """The mapping step alone: ``(transaction Bundle, issues)`` for one payload.
+
+        Nothing is stored and no identity resolution happens, so the result is
+        exactly what the site's adapter produces (what conformance kits
+        compare). ``state`` is the site's adapter state (empty by default).
+        Raises :class:`~hub.outcomes.OperationOutcomeError` when the adapter
+        rejects the payload.
+        """
+        fmt = fmt or self.format_for(site, body, content_type)
+        return map_payload(
+            self.hub.pm,
+            self.hub.code_maps,
+            site,
+            body,
+            fmt=fmt,
+            content_type=content_type,
+            source_key=source_key,
+            state=state,
+        )
+
     def _process(self, item: InboxItem) -> None:
         site = self.site(item.site)
         state = self._load_state(site.name)
-        context = MappingContext(site, self.hub.code_maps)
-        context.state = state
-        message = InboundMessage(
-            item.format or "", item.body or b"", site, item.content_type, item.source_key
+        bundle, issues = map_payload(
+            self.hub.pm,
+            self.hub.code_maps,
+            site,
+            item.body or b"",
+            fmt=item.format or "",
+            content_type=item.content_type,
+            source_key=item.source_key,
+            state=state,
         )
-        bundle = self.hub.pm.hook.map_inbound(message=message, context=context)
-        if bundle is None:
-            raise outcomes.error(415, "not-supported", f"No adapter maps format {item.format!r}")
         tasks = identity.resolve(self.hub.service, bundle)
         entries = bundle.setdefault("entry", [])
         for task in tasks:
@@ -184,7 +217,7 @@ class Pipeline:
             )
         if entries:
             self._add_provenance(item, site, entries)
-        errors = [i for i in context.issues if i.get("severity") in ("error", "fatal")]
+        errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
         status = "partial" if errors else "done"
         opts = WriteOptions(prefer_return="minimal", site=site)
 
@@ -196,7 +229,7 @@ class Pipeline:
                     "informational",
                     f"{summary['written']} resource(s) written from {item.source_key}",
                 ),
-                *context.issues,
+                *issues,
             )
             self._save_state(writer.conn, site.name, state)
             self.inbox.mark(writer.conn, item.id, status, _with_status(oo, 200), summary)
@@ -291,6 +324,31 @@ class Pipeline:
                     set_={"value": insert.excluded.value, "updated_at": now},
                 )
             )
+
+
+def map_payload(
+    pm: Any,
+    code_maps: dict,
+    site: Any,
+    body: bytes,
+    *,
+    fmt: str,
+    content_type: str | None = None,
+    source_key: str | None = None,
+    state: dict[str, Any] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Run the ``map_inbound`` hooks on one payload: ``(Bundle, issues)``.
+
+    ``state`` is the adapter's per-site state; the caller saves it afterwards
+    if it wants the adapter's changes kept (the pipeline does, kits do not).
+    """
+    context = MappingContext(site, code_maps)
+    context.state = {} if state is None else state
+    message = InboundMessage(fmt, body, site, content_type, source_key)
+    bundle = pm.hook.map_inbound(message=message, context=context)
+    if bundle is None:
+        raise outcomes.error(415, "not-supported", f"No adapter maps format {fmt!r}")
+    return bundle, context.issues
 
 
 def _summary(response_entries: list[dict]) -> dict[str, Any]:

@@ -447,7 +447,6 @@ INDEX_TABLES = {
     )
 }
 
-
 # PostgreSQL multiplies the selectivities of res_type, param and code as if they
 # were independent, and so underestimates a common token (category=vital-signs)
 # a hundredfold and picks nested loops over thousands of rows. Extended
@@ -473,3 +472,74 @@ for _name, _cols in _CORRELATED.items():
             f"ON {', '.join(_cols)} FROM {_name}"
         ).execute_if(dialect="postgresql"),
     )
+
+
+# ---------------------------------------------------------------------------
+# Completeness audits and indicators (hub.completeness)
+# ---------------------------------------------------------------------------
+
+# One row per person and audit period: the latest audit run's result. The
+# dashboard's lists filter, sort and page on these columns.
+audit_person = Table(
+    "audit_person",
+    metadata,
+    Column("period", String(32), primary_key=True),  # "2025" or "2025-01-01..2025-06-30"
+    Column("patient_id", String(64), primary_key=True),
+    Column("record_no", String(32)),
+    Column("county", String(6)),
+    Column("township", String(9)),
+    Column("village", String(12)),
+    Column("organization", String(128)),  # "Organization/ID"
+    Column("name", String(128)),
+    Column("gender", String(16)),
+    Column("age", Integer),
+    Column("colour", String(16)),  # displayed five-colour, if any
+    Column("gaps", Integer, nullable=False),
+    Column("overdue", Integer, nullable=False),
+    Column("next_due", String(10)),  # earliest due date of a missing item
+    Column("gap_codes", Text),  # " rule/item rule/item " (for filtering by item)
+    Column("metrics", Text, nullable=False),  # " metric metric " counted by the summary
+    Column("detail", JsonDocument),  # hub.completeness.evaluate.PersonResult.as_dict()
+    Column("computed_at", UTCDateTime, nullable=False),
+    Index(None, "period", "county", "gaps"),
+    Index(None, "period", "township"),
+    Index(None, "period", "village"),
+    Index(None, "period", "organization"),
+)
+
+# Aggregates per period, jurisdiction and metric, refreshed by the audit job:
+# the dashboard overview reads only this table.
+audit_summary = Table(
+    "audit_summary",
+    metadata,
+    Column("period", String(32), primary_key=True),
+    Column("jurisdiction", String(140), primary_key=True),  # "" = everything
+    Column("metric", String(200), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("computed_at", UTCDateTime, nullable=False),
+)
+
+# Denominators from population statistics (常住人口 ...), per jurisdiction, year and indicator.
+audit_denominator = Table(
+    "audit_denominator",
+    metadata,
+    Column("jurisdiction", String(140), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("indicator", String(100), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("source", String(255)),  # e.g. "county statistical yearbook 2025"
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Dashboard accounts (hub.ui.accounts): a stand-in until hub.security.users provides them.
+ui_user = Table(
+    "ui_user",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("roles", String(255), nullable=False),  # space-separated
+    Column("jurisdiction", String(140), nullable=False),  # "" = everywhere
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -59,3 +59,11 @@ def map_outbound(resource: dict, event: str, site, context) -> list | None:
     from fhirhub_plugins.cda import from_fhir
 
     return from_fhir.outbound_messages(resource, event, site, context)
+
+
+@hookimpl
+def is_stale(incoming: dict, stored: dict) -> bool:
+    """An older document version (or an older document) does not overwrite a newer one."""
+    from fhirhub_plugins.cda.ordering import is_stale as older
+
+    return older(incoming, stored)

@@ -896,6 +896,10 @@ class DocumentReader(EntryMappers):
                     "request": {
                         "method": "PATCH",
                         "url": f"DocumentReference?identifier={vocab.urn(self.parent_root)}|{parent}",
+                        # The hub skips an optional conditional patch that matches nothing.
+                        "extension": [
+                            {"url": "urn:fhirhub:extension:optional-entry", "valueBoolean": True}
+                        ],
                     },
                 }
             )

@@ -66,11 +66,6 @@ def test_replacement_supersedes_its_parent(client, code_maps):
     assert stored["status"] == "superseded"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.fhir.bundles answers a conditional PATCH that matches nothing with 404 "
-    "(it marks the entry noop but applies it); the adapter expects a no-op",
-)
 def test_replacement_arriving_first_is_stored(client, code_maps):
     _needs_search(client)
     resp = client.post("/fhir", json=_bundle(_version_2(FOLLOWUP.read_bytes()), code_maps))

@@ -1,5 +1,8 @@
 """Shared fixtures: an app per test on each backend, a live HTTP server, clients.
 
+Registered for ``tests/`` and ``conformance/`` alike by the project's top-level
+``conftest.py`` (``pytest_plugins``), so kit tests use the same app and client.
+
 The ``backend`` fixture runs a test on the embedded SQLite default and on the
 real PostgreSQL named by ``HUB_TEST_POSTGRES_URL`` (default: the local server's
 ``test`` database). Each pytest-xdist worker gets a PostgreSQL schema of its
@@ -209,3 +212,24 @@ def live_server(app):
 
 def synthea_bundle_paths() -> list[Path]:
     return sorted((SAMPLES / "synthea").glob("*.json"))
+
+
+@pytest.fixture(scope="session")
+def kit_hub(tmp_path_factory):
+    """One hub for all conformance kit cases (SQLite; the installed adapters, as deployed).
+
+    Mapping a case never reads the database, and whether the hub stores or
+    refuses a case does not depend on the cases before it, so the cases share
+    it instead of paying for an app each.
+    """
+    folder = tmp_path_factory.mktemp("kits")
+    application = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{folder / 'hub.db'}",
+            "LOAD_ENTRY_POINTS": True,
+            "INSTANCE_PATH": str(folder),
+        }
+    )
+    yield get_hub(application)
+    get_hub(application).close()

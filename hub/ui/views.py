@@ -1,0 +1,865 @@
+"""The dashboard's pages (Blueprint ``ui`` at ``/ui``).
+
+Archive managers: the jurisdiction overview (:func:`overview`), the list of
+people with gaps (:func:`gaps`) and a person's lifetime record
+(:func:`person`). Integration engineers: the inbox and its dead letters
+(:func:`inbox`, :func:`inbox_item`) and outbound deliveries with theirs
+(:func:`deliveries`, :func:`delivery_item`). Every page needs a login, is limited to
+the user's jurisdiction and writes an AuditEvent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from flask import Blueprint
+from flask import abort
+from flask import g
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from sqlalchemy import func
+from sqlalchemy import select
+
+from hub import audit
+from hub.completeness import batch
+from hub.completeness import indicators as ind
+from hub.completeness import jurisdiction as juris
+from hub.completeness.facts import clinical_date
+from hub.completeness.jurisdiction import place_of
+from hub.completeness.periods import Period
+from hub.completeness.rulebook import load as load_rules
+from hub.identity import HEALTH_RECORD_SYSTEM
+from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity.resident_id import mask
+from hub.outcomes import OperationOutcomeError
+from hub.storage import schema as s
+from hub.ui import accounts
+from hub.ui import charts
+from hub.ui import exports
+from hub.ui.messages import current_language
+from hub.ui.messages import translate
+
+bp = Blueprint(
+    "ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static"
+)
+PAGE_SIZE = 50
+INBOX_STATUSES = ("pending", "done", "partial", "failed", "quarantined")
+DELIVERY_STATUSES = ("pending", "sent", "dead")
+DEAD = ("failed", "quarantined")
+COLOUR_KEYS = ("red", "yellow", "blue", "orange", "green", "none")
+SORTS = {
+    "next_due": (s.audit_person.c.next_due.asc(),),
+    "gaps": (s.audit_person.c.gaps.desc(),),
+    "overdue": (s.audit_person.c.overdue.desc(), s.audit_person.c.next_due.asc()),
+    "name": (s.audit_person.c.name.asc(),),
+    "age": (s.audit_person.c.age.desc(),),
+}
+
+
+def _hub():
+    from hub.app import get_hub
+
+    return get_hub()
+
+
+# ---------------------------------------------------------------------------
+# Request set-up, login, audit
+# ---------------------------------------------------------------------------
+
+
+@bp.before_request
+def _before():
+    g.lang = current_language()
+    user = session.get("user")
+    g.user = (
+        accounts.User(user["username"], tuple(user["roles"]), user["jurisdiction"])
+        if user
+        else None
+    )
+    if g.user is None and request.endpoint not in ("ui.login", "ui.static"):
+        return redirect(url_for("ui.login", next=request.full_path))
+    given = request.form.get(accounts.CSRF_FIELD) or request.headers.get("X-CSRF-Token")
+    if request.method == "POST" and not accounts.check_csrf(session, given):
+        abort(400, "CSRF token missing or wrong")
+    return None
+
+
+@bp.app_template_global()
+def t(key: str, **values) -> str:
+    return translate(key, g.get("lang", "zh"), **values)
+
+
+@bp.app_template_global()
+def csrf() -> str:
+    return accounts.csrf_token(session)
+
+
+@bp.app_template_global()
+def url_with(**changes) -> str:
+    """The current page's URL with some query parameters changed (None removes one)."""
+    args = {k: v for k, v in request.args.items() if k not in changes}
+    args.update({k: v for k, v in changes.items() if v is not None})
+    return request.path + ("?" + urlencode(args) if args else "")
+
+
+def _record(interaction: str, entity: list[str] | None = None, outcome: str = "0") -> None:
+    who = g.user.username if g.get("user") else request.form.get("username") or "anonymous"
+    event = audit.build_event(
+        interaction=interaction,
+        outcome=outcome,
+        who=who,
+        site="fhirhub dashboard",
+        entity=entity,
+        description=f"{request.method} {request.full_path.rstrip('?')}",
+    )
+    with _hub().engine.begin() as conn:
+        audit.record(conn, event)
+
+
+def requires(*roles: str):
+    """Allow the view to users with one of ``roles`` (``admin`` may see everything)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            if not (set(g.user.roles) & (set(roles) | {"admin"})):
+                _record("read", outcome="4")
+                abort(403)
+            return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+@bp.errorhandler(OperationOutcomeError)
+def _outcome(err: OperationOutcomeError):
+    texts = [i.get("diagnostics", "") for i in err.outcome.get("issue", [])]
+    return render_template("error.html", messages=texts, status=err.status), err.status
+
+
+@bp.errorhandler(403)
+def _forbidden(_err):
+    return render_template("error.html", messages=[t("forbidden")], status=403), 403
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        accts = accounts.backend()
+        try:
+            with _hub().engine.connect() as conn:
+                try:
+                    user = accts.verify_password(
+                        conn, request.form.get("username", ""), request.form.get("password", "")
+                    )
+                finally:
+                    conn.commit()  # a failure's count (and lock) must persist too
+        except (accts.invalid, accts.locked) as err:
+            error = t("login.locked") if isinstance(err, accts.locked) else t("login.invalid")
+            _record("login", outcome="4")
+        else:
+            session.clear()
+            session["user"] = {
+                "username": user.username,
+                "roles": list(user.roles),
+                "jurisdiction": user.jurisdiction or "",
+            }
+            g.user = accounts.User(user.username, tuple(user.roles), user.jurisdiction or "")
+            _record("login")
+            target = request.args.get("next") or ""
+            # Only local paths under /ui: never an open redirect.
+            if not target.startswith("/ui") or target.startswith("//"):
+                target = url_for("ui.overview")
+            return redirect(target)
+    return render_template("login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    _record("logout")
+    session.clear()
+    return redirect(url_for("ui.login"))
+
+
+# ---------------------------------------------------------------------------
+# Jurisdiction and period of a request
+# ---------------------------------------------------------------------------
+
+
+def _jurisdiction() -> str:
+    """The requested jurisdiction, which must lie within the user's own."""
+    own = g.user.jurisdiction
+    code = juris.check(request.args.get("jurisdiction", own))
+    if own and not _within(code, own):
+        _record("search", outcome="4")
+        abort(403)
+    return code
+
+
+def _within(code: str, own: str) -> bool:
+    if own.startswith("Organization/"):
+        return code == own
+    return bool(code) and code.isdigit() and code.startswith(own)
+
+
+def _period(code: str) -> Period:
+    text = request.args.get("period")
+    if text:
+        return Period.parse(text)
+    with _hub().engine.connect() as conn:
+        known = batch.summary_periods(conn, code)
+    return Period.parse(known[-1]) if known else Period.year(dt.date.today().year)
+
+
+def _label_of(code: str) -> str:
+    return code or t("jurisdiction.all")
+
+
+# ---------------------------------------------------------------------------
+# Overview
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/")
+@requires("archive-manager")
+def overview():
+    code = _jurisdiction()
+    period = _period(code)
+    book = load_rules()
+    lang = g.lang
+    hub = _hub()
+    with hub.engine.connect() as conn:
+        summary = batch.read_summary(conn, period.key, code)
+        at = batch.computed_at(conn, period.key)
+        figures = ind.figures(conn, summary, code, period) if summary else []
+        trend_periods = [p for p in batch.summary_periods(conn, code) if p.isdigit()]
+        trend = []
+        for key in trend_periods:
+            past = batch.read_summary(conn, key, code)
+            trend.append(
+                {f.indicator.id: f.rate for f in ind.figures(conn, past, code, Period.parse(key))}
+            )
+        children = _children(conn, period, code)
+    fmt = request.args.get("format")
+    if fmt in ("csv", "xlsx"):
+        _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
+        if request.args.get("list") == "children":
+            header = [t("jurisdiction"), t("people"), t("kpi.with_gaps"), t("kpi.overdue")]
+            data = [[c["code"], c["people"], c["with_gaps"], c["overdue"]] for c in children]
+            return exports.response(
+                fmt, f"jurisdictions-{code or 'all'}-{period.key}", header, data
+            )
+        header = [
+            "id",
+            t("indicator"),
+            t("numerator"),
+            t("denominator"),
+            t("rate"),
+            t("target"),
+            t("source"),
+        ]
+        data = [
+            [
+                f.indicator.id,
+                f.indicator.label(g.lang),
+                int(f.numerator),
+                f.denominator,
+                f.rate,
+                f.indicator.target,
+                f.source,
+            ]
+            for f in figures
+        ]
+        return exports.response(fmt, f"indicators-{code or 'all'}-{period.key}", header, data)
+    _record("search", entity=[f"Group/jurisdiction-{code or 'all'}"])
+    base = {"jurisdiction": code, "period": period.key}
+
+    def gaps_link(**extra):
+        return url_for("ui.gaps", **base, **extra)
+
+    completeness_rows, overdue_rows = [], []
+    for rule in book.rules.values():
+        applies = summary.get(f"rule:{rule.id}:applies", 0)
+        met = summary.get(f"rule:{rule.id}:met", 0)
+        if applies:
+            pct = 100 * met / applies
+            completeness_rows.append(
+                (
+                    rule.label[lang],
+                    pct,
+                    f"{pct:.1f}% ({int(met)}/{int(applies)})",
+                    gaps_link(rule=rule.id),
+                )
+            )
+    for metric, value in sorted(summary.items()):
+        if metric.startswith("item:") and metric.endswith(":overdue") and value:
+            rule_id, item = metric[5:-8].split("/", 1)
+            rule = book.rules.get(rule_id)
+            if rule is None:
+                continue
+            label = f"{rule.label[lang]} · {rule.item_label(item)[lang]}"
+            overdue_rows.append(
+                (label, value, str(int(value)), gaps_link(rule=rule_id, item=item, overdue=1))
+            )
+    overdue_rows.sort(key=lambda r: -r[1])
+    colour_parts = [(k, t(f"colour.{k}"), summary.get(f"colour:{k}", 0)) for k in COLOUR_KEYS]
+    people = summary.get("people", 0)
+    with_gaps = summary.get("with-gaps", 0)
+    series = [
+        (f.indicator.label(lang), [row.get(f.indicator.id) for row in trend]) for f in figures
+    ]
+    return render_template(
+        "overview.html",
+        code=code,
+        period=period,
+        summary=summary,
+        computed_at=at,
+        figures=figures,
+        children=children,
+        kpi={
+            "people": int(people),
+            "with_gaps": int(with_gaps),
+            "overdue": int(summary.get("with-overdue", 0)),
+            "complete": f"{100 * (people - with_gaps) / people:.1f}%" if people else "—",
+        },
+        chart_completeness=charts.hbar(completeness_rows, t("chart.completeness"), maximum=100),
+        chart_overdue=charts.hbar(overdue_rows, t("chart.overdue"), colour=charts.OVERDUE),
+        chart_colours=charts.donut(colour_parts, t("chart.colours")),
+        chart_trend=charts.lines(trend_periods, series, t("chart.trend"))
+        if trend_periods
+        else None,
+        label=_label_of(code),
+        parent=juris.parent(code) if code and not code.startswith("Organization/") else None,
+    )
+
+
+def _children(conn, period: Period, code: str) -> list[dict[str, Any]]:
+    codes = batch.child_jurisdictions(conn, period.key, code)
+    if not codes:
+        return []
+    t_ = s.audit_summary
+    rows = conn.execute(
+        select(t_.c.jurisdiction, t_.c.metric, t_.c.value).where(
+            t_.c.period == period.key,
+            t_.c.jurisdiction.in_(codes),
+            t_.c.metric.in_(["people", "with-gaps", "with-overdue"]),
+        )
+    )
+    found: dict[str, dict[str, float]] = {c: {} for c in codes}
+    for jcode, metric, value in rows:
+        found[jcode][metric] = value
+    out = []
+    for jcode in codes:
+        m = found[jcode]
+        people = m.get("people", 0)
+        out.append(
+            {
+                "code": jcode,
+                "people": int(people),
+                "with_gaps": int(m.get("with-gaps", 0)),
+                "overdue": int(m.get("with-overdue", 0)),
+                "complete": 100 * (people - m.get("with-gaps", 0)) / people if people else None,
+            }
+        )
+    return out
+
+
+@bp.post("/refresh")
+@requires("archive-manager")
+def refresh():
+    """Re-run the audit for the jurisdiction and period (small jurisdictions; the CLI for big)."""
+    code = _jurisdiction()
+    period = _period(code)
+    batch.run_audit(_hub().engine, period, code)
+    _record("operation", entity=[f"Group/jurisdiction-{code or 'all'}"])
+    return redirect(url_for("ui.overview", jurisdiction=code, period=period.key))
+
+
+# ---------------------------------------------------------------------------
+# People with gaps
+# ---------------------------------------------------------------------------
+
+
+def _gap_query(code: str, period: Period, *columns):
+    """``audit_person`` rows (``columns``, default all) with gaps, filtered by the request."""
+    p = s.audit_person
+    stmt = batch.scope(select(*(columns or (p,))), period, code).where(p.c.gaps > 0)
+    rule = request.args.get("rule") or ""
+    item = request.args.get("item") or ""
+    if rule:
+        pattern = f"% {rule}/{item} %" if item else f"% {rule}/%"
+        stmt = stmt.where(p.c.gap_codes.like(pattern))
+    if request.args.get("overdue"):
+        stmt = stmt.where(p.c.overdue > 0)
+    colour = request.args.get("colour") or ""
+    if colour == "none":
+        stmt = stmt.where(p.c.colour.is_(None))
+    elif colour in COLOUR_KEYS:
+        stmt = stmt.where(p.c.colour == colour)
+    village = request.args.get("village") or ""
+    if village:
+        stmt = stmt.where(p.c.village == village)
+    return stmt
+
+
+def _gap_texts(detail: str | None, lang: str, rule_filter: str = "") -> list[dict[str, Any]]:
+    book = load_rules()
+    out = []
+    data = orjson.loads(detail) if detail else {}
+    for rule_id, outcome in (data.get("outcomes") or {}).items():
+        if rule_filter and rule_id != rule_filter:
+            continue
+        rule = book.rules.get(rule_id)
+        for gap in outcome.get("gaps") or ():
+            label = rule.item_label(gap["item"])[lang] if rule else gap["item"]
+            rule_label = rule.label[lang] if rule else rule_id
+            if gap.get("slot", 1) > 1 or (
+                outcome.get("counts", {}).get(gap["item"], [0, 1])[1] > 1
+            ):
+                label += " " + t("slot", n=gap["slot"])
+            out.append(
+                {
+                    "rule": rule_label,
+                    "item": label,
+                    "due": gap.get("due"),
+                    "overdue": gap.get("overdue"),
+                }
+            )
+    return out
+
+
+@bp.get("/gaps")
+@requires("archive-manager")
+def gaps():
+    code = _jurisdiction()
+    period = _period(code)
+    lang = g.lang
+    sort = request.args.get("sort", "overdue")
+    if sort not in SORTS:
+        sort = "overdue"
+    stmt = _gap_query(code, period)
+    fmt = request.args.get("format")
+    p = s.audit_person
+    hub = _hub()
+    if fmt in ("csv", "xlsx"):
+        header = [
+            t("name"),
+            t("age"),
+            t("gender"),
+            t("village"),
+            t("record_no"),
+            t("colour"),
+            t("gaps"),
+            t("overdue"),
+            t("next_due"),
+            t("missing"),
+        ]
+        with hub.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(*SORTS[sort], p.c.patient_id)).all()
+        _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
+        data = (
+            [
+                r.name,
+                r.age,
+                t(f"gender.{r.gender}") if r.gender else "",
+                r.village,
+                r.record_no,
+                t(f"colour.{r.colour or 'none'}"),
+                r.gaps,
+                r.overdue,
+                r.next_due,
+                "; ".join(
+                    f"{x['rule']}: {x['item']}" + (f" ({x['due']})" if x["due"] else "")
+                    for x in _gap_texts(r.detail, lang)
+                ),
+            ]
+            for r in rows
+        )
+        return exports.response(fmt, f"gaps-{code or 'all'}-{period.key}", header, data)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with hub.engine.connect() as conn:
+        total = conn.execute(_gap_query(code, period, func.count())).scalar_one()
+        # Sort and page on the narrow columns, then fetch the page's full rows: sorting
+        # whole rows (with their JSON detail) is what makes a big list slow.
+        ids = (
+            conn.execute(
+                _gap_query(code, period, p.c.patient_id)
+                .order_by(*SORTS[sort], p.c.patient_id)
+                .limit(PAGE_SIZE)
+                .offset((page - 1) * PAGE_SIZE)
+            )
+            .scalars()
+            .all()
+        )
+        found = {
+            r.patient_id: r
+            for r in conn.execute(
+                select(p).where(p.c.period == period.key, p.c.patient_id.in_(ids))
+            )
+        }
+        rows = [found[i] for i in ids if i in found]
+    _record("search", entity=[f"Patient/{r.patient_id}" for r in rows])
+    book = load_rules()
+    items = [(rule.id, "", rule.label[lang]) for rule in book.rules.values()]
+    for rule in book.rules.values():
+        names = [s_.id for s_ in rule.services] + [f.id for f in rule.fields]
+        names += sorted({s_.id for p_ in rule.packages.values() for s_ in p_})
+        if rule.kind == "contract":
+            names.insert(0, "contract")
+        for name in names:
+            items.append((rule.id, name, f"{rule.label[lang]} · {rule.item_label(name)[lang]}"))
+    people = [
+        {
+            "row": r,
+            "gaps": _gap_texts(r.detail, lang, request.args.get("rule") or ""),
+        }
+        for r in rows
+    ]
+    return render_template(
+        "gaps.html",
+        code=code,
+        period=period,
+        people=people,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        sort=sort,
+        sorts=list(SORTS),
+        items=items,
+        colours=COLOUR_KEYS,
+        label=_label_of(code),
+    )
+
+
+# ---------------------------------------------------------------------------
+# One person's lifetime record
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/person/<pid>")
+@requires("archive-manager")
+def person(pid: str):
+    hub = _hub()
+    with hub.engine.connect() as conn:
+        stored = hub.repo.read("Patient", pid, conn)
+        if stored is None or stored.deleted:
+            abort(404)
+        patient = orjson.loads(stored.content)
+        place = place_of(patient)
+        own = g.user.jurisdiction
+        if own and not place.within(own):
+            _record("read", entity=[f"Patient/{pid}"], outcome="4")
+            abort(403)
+        resources = batch.compartments(conn, [(pid, patient)])[pid][1:]
+        latest = conn.execute(
+            select(s.audit_person.c.period, s.audit_person.c.detail)
+            .where(s.audit_person.c.patient_id == pid)
+            .order_by(s.audit_person.c.computed_at.desc())
+            .limit(1)
+        ).first()
+    fmt = request.args.get("format")
+    _record("export" if fmt in ("csv", "xlsx") else "read", entity=[f"Patient/{pid}"])
+    events = []
+    for res in resources:
+        day = clinical_date(res)
+        events.append(
+            {
+                "date": day.isoformat() if day else "",
+                "type": res.get("resourceType"),
+                "text": _describe(res),
+                "ref": f"{res.get('resourceType')}/{res.get('id')}",
+            }
+        )
+    events.sort(key=lambda e: (e["date"], e["type"]), reverse=True)
+    if fmt in ("csv", "xlsx"):
+        header = [t("date"), t("type"), t("detail"), "reference"]
+        data = [[e["date"], e["type"], e["text"], e["ref"]] for e in events]
+        return exports.response(fmt, f"timeline-{pid}", header, data)
+    ids = {i.get("system"): i.get("value") for i in patient.get("identifier") or ()}
+    phones = [
+        c.get("value", "") for c in patient.get("telecom") or () if c.get("system") == "phone"
+    ]
+    name = ""
+    for n in patient.get("name") or ():
+        name = n.get("text") or (n.get("family", "") + "".join(n.get("given") or ()))
+        if name:
+            break
+    header = {
+        "name": name,
+        "gender": patient.get("gender"),
+        "birth_date": patient.get("birthDate"),
+        # Masked in the interface (DOMAIN 7.2 point 6).
+        "resident_id": mask(ids.get(RESIDENT_ID_SYSTEM, "")) if ids.get(RESIDENT_ID_SYSTEM) else "",
+        "record_no": ids.get(HEALTH_RECORD_SYSTEM, ""),
+        "phone": _mask_phone(phones[0]) if phones else "",
+        "address": ((patient.get("address") or [{}])[0]).get("text", ""),
+    }
+    return render_template(
+        "person.html",
+        pid=pid,
+        header=header,
+        events=events,
+        audit_period=latest.period if latest else None,
+        missing=_gap_texts(latest.detail, g.lang) if latest else [],
+    )
+
+
+def _mask_phone(value: str) -> str:
+    return value[:3] + "****" + value[-4:] if len(value) >= 11 else "*" * len(value)
+
+
+def _concept_text(concept: Any) -> str:
+    if isinstance(concept, list):
+        return ", ".join(filter(None, (_concept_text(c) for c in concept)))
+    if not isinstance(concept, dict):
+        return ""
+    if concept.get("text"):
+        return concept["text"]
+    parts = []
+    for c in concept.get("coding") or ():
+        parts.append(c.get("display") or c.get("code") or "")
+    return ", ".join(p for p in parts if p)
+
+
+def _describe(res: dict[str, Any]) -> str:
+    kind = res.get("resourceType")
+    if kind == "Encounter":
+        cls = (res.get("class") or {}).get("code", "")
+        return f"{_concept_text(res.get('type'))} [{cls}]".strip()
+    if kind == "Observation":
+        text = _concept_text(res.get("code"))
+        q = res.get("valueQuantity")
+        if q:
+            text += f": {q.get('value')} {q.get('unit', '')}"
+        comps = [
+            f"{(c.get('valueQuantity') or {}).get('value')}"
+            for c in res.get("component") or ()
+            if c.get("valueQuantity")
+        ]
+        if comps:
+            text += ": " + "/".join(comps)
+        return text
+    if kind in ("Condition", "Procedure", "DiagnosticReport", "MedicationRequest", "Immunization"):
+        return _concept_text(
+            res.get("code") or res.get("medicationCodeableConcept") or res.get("vaccineCode")
+        )
+    if kind == "EpisodeOfCare":
+        return _concept_text(res.get("type"))
+    return _concept_text(res.get("code") or res.get("type"))
+
+
+# ---------------------------------------------------------------------------
+# Inbox and dead letters (read-only; the ingest pipeline fills the table)
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/inbox")
+@requires("integration-engineer")
+def inbox():
+    i = s.inbox
+    dead = request.args.get("dead") == "1"
+    status = request.args.get("status") or ""
+    site = request.args.get("site") or ""
+    cols = (
+        i.c.id,
+        i.c.site,
+        i.c.source_key,
+        i.c.format,
+        i.c.status,
+        i.c.attempts,
+        i.c.received_at,
+        i.c.processed_at,
+    )
+    stmt = select(*cols)
+    if dead:
+        stmt = stmt.where(i.c.status.in_(DEAD))
+    elif status in INBOX_STATUSES:
+        stmt = stmt.where(i.c.status == status)
+    if site:
+        stmt = stmt.where(i.c.site == site)
+    fmt = request.args.get("format")
+    header = [
+        "id",
+        t("site"),
+        t("source_key"),
+        t("format"),
+        t("status"),
+        t("attempts"),
+        t("received"),
+        "processed",
+    ]
+    hub = _hub()
+    if fmt in ("csv", "xlsx"):
+        with hub.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(i.c.id.desc())).all()
+        _record("export", entity=["Basic/inbox"])
+        data = (
+            [
+                r.id,
+                r.site,
+                r.source_key,
+                r.format,
+                r.status,
+                r.attempts,
+                _iso(r.received_at),
+                _iso(r.processed_at),
+            ]
+            for r in rows
+        )
+        return exports.response(fmt, "dead-letters" if dead else "inbox", header, data)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with hub.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = conn.execute(
+            stmt.order_by(i.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()
+        counts = dict(conn.execute(select(i.c.status, func.count()).group_by(i.c.status)).all())
+    _record("search", entity=["Basic/inbox"])
+    return render_template(
+        "inbox.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        dead=dead,
+        status=status,
+        statuses=INBOX_STATUSES,
+        counts=counts,
+    )
+
+
+def _iso(value: dt.datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+@bp.get("/inbox/<int:item_id>")
+@requires("integration-engineer")
+def inbox_item(item_id: int):
+    i = s.inbox
+    with _hub().engine.connect() as conn:
+        row = conn.execute(select(i).where(i.c.id == item_id)).first()
+    if row is None:
+        abort(404)
+    _record("read", entity=[f"Basic/inbox-{item_id}"])
+    issues = []
+    if row.outcome:
+        outcome = orjson.loads(row.outcome)
+        issues = outcome.get("issue", []) if isinstance(outcome, dict) else []
+    body = bytes(row.body or b"")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("gb18030", errors="replace")  # township HIS feeds
+    limit = 64 * 1024
+    return render_template(
+        "inbox_item.html",
+        row=row,
+        issues=issues,
+        body=text[:limit],
+        truncated=len(text) > limit,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Outbound deliveries and their dead letters (read-only; hub.outbound fills the table)
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/deliveries")
+@requires("integration-engineer")
+def deliveries():
+    d = s.delivery
+    status = request.args.get("status") or ""
+    site = request.args.get("site") or ""
+    cols = (
+        d.c.id,
+        d.c.site,
+        d.c.message_key,
+        d.c.description,
+        d.c.status,
+        d.c.attempts,
+        d.c.created_at,
+        d.c.sent_at,
+        d.c.last_error,
+    )
+    stmt = select(*cols)
+    if status in DELIVERY_STATUSES:
+        stmt = stmt.where(d.c.status == status)
+    if site:
+        stmt = stmt.where(d.c.site == site)
+    hub = _hub()
+    fmt = request.args.get("format")
+    if fmt in ("csv", "xlsx"):
+        with hub.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(d.c.id.desc())).all()
+        _record("export", entity=["Basic/deliveries"])
+        header = [
+            "id",
+            t("site"),
+            t("source_key"),
+            t("detail"),
+            t("status"),
+            t("attempts"),
+            "created",
+            "sent",
+            t("issues"),
+        ]
+        data = (
+            [
+                r.id,
+                r.site,
+                r.message_key,
+                r.description,
+                r.status,
+                r.attempts,
+                _iso(r.created_at),
+                _iso(r.sent_at),
+                r.last_error,
+            ]
+            for r in rows
+        )
+        return exports.response(fmt, f"deliveries-{status or 'all'}", header, data)
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with hub.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = conn.execute(
+            stmt.order_by(d.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()
+        counts = dict(conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all())
+    _record("search", entity=["Basic/deliveries"])
+    return render_template(
+        "deliveries.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        status=status,
+        statuses=DELIVERY_STATUSES,
+        counts=counts,
+    )
+
+
+@bp.get("/deliveries/<int:item_id>")
+@requires("integration-engineer")
+def delivery_item(item_id: int):
+    d = s.delivery
+    with _hub().engine.connect() as conn:
+        row = conn.execute(select(d).where(d.c.id == item_id)).first()
+    if row is None:
+        abort(404)
+    _record("read", entity=[f"Basic/delivery-{item_id}"])
+    body = bytes(row.body or b"")
+    text_ = body.decode("utf-8", errors="replace")
+    limit = 64 * 1024
+    return render_template(
+        "delivery_item.html", row=row, body=text_[:limit], truncated=len(text_) > limit
+    )
