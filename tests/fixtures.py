@@ -152,6 +152,12 @@ def auth_headers(app):
 
 
 @pytest.fixture
+def auth_token(app) -> str:
+    """A full-scope bearer token accepted by ``app`` (and by ``live_server``, which serves it)."""
+    return mint_token(app)
+
+
+@pytest.fixture
 def anon_client(app):
     """A test client that sends no token."""
     return app.test_client()

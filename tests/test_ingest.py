@@ -15,7 +15,7 @@ from hub.app import create_app
 from hub.app import get_hub
 from hub.identity.ids import patient_id_for_resident_id
 from hub.storage import schema as s
-from tests.conftest import authed_client
+from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
 KITS = ROOT / "conformance" / "sites"

@@ -12,7 +12,7 @@ from hub import hookspecs
 from hub.operations import Operation
 from hub.plugins import get_plugin_manager
 from hub.plugins import plugin_info
-from tests.conftest import authed_client
+from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK_NAMES = sorted(

@@ -6,7 +6,7 @@ import pytest
 
 from hub import hookimpl
 from hub.app import create_app
-from tests.conftest import authed_client
+from tests.fixtures import authed_client
 
 NICKNAME = {
     "resourceType": "SearchParameter",

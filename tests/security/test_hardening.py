@@ -37,7 +37,7 @@ def test_token_bucket():
 def test_rate_limit_answers_429(app_config):
     from hub.app import create_app
     from hub.app import get_hub
-    from tests.conftest import authed_client
+    from tests.fixtures import authed_client
 
     app_config.update(RATE_LIMIT_PER_SECOND=0.001, RATE_LIMIT_BURST=2)
     app = create_app(app_config)
@@ -133,7 +133,7 @@ def test_csrf_protect():
 def test_too_large_body_is_413_outcome(app_config):
     from hub.app import create_app
     from hub.app import get_hub
-    from tests.conftest import authed_client
+    from tests.fixtures import authed_client
 
     app_config["MAX_CONTENT_LENGTH"] = 1000
     app = create_app(app_config)
