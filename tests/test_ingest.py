@@ -457,7 +457,7 @@ def test_hook_is_stale(app_config, tmp_path):
         hub.pipeline.ingest("versioned-site", b"2:second")
         late = hub.pipeline.ingest("versioned-site", b"1:first")
         assert late.status == "done"
-        client = app.test_client()
+        client = authed_client(app)
         assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "second"
         hub.pipeline.ingest("versioned-site", b"3:third")
         assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "third"
