@@ -17,6 +17,9 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 run: $(VENV)/.installed
 	$(BIN)/hub db upgrade
 	$(BIN)/hub demo --if-empty
+	@# A local client for trying the API (every request needs a token; docs/security.md).
+	@$(BIN)/hub clients add local-dev --scopes "system/*.cruds" --grant-label "*" >/dev/null 2>&1 || true
+	@echo "Authorization: Bearer $$($(BIN)/hub token local-dev --lifetime 86400)"
 	$(BIN)/hub serve --host 127.0.0.1 --port $(PORT)
 
 test: $(VENV)/.installed

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from serve import auth_headers  # noqa: E402
 from serve import hub_server  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "samples" / "synthea"
@@ -48,7 +49,11 @@ def post_bundles(base: str, bodies: list[bytes], clients: int) -> dict:
                 "POST",
                 url.path,
                 body=body,
-                headers={"Content-Type": "application/fhir+json", "Prefer": "return=minimal"},
+                headers={
+                    "Content-Type": "application/fhir+json",
+                    "Prefer": "return=minimal",
+                    **auth_headers(),
+                },
             )
             resp = conn.getresponse()
             data = resp.read()

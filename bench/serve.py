@@ -5,6 +5,8 @@
 
 ``backend`` is ``sqlite`` (a new file in a temporary folder) or ``postgres``
 (a new schema in the local server's ``test`` database, dropped afterwards).
+A ``bench`` client with every scope is registered; :func:`auth_headers` gives
+the bearer token header for requests to the running hub.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ import tempfile
 import time
 import urllib.request
 import uuid
+
+TOKEN: str | None = None
+
+
+def auth_headers() -> dict[str, str]:
+    """The ``Authorization`` header for the hub started by :func:`hub_server`."""
+    return {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+
 
 PG_URL = os.environ.get(
     "HUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,7 +63,24 @@ def hub_server(backend: str, workers: int = 2, threads: int = 4, extra_env: dict
     subprocess.run(
         [sys.executable, "-m", "hub.cli", "db", "upgrade"], env=env, check=True, capture_output=True
     )
+    global TOKEN
+    hub_cli = [sys.executable, "-m", "hub.cli"]
+    subprocess.run(
+        [*hub_cli, "clients", "add", "bench", "--scopes", "system/*.cruds", "--grant-label", "*"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    TOKEN = subprocess.run(
+        [*hub_cli, "token", "bench", "--lifetime", "86400"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     env["HUB_AUTO_MIGRATE"] = "false"
+    # Benchmarks send far more requests per client than a site does.
+    env.setdefault("HUB_RATE_LIMIT_PER_SECOND", "0")
     port = free_port()
     proc = subprocess.Popen(
         [

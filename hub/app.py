@@ -43,6 +43,7 @@ class Hub:
         if config.get("AUTO_MIGRATE", True):
             db.upgrade(self.engine)
         self.repo = Repository(self.engine, None)
+        self.security = _security(self.engine, config, self.repo)
         self.service = FhirService(self.repo, None, self.pm, config)
         self.service.on_search_parameter = self.reload_search
         self.reload_search()
@@ -151,6 +152,17 @@ def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
     return out
 
 
+def _security(engine, config: dict[str, Any], repo: Repository):
+    """Authentication state, and the repository's write guard and audit hook."""
+    from hub.security import auditing
+    from hub.security import guard
+    from hub.security.services import Security
+
+    repo.write_guard = guard.check_write
+    repo.audit_hook = auditing.write_hook
+    return Security(engine, config)
+
+
 def _builtin_operations() -> list:
     from hub.default_operations import operations
     from hub.lifetime.operations import operations as lifetime_operations
@@ -178,10 +190,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     hub = Hub(app.config, app.instance_path)
     app.extensions["fhirhub"] = hub
 
+    from hub.api import auth
     from hub.api import errors
     from hub.api import fhir
     from hub.api import inbox
+    from hub.api import openapi
+    from hub.security import web
 
+    web.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(inbox.deliveries)

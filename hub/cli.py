@@ -587,5 +587,21 @@ def _register_groups() -> None:
 _register_groups()
 
 
+def _add_security_commands() -> None:
+    from hub.security.cli import COMMANDS
+
+    for command in COMMANDS:
+        existing = cli.commands.get(command.name)
+        if isinstance(existing, click.Group) and isinstance(command, click.Group):
+            # One group per name (``hub audit`` is shared with other parts): merge subcommands.
+            for name, sub in command.commands.items():
+                existing.add_command(sub, name)
+        else:
+            cli.add_command(command)
+
+
+_add_security_commands()
+
+
 if __name__ == "__main__":  # ``python -m hub.cli``
     cli()

@@ -29,4 +29,14 @@ DEFAULTS = {
     "MAPPINGS_DIR": "",
     # Extra folders of profiles, added to profiles/.
     "PROFILES_DIR": "",
+    # Security (docs/security.md): token lifetime and caches, rate limits, login lockout and
+    # audit retention; see hub.security.services.DEFAULTS for the values used when unset.
+    "TOKEN_LIFETIME": 3600,
+    "KEY_CACHE_SECONDS": 60,
+    "CLIENT_STATUS_SECONDS": 30,
+    "RATE_LIMIT_PER_SECOND": 100,
+    "RATE_LIMIT_BURST": 200,
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_LOCKOUT_MINUTES": 15,
+    "AUDIT_RETENTION_DAYS": 183,
 }

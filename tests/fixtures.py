@@ -112,6 +112,8 @@ def app_config(database_url: str, tmp_path: Path) -> dict:
         "DATABASE_URL": database_url,
         "LOAD_ENTRY_POINTS": False,
         "INSTANCE_PATH": str(tmp_path),
+        # Tests fire requests faster than any site; tests/test_security_*.py turn it on.
+        "RATE_LIMIT_PER_SECOND": 0,
     }
 
 
@@ -127,9 +129,51 @@ def hub(app):
     return get_hub(app)
 
 
+FULL_SCOPES = "system/*.cruds"
+
+
+def mint_token(
+    app, scopes: str = FULL_SCOPES, labels=("*",), site=None, subject="test", **claims
+) -> str:
+    """A token signed by ``app``'s keys (kind ``user``: no client row needed)."""
+    return get_hub(app).security.mint(
+        subject, scopes, kind=claims.pop("kind", "user"), site=site, grants=labels, **claims
+    )
+
+
+@pytest.fixture
+def auth_headers(app):
+    """``auth_headers(scopes, labels, site=...)`` -> an ``Authorization`` header dict."""
+
+    def make(scopes: str = FULL_SCOPES, labels=("*",), **kw) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(app, scopes, labels, **kw)}"}
+
+    return make
+
+
+@pytest.fixture
+def auth_token(app) -> str:
+    """A full-scope bearer token accepted by ``app`` (and by ``live_server``, which serves it)."""
+    return mint_token(app)
+
+
+@pytest.fixture
+def anon_client(app):
+    """A test client that sends no token."""
+    return app.test_client()
+
+
+def authed_client(app, scopes: str = FULL_SCOPES, labels=("*",), **kw):
+    """A test client of ``app`` that sends a token on every request."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {mint_token(app, scopes, labels, **kw)}"
+    return c
+
+
 @pytest.fixture
 def client(app):
-    return app.test_client()
+    """A test client sending a token with every scope and every label grant."""
+    return authed_client(app)
 
 
 @pytest.fixture
@@ -143,6 +187,9 @@ class LiveServer:
         self.port = self.server.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.fhir = self.url + "/fhir"
+        # A full-scope token; ``headers`` goes on every request a test makes.
+        self.token = mint_token(app)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -152,6 +199,14 @@ class LiveServer:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.thread.join(timeout=10)
+
+    def session(self):
+        """A ``requests`` session that sends the token."""
+        import requests
+
+        s = requests.Session()
+        s.headers.update(self.headers)
+        return s
 
 
 @pytest.fixture

@@ -123,6 +123,7 @@ def test_twenty_concurrent_conditional_creates_leave_one(live_server, client):
                 f"{live_server.fhir}/Patient",
                 json=patient(value="370203195003121016"),
                 headers={
+                    **live_server.headers,
                     "If-None-Exist": "identifier=urn:oid:2.16.156.10011.1.3|370203195003121016",
                     "Content-Type": "application/fhir+json",
                 },

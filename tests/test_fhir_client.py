@@ -9,7 +9,11 @@ from fhirpy.base.exceptions import ResourceNotFound
 
 @pytest.fixture
 def fhir(live_server):
-    return SyncFHIRClient(live_server.fhir, extra_headers={"Accept": "application/fhir+json"})
+    return SyncFHIRClient(
+        live_server.fhir,
+        authorization=f"Bearer {live_server.token}",
+        extra_headers={"Accept": "application/fhir+json"},
+    )
 
 
 def test_fhirpy_create_read_update_search_delete(fhir):

@@ -15,6 +15,7 @@ from hub.app import create_app
 from hub.app import get_hub
 from hub.identity.ids import patient_id_for_resident_id
 from hub.storage import schema as s
+from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
 KITS = ROOT / "conformance" / "sites"
@@ -183,7 +184,7 @@ def flaky_app(app_config, tmp_path):
 
 
 def test_hook_map_inbound(flaky_app):
-    client = flaky_app.test_client()
+    client = authed_client(flaky_app)
     resp = client.post("/fhir/$ingest?site=flaky-site", data=b"payload-0001")
     assert resp.status_code == 422
     assert resp.get_json()["issue"][0]["expression"] == ["line 1"]
@@ -337,7 +338,7 @@ def test_hook_map_outbound(app_config, tmp_path, receiver):
     app = create_app(app_config)
     hub = get_hub(app)
     try:
-        app.test_client().put(
+        authed_client(app).put(
             "/fhir/Patient/v1",
             json={
                 "resourceType": "Patient",
@@ -368,16 +369,16 @@ def test_outbound_retries_then_dead_letters(app_config, tmp_path):
     app = create_app(app_config)
     hub = get_hub(app)
     try:
-        app.test_client().put("/fhir/Patient/v2", json={"resourceType": "Patient", "id": "v2"})
+        authed_client(app).put("/fhir/Patient/v2", json={"resourceType": "Patient", "id": "v2"})
         outbound.dispatch(hub)
         now = dt.datetime.now(dt.UTC)
         assert outbound.deliver(hub, now=now)["retry"] == 1
         assert outbound.deliver(hub, now=now)["retry"] == 0  # backing off: not due yet
         assert outbound.deliver(hub, now=now + dt.timedelta(minutes=5))["retry"] == 1
         assert outbound.deliver(hub, now=now + dt.timedelta(minutes=30))["dead"] == 1
-        dead = app.test_client().get("/api/deliveries?status=dead").get_json()
+        dead = authed_client(app).get("/api/deliveries?status=dead").get_json()
         assert len(dead) == 1 and dead[0]["attempts"] == 3
-        assert app.test_client().post(f"/api/deliveries/{dead[0]['id']}/retry").status_code == 200
+        assert authed_client(app).post(f"/api/deliveries/{dead[0]['id']}/retry").status_code == 200
     finally:
         hub.close()
 
@@ -461,7 +462,7 @@ def test_hook_is_stale(app_config, tmp_path):
         hub.pipeline.ingest("versioned-site", b"2:second")
         late = hub.pipeline.ingest("versioned-site", b"1:first")
         assert late.status == "done"
-        client = app.test_client()
+        client = authed_client(app)
         assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "second"
         hub.pipeline.ingest("versioned-site", b"3:third")
         assert client.get("/fhir/Patient/versioned-1").get_json()["name"][0]["text"] == "third"

@@ -12,6 +12,7 @@ from hub import hookspecs
 from hub.operations import Operation
 from hub.plugins import get_plugin_manager
 from hub.plugins import plugin_info
+from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOK_NAMES = sorted(
@@ -86,7 +87,7 @@ def plugin_app(app_config, request):
 
 @pytest.mark.parametrize("plugin_app", [[Rejector()]], indirect=True)
 def test_hook_validate_resource(plugin_app):
-    client = plugin_app.test_client()
+    client = authed_client(plugin_app)
     resp = client.post("/fhir/Patient", json={"resourceType": "Patient"})
     assert resp.status_code == 422
     assert resp.get_json()["issue"][0]["expression"] == ["Patient.birthDate"]
@@ -145,14 +146,14 @@ class Boom:
 
 @pytest.mark.parametrize("plugin_app", [[Boom()]], indirect=True)
 def test_hook_handle_exception(plugin_app):
-    resp = plugin_app.test_client().get("/fhir/$explode")
+    resp = authed_client(plugin_app).get("/fhir/$explode")
     assert resp.status_code == 500
     assert resp.get_json()["issue"][0]["diagnostics"] == "custom: ZeroDivisionError"
 
 
 @pytest.mark.parametrize("plugin_app", [[Boom()]], indirect=True)
 def test_hook_register_operations(plugin_app):
-    client = plugin_app.test_client()
+    client = authed_client(plugin_app)
     resp = client.get("/fhir/Patient/$hello?name=张三")
     assert resp.status_code == 200
     assert resp.get_json()["parameter"][0]["valueString"] == "hello 张三"

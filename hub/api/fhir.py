@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from flask import Blueprint
 from flask import Response
+from flask import g
 from flask import request
 
 from hub import outcomes
@@ -25,6 +26,9 @@ from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
 from hub.fhir.service import check_type
 from hub.operations import OperationCall
+from hub.security import audit_search
+from hub.security import guard
+from hub.security.principal import current
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -134,6 +138,20 @@ def not_modified(result: Result) -> Response | None:
     return None
 
 
+@bp.before_request
+def _audit_trail_is_read_only():
+    """AuditEvents come only from the hub's audit table; the API never writes them."""
+    args = request.view_args or {}
+    if (
+        args.get("res_type") == "AuditEvent"
+        and request.method not in ("GET", "HEAD")
+        and not request.path.endswith("/_search")
+    ):
+        raise outcomes.error(
+            405, "not-supported", "AuditEvents are recorded by the hub and cannot be written"
+        )
+
+
 # -- system level ---------------------------------------------------------------
 
 
@@ -149,6 +167,13 @@ def system_bundle():
     hub = get_hub()
     bundle = body_resource()
     opts = write_options()
+    info = g.get("hub_audit")
+    if (
+        info is not None
+        and isinstance(bundle, dict)
+        and bundle.get("type") in ("batch", "transaction")
+    ):
+        info["interaction"] = bundle["type"]
     out = bundles.process(hub.service, bundle, base_url(), opts)
     return render(Result(200, orjson.dumps(out)))
 
@@ -180,6 +205,8 @@ def search_type(res_type: str):
         return operation(None, None, res_type[1:])
     check_type(res_type)
     hub = get_hub()
+    if res_type == "AuditEvent":
+        return audit_events(query_params())
     return render(
         Result(
             200, search_bytes(hub.service, res_type, query_params(), base_url(), strict=_strict())
@@ -187,11 +214,23 @@ def search_type(res_type: str):
     )
 
 
+def audit_events(params: list[tuple[str, str]]) -> Response:
+    """The audit trail, from the audit table (``hub.security.audit_search``), for auditors."""
+    hub = get_hub()
+    audit_search.require_auditor(current())
+    body = audit_search.search(
+        hub.engine, params, base_url(), int(hub.config.get("MAX_COUNT", 1000))
+    )
+    return render(Result(200, body))
+
+
 @bp.post("/<res_type>/_search")
 def search_type_post(res_type: str):
     check_type(res_type)
     hub = get_hub()
     params = query_params() + _form_params()
+    if res_type == "AuditEvent":
+        return audit_events(params)
     return render(
         Result(200, search_bytes(hub.service, res_type, params, base_url(), strict=_strict()))
     )
@@ -262,6 +301,9 @@ def read(res_type: str, res_id: str):
     if res_id.startswith("$"):
         return operation(res_type, None, res_id[1:])
     hub = get_hub()
+    if res_type == "AuditEvent":
+        audit_search.require_auditor(current())
+        return render(Result(200, audit_search.read(hub.engine, res_id)))
     result = hub.service.read(res_type, res_id)
     return not_modified(result) or render(result)
 
@@ -341,6 +383,9 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     hub = get_hub()
     if res_type is not None:
         check_type(res_type)
+        # Type and instance operations read their type at least; handlers that read or
+        # write more go through the service, which checks each access again.
+        guard.require(res_type, "r", f"invoking ${name} on")
     level = "instance" if res_id else "type" if res_type else "system"
     op = hub.operations.find(name, level, res_type)
     if op is None:

@@ -29,6 +29,7 @@ from hub.fhir.service import check_id
 from hub.fhir.service import location
 from hub.fhir.service import parse_etag
 from hub.fhir.service import parse_query
+from hub.security import guard
 from hub.storage.repository import Stored
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
@@ -338,7 +339,11 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
         stored = e.result
         if e.method != "DELETE":
             out["fullUrl"] = f"{base}/{stored.res_type}/{stored.res_id}"
-            if opts.prefer_return == "representation" and stored.content:
+            if (
+                opts.prefer_return == "representation"
+                and stored.content
+                and guard.visible_content(stored.res_type, stored.content)
+            ):
                 out["resource"] = orjson.loads(stored.content)
         response = {
             "status": STATUS_TEXT.get(e.status, str(e.status)),

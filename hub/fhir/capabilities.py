@@ -74,6 +74,7 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
         resources.append(entry)
     rest: dict[str, Any] = {
         "mode": "server",
+        "security": _security(base),
         "resource": resources,
         "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
     }
@@ -95,6 +96,32 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
         "format": ["application/fhir+json", "application/fhir+xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [rest],
+    }
+
+
+def _security(base: str) -> dict[str, Any]:
+    """SMART on FHIR (backend services): where to get a token (docs/security.md)."""
+    root = base.removesuffix("/fhir")
+    return {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ]
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}],
+            }
+        ],
+        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes;"
+        " security labels need explicit grants; every access is audited.",
     }
 
 

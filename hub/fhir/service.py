@@ -20,6 +20,7 @@ import jsonpatch
 import orjson
 
 from hub import outcomes
+from hub.security import guard
 from hub.storage.repository import Repository
 from hub.storage.repository import Stored
 from hub.storage.repository import Writer
@@ -75,7 +76,7 @@ def parse_etag(value: str | None) -> int | None:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise outcomes.bad_request(f"Invalid version in If-Match: {value!r}")
     return int(text)
 
@@ -151,22 +152,30 @@ class FhirService:
 
     def read(self, res_type: str, res_id: str, conn=None) -> Result:
         check_type(res_type)
+        guard.require(res_type, "r")
         stored = self.repo.read(res_type, res_id, conn)
         if stored is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        guard.check_read(res_type, res_id, stored.content)
         if stored.deleted:
             raise outcomes.gone(f"{res_type}/{res_id} was deleted", headers=version_headers(stored))
         return Result(200, stored.content, version_headers(stored), stored)
 
     def vread(self, res_type: str, res_id: str, version: str) -> Result:
         check_type(res_type)
-        if not str(version).isdigit():
+        guard.require(res_type, "r")
+        if not (str(version).isascii() and str(version).isdigit()):
             raise outcomes.bad_request(f"Invalid version {version!r}")
         stored = self.repo.vread(res_type, res_id, int(version))
+        # A resource labelled later hides its earlier versions too.
+        current = self.repo.read(res_type, res_id)
+        if current is not None:
+            guard.check_read(res_type, res_id, current.content)
         if stored is None:
-            if self.repo.read(res_type, res_id) is None:
+            if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             raise outcomes.not_found(f"{res_type}/{res_id} has no version {version}")
+        guard.check_read(res_type, res_id, stored.content)
         if stored.deleted:
             raise outcomes.gone(
                 f"{res_type}/{res_id} version {version} is a deletion", version_headers(stored)
@@ -233,6 +242,9 @@ class FhirService:
 
         stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
         if not created:
+            # The existing match is returned only to a caller who may read it.
+            if not guard.visible_content(res_type, stored.content):
+                opts = dataclasses.replace(opts, prefer_return="minimal")
             return self._write_result(stored, 200, opts, base)
         return self._write_result(stored, 201, opts, base, warnings)
 
@@ -297,6 +309,8 @@ class FhirService:
 
         def attempt(writer: Writer):
             current = writer.current(res_type, res_id)
+            # Authorize before applying: a failed "test" op must not reveal the content.
+            guard.check_write("update", None, current, res_type)
             if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             if current.deleted:
@@ -381,27 +395,33 @@ class FhirService:
     ) -> bytes:
         if res_type:
             check_type(res_type)
+            guard.require(res_type, "r", "reading the history of")
         args = dict(params)
         count = _count(args.get("_count"), self.config)
         since = _instant_param(args.get("_since"), "_since")
         at = _instant_param(args.get("_at"), "_at")
         cursor = _decode_cursor(args.get("_cursor"))
-        if res_id and self.repo.read(res_type, res_id) is None:
-            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        if res_id:
+            current = self.repo.read(res_type, res_id)
+            if current is None:
+                raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+            guard.check_read(res_type, res_id, current.content)
         rows = self.repo.history(
             res_type, res_id, since=since, at=at, count=count + 1, before=cursor
         )
         more = len(rows) > count
         rows = rows[:count]
+        # The cursor follows the unfiltered page, so hidden entries never shift paging.
+        cursor_row = rows[-1] if rows else None
+        rows = self._visible_history(rows)
         path = "/".join(
             p for p in ("" if not res_type else res_type, res_id or "", "_history") if p
         )
         self_link = f"{base}/{path}"
         keep = [(k, v) for k, v in params if k not in ("_cursor",)]
         links = [{"relation": "self", "url": _with_query(self_link, params)}]
-        if more and rows:
-            last = rows[-1]
-            token = _encode_cursor(last)
+        if more and cursor_row is not None:
+            token = _encode_cursor(cursor_row)
             links.append(
                 {"relation": "next", "url": _with_query(self_link, [*keep, ("_cursor", token)])}
             )
@@ -409,6 +429,26 @@ class FhirService:
         if res_id or not cursor:
             total = self.repo.history_count(res_type, res_id, since) if res_id else None
         return history_bundle(rows, base, links, total)
+
+    def _visible_history(self, rows: list[Stored]) -> list[Stored]:
+        """History entries the principal may see: type scope, and labels of the version and of
+        the current version (a resource labelled later hides its earlier versions)."""
+        from hub.security.principal import current
+
+        p = current()
+        if p is None or not rows:
+            return rows
+        rows = [r for r in rows if p.can(r.res_type, "r")]
+        if p.all_labels and not p.patient_only:
+            return rows
+        with self.repo.reading() as conn:
+            now = self.repo.read_many({(r.res_type, r.res_id) for r in rows}, conn)
+        return [
+            r
+            for r in rows
+            if p.sees_json(r.content)
+            and p.sees_json(getattr(now.get((r.res_type, r.res_id)), "content", None))
+        ]
 
     # -- CapabilityStatement is built in hub.fhir.capabilities -----------------
 
@@ -493,7 +533,7 @@ def _count(value: str | None, config: dict) -> int:
     default = int(config.get("DEFAULT_COUNT", 20))
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise outcomes.bad_request(
             f"_count must be a non-negative integer, not {value!r}", "_count"
         )

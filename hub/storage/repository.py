@@ -152,6 +152,11 @@ class Repository:
         self.engine = engine
         self.indexer = indexer
         self.clock = clock
+        # Set by the app (hub.security): ``write_guard(op, resource, existing, res_type)``
+        # authorizes every staged create/update/delete (and may stamp the resource);
+        # ``audit_hook(conn, written, site)`` records the transaction's audit event in it.
+        self.write_guard: Callable[..., None] | None = None
+        self.audit_hook: Callable[[Connection, list[Stored], str | None], None] | None = None
 
     # -- reads ---------------------------------------------------------------
 
@@ -269,6 +274,8 @@ class Repository:
                 writer = Writer(self, conn, site)
                 yield writer
                 writer.flush()
+                if self.audit_hook is not None and writer.written:
+                    self.audit_hook(conn, writer.written, site)
 
     def write(self, fn: Callable[[Writer], Any], site: str | None = None) -> Any:
         """Run ``fn(writer)`` in a write transaction, retrying lost races.
@@ -321,6 +328,8 @@ class Writer:
         self._known: dict[tuple[str, str], Stored | None] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._lock = conn.dialect.name == "postgresql"
+        self._guard = repo.write_guard
+        self.written: list[Stored] = []  # every version flushed in this transaction
 
     # -- lookups -------------------------------------------------------------
 
@@ -366,8 +375,12 @@ class Writer:
         if res_id is None:
             res_id, fresh = new_id(), True
         if fresh:
+            if self._guard is not None:
+                self._guard("create", resource, None, res_type)
             return self._stage(resource, res_type, res_id, None, "create", method)
         existing = self.current(res_type, res_id)
+        if self._guard is not None:
+            self._guard("create", resource, existing, res_type)
         if existing is not None:
             if not existing.deleted:
                 raise outcomes.conflict(f"{res_type}/{res_id} already exists")
@@ -391,6 +404,8 @@ class Writer:
         res_type = resource["resourceType"]
         resource["id"] = res_id
         existing = self.current(res_type, res_id)
+        if self._guard is not None:
+            self._guard("update", resource, existing, res_type)
         if if_match is not None:
             if existing is None or existing.deleted:
                 raise outcomes.precondition_failed(
@@ -413,6 +428,8 @@ class Writer:
     def delete(self, res_type: str, res_id: str, method: str = "DELETE") -> Stored | None:
         """Stage a deletion; returns the tombstone, or ``None`` when nothing was there."""
         existing = self.current(res_type, res_id)
+        if self._guard is not None:
+            self._guard("delete", None, existing, res_type)
         if existing is None or existing.deleted:
             return None
         key = (res_type, res_id)
@@ -607,6 +624,7 @@ class Writer:
                 bulk_insert(conn, s.INDEX_TABLES[table_name], rows)
         for key, p in self._pending.items():
             self._known[key] = p.stored
+        self.written.extend(p.stored for p in pending)
         self._pending.clear()
 
 

@@ -253,8 +253,63 @@ audit_event = Table(
     Column("seq", BigIntPK, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
     Column("recorded", UTCDateTime, nullable=False),
-    Column("content", JsonDocument, nullable=False),
+    # The AuditEvent as JSON text, exactly the bytes the hash covers (not JSONB,
+    # which would re-serialise it).
+    Column("content", Text, nullable=False),
+    # Search columns, derived from the content (checked by ``hub audit verify``).
+    Column("interaction", String(32), nullable=False),
+    Column("who", String(200), nullable=False),
+    Column("client", String(200)),
+    Column("site", String(100)),
+    Column("outcome", String(2), nullable=False),
+    Column("entity", Text),  # " Type/id Type/id " (space-delimited, for LIKE)
+    # Hash chain: hash = sha256(prev_hash | id | recorded | content), in seq order.
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index(None, "recorded"),
+    Index(None, "who", "recorded"),
+)
+
+# ---------------------------------------------------------------------------
+# Security (hub.security): clients, signing keys, users
+# ---------------------------------------------------------------------------
+
+oauth_client = Table(
+    "oauth_client",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("site", String(100)),  # the site a client writes as (None: not site-bound)
+    Column("scopes", Text, nullable=False),  # granted scopes, space-separated
+    Column("grants", Text, nullable=False, default=""),  # label grants, space-separated
+    Column("secret_hash", String(300), nullable=False),  # scrypt, never the secret
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+signing_key = Table(
+    "signing_key",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("secret", Text, nullable=False),  # base64url HMAC key
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime),  # no longer verifies from this instant
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(100), primary_key=True),
+    Column("password_hash", String(300), nullable=False),  # argon2id
+    Column("roles", Text, nullable=False),  # space-separated
+    Column("grants", Text, nullable=False, default=""),
+    Column("jurisdiction", String(32)),  # administrative division code
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+    Column("disabled", Boolean, nullable=False, default=False),
 )
 
 # ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
 from hub.identity.resident_id import mask
 from hub.outcomes import OperationOutcomeError
+from hub.security.logmask import mask_text
 from hub.storage import schema as s
 from hub.ui import accounts
 from hub.ui import charts
@@ -117,10 +118,11 @@ def _record(interaction: str, entity: list[str] | None = None, outcome: str = "0
         who=who,
         site="fhirhub dashboard",
         entity=entity,
-        description=f"{request.method} {request.full_path.rstrip('?')}",
+        description=mask_text(f"{request.method} {request.full_path.rstrip('?')}"),
     )
-    with _hub().engine.begin() as conn:
-        audit.record(conn, event)
+    # A transaction of its own that takes the write lock first (the chain head must not change
+    # between reading it and appending).
+    audit.record_now(_hub().engine, event)
 
 
 def requires(*roles: str):

@@ -6,6 +6,7 @@ import pytest
 
 from hub import hookimpl
 from hub.app import create_app
+from tests.fixtures import authed_client
 
 NICKNAME = {
     "resourceType": "SearchParameter",
@@ -32,12 +33,11 @@ def client(tmp_path):
         {
             "DATABASE_URL": f"sqlite:///{tmp_path}/hub.db",
             "TESTING": True,
-            "AUTH_DISABLED": True,
             "LOAD_ENTRY_POINTS": False,
             "PLUGINS": [NicknamePlugin()],
         }
     )
-    return app.test_client()
+    return authed_client(app)
 
 
 def test_hook_register_search_parameters(client):

@@ -34,9 +34,11 @@ def cheap_hashes(monkeypatch):
     """Argon2 at its smallest cost: the tests check the logic, not the hash's strength."""
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr(
-        accounts, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(accounts, "_hasher", cheap)
+    from hub.security import hashing
+
+    monkeypatch.setattr(hashing, "_PASSWORDS", cheap)
 
 
 @pytest.fixture
@@ -46,9 +48,10 @@ def audited_hub(hub):
     batch.run_audit(hub.engine, Period.year(2025), "370203", as_of=dt.date(2025, 12, 1))
     with hub.engine.begin() as conn:
         denominators.set_value(conn, "370203", 2025, "resident-population", 10, "yearbook 2025")
-        accounts.create_user(conn, "admin", PASSWORD, ["admin"], "")
-        accounts.create_user(conn, "township", PASSWORD, ["archive-manager"], "370203001")
-        accounts.create_user(conn, "engineer", PASSWORD, ["integration-engineer"], "")
+        create_user = accounts.backend().create_user  # hub.security.users when installed
+        create_user(conn, "admin", PASSWORD, ["admin"], "")
+        create_user(conn, "township", PASSWORD, ["archive-manager"], "370203001")
+        create_user(conn, "engineer", PASSWORD, ["integration-engineer"], "")
     return hub
 
 

@@ -1,0 +1,136 @@
+"""``GET /fhir/AuditEvent``: the audit trail, searched from the audit table, for auditors.
+
+Only principals whose scopes name ``AuditEvent`` explicitly (``user/AuditEvent.rs``,
+the ``auditor`` role) may read it; ``*`` scopes do not cover it. Parameters:
+
+* ``date`` (``recorded``; prefixes ``eq ge gt le lt``, repeatable),
+* ``agent`` (who: a username or ``client ID``; or the client id), ``site``,
+* ``entity`` (``Type/id``, matches every version ``Type/id/_history/n`` too),
+* ``outcome`` (``0`` success, ``4``, ``8``), ``subtype`` (interaction code),
+* ``_count`` and ``_before`` (paging: events older than that ``seq``).
+
+Newest first. The events themselves are never written through the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+
+import orjson
+from sqlalchemy import or_
+from sqlalchemy import select
+
+from hub import outcomes
+from hub.storage import schema as s
+
+PARAMS = frozenset(("date", "agent", "site", "entity", "outcome", "subtype", "_count", "_before"))
+
+
+def require_auditor(principal) -> None:
+    if principal is None:
+        return
+    perms = principal.scopes.perms.get("AuditEvent", frozenset())
+    if not perms & {"r", "s"}:
+        raise outcomes.error(
+            403,
+            "forbidden",
+            "The audit trail needs a scope naming AuditEvent (e.g. user/AuditEvent.rs);"
+            " wildcard scopes do not cover it",
+        )
+
+
+def _instant(value: str) -> dt.datetime:
+    text = value.replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text if len(text) > 10 else text + "T00:00:00")
+    except ValueError:
+        raise outcomes.bad_request(f"Invalid date {value!r}", "date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 1000) -> bytes:
+    t = s.audit_event
+    stmt = select(t.c.seq, t.c.id, t.c.content)
+    count = 50
+    for name, value in params:
+        if name not in PARAMS:
+            raise outcomes.bad_request(
+                f"Unknown AuditEvent search parameter {name!r}; known: {', '.join(sorted(PARAMS))}",
+                name,
+            )
+        if name == "date":
+            prefix, rest = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
+            at = _instant(rest)
+            ops = {
+                "eq": t.c.recorded == at,
+                "ge": t.c.recorded >= at,
+                "gt": t.c.recorded > at,
+                "le": t.c.recorded <= at,
+                "lt": t.c.recorded < at,
+            }
+            if prefix not in ops:
+                raise outcomes.bad_request(f"Unsupported date prefix {prefix!r}", "date")
+            if prefix == "eq" and len(rest) <= 10:
+                stmt = stmt.where(t.c.recorded >= at, t.c.recorded < at + dt.timedelta(days=1))
+            else:
+                stmt = stmt.where(ops[prefix])
+        elif name == "agent":
+            stmt = stmt.where(or_(t.c.who == value, t.c.client == value))
+        elif name == "site":
+            stmt = stmt.where(t.c.site == value)
+        elif name == "entity":
+            escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(
+                or_(
+                    t.c.entity.like(f"% {escaped} %", escape="\\"),
+                    t.c.entity.like(f"% {escaped}/\\_history/%", escape="\\"),
+                )
+            )
+        elif name == "outcome":
+            stmt = stmt.where(t.c.outcome == value)
+        elif name == "subtype":
+            stmt = stmt.where(t.c.interaction == value.rpartition("|")[2])
+        elif name == "_count":
+            if not (value.isascii() and value.isdigit()):
+                raise outcomes.bad_request("_count must be a number", "_count")
+            count = min(int(value), max_count)
+        elif name == "_before":
+            if not (value.isascii() and value.isdigit()):
+                raise outcomes.bad_request("_before must be a number", "_before")
+            stmt = stmt.where(t.c.seq < int(value))
+    stmt = stmt.order_by(t.c.seq.desc()).limit(count + 1)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    more = len(rows) > count
+    rows = rows[:count]
+    keep = [(k, v) for k, v in params if k != "_before"]
+    links = [{"relation": "self", "url": _url(base, params)}]
+    if more and rows:
+        links.append(
+            {"relation": "next", "url": _url(base, [*keep, ("_before", str(rows[-1].seq))])}
+        )
+    head = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    entries = [
+        b'{"fullUrl":'
+        + orjson.dumps(f"{base}/AuditEvent/{r.id}")
+        + b',"resource":'
+        + r.content.encode()
+        + b',"search":{"mode":"match"}}'
+        for r in rows
+    ]
+    return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+
+
+def read(engine, event_id: str) -> str:
+    t = s.audit_event
+    with engine.connect() as conn:
+        content = conn.execute(select(t.c.content).where(t.c.id == event_id)).scalar()
+    if content is None:
+        raise outcomes.not_found(f"AuditEvent/{event_id} is not known")
+    return content
+
+
+def _url(base: str, params: list[tuple[str, str]]) -> str:
+    url = f"{base}/AuditEvent"
+    return url + ("?" + urllib.parse.urlencode(params) if params else "")

@@ -1,0 +1,228 @@
+"""``hub clients``, ``hub token``, ``hub keys``, ``hub users`` and ``hub audit`` commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import click
+import orjson
+
+
+def _hub():
+    """The hub for this command, closed (engine disposed) when the command ends."""
+    from hub.cli import _hub as make
+
+    hub = make()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(hub.close)
+    return hub
+
+
+def _echo_json(value) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@click.group()
+def clients():
+    """OAuth2 clients of site systems (client-credentials tokens)."""
+
+
+@clients.command("add")
+@click.argument("name")
+@click.option("--site", default=None, help="The site this client writes as (site isolation).")
+@click.option(
+    "--scopes", required=True, help='Granted scopes, e.g. "system/*.rs system/Observation.c".'
+)
+@click.option("--grant-label", "grants", multiple=True, help="A security-label grant (repeatable).")
+def clients_add(name, site, scopes, grants):
+    """Register a client; prints its id and secret (the secret is shown only now)."""
+    from hub.security.clients import add_client
+
+    hub = _hub()
+    try:
+        with hub.engine.begin() as conn:
+            client, secret = add_client(conn, name, scopes, site, list(grants))
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    _echo_json({**client.as_dict(), "client_secret": secret})
+
+
+@clients.command("list")
+def clients_list():
+    """List clients (never their secrets)."""
+    from hub.security.clients import list_clients
+
+    with _hub().engine.connect() as conn:
+        _echo_json([c.as_dict() for c in list_clients(conn)])
+
+
+@clients.command("revoke")
+@click.argument("client")
+def clients_revoke(client):
+    """Revoke a client (by id or name): no new tokens; issued ones stop within seconds."""
+    from hub.security.clients import revoke_client
+
+    with _hub().engine.begin() as conn:
+        if not revoke_client(conn, client):
+            raise click.ClickException(f"no active client {client!r}")
+    click.echo(f"client {client} revoked")
+
+
+@click.command("token")
+@click.argument("client")
+@click.option("--scopes", default=None, help="Scopes (a subset of the client's; default all).")
+@click.option("--lifetime", type=int, default=None, help="Seconds (default TOKEN_LIFETIME).")
+def token(client, scopes, lifetime):
+    """Mint an access token for CLIENT (scripts and tests); prints the token."""
+    from hub.security.clients import get_client
+    from hub.security.scopes import compile_scopes
+
+    hub = _hub()
+    with hub.engine.connect() as conn:
+        found = get_client(conn, client)
+    if found is None or not found.active:
+        raise click.ClickException(f"no active client {client!r}")
+    scope = scopes or found.scopes
+    wanted = compile_scopes(scope)
+    if not wanted.granted or not compile_scopes(found.scopes).covers(wanted):
+        raise click.ClickException(f"scopes exceed the client's grant: {found.scopes}")
+    click.echo(
+        hub.security.mint(
+            found.client_id, wanted.text, "client", found.site, found.grants, lifetime
+        )
+    )
+
+
+@click.group()
+def keys():
+    """Token signing keys: list, rotate, retire."""
+
+
+@keys.command("list")
+def keys_list():
+    _echo_json(_hub().security.keys.listing())
+
+
+@keys.command("rotate")
+def keys_rotate():
+    """Add a new signing key; tokens signed with older keys verify until those are retired."""
+    click.echo(_hub().security.keys.rotate())
+
+
+@keys.command("retire")
+@click.argument("kid")
+def keys_retire(kid):
+    """Stop accepting tokens signed with KID (all processes within KEY_CACHE_SECONDS)."""
+    if not _hub().security.keys.retire(kid):
+        raise click.ClickException(f"no active key {kid!r}")
+    click.echo(f"key {kid} retired")
+
+
+@click.group()
+def users():
+    """Web-page user accounts."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(["archive-manager", "integration-engineer", "auditor", "admin"]),
+)
+@click.option("--jurisdiction", default=None, help="Administrative division code.")
+@click.option("--grant-label", "grants", multiple=True, help="A security-label grant (repeatable).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(username, roles, jurisdiction, grants, password_stdin):
+    """Add a user (the password is asked for, or read from stdin)."""
+    from hub.security.users import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    hub = _hub()
+    try:
+        with hub.engine.begin() as conn:
+            user = create_user(conn, username, password, roles, jurisdiction, list(grants))
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    _echo_json(user.as_dict())
+
+
+@users.command("list")
+def users_list():
+    from hub.security.users import list_users
+
+    with _hub().engine.connect() as conn:
+        _echo_json([u.as_dict() for u in list_users(conn)])
+
+
+@users.command("unlock")
+@click.argument("username")
+def users_unlock(username):
+    """Lift a lockout after failed logins."""
+    from hub.security.users import unlock
+
+    with _hub().engine.begin() as conn:
+        if not unlock(conn, username):
+            raise click.ClickException(f"no user {username!r}")
+    click.echo(f"user {username} unlocked")
+
+
+@click.group("audit")
+def audit_group():
+    """The audit trail: verify the hash chain, prune beyond the retention period."""
+
+
+@audit_group.command("verify")
+def audit_verify():
+    """Recompute the hash chain; exit 1 and name the first broken link if any."""
+    from hub import audit
+
+    result = audit.verify(_hub().engine)
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} events")
+        return
+    click.echo(
+        f"audit chain BROKEN at seq {result.broken_at}: {result.problem}"
+        f" ({result.checked} events verified before it)",
+        err=True,
+    )
+    sys.exit(1)
+
+
+@audit_group.command("prune")
+@click.option(
+    "--older-than",
+    required=True,
+    help="A date (2026-01-31) or an age in days (200d); refused inside the retention period.",
+)
+def audit_prune(older_than):
+    """Delete audit events recorded before a date (never inside AUDIT_RETENTION_DAYS)."""
+    from hub import audit
+
+    hub = _hub()
+    now = dt.datetime.now(dt.UTC)
+    text = older_than.strip()
+    try:
+        if text.endswith("d") and text[:-1].isascii() and text[:-1].isdigit():
+            cutoff = now - dt.timedelta(days=int(text[:-1]))
+        else:
+            cutoff = dt.datetime.fromisoformat(text)
+            if cutoff.tzinfo is None:
+                cutoff = cutoff.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise click.UsageError(f"--older-than takes a date or Nd, not {older_than!r}") from None
+    try:
+        n = audit.prune(hub.engine, cutoff, hub.security.retention_days, now)
+    except audit.RetentionError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{n} audit events pruned")
+
+
+COMMANDS = (clients, token, keys, users, audit_group)

@@ -1,0 +1,70 @@
+"""Hashing of passwords (argon2id) and client secrets (scrypt); neither is ever stored."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from argon2 import PasswordHasher
+from argon2 import exceptions as argon2_exceptions
+
+_PASSWORDS = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+# Client secrets are 256-bit random strings, so a moderate scrypt cost suffices and keeps the
+# token endpoint fast; the salt still prevents precomputation.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str) -> str:
+    return _PASSWORDS.hash(password)
+
+
+def check_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _PASSWORDS.verify(stored_hash, password)
+    except (argon2_exceptions.VerificationError, argon2_exceptions.InvalidHashError):
+        return False
+
+
+def password_needs_rehash(stored_hash: str) -> bool:
+    return _PASSWORDS.check_needs_rehash(stored_hash)
+
+
+# A fixed argon2 hash to verify against when a username is unknown, so that the
+# answer takes as long as for a known user (no username probing by timing).
+DUMMY_PASSWORD_HASH = _PASSWORDS.hash("not a password: unknown user")
+
+
+def new_client_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_client_secret(secret: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return "scrypt${n}${r}${p}${salt}${digest}".format(
+        **_SCRYPT, salt=_b64(salt), digest=_b64(digest)
+    )
+
+
+def check_client_secret(stored_hash: str, secret: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored_hash.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            secret.encode(), salt=_unb64(salt), dklen=32, n=int(n), r=int(r), p=int(p)
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, _unb64(digest))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

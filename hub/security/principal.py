@@ -1,0 +1,151 @@
+"""Who is asking: the :class:`Principal` of a request, and the per-request context.
+
+The HTTP layer authenticates a request and sets its principal with
+:func:`acting_as`; the FHIR service, the repository's write guard and the
+search assembly read it with :func:`current`. Code running outside a request
+(the CLI, ingestion workers, migrations) has no principal and acts as the hub
+itself, unrestricted: every route that serves a remote caller sets one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from typing import Any
+
+from hub import outcomes
+from hub.security import labels as lbl
+from hub.security.scopes import ScopeSet
+from hub.security.scopes import compile_scopes
+
+SITE_SOURCE_PREFIX = "urn:fhirhub:site:"
+DEFAULT_PURPOSE = "TREAT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a client (system) or a person (user)."""
+
+    subject: str  # client id or username
+    kind: str  # "client", "user" or "system"
+    scopes: ScopeSet
+    grants: frozenset[str] = frozenset()  # label grants (hub.security.labels)
+    site: str | None = None  # a site-bound client writes only as this site
+    purpose: str = DEFAULT_PURPOSE  # purpose of use (v3-ActReason: TREAT, HPAYMT, HOPERAT...)
+    patient: str | None = None  # the patient context of patient/ scopes
+    roles: tuple[str, ...] = ()
+    jurisdiction: str | None = None
+    client_id: str | None = None  # the client a user's session or token came through
+
+    # -- scopes ---------------------------------------------------------------
+
+    def can(self, res_type: str, letter: str) -> bool:
+        return self.scopes.allows(res_type, letter)
+
+    def require(self, res_type: str, letter: str, what: str | None = None) -> None:
+        """Raise 403 unless ``letter`` is granted on ``res_type``."""
+        if not self.scopes.allows(res_type, letter):
+            raise outcomes.error(
+                403,
+                "forbidden",
+                f"The token's scopes do not allow {what or _VERB[letter]} {res_type}"
+                f" (needs {res_type}.{letter} or *.{letter})",
+            )
+
+    # -- visibility -----------------------------------------------------------
+
+    @property
+    def all_labels(self) -> bool:
+        return "*" in self.grants
+
+    @property
+    def patient_only(self) -> bool:
+        """Only ``patient/`` scopes: limited to the token's patient compartment, read-only."""
+        return self.scopes.contexts == frozenset(("patient",))
+
+    def sees(self, resource: dict[str, Any]) -> bool:
+        """Whether the labels (and the patient context) let this principal see ``resource``."""
+        if not lbl.granted(lbl.required_grants(resource), self.grants):
+            return False
+        if not self.patient_only:
+            return True
+        return self.patient is not None and _in_patient(resource, self.patient)
+
+    def sees_json(self, content: str | bytes | None) -> bool:
+        """:meth:`sees` on stored JSON text; unlabelled content is not parsed."""
+        if content is None:
+            return True
+        if not self.patient_only:
+            if self.all_labels:
+                return True
+            return lbl.granted(lbl.required_grants_json(content), self.grants)
+        import orjson
+
+        return self.sees(orjson.loads(content))
+
+    def entitled(self, grant: str) -> bool:
+        return "*" in self.grants or grant in self.grants
+
+    # -- audit ----------------------------------------------------------------
+
+    @property
+    def display(self) -> str:
+        return self.subject if self.kind != "client" else f"client {self.subject}"
+
+    @property
+    def site_source(self) -> str | None:
+        return SITE_SOURCE_PREFIX + self.site if self.site else None
+
+
+_VERB = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
+
+
+def _in_patient(resource: dict[str, Any], patient: str) -> bool:
+    """Whether ``resource`` is the patient or refers to it as subject/patient."""
+    from hub.storage.repository import fallback_patient_id
+
+    return fallback_patient_id(resource) == patient
+
+
+SYSTEM = Principal("fhirhub", "system", compile_scopes("system/*.cruds"), lbl.ALL)
+
+_current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "hub_principal", default=None
+)
+_request: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "hub_request_audit", default=None
+)
+
+
+def current() -> Principal | None:
+    """The principal of the request being served, or ``None`` for the hub's own work."""
+    return _current.get()
+
+
+def request_info() -> dict | None:
+    """Per-request audit facts (interaction, entities, whether a write already audited)."""
+    return _request.get()
+
+
+@contextlib.contextmanager
+def acting_as(principal: Principal | None, info: dict | None = None):
+    """Run the block as ``principal`` (tests, operations running on a caller's behalf)."""
+    t1 = _current.set(principal)
+    t2 = _request.set(info if info is not None else {})
+    try:
+        yield principal
+    finally:
+        _current.reset(t1)
+        _request.reset(t2)
+
+
+def set_current(principal: Principal | None, info: dict | None = None):
+    """Set the principal for the rest of this context (the HTTP layer; undone on teardown)."""
+    return _current.set(principal), _request.set(info if info is not None else {})
+
+
+def reset_current(tokens) -> None:
+    t1, t2 = tokens
+    _current.reset(t1)
+    _request.reset(t2)

@@ -1,0 +1,103 @@
+"""The security services of one hub: key set, client status cache, rate limiter, principals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from hub import outcomes
+from hub.security import tokens
+from hub.security.clients import StatusCache
+from hub.security.principal import DEFAULT_PURPOSE
+from hub.security.principal import Principal
+from hub.security.ratelimit import RateLimiter
+from hub.security.scopes import compile_scopes
+
+PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
+
+DEFAULTS = {
+    # Access tokens live this long (seconds).
+    "TOKEN_LIFETIME": 3600,
+    # How long a process trusts its cached copy of the signing keys / a client's status.
+    "KEY_CACHE_SECONDS": 60,
+    "CLIENT_STATUS_SECONDS": 30,
+    # Requests per second and burst per client (token bucket per process); 0 turns it off.
+    "RATE_LIMIT_PER_SECOND": 100,
+    "RATE_LIMIT_BURST": 200,
+    # Web-page logins: lock the account after this many failures in a row, for this long.
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_LOCKOUT_MINUTES": 15,
+    # Audit events younger than this may not be pruned (classified protection: >= 6 months).
+    "AUDIT_RETENTION_DAYS": 183,
+}
+
+
+def setting(config: dict, name: str) -> Any:
+    value = config.get(name)
+    return DEFAULTS[name] if value is None or value == "" else value
+
+
+class Security:
+    """Per-hub security state (also used by the CLI, without Flask)."""
+
+    def __init__(self, engine: Any, config: dict):
+        self.engine = engine
+        self.config = config
+        self.keys = tokens.KeySet(engine, float(setting(config, "KEY_CACHE_SECONDS")))
+        self.client_status = StatusCache(engine, float(setting(config, "CLIENT_STATUS_SECONDS")))
+        self.limiter = RateLimiter(
+            float(setting(config, "RATE_LIMIT_PER_SECOND")),
+            float(setting(config, "RATE_LIMIT_BURST")),
+        )
+        self.token_lifetime = int(setting(config, "TOKEN_LIFETIME"))
+        self.retention_days = int(setting(config, "AUDIT_RETENTION_DAYS"))
+        self.max_failures = int(setting(config, "LOGIN_MAX_FAILURES"))
+        self.lockout = dt.timedelta(minutes=float(setting(config, "LOGIN_LOCKOUT_MINUTES")))
+
+    def mint(
+        self,
+        subject: str,
+        scopes: str,
+        kind: str = "client",
+        site: str | None = None,
+        grants=(),
+        lifetime: int | None = None,
+        **extra: Any,
+    ) -> str:
+        claims = {"sub": subject, "scope": " ".join(scopes.split()), "kind": kind}
+        if site:
+            claims["site"] = site
+        if grants:
+            claims["grants"] = sorted(grants)
+        claims.update({k: v for k, v in extra.items() if v is not None})
+        return tokens.mint(self.keys, claims, lifetime or self.token_lifetime)
+
+    def authenticate(self, authorization: str | None, purpose_header: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer`` header; 401 when absent or invalid."""
+        if not authorization:
+            raise tokens.unauthorized("This endpoint needs a bearer token (POST /auth/token)")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise tokens.unauthorized("Use an Authorization: Bearer token", "invalid_request")
+        claims = tokens.decode(self.keys, token.strip())
+        kind = claims.get("kind", "client")
+        subject = str(claims["sub"])
+        if kind == "client" and not self.client_status.active(subject):
+            raise tokens.unauthorized("The client has been revoked", "invalid_token")
+        purpose = purpose_header or claims.get("purpose") or DEFAULT_PURPOSE
+        if not PURPOSE_RE.match(purpose):
+            raise outcomes.bad_request(
+                "X-Purpose-Of-Use must be a v3-ActReason code such as TREAT", "X-Purpose-Of-Use"
+            )
+        grants = claims.get("grants") or ()
+        return Principal(
+            subject,
+            kind,
+            compile_scopes(str(claims["scope"])),
+            frozenset(grants) if isinstance(grants, list) else frozenset(),
+            site=claims.get("site"),
+            purpose=purpose,
+            patient=claims.get("patient"),
+            client_id=claims.get("client_id") or (subject if kind == "client" else None),
+        )
