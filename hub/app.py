@@ -55,8 +55,8 @@ class Hub:
         for ops in self.pm.hook.register_operations():
             operations.extend(ops or ())
         self.operations = OperationRegistry(operations)
-        # Set by the security layer: OperationCall -> hub.lifetime.visibility.Visibility.
-        self.visibility_for = None
+        # OperationCall -> hub.lifetime.visibility.Visibility: what the caller may see.
+        self.visibility_for = _visibility_for
 
     def reload_search(self) -> None:
         """(Re)build the search registry: official, plugin, ``profiles/`` and stored parameters.
@@ -150,6 +150,30 @@ def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
         for path in sorted(folder.rglob("SearchParameter-*.json")) if folder.is_dir() else ():
             out.append(orjson.loads(path.read_bytes()))
     return out
+
+
+def _visibility_for(call):
+    """The request's principal as a lifetime-operation visibility (``None``: the hub's own work).
+
+    Label categories the principal holds no grant for are filtered in SQL; the
+    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``.
+    """
+    from hub.lifetime.visibility import Visibility
+    from hub.security import labels
+    from hub.security.guard import filter_visible
+    from hub.security.principal import current
+
+    principal = current()
+    if principal is None:
+        return None
+    hidden = tuple(
+        label
+        for label, grant in labels.CATEGORIES.items()
+        if not labels.granted(frozenset([grant]), principal.grants)
+    )
+    return Visibility(
+        hidden_labels=hidden, visible=lambda resources: filter_visible(resources, principal)
+    )
 
 
 def _security(engine, config: dict[str, Any], repo: Repository):

@@ -322,3 +322,27 @@ def test_conditional_create_match_is_not_shown_to_who_cannot_read_it(
     }
     entry = anon_client.post("/fhir", json=bundle, headers=creator).get_json()["entry"][0]
     assert entry["response"]["status"].startswith("200") and "resource" not in entry
+
+
+def test_everything_and_lifetime_file_leave_out_labelled_resources(
+    anon_client, auth_headers, records
+):
+    """$everything and the lifetime-file document honour the caller's label grants."""
+    bare = auth_headers("system/*.rs", labels=())
+    everything = anon_client.get(
+        f"/fhir/Patient/{records.pid}/$everything", headers=bare
+    ).get_json()
+    ids = {e["resource"]["id"] for e in everything.get("entry", [])}
+    assert records.plain in ids and records.secret not in ids
+    granted = auth_headers("system/*.rs", labels=("veteran-status",))
+    ids = {
+        e["resource"]["id"]
+        for e in anon_client.get(
+            f"/fhir/Patient/{records.pid}/$everything", headers=granted
+        ).get_json()["entry"]
+    }
+    assert records.secret in ids
+    document = anon_client.get(
+        f"/fhir/Patient/{records.pid}/$lifetime-file", headers=bare
+    ).get_json()
+    assert records.secret not in orjson.dumps(document).decode()
