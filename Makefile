@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 	@# A local client for trying the API (every request needs a token; docs/security.md).
 	@$(BIN)/hub clients add local-dev --scopes "system/*.cruds" --grant-label "*" >/dev/null 2>&1 || true
 	@echo "Authorization: Bearer $$($(BIN)/hub token local-dev --lifetime 86400)"
+	@cat instance/demo-login.txt 2>/dev/null || true
 	$(BIN)/hub serve --host 127.0.0.1 --port $(PORT)
 
 test: $(VENV)/.installed

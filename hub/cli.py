@@ -117,6 +117,26 @@ def demo(if_empty):
         return
     counts = load_demo(the_hub, progress=_progress)
     click.echo(", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + " loaded")
+    _demo_manager(the_hub)
+
+
+def _demo_manager(the_hub) -> None:
+    """An archive-manager account for the demo, with a random password kept in the instance folder."""
+    import secrets
+
+    from hub.demo import COUNTY
+    from hub.security.users import create_user
+    from hub.security.users import get_user
+
+    path = Path(_instance_path()) / "demo-login.txt"
+    with the_hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        if get_user(conn, "manager") is not None:
+            return
+        password = secrets.token_urlsafe(12)
+        create_user(conn, "manager", password, ["archive-manager"], jurisdiction=COUNTY)
+    path.write_text(f"web pages /ui: user manager, password {password}\n", encoding="utf-8")
+    path.chmod(0o600)
+    click.echo(f"archive manager for /ui: manager / {password} (also in {path})")
 
 
 def _progress(items, label: str):
