@@ -593,7 +593,6 @@ def _write_veterans_report(the_hub, since, until, fmt, out_path, unmask) -> None
 
 def _register_groups() -> None:
     from hub.completeness.cli import audit
-    from hub.ui.cli import ui
 
     existing = cli.commands.get("audit")
     if isinstance(existing, click.Group):  # one ``hub audit`` group shared with other parts
@@ -601,7 +600,6 @@ def _register_groups() -> None:
             existing.add_command(command, name)
     else:
         cli.add_command(audit)
-    cli.add_command(ui)
 
 
 _register_groups()

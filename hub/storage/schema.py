@@ -530,16 +530,3 @@ audit_denominator = Table(
     Column("source", String(255)),  # e.g. "county statistical yearbook 2025"
     Column("updated_at", UTCDateTime, nullable=False),
 )
-
-# Dashboard accounts (hub.ui.accounts): a stand-in until hub.security.users provides them.
-ui_user = Table(
-    "ui_user",
-    metadata,
-    Column("username", String(64), primary_key=True),
-    Column("password_hash", String(255), nullable=False),
-    Column("roles", String(255), nullable=False),  # space-separated
-    Column("jurisdiction", String(140), nullable=False),  # "" = everywhere
-    Column("failed_logins", Integer, nullable=False, default=0),
-    Column("locked_until", UTCDateTime),
-    Column("created_at", UTCDateTime, nullable=False),
-)

@@ -39,6 +39,7 @@ from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
 from hub.identity.resident_id import mask
 from hub.outcomes import OperationOutcomeError
+from hub.security import csrf as csrf_tokens
 from hub.security.logmask import mask_text
 from hub.storage import schema as s
 from hub.ui import accounts
@@ -86,8 +87,8 @@ def _before():
     )
     if g.user is None and request.endpoint not in ("ui.login", "ui.static"):
         return redirect(url_for("ui.login", next=request.full_path))
-    given = request.form.get(accounts.CSRF_FIELD) or request.headers.get("X-CSRF-Token")
-    if request.method == "POST" and not accounts.check_csrf(session, given):
+    given = request.form.get(accounts.CSRF_FIELD) or request.headers.get(csrf_tokens.HEADER)
+    if request.method == "POST" and not csrf_tokens.valid(given):
         abort(400, "CSRF token missing or wrong")
     return None
 
@@ -99,7 +100,7 @@ def t(key: str, **values) -> str:
 
 @bp.app_template_global()
 def csrf() -> str:
-    return accounts.csrf_token(session)
+    return csrf_tokens.token()
 
 
 @bp.app_template_global()
@@ -156,17 +157,16 @@ def _forbidden(_err):
 def login():
     error = None
     if request.method == "POST":
-        accts = accounts.backend()
         try:
             with _hub().engine.connect() as conn:
                 try:
-                    user = accts.verify_password(
+                    user = accounts.verify_password(
                         conn, request.form.get("username", ""), request.form.get("password", "")
                     )
                 finally:
                     conn.commit()  # a failure's count (and lock) must persist too
-        except (accts.invalid, accts.locked) as err:
-            error = t("login.locked") if isinstance(err, accts.locked) else t("login.invalid")
+        except (accounts.InvalidLogin, accounts.LockedOut) as err:
+            error = t("login.locked") if isinstance(err, accounts.LockedOut) else t("login.invalid")
             _record("login", outcome="4")
         else:
             session.clear()

@@ -10,7 +10,6 @@ import pytest
 from hub.completeness import batch
 from hub.completeness import denominators
 from hub.completeness.periods import Period
-from hub.ui import accounts
 from tests.completeness import population
 
 PASSWORD = "correct horse"
@@ -35,7 +34,6 @@ def cheap_hashes(monkeypatch):
     from argon2 import PasswordHasher
 
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
     from hub.security import hashing
 
     monkeypatch.setattr(hashing, "_PASSWORDS", cheap)
@@ -48,7 +46,8 @@ def audited_hub(hub):
     batch.run_audit(hub.engine, Period.year(2025), "370203", as_of=dt.date(2025, 12, 1))
     with hub.engine.begin() as conn:
         denominators.set_value(conn, "370203", 2025, "resident-population", 10, "yearbook 2025")
-        create_user = accounts.backend().create_user  # hub.security.users when installed
+        from hub.security.users import create_user
+
         create_user(conn, "admin", PASSWORD, ["admin"], "")
         create_user(conn, "township", PASSWORD, ["archive-manager"], "370203001")
         create_user(conn, "engineer", PASSWORD, ["integration-engineer"], "")
