@@ -1,7 +1,8 @@
 """Bytes -> :class:`Message`: HL7 v2 parsing, knowing nothing of FHIR.
 
-The hot path is python-hl7 (``hl7.parse``) behind a normalisation step that
-real feeds need (integration research A.6/A.8):
+Parsing is a small ER7 splitter on the message's own separators (MSH-1 and
+MSH-2), behind a normalisation step that real feeds need (integration
+research A.6/A.8):
 
 - an MLLP frame, a UTF-8 BOM and leading whitespace are stripped;
 - ``\\r\\n`` and ``\\n`` segment separators become ``\\r``;
@@ -20,8 +21,6 @@ from __future__ import annotations
 import codecs
 import re
 from typing import Any
-
-import hl7
 
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
@@ -398,21 +397,7 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     if len(set(separators)) != 5:
         raise reject(f"MSH-2 encoding characters {enc!r} are not distinct", "MSH-2")
     msg = Message(bytes(body), text, charset, separators)
-    try:
-        tree = hl7.parse(text)
-    except Exception as exc:  # python-hl7 raises bare ValueErrors/IndexErrors on odd input
-        raise reject(f"the message cannot be parsed: {exc}", "MSH") from None
-    for position, seg in enumerate(tree, start=1):
-        name = str(seg[0][0]) if len(seg) and len(seg[0]) else ""
-        if not _SEGMENT_NAME.match(name):
-            raise reject(
-                f"segment {position} has no valid segment id (got {name[:10]!r})",
-                f"segment {position}",
-            )
-        fields = [_field(seg[i], name, i, msg) for i in range(len(seg))]
-        segment = Segment(name, position, fields, msg)
-        msg.segments.append(segment)
-        msg._by_name.setdefault(name, []).append(segment)
+    _split_segments(msg, text.strip(), separators)
     if msg.segments[0].name != "MSH":
         raise reject("the first segment must be MSH", "segment 1")
     if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
@@ -422,24 +407,77 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     return msg
 
 
-def _field(field: Any, seg: str, number: int, msg: Message) -> list[Composite]:
-    """python-hl7's field (str, or reps of components of subcomponents) as composites."""
-    if seg == "MSH" and number in (1, 2):
-        return [Composite([[str(field[0])]], f"MSH-{number}", msg)]
-    items = list(field)
-    if len(items) == 1 and isinstance(items[0], str):
-        return [Composite([[items[0]]], f"{seg}-{number}", msg)]
-    reps = []
-    for r, rep in enumerate(items, start=1):
-        comps = []
-        for comp in rep if not isinstance(rep, str) else [rep]:
-            if isinstance(comp, str):
-                comps.append([comp])
-            else:
-                comps.append([str(s) for s in comp])
-        loc = f"{seg}-{number}" if len(items) == 1 else f"{seg}-{number}[{r}]"
-        reps.append(Composite(comps, loc, msg))
-    return reps
+# Segments whose field 1 is the field separator itself (header segments).
+_HEADERS = ("MSH", "BHS", "FHS")
+
+
+def _split_segments(msg: Message, text: str, separators: str) -> None:
+    """Split normalised text into segments, fields, repetitions, components and subcomponents.
+
+    Values stay escaped (unescaped on access). A segment holding none of the
+    separators has no fields at all, so its "name" is its first character and
+    it is refused below, as is every segment whose id is not three letters or digits.
+    """
+    fs, cs, rs, _esc, ss = separators
+    segments = msg.segments
+    by_name = msg._by_name
+    for position, line in enumerate(text.split("\r"), start=1):
+        if fs not in line and rs not in line and cs not in line and ss not in line:
+            name = line[:1]
+            fields = None
+        elif line[:3] in _HEADERS:
+            name = line[:3]
+            fields = _header_fields(line, name, msg)
+        else:
+            parts = line.split(fs)
+            name = parts[0].split(rs, 1)[0]  # a repeated segment id: its first repetition
+            fields = [_field(value, name, n, msg) for n, value in enumerate(parts)]
+        if not _SEGMENT_NAME.match(name):
+            raise reject(
+                f"segment {position} has no valid segment id (got {name[:10]!r})",
+                f"segment {position}",
+            )
+        segment = Segment(name, position, fields, msg)
+        segments.append(segment)
+        found = by_name.get(name)
+        if found is None:
+            by_name[name] = [segment]
+        else:
+            found.append(segment)
+
+
+def _header_fields(line: str, name: str, msg: Message) -> list[list[Composite]]:
+    """MSH (and BHS/FHS): field 1 is the separator character, field 2 the encoding characters."""
+    sep = line[3]
+    end = line.find(sep, 4)
+    # Without a second separator the whole line is read again as fields 3.. (as
+    # python-hl7 did): a later header segment like that is only ever reported unused.
+    fields = [
+        [Composite([[name]], f"{name}-0", msg)],
+        [Composite([[sep]], f"{name}-1", msg)],
+        [Composite([[line[4:end]]], f"{name}-2", msg)],
+    ]
+    rest = line[end + 1 :]
+    if rest:
+        fields.extend(
+            _field(value, name, n, msg) for n, value in enumerate(rest.split(sep), start=3)
+        )
+    return fields
+
+
+def _field(value: str, seg: str, number: int, msg: Message) -> list[Composite]:
+    """One field's text as repetitions of components of subcomponents (still escaped)."""
+    if not value:
+        return [Composite([[value]], f"{seg}-{number}", msg)]
+    rs, cs, ss = msg.rep_sep, msg.comp_sep, msg.sub_sep
+    if rs not in value:
+        if cs not in value and ss not in value:
+            return [Composite([[value]], f"{seg}-{number}", msg)]
+        return [Composite([c.split(ss) for c in value.split(cs)], f"{seg}-{number}", msg)]
+    return [
+        Composite([c.split(ss) for c in rep.split(cs)], f"{seg}-{number}[{r}]", msg)
+        for r, rep in enumerate(value.split(rs), start=1)
+    ]
 
 
 def message_key(msg: Message) -> str:
