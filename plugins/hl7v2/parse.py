@@ -102,21 +102,42 @@ class Composite:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is field *n* as a list of repetitions."""
+    """One segment: field texts split once, each field into repetitions on first use.
 
-    __slots__ = ("name", "position", "fields", "_message")
+    Mapping reads a few dozen fields of a message; splitting the others into
+    components (and building their :class:`Composite` objects) would be wasted.
+    """
 
-    def __init__(self, name: str, position: int, fields: list[list[Composite]], message: Message):
+    __slots__ = ("name", "position", "raw", "_reps", "_message")
+
+    def __init__(self, name: str, position: int, raw: list[str], message: Message):
         self.name = name
         self.position = position  # 1-based place in the message
-        self.fields = fields
+        self.raw = raw  # raw[n] is field n as sent (escaped); raw[0] the segment id
+        self._reps: dict[int, list[Composite]] = {}
         self._message = message
 
+    @property
+    def fields(self) -> list[list[Composite]]:
+        """Every field as its repetitions, empty ones included (``fields[n]`` is field *n*)."""
+        return [self._split(n) for n in range(len(self.raw))]
+
+    def _split(self, field: int) -> list[Composite]:
+        if field <= 2 and self.name in _HEADERS:
+            # MSH-1 is the field separator and MSH-2 the encoding characters: never split.
+            return [Composite([[self.raw[field]]], f"{self.name}-{field}", self._message)]
+        return _field(self.raw[field], self.name, field, self._message)
+
     def reps(self, field: int) -> list[Composite]:
-        """The non-empty repetitions of a field."""
-        if field >= len(self.fields):
-            return []
-        return [r for r in self.fields[field] if r]
+        """The non-empty repetitions of a field (shared: do not modify the list)."""
+        found = self._reps.get(field)
+        if found is None:
+            if field >= len(self.raw) or not self.raw[field].strip(self._message.structural):
+                found = []  # absent, or nothing but separators
+            else:
+                found = [r for r in self._split(field) if r]
+            self._reps[field] = found
+        return found
 
     def first(self, field: int) -> Composite | None:
         reps = self.reps(field)
@@ -124,13 +145,15 @@ class Segment:
 
     def get(self, field: int, component: int = 1, subcomponent: int = 1) -> str | None:
         """The first repetition's component value (unescaped) or ``None``."""
-        rep = self.first(field)
-        return rep.get(component, subcomponent) if rep else None
+        reps = self.reps(field)
+        return reps[0].get(component, subcomponent) if reps else None
 
     def valued(self) -> list[int]:
         """Numbers of the fields that carry something (for unused-field reports)."""
         start = 3 if self.name == "MSH" else 1
-        return [n for n in range(start, len(self.fields)) if self.reps(n)]
+        structural = self._message.structural
+        raw = self.raw
+        return [n for n in range(start, len(raw)) if raw[n].strip(structural)]
 
     def loc(self, field: int, component: int | None = None) -> str:
         text = f"{self.name}-{field}"
@@ -152,6 +175,8 @@ class Message:
         self.rep_sep = separators[2]
         self.esc = separators[3]
         self.sub_sep = separators[4]
+        # A field made of these alone carries nothing (``^^~^``).
+        self.structural = self.rep_sep + self.comp_sep + self.sub_sep
         self.segments: list[Segment] = []
         self._by_name: dict[str, list[Segment]] = {}
 
@@ -412,11 +437,11 @@ _HEADERS = ("MSH", "BHS", "FHS")
 
 
 def _split_segments(msg: Message, text: str, separators: str) -> None:
-    """Split normalised text into segments, fields, repetitions, components and subcomponents.
+    """Split normalised text into segments and fields (fields split further on use).
 
-    Values stay escaped (unescaped on access). A segment holding none of the
-    separators has no fields at all, so its "name" is its first character and
-    it is refused below, as is every segment whose id is not three letters or digits.
+    A segment holding none of the separators has no fields at all, so its
+    "name" is its first character and it is refused below, as is every
+    segment whose id is not three letters or digits.
     """
     fs, cs, rs, _esc, ss = separators
     segments = msg.segments
@@ -424,20 +449,19 @@ def _split_segments(msg: Message, text: str, separators: str) -> None:
     for position, line in enumerate(text.split("\r"), start=1):
         if fs not in line and rs not in line and cs not in line and ss not in line:
             name = line[:1]
-            fields = None
+            raw: list[str] = [line]
         elif line[:3] in _HEADERS:
             name = line[:3]
-            fields = _header_fields(line, name, msg)
+            raw = _header_fields(line, name)
         else:
-            parts = line.split(fs)
-            name = parts[0].split(rs, 1)[0]  # a repeated segment id: its first repetition
-            fields = [_field(value, name, n, msg) for n, value in enumerate(parts)]
+            raw = line.split(fs)
+            name = raw[0].split(rs, 1)[0]  # a repeated segment id: its first repetition
         if not _SEGMENT_NAME.match(name):
             raise reject(
                 f"segment {position} has no valid segment id (got {name[:10]!r})",
                 f"segment {position}",
             )
-        segment = Segment(name, position, fields, msg)
+        segment = Segment(name, position, raw, msg)
         segments.append(segment)
         found = by_name.get(name)
         if found is None:
@@ -446,23 +470,17 @@ def _split_segments(msg: Message, text: str, separators: str) -> None:
             found.append(segment)
 
 
-def _header_fields(line: str, name: str, msg: Message) -> list[list[Composite]]:
+def _header_fields(line: str, name: str) -> list[str]:
     """MSH (and BHS/FHS): field 1 is the separator character, field 2 the encoding characters."""
     sep = line[3]
     end = line.find(sep, 4)
     # Without a second separator the whole line is read again as fields 3.. (as
     # python-hl7 did): a later header segment like that is only ever reported unused.
-    fields = [
-        [Composite([[name]], f"{name}-0", msg)],
-        [Composite([[sep]], f"{name}-1", msg)],
-        [Composite([[line[4:end]]], f"{name}-2", msg)],
-    ]
+    raw = [name, sep, line[4:end]]
     rest = line[end + 1 :]
     if rest:
-        fields.extend(
-            _field(value, name, n, msg) for n, value in enumerate(rest.split(sep), start=3)
-        )
-    return fields
+        raw.extend(rest.split(sep))
+    return raw
 
 
 def _field(value: str, seg: str, number: int, msg: Message) -> list[Composite]:
