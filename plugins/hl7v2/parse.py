@@ -132,10 +132,24 @@ class Segment:
         """The non-empty repetitions of a field (shared: do not modify the list)."""
         found = self._reps.get(field)
         if found is None:
-            if field >= len(self.raw) or not self.raw[field].strip(self._message.structural):
+            structural = self._message.structural
+            if field >= len(self.raw) or not self.raw[field].strip(structural):
                 found = []  # absent, or nothing but separators
+            elif field <= 2 and self.name in _HEADERS:
+                found = self._split(field)
             else:
-                found = [r for r in self._split(field) if r]
+                value, msg = self.raw[field], self._message
+                if msg.rep_sep not in value:
+                    found = _field(value, self.name, field, msg)
+                else:
+                    # Skip empty repetitions before building them (``~~x``).
+                    found = [
+                        rep
+                        for rep, text in zip(
+                            _field(value, self.name, field, msg), value.split(msg.rep_sep)
+                        )
+                        if text.strip(structural)
+                    ]
             self._reps[field] = found
         return found
 
