@@ -18,7 +18,9 @@ Three measures, each repeated ``--repeat`` times (the median is reported):
     waiting for each ACK; ACK latency p50/p99 and messages/second.
 
 ``--profile FILE`` also writes a cProfile of one (b) run per backend
-(``FILE.<backend>.prof``) and prints the top functions by cumulative time.
+(``FILE.<backend>.prof``) and prints the top functions by cumulative time;
+``--breakdown`` times the pipeline's stages (ms per message, inclusive: the
+transaction holds the structure check, validation, indexing and its commit).
 The summary is printed as JSON on stdout. The messages are generated with a
 fixed seed, so runs compare like with like.
 """
@@ -318,6 +320,78 @@ def measure_pipeline(backend: str, messages: list[bytes], repeat: int, profile: 
     }
 
 
+# Stages timed by --breakdown: (label, module, owner attribute or None, function name).
+# Inclusive wall times: "transaction" holds structure, validation, index and its commit.
+STAGES = [
+    ("inbox_receive", "hub.ingest.inbox", "Inbox", "receive"),
+    ("inbox_reads", "hub.ingest.inbox", "Inbox", "get"),
+    ("site_state", "hub.ingest.pipeline", "Pipeline", "_load_state"),
+    ("parse", "fhirhub_plugins.hl7v2", None, "parse_message"),
+    ("map", "fhirhub_plugins.hl7v2", None, "to_bundle"),
+    ("identity", "hub.ingest.identity", None, "resolve"),
+    ("transaction", "hub.fhir.bundles", None, "_transaction"),
+    ("structure_check", "hub.validation.structure", None, "check_structure"),
+    ("profile_validation", "hub.fhir.service", "FhirService", "check_resource"),
+    ("index", "hub.search.indexer", "Indexer", "index"),
+    ("db_commit", "sqlalchemy.engine.default", "DefaultDialect", "do_commit"),
+    ("db_checkout", "sqlalchemy.pool.base", "_ConnectionFairy", "_checkout"),
+]
+
+
+@contextlib.contextmanager
+def stage_timers():
+    """Wrap the STAGES functions with wall-clock accumulators; yields {label: [seconds, calls]}."""
+    import functools
+    import importlib
+
+    totals: dict[str, list] = {}
+    undo = []
+    for label, module_name, owner_name, name in STAGES:
+        module = importlib.import_module(module_name)
+        owner = getattr(module, owner_name) if owner_name else module
+        original = owner.__dict__[name] if owner_name else getattr(module, name)
+        is_class_method = isinstance(original, classmethod)
+        func = original.__func__ if is_class_method else original
+        slot = totals.setdefault(label, [0.0, 0])
+
+        def timed(*args, _func=func, _slot=slot, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return _func(*args, **kwargs)
+            finally:
+                _slot[0] += time.perf_counter() - t0
+                _slot[1] += 1
+
+        wrapped = functools.wraps(func)(timed)
+        setattr(owner, name, classmethod(wrapped) if is_class_method else wrapped)
+        undo.append((owner, name, original))
+    try:
+        yield totals
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+
+
+def measure_breakdown(backend: str, messages: list[bytes]) -> dict:
+    """Milliseconds per message in each stage (one run, fresh database)."""
+    with fresh_database(backend) as (url, tmp):
+        hub = make_hub(url, tmp)
+        try:
+            with stage_timers() as totals:
+                t0 = time.perf_counter()
+                for body in messages:
+                    hub.pipeline.ingest(SITE, body)
+                elapsed = time.perf_counter() - t0
+        finally:
+            hub.close()
+    n = len(messages)
+    out = {"total": round(elapsed * 1000 / n, 2)}
+    for label, (seconds, calls) in totals.items():
+        out[label] = round(seconds * 1000 / n, 2)
+        out[label + "_calls"] = round(calls / n, 1)
+    return out
+
+
 def _print_profile(prof: cProfile.Profile, backend: str) -> None:
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(45)
@@ -433,6 +507,9 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-mllp", action="store_true")
     parser.add_argument("--profile", help="write a cProfile of one pipeline run per backend")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="time the pipeline's stages (one more run)"
+    )
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgres"]
     messages = make_messages(args.messages)
@@ -445,6 +522,10 @@ def main() -> None:
             result = measure_pipeline(backend, messages, args.repeat, args.profile)
             summary.setdefault("pipeline", {})[backend] = result
             print(f"pipeline {backend}: {result}", file=sys.stderr)
+        if args.breakdown:
+            result = measure_breakdown(backend, messages)
+            summary.setdefault("breakdown_ms_per_msg", {})[backend] = result
+            print(f"breakdown {backend}: {result}", file=sys.stderr)
         if not args.skip_mllp:
             result = measure_mllp(backend, messages, args.repeat, args.senders)
             summary.setdefault("mllp", {})[backend] = result
