@@ -142,13 +142,13 @@ class Segment:
                 if msg.rep_sep not in value:
                     found = _field(value, self.name, field, msg)
                 else:
-                    # Skip empty repetitions before building them (``~~x``).
+                    # Skip empty repetitions before building them (``~~x``); a
+                    # repetition keeps its place in the location (``PID-3[2]``).
+                    cs, ss, name = msg.comp_sep, msg.sub_sep, self.name
                     found = [
-                        rep
-                        for rep, text in zip(
-                            _field(value, self.name, field, msg), value.split(msg.rep_sep)
-                        )
-                        if text.strip(structural)
+                        Composite([c.split(ss) for c in rep.split(cs)], f"{name}-{field}[{r}]", msg)
+                        for r, rep in enumerate(value.split(msg.rep_sep), start=1)
+                        if rep.strip(structural)
                     ]
             self._reps[field] = found
         return found

@@ -80,6 +80,13 @@ def _same_tree(body: bytes) -> None:
         assert bad and where == f"segment {bad[0]}"
         return
     assert _our_tree(msg) == _python_hl7_tree(msg)
+    for seg in msg.segments:  # the non-empty repetitions, as mapping reads them
+        for number, reps in enumerate(seg.fields):
+            expected = [(c.location, c.components) for c in reps if c]
+            assert [(c.location, c.components) for c in seg.reps(number)] == expected
+            assert (number in seg.valued()) == bool(expected) and number >= (
+                3 if seg.name == "MSH" else 1
+            )
 
 
 @pytest.mark.parametrize("path", _shipped_messages(), ids=lambda p: p.name)
