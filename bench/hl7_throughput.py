@@ -3,6 +3,10 @@
     python bench/hl7_throughput.py [--backend sqlite] [--backend postgres]
         [--messages 1000] [--repeat 3] [--senders 8] [--skip-mllp] [--profile FILE]
 
+The figures reported for the project come from
+
+    python bench/hl7_throughput.py --messages 1000 --repeat 3 --breakdown
+
 Three measures, each repeated ``--repeat`` times (the median is reported):
 
 (a) ``parse_map``: :func:`parse_message` + :func:`to_bundle` in one process, no
