@@ -141,7 +141,15 @@ class Inbox:
             if existing is None:  # pragma: no cover - the row we collided with vanished
                 raise
             return existing, True
-        return self.get(new_id), False
+        # The row is exactly what we inserted: no need to read it back.
+        item = InboxItem(
+            id=new_id,
+            processed_at=values["processed_at"],
+            outcome=None,
+            result=None,
+            **{k: v for k, v in values.items() if k not in ("body", "processed_at")},
+        )
+        return item, False
 
     def find(self, site: str, source_key: str, digest: str) -> InboxItem | None:
         stmt = select(*_COLS).where(
@@ -217,21 +225,35 @@ class Inbox:
         status: str,
         outcome: dict | None = None,
         result: dict | None = None,
-    ) -> None:
-        """Record a processing result (call inside the transaction that stored the data)."""
+    ) -> dict[str, Any]:
+        """Record a processing result (call inside the transaction that stored the data).
+
+        Returns the values written (``status``, ``processed_at``, ``outcome``,
+        ``result``, the documents as they will read back), so that the caller
+        need not read the row again.
+        """
+        now = dt.datetime.now(dt.UTC)
+        outcome_text = orjson.dumps(outcome).decode() if outcome is not None else None
+        result_text = orjson.dumps(result).decode() if result is not None else None
         conn.execute(
             update(s.inbox)
             .where(s.inbox.c.id == item_id)
             .values(
                 status=status,
                 attempts=s.inbox.c.attempts + 1,
-                processed_at=dt.datetime.now(dt.UTC),
-                outcome=orjson.dumps(outcome).decode() if outcome is not None else None,
-                result=orjson.dumps(result).decode() if result is not None else None,
+                processed_at=now,
+                outcome=outcome_text,
+                result=result_text,
             )
         )
+        return {
+            "status": status,
+            "processed_at": now,
+            "outcome": orjson.loads(outcome_text) if outcome_text else None,
+            "result": orjson.loads(result_text) if result_text else None,
+        }
 
-    def mark_alone(self, item_id: int, status: str, outcome: dict | None = None) -> None:
+    def mark_alone(self, item_id: int, status: str, outcome: dict | None = None) -> dict[str, Any]:
         """Record a failure in a transaction of its own (the data transaction rolled back)."""
         with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-            self.mark(conn, item_id, status, outcome)
+            return self.mark(conn, item_id, status, outcome)

@@ -14,7 +14,9 @@ its first processing, never processed twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from typing import Any
 
 from hub import outcomes
@@ -27,6 +29,12 @@ def make_handler(hub: Any):
     from fhirhub_plugins.hl7v2 import make_ack
     from fhirhub_plugins.hl7v2 import parse_message
     from fhirhub_plugins.hl7v2 import route
+
+    # SQLite takes one writer at a time and makes the others retry with growing
+    # sleeps (busy timeout): with several senders that retry, not the work, set
+    # the tail latency. Queueing the connections' threads on a lock instead
+    # hands the database over at once. PostgreSQL writers run side by side.
+    one_writer = threading.Lock() if hub.engine.dialect.name == "sqlite" else None
 
     def handle(raw: bytes) -> bytes:
         try:
@@ -41,7 +49,8 @@ def make_handler(hub: Any):
             text = f"no site accepts MSH-3 {msg.sending_application!r} / MSH-4 {msg.sending_facility!r}"
             return make_ack(msg, "AR", text, "MSH-3")
         try:
-            result = hub.pipeline.ingest(site.name, raw, source_key=msg.control_id, fmt="hl7v2")
+            with one_writer or contextlib.nullcontext():
+                result = hub.pipeline.ingest(site.name, raw, source_key=msg.control_id, fmt="hl7v2")
         except outcomes.OperationOutcomeError as err:  # e.g. the inbox itself refused it
             return make_ack(msg, "AR", err.issues[0].get("diagnostics") if err.issues else str(err))
         item = result.item

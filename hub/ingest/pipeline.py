@@ -15,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -86,19 +89,27 @@ class Pipeline:
         )
         if duplicate or not process:
             return IngestResult(item, duplicate)
-        return IngestResult(self.process(item.id), False)
+        # The item was committed above; process it from memory (body included)
+        # and answer with what was marked, without reading the row back.
+        item.body = body
+        return IngestResult(self._process_item(item), False)
 
     def process(self, item_id: int) -> InboxItem:
         """Map and store one inbox item; returns it with its new status."""
         item = self.inbox.get(item_id, with_body=True)
         if item is None:
             raise outcomes.not_found(f"inbox item {item_id} does not exist")
+        self._process_item(item)
+        return self.inbox.get(item.id)
+
+    def _process_item(self, item: InboxItem) -> InboxItem:
+        """Process ``item``, marking its inbox row; returns the item as marked."""
         try:
-            self._process(item)
+            marked = self._process(item)
         except Quarantined as err:
-            self.inbox.mark_alone(item.id, "quarantined", err.outcome)
+            marked = self.inbox.mark_alone(item.id, "quarantined", err.outcome)
         except outcomes.OperationOutcomeError as err:
-            self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
+            marked = self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
         except Exception as err:  # noqa: BLE001 - an adapter bug must not lose the message
             log.exception("inbox item %s: unexpected error", item.id)
             oo = outcomes.outcome(
@@ -106,8 +117,8 @@ class Pipeline:
                     "fatal", "exception", f"Unexpected error while processing: {type(err).__name__}"
                 )
             )
-            self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
-        return self.inbox.get(item.id)
+            marked = self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
+        return dataclasses.replace(item, body=None, attempts=item.attempts + 1, **marked)
 
     def replay(
         self, item_ids: list[int] | None = None, status: str | list[str] = ("failed",)
@@ -197,9 +208,10 @@ class Pipeline:
             state=state,
         )
 
-    def _process(self, item: InboxItem) -> None:
+    def _process(self, item: InboxItem) -> dict[str, Any]:
+        """Map, resolve and store ``item``; returns the values its inbox row was marked with."""
         site = self.site(item.site)
-        state = self._load_state(site.name)
+        state = SiteState(lambda: self._load_state(site.name))
         bundle, issues = map_payload(
             self.hub.pm,
             self.hub.code_maps,
@@ -222,6 +234,7 @@ class Pipeline:
         errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
         status = "partial" if errors else "done"
         opts = WriteOptions(prefer_return="minimal", site=site)
+        marked: dict[str, Any] = {}
 
         def finish(writer, response_entries):
             if self.hub.config.get("LIFETIME_INLINE", True):
@@ -238,7 +251,10 @@ class Pipeline:
                 *issues,
             )
             self._save_state(writer.conn, site.name, state)
-            self.inbox.mark(writer.conn, item.id, status, _with_status(oo, 200), summary)
+            # A retried attempt marks again: the last (committed) one is kept.
+            marked.update(
+                self.inbox.mark(writer.conn, item.id, status, _with_status(oo, 200), summary)
+            )
 
         if entries:
             bundle["type"] = "transaction"
@@ -246,6 +262,7 @@ class Pipeline:
         else:
             with self.hub.repo.writing(site.name) as writer:
                 finish(writer, [])
+        return marked
 
     def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
         """Name the source message in the adapter's Provenance, or add one that does."""
@@ -312,7 +329,9 @@ class Pipeline:
             )
             return {k: orjson.loads(v) for k, v in rows}
 
-    def _save_state(self, conn, site: str, state: dict[str, Any]) -> None:
+    def _save_state(self, conn, site: str, state: SiteState) -> None:
+        if not state.loaded:
+            return  # the adapter never looked at it: nothing changed
         now = dt.datetime.now(dt.UTC)
         for key, value in state.items():
             values = {
@@ -370,3 +389,40 @@ def _with_status(oo: dict, status: int) -> dict:
     out = dict(oo)
     out["extension"] = [{"url": "urn:fhirhub:http-status", "valueInteger": status}]
     return out
+
+
+class SiteState(MutableMapping):
+    """A site's state (``context.state``), read from the database on first use.
+
+    Most adapters never use it; they do not pay a database round trip per
+    message for it.
+    """
+
+    def __init__(self, load: Callable[[], dict[str, Any]]):
+        self._load = load
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._data is not None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self._load()
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)

@@ -1,7 +1,8 @@
 """Bytes -> :class:`Message`: HL7 v2 parsing, knowing nothing of FHIR.
 
-The hot path is python-hl7 (``hl7.parse``) behind a normalisation step that
-real feeds need (integration research A.6/A.8):
+Parsing is a small ER7 splitter on the message's own separators (MSH-1 and
+MSH-2), behind a normalisation step that real feeds need (integration
+research A.6/A.8):
 
 - an MLLP frame, a UTF-8 BOM and leading whitespace are stripped;
 - ``\\r\\n`` and ``\\n`` segment separators become ``\\r``;
@@ -20,8 +21,6 @@ from __future__ import annotations
 import codecs
 import re
 from typing import Any
-
-import hl7
 
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
@@ -103,21 +102,56 @@ class Composite:
 
 
 class Segment:
-    """One segment; ``fields[n]`` is field *n* as a list of repetitions."""
+    """One segment: field texts split once, each field into repetitions on first use.
 
-    __slots__ = ("name", "position", "fields", "_message")
+    Mapping reads a few dozen fields of a message; splitting the others into
+    components (and building their :class:`Composite` objects) would be wasted.
+    """
 
-    def __init__(self, name: str, position: int, fields: list[list[Composite]], message: Message):
+    __slots__ = ("name", "position", "raw", "_reps", "_message")
+
+    def __init__(self, name: str, position: int, raw: list[str], message: Message):
         self.name = name
         self.position = position  # 1-based place in the message
-        self.fields = fields
+        self.raw = raw  # raw[n] is field n as sent (escaped); raw[0] the segment id
+        self._reps: dict[int, list[Composite]] = {}
         self._message = message
 
+    @property
+    def fields(self) -> list[list[Composite]]:
+        """Every field as its repetitions, empty ones included (``fields[n]`` is field *n*)."""
+        return [self._split(n) for n in range(len(self.raw))]
+
+    def _split(self, field: int) -> list[Composite]:
+        if field <= 2 and self.name in _HEADERS:
+            # MSH-1 is the field separator and MSH-2 the encoding characters: never split.
+            return [Composite([[self.raw[field]]], f"{self.name}-{field}", self._message)]
+        return _field(self.raw[field], self.name, field, self._message)
+
     def reps(self, field: int) -> list[Composite]:
-        """The non-empty repetitions of a field."""
-        if field >= len(self.fields):
-            return []
-        return [r for r in self.fields[field] if r]
+        """The non-empty repetitions of a field (shared: do not modify the list)."""
+        found = self._reps.get(field)
+        if found is None:
+            structural = self._message.structural
+            if field >= len(self.raw) or not self.raw[field].strip(structural):
+                found = []  # absent, or nothing but separators
+            elif field <= 2 and self.name in _HEADERS:
+                found = self._split(field)
+            else:
+                value, msg = self.raw[field], self._message
+                if msg.rep_sep not in value:
+                    found = _field(value, self.name, field, msg)
+                else:
+                    # Skip empty repetitions before building them (``~~x``); a
+                    # repetition keeps its place in the location (``PID-3[2]``).
+                    cs, ss, name = msg.comp_sep, msg.sub_sep, self.name
+                    found = [
+                        Composite([c.split(ss) for c in rep.split(cs)], f"{name}-{field}[{r}]", msg)
+                        for r, rep in enumerate(value.split(msg.rep_sep), start=1)
+                        if rep.strip(structural)
+                    ]
+            self._reps[field] = found
+        return found
 
     def first(self, field: int) -> Composite | None:
         reps = self.reps(field)
@@ -125,13 +159,15 @@ class Segment:
 
     def get(self, field: int, component: int = 1, subcomponent: int = 1) -> str | None:
         """The first repetition's component value (unescaped) or ``None``."""
-        rep = self.first(field)
-        return rep.get(component, subcomponent) if rep else None
+        reps = self.reps(field)
+        return reps[0].get(component, subcomponent) if reps else None
 
     def valued(self) -> list[int]:
         """Numbers of the fields that carry something (for unused-field reports)."""
         start = 3 if self.name == "MSH" else 1
-        return [n for n in range(start, len(self.fields)) if self.reps(n)]
+        structural = self._message.structural
+        raw = self.raw
+        return [n for n in range(start, len(raw)) if raw[n].strip(structural)]
 
     def loc(self, field: int, component: int | None = None) -> str:
         text = f"{self.name}-{field}"
@@ -153,6 +189,8 @@ class Message:
         self.rep_sep = separators[2]
         self.esc = separators[3]
         self.sub_sep = separators[4]
+        # A field made of these alone carries nothing (``^^~^``).
+        self.structural = self.rep_sep + self.comp_sep + self.sub_sep
         self.segments: list[Segment] = []
         self._by_name: dict[str, list[Segment]] = {}
 
@@ -398,21 +436,7 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     if len(set(separators)) != 5:
         raise reject(f"MSH-2 encoding characters {enc!r} are not distinct", "MSH-2")
     msg = Message(bytes(body), text, charset, separators)
-    try:
-        tree = hl7.parse(text)
-    except Exception as exc:  # python-hl7 raises bare ValueErrors/IndexErrors on odd input
-        raise reject(f"the message cannot be parsed: {exc}", "MSH") from None
-    for position, seg in enumerate(tree, start=1):
-        name = str(seg[0][0]) if len(seg) and len(seg[0]) else ""
-        if not _SEGMENT_NAME.match(name):
-            raise reject(
-                f"segment {position} has no valid segment id (got {name[:10]!r})",
-                f"segment {position}",
-            )
-        fields = [_field(seg[i], name, i, msg) for i in range(len(seg))]
-        segment = Segment(name, position, fields, msg)
-        msg.segments.append(segment)
-        msg._by_name.setdefault(name, []).append(segment)
+    _split_segments(msg, text.strip(), separators)
     if msg.segments[0].name != "MSH":
         raise reject("the first segment must be MSH", "segment 1")
     if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
@@ -422,24 +446,70 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     return msg
 
 
-def _field(field: Any, seg: str, number: int, msg: Message) -> list[Composite]:
-    """python-hl7's field (str, or reps of components of subcomponents) as composites."""
-    if seg == "MSH" and number in (1, 2):
-        return [Composite([[str(field[0])]], f"MSH-{number}", msg)]
-    items = list(field)
-    if len(items) == 1 and isinstance(items[0], str):
-        return [Composite([[items[0]]], f"{seg}-{number}", msg)]
-    reps = []
-    for r, rep in enumerate(items, start=1):
-        comps = []
-        for comp in rep if not isinstance(rep, str) else [rep]:
-            if isinstance(comp, str):
-                comps.append([comp])
-            else:
-                comps.append([str(s) for s in comp])
-        loc = f"{seg}-{number}" if len(items) == 1 else f"{seg}-{number}[{r}]"
-        reps.append(Composite(comps, loc, msg))
-    return reps
+# Segments whose field 1 is the field separator itself (header segments).
+_HEADERS = ("MSH", "BHS", "FHS")
+
+
+def _split_segments(msg: Message, text: str, separators: str) -> None:
+    """Split normalised text into segments and fields (fields split further on use).
+
+    A segment holding none of the separators has no fields at all, so its
+    "name" is its first character and it is refused below, as is every
+    segment whose id is not three letters or digits.
+    """
+    fs, cs, rs, _esc, ss = separators
+    segments = msg.segments
+    by_name = msg._by_name
+    for position, line in enumerate(text.split("\r"), start=1):
+        if fs not in line and rs not in line and cs not in line and ss not in line:
+            name = line[:1]
+            raw: list[str] = [line]
+        elif line[:3] in _HEADERS:
+            name = line[:3]
+            raw = _header_fields(line, name)
+        else:
+            raw = line.split(fs)
+            name = raw[0].split(rs, 1)[0]  # a repeated segment id: its first repetition
+        if not _SEGMENT_NAME.match(name):
+            raise reject(
+                f"segment {position} has no valid segment id (got {name[:10]!r})",
+                f"segment {position}",
+            )
+        segment = Segment(name, position, raw, msg)
+        segments.append(segment)
+        found = by_name.get(name)
+        if found is None:
+            by_name[name] = [segment]
+        else:
+            found.append(segment)
+
+
+def _header_fields(line: str, name: str) -> list[str]:
+    """MSH (and BHS/FHS): field 1 is the separator character, field 2 the encoding characters."""
+    sep = line[3]
+    end = line.find(sep, 4)
+    # Without a second separator the whole line is read again as fields 3.. (as
+    # python-hl7 did): a later header segment like that is only ever reported unused.
+    raw = [name, sep, line[4:end]]
+    rest = line[end + 1 :]
+    if rest:
+        raw.extend(rest.split(sep))
+    return raw
+
+
+def _field(value: str, seg: str, number: int, msg: Message) -> list[Composite]:
+    """One field's text as repetitions of components of subcomponents (still escaped)."""
+    if not value:
+        return [Composite([[value]], f"{seg}-{number}", msg)]
+    rs, cs, ss = msg.rep_sep, msg.comp_sep, msg.sub_sep
+    if rs not in value:
+        if cs not in value and ss not in value:
+            return [Composite([[value]], f"{seg}-{number}", msg)]
+        return [Composite([c.split(ss) for c in value.split(cs)], f"{seg}-{number}", msg)]
+    return [
+        Composite([c.split(ss) for c in rep.split(cs)], f"{seg}-{number}[{r}]", msg)
+        for r, rep in enumerate(value.split(rs), start=1)
+    ]
 
 
 def message_key(msg: Message) -> str:
