@@ -166,13 +166,9 @@ def _visibility_for(call):
     principal = current()
     if principal is None:
         return None
-    hidden = tuple(
-        label
-        for label, grant in labels.CATEGORIES.items()
-        if not labels.granted(frozenset([grant]), principal.grants)
-    )
     return Visibility(
-        hidden_labels=hidden, visible=lambda resources: filter_visible(resources, principal)
+        hidden_labels=labels.hidden_categories(principal.grants),
+        visible=lambda resources: filter_visible(resources, principal),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from hub import outcomes
 from hub.security import guard
+from hub.security import labels
 from hub.security.principal import current
 from hub.security.principal import request_info
 
@@ -47,14 +48,29 @@ def search_bytes(
         else:
             with service.repo.reading() as c:
                 params = expand_linked(c, params)
+    # Label categories the caller holds no grant for never leave the database,
+    # so totals and pages count only what the caller may see.
+    hidden = labels.hidden_categories(principal.grants) if principal is not None else ()
     if conn is not None:
         result = engine.search(
-            conn, res_type, params, compartment=compartment, strict=strict, base_url=base
+            conn,
+            res_type,
+            params,
+            compartment=compartment,
+            strict=strict,
+            base_url=base,
+            hidden_labels=hidden,
         )
     else:
         with service.repo.reading() as c:
             result = engine.search(
-                c, res_type, params, compartment=compartment, strict=strict, base_url=base
+                c,
+                res_type,
+                params,
+                compartment=compartment,
+                strict=strict,
+                base_url=base,
+                hidden_labels=hidden,
             )
     if principal is not None:
         result.entries = guard.visible_entries(result.entries, principal)

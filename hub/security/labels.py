@@ -87,3 +87,15 @@ def required_grants_json(content: str | bytes) -> frozenset[str]:
 def validate_grants(grants: Iterable[str]) -> list[str]:
     """The unknown grant codes in ``grants``."""
     return [g for g in grants if g not in GRANTS]
+
+
+def hidden_categories(grants: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The category labels ``(system, code)`` that ``grants`` do not open.
+
+    Searches and the lifetime operations filter these in SQL, so that totals
+    and paging never count what the caller cannot see; the remaining rules
+    (``R``/``V`` alone, scopes, patient context) are applied to the results.
+    """
+    return tuple(
+        label for label, grant in CATEGORIES.items() if not granted(frozenset([grant]), grants)
+    )
