@@ -62,6 +62,8 @@ def render(result: Result) -> Response:
     if result.body is None:
         return Response(status=result.status, headers=headers)
     body = result.body
+    if "Content-Type" in headers and isinstance(body, bytes):
+        return Response(body, status=result.status, headers=headers)  # a non-FHIR payload (CDA XML)
     if _wants_elements() and result.status == 200:
         body = _shape(body)
     payload = formats.render(body, fmt, pretty())

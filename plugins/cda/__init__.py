@@ -67,3 +67,11 @@ def is_stale(incoming: dict, stored: dict) -> bool:
     from fhirhub_plugins.cda.ordering import is_stale as older
 
     return older(incoming, stored)
+
+
+@hookimpl
+def register_operations() -> list:
+    """``Patient/{id}/$cda-document``: documents from the lifetime file, for download or upload."""
+    from fhirhub_plugins.cda.operation import OPERATION
+
+    return [OPERATION]

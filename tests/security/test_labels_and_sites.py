@@ -350,8 +350,12 @@ def test_everything_and_lifetime_file_leave_out_labelled_resources(
 
 def test_search_totals_do_not_count_hidden_resources(anon_client, auth_headers, records):
     bare = auth_headers(READER, labels=())
-    found = anon_client.get(f"/fhir/Observation?subject=Patient/{records.pid}&_total=accurate", headers=bare).get_json()
+    found = anon_client.get(
+        f"/fhir/Observation?subject=Patient/{records.pid}&_total=accurate", headers=bare
+    ).get_json()
     assert found["total"] == len(found.get("entry", [])) == 1
     granted = auth_headers(READER, labels=("veteran-status",))
-    found = anon_client.get(f"/fhir/Observation?subject=Patient/{records.pid}&_total=accurate", headers=granted).get_json()
+    found = anon_client.get(
+        f"/fhir/Observation?subject=Patient/{records.pid}&_total=accurate", headers=granted
+    ).get_json()
     assert found["total"] == 2
