@@ -227,11 +227,11 @@ def time_pages(url: str) -> dict:
 
     from hub.app import create_app
     from hub.app import get_hub
-    from hub.ui import accounts
+    from hub.security.users import create_user
 
     app = create_app({"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False, "SECRET_KEY": "bench"})
     with get_hub(app).engine.begin() as conn:
-        accounts.create_user(conn, "bench", "bench-password", ["admin"], "")
+        create_user(conn, "bench", "bench-password", ["admin"], "")
     client = app.test_client()
     page = client.get("/ui/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)

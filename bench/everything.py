@@ -111,8 +111,14 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp()
     url = args.db or f"sqlite:///{tmp}/bench.db"
-    app = create_app({"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False, "TESTING": True})
+    from hub.app import get_hub
+
+    app = create_app(
+        {"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False, "TESTING": True, "RATE_LIMIT_PER_SECOND": 0}
+    )
     client = app.test_client()
+    token = get_hub(app).security.mint("bench", "system/*.cruds", kind="user", grants=("*",))
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     t0 = time.perf_counter()
     load(
         client,
