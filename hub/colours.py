@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 
 from hub import codesystems as cs
+from hub.completeness.periods import age_on
+from hub.completeness.periods import parse_date
 from hub.identity.ids import stable_id
 from hub.identity.ids import with_content_hash
 from hub.paths import MAPPINGS_DIR
@@ -200,7 +202,7 @@ def classify(
     for res in resources:
         kind = res.get("resourceType")
         if kind == "Patient" and res.get("id") == patient_id:
-            birth = _date(res.get("birthDate"))
+            birth = parse_date(res.get("birthDate"))
         elif kind == "Condition" and _ref(res.get("subject")) == subject:
             if not _condition_active(res):
                 continue
@@ -232,8 +234,8 @@ def classify(
 
 def _condition_evidence(res, category, sub, code, all_codes, birth, today, rules) -> list[Evidence]:
     out: list[Evidence] = []
-    onset = _date(res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start"))
-    onset = onset or _date(res.get("recordedDate"))
+    onset = parse_date(res.get("onsetDateTime") or (res.get("onsetPeriod") or {}).get("start"))
+    onset = onset or parse_date(res.get("recordedDate"))
     reference = f"Condition/{res.get('id')}"
     matched = False
     for rule in rules.icd10:
@@ -249,7 +251,7 @@ def _condition_evidence(res, category, sub, code, all_codes, birth, today, rules
         ):
             continue
         if rule.max_age is not None:
-            if birth is None or _age(birth, today) > rule.max_age:
+            if birth is None or age_on(birth, today) > rule.max_age:
                 continue
         matched = True
         colour = rule.colour
@@ -521,24 +523,6 @@ def _flag_colour(res: dict) -> str | None:
 
 def _flag_active(flag: dict | None) -> bool:
     return bool(flag) and flag.get("status") == "active"
-
-
-def _date(value: str | None) -> dt.date | None:
-    if not value:
-        return None
-    text = str(value)[:10]
-    try:
-        if len(text) == 4:
-            return dt.date(int(text), 1, 1)
-        if len(text) == 7:
-            return dt.date(int(text[:4]), int(text[5:7]), 1)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _age(birth: dt.date, today: dt.date) -> int:
-    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
 def _months_between(start: dt.date, end: dt.date) -> int:
