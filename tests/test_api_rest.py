@@ -352,3 +352,14 @@ def test_fhirpath_patch(client):
     }
     resp = client.patch("/fhir/Observation/o1", json=bad, content_type="application/fhir+json")
     assert resp.status_code == 422
+
+
+def test_non_ascii_digits_are_a_clean_400(client):
+    for url in (
+        "/fhir/Patient?_count=²",
+        "/fhir/_history?_count=²",
+        "/fhir/Patient/x/_history/²",
+        "/api/inbox?limit=²",
+    ):
+        resp = client.get(url)
+        assert 400 <= resp.status_code < 500, (url, resp.status_code)

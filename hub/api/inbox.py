@@ -25,7 +25,7 @@ def _int(name: str, default: int | None = None) -> int | None:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    if not value.isdecimal():
         raise outcomes.bad_request(f"{name} must be a whole number", name)
     return int(value)
 

@@ -200,7 +200,7 @@ def _clinical_range(r, start: dt.datetime | None, end: dt.datetime | None):
 def _count(value: str | None, default: int, maximum: int) -> int:
     if value is None or value == "":
         return min(default, maximum)
-    if not value.isdigit():
+    if not value.isdecimal():
         raise outcomes.bad_request(f"_count must be a whole number, not {value!r}", "_count")
     return min(int(value), maximum)
 
@@ -208,7 +208,7 @@ def _count(value: str | None, default: int, maximum: int) -> int:
 def _cursor(value: str | None) -> int | None:
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdecimal():
         raise outcomes.bad_request("Invalid _cursor", "_cursor")
     return int(value)
 

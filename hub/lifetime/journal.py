@@ -71,6 +71,6 @@ class Journal:
 def parse_versioned(reference: str) -> tuple[str, str, int] | None:
     """``("Condition", "1", 3)`` from ``Condition/1/_history/3``."""
     parts = reference.split("/")
-    if len(parts) != 4 or parts[2] != "_history" or not parts[3].isdigit():
+    if len(parts) != 4 or parts[2] != "_history" or not parts[3].isdecimal():
         return None
     return parts[0], parts[1], int(parts[3])

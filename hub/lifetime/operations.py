@@ -125,7 +125,7 @@ def match(call: OperationCall) -> Result:
         )
     only_certain = str(call.param("onlyCertainMatches", "false")).lower() == "true"
     count = call.param("count")
-    if count is not None and not str(count).isdigit():
+    if count is not None and not str(count).isdecimal():
         raise outcomes.bad_request(f"count must be a whole number, not {count!r}", "count")
     the_hub = call.hub
     with the_hub.repo.reading() as conn:

@@ -55,8 +55,8 @@ def is_stale(incoming: dict, stored: dict | None) -> bool:
     if (
         new_key
         and new_key == old_key
-        and new_n.lstrip("-").isdigit()
-        and old_n.lstrip("-").isdigit()
+        and new_n.lstrip("-").isdecimal()
+        and old_n.lstrip("-").isdecimal()
     ):
         if int(new_n) != int(old_n):
             return int(new_n) < int(old_n)
