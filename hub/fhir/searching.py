@@ -8,6 +8,7 @@ security label) are left out of the Bundle.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from hub import outcomes
@@ -42,18 +43,14 @@ def search_bytes(
         raise outcomes.error(501, "not-supported", "Search is not available on this server")
     from hub.search.bundle import searchset_bytes
 
-    if _asks_linked(params):
-        if conn is not None:
-            params = expand_linked(conn, params)
-        else:
-            with service.repo.reading() as c:
-                params = expand_linked(c, params)
     # Label categories the caller holds no grant for never leave the database,
     # so totals and pages count only what the caller may see.
     hidden = labels.hidden_categories(principal.grants) if principal is not None else ()
-    if conn is not None:
+    with nullcontext(conn) if conn is not None else service.repo.reading() as c:
+        if _asks_linked(params):
+            params = expand_linked(c, params)
         result = engine.search(
-            conn,
+            c,
             res_type,
             params,
             compartment=compartment,
@@ -61,17 +58,6 @@ def search_bytes(
             base_url=base,
             hidden_labels=hidden,
         )
-    else:
-        with service.repo.reading() as c:
-            result = engine.search(
-                c,
-                res_type,
-                params,
-                compartment=compartment,
-                strict=strict,
-                base_url=base,
-                hidden_labels=hidden,
-            )
     if principal is not None:
         result.entries = guard.visible_entries(result.entries, principal)
         info = request_info()
