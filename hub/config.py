@@ -20,11 +20,16 @@ DEFAULTS = {
     # Search page size when the client gives no _count, and the largest allowed.
     "DEFAULT_COUNT": 20,
     "MAX_COUNT": 1000,
+    # Create or migrate the schema when the app starts (set false for several
+    # processes sharing one PostgreSQL; run ``hub db upgrade`` once instead).
+    "AUTO_MIGRATE": True,
     # Plugin loading: comma-separated entry-point names, or empty for all.
     "LOAD_PLUGINS": "",
     "TRACE_PLUGINS": False,
     # Extra folders of site manifests (colon-separated), added to conformance/sites.
     "SITES_DIR": "",
+    # Load the example sites in conformance/sites (switch off in production).
+    "LOAD_EXAMPLE_SITES": True,
     # Extra folders of code maps, added to mappings/.
     "MAPPINGS_DIR": "",
     # Extra folders of profiles, added to profiles/.
@@ -39,4 +44,23 @@ DEFAULTS = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
     "AUDIT_RETENTION_DAYS": 183,
+    # Ingestion (docs/ingestion.md): a worker's claim on an inbox item expires
+    # after this many seconds (a killed worker's messages are taken over);
+    # outbound deliveries become dead letters after this many attempts.
+    "INBOX_LEASE_SECONDS": 300,
+    "OUTBOUND_MAX_ATTEMPTS": 8,
+    # Recompute five colours and household groups right after each ingested
+    # message (else only ``hub worker`` does, from the change feed).
+    "LIFETIME_INLINE": True,
+    # $everything page size when the client gives no _count.
+    "EVERYTHING_COUNT": 1000,
+    # Identity matching thresholds (docs/ingestion.md): auto-link at or above,
+    # queue for an archive manager's review at or above.
+    "MATCH_AUTO_LINK": 0.90,
+    "MATCH_REVIEW": 0.70,
 }
+# Set in the environment only: HUB_IDENTITY_KEY (the key of the Patient ids
+# derived from resident ID numbers; never change it once data is stored),
+# HUB_SECRET_KEY (web sessions; generated into the instance folder when unset),
+# HUB_POOL_SIZE (database connections per process, default 8),
+# HUB_INSTANCE_PATH (the instance folder).

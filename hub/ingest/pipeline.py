@@ -30,6 +30,7 @@ from hub.fhir import bundles
 from hub.fhir.service import Quarantined
 from hub.fhir.service import WriteOptions
 from hub.identity.ids import stable_id
+from hub.identity.matching import Thresholds
 from hub.ingest import identity
 from hub.ingest.inbox import REPLAYABLE
 from hub.ingest.inbox import Inbox
@@ -222,7 +223,9 @@ class Pipeline:
             source_key=item.source_key,
             state=state,
         )
-        tasks = identity.resolve(self.hub.service, bundle)
+        tasks = identity.resolve(
+            self.hub.service, bundle, Thresholds.from_settings(self.hub.config)
+        )
         merges = lifetime_ingest.merge_requests(bundle)
         entries = bundle.setdefault("entry", [])
         for task in tasks:
