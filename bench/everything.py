@@ -114,7 +114,12 @@ def main() -> None:
     from hub.app import get_hub
 
     app = create_app(
-        {"DATABASE_URL": url, "LOAD_ENTRY_POINTS": False, "TESTING": True, "RATE_LIMIT_PER_SECOND": 0}
+        {
+            "DATABASE_URL": url,
+            "LOAD_ENTRY_POINTS": False,
+            "TESTING": True,
+            "RATE_LIMIT_PER_SECOND": 0,
+        }
     )
     client = app.test_client()
     token = get_hub(app).security.mint("bench", "system/*.cruds", kind="user", grants=("*",))

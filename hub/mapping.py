@@ -18,6 +18,7 @@ entries and/or ``unmapped`` only.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,10 @@ class MappingContext:
         # Per-site state kept between messages (JSON-ready values); the
         # pipeline loads it before mapping and saves it with the message's data.
         self.state: dict[str, Any] = {}
+        # Outbound only: ``read("Type/id")`` gives a stored resource (or None),
+        # for messages that need more than the changed resource (the patient
+        # behind an Observation, the results a DiagnosticReport refers to).
+        self.read: Callable[[str], dict[str, Any] | None] | None = None
 
     def code_map(self, name: str) -> CodeMap:
         overrides = getattr(self.site, "code_map_overrides", None) or {}

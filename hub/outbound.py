@@ -73,6 +73,7 @@ def dispatch(hub: Any, batch: int = 500) -> int:
         )
         if not changes:
             return 0
+        reader = _reader(hub, conn)
         for change in changes:
             if not sites:
                 break
@@ -85,6 +86,7 @@ def dispatch(hub: Any, batch: int = 500) -> int:
                 if change.site == site.name:
                     continue  # never echo a change back to its source
                 context = MappingContext(site, hub.code_maps)
+                context.read = reader
                 try:
                     messages = hub.pm.hook.map_outbound(
                         resource=resource, event=change.op, site=site, context=context
@@ -114,6 +116,19 @@ def dispatch(hub: Any, batch: int = 500) -> int:
             .values(seq=changes[-1].seq, updated_at=_now())
         )
     return queued
+
+
+def _reader(hub: Any, conn):
+    """``read("Type/id")`` over the dispatcher's connection, for adapters' context."""
+
+    def read(reference: str) -> dict[str, Any] | None:
+        res_type, _, res_id = reference.partition("/")
+        if not res_id or "/" in res_id:
+            return None
+        stored = hub.repo.read(res_type, res_id, conn)
+        return stored.resource() if stored is not None and not stored.deleted else None
+
+    return read
 
 
 def _version(conn, change) -> dict[str, Any]:

@@ -319,6 +319,71 @@ def receiver():
     server.stop()
 
 
+def test_oru_outbound_carries_stored_results_and_the_patient(app_config, tmp_path, receiver):
+    from hub import outbound
+
+    folder = _outbound_site(tmp_path, receiver.port)
+    manifest = folder / "receiving-his" / "site.yaml"
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace(
+            "events: [Patient]", "events: [DiagnosticReport]"
+        ),
+        encoding="utf-8",
+    )
+    app_config["SITES_DIR"] = str(folder)
+    app_config["LOAD_EXAMPLE_SITES"] = False
+    app = create_app(app_config)
+    hub = get_hub(app)
+    try:
+        client = authed_client(app)
+        client.put(
+            "/fhir/Patient/lab-p",
+            json={
+                "resourceType": "Patient",
+                "id": "lab-p",
+                "identifier": [{"system": "urn:oid:2.16.156.10011.1.3", "value": RESIDENT}],
+                "name": [{"family": "钱", "given": ["七"]}],
+            },
+        )
+        for i, value in enumerate((5.6, 7.8)):
+            client.put(
+                f"/fhir/Observation/glu-{i}",
+                json={
+                    "resourceType": "Observation",
+                    "id": f"glu-{i}",
+                    "status": "final",
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+                    "subject": {"reference": "Patient/lab-p"},
+                    "valueQuantity": {
+                        "value": value,
+                        "unit": "mmol/L",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "mmol/L",
+                    },
+                },
+            )
+        client.put(
+            "/fhir/DiagnosticReport/rep-1",
+            json={
+                "resourceType": "DiagnosticReport",
+                "id": "rep-1",
+                "status": "final",
+                "code": {"text": "血糖"},
+                "subject": {"reference": "Patient/lab-p"},
+                "result": [{"reference": "Observation/glu-0"}, {"reference": "Observation/glu-1"}],
+            },
+        )
+        assert outbound.dispatch(hub) == 1
+        assert outbound.deliver(hub)["sent"] == 1
+        message = receiver.received[0].decode()
+        segments = [seg for seg in message.replace("\n", "\r").split("\r") if seg]
+        assert sum(seg.startswith("OBX") for seg in segments) == 2
+        pid = next(seg for seg in segments if seg.startswith("PID"))
+        assert RESIDENT in pid and "钱" in pid
+    finally:
+        hub.close()
+
+
 def _outbound_site(tmp_path, port: int) -> Path:
     folder = tmp_path / "out-sites" / "receiving-his"
     folder.mkdir(parents=True)

@@ -281,6 +281,14 @@ def observations_to_oru_r01(
     return ("\r".join(segments) + "\r").encode(out.encoding)
 
 
+def _subject(resource: dict, read) -> dict | None:
+    """The stored Patient a result is about (PID from its identifiers), when the hub can read it."""
+    reference = (resource.get("subject") or {}).get("reference", "")
+    if read is None or not reference.startswith("Patient/"):
+        return None
+    return read(reference)
+
+
 def outbound_messages(
     resource: dict, event: str, site: Any, context: MappingContext
 ) -> list[OutboundMessage]:
@@ -290,17 +298,27 @@ def outbound_messages(
     rtype = resource.get("resourceType")
     if event == "delete" or rtype not in wanted:
         return []
+    read = getattr(context, "read", None)
     if rtype == "Patient":
         body = patient_to_adt_a31(resource, site, context)
         kind = "ADT^A31"
     elif rtype == "Observation":
-        body = observations_to_oru_r01([resource], site, context)
+        body = observations_to_oru_r01([resource], site, context, patient=_subject(resource, read))
         kind = "ORU^R01"
     elif rtype == "DiagnosticReport":
-        contained = [
+        results = [
             r for r in resource.get("contained", []) if r.get("resourceType") == "Observation"
         ]
-        body = observations_to_oru_r01(contained, site, context, report=resource)
+        if read is not None:  # results stored on their own, referenced from DiagnosticReport.result
+            for ref in resource.get("result", []):
+                reference = ref.get("reference", "")
+                if reference.startswith("Observation/"):
+                    found = read(reference)
+                    if found is not None:
+                        results.append(found)
+        body = observations_to_oru_r01(
+            results, site, context, report=resource, patient=_subject(resource, read)
+        )
         kind = "ORU^R01"
     else:
         return []
