@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 
 import pytest
 
@@ -173,16 +172,25 @@ def test_key_rotation_and_retirement(hub, anon_client):
     assert new.status_code == 200
 
 
-def test_verification_is_fast(hub):
+def test_verification_needs_no_database(hub):
+    """A token is checked with the cached keys alone: no connection per request."""
+    from sqlalchemy import event
+
     token = hub.security.mint("u", "system/*.rs", kind="user", grants=["*"])
     header = f"Bearer {token}"
     hub.security.authenticate(header, None)  # warm the key cache
-    start = time.perf_counter()
-    for _ in range(2000):
-        hub.security.authenticate(header, None)
-    per_request = (time.perf_counter() - start) / 2000
-    # Well under a millisecond (HMAC + a dictionary lookup; no database round trip).
-    assert per_request < 0.0005, per_request
+    checkouts = []
+
+    def count(*_args):
+        checkouts.append(1)
+
+    event.listen(hub.engine, "checkout", count)
+    try:
+        for _ in range(50):
+            assert hub.security.authenticate(header, None) is not None
+    finally:
+        event.remove(hub.engine, "checkout", count)
+    assert checkouts == []
 
 
 def test_cli_clients_and_token(database_url, tmp_path, app, anon_client):
