@@ -110,23 +110,7 @@ class CcdaReader(DocumentReader):
         self.type_code = code.get("code") if code is not None else None
         self.type_display = code.get("displayName") if code is not None else None
         self.doc_type = None
-        self.title = self.text(root, "v3:title")
-        self.document_time = self.ts(self.find(root, "v3:effectiveTime"))
-        if not self.document_time:
-            raise _fail(
-                "required",
-                "effectiveTime is missing or malformed",
-                "ClinicalDocument/effectiveTime",
-            )
-        conf = self.find(root, "v3:confidentialityCode")
-        self.confidentiality = conf.get("code") if conf is not None else "N"
-        set_id = self.find(root, "v3:setId")
-        self.set_id = (
-            (set_id.get("extension") or set_id.get("root")) if set_id is not None else None
-        )
-        version = self.find(root, "v3:versionNumber")
-        self.version = version.get("value") if version is not None else None
-        self.doc_key = self.set_id or self.doc_id
+        self.read_versioning(set_id_root=True)
         self.read_custodian()
         self.read_author()
         self.read_patient()

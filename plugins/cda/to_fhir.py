@@ -207,6 +207,23 @@ class DocumentReader(EntryMappers):
                 f"document type {self.type_code!r} (templateId {templates}) is not supported",
                 "ClinicalDocument/code",
             )
+        self.read_versioning(set_id_root=False)
+        for child in root:
+            if isinstance(child.tag, str) and child.tag not in _HEADER_READ:
+                self.context.unused(f"ClinicalDocument/{child.tag.split('}')[-1]}")
+        self.read_custodian()
+        self.read_author()
+        self.read_patient()
+        self.read_encompassing_encounter()
+        self.read_related_documents()
+
+    def read_versioning(self, set_id_root: bool) -> None:
+        """Title, document time, confidentiality and the setId/version pair.
+
+        ``set_id_root``: a setId given by ``root`` alone counts (C-CDA); the
+        Chinese documents name the set by ``extension``.
+        """
+        root = self.root
         self.title = self.text(root, "v3:title")
         # effectiveTime: when the document was made/uploaded, not the clinical time (DOMAIN §10.2)
         self.document_time = self.ts(self.find(root, "v3:effectiveTime"))
@@ -219,18 +236,12 @@ class DocumentReader(EntryMappers):
         conf = self.find(root, "v3:confidentialityCode")
         self.confidentiality = conf.get("code") if conf is not None else "N"
         set_id = self.find(root, "v3:setId")
-        self.set_id = set_id.get("extension") if set_id is not None else None
+        self.set_id = None
+        if set_id is not None:
+            self.set_id = set_id.get("extension") or (set_id.get("root") if set_id_root else None)
         version = self.find(root, "v3:versionNumber")
         self.version = version.get("value") if version is not None else None
         self.doc_key = self.set_id or self.doc_id
-        for child in root:
-            if isinstance(child.tag, str) and child.tag not in _HEADER_READ:
-                self.context.unused(f"ClinicalDocument/{child.tag.split('}')[-1]}")
-        self.read_custodian()
-        self.read_author()
-        self.read_patient()
-        self.read_encompassing_encounter()
-        self.read_related_documents()
 
     def organization(self, org, where: str) -> dict | None:
         if org is None:
