@@ -291,15 +291,15 @@ _MANIFEST_TEMPLATE = """\
 # Site manifest: every key is described in docs/sites.md.
 name: {name}
 adapter: {adapter}
-description: TODO one line saying which system this is
+description: FILL-IN one line saying which system this is
 organization:
   id: {name}
-  name: TODO the institution's name
+  name: FILL-IN the institution's name
   identifier:
-    system: urn:oid:2.16.156.10011.1.5     # TODO organisation code system
-    value: TODO-organisation-code
+    system: urn:oid:2.16.156.10011.1.5     # FILL-IN: organisation code system
+    value: FILL-IN-organisation-code
 {match}identifier_systems:
-  mrn: urn:oid:2.16.156.10011.0.99.{name}.mrn     # TODO the hospital's MRN assigning authority OID
+  mrn: urn:oid:2.16.156.10011.0.99.{name}.mrn     # FILL-IN: the hospital's MRN assigning authority OID
   visit: urn:oid:2.16.156.10011.0.99.{name}.visit
 encoding: utf-8
 timezone: Asia/Shanghai
@@ -318,7 +318,7 @@ This folder declares one partner system and holds its conformance kit: real
 of it. The kit passes as created, with one example case; make it describe the
 real site step by step. Every `site.yaml` key is documented in `docs/sites.md`.
 
-1. **Say who the site is.** In `site.yaml`, replace every `TODO`:
+1. **Say who the site is.** In `site.yaml`, replace every `FILL-IN`:
    `description`, `organization.name` and `organization.identifier` (the
    institution's organisation code).
 2. **Set the match keys.** {match_step}
@@ -370,9 +370,9 @@ _DEFAULT_MATCH_STEP = (
 _INPUT_EXTENSIONS = {"hl7v2": "hl7", "va_registry": "csv", "cda": "xml", "fhir": "json"}
 
 _EXAMPLE_HL7 = (
-    "MSH|^~\\&|TODO_APP|TODO_FACILITY|FHIRHUB|HUB|20240101080000||ADT^A28^ADT_A05|{name}-0001|P|2.5|||||CHN|UNICODE UTF-8\r"
+    "MSH|^~\\&|FILL_IN_APP|FILL_IN_FACILITY|FHIRHUB|HUB|20240101080000||ADT^A28^ADT_A05|{name}-0001|P|2.5|||||CHN|UNICODE UTF-8\r"
     "EVN|A28|20240101080000\r"
-    "PID|1||000001^^^TODO_FACILITY^MR||测试^患者||19800101|2\r"
+    "PID|1||000001^^^FILL_IN_FACILITY^MR||测试^患者||19800101|2\r"
 )
 # One synthetic registry row (the person is invented; the ID number's check character is valid).
 _EXAMPLE_REGISTRY_CSV = (
@@ -390,7 +390,7 @@ _EXAMPLES = {
 def scaffold_site(name: str, adapter: str, target_dir: Path) -> Path:
     """Write a new site folder ``target_dir/name`` and return it.
 
-    The folder holds a manifest with TODO markers, a README for the
+    The folder holds a manifest with FILL-IN markers, a README for the
     integration engineer and, for adapters with an example (HL7 v2, the
     veterans registry), one case whose golden files are what the adapter makes
     of it now, so ``hub conformance run NAME`` passes at once.
@@ -405,7 +405,7 @@ def scaffold_site(name: str, adapter: str, target_dir: Path) -> Path:
     (folder / "mappings").mkdir(parents=True)
     match = ""
     if adapter == "hl7v2":
-        match = "match:\n  sending_application: TODO_APP     # MSH-3\n  sending_facility: TODO_FACILITY  # MSH-4\n"
+        match = "match:\n  sending_application: FILL_IN_APP     # MSH-3\n  sending_facility: FILL_IN_FACILITY  # MSH-4\n"
     (folder / MANIFEST).write_text(
         _MANIFEST_TEMPLATE.format(name=name, adapter=adapter, match=match), encoding="utf-8"
     )

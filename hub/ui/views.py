@@ -718,13 +718,7 @@ def inbox():
             for r in rows
         )
         return exports.response(fmt, "dead-letters" if dead else "inbox", header, data)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = conn.execute(
-            stmt.order_by(i.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-        ).all()
-        counts = dict(conn.execute(select(i.c.status, func.count()).group_by(i.c.status)).all())
+    page, rows, total, counts = _status_page(hub, stmt, i)
     _record("search", entity=["Basic/inbox"])
     return render_template(
         "inbox.html",
@@ -830,13 +824,7 @@ def deliveries():
             for r in rows
         )
         return exports.response(fmt, f"deliveries-{status or 'all'}", header, data)
-    page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = conn.execute(
-            stmt.order_by(d.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-        ).all()
-        counts = dict(conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all())
+    page, rows, total, counts = _status_page(hub, stmt, d)
     _record("search", entity=["Basic/deliveries"])
     return render_template(
         "deliveries.html",
@@ -848,6 +836,20 @@ def deliveries():
         statuses=DELIVERY_STATUSES,
         counts=counts,
     )
+
+
+def _status_page(hub, stmt, table):
+    """The requested page of an inbox-like table (newest first), its size and status counts."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    with hub.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        rows = conn.execute(
+            stmt.order_by(table.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+        ).all()
+        counts = dict(
+            conn.execute(select(table.c.status, func.count()).group_by(table.c.status)).all()
+        )
+    return page, rows, total, counts
 
 
 @bp.get("/deliveries/<int:item_id>")
