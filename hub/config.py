@@ -49,6 +49,10 @@ DEFAULTS = {
     # outbound deliveries become dead letters after this many attempts.
     "INBOX_LEASE_SECONDS": 300,
     "OUTBOUND_MAX_ATTEMPTS": 8,
+    # Group commit: up to this many inbox items of one site are stored in one
+    # database transaction (``hub ingest``, the MLLP listener, ``hub worker``).
+    # A message that fails is taken out and handled alone; 1 turns grouping off.
+    "INGEST_GROUP_SIZE": 50,
     # Recompute five colours and household groups right after each ingested
     # message (else only ``hub worker`` does, from the change feed).
     "LIFETIME_INLINE": True,

@@ -167,14 +167,31 @@ def _anchor(expression: str, where: str) -> str:
 def _transaction(
     service: FhirService, raw_entries: list, base: str, opts: WriteOptions, within: Any = None
 ) -> dict[str, Any]:
+    entries = prepare_transaction(raw_entries)
+    site_name = getattr(opts.site, "name", None)
+
+    def attempt(writer: Writer):
+        response = run_transaction(service, writer, entries, base, opts)
+        if within is not None:
+            within(writer, response)
+        return response
+
+    result_entries = service.repo.write(attempt, site=site_name)
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
+
+
+def prepare_transaction(raw_entries: list) -> list[_Entry]:
+    """Parse and structure-check a transaction's entries (nothing touches the database).
+
+    Every entry is checked, so that the client sees every problem at once.
+    """
+    from hub.validation.structure import check_structure
+
     entries = [_parse_entry(i, raw) for i, raw in enumerate(raw_entries)]
-    # Structure first, for every entry, so that the client sees every problem at once.
     problems: list[dict] = []
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
             try:
-                from hub.validation.structure import check_structure
-
                 check_structure(e.resource)
             except outcomes.OperationOutcomeError as err:
                 problems.extend(_prefix(err, f"Bundle.entry[{e.index}].resource").issues)
@@ -185,18 +202,26 @@ def _transaction(
         raise outcomes.bad_request("Two entries share one fullUrl", "Bundle.entry.fullUrl")
     for e in entries:
         e.planned_id = new_id() if e.method == "POST" else None
-    site_name = getattr(opts.site, "name", None)
+    return entries
 
-    def attempt(writer: Writer):
-        # A retried attempt (after losing a race) starts again from the request's resources.
-        fresh = [dataclasses.replace(e, resource=_copy(e.resource)) for e in entries]
-        response = _run_transaction(service, writer, fresh, base, opts)
-        if within is not None:
-            within(writer, response)
-        return response
 
-    result_entries = service.repo.write(attempt, site=site_name)
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
+def run_transaction(
+    service: FhirService,
+    writer: Writer,
+    entries: list[_Entry],
+    base: str,
+    opts: WriteOptions,
+    copy: bool = True,
+) -> list[dict[str, Any]]:
+    """Apply prepared entries with ``writer``; returns the response entries.
+
+    Safe to run again from scratch (a retried attempt after a lost race): it
+    works on copies of the entries' resources, unless ``copy=False`` says the
+    caller made the entries for this attempt alone.
+    """
+    if copy:
+        entries = [dataclasses.replace(e, resource=_copy(e.resource)) for e in entries]
+    return _run_transaction(service, writer, entries, base, opts)
 
 
 def _run_transaction(
@@ -210,6 +235,7 @@ def _run_transaction(
         if e.method == "POST":
             e.res_id = e.planned_id
             if e.if_none_exist:
+                writer.flush()  # earlier staged writes must be found by the search
                 matches = service.match_ids(writer.conn, e.res_type, parse_query(e.if_none_exist))
                 if len(matches) > 1:
                     raise _entry_error(
@@ -221,6 +247,7 @@ def _run_transaction(
                 if matches:
                     e.res_id, e.noop = matches[0], True
         elif e.method in ("PUT", "DELETE", "PATCH") and e.query:
+            writer.flush()
             matches = service.match_ids(writer.conn, e.res_type, parse_query(e.query))
             if len(matches) > 1:
                 raise _entry_error(
@@ -263,13 +290,16 @@ def _run_transaction(
             _apply(service, writer, e, opts)
         except outcomes.OperationOutcomeError as err:
             raise _entry_error(e, err) from None
-    writer.flush()
-    for e in entries:
-        if e.method in ("GET", "HEAD"):
-            try:
-                e.result = dispatch_get(service, e.url, base, conn=writer.conn)
-            except outcomes.OperationOutcomeError as err:
-                raise _entry_error(e, err) from None
+    # The writes stay staged (the writer flushes them in bulk at commit, or
+    # before any query that must see them): GET entries are such queries.
+    reads = [e for e in entries if e.method in ("GET", "HEAD")]
+    if reads:
+        writer.flush()
+    for e in reads:
+        try:
+            e.result = dispatch_get(service, e.url, base, conn=writer.conn)
+        except outcomes.OperationOutcomeError as err:
+            raise _entry_error(e, err) from None
     return [_response_entry(e, base, opts) for e in entries]
 
 
@@ -464,6 +494,7 @@ def _resolve_conditional(
     if ref in cache:
         return cache[ref]
     res_type, _, query = ref.partition("?")
+    writer.flush()  # earlier staged writes must be found by the search
     matches = service.match_ids(writer.conn, res_type, parse_query(query))
     if len(matches) != 1:
         raise _entry_error(

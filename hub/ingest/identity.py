@@ -94,8 +94,17 @@ def _union(old: list, new: list, key: str) -> list:
     return list(out.values())
 
 
-def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> list[dict[str, Any]]:
-    """Apply the identity stage to ``bundle`` in place; returns review Tasks to add."""
+def resolve(
+    service: Any, bundle: dict[str, Any], thresholds: Any = None, writer: Any = None
+) -> list[dict[str, Any]]:
+    """Apply the identity stage to ``bundle`` in place; returns review Tasks to add.
+
+    With ``writer`` (the pipeline's), the stored Patients are read in the
+    transaction that will write the merged ones (locked on PostgreSQL, so two
+    messages about one person cannot lose each other's update), and staged
+    writes of earlier messages in the same group are seen.
+    """
+    read = writer.current if writer is not None else service.repo.read
     renames: dict[str, str] = {}
     tasks: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
@@ -110,11 +119,11 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
         old_id = resource.get("id")
         number = resident_number(resource)
         target = patient_id_for_resident_id(number) if number else old_id
-        existing = service.repo.read("Patient", target) if target else None
+        existing = read("Patient", target) if target else None
         if (existing is None or existing.deleted) and number is None:
-            linked, task = _match(service, resource, thresholds)
+            linked, task = _match(service, resource, thresholds, writer)
             if linked:
-                target, existing = linked, service.repo.read("Patient", linked)
+                target, existing = linked, read("Patient", linked)
             elif task:
                 tasks.append(task)
         if target is None:
@@ -148,7 +157,7 @@ def resolve(service: Any, bundle: dict[str, Any], thresholds: Any = None) -> lis
 
 
 def _match(
-    service: Any, patient: dict[str, Any], thresholds: Any
+    service: Any, patient: dict[str, Any], thresholds: Any, writer: Any = None
 ) -> tuple[str | None, dict | None]:
     """Score existing Patients born the same day; auto-link or queue a review."""
     if not patient.get("birthDate") or service.search_engine is None:
@@ -162,8 +171,12 @@ def _match(
         # Same birth date and a surname that sounds the same (张 = Zhang): a
         # handful of candidates instead of everyone born that day.
         params.append(("phonetic", surname))
-    with service.repo.reading() as conn:
-        result = service.search_engine.search(conn, "Patient", params, base_url="")
+    if writer is not None:
+        writer.flush()  # the search must see Patients staged by earlier messages
+        result = service.search_engine.search(writer.conn, "Patient", params, base_url="")
+    else:
+        with service.repo.reading() as conn:
+            result = service.search_engine.search(conn, "Patient", params, base_url="")
     import orjson
 
     scored = []

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_
+from sqlalchemy import bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -151,6 +152,96 @@ class Inbox:
         )
         return item, False
 
+    def receive_many(
+        self,
+        site: str,
+        payloads: list[tuple[bytes, str | None]],
+        *,
+        fmt: str | None = None,
+        content_type: str | None = None,
+        claim: bool = False,
+    ) -> list[tuple[InboxItem, bool]]:
+        """Store many ``(body, source_key)`` payloads in one commit; (item, duplicate) each.
+
+        The same as :meth:`receive` for each, in order, at the cost of one
+        commit: a payload seen before (or earlier in ``payloads``) comes back
+        as the earlier item with ``duplicate=True``.
+        """
+        now = dt.datetime.now(dt.UTC)
+        rows = []
+        for body, source_key in payloads:
+            digest = payload_hash(body)
+            rows.append(
+                {
+                    "site": site,
+                    "source_key": (source_key or digest)[:255],
+                    "payload_hash": digest,
+                    "format": fmt,
+                    "content_type": content_type,
+                    "received_at": now,
+                    "body": body,
+                    "status": "processing" if claim else "pending",
+                    "processed_at": now if claim else None,
+                    "attempts": 0,
+                }
+            )
+        keys = list(dict.fromkeys((r["source_key"], r["payload_hash"]) for r in rows))
+        try:
+            with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+                known = self._find_many(conn, site, keys)
+                fresh = {}
+                for row in rows:
+                    key = (row["source_key"], row["payload_hash"])
+                    if key not in known and key not in fresh:
+                        fresh[key] = row
+                if fresh:
+                    ids = conn.execute(
+                        insert(s.inbox).returning(s.inbox.c.id, sort_by_parameter_order=True),
+                        list(fresh.values()),
+                    ).scalars()
+                    for key, new_id in zip(fresh, ids, strict=True):
+                        values = fresh[key]
+                        fresh[key] = InboxItem(
+                            id=new_id,
+                            processed_at=values["processed_at"],
+                            outcome=None,
+                            result=None,
+                            **{
+                                k: v for k, v in values.items() if k not in ("body", "processed_at")
+                            },
+                        )
+        except sa_exc.IntegrityError:
+            # A concurrent receiver stored one of them first: one at a time, then.
+            return [
+                self.receive(
+                    site, body, source_key=key, fmt=fmt, content_type=content_type, claim=claim
+                )
+                for body, key in payloads
+            ]
+        out, seen = [], set()
+        for row in rows:
+            key = (row["source_key"], row["payload_hash"])
+            if key in known:
+                out.append((known[key], True))
+            else:
+                out.append((fresh[key], key in seen))
+            seen.add(key)
+        return out
+
+    def _find_many(
+        self, conn, site: str, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], InboxItem]:
+        found = {}
+        c = s.inbox.c
+        for i in range(0, len(keys), 200):
+            chunk = keys[i : i + 200]
+            stmt = select(*_COLS).where(c.site == site, c.source_key.in_({k for k, _ in chunk}))
+            wanted = set(chunk)
+            for row in conn.execute(stmt):
+                if (row.source_key, row.payload_hash) in wanted:
+                    found[(row.source_key, row.payload_hash)] = _item(row)
+        return found
+
     def find(self, site: str, source_key: str, digest: str) -> InboxItem | None:
         stmt = select(*_COLS).where(
             s.inbox.c.site == site,
@@ -252,6 +343,44 @@ class Inbox:
             "outcome": orjson.loads(outcome_text) if outcome_text else None,
             "result": orjson.loads(result_text) if result_text else None,
         }
+
+    def mark_many(self, conn, marks: list[tuple[int, str, dict | None, dict | None]]) -> list[dict]:
+        """:meth:`mark` for many ``(item_id, status, outcome, result)`` in one statement."""
+        now = dt.datetime.now(dt.UTC)
+        out, params = [], []
+        for item_id, status, outcome, result in marks:
+            outcome_text = orjson.dumps(outcome).decode() if outcome is not None else None
+            result_text = orjson.dumps(result).decode() if result is not None else None
+            params.append(
+                {
+                    "b_id": item_id,
+                    "b_status": status,
+                    "b_outcome": outcome_text,
+                    "b_result": result_text,
+                }
+            )
+            out.append(
+                {
+                    "status": status,
+                    "processed_at": now,
+                    "outcome": orjson.loads(outcome_text) if outcome_text else None,
+                    "result": orjson.loads(result_text) if result_text else None,
+                }
+            )
+        if params:
+            conn.execute(
+                update(s.inbox)
+                .where(s.inbox.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    attempts=s.inbox.c.attempts + 1,
+                    processed_at=now,
+                    outcome=bindparam("b_outcome"),
+                    result=bindparam("b_result"),
+                ),
+                params,
+            )
+        return out
 
     def mark_alone(self, item_id: int, status: str, outcome: dict | None = None) -> dict[str, Any]:
         """Record a failure in a transaction of its own (the data transaction rolled back)."""

@@ -21,6 +21,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -29,6 +30,7 @@ from hub import outcomes
 from hub.fhir import bundles
 from hub.fhir.service import Quarantined
 from hub.fhir.service import WriteOptions
+from hub.identity.ids import patient_id_for_resident_id
 from hub.identity.ids import stable_id
 from hub.identity.matching import Thresholds
 from hub.ingest import identity
@@ -93,33 +95,61 @@ class Pipeline:
         # The item was committed above; process it from memory (body included)
         # and answer with what was marked, without reading the row back.
         item.body = body
-        return IngestResult(self._process_item(item), False)
+        return IngestResult(self._process_items([item])[0], False)
+
+    def ingest_many(
+        self,
+        site_name: str,
+        bodies: list[bytes],
+        *,
+        content_type: str | None = None,
+        source_keys: list[str | None] | None = None,
+        fmt: str | None = None,
+    ) -> list[IngestResult]:
+        """:meth:`ingest` for many payloads of one site, with group commit.
+
+        The payloads are stored in the inbox with one commit, then processed
+        in groups of ``INGEST_GROUP_SIZE``, each group one database
+        transaction (a failing message is taken out of its group and marked
+        alone, so it costs the others nothing but a second try). The results
+        are the same as ingesting one by one, in order; only the number of
+        commits differs.
+        """
+        if not bodies:
+            return []
+        site = self.site(site_name)
+        fmt = fmt or self.format_for(site, bodies[0], content_type)
+        keys = source_keys or [self.source_key(fmt, body, site) for body in bodies]
+        received = self.inbox.receive_many(
+            site.name,
+            list(zip(bodies, keys, strict=True)),
+            fmt=fmt,
+            content_type=content_type,
+            claim=True,
+        )
+        fresh = []
+        for (item, duplicate), body in zip(received, bodies, strict=True):
+            if not duplicate:
+                item.body = body
+                fresh.append(item)
+        done = {item.id: item for item in self._process_items(fresh)}
+        # A payload given twice in ``bodies`` is answered with its one processing.
+        return [IngestResult(done.get(item.id, item), duplicate) for item, duplicate in received]
 
     def process(self, item_id: int) -> InboxItem:
         """Map and store one inbox item; returns it with its new status."""
-        item = self.inbox.get(item_id, with_body=True)
-        if item is None:
-            raise outcomes.not_found(f"inbox item {item_id} does not exist")
-        self._process_item(item)
-        return self.inbox.get(item.id)
+        return self.process_many([item_id])[0]
 
-    def _process_item(self, item: InboxItem) -> InboxItem:
-        """Process ``item``, marking its inbox row; returns the item as marked."""
-        try:
-            marked = self._process(item)
-        except Quarantined as err:
-            marked = self.inbox.mark_alone(item.id, "quarantined", err.outcome)
-        except outcomes.OperationOutcomeError as err:
-            marked = self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
-        except Exception as err:  # noqa: BLE001 - an adapter bug must not lose the message
-            log.exception("inbox item %s: unexpected error", item.id)
-            oo = outcomes.outcome(
-                outcomes.issue(
-                    "fatal", "exception", f"Unexpected error while processing: {type(err).__name__}"
-                )
-            )
-            marked = self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
-        return dataclasses.replace(item, body=None, attempts=item.attempts + 1, **marked)
+    def process_many(self, item_ids: list[int]) -> list[InboxItem]:
+        """Map and store inbox items in order (grouped by site); returns them as marked."""
+        items = []
+        for item_id in item_ids:
+            item = self.inbox.get(item_id, with_body=True)
+            if item is None:
+                raise outcomes.not_found(f"inbox item {item_id} does not exist")
+            items.append(item)
+        self._process_items(items)
+        return [self.inbox.get(item.id) for item in items]
 
     def replay(
         self, item_ids: list[int] | None = None, status: str | list[str] = ("failed",)
@@ -134,7 +164,6 @@ class Pipeline:
                     )
                 )
             ]
-        out = []
         for item_id in item_ids:
             item = self.inbox.get(item_id)
             if item is None:
@@ -143,16 +172,199 @@ class Pipeline:
                 raise outcomes.conflict(
                     f"inbox item {item_id} is {item.status}; only {', '.join(REPLAYABLE)} items are replayed"
                 )
-            out.append(self.process(item_id))
-        return out
+        return self.process_many(item_ids)
 
     def process_pending(self, limit: int = 1000) -> int:
         """Claim and process pending items oldest first (the worker loop); returns how many."""
         lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
         ids = self.inbox.claim(limit, lease)
-        for item_id in ids:
-            self.process(item_id)
+        self.process_many(ids)
         return len(ids)
+
+    # -- processing --------------------------------------------------------------
+
+    def _process_items(self, items: list[InboxItem]) -> list[InboxItem]:
+        """Process ``items`` in order, in groups of one site; returns them as marked."""
+        size = max(1, int(self.hub.config.get("INGEST_GROUP_SIZE", 50)))
+        out: dict[int, InboxItem] = {}
+        start = 0
+        while start < len(items):
+            end = start + 1
+            while end < len(items) and end - start < size and items[end].site == items[start].site:
+                end += 1
+            for item in self._process_group(items[start:end]):
+                out[item.id] = item
+            start = end
+        return [out[item.id] for item in items]
+
+    def _process_group(self, items: list[InboxItem]) -> list[InboxItem]:
+        """Map ``items`` (one site) and store them in one transaction; marks each.
+
+        When a message of the group fails, the transaction rolls back and the
+        group is run again in three parts: the messages before it (as a
+        group), the failing one alone (marked failed or quarantined with its
+        outcome) and the messages after it (as a group).
+        """
+        try:
+            site = self.site(items[0].site)
+        except outcomes.OperationOutcomeError as err:
+            return [self._failed(item, err) for item in items]
+        state = SiteState(lambda: self._load_state(site.name))
+        prepared: list[tuple[InboxItem, dict, list[dict]]] = []
+        marked: dict[int, InboxItem] = {}
+        for item in items:
+            try:
+                bundle, issues = map_payload(
+                    self.hub.pm,
+                    self.hub.code_maps,
+                    site,
+                    item.body or b"",
+                    fmt=item.format or "",
+                    content_type=item.content_type,
+                    source_key=item.source_key,
+                    state=state,
+                )
+            except Exception as err:  # noqa: BLE001 - marked with its outcome below
+                if state.loaded and len(items) > 1:
+                    # The adapter's state may hold part of the failed message: no group.
+                    return [self._process_group([i])[0] for i in items]
+                marked[item.id] = self._failed(item, err)
+                continue
+            prepared.append((item, bundle, issues))
+        if prepared:
+            try:
+                marks = self._store(site, state, prepared)
+            except _MessageFailed as failed:
+                k = failed.index
+                redo = [p[0] for p in prepared]
+                for item in [
+                    *(self._process_group(redo[:k]) if k else []),
+                    self._process_group([redo[k]])[0],
+                    *(self._process_group(redo[k + 1 :]) if k + 1 < len(redo) else []),
+                ]:
+                    marked[item.id] = item
+            except Exception as err:  # noqa: BLE001 - one message: marked with its outcome
+                item = prepared[0][0]
+                marked[item.id] = self._failed(item, err)
+            else:
+                for (item, _bundle, _issues), values in zip(prepared, marks, strict=True):
+                    marked[item.id] = dataclasses.replace(
+                        item, body=None, attempts=item.attempts + 1, **values
+                    )
+        return [marked[item.id] for item in items]
+
+    def _failed(self, item: InboxItem, err: Exception) -> InboxItem:
+        """Mark ``item`` failed (or quarantined) in a transaction of its own."""
+        if isinstance(err, Quarantined):
+            values = self.inbox.mark_alone(item.id, "quarantined", err.outcome)
+        elif isinstance(err, outcomes.OperationOutcomeError):
+            values = self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
+        else:  # an adapter bug must not lose the message
+            log.error("inbox item %s: unexpected error", item.id, exc_info=err)
+            oo = outcomes.outcome(
+                outcomes.issue(
+                    "fatal", "exception", f"Unexpected error while processing: {type(err).__name__}"
+                )
+            )
+            values = self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
+        return dataclasses.replace(item, body=None, attempts=item.attempts + 1, **values)
+
+    def _store(
+        self, site: Any, state: SiteState, prepared: list[tuple[InboxItem, dict, list[dict]]]
+    ) -> list[dict[str, Any]]:
+        """Store mapped messages in one transaction; returns the values each was marked with.
+
+        Raises :class:`_MessageFailed` naming the message that failed when
+        there are several (a lone message's error is raised as it is).
+        """
+        thresholds = Thresholds.from_settings(self.hub.config)
+        inline = self.hub.config.get("LIFETIME_INLINE", True)
+        org = getattr(site, "organization", None) or {}
+        agent = {"who": {"display": org.get("name") or site.name}}
+        opts = WriteOptions(prefer_return="minimal", site=site)
+        group = len(prepared) > 1
+
+        def attempt(writer):
+            marks = []
+            evidence: set[str] = set()
+            patients: set[str] = set()
+            # What the group will read, in one query instead of one or two per message.
+            writer.prefetch(key for _item, mapped, _issues in prepared for key in _reads(mapped))
+            for n, (item, mapped, issues) in enumerate(prepared):
+                try:
+                    mark, ev, pt = self._store_one(
+                        writer,
+                        item,
+                        site,
+                        orjson.loads(orjson.dumps(mapped)),
+                        issues,
+                        opts,
+                        thresholds,
+                        agent,
+                        inline,
+                    )
+                except sa_exc.SQLAlchemyError:
+                    raise  # the repository retries lost races; anything else fails the group
+                except Exception as err:
+                    if group:
+                        raise _MessageFailed(n) from err
+                    raise
+                marks.append(mark)
+                evidence |= ev
+                patients |= pt
+            if inline:
+                lifetime_ingest.refresh(writer, evidence, patients)
+            self._save_state(writer.conn, site.name, state)
+            return self.inbox.mark_many(writer.conn, marks)
+
+        return self.hub.repo.write(attempt, site=site.name)
+
+    def _store_one(
+        self,
+        writer: Any,
+        item: InboxItem,
+        site: Any,
+        bundle: dict,
+        issues: list[dict],
+        opts: WriteOptions,
+        thresholds: Thresholds,
+        agent: dict,
+        inline: bool,
+    ) -> tuple[tuple, set[str], set[str]]:
+        """One message's part of the group: identity, provenance, the transaction, merges."""
+        writer.begin_segment()
+        service = self.hub.service
+        tasks = identity.resolve(service, bundle, thresholds, writer=writer)
+        merges = lifetime_ingest.merge_requests(bundle)
+        entries = bundle.setdefault("entry", [])
+        for task in tasks:
+            entries.append(
+                {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
+            )
+        response: list[dict] = []
+        evidence: set[str] = set()
+        patients: set[str] = set()
+        if entries:
+            self._add_provenance(item, site, entries)
+            prepared = bundles.prepare_transaction(entries)
+            response = bundles.run_transaction(service, writer, prepared, "", opts, copy=False)
+            if inline:
+                evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys)
+                affected = lifetime_ingest.apply_merges(writer, merges, agent)
+                evidence |= affected
+                patients |= affected
+        errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
+        summary = _summary(response)
+        oo = outcomes.outcome(
+            outcomes.issue(
+                "information",
+                "informational",
+                f"{summary['written']} resource(s) written from {item.source_key}",
+            ),
+            *issues,
+        )
+        mark = (item.id, "partial" if errors else "done", _with_status(oo, 200), summary)
+        return mark, evidence, patients
 
     # -- helpers ---------------------------------------------------------------
 
@@ -208,64 +420,6 @@ class Pipeline:
             source_key=source_key,
             state=state,
         )
-
-    def _process(self, item: InboxItem) -> dict[str, Any]:
-        """Map, resolve and store ``item``; returns the values its inbox row was marked with."""
-        site = self.site(item.site)
-        state = SiteState(lambda: self._load_state(site.name))
-        bundle, issues = map_payload(
-            self.hub.pm,
-            self.hub.code_maps,
-            site,
-            item.body or b"",
-            fmt=item.format or "",
-            content_type=item.content_type,
-            source_key=item.source_key,
-            state=state,
-        )
-        tasks = identity.resolve(
-            self.hub.service, bundle, Thresholds.from_settings(self.hub.config)
-        )
-        merges = lifetime_ingest.merge_requests(bundle)
-        entries = bundle.setdefault("entry", [])
-        for task in tasks:
-            entries.append(
-                {"resource": task, "request": {"method": "PUT", "url": f"Task/{task['id']}"}}
-            )
-        if entries:
-            self._add_provenance(item, site, entries)
-        errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
-        status = "partial" if errors else "done"
-        opts = WriteOptions(prefer_return="minimal", site=site)
-        marked: dict[str, Any] = {}
-
-        def finish(writer, response_entries):
-            if self.hub.config.get("LIFETIME_INLINE", True):
-                org = getattr(site, "organization", None) or {}
-                agent = {"who": {"display": org.get("name") or site.name}}
-                lifetime_ingest.after_store(writer, bundle, merges, agent)
-            summary = _summary(response_entries)
-            oo = outcomes.outcome(
-                outcomes.issue(
-                    "information",
-                    "informational",
-                    f"{summary['written']} resource(s) written from {item.source_key}",
-                ),
-                *issues,
-            )
-            self._save_state(writer.conn, site.name, state)
-            # A retried attempt marks again: the last (committed) one is kept.
-            marked.update(
-                self.inbox.mark(writer.conn, item.id, status, _with_status(oo, 200), summary)
-            )
-
-        if entries:
-            bundle["type"] = "transaction"
-            bundles.process(self.hub.service, bundle, "", opts, within=finish)
-        else:
-            with self.hub.repo.writing(site.name) as writer:
-                finish(writer, [])
-        return marked
 
     def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
         """Name the source message in the adapter's Provenance, or add one that does."""
@@ -379,6 +533,21 @@ def map_payload(
     return bundle, context.issues
 
 
+def _reads(bundle: dict) -> Iterator[tuple[str, str]]:
+    """The stored resources storing ``bundle`` will read: its targets and its people."""
+    for entry in bundle.get("entry") or ():
+        request = entry.get("request") or {}
+        if request.get("method") in ("PUT", "PATCH", "DELETE"):
+            res_type, _, res_id = (request.get("url") or "").partition("/")
+            if res_id and "/" not in res_id and "?" not in res_id:
+                yield res_type, res_id
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "Patient":
+            number = identity.resident_number(resource)
+            if number:
+                yield "Patient", patient_id_for_resident_id(number)
+
+
 def _summary(response_entries: list[dict]) -> dict[str, Any]:
     written = [
         e["response"]["location"].split("/_history")[0].rsplit("/", 2)[-2:]
@@ -392,6 +561,14 @@ def _with_status(oo: dict, status: int) -> dict:
     out = dict(oo)
     out["extension"] = [{"url": "urn:fhirhub:http-status", "valueInteger": status}]
     return out
+
+
+class _MessageFailed(Exception):
+    """Message ``index`` of a group failed (the exception's cause says how)."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.index = index
 
 
 class SiteState(MutableMapping):

@@ -3,17 +3,19 @@
 * **Merges.** A Patient arriving retired (``active: false``) with a ``replaced-by`` link is a
   merge notice (HL7 v2 ``ADT^A40`` maps to exactly that; so may a CDA or registry adapter).
   :func:`merge_requests` finds them in the mapped Bundle after the identity stage (so the
-  survivor's id is already the hub's), and :func:`after_store` applies
+  survivor's id is already the hub's), and :func:`apply_merges` applies
   :func:`hub.lifetime.merge.merge` to each: the same re-pointing and Provenance as
   ``Patient/$merge``, reversible with ``$unmerge``.
-* **Colours and Groups.** The people whose evidence the message touched get their five-colour
-  Flags recomputed, and changed Patients their household and village Groups, so what
-  ``$ingest`` answers is already consistent. (``hub worker``'s consumer does the same for
+* **Colours and Groups.** The people whose evidence the message touched (:func:`touched`) get
+  their five-colour Flags recomputed, and changed Patients their household and village Groups
+  (:func:`refresh`, once per committed group of messages), so what ``$ingest`` answers is
+  already consistent. (``hub worker``'s consumer does the same for
   every other write.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from hub.lifetime import colours as live_colours
@@ -38,17 +40,28 @@ def merge_requests(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def touched(bundle: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(people whose evidence the Bundle writes, Patients it writes)."""
+def touched(
+    bundle: dict[str, Any], written: Set[tuple[str, str]] | None = None
+) -> tuple[set[str], set[str]]:
+    """(people whose evidence the Bundle writes, Patients it writes).
+
+    ``written``: the (type, id) the transaction actually wrote; entries whose
+    write was a no-op (a re-sent Patient, unchanged) are left out. Observations
+    count only when coded as evidence (lab results never change a colour).
+    """
     evidence: set[str] = set()
     patients: set[str] = set()
     for entry in bundle.get("entry") or ():
         res = entry.get("resource") or {}
         kind = res.get("resourceType")
+        if written is not None and (kind, res.get("id")) not in written:
+            continue
         if kind == "Patient" and res.get("id"):
             patients.add(res["id"])
             evidence.add(res["id"])
         elif kind in live_colours.EVIDENCE_TYPES:
+            if kind == "Observation" and not _evidence_observation(res):
+                continue
             for key in ("subject", "patient"):
                 ref = (
                     (res.get(key) or {}).get("reference", "")
@@ -60,17 +73,30 @@ def touched(bundle: dict[str, Any]) -> tuple[set[str], set[str]]:
     return evidence, patients
 
 
-def after_store(
-    writer: Writer, bundle: dict[str, Any], merges: list[tuple[str, str]], agent: dict | None = None
-) -> None:
-    """Apply merge notices, then refresh colours and Groups (inside the message's transaction)."""
-    evidence, patients = touched(bundle)
+def _evidence_observation(res: dict[str, Any]) -> bool:
+    code = res.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return any(
+        isinstance(c, dict) and c.get("system") in live_colours.EVIDENCE_OBSERVATION_SYSTEMS
+        for c in codings or ()
+    )
+
+
+def apply_merges(
+    writer: Writer, merges: list[tuple[str, str]], agent: dict | None = None
+) -> set[str]:
+    """Apply merge notices; returns the Patients whose colours and Groups need a refresh."""
+    affected: set[str] = set()
     for source, target in merges:
         merging.merge(
             writer, source, target, reason="merge notice from the source system", agent=agent
         )
-        evidence.update((source, target))
-        patients.update((source, target))
+        affected.update((source, target))
+    return affected
+
+
+def refresh(writer: Writer, evidence: set[str], patients: set[str]) -> None:
+    """Recompute the colours of ``evidence`` and the Groups of ``patients``."""
     if evidence:
         live_colours.refresh(writer, sorted(evidence))
     if patients:

@@ -330,6 +330,35 @@ class Writer:
         self._lock = conn.dialect.name == "postgresql"
         self._guard = repo.write_guard
         self.written: list[Stored] = []  # every version flushed in this transaction
+        # Keys staged by the current segment (one message of a group), or None
+        # outside group mode; see :meth:`begin_segment`.
+        self._segment: set[tuple[str, str]] | None = None
+
+    def begin_segment(self) -> None:
+        """Start the next message of a group sharing this transaction (group commit).
+
+        Within a segment, as within any transaction, a resource is written at
+        most once. A later segment may write a resource an earlier one staged
+        (the same Patient in two messages): the staged writes are flushed
+        first, so each message gets its own version, as when they commit apart.
+        """
+        self._segment = set()
+
+    @property
+    def segment_keys(self) -> set[tuple[str, str]]:
+        """The (type, id) the current segment staged (no-op updates are not among them)."""
+        return self._segment if self._segment is not None else set()
+
+    def _claim_key(self, key: tuple[str, str], strict: bool = True) -> None:
+        """Reserve ``key`` for the staging write about to happen."""
+        if key in self._pending:
+            if self._segment is None or key in self._segment:
+                if not strict:
+                    return
+                raise outcomes.bad_request(f"{key[0]}/{key[1]} is written twice in one transaction")
+            self.flush()
+        if self._segment is not None:
+            self._segment.add(key)
 
     # -- lookups -------------------------------------------------------------
 
@@ -433,6 +462,7 @@ class Writer:
         if existing is None or existing.deleted:
             return None
         key = (res_type, res_id)
+        self._claim_key(key, strict=False)  # a deletion replaces what this segment staged
         version = existing.version + 1
         stored = Stored(res_type, res_id, version, self.now, True, None, existing.pk, method)
         self._pending[key] = _Pending("delete", method, stored, None, {}, existing.pk)
@@ -447,9 +477,8 @@ class Writer:
         op: str,
         method: str,
     ) -> Stored:
+        self._claim_key((res_type, res_id))
         key = (res_type, res_id)
-        if key in self._pending:
-            raise outcomes.bad_request(f"{res_type}/{res_id} is written twice in one transaction")
         version = existing.version + 1 if existing else 1
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(version)
