@@ -173,7 +173,11 @@ def load(files):
 @click.option("--format", "fmt", default=None, help="Payload format (default: the site adapter's).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def ingest(site_name, fmt, paths):
-    """Ingest files (or every file in folders) for a site through the pipeline."""
+    """Ingest files (or every file in folders) for a site through the pipeline.
+
+    Files are stored and processed in groups (``INGEST_GROUP_SIZE`` per
+    database transaction); the results are those of one file at a time.
+    """
     the_hub = _hub()
     files = [
         p
@@ -182,17 +186,23 @@ def ingest(site_name, fmt, paths):
     ]
     statuses: dict[str, int] = {}
     failures = []
+    size = max(1, int(the_hub.config.get("INGEST_GROUP_SIZE", 50)))
     with click.progressbar(
-        files, label=f"ingesting for {site_name}", file=sys.stderr, show_pos=True
+        length=len(files), label=f"ingesting for {site_name}", file=sys.stderr, show_pos=True
     ) as bar:
-        for path in bar:
-            result = the_hub.pipeline.ingest(
-                site_name, path.read_bytes(), fmt=fmt, content_type=_content_type(path)
+        for group in _groups(files, size, _content_type):
+            results = the_hub.pipeline.ingest_many(
+                site_name,
+                [path.read_bytes() for path in group],
+                fmt=fmt,
+                content_type=_content_type(group[0]),
             )
-            status = "duplicate" if result.duplicate else result.status
-            statuses[status] = statuses.get(status, 0) + 1
-            if result.status in ("failed", "quarantined"):
-                failures.append((path, result.item))
+            for path, result in zip(group, results, strict=True):
+                status = "duplicate" if result.duplicate else result.status
+                statuses[status] = statuses.get(status, 0) + 1
+                if result.status in ("failed", "quarantined"):
+                    failures.append((path, result.item))
+            bar.update(len(group))
     click.echo(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     for path, item in failures:
         first = next(iter((item.outcome or {}).get("issue", [])), {})
@@ -203,6 +213,17 @@ def ingest(site_name, fmt, paths):
         )
     if failures:
         sys.exit(1)
+
+
+def _groups(items: list, size: int, key) -> list[list]:
+    """``items`` cut into runs of at most ``size`` sharing ``key(item)``, in order."""
+    out: list[list] = []
+    for item in items:
+        if out and len(out[-1]) < size and key(out[-1][0]) == key(item):
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
 
 
 def _content_type(path: Path) -> str | None:

@@ -71,3 +71,32 @@ def test_demo_data_is_readable_through_the_api(app, client):
     from hub.identity.resident_id import is_valid
 
     assert is_valid(ids["urn:oid:2.16.156.10011.1.3"])
+
+
+def test_ingest_files_in_groups(tmp_path):
+    """``hub ingest`` of a folder: groups of files, a summary, the failures named."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    for n in range(7):
+        body = (
+            f"MSH|^~\\&|WINNING_HIS|XRMYY|FHIRHUB|HUB|20240315083000||ADT^A04^ADT_A01|F-{n}"
+            f"|P|2.5|||AL|NE|CHN|UNICODE UTF-8\rPID|1||MRN{n:04d}^^^XRMYY^MR||王^{n}||19700101|F"
+            "\rPV1|1|O\r"
+        )
+        if n == 3:
+            body = "MSH|^~\\&|WINNING_HIS|XRMYY\rPID|oops"  # no message type: refused
+        (feed / f"{n:02d}.hl7").write_bytes(body.encode())
+    env = {"HUB_DATABASE_URL": "sqlite:///instance/hub.db", "HUB_INGEST_GROUP_SIZE": "3"}
+    out = run_hub(
+        "ingest", "--site", "county-hospital-a", str(feed), env_extra=env, tmp_path=tmp_path
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stdout.strip().splitlines()[0] == "6 done, 1 failed"
+    assert "03.hl7: inbox item 4 failed" in out.stderr
+    again = run_hub(
+        "ingest", "--site", "county-hospital-a", str(feed), env_extra=env, tmp_path=tmp_path
+    )
+    assert again.stdout.strip().splitlines()[0] == "7 duplicate"
+    listed = run_hub("inbox", "list", "--json", env_extra=env, tmp_path=tmp_path)
+    items = json.loads(listed.stdout)
+    assert sorted(i["status"] for i in items) == ["done"] * 6 + ["failed"]
