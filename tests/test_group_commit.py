@@ -154,6 +154,25 @@ def test_duplicates_within_and_across_calls(hub):
     assert rows(hub, s.inbox) == 2
 
 
+def test_a_failure_of_the_group_itself_falls_back_to_one_by_one(hub, monkeypatch):
+    from hub.lifetime import ingest as lifetime_ingest
+
+    real = lifetime_ingest.refresh
+    calls = []
+
+    def fails_once(writer, evidence, patients):
+        calls.append(len(patients))
+        if len(calls) == 1:
+            raise RuntimeError("the group's colour refresh failed")
+        return real(writer, evidence, patients)
+
+    monkeypatch.setattr(lifetime_ingest, "refresh", fails_once)
+    results = hub.pipeline.ingest_many(SITE, [other_person(f"X-{n}", n) for n in range(3)])
+    assert [r.status for r in results] == ["done"] * 3
+    assert calls == [3, 1, 1, 1]  # the group, then each message alone
+    assert rows(hub, s.resource, s.resource.c.res_type == "Patient") == 3
+
+
 def test_group_size_one_commits_each_message(hub):
     hub.config["INGEST_GROUP_SIZE"] = 1
     results = hub.pipeline.ingest_many(SITE, [other_person(f"S-{n}", n) for n in range(3)])

@@ -243,9 +243,15 @@ class Pipeline:
                     *(self._process_group(redo[k + 1 :]) if k + 1 < len(redo) else []),
                 ]:
                     marked[item.id] = item
-            except Exception as err:  # noqa: BLE001 - one message: marked with its outcome
-                item = prepared[0][0]
-                marked[item.id] = self._failed(item, err)
+            except Exception as err:  # noqa: BLE001 - marked with its outcome
+                if len(prepared) > 1:
+                    # The group's shared work failed, not one message: each alone, then.
+                    log.warning("inbox group of %d failed (%s); one by one", len(prepared), err)
+                    for item, _bundle, _issues in prepared:
+                        marked[item.id] = self._process_group([item])[0]
+                else:
+                    item = prepared[0][0]
+                    marked[item.id] = self._failed(item, err)
             else:
                 for (item, _bundle, _issues), values in zip(prepared, marks, strict=True):
                     marked[item.id] = dataclasses.replace(
@@ -333,6 +339,8 @@ class Pipeline:
     ) -> tuple[tuple, set[str], set[str]]:
         """One message's part of the group: identity, provenance, the transaction, merges."""
         writer.begin_segment()
+        if not isinstance(bundle.get("entry", []), list):
+            raise outcomes.bad_request("The adapter's Bundle.entry is not an array", "Bundle.entry")
         service = self.hub.service
         tasks = identity.resolve(service, bundle, thresholds, writer=writer)
         merges = lifetime_ingest.merge_requests(bundle)
