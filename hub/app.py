@@ -167,7 +167,7 @@ def _visibility_for(call):
     if principal is None:
         return None
     return Visibility(
-        hidden_labels=labels.hidden_categories(principal.grants),
+        hidden_labels=labels.hidden_labels(principal.grants),
         visible=lambda resources: filter_visible(resources, principal),
     )
 

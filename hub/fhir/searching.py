@@ -45,7 +45,7 @@ def search_bytes(
 
     # Label categories the caller holds no grant for never leave the database,
     # so totals and pages count only what the caller may see.
-    hidden = labels.hidden_categories(principal.grants) if principal is not None else ()
+    hidden = labels.hidden_labels(principal.grants) if principal is not None else ()
     with nullcontext(conn) if conn is not None else service.repo.reading() as c:
         if _asks_linked(params):
             params = expand_linked(c, params)

@@ -27,6 +27,7 @@ from hub.lifetime.visibility import Visibility
 from hub.lifetime.visibility import for_call
 from hub.operations import Operation
 from hub.operations import OperationCall
+from hub.security import labels
 from hub.storage.repository import format_instant
 
 HTML_TYPE = "text/html; charset=utf-8"
@@ -96,14 +97,16 @@ def colours(call: OperationCall) -> Result:
         call.hub.service.read("Patient", call.res_id, conn)
         result = live_colours.current(conn, call.res_id)
     if visibility.restricted:
-        hidden = set(visibility.hidden_labels)
         shown = visibility.filter(
             [
                 f
                 for f in result.flags
-                if not any(
-                    (sec.get("system"), sec.get("code")) in hidden
-                    for sec in (f.get("meta") or {}).get("security") or ()
+                if not labels.hides(
+                    (
+                        (sec.get("system"), sec.get("code"))
+                        for sec in (f.get("meta") or {}).get("security") or ()
+                    ),
+                    visibility.hidden_labels,
                 )
             ]
         )

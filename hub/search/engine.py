@@ -907,13 +907,44 @@ class _Query:
 
 
 def _visible(r, labels):
-    """Resources of ``r`` that carry none of the security ``labels``."""
-    t = S.sp_token.alias()
-    sub = sa.select(t.c.resource_pk).where(
-        t.c.param == "_security",
-        sa.or_(*[sa.and_(t.c.system == system, t.c.code == code) for system, code in labels]),
-    )
-    return r.c.pk.not_in(sub)
+    """Resources of ``r`` not hidden by the security ``labels`` (``hub.security.labels.hides``).
+
+    A hidden category hides what carries it; a hidden confidentiality level
+    (``R``/``V``) hides only what carries no category label at all.
+    """
+    from hub.security.labels import CATEGORIES
+
+    categories = [label for label in labels if label in CATEGORIES]
+    levels = [label for label in labels if label not in CATEGORIES]
+    hidden = []
+    if categories:
+        t = S.sp_token.alias()
+        hidden.append(
+            sa.select(t.c.resource_pk).where(t.c.param == "_security", _labelled(t, categories))
+        )
+    if levels:
+        t, c = S.sp_token.alias(), S.sp_token.alias()
+        any_category = (
+            sa.select(c.c.resource_pk)
+            .where(
+                c.c.resource_pk == t.c.resource_pk,
+                c.c.param == "_security",
+                _labelled(c, list(CATEGORIES)),
+            )
+            .exists()
+        )
+        hidden.append(
+            sa.select(t.c.resource_pk).where(
+                t.c.param == "_security", _labelled(t, levels), ~any_category
+            )
+        )
+    if not hidden:
+        return sa.true()
+    return r.c.pk.not_in(hidden[0] if len(hidden) == 1 else sa.union_all(*hidden))
+
+
+def _labelled(t, labels):
+    return sa.or_(*[sa.and_(t.c.system == system, t.c.code == code) for system, code in labels])
 
 
 def _instant_test(col, prefix, lo, hi):

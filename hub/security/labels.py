@@ -89,13 +89,29 @@ def validate_grants(grants: Iterable[str]) -> list[str]:
     return [g for g in grants if g not in GRANTS]
 
 
-def hidden_categories(grants: frozenset[str]) -> tuple[tuple[str, str], ...]:
-    """The category labels ``(system, code)`` that ``grants`` do not open.
+def hidden_labels(grants: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The labels ``(system, code)`` that ``grants`` do not open: categories, then levels.
 
-    Searches and the lifetime operations filter these in SQL, so that totals
-    and paging never count what the caller cannot see; the remaining rules
-    (``R``/``V`` alone, scopes, patient context) are applied to the results.
+    Searches and the lifetime operations filter these in SQL (:func:`hides` is the
+    rule), so that totals and paging never count what the caller cannot see; the
+    remaining rules (scopes, patient context) are applied to the results.
     """
     return tuple(
-        label for label, grant in CATEGORIES.items() if not granted(frozenset([grant]), grants)
+        label
+        for label, grant in (*CATEGORIES.items(), *LEVELS.items())
+        if not granted(frozenset([grant]), grants)
     )
+
+
+def hides(resource_labels: Iterable[tuple[str, str]], hidden: Iterable[tuple[str, str]]) -> bool:
+    """Whether a resource with ``resource_labels`` is hidden by ``hidden`` (:func:`hidden_labels`).
+
+    A category hides what carries it; a level (``R``/``V``) hides only what carries no
+    category, as in :func:`required_grants`.
+    """
+    hidden = set(hidden)
+    present = set(resource_labels)
+    categories = [label for label in present if label in CATEGORIES]
+    if categories:
+        return any(label in hidden for label in categories)
+    return any(label in hidden for label in present if label in LEVELS)

@@ -359,3 +359,21 @@ def test_search_totals_do_not_count_hidden_resources(anon_client, auth_headers, 
         f"/fhir/Observation?subject=Patient/{records.pid}&_total=accurate", headers=granted
     ).get_json()
     assert found["total"] == 2
+
+
+def test_search_totals_follow_confidentiality_levels(anon_client, auth_headers, records):
+    """``R`` alone needs the ``R`` grant; ``R`` beside a category is covered by the category."""
+    url = "/fhir/Observation?_total=accurate&_count=1"
+    expected = {
+        (): set(),
+        ("R",): {records.restricted},
+        ("veteran-status",): {records.secret},
+        ("R", "veteran-status"): {records.restricted, records.secret},
+    }
+    for grants, extra in expected.items():
+        found = anon_client.get(url, headers=auth_headers(READER, labels=grants)).get_json()
+        assert found["total"] == 1 + len(extra), grants
+        every = anon_client.get(
+            "/fhir/Observation?_count=50", headers=auth_headers(READER, labels=grants)
+        ).get_json()
+        assert {e["resource"]["id"] for e in every.get("entry", [])} == {records.plain, *extra}
