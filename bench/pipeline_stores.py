@@ -1,6 +1,7 @@
 """Documents and registry rows per second through the whole ingestion pipeline, into the database.
 
-    python bench/pipeline_stores.py [--docs 300] [--rows 2000] [--backend sqlite --backend postgres]
+    python bench/pipeline_stores.py [--docs 300] [--rows 2000] [--group 1]
+        [--backend sqlite --backend postgres]
 
 For each backend (a fresh SQLite file; a fresh schema in the local PostgreSQL
 ``test`` database): CDA documents (the county-platform kit's accepted
@@ -57,15 +58,30 @@ def documents(count: int) -> list[bytes]:
     return out
 
 
-def run(url: str, docs: list[bytes], registry_csv: bytes, rows: int) -> dict:
-    app = create_app({"DATABASE_URL": url, "TESTING": True, "RATE_LIMIT_PER_SECOND": 0})
+def run(url: str, docs: list[bytes], registry_csv: bytes, rows: int, group: int = 1) -> dict:
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "TESTING": True,
+            "RATE_LIMIT_PER_SECOND": 0,
+            "INGEST_GROUP_SIZE": group,
+        }
+    )
     hub = get_hub(app)
     try:
         t0 = time.perf_counter()
         statuses: dict[str, int] = {}
-        for body in docs:
-            result = hub.pipeline.ingest("county-platform", body, content_type="application/xml")
-            statuses[result.status] = statuses.get(result.status, 0) + 1
+        for i in range(0, len(docs), group):
+            if group == 1:
+                results = [
+                    hub.pipeline.ingest("county-platform", docs[i], content_type="application/xml")
+                ]
+            else:  # as ``hub ingest`` of a folder: group commit
+                results = hub.pipeline.ingest_many(
+                    "county-platform", docs[i : i + group], content_type="application/xml"
+                )
+            for result in results:
+                statuses[result.status] = statuses.get(result.status, 0) + 1
         cda_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         reg = hub.pipeline.ingest("veterans-registry", registry_csv, content_type="text/csv")
@@ -87,6 +103,12 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
+    ap.add_argument(
+        "--group",
+        type=int,
+        default=1,
+        help="documents per group commit (1: one $ingest per document; 50: as hub ingest)",
+    )
     args = ap.parse_args()
     docs = documents(args.docs)
     registry_csv = csv_bytes(generated_rows(args.rows))
@@ -94,7 +116,7 @@ def main() -> None:
     for backend in args.backend or ["sqlite", "postgres"]:
         if backend == "sqlite":
             url = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-            out[backend] = run(url, docs, registry_csv, args.rows)
+            out[backend] = run(url, docs, registry_csv, args.rows, args.group)
         else:
             schema = f"bench_pipe_{uuid.uuid4().hex[:8]}"
             admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
@@ -102,7 +124,11 @@ def main() -> None:
                 conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             try:
                 out[backend] = run(
-                    f"{PG}?options=-csearch_path%3D{schema}", docs, registry_csv, args.rows
+                    f"{PG}?options=-csearch_path%3D{schema}",
+                    docs,
+                    registry_csv,
+                    args.rows,
+                    args.group,
                 )
             finally:
                 with admin.connect() as conn:
