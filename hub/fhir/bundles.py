@@ -68,13 +68,12 @@ def process(
     bundle: dict[str, Any],
     base: str,
     opts: WriteOptions,
-    within: Any = None,
 ) -> dict[str, Any]:
     """Process a batch or transaction Bundle; returns the response Bundle.
 
-    ``within(writer, response_entries)``, for transactions, runs inside the
-    same database transaction after the entries are written (the ingestion
-    pipeline marks its inbox row there, so data and status commit together).
+    A transaction's parts are also used apart: :func:`prepare_transaction`
+    and :func:`run_transaction` (the ingestion pipeline runs each message's
+    transaction with the writer its group of messages shares).
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise outcomes.bad_request("POST to the base URL takes a Bundle", "resourceType")
@@ -87,7 +86,7 @@ def process(
     if not isinstance(raw_entries, list):
         raise outcomes.bad_request("Bundle.entry must be an array", "Bundle.entry")
     if kind == "transaction":
-        return _transaction(service, raw_entries, base, opts, within)
+        return _transaction(service, raw_entries, base, opts)
     return _batch(service, raw_entries, base, opts)
 
 
@@ -165,18 +164,13 @@ def _anchor(expression: str, where: str) -> str:
 
 
 def _transaction(
-    service: FhirService, raw_entries: list, base: str, opts: WriteOptions, within: Any = None
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
 ) -> dict[str, Any]:
     entries = prepare_transaction(raw_entries)
     site_name = getattr(opts.site, "name", None)
-
-    def attempt(writer: Writer):
-        response = run_transaction(service, writer, entries, base, opts)
-        if within is not None:
-            within(writer, response)
-        return response
-
-    result_entries = service.repo.write(attempt, site=site_name)
+    result_entries = service.repo.write(
+        lambda writer: run_transaction(service, writer, entries, base, opts), site=site_name
+    )
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
 
 

@@ -95,16 +95,16 @@ def _union(old: list, new: list, key: str) -> list:
 
 
 def resolve(
-    service: Any, bundle: dict[str, Any], thresholds: Any = None, writer: Any = None
+    service: Any, bundle: dict[str, Any], thresholds: Any, writer: Any
 ) -> list[dict[str, Any]]:
     """Apply the identity stage to ``bundle`` in place; returns review Tasks to add.
 
-    With ``writer`` (the pipeline's), the stored Patients are read in the
-    transaction that will write the merged ones (locked on PostgreSQL, so two
-    messages about one person cannot lose each other's update), and staged
-    writes of earlier messages in the same group are seen.
+    The stored Patients are read through ``writer``, in the transaction that
+    will write the merged ones (locked on PostgreSQL, so two messages about one
+    person cannot lose each other's update); staged writes of earlier messages
+    in the same group are seen.
     """
-    read = writer.current if writer is not None else service.repo.read
+    read = writer.current
     renames: dict[str, str] = {}
     tasks: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
@@ -157,7 +157,7 @@ def resolve(
 
 
 def _match(
-    service: Any, patient: dict[str, Any], thresholds: Any, writer: Any = None
+    service: Any, patient: dict[str, Any], thresholds: Any, writer: Any
 ) -> tuple[str | None, dict | None]:
     """Score existing Patients born the same day; auto-link or queue a review."""
     if not patient.get("birthDate") or service.search_engine is None:
@@ -171,12 +171,8 @@ def _match(
         # Same birth date and a surname that sounds the same (张 = Zhang): a
         # handful of candidates instead of everyone born that day.
         params.append(("phonetic", surname))
-    if writer is not None:
-        writer.flush()  # the search must see Patients staged by earlier messages
-        result = service.search_engine.search(writer.conn, "Patient", params, base_url="")
-    else:
-        with service.repo.reading() as conn:
-            result = service.search_engine.search(conn, "Patient", params, base_url="")
+    writer.flush()  # the search must see Patients staged by earlier messages
+    result = service.search_engine.search(writer.conn, "Patient", params, base_url="")
     import orjson
 
     scored = []
