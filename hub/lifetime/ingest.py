@@ -1,4 +1,4 @@
-"""What the ingestion pipeline does for the lifetime file, in the message's own transaction.
+"""What the ingestion pipeline does for the lifetime file, in the transaction that stores a message.
 
 * **Merges.** A Patient arriving retired (``active: false``) with a ``replaced-by`` link is a
   merge notice (HL7 v2 ``ADT^A40`` maps to exactly that; so may a CDA or registry adapter).
@@ -9,8 +9,7 @@
 * **Colours and Groups.** The people whose evidence the message touched (:func:`touched`) get
   their five-colour Flags recomputed, and changed Patients their household and village Groups
   (:func:`refresh`, once per committed group of messages), so what ``$ingest`` answers is
-  already consistent. (``hub worker``'s consumer does the same for
-  every other write.)
+  already consistent. (``hub worker``'s consumer does the same for every other write.)
 """
 
 from __future__ import annotations
