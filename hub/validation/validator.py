@@ -423,6 +423,7 @@ class Validator:
             props = self._properties(node, tree)
         found = []  # (property, JSON name, value): the values to check, in the object's order
         counts: dict[Node, int] = {}
+        over = False  # whether some element has more values than its max
         choice_seen: dict[Node, str] | None = None
         for key, value in obj.items():
             prop = props.get(key)
@@ -432,9 +433,10 @@ class Validator:
                         # a primitive present only through its extension still counts
                         base = node.children.get(key[1:]) or node.choices.get(key[1:], (None,))[0]
                         if base is not None:
-                            counts[base] = counts.get(base, 0) + (
-                                len(value) if isinstance(value, list) else 1
-                            )
+                            n = counts.get(base, 0) + (len(value) if isinstance(value, list) else 1)
+                            counts[base] = n
+                            if n > base.max:
+                                over = True
                     self._primitive_extension(key, value, obj, node, tree, expr, run, resource)
                 elif not ((key == "resourceType" and is_resource) or key == "fhir_comments"):
                     run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
@@ -493,7 +495,10 @@ class Validator:
                         run.add("error", "structure", "null is not a value", f"{expr}.{key}")
                     continue
                 n = 1
-            counts[child] = counts.get(child, 0) + n
+            n += counts.get(child, 0)
+            counts[child] = n
+            if n > child.max:
+                over = True
             found.append((prop, key, value))
         for child in node.required:
             n = counts.get(child, 0)
@@ -504,15 +509,16 @@ class Validator:
                     f"{child.path}: minimum required = {child.min}, but only found {n}",
                     expr,
                 )
-        for child, n in counts.items():
-            if n > child.max:
-                shown = child.name + ("[x]" if child.is_choice else "")
-                run.add(
-                    "error",
-                    "structure",
-                    f"{child.path}: max allowed = {int(child.max)}, but found {n}",
-                    f"{expr}.{shown}",
-                )
+        if over:  # rare: spares the common case a second pass over the counts
+            for child, n in counts.items():
+                if n > child.max:
+                    shown = child.name + ("[x]" if child.is_choice else "")
+                    run.add(
+                        "error",
+                        "structure",
+                        f"{child.path}: max allowed = {int(child.max)}, but found {n}",
+                        f"{expr}.{shown}",
+                    )
         for prop, key, value in found:
             # values the quick check passes have no issue: no expression is built for them
             quick = prop.quick if run.structural or not prop.bound else None
