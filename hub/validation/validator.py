@@ -57,6 +57,7 @@ from hub.validation.values import short
 log = logging.getLogger("hub.validation")
 
 _INT32 = (-(2**31), 2**31 - 1)
+_INT_LOW = {"positiveInt": 1, "unsignedInt": 0}  # the others: _INT32[0]
 _DATE_PARTS = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 _STRING_TYPES = frozenset(
     {
@@ -78,6 +79,7 @@ _STRING_TYPES = frozenset(
     }
 )
 _INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt"})
+_DATE_TYPES = frozenset({"date", "dateTime", "instant"})
 _CODED_TYPES = frozenset({"code", "Coding", "CodeableConcept", "Quantity", "string", "uri"})
 _RESOURCE_CODES = frozenset({"Resource", "DomainResource"})
 
@@ -85,10 +87,11 @@ _RESOURCE_CODES = frozenset({"Resource", "DomainResource"})
 class _Run:
     """State of one validation: the issues and the resources in scope."""
 
-    __slots__ = ("issues", "root", "seen", "structural")
+    __slots__ = ("errors", "issues", "root", "seen", "structural")
 
     def __init__(self, root: dict, structural: bool = False):
         self.issues: list[dict] = []
+        self.errors = 0  # issues of severity error: tells whether a walk found any
         self.root = root
         self.seen: set = set()
         # structure only: no invariants, terminology, extension definitions or profiles
@@ -100,6 +103,8 @@ class _Run:
             return
         self.seen.add(key)
         self.issues.append(issue(severity, code, text, expr))
+        if severity == "error":
+            self.errors += 1
 
 
 class Validator:
@@ -125,6 +130,8 @@ class Validator:
         self._vital_signs: dict[str, str] | None = None
         self._trees: dict[str, Tree | None] = {}
         self._by_type: dict[str, Tree] = {}  # base definitions by type code
+        self._props: dict[Node, dict[str, _Prop]] = {}  # an object's properties by JSON name
+        self._typed: dict[tuple[Node, str | None], _Prop] = {}  # element and type -> _Prop
         self._version = definitions.version
         self._regex = primitive_rules(definitions)
 
@@ -185,6 +192,8 @@ class Validator:
             # definitions were added: trees (and "unknown" answers) may be stale
             self._trees.clear()
             self._by_type.clear()
+            self._props.clear()
+            self._typed.clear()
             self._vital_signs = None
             self._version = self.defs.version
         url = url.split("|")[0]
@@ -328,6 +337,13 @@ class Validator:
             return None
         return type_tree.root, type_tree
 
+    def _container_of(self, prop: _Prop) -> tuple[Node, Tree] | None:
+        """``_container`` for the values of ``prop`` (kept once found)."""
+        if prop.container is None:
+            type_code = prop.type_code or "BackboneElement"
+            prop.container = self._container(prop.node, prop.tree, type_code)
+        return prop.container
+
     def _type_tree(self, type_code: str) -> Tree | None:
         tree = self._by_type.get(type_code)
         if tree is None:
@@ -335,6 +351,61 @@ class Validator:
             if tree is not None:
                 self._by_type[type_code] = tree
         return tree
+
+    def _properties(self, node: Node, tree: Tree) -> dict[str, _Prop]:
+        """The properties an object of ``node`` may have, by JSON name (cached)."""
+        props = {
+            name: self._prop(child, tree, code) for name, (child, code) in node.choices.items()
+        }
+        for name, child in node.children.items():
+            props[name] = self._prop(child, tree, child.first_type)
+        self._props[node] = props
+        return props
+
+    def _prop(self, node: Node, tree: Tree, type_code: str | None) -> _Prop:
+        """How values of ``node`` (an element of ``tree``) typed ``type_code`` are checked."""
+        prop = self._typed.get((node, type_code))
+        if prop is None:
+            prop = _Prop(node, tree, type_code)
+            if type_code is None:
+                prop.kind = _BACKBONE
+            elif type_code[0].islower():
+                prop.kind = _PRIMITIVE
+                prop.quick = self._quick_check(node, type_code)
+            elif type_code in _RESOURCE_CODES or self.defs.is_resource_type(type_code):
+                prop.kind = _RESOURCE
+                prop.profiles = [p for t in node.types for p in t.profiles]
+            elif type_code == "Extension":
+                prop.kind = _EXTENSION
+            self._typed[(node, type_code)] = prop
+        return prop
+
+    def _quick_check(self, node: Node, type_code: str):
+        """A test that passes the values of a primitive element needing no further check (the
+        common case), or ``None``; failing values get the full check, which words the issue."""
+        if (
+            node.max_length
+            or node.fixed is not None
+            or node.pattern is not None
+            or node.min_value is not None
+            or node.max_value is not None
+        ):
+            return None
+        if type_code == "boolean":
+            return _is_boolean
+        if type_code == "decimal":
+            return _is_number
+        if type_code in _INTEGER_TYPES:
+            low, high = _INT_LOW.get(type_code, _INT32[0]), _INT32[1]
+            return lambda v: type(v) is int and low <= v <= high
+        if type_code == "xhtml" or (type_code not in _STRING_TYPES and type_code in self._regex):
+            return None
+        rx = self._regex.get(type_code)
+        if rx is None:
+            return _is_string if type_code not in _DATE_TYPES else _is_real_date
+        if type_code in _DATE_TYPES:
+            return lambda v: type(v) is str and rx.fullmatch(v) is not None and real_date(v)
+        return lambda v: type(v) is str and rx.fullmatch(v) is not None
 
     def _object(
         self,
@@ -347,32 +418,31 @@ class Validator:
         type_code: str,
         is_resource: bool = False,
     ) -> None:
-        children = node.children
-        found: dict[Node, list] = {}  # child -> [(expression, value, type code)]
+        props = self._props.get(node)
+        if props is None:
+            props = self._properties(node, tree)
+        found = []  # (property, JSON name, value): the values to check, in the object's order
         counts: dict[Node, int] = {}
+        over = False  # whether some element has more values than its max
         choice_seen: dict[Node, str] | None = None
         for key, value in obj.items():
-            child = children.get(key)
-            if child is not None:
-                ctype = child.first_type
-            elif key[:1] == "_":
-                if key[1:] not in obj:
-                    # a primitive present only through its extension still counts
-                    base = children.get(key[1:]) or node.choices.get(key[1:], (None,))[0]
-                    if base is not None:
-                        counts[base] = counts.get(base, 0) + (
-                            len(value) if isinstance(value, list) else 1
-                        )
-                self._primitive_extension(key, value, obj, node, tree, expr, run, resource)
-                continue
-            elif (key == "resourceType" and is_resource) or key == "fhir_comments":
-                continue
-            else:
-                hit = node.choices.get(key)
-                if hit is None:
+            prop = props.get(key)
+            if prop is None:
+                if key[:1] == "_":
+                    if key[1:] not in obj:
+                        # a primitive present only through its extension still counts
+                        base = node.children.get(key[1:]) or node.choices.get(key[1:], (None,))[0]
+                        if base is not None:
+                            n = counts.get(base, 0) + (len(value) if isinstance(value, list) else 1)
+                            counts[base] = n
+                            if n > base.max:
+                                over = True
+                    self._primitive_extension(key, value, obj, node, tree, expr, run, resource)
+                elif not ((key == "resourceType" and is_resource) or key == "fhir_comments"):
                     run.add("error", "structure", f"Unrecognized property '{key}'", f"{expr}.{key}")
-                    continue
-                child, ctype = hit
+                continue
+            child = prop.node
+            if child.is_choice:
                 if choice_seen is None:
                     choice_seen = {}
                 if child in choice_seen:
@@ -398,18 +468,19 @@ class Validator:
                 if not value:
                     run.add("error", "structure", "arrays must not be empty", f"{expr}.{key}")
                     continue
-                items = []
-                shadow = None
-                for i, v in enumerate(value):
-                    if v is None:
-                        if shadow is None:
-                            shadow = obj.get("_" + key) or []
-                        if not (isinstance(shadow, list) and i < len(shadow) and shadow[i]):
-                            run.add(
-                                "error", "structure", "null is not a value", f"{expr}.{key}[{i}]"
-                            )
-                        continue
-                    items.append((f"{expr}.{key}[{i}]", v, ctype))
+                n = len(value)
+                if None in value:
+                    shadow = obj.get("_" + key) or []
+                    for i, v in enumerate(value):
+                        if v is None:
+                            n -= 1
+                            if not (isinstance(shadow, list) and i < len(shadow) and shadow[i]):
+                                run.add(
+                                    "error",
+                                    "structure",
+                                    "null is not a value",
+                                    f"{expr}.{key}[{i}]",
+                                )
             else:
                 if child.array:
                     run.add(
@@ -423,12 +494,12 @@ class Validator:
                     if obj.get("_" + key) is None:
                         run.add("error", "structure", "null is not a value", f"{expr}.{key}")
                     continue
-                items = [(f"{expr}.{key}", value, ctype)]
-            counts[child] = counts.get(child, 0) + len(items)
-            if child in found:
-                found[child].extend(items)
-            else:
-                found[child] = items
+                n = 1
+            n += counts.get(child, 0)
+            counts[child] = n
+            if n > child.max:
+                over = True
+            found.append((prop, key, value))
         for child in node.required:
             n = counts.get(child, 0)
             if n < child.min:
@@ -438,23 +509,33 @@ class Validator:
                     f"{child.path}: minimum required = {child.min}, but only found {n}",
                     expr,
                 )
-        for child, n in counts.items():
-            if n > child.max:
-                shown = child.name + ("[x]" if child.is_choice else "")
-                run.add(
-                    "error",
-                    "structure",
-                    f"{child.path}: max allowed = {int(child.max)}, but found {n}",
-                    f"{expr}.{shown}",
-                )
-        for child, items in found.items():
-            for item_expr, value, ctype in items:
-                self._value(value, child, tree, ctype, item_expr, run, resource)
-            if child.slices:
-                self._slicing(items, child, tree, expr, run, resource)
-        for child in node.sliced:
-            if child not in found:
-                self._slicing([], child, tree, expr, run, resource)  # slice minimums
+        if over:  # rare: spares the common case a second pass over the counts
+            for child, n in counts.items():
+                if n > child.max:
+                    shown = child.name + ("[x]" if child.is_choice else "")
+                    run.add(
+                        "error",
+                        "structure",
+                        f"{child.path}: max allowed = {int(child.max)}, but found {n}",
+                        f"{expr}.{shown}",
+                    )
+        for prop, key, value in found:
+            # values the quick check passes have no issue: no expression is built for them
+            quick = prop.quick if run.structural or not prop.bound else None
+            if type(value) is list:
+                for i, v in enumerate(value):
+                    if v is not None and (quick is None or not quick(v)):
+                        self._value(v, prop, f"{expr}.{key}[{i}]", run, resource)
+            elif quick is None or not quick(value):
+                self._value(value, prop, f"{expr}.{key}", run, resource)
+            if prop.node.slices:
+                items = _items(expr, key, value, prop.type_code)
+                self._slicing(items, prop.node, tree, expr, run, resource)
+        if node.sliced:
+            present = {prop.node for prop, _, _ in found}
+            for child in node.sliced:
+                if child not in present:
+                    self._slicing([], child, tree, expr, run, resource)  # slice minimums
 
     def _primitive_extension(self, key, value, obj, node, tree, expr, run, resource) -> None:
         name = key[1:]
@@ -495,33 +576,24 @@ class Validator:
 
     # -- values ------------------------------------------------------------------------------
 
-    def _value(
-        self,
-        value: Any,
-        node: Node,
-        tree: Tree,
-        type_code: str | None,
-        expr: str,
-        run: _Run,
-        resource: dict,
-    ) -> None:
-        if type_code is None:
+    def _value(self, value: Any, prop: _Prop, expr: str, run: _Run, resource: dict) -> None:
+        node, type_code, kind = prop.node, prop.type_code, prop.kind
+        if kind is _PRIMITIVE:
+            self._primitive(value, node, type_code, expr, run)
+            return
+        if kind is _BACKBONE:
             # an element with children of its own (BackboneElement in a profile) or a
             # contentReference
             if isinstance(value, dict):
-                cont = self._container(node, tree, "BackboneElement")
+                cont = self._container_of(prop)
                 if cont:
                     self._object(value, cont[0], cont[1], expr, run, resource, "BackboneElement")
             return
-        if type_code[0].islower():
-            self._primitive(value, node, type_code, expr, run)
-            return
-        if type_code in _RESOURCE_CODES or self.defs.is_resource_type(type_code):
+        if kind is _RESOURCE:
             if not isinstance(value, dict) or "resourceType" not in value:
                 run.add("error", "structure", "a resource is expected here", expr)
                 return
-            profiles = [p for t in node.types for p in t.profiles]
-            self._validate_resource(value, expr, run, profiles)
+            self._validate_resource(value, expr, run, prop.profiles)
             return
         if not isinstance(value, dict):
             run.add("error", "structure", f"{type_code} must be a JSON object", expr)
@@ -534,16 +606,16 @@ class Validator:
                 expr,
             )
             return
-        if type_code == "Extension":
+        if kind is _EXTENSION:
             self._extension(value, node, expr, run, resource)
         else:
-            cont = self._container(node, tree, type_code)
+            cont = self._container_of(prop)
             if cont is None:
                 run.add("error", "structure", f"unknown type {type_code}", expr)
                 return
-            before = len(run.issues)
+            errors = run.errors
             self._object(value, cont[0], cont[1], expr, run, resource, type_code)
-            if any(i["severity"] == "error" for i in run.issues[before:]):
+            if run.errors != errors:
                 return  # malformed: its codes, references and invariants cannot be read
             if not run.structural:
                 type_tree = self._type_tree(type_code)
@@ -572,7 +644,7 @@ class Validator:
         elif type_code in _INTEGER_TYPES:
             ok = isinstance(value, int) and not isinstance(value, bool)
             if ok:
-                low = {"positiveInt": 1, "unsignedInt": 0}.get(type_code, _INT32[0])
+                low = _INT_LOW.get(type_code, _INT32[0])
                 if not low <= value <= _INT32[1]:
                     run.add("error", "value", f"{value} is out of range for {type_code}", expr)
         elif type_code == "decimal":
@@ -595,7 +667,7 @@ class Validator:
             elif rx is not None and not rx.fullmatch(value):
                 run.add("error", "value", f"'{clip(value)}' is not a valid {type_code}", expr)
                 return
-            elif type_code in ("date", "dateTime", "instant") and not real_date(value):
+            elif type_code in _DATE_TYPES and not real_date(value):
                 run.add("error", "value", f"'{value}' is not a valid {type_code}", expr)
                 return
             if node.max_length and len(value) > node.max_length:
@@ -806,7 +878,7 @@ class Validator:
             stype = ctype if ctype in matched.type_codes() or not matched.types else None
             if stype is None and matched.types:
                 stype = matched.types[0].code
-            self._value(value, matched, tree, stype, item_expr, run, resource)
+            self._value(value, self._prop(matched, tree, stype), item_expr, run, resource)
         for s in node.slices:
             n = counts[id(s)]
             if n < s.min:
@@ -882,7 +954,7 @@ class Validator:
     def _conforms_silently(self, value, s: Node, tree, ctype, resource) -> bool:
         probe = _Run(resource)
         stype = ctype if not s.types or ctype in s.type_codes() else s.types[0].code
-        self._value(value, s, tree, stype, "$probe", probe, resource)
+        self._value(value, self._prop(s, tree, stype), "$probe", probe, resource)
         return not any(i["severity"] in ("error", "fatal") for i in probe.issues)
 
     def _discriminator_value(self, s: Node, path: str):
@@ -963,6 +1035,60 @@ def default_validator() -> Validator:
 # ---------------------------------------------------------------------------------------------
 
 _UNKNOWN = object()
+
+# what a value of an element is, as far as checking it goes (_Prop.kind)
+_PRIMITIVE, _COMPLEX, _BACKBONE, _RESOURCE, _EXTENSION = (
+    "primitive",
+    "complex",
+    "backbone",
+    "resource",
+    "extension",
+)
+
+
+class _Prop:
+    """How values of one element with one type are checked: worked out once per element and
+    type (``Validator._prop``) instead of for every value."""
+
+    __slots__ = ("bound", "container", "kind", "node", "profiles", "quick", "tree", "type_code")
+
+    def __init__(self, node: Node, tree: Tree, type_code: str | None):
+        self.node = node
+        self.tree = tree  # the tree node belongs to
+        self.type_code = type_code
+        self.kind = _COMPLEX
+        self.container: tuple[Node, Tree] | None = None  # Validator._container_of
+        self.profiles: list[str] = []  # resources: the profiles they must meet
+        self.quick = None  # primitives: see Validator._quick_check
+        # whether a full validation checks the codes (the quick check does not)
+        self.bound = bool(
+            node.binding
+            and node.binding[0] in ("required", "extensible")
+            and type_code in _CODED_TYPES
+        )
+
+
+def _is_boolean(v: Any) -> bool:
+    return v is True or v is False
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or type(v) is float or type(v) is Decimal
+
+
+def _is_string(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_real_date(v: Any) -> bool:
+    return type(v) is str and real_date(v)
+
+
+def _items(expr: str, key: str, value: Any, type_code: str | None) -> list[tuple]:
+    """The (expression, value, type code) of each value of a property, for slicing."""
+    if type(value) is list:
+        return [(f"{expr}.{key}[{i}]", v, type_code) for i, v in enumerate(value) if v is not None]
+    return [(f"{expr}.{key}", value, type_code)]
 
 
 def _root_expression(resource: dict) -> str:

@@ -32,10 +32,12 @@ def real_date(text: str) -> bool:
     m = _DATE_PARTS.match(text)
     if not m or not m.group(3):
         return True
-    year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    year, month, day = m.groups()
+    month, day = int(month), int(day)
     if not 1 <= month <= 12:
         return False
-    return 1 <= day <= calendar.monthrange(year, month)[1]
+    # the days of the month as calendar.monthrange gives them, without its weekday work
+    return 1 <= day <= calendar.mdays[month] + (month == 2 and calendar.isleap(int(year)))
 
 
 def less_than(a, b) -> bool:

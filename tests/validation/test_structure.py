@@ -107,3 +107,135 @@ def test_stricter_than_the_models_on_json_types():
         ("structure", "Patient.active"),
         ("structure", "Patient.multipleBirthInteger"),
     ]
+
+
+def test_every_issue_with_its_wording_and_location_in_order():
+    """Nested arrays, primitive extensions, choices, contained resources and extensions: the
+    exact issues, in the order they are reported."""
+    from hub.validation.validator import default_validator
+
+    res = {
+        "resourceType": "Patient",
+        "id": "a b",
+        "active": "yes",
+        "name": [
+            {
+                "given": ["A", None, 3],
+                "_given": [None, {"extension": [{"url": "u", "valueBoolean": 1}]}],
+            },
+            {"family": ["F"], "period": {"start": "2020-02-30", "end": 5}},
+        ],
+        "_birthDate": {"id": 7},
+        "gender": ["male"],
+        "deceasedBoolean": True,
+        "deceasedDateTime": "2020",
+        "_multipleBirthInteger": {"id": "m"},
+        "multipleBirthBoolean": True,
+        "contact": [{"telecom": [{"system": "phone", "value": "1", "rank": 0}], "bogus": 1}],
+        "contained": [
+            {"resourceType": "Observation", "_status": {"id": "s"}, "code": {"coding": []}},
+            {"resourceType": "Observation", "code": {"text": "x"}, "valueInteger": 1.5},
+        ],
+        "extension": [
+            {"url": "http://e", "valueQuantity": {"value": "1"}},
+            {"url": "http://f", "extension": [{"url": "a", "valueString": 4}]},
+        ],
+        "communication": [],
+        "link": [{"other": {"identifier": {"period": {"start": "x"}}}, "type": "seealso"}, None],
+        "photo": [{"data": "###", "size": -1}],
+        "maritalStatus": {},
+        "managingOrganization": {"id": "x"},
+        "text": {"status": "generated", "div": "<p>x</p>"},
+    }
+    issues = default_validator().structure(res)
+    assert all(i["severity"] == "error" and len(i["expression"]) == 1 for i in issues)
+    got = [(i["code"], i["expression"][0], i["diagnostics"]) for i in issues]
+    assert got == [
+        ("structure", "Patient.birthDate.id", "id value must be a JSON string, not a number"),
+        (
+            "structure",
+            "Patient.gender",
+            "Patient.gender is not a repeating element: expected a single value, found an array",
+        ),
+        (
+            "structure",
+            "Patient.deceasedDateTime",
+            "only one of deceased[x] may be present (found deceasedBoolean and deceasedDateTime)",
+        ),
+        ("structure", "Patient.communication", "arrays must not be empty"),
+        ("structure", "Patient.link[1]", "null is not a value"),
+        (
+            "structure",
+            "Patient.multipleBirth[x]",
+            "Patient.multipleBirth[x]: max allowed = 1, but found 2",
+        ),
+        ("value", "Patient.id", "'a b' is not a valid id"),
+        (
+            "structure",
+            "Patient.active",
+            "boolean value must be a JSON boolean (true/false), not a string",
+        ),
+        (
+            "structure",
+            "Patient.name[0].given[1].extension[0].valueBoolean",
+            "boolean value must be a JSON boolean (true/false), not a number",
+        ),
+        (
+            "structure",
+            "Patient.name[0].given[2]",
+            "string value must be a JSON string, not a number",
+        ),
+        (
+            "structure",
+            "Patient.name[1].family",
+            "HumanName.family is not a repeating element: expected a single value, found an array",
+        ),
+        ("value", "Patient.name[1].period.start", "'2020-02-30' is not a valid dateTime"),
+        (
+            "structure",
+            "Patient.name[1].period.end",
+            "dateTime value must be a JSON string, not a number",
+        ),
+        ("structure", "Patient.contact[0].bogus", "Unrecognized property 'bogus'"),
+        ("value", "Patient.contact[0].telecom[0].rank", "0 is out of range for positiveInt"),
+        (
+            "code-invalid",
+            "Patient.contained[0].status",
+            "no code provided, and a code is required from the value set http://hl7.org/fhir/ValueSet/observation-status|4.0.1",
+        ),
+        ("structure", "Patient.contained[0].code.coding", "arrays must not be empty"),
+        (
+            "required",
+            "Patient.contained[1]",
+            "Observation.status: minimum required = 1, but only found 0",
+        ),
+        (
+            "structure",
+            "Patient.contained[1].valueInteger",
+            "integer value must be a JSON number, not a number",
+        ),
+        (
+            "structure",
+            "Patient.extension[0].valueQuantity.value",
+            "decimal value must be a JSON number, not a string",
+        ),
+        (
+            "structure",
+            "Patient.extension[1].extension[0].valueString",
+            "string value must be a JSON string, not a number",
+        ),
+        ("value", "Patient.link[0].other.identifier.period.start", "'x' is not a valid dateTime"),
+        ("value", "Patient.photo[0].data", "'###' is not a valid base64Binary"),
+        ("value", "Patient.photo[0].size", "-1 is out of range for unsignedInt"),
+        (
+            "invariant",
+            "Patient.maritalStatus",
+            "ele-1: All FHIR elements must have a @value or children",
+        ),
+        (
+            "invariant",
+            "Patient.managingOrganization",
+            "ele-1: All FHIR elements must have a @value or children",
+        ),
+        ("value", "Patient.text.div", "narrative XHTML is not safe or not a div"),
+    ]
