@@ -170,30 +170,60 @@ def _resolves_to(ref: Any, type_name: str) -> bool:
     return ref.get("type") == type_name
 
 
+def _run(values: list, plan: list[tuple]) -> list:
+    for op in plan:
+        kind = op[0]
+        if kind == "get":
+            values = _get(values, op[1], op[2])
+        elif kind == "resolve":
+            values = [v for v in values if _resolves_to(v, op[1])]
+        elif kind == "eq":
+            values = [v for v in values if isinstance(v, dict) and v.get(op[1]) == op[2]]
+        else:  # index
+            values = values[op[1] : op[1] + 1]
+        if not values:
+            break
+    return values
+
+
+def _term(plan: list[tuple]) -> Extractor:
+    """One term as a function; its first ``get`` reads the key directly.
+
+    Most parameters of a type find nothing in a given resource, and almost
+    always because its first element is absent: that case returns at once.
+    Every call returns a new list (never one of the resource's own).
+    """
+    if not plan or plan[0][0] != "get":
+        return lambda resource: _run([resource], plan)
+    _, name, is_choice = plan[0]
+    rest = plan[1:]
+
+    def term(resource) -> list:
+        x = resource.get(name) if isinstance(resource, dict) else None
+        if x is None:
+            if not is_choice:
+                return []
+            values = _get([resource], name, True)
+        else:
+            values = list(x) if isinstance(x, list) else [x]
+        return _run(values, rest) if rest and values else values
+
+    return term
+
+
 def _build_fast(terms_ops: list[list[tuple]]) -> Extractor:
     choices = choice_names()
-    plans = [
-        [(op[0], op[1], op[1] in choices) if op[0] == "get" else op for op in ops]
+    terms = [
+        _term([(op[0], op[1], op[1] in choices) if op[0] == "get" else op for op in ops])
         for ops in terms_ops
     ]
+    if len(terms) == 1:
+        return terms[0]
 
     def extract(resource: dict) -> list:
         out: list = []
-        for plan in plans:
-            values = [resource]
-            for op in plan:
-                kind = op[0]
-                if kind == "get":
-                    values = _get(values, op[1], op[2])
-                elif kind == "resolve":
-                    values = [v for v in values if _resolves_to(v, op[1])]
-                elif kind == "eq":
-                    values = [v for v in values if isinstance(v, dict) and v.get(op[1]) == op[2]]
-                else:  # index
-                    values = values[op[1] : op[1] + 1]
-                if not values:
-                    break
-            out.extend(values)
+        for term in terms:
+            out.extend(term(resource))
         return out
 
     return extract
