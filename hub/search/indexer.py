@@ -320,20 +320,21 @@ class Indexer:
             "number": self._number_rows,
             "uri": self._uri_rows,
         }
-        plan = []
+        plan: list[tuple] = []
+        composites: list[tuple] = []
         for p in self.registry.indexed_params(res_type):
             if p.type == "composite":
                 components = self._components(p)
                 if components:
-                    plan.append(
-                        (p.extractor(res_type), self._composite_rows, (p.code, *components))
-                    )
+                    if not composites:  # all in one step, see _composite_rows
+                        plan.append((_itself, self._composite_rows, composites))
+                    composites.append((p.code, p.extractor(res_type), *components))
             elif p.type in builders:
                 plan.append((p.extractor(res_type), builders[p.type], p.code))
         return plan
 
     def _components(self, p: SearchParam) -> tuple | None:
-        """``(first extractor, second type, second extractor)`` of a composite, if known."""
+        """``(type, expression, extractor)`` of a composite's two components, if known."""
         if len(p.components) < 2:
             return None
         out: list = []
@@ -341,8 +342,8 @@ class Indexer:
             target = self.registry.by_url.get(comp.definition)
             if target is None:
                 return None
-            out += [target.type, compile_extractor(comp.expression, None)]
-        return out[1], out[2], out[3]
+            out += [target.type, comp.expression, compile_extractor(comp.expression, None)]
+        return tuple(out)
 
     # -- per type ----------------------------------------------------------
 
@@ -441,30 +442,53 @@ class Indexer:
                 seen.add(v)
                 out.append({"res_type": res_type, "param": code, "value": _clip(v)})
 
-    def _composite_rows(self, arg: tuple, res_type: str, items: list, rows: dict) -> None:
-        code, first, kind2, second = arg
+    def _composite_rows(self, params: list, res_type: str, values: list, rows: dict) -> None:
+        """The rows of all the type's composite parameters.
+
+        They share items and components: six of Observation's have the
+        Observation as item and ``code`` as first component. So each
+        component's values are computed once per item (and expression) in a
+        call, not once per parameter.
+        """
+        resource = values[0]
+        memo: dict[tuple, tuple] = {}
         out = rows.setdefault("sp_composite", [])
-        for item in items:
-            firsts = [t for v in first(item) for t in token_values(v) if t[1] is not None]
-            if not firsts:
+        for code, items_of, _, first_expr, first, kind2, second_expr, second in params:
+            try:
+                for item in items_of(resource):
+                    # The first component is read as a token, whatever its type.
+                    firsts = self._component(memo, item, "token", first_expr, first)
+                    firsts = [t for ts in firsts for t in ts]
+                    if not firsts:
+                        continue
+                    seconds = self._component(memo, item, kind2, second_expr, second)
+                    for t1 in firsts:
+                        for second_values in seconds:
+                            for sys2, code2, num2, low2, high2 in second_values:
+                                out.append(
+                                    {
+                                        "res_type": res_type,
+                                        "param": code,
+                                        "c1_system": t1[0],
+                                        "c1_code": t1[1],
+                                        "c2_system": sys2,
+                                        "c2_code": code2,
+                                        "c2_value": num2,
+                                        "c2_low": low2,
+                                        "c2_high": high2,
+                                    }
+                                )
+            except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
-            seconds = [_component_value(kind2, v, self.tz) for v in second(item)]
-            for s1, c1, _ in firsts:
-                for second_values in seconds:
-                    for sys2, code2, num2, low2, high2 in second_values:
-                        out.append(
-                            {
-                                "res_type": res_type,
-                                "param": code,
-                                "c1_system": s1,
-                                "c1_code": c1,
-                                "c2_system": sys2,
-                                "c2_code": code2,
-                                "c2_value": num2,
-                                "c2_low": low2,
-                                "c2_high": high2,
-                            }
-                        )
+
+    def _component(self, memo: dict, item, kind: str, expression: str, extract) -> list:
+        """``_component_value`` of each value of a component in ``item``, once per call."""
+        key = (id(item), kind, expression)
+        hit = memo.get(key)
+        if hit is None:
+            # The entry holds the item, so its id cannot be reused during the call.
+            hit = memo[key] = (item, [_component_value(kind, v, self.tz) for v in extract(item)])
+        return hit[1]
 
     # -- compartments ------------------------------------------------------
 
@@ -520,6 +544,10 @@ def _pinyin_keys(names: list) -> list[str]:
         grouped = " ".join(x for x in ("".join(syllables[:cut]), "".join(syllables[cut:])) if x)
         out += ["".join(syllables), grouped, "".join(x[0] for x in syllables)]
     return out
+
+
+def _itself(resource: dict) -> list:
+    return [resource]
 
 
 def _token_row(res_type: str, param: str, t: tuple) -> dict:
