@@ -22,12 +22,10 @@ MIN_DT = dt.datetime(1, 1, 1)
 MAX_DT = dt.datetime(9999, 12, 31, 23, 59, 59)
 UTC = dt.UTC
 
-_ASCII_SAFE = re.compile(r"^[ -~]*$")
-
 
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form of ``text`` (max 512 characters)."""
-    if _ASCII_SAFE.match(text):
+    if text.isascii():  # NFKD and casefold leave ASCII as lower() does
         return text.lower()[:512]
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))

@@ -22,6 +22,7 @@ from hub.search.indexer import Indexer
 from hub.search.registry import SearchRegistry
 from hub.search.registry import stored_search_parameters
 from hub.search.reindex import reindex
+from hub.search.values import normalise
 from hub.storage import schema as S
 
 ALL = [r for p in SYNTHEA for r in synthea_resources(p)] + SAMPLES
@@ -88,6 +89,20 @@ def test_extractors(expression, resource, expected):
     res_type = expression.lstrip("(").split(".", 1)[0]
     extract = compile_extractor(expression, res_type)
     assert extract({"resourceType": res_type, **resource}) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Müller", "muller"),
+        ("ÅNGSTRÖM ﬁ", "angstrom fi"),
+        ("王小明", "王小明"),
+        ("Tab\tAnd\nNewline\x7f", "tab\tand\nnewline\x7f"),  # ASCII: only lower case
+        ("X" * 600, "x" * 512),
+    ],
+)
+def test_normalise(text, expected):
+    assert normalise(text) == expected
 
 
 def test_indexer_never_raises_and_rows_are_uniform(indexer):
