@@ -92,6 +92,31 @@ def test_extractors(expression, resource, expected):
 
 
 @pytest.mark.parametrize(
+    "deceased",
+    [
+        {},
+        {"deceasedBoolean": True},
+        {"deceasedBoolean": False},
+        {"deceasedDateTime": "2020-01-02T10:00:00+08:00"},
+        {"deceasedDateTime": ""},
+        {"deceasedBoolean": 0},
+        {"deceasedBoolean": "false"},
+        {"deceasedBoolean": [False]},
+        {"deceasedBoolean": False, "_deceasedBoolean": {"id": "x"}},
+        {"deceased": True},
+        {"deceasedString": "x"},
+        {"deceasedDateTime": 5},
+    ],
+)
+def test_deceased_answers_as_fhirpathpy_does(deceased):
+    from hub.search.fhirpath import _DECEASED
+    from hub.search.fhirpath import _build_general
+
+    patient = {"resourceType": "Patient", "id": "p", **deceased}
+    assert compile_extractor(_DECEASED, "Patient")(patient) == _build_general(_DECEASED)(patient)
+
+
+@pytest.mark.parametrize(
     "text, expected",
     [
         ("Müller", "muller"),
