@@ -281,7 +281,7 @@ class Indexer:
         self.registry = registry
         self.tz = default_tz
         self._comp = compartments()
-        self._plans: dict[str, list[tuple]] = {}
+        self._plans: dict[str, tuple[list, list]] = {}
 
     def index(self, resource: dict) -> IndexResult:
         res_type = resource.get("resourceType")
@@ -290,9 +290,9 @@ class Indexer:
             return result
         plan = self._plans.get(res_type)
         if plan is None:
-            plan = self._plans[res_type] = self._plan(res_type)
+            plan = self._plans[res_type] = (self._plan(res_type), self._compartment_plan(res_type))
         rows: dict[str, list[dict]] = {}
-        for extract, add_rows, arg in plan:
+        for extract, add_rows, arg in plan[0]:
             try:
                 values = extract(resource)
                 if values:
@@ -300,7 +300,7 @@ class Indexer:
             except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
         refs = rows.get("sp_reference", ())
-        result.patient_id = self._compartments(resource, res_type, refs, rows)
+        result.patient_id = self._compartments(resource, res_type, plan[1], refs, rows)
         result.rows = {table: r for table, r in rows.items() if r}
         return result
 
@@ -492,14 +492,21 @@ class Indexer:
 
     # -- compartments ------------------------------------------------------
 
-    def _compartments(self, resource: dict, res_type: str, refs, rows: dict) -> str | None:
+    def _compartment_plan(self, res_type: str) -> list[tuple[str, bool, frozenset]]:
+        """``(compartment type, is it res_type, the parameters linking to it)`` that apply."""
+        return [
+            (comp_type, comp_type == res_type, frozenset(by_type.get(res_type) or ()))
+            for comp_type, by_type in self._comp.items()
+            if comp_type == res_type or by_type.get(res_type)
+        ]
+
+    def _compartments(self, resource: dict, res_type: str, plan, refs, rows: dict) -> str | None:
         out: list[dict] = []
         patient_id = None
         own_id = resource.get("id")
-        for comp_type, by_type in self._comp.items():
-            if res_type == comp_type and isinstance(own_id, str):
+        for comp_type, is_own, params in plan:
+            if is_own and isinstance(own_id, str):
                 out.append({"res_type": res_type, "comp_type": comp_type, "comp_id": own_id})
-            params = by_type.get(res_type)
             if not params or not refs:
                 continue
             ids = []
