@@ -338,6 +338,24 @@ def compile_extractor(expression: str | None, res_type: str | None) -> Extractor
     return _deceased(general) if terms == [_DECEASED] else general
 
 
+def first_key(expression: str | None, res_type: str) -> str | None:
+    """The key of ``res_type`` every value of ``expression`` comes from, if there is one.
+
+    Only a single term with the direct extractor that starts with an element
+    other than a choice has one: a resource without that key has no value.
+    """
+    terms = terms_for(expression, res_type) if expression else []
+    if len(terms) != 1:
+        return None
+    try:
+        ops = _parse_term(terms[0], False)
+    except _Unsupported:
+        return None
+    if ops and ops[0][0] == "get" and ops[0][1] not in choice_names():
+        return ops[0][1]
+    return None
+
+
 def is_fast(expression: str, res_type: str) -> bool:
     """Whether ``expression`` gets the direct extractor for ``res_type`` (for tests)."""
     try:

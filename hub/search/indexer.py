@@ -17,6 +17,7 @@ from dataclasses import field
 
 from hub.search.data import compartments
 from hub.search.fhirpath import compile_extractor
+from hub.search.fhirpath import first_key
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
 from hub.search.values import MAX_DT
@@ -292,7 +293,9 @@ class Indexer:
         if plan is None:
             plan = self._plans[res_type] = (self._plan(res_type), self._compartment_plan(res_type))
         rows: dict[str, list[dict]] = {}
-        for extract, add_rows, arg in plan[0]:
+        for key, extract, add_rows, arg in plan[0]:
+            if key is not None and key not in resource:
+                continue  # most parameters: the element is absent, skip the call
             try:
                 values = extract(resource)
                 if values:
@@ -305,7 +308,7 @@ class Indexer:
         return result
 
     def _plan(self, res_type: str) -> list[tuple]:
-        """``(extractor, row builder, its argument)`` per indexed parameter of ``res_type``.
+        """``(first key, extractor, row builder, its argument)`` per parameter of ``res_type``.
 
         Resolved once per type so that indexing a resource does no registry
         look-ups: the extractor, the builder for the parameter's type and, for
@@ -327,10 +330,11 @@ class Indexer:
                 components = self._components(p)
                 if components:
                     if not composites:  # all in one step, see _composite_rows
-                        plan.append((_itself, self._composite_rows, composites))
+                        plan.append((None, _itself, self._composite_rows, composites))
                     composites.append((p.code, p.extractor(res_type), *components))
             elif p.type in builders:
-                plan.append((p.extractor(res_type), builders[p.type], p.code))
+                key = first_key(p.expression, res_type)
+                plan.append((key, p.extractor(res_type), builders[p.type], p.code))
         return plan
 
     def _components(self, p: SearchParam) -> tuple | None:
