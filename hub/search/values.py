@@ -23,10 +23,16 @@ MAX_DT = dt.datetime(9999, 12, 31, 23, 59, 59)
 UTC = dt.UTC
 
 
+# ASCII and the CJK Unified Ideographs: no decompositions, no combining marks.
+_ASCII_HAN = re.compile(r"[\x00-\x7f\u4e00-\u9fff]*")
+
+
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form of ``text`` (max 512 characters)."""
     if text.isascii():  # NFKD and casefold leave ASCII as lower() does
         return text.lower()[:512]
+    if _ASCII_HAN.fullmatch(text):  # most Chinese text: only case to fold
+        return text.casefold()[:512]
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.casefold()[:512]

@@ -122,12 +122,21 @@ def test_deceased_answers_as_fhirpathpy_does(deceased):
         ("Müller", "muller"),
         ("ÅNGSTRÖM ﬁ", "angstrom fi"),
         ("王小明", "王小明"),
+        ("王 Wang 明", "王 wang 明"),
+        ("\uf900", "\u8c48"),  # a compatibility ideograph decomposes
         ("Tab\tAnd\nNewline\x7f", "tab\tand\nnewline\x7f"),  # ASCII: only lower case
         ("X" * 600, "x" * 512),
     ],
 )
 def test_normalise(text, expected):
     assert normalise(text) == expected
+
+
+def test_normalise_shortcut_for_han_is_exact():
+    import unicodedata
+
+    for c in map(chr, [*range(0x80), *range(0x4E00, 0xA000)]):
+        assert unicodedata.normalize("NFKD", c) == c and not unicodedata.combining(c)
 
 
 def test_indexer_never_raises_and_rows_are_uniform(indexer):
