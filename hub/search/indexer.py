@@ -462,36 +462,35 @@ class Indexer:
                 for item in items_of(resource):
                     # The first component is read as a token, whatever its type.
                     firsts = self._component(memo, item, "token", first_expr, first)
-                    firsts = [t for ts in firsts for t in ts]
                     if not firsts:
                         continue
                     seconds = self._component(memo, item, kind2, second_expr, second)
                     for t1 in firsts:
-                        for second_values in seconds:
-                            for sys2, code2, num2, low2, high2 in second_values:
-                                out.append(
-                                    {
-                                        "res_type": res_type,
-                                        "param": code,
-                                        "c1_system": t1[0],
-                                        "c1_code": t1[1],
-                                        "c2_system": sys2,
-                                        "c2_code": code2,
-                                        "c2_value": num2,
-                                        "c2_low": low2,
-                                        "c2_high": high2,
-                                    }
-                                )
+                        for sys2, code2, num2, low2, high2 in seconds:
+                            out.append(
+                                {
+                                    "res_type": res_type,
+                                    "param": code,
+                                    "c1_system": t1[0],
+                                    "c1_code": t1[1],
+                                    "c2_system": sys2,
+                                    "c2_code": code2,
+                                    "c2_value": num2,
+                                    "c2_low": low2,
+                                    "c2_high": high2,
+                                }
+                            )
             except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
 
     def _component(self, memo: dict, item, kind: str, expression: str, extract) -> list:
-        """``_component_value`` of each value of a component in ``item``, once per call."""
+        """The ``_component_value`` tuples of a component in ``item``, once per call."""
         key = (id(item), kind, expression)
         hit = memo.get(key)
         if hit is None:
+            values = [t for v in extract(item) for t in _component_value(kind, v, self.tz)]
             # The entry holds the item, so its id cannot be reused during the call.
-            hit = memo[key] = (item, [_component_value(kind, v, self.tz) for v in extract(item)])
+            hit = memo[key] = (item, values)
         return hit[1]
 
     # -- compartments ------------------------------------------------------
