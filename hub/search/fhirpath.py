@@ -170,30 +170,60 @@ def _resolves_to(ref: Any, type_name: str) -> bool:
     return ref.get("type") == type_name
 
 
+def _run(values: list, plan: list[tuple]) -> list:
+    for op in plan:
+        kind = op[0]
+        if kind == "get":
+            values = _get(values, op[1], op[2])
+        elif kind == "resolve":
+            values = [v for v in values if _resolves_to(v, op[1])]
+        elif kind == "eq":
+            values = [v for v in values if isinstance(v, dict) and v.get(op[1]) == op[2]]
+        else:  # index
+            values = values[op[1] : op[1] + 1]
+        if not values:
+            break
+    return values
+
+
+def _term(plan: list[tuple]) -> Extractor:
+    """One term as a function; its first ``get`` reads the key directly.
+
+    Most parameters of a type find nothing in a given resource, and almost
+    always because its first element is absent: that case returns at once.
+    Every call returns a new list (never one of the resource's own).
+    """
+    if not plan or plan[0][0] != "get":
+        return lambda resource: _run([resource], plan)
+    _, name, is_choice = plan[0]
+    rest = plan[1:]
+
+    def term(resource) -> list:
+        x = resource.get(name) if isinstance(resource, dict) else None
+        if x is None:
+            if not is_choice:
+                return []
+            values = _get([resource], name, True)
+        else:
+            values = list(x) if isinstance(x, list) else [x]
+        return _run(values, rest) if rest and values else values
+
+    return term
+
+
 def _build_fast(terms_ops: list[list[tuple]]) -> Extractor:
     choices = choice_names()
-    plans = [
-        [(op[0], op[1], op[1] in choices) if op[0] == "get" else op for op in ops]
+    terms = [
+        _term([(op[0], op[1], op[1] in choices) if op[0] == "get" else op for op in ops])
         for ops in terms_ops
     ]
+    if len(terms) == 1:
+        return terms[0]
 
     def extract(resource: dict) -> list:
         out: list = []
-        for plan in plans:
-            values = [resource]
-            for op in plan:
-                kind = op[0]
-                if kind == "get":
-                    values = _get(values, op[1], op[2])
-                elif kind == "resolve":
-                    values = [v for v in values if _resolves_to(v, op[1])]
-                elif kind == "eq":
-                    values = [v for v in values if isinstance(v, dict) and v.get(op[1]) == op[2]]
-                else:  # index
-                    values = values[op[1] : op[1] + 1]
-                if not values:
-                    break
-            out.extend(values)
+        for term in terms:
+            out.extend(term(resource))
         return out
 
     return extract
@@ -260,6 +290,25 @@ def _build_general(expression: str) -> Extractor:
     return extract
 
 
+# The one official R4 expression that is not a path. fhirpathpy takes some 20 µs
+# for it, so its usual values are answered here and only odd ones go there.
+_DECEASED = "Patient.deceased.exists() and Patient.deceased != false"
+
+
+def _deceased(general: Extractor) -> Extractor:
+    def extract(resource: dict) -> list:
+        keys = [k for k in resource if k.startswith(("deceased", "_deceased"))]
+        if not keys:
+            return [False]
+        if keys == ["deceasedBoolean"] and isinstance(resource["deceasedBoolean"], bool):
+            return [resource["deceasedBoolean"]]
+        if keys == ["deceasedDateTime"] and isinstance(resource["deceasedDateTime"], str):
+            return [True]
+        return general(resource)
+
+    return extract
+
+
 def _nothing(resource: dict) -> list:
     return []
 
@@ -283,9 +332,28 @@ def compile_extractor(expression: str | None, res_type: str | None) -> Extractor
     except _Unsupported:
         pass
     try:
-        return _build_general(" | ".join(terms))
+        general = _build_general(" | ".join(terms))
     except Exception:  # noqa: BLE001 - an expression fhirpathpy cannot compile
         return _nothing
+    return _deceased(general) if terms == [_DECEASED] else general
+
+
+def first_key(expression: str | None, res_type: str) -> str | None:
+    """The key of ``res_type`` every value of ``expression`` comes from, if there is one.
+
+    Only a single term with the direct extractor that starts with an element
+    other than a choice has one: a resource without that key has no value.
+    """
+    terms = terms_for(expression, res_type) if expression else []
+    if len(terms) != 1:
+        return None
+    try:
+        ops = _parse_term(terms[0], False)
+    except _Unsupported:
+        return None
+    if ops and ops[0][0] == "get" and ops[0][1] not in choice_names():
+        return ops[0][1]
+    return None
 
 
 def is_fast(expression: str, res_type: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import field
 
 from hub.search.data import compartments
 from hub.search.fhirpath import compile_extractor
+from hub.search.fhirpath import first_key
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
 from hub.search.values import MAX_DT
@@ -270,17 +271,6 @@ def reference_values(v) -> list[tuple]:
 # The indexer
 # ---------------------------------------------------------------------------
 
-_TABLE = {
-    "string": "sp_string",
-    "token": "sp_token",
-    "date": "sp_date",
-    "number": "sp_number",
-    "quantity": "sp_quantity",
-    "reference": "sp_reference",
-    "uri": "sp_uri",
-    "composite": "sp_composite",
-}
-
 # The patient-compartment parameters preferred as the distribution key.
 _PATIENT_FIRST = ("patient", "subject", "beneficiary", "individual", "who")
 
@@ -292,169 +282,234 @@ class Indexer:
         self.registry = registry
         self.tz = default_tz
         self._comp = compartments()
-        self._component_ex: dict[tuple[str, int], object] = {}
+        self._plans: dict[str, tuple[list, list]] = {}
 
     def index(self, resource: dict) -> IndexResult:
         res_type = resource.get("resourceType")
         result = IndexResult()
         if not isinstance(res_type, str):
             return result
+        plan = self._plans.get(res_type)
+        if plan is None:
+            plan = self._plans[res_type] = (self._plan(res_type), self._compartment_plan(res_type))
         rows: dict[str, list[dict]] = {}
-        for p in self.registry.indexed_params(res_type):
+        for key, extract, add_rows, arg in plan[0]:
+            if key is not None and key not in resource:
+                continue  # most parameters: the element is absent, skip the call
             try:
-                values = p.extractor(res_type)(resource)
+                values = extract(resource)
                 if values:
-                    self._rows_for(p, res_type, values, rows)
+                    add_rows(arg, res_type, values, rows)
             except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
         refs = rows.get("sp_reference", ())
-        result.patient_id = self._compartments(resource, res_type, refs, rows)
+        result.patient_id = self._compartments(resource, res_type, plan[1], refs, rows)
         result.rows = {table: r for table, r in rows.items() if r}
         return result
 
-    # -- per type ----------------------------------------------------------
+    def _plan(self, res_type: str) -> list[tuple]:
+        """``(first key, extractor, row builder, its argument)`` per parameter of ``res_type``.
 
-    def _rows_for(self, p: SearchParam, res_type: str, values: list, rows: dict) -> None:
-        kind = p.type
-        code = p.code
-        seen: set = set()
-        if kind == "token":
-            out = rows.setdefault("sp_token", [])
-            for v in values:
-                tuples = token_values(v)
-                if code == "identifier" or (isinstance(v, dict) and "type" in v and "value" in v):
-                    for t in _identifier_types(v):
-                        out.append(_token_row(res_type, code + ":of-type", t))
-                for t in tuples:
-                    if t not in seen:
-                        seen.add(t)
-                        out.append(_token_row(res_type, code, t))
-        elif kind == "string":
-            out = rows.setdefault("sp_string", [])
-            if code == "phonetic":
-                values = values + _pinyin_keys(values)
-            for v in values:
-                for s in string_values(v):
-                    if s and s not in seen:
-                        seen.add(s)
-                        out.append(
-                            {
-                                "res_type": res_type,
-                                "param": code,
-                                "value": normalise(s),
-                                "exact": _clip(s),
-                            }
-                        )
-        elif kind == "reference":
-            out = rows.setdefault("sp_reference", [])
-            for v in values:
-                for t in reference_values(v):
-                    if t not in seen:
-                        seen.add(t)
-                        out.append(
-                            {
-                                "res_type": res_type,
-                                "param": code,
-                                "target_type": t[0],
-                                "target_id": t[1],
-                                "target_version": t[2],
-                                "url": t[3],
-                                "identifier_system": t[4],
-                                "identifier_value": t[5],
-                            }
-                        )
-        elif kind == "date":
-            out = rows.setdefault("sp_date", [])
-            for v in values:
-                for lo, hi in date_values(v, self.tz):
-                    if (lo, hi) not in seen:
-                        seen.add((lo, hi))
-                        out.append({"res_type": res_type, "param": code, "low": lo, "high": hi})
-        elif kind == "quantity":
-            out = rows.setdefault("sp_quantity", [])
-            for v in values:
-                for t in quantity_values(v):
-                    out.append(
-                        {
-                            "res_type": res_type,
-                            "param": code,
-                            "value": t[0],
-                            "low": t[1],
-                            "high": t[2],
-                            "system": t[3],
-                            "code": t[4],
-                            "unit": t[5],
-                            "canonical_value": t[6],
-                            "canonical_code": t[7],
-                        }
-                    )
-        elif kind == "number":
-            out = rows.setdefault("sp_number", [])
-            for v in values:
-                for t in number_values(v):
-                    out.append(
-                        {
-                            "res_type": res_type,
-                            "param": code,
-                            "value": t[0],
-                            "low": t[1],
-                            "high": t[2],
-                        }
-                    )
-        elif kind == "uri":
-            out = rows.setdefault("sp_uri", [])
-            for v in values:
-                if isinstance(v, str) and v not in seen:
-                    seen.add(v)
-                    out.append({"res_type": res_type, "param": code, "value": _clip(v)})
-        elif kind == "composite":
-            self._composite_rows(p, res_type, values, rows)
+        Resolved once per type so that indexing a resource does no registry
+        look-ups: the extractor, the builder for the parameter's type and, for
+        composites, the components' types and extractors.
+        """
+        builders = {
+            "token": self._token_rows,
+            "string": self._string_rows,
+            "reference": self._reference_rows,
+            "date": self._date_rows,
+            "quantity": self._quantity_rows,
+            "number": self._number_rows,
+            "uri": self._uri_rows,
+        }
+        plan: list[tuple] = []
+        composites: list[tuple] = []
+        for p in self.registry.indexed_params(res_type):
+            if p.type == "composite":
+                components = self._components(p)
+                if components:
+                    if not composites:  # all in one step, see _composite_rows
+                        plan.append((None, _itself, self._composite_rows, composites))
+                    composites.append((p.code, p.extractor(res_type), *components))
+            elif p.type in builders:
+                key = first_key(p.expression, res_type)
+                plan.append((key, p.extractor(res_type), builders[p.type], p.code))
+        return plan
 
-    def _composite_rows(self, p: SearchParam, res_type: str, items: list, rows: dict) -> None:
+    def _components(self, p: SearchParam) -> tuple | None:
+        """``(type, expression, extractor)`` of a composite's two components, if known."""
         if len(p.components) < 2:
-            return
-        kinds = []
-        for i, comp in enumerate(p.components[:2]):
+            return None
+        out: list = []
+        for comp in p.components[:2]:
             target = self.registry.by_url.get(comp.definition)
             if target is None:
-                return
-            ex = self._component_ex.get((p.url, i))
-            if ex is None:
-                ex = self._component_ex[(p.url, i)] = compile_extractor(comp.expression, None)
-            kinds.append((target.type, ex))
+                return None
+            out += [target.type, comp.expression, compile_extractor(comp.expression, None)]
+        return tuple(out)
+
+    # -- per type ----------------------------------------------------------
+
+    def _token_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_token", [])
+        seen: set = set()
+        for v in values:
+            tuples = token_values(v)
+            if code == "identifier" or (isinstance(v, dict) and "type" in v and "value" in v):
+                for t in _identifier_types(v):
+                    out.append(_token_row(res_type, code + ":of-type", t))
+            for t in tuples:
+                if t not in seen:
+                    seen.add(t)
+                    out.append(_token_row(res_type, code, t))
+
+    def _string_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_string", [])
+        seen: set = set()
+        if code == "phonetic":
+            values = values + _pinyin_keys(values)
+        for v in values:
+            for s in string_values(v):
+                if s and s not in seen:
+                    seen.add(s)
+                    out.append(
+                        {
+                            "res_type": res_type,
+                            "param": code,
+                            "value": normalise(s),
+                            "exact": _clip(s),
+                        }
+                    )
+
+    def _reference_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_reference", [])
+        seen: set = set()
+        for v in values:
+            for t in reference_values(v):
+                if t not in seen:
+                    seen.add(t)
+                    out.append(
+                        {
+                            "res_type": res_type,
+                            "param": code,
+                            "target_type": t[0],
+                            "target_id": t[1],
+                            "target_version": t[2],
+                            "url": t[3],
+                            "identifier_system": t[4],
+                            "identifier_value": t[5],
+                        }
+                    )
+
+    def _date_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_date", [])
+        seen: set = set()
+        for v in values:
+            for lo, hi in date_values(v, self.tz):
+                if (lo, hi) not in seen:
+                    seen.add((lo, hi))
+                    out.append({"res_type": res_type, "param": code, "low": lo, "high": hi})
+
+    def _quantity_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_quantity", [])
+        for v in values:
+            for t in quantity_values(v):
+                out.append(
+                    {
+                        "res_type": res_type,
+                        "param": code,
+                        "value": t[0],
+                        "low": t[1],
+                        "high": t[2],
+                        "system": t[3],
+                        "code": t[4],
+                        "unit": t[5],
+                        "canonical_value": t[6],
+                        "canonical_code": t[7],
+                    }
+                )
+
+    def _number_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_number", [])
+        for v in values:
+            for t in number_values(v):
+                out.append(
+                    {"res_type": res_type, "param": code, "value": t[0], "low": t[1], "high": t[2]}
+                )
+
+    def _uri_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+        out = rows.setdefault("sp_uri", [])
+        seen: set = set()
+        for v in values:
+            if isinstance(v, str) and v not in seen:
+                seen.add(v)
+                out.append({"res_type": res_type, "param": code, "value": _clip(v)})
+
+    def _composite_rows(self, params: list, res_type: str, values: list, rows: dict) -> None:
+        """The rows of all the type's composite parameters.
+
+        They share items and components: six of Observation's have the
+        Observation as item and ``code`` as first component. So each
+        component's values are computed once per item (and expression) in a
+        call, not once per parameter.
+        """
+        resource = values[0]
+        memo: dict[tuple, tuple] = {}
         out = rows.setdefault("sp_composite", [])
-        for item in items:
-            firsts = [t for v in kinds[0][1](item) for t in token_values(v) if t[1] is not None]
-            if not firsts:
+        for code, items_of, _, first_expr, first, kind2, second_expr, second in params:
+            try:
+                for item in items_of(resource):
+                    # The first component is read as a token, whatever its type.
+                    firsts = self._component(memo, item, "token", first_expr, first)
+                    if not firsts:
+                        continue
+                    seconds = self._component(memo, item, kind2, second_expr, second)
+                    for t1 in firsts:
+                        for sys2, code2, num2, low2, high2 in seconds:
+                            out.append(
+                                {
+                                    "res_type": res_type,
+                                    "param": code,
+                                    "c1_system": t1[0],
+                                    "c1_code": t1[1],
+                                    "c2_system": sys2,
+                                    "c2_code": code2,
+                                    "c2_value": num2,
+                                    "c2_low": low2,
+                                    "c2_high": high2,
+                                }
+                            )
+            except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
-            seconds = [_component_value(kinds[1][0], v, self.tz) for v in kinds[1][1](item)]
-            for s1, c1, _ in firsts:
-                for second in seconds:
-                    for sys2, code2, num2, low2, high2 in second:
-                        out.append(
-                            {
-                                "res_type": res_type,
-                                "param": p.code,
-                                "c1_system": s1,
-                                "c1_code": c1,
-                                "c2_system": sys2,
-                                "c2_code": code2,
-                                "c2_value": num2,
-                                "c2_low": low2,
-                                "c2_high": high2,
-                            }
-                        )
+
+    def _component(self, memo: dict, item, kind: str, expression: str, extract) -> list:
+        """The ``_component_value`` tuples of a component in ``item``, once per call."""
+        key = (id(item), kind, expression)
+        hit = memo.get(key)
+        if hit is None:
+            values = [t for v in extract(item) for t in _component_value(kind, v, self.tz)]
+            # The entry holds the item, so its id cannot be reused during the call.
+            hit = memo[key] = (item, values)
+        return hit[1]
 
     # -- compartments ------------------------------------------------------
 
-    def _compartments(self, resource: dict, res_type: str, refs, rows: dict) -> str | None:
+    def _compartment_plan(self, res_type: str) -> list[tuple[str, bool, frozenset]]:
+        """``(compartment type, is it res_type, the parameters linking to it)`` that apply."""
+        return [
+            (comp_type, comp_type == res_type, frozenset(by_type.get(res_type) or ()))
+            for comp_type, by_type in self._comp.items()
+            if comp_type == res_type or by_type.get(res_type)
+        ]
+
+    def _compartments(self, resource: dict, res_type: str, plan, refs, rows: dict) -> str | None:
         out: list[dict] = []
         patient_id = None
         own_id = resource.get("id")
-        for comp_type, by_type in self._comp.items():
-            if res_type == comp_type and isinstance(own_id, str):
+        for comp_type, is_own, params in plan:
+            if is_own and isinstance(own_id, str):
                 out.append({"res_type": res_type, "comp_type": comp_type, "comp_id": own_id})
-            params = by_type.get(res_type)
             if not params or not refs:
                 continue
             ids = []
@@ -499,6 +554,10 @@ def _pinyin_keys(names: list) -> list[str]:
         grouped = " ".join(x for x in ("".join(syllables[:cut]), "".join(syllables[cut:])) if x)
         out += ["".join(syllables), grouped, "".join(x[0] for x in syllables)]
     return out
+
+
+def _itself(resource: dict) -> list:
+    return [resource]
 
 
 def _token_row(res_type: str, param: str, t: tuple) -> dict:

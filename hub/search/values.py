@@ -22,13 +22,17 @@ MIN_DT = dt.datetime(1, 1, 1)
 MAX_DT = dt.datetime(9999, 12, 31, 23, 59, 59)
 UTC = dt.UTC
 
-_ASCII_SAFE = re.compile(r"^[ -~]*$")
+
+# ASCII and the CJK Unified Ideographs: no decompositions, no combining marks.
+_ASCII_HAN = re.compile(r"[\x00-\x7f\u4e00-\u9fff]*")
 
 
 def normalise(text: str) -> str:
     """Case- and accent-insensitive form of ``text`` (max 512 characters)."""
-    if _ASCII_SAFE.match(text):
+    if text.isascii():  # NFKD and casefold leave ASCII as lower() does
         return text.lower()[:512]
+    if _ASCII_HAN.fullmatch(text):  # most Chinese text: only case to fold
+        return text.casefold()[:512]
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return stripped.casefold()[:512]
@@ -53,6 +57,12 @@ _DATE = re.compile(
 )
 
 
+_DAY = dt.timedelta(days=1)
+_HOUR = dt.timedelta(hours=1)
+_MINUTE = dt.timedelta(minutes=1)
+_SECOND = dt.timedelta(seconds=1)
+
+
 def _tz(tzs: str | None, default: dt.tzinfo) -> dt.tzinfo:
     if not tzs:
         return default
@@ -60,7 +70,7 @@ def _tz(tzs: str | None, default: dt.tzinfo) -> dt.tzinfo:
         return UTC
     sign = -1 if tzs[0] == "-" else 1
     digits = tzs[1:].replace(":", "")
-    return dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    return dt.timezone(dt.timedelta(minutes=sign * (60 * int(digits[:2]) + int(digits[2:]))))
 
 
 def _add_months(d: dt.datetime, months: int) -> dt.datetime:
@@ -75,38 +85,36 @@ def date_range(text: str, default_tz: dt.tzinfo = UTC) -> tuple[dt.datetime, dt.
     m = _DATE.match(text.strip()) if isinstance(text, str) else None
     if not m:
         return None
-    g = m.groupdict()
-    tz = _tz(g["tz"], default_tz)
+    y, mo, d, hh, mm, ss, frac, tzs = m.groups()
+    tz = _tz(tzs, default_tz)
     try:
-        y = int(g["y"])
-        if g["m"] is None:
-            low = dt.datetime(y, 1, 1, tzinfo=tz)
+        if mo is None:
+            low = dt.datetime(int(y), 1, 1, tzinfo=tz)
             high = _add_months(low, 12)
-        elif g["d"] is None:
-            low = dt.datetime(y, int(g["m"]), 1, tzinfo=tz)
+        elif d is None:
+            low = dt.datetime(int(y), int(mo), 1, tzinfo=tz)
             high = _add_months(low, 1)
-        elif g["H"] is None:
-            low = dt.datetime(y, int(g["m"]), int(g["d"]), tzinfo=tz)
-            high = low + dt.timedelta(days=1)
+        elif hh is None:
+            low = dt.datetime(int(y), int(mo), int(d), tzinfo=tz)
+            high = low + _DAY
         else:
-            frac = g["f"] or ""
             micro = int((frac + "000000")[:6]) if frac else 0
             low = dt.datetime(
-                y,
-                int(g["m"]),
-                int(g["d"]),
-                int(g["H"]),
-                int(g["M"] or 0),
-                int(g["S"] or 0),
+                int(y),
+                int(mo),
+                int(d),
+                int(hh),
+                int(mm or 0),
+                int(ss or 0),
                 micro,
                 tzinfo=tz,
             )
-            if g["M"] is None:
-                step = dt.timedelta(hours=1)
-            elif g["S"] is None:
-                step = dt.timedelta(minutes=1)
+            if mm is None:
+                step = _HOUR
+            elif ss is None:
+                step = _MINUTE
             elif not frac:
-                step = dt.timedelta(seconds=1)
+                step = _SECOND
             else:
                 step = dt.timedelta(microseconds=max(1, 10 ** (6 - min(len(frac), 6))))
             high = low + step

@@ -22,6 +22,7 @@ from hub.search.indexer import Indexer
 from hub.search.registry import SearchRegistry
 from hub.search.registry import stored_search_parameters
 from hub.search.reindex import reindex
+from hub.search.values import normalise
 from hub.storage import schema as S
 
 ALL = [r for p in SYNTHEA for r in synthea_resources(p)] + SAMPLES
@@ -88,6 +89,54 @@ def test_extractors(expression, resource, expected):
     res_type = expression.lstrip("(").split(".", 1)[0]
     extract = compile_extractor(expression, res_type)
     assert extract({"resourceType": res_type, **resource}) == expected
+
+
+@pytest.mark.parametrize(
+    "deceased",
+    [
+        {},
+        {"deceasedBoolean": True},
+        {"deceasedBoolean": False},
+        {"deceasedDateTime": "2020-01-02T10:00:00+08:00"},
+        {"deceasedDateTime": ""},
+        {"deceasedBoolean": 0},
+        {"deceasedBoolean": "false"},
+        {"deceasedBoolean": [False]},
+        {"deceasedBoolean": False, "_deceasedBoolean": {"id": "x"}},
+        {"deceased": True},
+        {"deceasedString": "x"},
+        {"deceasedDateTime": 5},
+    ],
+)
+def test_deceased_answers_as_fhirpathpy_does(deceased):
+    from hub.search.fhirpath import _DECEASED
+    from hub.search.fhirpath import _build_general
+
+    patient = {"resourceType": "Patient", "id": "p", **deceased}
+    assert compile_extractor(_DECEASED, "Patient")(patient) == _build_general(_DECEASED)(patient)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Müller", "muller"),
+        ("ÅNGSTRÖM ﬁ", "angstrom fi"),
+        ("王小明", "王小明"),
+        ("王 Wang 明", "王 wang 明"),
+        ("\uf900", "\u8c48"),  # a compatibility ideograph decomposes
+        ("Tab\tAnd\nNewline\x7f", "tab\tand\nnewline\x7f"),  # ASCII: only lower case
+        ("X" * 600, "x" * 512),
+    ],
+)
+def test_normalise(text, expected):
+    assert normalise(text) == expected
+
+
+def test_normalise_shortcut_for_han_is_exact():
+    import unicodedata
+
+    for c in map(chr, [*range(0x80), *range(0x4E00, 0xA000)]):
+        assert unicodedata.normalize("NFKD", c) == c and not unicodedata.combining(c)
 
 
 def test_indexer_never_raises_and_rows_are_uniform(indexer):
