@@ -178,6 +178,8 @@ def ingest(site_name, fmt, paths):
     Files are stored and processed in groups (``INGEST_GROUP_SIZE`` per
     database transaction); the results are those of one file at a time.
     """
+    from hub.ingest.pipeline import runs
+
     the_hub = _hub()
     files = [
         p
@@ -190,7 +192,7 @@ def ingest(site_name, fmt, paths):
     with click.progressbar(
         length=len(files), label=f"ingesting for {site_name}", file=sys.stderr, show_pos=True
     ) as bar:
-        for group in _groups(files, size, _content_type):
+        for group in runs(files, _content_type, size):
             results = the_hub.pipeline.ingest_many(
                 site_name,
                 [path.read_bytes() for path in group],
@@ -213,17 +215,6 @@ def ingest(site_name, fmt, paths):
         )
     if failures:
         sys.exit(1)
-
-
-def _groups(items: list, size: int, key) -> list[list]:
-    """``items`` cut into runs of at most ``size`` sharing ``key(item)``, in order."""
-    out: list[list] = []
-    for item in items:
-        if out and len(out[-1]) < size and key(out[-1][0]) == key(item):
-            out[-1].append(item)
-        else:
-            out.append([item])
-    return out
 
 
 def _content_type(path: Path) -> str | None:

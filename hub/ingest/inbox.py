@@ -97,6 +97,34 @@ def payload_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def _row(site, body, source_key, fmt, content_type, claim, now) -> dict[str, Any]:
+    """The inbox row of a payload received ``now`` (keyed by its hash when it has no key)."""
+    digest = payload_hash(body)
+    return {
+        "site": site,
+        "source_key": (source_key or digest)[:255],
+        "payload_hash": digest,
+        "format": fmt,
+        "content_type": content_type,
+        "received_at": now,
+        "body": body,
+        "status": "processing" if claim else "pending",
+        "processed_at": now if claim else None,
+        "attempts": 0,
+    }
+
+
+def _inserted(new_id: int, values: dict[str, Any]) -> InboxItem:
+    """The item of a row just inserted with ``values`` (no need to read it back)."""
+    return InboxItem(
+        id=new_id,
+        processed_at=values["processed_at"],
+        outcome=None,
+        result=None,
+        **{k: v for k, v in values.items() if k not in ("body", "processed_at")},
+    )
+
+
 class Inbox:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -120,37 +148,16 @@ class Inbox:
         ``duplicate`` is true when this exact payload under this key was
         received before; the earlier item is returned untouched.
         """
-        digest = payload_hash(body)
-        key = source_key or digest
-        values = {
-            "site": site,
-            "source_key": key[:255],
-            "payload_hash": digest,
-            "format": fmt,
-            "content_type": content_type,
-            "received_at": dt.datetime.now(dt.UTC),
-            "body": body,
-            "status": "processing" if claim else "pending",
-            "processed_at": dt.datetime.now(dt.UTC) if claim else None,
-            "attempts": 0,
-        }
+        values = _row(site, body, source_key, fmt, content_type, claim, dt.datetime.now(dt.UTC))
         try:
             with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
                 new_id = conn.execute(insert(s.inbox).returning(s.inbox.c.id), values).scalar_one()
         except sa_exc.IntegrityError:
-            existing = self.find(site, key[:255], digest)
+            existing = self.find(site, values["source_key"], values["payload_hash"])
             if existing is None:  # pragma: no cover - the row we collided with vanished
                 raise
             return existing, True
-        # The row is exactly what we inserted: no need to read it back.
-        item = InboxItem(
-            id=new_id,
-            processed_at=values["processed_at"],
-            outcome=None,
-            result=None,
-            **{k: v for k, v in values.items() if k not in ("body", "processed_at")},
-        )
-        return item, False
+        return _inserted(new_id, values), False
 
     def receive_many(
         self,
@@ -168,23 +175,10 @@ class Inbox:
         as the earlier item with ``duplicate=True``.
         """
         now = dt.datetime.now(dt.UTC)
-        rows = []
-        for body, source_key in payloads:
-            digest = payload_hash(body)
-            rows.append(
-                {
-                    "site": site,
-                    "source_key": (source_key or digest)[:255],
-                    "payload_hash": digest,
-                    "format": fmt,
-                    "content_type": content_type,
-                    "received_at": now,
-                    "body": body,
-                    "status": "processing" if claim else "pending",
-                    "processed_at": now if claim else None,
-                    "attempts": 0,
-                }
-            )
+        rows = [
+            _row(site, body, source_key, fmt, content_type, claim, now)
+            for body, source_key in payloads
+        ]
         keys = list(dict.fromkeys((r["source_key"], r["payload_hash"]) for r in rows))
         try:
             with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
@@ -200,16 +194,7 @@ class Inbox:
                         list(fresh.values()),
                     ).scalars()
                     for key, new_id in zip(fresh, ids, strict=True):
-                        values = fresh[key]
-                        fresh[key] = InboxItem(
-                            id=new_id,
-                            processed_at=values["processed_at"],
-                            outcome=None,
-                            result=None,
-                            **{
-                                k: v for k, v in values.items() if k not in ("body", "processed_at")
-                            },
-                        )
+                        fresh[key] = _inserted(new_id, fresh[key])
         except sa_exc.IntegrityError:
             # A concurrent receiver stored one of them first: one at a time, then.
             return [
@@ -323,26 +308,7 @@ class Inbox:
         ``result``, the documents as they will read back), so that the caller
         need not read the row again.
         """
-        now = dt.datetime.now(dt.UTC)
-        outcome_text = orjson.dumps(outcome).decode() if outcome is not None else None
-        result_text = orjson.dumps(result).decode() if result is not None else None
-        conn.execute(
-            update(s.inbox)
-            .where(s.inbox.c.id == item_id)
-            .values(
-                status=status,
-                attempts=s.inbox.c.attempts + 1,
-                processed_at=now,
-                outcome=outcome_text,
-                result=result_text,
-            )
-        )
-        return {
-            "status": status,
-            "processed_at": now,
-            "outcome": orjson.loads(outcome_text) if outcome_text else None,
-            "result": orjson.loads(result_text) if result_text else None,
-        }
+        return self.mark_many(conn, [(item_id, status, outcome, result)])[0]
 
     def mark_many(self, conn, marks: list[tuple[int, str, dict | None, dict | None]]) -> list[dict]:
         """:meth:`mark` for many ``(item_id, status, outcome, result)`` in one statement."""

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from hub import outcomes
+from hub.ingest.pipeline import runs
 
 log = logging.getLogger("hub.mllp")
 
@@ -81,12 +82,7 @@ class GroupCommitter:
 
     def _commit(self, batch: list[tuple]) -> None:
         # One ingest_many per run of one site, in arrival order.
-        start = 0
-        while start < len(batch):
-            end = start + 1
-            while end < len(batch) and batch[end][0] == batch[start][0]:
-                end += 1
-            run = batch[start:end]
+        for run in runs(batch, lambda m: m[0]):
             try:
                 results = self.hub.pipeline.ingest_many(
                     run[0][0], [m[1] for m in run], source_keys=[m[2] for m in run], fmt="hl7v2"
@@ -97,7 +93,6 @@ class GroupCommitter:
             else:
                 for m, result in zip(run, results, strict=True):
                     m[3].set_result(result)
-            start = end
 
 
 def make_handler(hub: Any):

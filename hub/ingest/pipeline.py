@@ -187,14 +187,9 @@ class Pipeline:
         """Process ``items`` in order, in groups of one site; returns them as marked."""
         size = max(1, int(self.hub.config.get("INGEST_GROUP_SIZE", 50)))
         out: dict[int, InboxItem] = {}
-        start = 0
-        while start < len(items):
-            end = start + 1
-            while end < len(items) and end - start < size and items[end].site == items[start].site:
-                end += 1
-            for item in self._process_group(items[start:end]):
+        for group in runs(items, lambda item: item.site, size):
+            for item in self._process_group(group):
                 out[item.id] = item
-            start = end
         return [out[item.id] for item in items]
 
     def _process_group(self, items: list[InboxItem]) -> list[InboxItem]:
@@ -514,6 +509,17 @@ class Pipeline:
                     set_={"value": insert.excluded.value, "updated_at": now},
                 )
             )
+
+
+def runs(items: list, key: Callable[[Any], Any], size: int | None = None) -> list[list]:
+    """``items`` cut, in order, into runs sharing ``key(item)`` of at most ``size`` each."""
+    out: list[list] = []
+    for item in items:
+        if out and (size is None or len(out[-1]) < size) and key(out[-1][0]) == key(item):
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
 
 
 def map_payload(
