@@ -179,3 +179,20 @@ def test_never_raises_on_wrongly_typed_content(validator):
             assert any(i["severity"] == "error" for i in issues), (path, wrong)
             with pytest.raises(OperationOutcomeError):
                 check_structure(mutated)
+
+
+def test_reference_type_of_the_wrong_shape_is_reported_where_it_is(validator):
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {
+            "reference": "urn:uuid:9a3c1f0e-5d2b-4c47-8a55-0d6e8b1f2a77",
+            "type": ["Patient"],
+        },
+    }
+    issues = validator.validate(obs)
+    assert [(i["code"], i["expression"][0]) for i in issues if i["severity"] == "error"] == [
+        ("structure", "Observation.subject.type")
+    ]
+    assert not any("could not be validated" in i["diagnostics"] for i in issues)
