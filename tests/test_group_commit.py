@@ -242,3 +242,25 @@ def test_mllp_senders_share_commits_and_each_gets_its_own_ack(mllp_server, hub):
     assert set(acks.values()) == {"AA"}
     assert rows(hub, s.inbox, s.inbox.c.status == "done") == 35
     assert rows(hub, s.resource, s.resource.c.res_type == "Patient") == 35
+
+
+def test_two_writers_with_the_same_people_both_land(hub):
+    """Two groups about the same people at once (two workers): every message stored, none lost."""
+    bodies = [[adt(f"T{k}-{n}", "A08", given=f"伟{k}{n}") for n in range(5)] for k in range(2)]
+    bodies = [b + [other_person(f"T{k}-P{n}", n) for n in range(5)] for k, b in enumerate(bodies)]
+    results: dict[int, list] = {}
+
+    def worker(k: int) -> None:
+        results[k] = hub.pipeline.ingest_many(SITE, bodies[k])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status for k in (0, 1) for r in results[k]] == ["done"] * 20
+    pid = patient_id_for_resident_id(RESIDENT)
+    h = s.resource_history.c
+    # Ten changes of one person: ten versions, whatever the interleaving.
+    assert rows(hub, s.resource_history, h.res_type == "Patient", h.res_id == pid) == 10
+    assert rows(hub, s.resource, s.resource.c.res_type == "Patient") == 6
