@@ -575,3 +575,23 @@ def test_concurrent_claims_do_not_overlap(hub):
         t.join()
     ids = [i for batch in claimed for i in batch]
     assert len(ids) == len(set(ids)) == 20
+
+
+@pytest.mark.parametrize("middle", [[], [b""]], ids=["group", "failure-between"])
+def test_registry_files_in_one_group_see_each_others_state(hub, middle):
+    """The site state an adapter keeps (the registry's people) flows from file to file in a
+    group, and through the one-by-one fallback when a file in between fails (an empty file
+    fails after the first file loaded the state)."""
+    header = "姓名,性别,身份证号,出生日期,优抚类别,伤残等级,伤残性质,户籍地址,联系电话,所属区市,抚恤定补标准(元/月),状态\n"
+    row_a = "王建国,男,370202195003120834,1950-03-12,残疾军人,六级,因战,青岛市市南区,13800000001,市南区,2150,正常\n"
+    row_b = "李秀兰,女,370203194811020147,1948-11-02,烈士遗属,,,青岛市市北区,13800000002,市北区,2680,正常\n"
+    first = (header + row_a + row_b).encode()
+    last = (header + row_a).encode()
+    results = hub.pipeline.ingest_many("veterans-registry", [first, *middle, last])
+    assert [r.status for r in results] == ["done", *(["failed"] if middle else []), "done"]
+    assert not any(r.duplicate for r in results)
+    departed = patient_id_for_resident_id("370203194811020147")
+    episodes = [
+        e for e in _all(hub, "EpisodeOfCare") if e["patient"]["reference"] == f"Patient/{departed}"
+    ]
+    assert episodes and all(e["status"] == "finished" for e in episodes)

@@ -222,7 +222,7 @@ class Pipeline:
             except Exception as err:  # noqa: BLE001 - marked with its outcome below
                 if state.loaded and len(items) > 1:
                     # The adapter's state may hold part of the failed message: no group.
-                    return [self._process_group([i])[0] for i in items]
+                    return [marked.get(i.id) or self._process_group([i])[0] for i in items]
                 marked[item.id] = self._failed(item, err)
                 continue
             prepared.append((item, bundle, issues))
