@@ -264,3 +264,27 @@ def test_two_writers_with_the_same_people_both_land(hub):
     # Ten changes of one person: ten versions, whatever the interleaving.
     assert rows(hub, s.resource_history, h.res_type == "Patient", h.res_id == pid) == 10
     assert rows(hub, s.resource, s.resource.c.res_type == "Patient") == 6
+
+
+def test_mllp_committer_survives_a_failed_group(mllp_server, hub, monkeypatch):
+    """A group the hub cannot store at all (say, the database is gone) is answered AE, and the
+    next message is stored as usual."""
+    from fhirhub_plugins.hl7v2 import send
+
+    real = hub.pipeline.ingest_many
+    calls = []
+
+    def broken_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database unreachable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hub.pipeline, "ingest_many", broken_once)
+    ack = send("127.0.0.1", mllp_server.port, other_person("E-1", 1))
+    assert _msa(ack) == ("AE", "E-1")
+    assert b"RuntimeError" in ack
+    assert rows(hub, s.inbox) == 0  # nothing stored, nothing acknowledged as stored
+    ack = send("127.0.0.1", mllp_server.port, other_person("E-2", 2))
+    assert _msa(ack) == ("AA", "E-2")
+    assert rows(hub, s.inbox, s.inbox.c.status == "done") == 1

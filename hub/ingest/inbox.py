@@ -243,6 +243,17 @@ class Inbox:
             row = conn.execute(select(*cols).where(s.inbox.c.id == item_id)).first()
         return _item(row, with_body) if row else None
 
+    def get_many(self, item_ids: list[int], with_body: bool = False) -> dict[int, InboxItem]:
+        """The items of ``item_ids`` that exist, by id (one query per 500)."""
+        cols = list(s.inbox.c) if with_body else _COLS
+        out: dict[int, InboxItem] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(item_ids), 500):
+                chunk = item_ids[i : i + 500]
+                for row in conn.execute(select(*cols).where(s.inbox.c.id.in_(chunk))):
+                    out[row.id] = _item(row, with_body)
+        return out
+
     def list(
         self,
         status: str | list[str] | None = None,

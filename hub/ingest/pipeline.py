@@ -142,14 +142,12 @@ class Pipeline:
 
     def process_many(self, item_ids: list[int]) -> list[InboxItem]:
         """Map and store inbox items in order (grouped by site); returns them as marked."""
-        items = []
-        for item_id in item_ids:
-            item = self.inbox.get(item_id, with_body=True)
-            if item is None:
-                raise outcomes.not_found(f"inbox item {item_id} does not exist")
-            items.append(item)
-        self._process_items(items)
-        return [self.inbox.get(item.id) for item in items]
+        found = self.inbox.get_many(item_ids, with_body=True)
+        missing = [i for i in item_ids if i not in found]
+        if missing:
+            raise outcomes.not_found(f"inbox item {missing[0]} does not exist")
+        # Returned as marked (the values written), without reading the rows back.
+        return self._process_items([found[i] for i in item_ids])
 
     def replay(
         self, item_ids: list[int] | None = None, status: str | list[str] = ("failed",)
@@ -164,8 +162,9 @@ class Pipeline:
                     )
                 )
             ]
+        found = self.inbox.get_many(item_ids)
         for item_id in item_ids:
-            item = self.inbox.get(item_id)
+            item = found.get(item_id)
             if item is None:
                 raise outcomes.not_found(f"inbox item {item_id} does not exist")
             if item.status not in REPLAYABLE:

@@ -37,6 +37,7 @@ from hub.search.params import split_or
 from hub.search.params import split_prefix
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
+from hub.security.labels import CATEGORIES
 from hub.storage import schema as S
 
 DEFAULT_COUNT = 20
@@ -912,8 +913,6 @@ def _visible(r, labels):
     A hidden category hides what carries it; a hidden confidentiality level
     (``R``/``V``) hides only what carries no category label at all.
     """
-    from hub.security.labels import CATEGORIES
-
     categories = [label for label in labels if label in CATEGORIES]
     levels = [label for label in labels if label not in CATEGORIES]
     hidden = []
