@@ -31,9 +31,9 @@ from hub.fhir import bundles
 from hub.fhir.service import Quarantined
 from hub.fhir.service import WriteOptions
 from hub.identity.ids import patient_id_for_resident_id
-from hub.identity.ids import stable_id
 from hub.identity.matching import Thresholds
 from hub.ingest import identity
+from hub.ingest import provenance as ingest_provenance
 from hub.ingest.inbox import REPLAYABLE
 from hub.ingest.inbox import Inbox
 from hub.ingest.inbox import InboxItem
@@ -424,8 +424,8 @@ class Pipeline:
         )
 
     def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
-        """Name the source message in the adapter's Provenance, or add one that does."""
-        ours = self._provenance(item, site, entries)
+        """Name the source message in the adapter's Provenance, or add ours: one per person."""
+        ours = ingest_provenance.for_message(item, site, entries)
         theirs = [
             e["resource"]
             for e in entries
@@ -433,53 +433,9 @@ class Pipeline:
         ]
         if theirs:
             for prov in theirs:
-                prov.setdefault("entity", []).extend(ours["resource"]["entity"])
+                prov.setdefault("entity", []).extend(ours[0]["resource"]["entity"])
         else:
-            entries.append(ours)
-
-    def _provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> dict:
-        targets = []
-        for e in entries:
-            res = e.get("resource") or {}
-            if e.get("fullUrl"):
-                targets.append({"reference": e["fullUrl"]})
-            elif res.get("id") and (e.get("request") or {}).get("method") in (
-                "PUT",
-                "POST",
-                "PATCH",
-            ):
-                targets.append({"reference": f"{res['resourceType']}/{res['id']}"})
-            elif (e.get("request") or {}).get("method") == "PATCH":
-                targets.append({"reference": e["request"]["url"]})
-        org = getattr(site, "organization", None) or {}
-        agent = {"who": {"display": org.get("name") or site.name}}
-        if org.get("identifier"):
-            agent["who"]["identifier"] = org["identifier"]
-        prov_id = stable_id("ingest", site.name, item.source_key, item.payload_hash)
-        provenance = {
-            "resourceType": "Provenance",
-            "id": prov_id,
-            "target": targets or [{"display": "nothing"}],
-            "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "activity": {"text": f"ingested {item.format} message"},
-            "agent": [agent],
-            "entity": [
-                {
-                    "role": "source",
-                    "what": {
-                        "identifier": {
-                            "system": f"urn:fhirhub:inbox:{site.name}",
-                            "value": item.source_key,
-                        },
-                        "display": f"inbox item {item.id}",
-                    },
-                }
-            ],
-        }
-        return {
-            "resource": provenance,
-            "request": {"method": "PUT", "url": f"Provenance/{prov_id}"},
-        }
+            entries.extend(ours)
 
     def _load_state(self, site: str) -> dict[str, Any]:
         with self.hub.engine.connect() as conn:

@@ -2,9 +2,10 @@
 
 One page is two or three queries whatever its size: the resources of the linked Patients'
 compartments (the ``compartment`` index table, keyset-paged by ``pk``), the resources they
-refer to outside the compartment (practitioners, organisations, medications: ``sp_reference``
-then one read), and a count on the first page only. The stored JSON is spliced into the Bundle
-unparsed, unless a ``visible`` filter must look at it.
+refer to that are in no patient compartment (practitioners, organisations, medications:
+``sp_reference`` then one read; never another person's records), and a count on the first
+page only. The stored JSON is spliced into the Bundle unparsed, unless a ``visible`` filter
+must look at it. A Patient the caller may not see answers 404 exactly as an unknown one.
 
 Parameters (FHIR R4 ``Patient-everything``): ``_since`` (changed at or after an instant),
 ``_type`` (comma-separated resource types), ``start``/``end`` (clinical dates: resources with a
@@ -62,7 +63,7 @@ def everything(
 ) -> bytes:
     """One page of the ``searchset`` Bundle of ``$everything`` as JSON bytes."""
     args = _args(params)
-    _check_patient(conn, patient_id)
+    _check_patient(conn, patient_id, visibility)
     ids = linked_patient_ids(conn, patient_id)
     r = s.resource.alias("r")
     c = s.compartment
@@ -104,7 +105,7 @@ def everything(
         # The page is exactly the rows of ``where`` between its first and last pk: the
         # reference index is read through that, not through a list of a thousand pks.
         page = sa.select(r.c.pk).where(*where, r.c.pk >= rows[0][0], r.c.pk <= rows[-1][0])
-        includes = _referenced(conn, rows, page, ids, types, visibility)
+        includes = _referenced(conn, rows, page, types, visibility)
     entries = [(t, i, content, "match") for _, t, i, content in rows]
     entries += [(t, i, content, "include") for t, i, content in includes]
     if visibility.visible is not None:
@@ -133,15 +134,21 @@ def _args(params: list[tuple[str, str]]) -> dict[str, str]:
     return args
 
 
-def _check_patient(conn: Connection, patient_id: str) -> None:
+def _check_patient(conn: Connection, patient_id: str, visibility: Visibility) -> None:
+    """404 for an unknown Patient and, with the same text, for one the caller may not see."""
     r = s.resource
-    row = conn.execute(
-        sa.select(r.c.deleted).where(r.c.res_type == "Patient", r.c.res_id == patient_id)
-    ).first()
-    if row is None:
-        raise outcomes.not_found(f"Patient/{patient_id} is not known")
-    if row.deleted:
+    stmt = sa.select(r.c.deleted, r.c.content).where(
+        r.c.res_type == "Patient", r.c.res_id == patient_id
+    )
+    if visibility.hidden_labels:
+        stmt = stmt.where(_visible(r, visibility.hidden_labels))
+    row = conn.execute(stmt).first()
+    if row is not None and row.deleted:
         raise outcomes.gone(f"Patient/{patient_id} was deleted")
+    if row is None or (
+        visibility.visible is not None and not visibility.filter([orjson.loads(row.content)])
+    ):
+        raise outcomes.not_found(f"Patient/{patient_id} is not known")
 
 
 def _types(value: str | None) -> list[str]:
@@ -213,10 +220,14 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
-def _referenced(conn, rows, page, ids: list[str], types: list[str], visibility: Visibility):
-    """Resources the page refers to that are not in any of the person's compartments.
+def _referenced(conn, rows, page, types: list[str], visibility: Visibility):
+    """Resources the page refers to that are in no Patient's compartment at all.
 
-    Other Patients are never included: a reference to a relative does not open their file.
+    What the person's records point to outside every patient compartment (practitioners,
+    organisations, medications, locations) comes along; what is in a compartment is either
+    the person's own (already a match, or left out by ``_since``/``start``/``end``) or another
+    person's, and another person's records are never included: a Provenance over a registry
+    file of forty people, or a reference to a relative, does not open their files.
     """
     on_page = {(t, i) for _, t, i, _ in rows}
     ref = s.sp_reference
@@ -241,10 +252,9 @@ def _referenced(conn, rows, page, ids: list[str], types: list[str], visibility: 
         stmt = sa.select(r.c.res_type, r.c.res_id, r.c.content).where(
             sa.tuple_(r.c.res_type, r.c.res_id).in_(chunk),
             r.c.deleted == sa.false(),
-            # In the person's compartment but filtered out (by _since, start/end): stays out.
-            r.c.pk.not_in(
-                sa.select(c.c.resource_pk).where(c.c.comp_type == "Patient", c.c.comp_id.in_(ids))
-            ),
+            ~sa.select(c.c.resource_pk)
+            .where(c.c.resource_pk == r.c.pk, c.c.comp_type == "Patient")
+            .exists(),
         )
         if visibility.hidden_labels:
             stmt = stmt.where(_visible(r, visibility.hidden_labels))

@@ -138,3 +138,39 @@ def test_references_to_other_people_are_not_followed(person):
     ids = person.ids(person.get("Patient/a/$everything"))
     assert "Observation/obs-family" in ids
     assert "Patient/stranger" not in ids and "Observation/obs-stranger" not in ids
+
+
+def test_a_provenance_over_two_people_opens_neither_file_to_the_other(person):
+    person.put(
+        {
+            "resourceType": "Encounter",
+            "id": "enc-stranger",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/stranger"},
+        }
+    )
+    person.put(
+        {
+            "resourceType": "Provenance",
+            "id": "both",
+            "target": [
+                {"reference": "Patient/a"},
+                {"reference": "Observation/obs-a"},
+                {"reference": "Patient/stranger"},
+                {"reference": "Observation/obs-stranger"},
+                {"reference": "Encounter/enc-stranger"},
+            ],
+            "recorded": "2021-05-01T10:00:00Z",
+            "agent": [{"who": {"reference": "Practitioner/doc"}}],
+        }
+    )
+    mine = person.ids(person.get("Patient/a/$everything"))
+    assert "Provenance/both" in mine and "Practitioner/doc" in mine
+    assert "Observation/obs-stranger" not in mine and "Encounter/enc-stranger" not in mine
+    theirs = person.ids(person.get("Patient/stranger/$everything"))
+    assert "Encounter/enc-stranger" in theirs and "Observation/obs-a" not in theirs
+    document = person.get("Patient/a/$lifetime-file")
+    in_file = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in document["entry"]}
+    assert "Observation/obs-a" in in_file
+    assert not in_file & {"Observation/obs-stranger", "Encounter/enc-stranger", "Patient/stranger"}
