@@ -13,8 +13,7 @@ from flask import request
 from hub import audit
 from hub.app import get_hub
 from hub.security import clients
-from hub.security.scopes import compile_scopes
-from hub.security.scopes import is_valid_scope_string
+from hub.security.scopes import negotiate
 
 bp = Blueprint("auth", __name__)
 
@@ -93,25 +92,26 @@ def token():
         _audit_login(hub, client_id[:100], "4", "invalid client credentials")
         return _oauth_error(401, "invalid_client", "Unknown client or wrong secret", True)
     requested = request.form.get("scope")
-    granted = compile_scopes(client.scopes)
-    if requested:
-        bad = is_valid_scope_string(requested)
-        if bad:
-            return _oauth_error(400, "invalid_scope", f"Malformed scopes: {' '.join(bad)}")
-        wanted = compile_scopes(requested)
-        if not wanted.granted or not granted.covers(wanted):
+    refused: list[str] = []
+    if requested and requested.strip():
+        requested = requested[:2000]  # echoed in the audit trail and the error
+        scope, refused = negotiate(requested, client.scopes)
+        if not scope:
             _audit_login(hub, client.client_id, "4", f"scopes not granted: {requested}")
             return _oauth_error(
-                400, "invalid_scope", f"Requested scopes exceed the client's grant: {client.scopes}"
+                400,
+                "invalid_scope",
+                f"None of the requested scopes is granted to this client: {requested}"
+                f" (granted: {client.scopes})",
             )
-        scope = wanted.text
     else:
         scope = client.scopes
     lifetime = hub.security.token_lifetime
     access_token = hub.security.mint(
         client.client_id, scope, "client", client.site, client.grants, lifetime
     )
-    _audit_login(hub, client.client_id, "0", f"token issued for {scope}", client.site)
+    left_out = f" (not granted: {' '.join(refused)})" if refused else ""
+    _audit_login(hub, client.client_id, "0", f"token issued for {scope}{left_out}", client.site)
     response = jsonify(
         {
             "access_token": access_token,

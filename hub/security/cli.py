@@ -77,21 +77,21 @@ def clients_revoke(client):
 def token(client, scopes, lifetime):
     """Mint an access token for CLIENT (scripts and tests); prints the token."""
     from hub.security.clients import get_client
-    from hub.security.scopes import compile_scopes
+    from hub.security.scopes import negotiate
 
     hub = _hub()
     with hub.engine.connect() as conn:
         found = get_client(conn, client)
     if found is None or not found.active:
         raise click.ClickException(f"no active client {client!r}")
-    scope = scopes or found.scopes
-    wanted = compile_scopes(scope)
-    if not wanted.granted or not compile_scopes(found.scopes).covers(wanted):
-        raise click.ClickException(f"scopes exceed the client's grant: {found.scopes}")
+    # The token endpoint's rule (docs/security.md, scope negotiation).
+    scope, refused = negotiate(scopes, found.scopes) if scopes else (found.scopes, [])
+    if not scope:
+        raise click.ClickException(f"none of the scopes is granted; the client has {found.scopes}")
+    if refused:
+        click.echo(f"not granted, left out: {' '.join(refused)}", err=True)
     click.echo(
-        hub.security.mint(
-            found.client_id, wanted.text, "client", found.site, found.grants, lifetime
-        )
+        hub.security.mint(found.client_id, scope, "client", found.site, found.grants, lifetime)
     )
 
 

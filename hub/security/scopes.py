@@ -54,17 +54,6 @@ class ScopeSet:
         """Whether ``letter`` (one of ``cruds``) is granted on ``res_type``."""
         return letter in self.perms.get(res_type, _EMPTY) or letter in self.perms.get("*", _EMPTY)
 
-    def covers(self, other: ScopeSet) -> bool:
-        """Whether every permission of ``other`` is also granted here (requested ⊆ granted)."""
-        for res_type, letters in other.perms.items():
-            for letter in letters:
-                if res_type == "*":
-                    if letter not in self.perms.get("*", _EMPTY):
-                        return False
-                elif not self.allows(res_type, letter):
-                    return False
-        return bool(other.perms) and other.contexts <= self.contexts
-
     def __repr__(self) -> str:
         return f"ScopeSet({self.text!r})"
 
@@ -93,6 +82,47 @@ def is_valid_scope_string(text: str) -> list[str]:
         if "/" in scope and parse_scope(scope) is None:
             bad.append(scope)
     return bad
+
+
+# Types a ``*`` grant does not cover when scopes are requested (separation of duties).
+UNCOVERED_BY_WILDCARD = frozenset(("AuditEvent",))
+
+
+def covered(scope: str, granted: str) -> bool:
+    """Whether the scopes ``granted`` cover the one requested ``scope``.
+
+    A data scope is covered when scopes of the same context grant each of its letters on its
+    type, by naming the type or ``*``; a requested ``*`` is covered only by ``*`` grants, and
+    ``AuditEvent`` only by grants naming it, since wildcards never cover the audit trail
+    (:mod:`hub.security.audit_search`). A scope that names no resource (``openid``,
+    ``launch/patient``) is covered only by the same scope in the grant.
+    """
+    parsed = parse_scope(scope)
+    if parsed is None:
+        return scope in granted.split()
+    context, res_type, letters = parsed
+    held: set[str] = set()
+    for grant in granted.split():
+        g = parse_scope(grant)
+        if g is None or g[0] != context:
+            continue
+        if g[1] == res_type or (g[1] == "*" and res_type not in UNCOVERED_BY_WILDCARD):
+            held |= g[2]
+    return letters <= held
+
+
+def negotiate(requested: str, granted: str) -> tuple[str, list[str]]:
+    """``(scope string to issue, requested scopes left out)`` for a token request.
+
+    Each requested scope is issued whole when :func:`covered` by the grant, else left out
+    (RFC 6749 section 3.3: the issued ``scope`` tells the client what it got). An empty first
+    element means nothing of the request is grantable (``invalid_scope``).
+    """
+    issued: list[str] = []
+    refused: list[str] = []
+    for scope in dict.fromkeys(requested.split()):
+        (issued if covered(scope, granted) else refused).append(scope)
+    return " ".join(issued), refused
 
 
 @functools.lru_cache(maxsize=1024)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hub.security.scopes import ScopeSet
+from hub.security.scopes import covered
+from hub.security.scopes import negotiate
 from hub.security.scopes import parse_scope
 
 PATIENT = {
@@ -176,8 +178,17 @@ def test_scope_parsing():
     s = ScopeSet("system/Patient.rs system/*.c launch")
     assert s.allows("Patient", "r") and s.allows("Observation", "c")
     assert not s.allows("Observation", "r")
-    assert ScopeSet("system/*.cruds").covers(ScopeSet("system/Patient.rs"))
-    assert not ScopeSet("system/Patient.rs").covers(ScopeSet("system/*.rs"))
-    assert not ScopeSet("system/Patient.rs").covers(ScopeSet("system/Patient.rds"))
-    assert not ScopeSet("system/*.rs").covers(ScopeSet("user/Patient.rs"))
-    assert not ScopeSet("system/*.rs").covers(ScopeSet("openid"))
+    assert covered("system/Patient.rs", "system/*.cruds")
+    assert covered("system/Patient.read", "system/Patient.r system/*.s")  # letters add up
+    assert not covered("system/*.rs", "system/Patient.rs")
+    assert not covered("system/Patient.rds", "system/Patient.rs")
+    assert not covered("user/Patient.rs", "system/*.rs")
+    assert not covered("system/Observation.rs", "patient/*.rs system/Patient.c")  # per context
+    assert not covered("system/AuditEvent.rs", "system/*.cruds")  # wildcards skip the trail
+    assert covered("system/AuditEvent.rs", "system/AuditEvent.rs system/*.c")
+    assert not covered("openid", "system/*.rs") and covered("openid", "openid system/*.rs")
+    assert negotiate("launch/patient system/Patient.rs openid", "system/*.rs") == (
+        "system/Patient.rs",
+        ["launch/patient", "openid"],
+    )
+    assert negotiate("openid launch/patient", "system/*.rs") == ("", ["openid", "launch/patient"])

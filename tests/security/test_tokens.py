@@ -223,3 +223,124 @@ def test_cli_clients_and_token(database_url, tmp_path, app, anon_client):
     assert too_much.exit_code != 0
     assert runner.invoke(cli, ["clients", "revoke", "lab-1"]).exit_code == 0
     assert runner.invoke(cli, ["token", "lab-1"]).exit_code != 0
+
+
+@pytest.fixture
+def wildcard_client(hub):
+    with hub.engine.begin() as conn:
+        return clients.add_client(conn, "operator", "system/*.cruds", None, ["*"])
+
+
+def _token(anon_client, client, secret, scope):
+    return anon_client.post(
+        "/auth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        headers=_basic(client.client_id, secret),
+    )
+
+
+def test_wildcard_grant_cannot_be_escalated_to_the_audit_trail(anon_client, wildcard_client):
+    client, secret = wildcard_client
+    resp = _token(anon_client, client, secret, "system/AuditEvent.rs")
+    assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_scope"
+    mixed = _token(anon_client, client, secret, "system/AuditEvent.rs system/Patient.rs")
+    assert mixed.status_code == 200 and mixed.get_json()["scope"] == "system/Patient.rs"
+    bearer = {"Authorization": f"Bearer {mixed.get_json()['access_token']}"}
+    assert anon_client.get("/fhir/AuditEvent", headers=bearer).status_code == 403
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+
+
+def test_scopes_do_not_cross_contexts(hub, anon_client):
+    with hub.engine.begin() as conn:
+        client, secret = clients.add_client(conn, "mixed", "patient/*.rs system/Patient.c")
+    resp = _token(anon_client, client, secret, "system/Observation.rs")
+    assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_scope"
+    assert _token(anon_client, client, secret, "system/Patient.c").status_code == 200
+
+
+def test_unknown_scopes_are_left_out_and_the_issued_scope_says_so(hub, anon_client, site_client):
+    client, secret = site_client
+    resp = _token(anon_client, client, secret, "launch/patient openid system/Patient.rs profile")
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["scope"] == "system/Patient.rs"
+    bearer = {"Authorization": f"Bearer {resp.get_json()['access_token']}"}
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+    nothing = _token(anon_client, client, secret, "openid launch/patient")
+    assert nothing.status_code == 400 and nothing.get_json()["error"] == "invalid_scope"
+    assert any(
+        "(not granted: launch/patient openid profile)" in e.get("outcomeDesc", "")
+        for e in _login_events(hub)
+    )
+
+
+def test_fhirclient_client_credentials_with_launch_scope(live_server, hub):
+    """The ``fhirclient`` library adds ``launch/patient`` to what it asks for."""
+    from fhirclient import client as smart_client
+    from fhirclient.auth import FHIROAuth2Auth
+    from fhirclient.models.patient import Patient
+
+    with hub.engine.begin() as conn:
+        client, secret = clients.add_client(conn, "smart-app", "system/Patient.rs")
+    smart = smart_client.FHIRClient(
+        settings={
+            "app_id": client.client_id,
+            "app_secret": secret,
+            "api_base": live_server.fhir + "/",
+            "scope": "system/Patient.rs openid",
+        }
+    )
+    assert smart.desired_scope.split()[0] == "launch/patient"
+    # The hub offers client credentials only: the library's OAuth2 auth, given the token URL.
+    smart.server.auth = FHIROAuth2Auth(
+        state={
+            "app_id": client.client_id,
+            "app_secret": secret,
+            "token_uri": live_server.url + "/auth/token",
+        }
+    )
+    smart.authorize()
+    assert smart.ready
+    live_server.session().put(
+        live_server.fhir + "/Patient/smart-1", json={"resourceType": "Patient", "id": "smart-1"}
+    ).raise_for_status()
+    assert Patient.read("smart-1", smart.server).id == "smart-1"
+
+
+def _login_events(hub) -> list[dict]:
+    import orjson
+    from sqlalchemy import select
+
+    from hub.storage import schema as s
+
+    t = s.audit_event
+    with hub.engine.connect() as conn:
+        rows = conn.execute(select(t.c.content).where(t.c.interaction == "login").order_by(t.c.seq))
+        return [orjson.loads(content) for (content,) in rows]
+
+
+def test_cli_token_negotiates_like_the_endpoint(database_url, tmp_path, app, anon_client):
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    runner = CliRunner(
+        env={
+            "HUB_DATABASE_URL": database_url,
+            "HUB_INSTANCE_PATH": str(tmp_path),
+            "HUB_LOAD_ENTRY_POINTS": "false",
+        }
+    )
+    added = runner.invoke(cli, ["clients", "add", "ops", "--scopes", "system/*.cruds"])
+    assert added.exit_code == 0, added.output
+    refused = runner.invoke(cli, ["token", "ops", "--scopes", "system/AuditEvent.rs"])
+    assert refused.exit_code != 0 and "none of the scopes" in refused.output
+    partial = runner.invoke(cli, ["token", "ops", "--scopes", "system/AuditEvent.rs openid"])
+    assert partial.exit_code != 0
+    mixed = runner.invoke(
+        cli, ["token", "ops", "--scopes", "system/AuditEvent.rs system/Patient.rs"]
+    )
+    assert mixed.exit_code == 0, mixed.output
+    assert "left out: system/AuditEvent.rs" in mixed.stderr
+    bearer = {"Authorization": f"Bearer {mixed.stdout.strip()}"}
+    assert anon_client.get("/fhir/AuditEvent", headers=bearer).status_code == 403
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
