@@ -44,6 +44,12 @@ DEFAULTS = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
     "AUDIT_RETENTION_DAYS": 183,
+    # Token endpoint lockout (hub.security.lockout): failed client authentications allowed
+    # per client id and per network address (0: no limit), first lockout, longest lockout.
+    "CLIENT_AUTH_MAX_FAILURES": 10,
+    "CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS": 50,
+    "CLIENT_AUTH_LOCKOUT_SECONDS": 60,
+    "CLIENT_AUTH_LOCKOUT_MAX_SECONDS": 3600,
     # Ingestion (docs/ingestion.md): a worker's claim on an inbox item expires
     # after this many seconds (a killed worker's messages are taken over);
     # outbound deliveries become dead letters after this many attempts.

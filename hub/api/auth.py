@@ -13,6 +13,7 @@ from flask import request
 from hub import audit
 from hub.app import get_hub
 from hub.security import clients
+from hub.security import lockout
 from hub.security.scopes import negotiate
 
 bp = Blueprint("auth", __name__)
@@ -86,11 +87,34 @@ def token():
     client_id, secret, _method = _client_credentials()
     if not client_id or not secret:
         return _oauth_error(401, "invalid_client", "Client authentication is required", True)
+    policy = hub.security.client_lockout
+    keys = policy.keys(client_id, request.remote_addr)
+    state = lockout.check(hub.engine, keys)
+    if state.retry_after:
+        # Refused before the secret is checked: a right secret does not end a lockout.
+        _audit_login(hub, client_id[:100], "4", "refused: locked out after failed authentications")
+        response = _oauth_error(
+            429,
+            "invalid_client",
+            f"Too many failed authentications; retry in {state.retry_after} s",
+        )
+        response.headers["Retry-After"] = str(state.retry_after)
+        return response
     with hub.engine.connect() as conn:
         client = clients.authenticate(conn, client_id, secret)
     if client is None:
-        _audit_login(hub, client_id[:100], "4", "invalid client credentials")
+        who = {
+            "who": f"client {client_id[:100]}",
+            "client": client_id[:100],
+            "address": request.remote_addr,
+        }
+        event = audit.build_event(
+            interaction="login", outcome="4", description="invalid client credentials", **who
+        )
+        lockout.failed(hub.engine, keys, policy, event, who)
         return _oauth_error(401, "invalid_client", "Unknown client or wrong secret", True)
+    if state.known:
+        lockout.succeeded(hub.engine, keys)
     requested = request.form.get("scope")
     refused: list[str] = []
     if requested and requested.strip():

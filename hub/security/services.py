@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from hub import outcomes
+from hub.security import lockout
 from hub.security import tokens
 from hub.security.clients import StatusCache
 from hub.security.principal import DEFAULT_PURPOSE
@@ -28,6 +29,12 @@ DEFAULTS = {
     # Web-page logins: lock the account after this many failures in a row, for this long.
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
+    # Token endpoint: lock a client id (an address) after this many failed authentications,
+    # for CLIENT_AUTH_LOCKOUT_SECONDS, doubled at each lockout in a row up to the maximum.
+    "CLIENT_AUTH_MAX_FAILURES": 10,
+    "CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS": 50,
+    "CLIENT_AUTH_LOCKOUT_SECONDS": 60,
+    "CLIENT_AUTH_LOCKOUT_MAX_SECONDS": 3600,
     # Audit events younger than this may not be pruned (classified protection: >= 6 months).
     "AUDIT_RETENTION_DAYS": 183,
 }
@@ -54,6 +61,12 @@ class Security:
         self.retention_days = int(setting(config, "AUDIT_RETENTION_DAYS"))
         self.max_failures = int(setting(config, "LOGIN_MAX_FAILURES"))
         self.lockout = dt.timedelta(minutes=float(setting(config, "LOGIN_LOCKOUT_MINUTES")))
+        self.client_lockout = lockout.Policy(
+            int(setting(config, "CLIENT_AUTH_MAX_FAILURES")),
+            int(setting(config, "CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS")),
+            float(setting(config, "CLIENT_AUTH_LOCKOUT_SECONDS")),
+            float(setting(config, "CLIENT_AUTH_LOCKOUT_MAX_SECONDS")),
+        )
 
     def mint(
         self,

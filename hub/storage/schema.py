@@ -312,6 +312,19 @@ users = Table(
     Column("disabled", Boolean, nullable=False, default=False),
 )
 
+# Failed client authentications at the token endpoint, per client id and per network address
+# (hub.security.lockout): shared by every process, so a lockout holds across them.
+auth_failure = Table(
+    "auth_failure",
+    metadata,
+    Column("key", String(300), primary_key=True),  # "client <id>" or "address <ip>"
+    Column("failures", Integer, nullable=False, default=0),  # since the last lockout or success
+    Column("lockouts", Integer, nullable=False, default=0),  # in a row: the backoff exponent
+    Column("locked_until", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "updated_at"),
+)
+
 # ---------------------------------------------------------------------------
 # Search indexes (filled by hub.search.indexer; one row per indexed value)
 # ---------------------------------------------------------------------------

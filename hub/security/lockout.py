@@ -1,0 +1,154 @@
+"""Lockout of the token endpoint after failed client authentications, with backoff.
+
+Failures are counted per client id (as sent, known or not) and per network address, in the
+``auth_failure`` table, so that every process of the hub sees the same counts and locks:
+an in-process counter would let a guesser spread over the workers. After
+``max_failures`` failures of a client id (``max_per_address`` of an address) that key is
+locked for ``base`` seconds, doubled at each further lockout in a row (up to ``cap``).
+While a key is locked every request with it is refused, a correct secret too, before the
+secret is even checked. A successful authentication clears its client id and address.
+Keys untouched for a day are forgotten (their backoff starts again).
+
+Each lockout is audited (``login``, outcome 8) in the transaction that counts the failure.
+Settings: ``CLIENT_AUTH_MAX_FAILURES``, ``CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS``,
+``CLIENT_AUTH_LOCKOUT_SECONDS``, ``CLIENT_AUTH_LOCKOUT_MAX_SECONDS`` (``hub.config``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from hub import audit
+from hub.storage import schema as s
+
+FORGET_AFTER = dt.timedelta(days=1)
+T = s.auth_failure
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    max_failures: int = 10  # per client id; 0 turns the client id limit off
+    max_per_address: int = 50  # per network address; 0 turns the address limit off
+    base: float = 60.0  # seconds of the first lockout
+    cap: float = 3600.0  # longest lockout
+
+    def keys(self, client_id: str, address: str | None) -> dict[str, int]:
+        """The keys a request counts against, with their limits."""
+        out = {}
+        if self.max_failures > 0:
+            out[f"client {client_id[:100]}"] = self.max_failures
+        if self.max_per_address > 0 and address:
+            out[f"address {address[:100]}"] = self.max_per_address
+        return out
+
+    def length(self, lockouts: int) -> float:
+        """Seconds of the ``lockouts``-th lockout in a row (1, 2, ...)."""
+        return min(self.cap, self.base * 2 ** max(0, lockouts - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    retry_after: int  # seconds until every key is free; 0 when none is locked
+    known: bool  # some key has a row (a success then clears it)
+
+
+def check(engine: Any, keys: dict[str, int], now: dt.datetime | None = None) -> State:
+    """Whether any of ``keys`` is locked, and for how long."""
+    now = now or _now()
+    if not keys:
+        return State(0, False)
+    with engine.connect() as conn:
+        rows = conn.execute(select(T.c.locked_until).where(T.c.key.in_(list(keys)))).scalars().all()
+    until = [_aware(u) for u in rows if u is not None and _aware(u) > now]
+    wait = max(((u - now).total_seconds() for u in until), default=0.0)
+    return State(math.ceil(wait), bool(rows))
+
+
+def failed(
+    engine: Any,
+    keys: dict[str, int],
+    policy: Policy,
+    event: dict[str, Any],
+    who: dict[str, Any],
+    now: dt.datetime | None = None,
+) -> list[tuple[str, float]]:
+    """Count one failure against each key and audit it (``event``); locks the keys at their
+    limit and audits each lockout (``who``: ``audit.build_event`` arguments). Returns the
+    ``(key, seconds)`` locked now."""
+    now = now or _now()
+    locked: list[tuple[str, float]] = []
+    with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        conn.execute(
+            delete(T).where(
+                T.c.updated_at < now - FORGET_AFTER,
+                (T.c.locked_until.is_(None)) | (T.c.locked_until < now),
+            )
+        )
+        for key, limit in sorted(keys.items()):  # one order: no deadlock between two requests
+            conn.execute(
+                _insert(conn).on_conflict_do_nothing(index_elements=["key"]), _new(key, now)
+            )
+            row = conn.execute(
+                select(T.c.failures, T.c.lockouts, T.c.locked_until)
+                .where(T.c.key == key)
+                .with_for_update()
+            ).one()
+            if row.locked_until is not None and _aware(row.locked_until) > now:
+                continue  # raced the lockout: the request was checked before it began
+            failures = row.failures + 1
+            values: dict[str, Any] = {"failures": failures, "updated_at": now}
+            if failures >= limit:
+                seconds = policy.length(row.lockouts + 1)
+                values.update(
+                    failures=0,
+                    lockouts=row.lockouts + 1,
+                    locked_until=now + dt.timedelta(seconds=seconds),
+                )
+                locked.append((key, seconds))
+            conn.execute(update(T).where(T.c.key == key).values(**values))
+        audit.record(conn, event)
+        for key, seconds in locked:
+            audit.record(
+                conn,
+                audit.build_event(
+                    interaction="login",
+                    outcome="8",
+                    description=f"{key} locked out for {seconds:g} s after"
+                    f" {keys[key]} failed client authentications",
+                    at=now,
+                    **who,
+                ),
+            )
+    return locked
+
+
+def succeeded(engine: Any, keys: dict[str, int]) -> None:
+    """Forget the failures of ``keys`` (a client authenticated with its secret)."""
+    with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        conn.execute(delete(T).where(T.c.key.in_(list(keys))))
+
+
+def _new(key: str, now: dt.datetime) -> dict[str, Any]:
+    return {"key": key, "failures": 0, "lockouts": 0, "locked_until": None, "updated_at": now}
+
+
+def _insert(conn):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(T)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
