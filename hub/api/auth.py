@@ -118,14 +118,14 @@ def token():
     requested = request.form.get("scope")
     refused: list[str] = []
     if requested and requested.strip():
-        requested = requested[:2000]  # echoed in the audit trail and the error
         scope, refused = negotiate(requested, client.scopes)
         if not scope:
-            _audit_login(hub, client.client_id, "4", f"scopes not granted: {requested}")
+            shown = requested[:2000]  # echoed in the audit trail and the error
+            _audit_login(hub, client.client_id, "4", f"scopes not granted: {shown}")
             return _oauth_error(
                 400,
                 "invalid_scope",
-                f"None of the requested scopes is granted to this client: {requested}"
+                f"None of the requested scopes is granted to this client: {shown}"
                 f" (granted: {client.scopes})",
             )
     else:
@@ -134,7 +134,7 @@ def token():
     access_token = hub.security.mint(
         client.client_id, scope, "client", client.site, client.grants, lifetime
     )
-    left_out = f" (not granted: {' '.join(refused)})" if refused else ""
+    left_out = f" (not granted: {' '.join(refused)[:2000]})" if refused else ""
     _audit_login(hub, client.client_id, "0", f"token issued for {scope}{left_out}", client.site)
     response = jsonify(
         {
