@@ -114,7 +114,7 @@ def token():
         lockout.failed(hub.engine, keys, policy, event, who)
         return _oauth_error(401, "invalid_client", "Unknown client or wrong secret", True)
     if state.known:
-        lockout.succeeded(hub.engine, keys)
+        lockout.clear(hub.engine, keys)
     requested = request.form.get("scope")
     refused: list[str] = []
     if requested and requested.strip():

@@ -70,6 +70,23 @@ def clients_revoke(client):
     click.echo(f"client {client} revoked")
 
 
+@clients.command("unlock")
+@click.argument("client")
+@click.option("--address", default=None, help="Also lift the lockout of this network address.")
+def clients_unlock(client, address):
+    """Lift a token-endpoint lockout of CLIENT (by id or name) before it expires."""
+    from hub.security import lockout
+    from hub.security.clients import get_client
+
+    hub = _hub()
+    with hub.engine.connect() as conn:
+        found = get_client(conn, client)
+    client_id = found.client_id if found else client
+    keys = [lockout.client_key(client_id), lockout.address_key(address)]
+    lockout.clear(hub.engine, [k for k in keys if k])
+    click.echo(f"client {client_id} unlocked" + (f", address {address}" if address else ""))
+
+
 @click.command("token")
 @click.argument("client")
 @click.option("--scopes", default=None, help="Scopes (a subset of the client's; default all).")

@@ -43,16 +43,25 @@ class Policy:
 
     def keys(self, client_id: str, address: str | None) -> dict[str, int]:
         """The keys a request counts against, with their limits."""
+        client, addr = client_key(client_id), address_key(address)
         out = {}
         if self.max_failures > 0:
-            out[f"client {client_id[:100]}"] = self.max_failures
-        if self.max_per_address > 0 and address:
-            out[f"address {address[:100]}"] = self.max_per_address
+            out[client] = self.max_failures
+        if self.max_per_address > 0 and addr:
+            out[addr] = self.max_per_address
         return out
 
     def length(self, lockouts: int) -> float:
         """Seconds of the ``lockouts``-th lockout in a row (1, 2, ...)."""
         return min(self.cap, self.base * 2 ** max(0, lockouts - 1))
+
+
+def client_key(client_id: str) -> str:
+    return f"client {client_id[:100]}"
+
+
+def address_key(address: str | None) -> str | None:
+    return f"address {address[:100]}" if address else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +140,9 @@ def failed(
     return locked
 
 
-def succeeded(engine: Any, keys: dict[str, int]) -> None:
-    """Forget the failures of ``keys`` (a client authenticated with its secret)."""
+def clear(engine: Any, keys) -> None:
+    """Forget the failures, lockout and backoff of ``keys`` (a client authenticated with its
+    secret, or ``hub clients unlock``)."""
     with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
         conn.execute(delete(T).where(T.c.key.in_(list(keys))))
 

@@ -121,6 +121,27 @@ def test_lockouts_in_a_row_back_off_up_to_the_cap(hub):
     assert fail(t1) == [] and fail(t1) == [("client c1", 120)]
     t2 = t1 + dt.timedelta(seconds=121)
     assert fail(t2) == [] and fail(t2) == [("client c1", 200)]  # capped
-    lockout.succeeded(hub.engine, keys)
+    lockout.clear(hub.engine, keys)
     t3 = t2 + dt.timedelta(seconds=201)
     assert fail(t3) == [] and fail(t3) == [("client c1", 60)]  # a success resets the backoff
+
+
+@pytest.mark.parametrize("app_config", [{"CLIENT_AUTH_MAX_FAILURES": 2}], indirect=True)
+def test_cli_unlock_lifts_a_lockout(anon_client, registered, database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    client, secret = registered
+    for _ in range(2):
+        anon_client.post("/auth/token", data=FORM, headers=_basic(client.client_id, "x"))
+    good = _basic(client.client_id, secret)
+    assert anon_client.post("/auth/token", data=FORM, headers=good).status_code == 429
+    env = {
+        "HUB_DATABASE_URL": database_url,
+        "HUB_INSTANCE_PATH": str(tmp_path),
+        "HUB_LOAD_ENTRY_POINTS": "false",
+    }
+    result = CliRunner(env=env).invoke(cli, ["clients", "unlock", "his-lock"])
+    assert result.exit_code == 0, result.output
+    assert anon_client.post("/auth/token", data=FORM, headers=good).status_code == 200
