@@ -155,7 +155,7 @@ def test_the_message_routed_is_the_message_mapped(mllp_server, hub, monkeypatch)
     monkeypatch.setattr(hl7_parse, "parse_message", counting)
     for module in ("fhirhub_plugins.hl7v2", "fhirhub_plugins.hl7v2.mllp"):
         monkeypatch.setattr(f"{module}.parse_message", counting)
-    ack = send(mllp_server, township_adt("ZW-2"))
+    ack = send(mllp_server, county_adt("ONCE-1"))
     assert ack.segment("MSA").get(1) == "AA"
     assert len(calls) == 1
 
@@ -171,6 +171,39 @@ def test_accepted_with_warnings_is_aa_with_err_segments_of_severity_w(mllp_serve
     msh7 = next(e for e in found if e["where"] == "MSH^1^7")
     assert "midnight" in msh7["text"] and msh7["code"]
     assert count(hub, s.inbox, s.inbox.c.status == "done") == 1
+
+
+class FlagEveryPatient:
+    """A profile check that finds an error in every Patient."""
+
+    @hookimpl
+    def validate_resource(self, resource, site):
+        if resource.get("resourceType") != "Patient":
+            return None
+        return [
+            {
+                "severity": "error",
+                "code": "business-rule",
+                "diagnostics": "a birth date after 2019 needs a guardian",
+                "expression": ["Patient.birthDate"],
+            }
+        ]
+
+
+@pytest.fixture
+def flagging(app_config):
+    app_config["PLUGINS"] = [*app_config["PLUGINS"], FlagEveryPatient()]
+
+
+def test_errors_accepted_by_the_sites_policy_come_back_as_warnings(flagging, mllp_server, hub):
+    # township-hospital-b's policy is accept-with-warnings: stored, and the sender is told.
+    ack = send(mllp_server, township_adt("ZW-W1"))
+    assert ack.segment("MSA").get(1) == "AA"
+    (flag,) = [e for e in errs(ack) if "guardian" in (e["text"] or "")]
+    assert flag["severity"] == "W" and flag["code"] == "207"
+    assert flag["text"].startswith("Patient/")
+    (row,) = inbox_rows(hub)
+    assert row.status == "done" and b"guardian" in row.outcome.encode()
 
 
 def test_plain_aa_has_no_err(mllp_server, hub):

@@ -450,6 +450,7 @@ class Pipeline:
                 evidence |= affected
                 patients |= affected
         errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
+        issues = [*issues, *_accepted(response)]
         summary = _summary(response)
         oo = outcomes.outcome(
             outcomes.issue(
@@ -658,6 +659,22 @@ def _reads(bundle: dict) -> Iterator[tuple[str, str]]:
             number = identity.resident_number(resource)
             if number:
                 yield "Patient", patient_id_for_resident_id(number)
+
+
+def _accepted(response_entries: list[dict]) -> list[dict]:
+    """What validation flagged and the site's policy accepted, as warnings naming the resource.
+
+    Under ``accept-with-warnings`` the errors are stored with the message, so
+    they are warnings of its outcome (and of its ACK), not errors.
+    """
+    out = []
+    for entry in response_entries:
+        response = entry.get("response") or {}
+        where = "/".join((response.get("location") or "").split("/_history")[0].split("/")[-2:])
+        for found in (response.get("outcome") or {}).get("issue", ()):
+            text = found.get("diagnostics") or found.get("code") or ""
+            out.append({**found, "severity": "warning", "diagnostics": f"{where}: {text}"})
+    return out
 
 
 def _summary(response_entries: list[dict]) -> dict[str, Any]:
