@@ -338,6 +338,24 @@ def test_resending_a_message_with_a_stale_claim_processes_it_now(mllp_server, hu
     assert inbox_rows(hub)[0].attempts == 1
 
 
+def test_ingest_takes_over_a_stale_claim_too(app, hub):
+    body = county_adt("STALE-2")
+    item, _ = hub.pipeline.inbox.receive(
+        COUNTY, body, source_key="STALE-2", fmt="hl7v2", claim=True
+    )
+    with hub.engine.begin() as conn:
+        conn.execute(
+            update(s.inbox)
+            .where(s.inbox.c.id == item.id)
+            .values(processed_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        )
+    resp = authed_client(app).post(
+        f"/fhir/$ingest?site={COUNTY}", data=body, content_type="application/hl7-v2"
+    )
+    assert resp.status_code == 200 and resp.headers["X-Inbox-Status"] == "done"
+    assert resp.headers["X-Inbox-Item"] == str(item.id)
+
+
 def test_a_message_still_being_processed_is_answered_locked(mllp_server, hub):
     body = county_adt("BUSY-1")
     hub.pipeline.inbox.receive(COUNTY, body, source_key="BUSY-1", fmt="hl7v2", claim=True)
@@ -367,6 +385,13 @@ def test_an_oversize_payload_is_kept_as_its_digest_and_reason(app_config, app, h
     resp = client.post(f"/fhir/$ingest?site={COUNTY}", data=body, content_type="application/hl7-v2")
     assert resp.status_code == 413 and resp.headers["X-Duplicate"] == "true"
     assert client.post(f"/api/inbox/{row.id}/replay").status_code == 409
+    assert hub.pipeline.replay(status="failed") == []  # nothing to replay it from
+    # With the limit raised, the sender's next try is processed (and its body kept).
+    hub.config["INGEST_MAX_BYTES"] = 10 * app_config_limit
+    resp = client.post(f"/fhir/$ingest?site={COUNTY}", data=body, content_type="application/hl7-v2")
+    assert resp.status_code == 200, resp.get_json()
+    (row,) = inbox_rows(hub)
+    assert row.status == "done" and bytes(row.body) == body
 
 
 def test_an_adapter_refusing_a_body_as_too_large_keeps_its_digest_not_the_body(app, hub):

@@ -202,6 +202,7 @@ class Pipeline:
                         status=list(status) if not isinstance(status, str) else status, limit=100000
                     )
                 )
+                if http_status(i.outcome) != 413  # refused as too large: no body to replay
             ]
         found = self.inbox.get_many(item_ids)
         for item_id in item_ids:

@@ -580,9 +580,9 @@ def parse_message(body: bytes, site: Any = None, limits: Limits | None = None) -
     if msg.segments[0].name != "MSH":
         raise reject("the first segment must be MSH", "segment 1")
     if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
-        raise reject("MSH-9 message type and trigger event are required", "MSH-9")
+        raise reject("MSH-9 message type and trigger event are required", "MSH-9", "required")
     if not msg.control_id:
-        raise reject("MSH-10 message control id is required", "MSH-10")
+        raise reject("MSH-10 message control id is required", "MSH-10", "required")
     return msg
 
 
