@@ -153,13 +153,15 @@ def make_handler(hub: Any):
             result = lane.submit(site.name, raw, msg)
         except outcomes.OperationOutcomeError as err:  # e.g. the inbox itself refused it
             return make_ack(msg, "AR", issues=err.issues)
-        return answer(make_ack, msg, result.item)
+        return answer(msg, result.item)
 
     return handle
 
 
-def answer(make_ack: Any, msg: Any, item: Any) -> bytes:
+def answer(msg: Any, item: Any) -> bytes:
     """The ACK for a message stored as inbox ``item`` (see the module's docstring)."""
+    from fhirhub_plugins.hl7v2 import make_ack
+
     issues = (item.outcome or {}).get("issue", [])
     flagged = [i for i in issues if i.get("severity") in ("fatal", "error", "warning")]
     if item.status in ("done", "partial", "pending"):  # pending: stored; processing later

@@ -387,13 +387,14 @@ class Header:
     """
 
     fields: list[str]
-    comp_sep: str
+    comp_sep: str = "^"
+    rep_sep: str = "~"
 
     def get(self, field: int, component: int = 1) -> str | None:
         """MSH-``field``, first repetition, ``component`` (1-based), ``None`` when empty."""
         if field >= len(self.fields):
             return None
-        value = self.fields[field].split("~")[0].split(self.comp_sep)
+        value = self.fields[field].split(self.rep_sep)[0].split(self.comp_sep)
         return (value[component - 1] if component <= len(value) else "") or None
 
     @property
@@ -418,8 +419,8 @@ def read_header(body: bytes) -> Header | None:
     fields = _msh_fields(strip_frame(body))
     if fields is None:
         return None
-    enc = fields[2] if len(fields) > 2 else ""
-    return Header([f.decode("utf-8", "replace") for f in fields], enc[:1].decode() or "^")
+    enc = fields[2].decode("ascii", "replace") if len(fields) > 2 else ""
+    return Header([f.decode("utf-8", "replace") for f in fields], enc[:1] or "^", enc[1:2] or "~")
 
 
 def _msh_fields(data: bytes) -> list[bytes] | None:
