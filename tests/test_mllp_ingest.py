@@ -143,21 +143,22 @@ def test_unknown_sender_is_refused_as_an_unknown_key(mllp_server, hub):
 
 def test_the_message_routed_is_the_message_mapped(mllp_server, hub, monkeypatch):
     """Parse once: the listener's parse is the one the adapter maps."""
-    from fhirhub_plugins.hl7v2 import parse as hl7_parse
+    from fhirhub_plugins.hl7v2.parse import Message
 
-    calls = []
-    real = hl7_parse.parse_message
+    body = county_adt("ONCE-1")
+    parses = []
+    real_init = Message.__init__
 
-    def counting(body, *args, **kwargs):
-        calls.append(body)
-        return real(body, *args, **kwargs)
+    def counting_init(self, raw, *args, **kwargs):
+        if bytes(raw) == body:  # not the ACK the test reads back
+            parses.append(self)
+        real_init(self, raw, *args, **kwargs)
 
-    monkeypatch.setattr(hl7_parse, "parse_message", counting)
-    for module in ("fhirhub_plugins.hl7v2", "fhirhub_plugins.hl7v2.mllp"):
-        monkeypatch.setattr(f"{module}.parse_message", counting)
-    ack = send(mllp_server, county_adt("ONCE-1"))
+    monkeypatch.setattr(Message, "__init__", counting_init)
+    ack = send(mllp_server, body)
     assert ack.segment("MSA").get(1) == "AA"
-    assert len(calls) == 1
+    assert len(parses) == 1
+    assert count(hub, s.inbox, s.inbox.c.status == "done") == 1
 
 
 # -- ACKs -----------------------------------------------------------------------------
