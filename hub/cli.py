@@ -470,10 +470,13 @@ def mllp_serve(host, port):
     import threading
 
     from fhirhub_plugins.hl7v2 import MLLPServer
+    from fhirhub_plugins.hl7v2.mllp import DEFAULT_MAX_FRAME
     from hub.ingest.mllp import make_handler
 
     the_hub = _hub()
-    server = MLLPServer((host, port), make_handler(the_hub)).start()
+    # Frames up to INGEST_MAX_BYTES reach the handler, which refuses what is over the limits.
+    max_frame = max(DEFAULT_MAX_FRAME, int(the_hub.config.get("INGEST_MAX_BYTES") or 0))
+    server = MLLPServer((host, port), make_handler(the_hub), max_frame=max_frame).start()
     click.echo(f"MLLP listening on {host}:{server.port} for {len(the_hub.sites)} site(s)", err=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -59,6 +59,15 @@ DEFAULTS = {
     # database transaction (``hub ingest``, the MLLP listener, ``hub worker``).
     # A message that fails is taken out and handled alone; 1 turns grouping off.
     "INGEST_GROUP_SIZE": 50,
+    # Inbound limits (docs/ingestion.md#limits): a payload over INGEST_MAX_BYTES is refused
+    # (413, MLLP AR) and kept only as its digest and the reason; an HL7 v2 message with more
+    # segments, or a field of more characters, than these is refused before it is mapped.
+    "INGEST_MAX_BYTES": 16 * 1024 * 1024,
+    "HL7V2_MAX_SEGMENTS": 5000,
+    "HL7V2_MAX_FIELD_LENGTH": 1024 * 1024,
+    # The MLLP listener stores a message of more segments than this in a lane of its own,
+    # so that a slow large message never holds up other senders' small ones.
+    "MLLP_LARGE_MESSAGE_SEGMENTS": 200,
     # Recompute five colours and household groups right after each ingested
     # message (else only ``hub worker`` does, from the change feed).
     "LIFETIME_INLINE": True,

@@ -63,11 +63,15 @@ def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None
     plugin. Stops at the first non-``None`` result.
 
     :param message: ``format``, ``site`` (the :class:`hub.sites.Site`), ``body``
-        (bytes) and ``content_type``.
+        (bytes), ``content_type`` and ``parsed`` (your own parse of ``body`` when
+        the receiver already made one, as the MLLP listener does; map it instead
+        of parsing again, after checking it is of your type).
     :param context: ``context.code_map(name)`` reads ``mappings/`` with the
         site's overrides; ``context.warn(text, expression=...)`` records a
         warning and carries on; ``context.unused(location)`` records input left
-        unmapped (e.g. ``"PV2-3"``).
+        unmapped (e.g. ``"PV2-3"``); ``context.settings`` are the hub's settings
+        (e.g. the limits ``INGEST_MAX_BYTES``; refuse a payload over a limit with
+        status 413: only its digest and the outcome are kept).
     :returns: a transaction ``Bundle`` (a JSON-ready dict) whose entries use
         deterministic ids (``PUT Type/id``) so that a re-delivered message
         updates instead of duplicating.

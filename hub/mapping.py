@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ class InboundMessage:
     content_type: str | None = None
     source_key: str | None = None  # e.g. MSH-10, the CDA document id, a file name
     received_at: str | None = None
+    # The adapter's own parse of ``body`` when the receiver already made one (the MLLP
+    # listener parses to route and check a message): the adapter maps it instead of
+    # parsing again. Adapters must check its type and parse ``body`` when it is not theirs.
+    parsed: Any = None
 
 
 @dataclasses.dataclass
@@ -193,6 +198,8 @@ class MappingContext:
         # for messages that need more than the changed resource (the patient
         # behind an Observation, the results a DiagnosticReport refers to).
         self.read: Callable[[str], dict[str, Any] | None] | None = None
+        # The hub's settings (hub/config.py), e.g. the inbound limits an adapter enforces.
+        self.settings: Mapping[str, Any] = {}
 
     def code_map(self, name: str) -> CodeMap:
         overrides = getattr(self.site, "code_map_overrides", None) or {}

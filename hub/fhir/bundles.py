@@ -61,6 +61,8 @@ class _Entry:
     result: Any = None  # Stored, Result or bytes once processed
     status: int = 200
     noop: bool = False
+    # What validation flagged and the site's policy accepted (``response.outcome``).
+    issues: list = dataclasses.field(default_factory=list)
 
 
 def process(
@@ -270,7 +272,9 @@ def _run_transaction(
             if e.method == "PUT":
                 e.resource["id"] = e.res_id
             try:
-                service.check_resource(e.resource, e.res_type, opts.site, structure=False)
+                e.issues = service.check_resource(
+                    e.resource, e.res_type, opts.site, structure=False
+                )
             except outcomes.OperationOutcomeError as err:
                 raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
     writer.prefetch(
@@ -388,6 +392,8 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
             out["response"]["etag"] = e.result.headers["ETag"]
     else:
         out["response"] = {"status": STATUS_TEXT.get(e.status, str(e.status))}
+    if e.issues:
+        out["response"]["outcome"] = outcomes.outcome(*e.issues)
     return out
 
 

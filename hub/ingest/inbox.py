@@ -10,7 +10,8 @@ its first copy and is answered from it, never processed twice. Statuses:
 * ``done``: mapped and stored; ``partial``: stored, but some parts (e.g.
   registry rows) were refused, see the outcome;
 * ``failed``: mapping or storage refused it (the outcome says why); it can be
-  replayed after a fix;
+  replayed after a fix. A payload refused as too large (413) is kept as its
+  digest and the reason only, without its body: the sender must send it again;
 * ``quarantined``: mapped, but validation found errors and the site's policy
   is ``quarantine``: kept aside for review, replayable.
 """
@@ -54,6 +55,8 @@ class InboxItem:
     outcome: dict | None
     result: dict | None
     body: bytes | None = None
+    # The adapter's parse of ``body`` while it is processed from memory (never stored).
+    parsed: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready view without the body (the API and ``hub inbox list``)."""
@@ -97,10 +100,14 @@ def payload_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _row(site, body, source_key, fmt, content_type, claim, now) -> dict[str, Any]:
-    """The inbox row of a payload received ``now`` (keyed by its hash when it has no key)."""
+def _row(site, body, source_key, fmt, content_type, claim, now, refused=None) -> dict[str, Any]:
+    """The inbox row of a payload received ``now`` (keyed by its hash when it has no key).
+
+    ``refused`` (an outcome) records a payload refused on arrival: status
+    ``failed``, its digest and that outcome, not its body.
+    """
     digest = payload_hash(body)
-    return {
+    row = {
         "site": site,
         "source_key": (source_key or digest)[:255],
         "payload_hash": digest,
@@ -112,16 +119,22 @@ def _row(site, body, source_key, fmt, content_type, claim, now) -> dict[str, Any
         "processed_at": now if claim else None,
         "attempts": 0,
     }
+    if refused is not None:
+        row.update(
+            body=b"", status="failed", processed_at=now, outcome=orjson.dumps(refused).decode()
+        )
+    return row
 
 
 def _inserted(new_id: int, values: dict[str, Any]) -> InboxItem:
     """The item of a row just inserted with ``values`` (no need to read it back)."""
+    outcome = values.get("outcome")
     return InboxItem(
         id=new_id,
         processed_at=values["processed_at"],
-        outcome=None,
+        outcome=orjson.loads(outcome) if outcome else None,
         result=None,
-        **{k: v for k, v in values.items() if k not in ("body", "processed_at")},
+        **{k: v for k, v in values.items() if k not in ("body", "processed_at", "outcome")},
     )
 
 
@@ -138,17 +151,20 @@ class Inbox:
         fmt: str | None = None,
         content_type: str | None = None,
         claim: bool = False,
+        refused: dict | None = None,
     ) -> tuple[InboxItem, bool]:
         """Store a payload durably; returns (item, duplicate).
 
         ``claim=True`` stores it already claimed (``processing``) by the caller,
         who processes it at once; a worker takes it over only if the claim
-        expires.
+        expires. ``refused`` (an outcome) stores only the payload's digest and
+        that outcome, as ``failed`` (a payload too large to keep).
 
         ``duplicate`` is true when this exact payload under this key was
         received before; the earlier item is returned untouched.
         """
-        values = _row(site, body, source_key, fmt, content_type, claim, dt.datetime.now(dt.UTC))
+        now = dt.datetime.now(dt.UTC)
+        values = _row(site, body, source_key, fmt, content_type, claim, now, refused)
         try:
             with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
                 new_id = conn.execute(insert(s.inbox).returning(s.inbox.c.id), values).scalar_one()
@@ -300,6 +316,28 @@ class Inbox:
                 )
         return ids
 
+    def take_over(self, item_id: int, body: bytes, lease_seconds: int) -> bool:
+        """Claim an item whose processing died, for a sender sending it again; True if ours.
+
+        That is an item ``processing`` under a claim older than the lease (the
+        process that claimed it was killed), or one ``failed`` without its body
+        (refused as too large; ``body``, the same bytes sent again, is kept
+        now). One statement, so two re-sends cannot both take it.
+        """
+        now = dt.datetime.now(dt.UTC)
+        c = s.inbox.c
+        stale = and_(
+            c.status == "processing", c.processed_at < now - dt.timedelta(seconds=lease_seconds)
+        )
+        bodiless = and_(c.status == "failed", func.length(c.body) == 0)
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            taken = conn.execute(
+                update(s.inbox)
+                .where(c.id == item_id, or_(stale, bodiless))
+                .values(status="processing", processed_at=now, body=body)
+            ).rowcount
+        return taken == 1
+
     def counts(self) -> dict[str, int]:
         stmt = select(s.inbox.c.status, func.count()).group_by(s.inbox.c.status)
         with self.engine.connect() as conn:
@@ -359,7 +397,15 @@ class Inbox:
             )
         return out
 
-    def mark_alone(self, item_id: int, status: str, outcome: dict | None = None) -> dict[str, Any]:
-        """Record a failure in a transaction of its own (the data transaction rolled back)."""
+    def mark_alone(
+        self, item_id: int, status: str, outcome: dict | None = None, keep_body: bool = True
+    ) -> dict[str, Any]:
+        """Record a failure in a transaction of its own (the data transaction rolled back).
+
+        ``keep_body=False`` empties the stored body (a payload refused as too
+        large is kept as its digest and the outcome, see :meth:`take_over`).
+        """
         with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            if not keep_body:
+                conn.execute(update(s.inbox).where(s.inbox.c.id == item_id).values(body=b""))
             return self.mark(conn, item_id, status, outcome)

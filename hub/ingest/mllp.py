@@ -1,15 +1,25 @@
-"""The MLLP listener's message handler: route, store, process, acknowledge.
+"""The MLLP listener's message handler: route, parse, store, process, acknowledge.
 
-The acknowledgement is sent only after the message is committed to the inbox:
+A message is routed to its site on its raw MSH (MSH-3/MSH-4 are ASCII in every
+feed), then decoded in that site's character set (MSH-18 when it names a known
+one, else the manifest's ``encoding``, else UTF-8) and parsed, once: that
+parse is the one the adapter maps. The acknowledgement is sent only after the
+message is committed to the inbox:
 
-* ``AA`` - stored and processed (``done`` or ``partial``);
+* ``AA`` - stored and processed (``done`` or ``partial``), with an ``ERR``
+  segment of severity ``W`` for each warning (what was flagged);
 * ``AE`` + ``ERR`` - stored, but mapping or validation refused it (kept in
   the inbox as ``failed``/``quarantined``; an engineer can fix and replay);
-* ``AR`` + ``ERR`` - not even parseable or routable to a site (nothing stored:
-  there is no site to keep it for; the sender keeps it).
+  also (``206``) a copy still being processed elsewhere;
+* ``AR`` + ``ERR`` - not routable to a site, not readable (bad bytes, control
+  characters) or over the limits (nothing stored: the sender keeps it).
+
+ERR-3 names the problem from HL7 table 0357
+(:data:`fhirhub_plugins.hl7v2.mllp.ERROR_CONDITIONS`), ERR-2 where it is.
 
 A message re-sent after a lost ACK (same MSH-10, same bytes) is answered from
-its first processing, never processed twice. Messages arriving together on
+its first processing, never processed twice; if that processing died (the
+claim expired), the re-send takes it over. Messages arriving together on
 several connections share their commits (:class:`GroupCommitter`); each is
 acknowledged only after the commit that holds it.
 """
@@ -23,6 +33,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from hub import outcomes
+from hub.ingest.pipeline import http_status
 from hub.ingest.pipeline import runs
 
 log = logging.getLogger("hub.mllp")
@@ -49,10 +60,10 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, site: str, raw: bytes, control_id: str | None) -> Any:
-        """Store and process one message; returns its ``IngestResult`` once committed."""
+    def submit(self, site: str, raw: bytes, msg: Any) -> Any:
+        """Store and process one parsed message; returns its ``IngestResult`` once committed."""
         future: Future = Future()
-        self._queue.put((site, raw, control_id, future))
+        self._queue.put((site, raw, msg, future))
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -85,7 +96,11 @@ class GroupCommitter:
         for run in runs(batch, lambda m: m[0]):
             try:
                 results = self.hub.pipeline.ingest_many(
-                    run[0][0], [m[1] for m in run], source_keys=[m[2] for m in run], fmt="hl7v2"
+                    run[0][0],
+                    [m[1] for m in run],
+                    source_keys=[m[2].control_id for m in run],
+                    parsed=[m[2] for m in run],
+                    fmt="hl7v2",
                 )
             except Exception as err:  # noqa: BLE001 - handed to each waiting connection
                 for m in run:
@@ -97,44 +112,65 @@ class GroupCommitter:
 
 def make_handler(hub: Any):
     """A ``handler(bytes) -> ack bytes`` for ``fhirhub_plugins.hl7v2.MLLPServer``."""
+    from fhirhub_plugins.hl7v2 import Limits
     from fhirhub_plugins.hl7v2 import make_ack
     from fhirhub_plugins.hl7v2 import parse_message
+    from fhirhub_plugins.hl7v2 import read_header
     from fhirhub_plugins.hl7v2 import route
 
-    committer = GroupCommitter(hub)
+    # Two lanes, each a committer of its own. A large message (more than
+    # MLLP_LARGE_MESSAGE_SEGMENTS segments: a long ORU takes seconds to map and store)
+    # goes to the second, so it never holds up the small messages of other senders
+    # queued behind it in the one committer; large messages wait only for each other.
+    # Two committers are at most two writers, which SQLite still serialises on its own
+    # lock, but only for the commits: parsing, mapping and checks run side by side.
+    small, large = GroupCommitter(hub), GroupCommitter(hub)
 
     def handle(raw: bytes) -> bytes:
-        try:
-            msg = parse_message(raw)
-        except outcomes.OperationOutcomeError as err:
-            first = err.issues[0] if err.issues else {}
+        header = read_header(raw)
+        if header is None:
             return make_ack(
-                raw, "AR", first.get("diagnostics"), (first.get("expression") or [None])[0]
+                raw,
+                "AR",
+                "an HL7 v2 message must start with an MSH segment",
+                "segment 1",
+                error_code="structure",
             )
-        site = route(msg, hub.sites)
+        site = route(header, hub.sites)
         if site is None:
-            text = f"no site accepts MSH-3 {msg.sending_application!r} / MSH-4 {msg.sending_facility!r}"
-            return make_ack(msg, "AR", text, "MSH-3")
+            text = (
+                f"no site accepts MSH-3 {header.sending_application!r} / "
+                f"MSH-4 {header.sending_facility!r}"
+            )
+            return make_ack(header, "AR", text, "MSH-3", error_code="not-found")
         try:
-            result = committer.submit(site.name, raw, msg.control_id)
+            msg = parse_message(raw, site, Limits.from_settings(hub.config))
+        except outcomes.OperationOutcomeError as err:
+            return make_ack(header, "AR", issues=err.issues)
+        threshold = int(hub.config.get("MLLP_LARGE_MESSAGE_SEGMENTS", 200) or 0)
+        lane = large if threshold and len(msg.segments) > threshold else small
+        try:
+            result = lane.submit(site.name, raw, msg)
         except outcomes.OperationOutcomeError as err:  # e.g. the inbox itself refused it
-            return make_ack(msg, "AR", err.issues[0].get("diagnostics") if err.issues else str(err))
-        item = result.item
-        if item.status in ("done", "partial"):
-            return make_ack(msg, "AA")
-        if item.status == "pending":  # stored; processing later (worker mode)
-            return make_ack(msg, "AA")
-        issues = [
-            i
-            for i in (item.outcome or {}).get("issue", [])
-            if i.get("severity") in ("error", "fatal")
-        ]
-        first = issues[0] if issues else {}
-        return make_ack(
-            msg,
-            "AE",
-            first.get("diagnostics") or item.status,
-            (first.get("expression") or [None])[0],
-        )
+            return make_ack(msg, "AR", issues=err.issues)
+        return answer(msg, result.item)
 
     return handle
+
+
+def answer(msg: Any, item: Any) -> bytes:
+    """The ACK for a message stored as inbox ``item`` (see the module's docstring)."""
+    from fhirhub_plugins.hl7v2 import make_ack
+
+    issues = (item.outcome or {}).get("issue", [])
+    flagged = [i for i in issues if i.get("severity") in ("fatal", "error", "warning")]
+    if item.status in ("done", "partial", "pending"):  # pending: stored; processing later
+        return make_ack(msg, "AA", issues=flagged)
+    if item.status == "processing":  # a copy sent earlier is being processed right now
+        text = f"inbox item {item.id} is being processed; send it again later for its answer"
+        return make_ack(msg, "AE", text, error_code="lock-error")
+    if not flagged:
+        flagged = [outcomes.issue("error", "processing", item.status)]
+    # Refused as too large: the sender must not send it again as it is.
+    code = "AR" if http_status(item.outcome) == 413 else "AE"
+    return make_ack(msg, code, issues=flagged)

@@ -37,6 +37,7 @@ from hub.ingest import provenance as ingest_provenance
 from hub.ingest.inbox import REPLAYABLE
 from hub.ingest.inbox import Inbox
 from hub.ingest.inbox import InboxItem
+from hub.ingest.inbox import payload_hash
 from hub.lifetime import ingest as lifetime_ingest
 from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
@@ -78,23 +79,38 @@ class Pipeline:
         source_key: str | None = None,
         fmt: str | None = None,
         process: bool = True,
+        parsed: Any = None,
     ) -> IngestResult:
         """Store ``body`` for ``site_name`` and (by default) process it at once.
 
         A payload already received under the same key is not processed again;
-        its earlier result is returned with ``duplicate=True``.
+        its earlier result is returned with ``duplicate=True`` (unless its
+        processing died, see :meth:`_revive`). ``parsed`` is the adapter's
+        parse of ``body`` when the caller made one (``InboundMessage.parsed``).
+        A payload over ``INGEST_MAX_BYTES`` is refused (413) and only its
+        digest and the reason are kept.
         """
         site = self.site(site_name)
         fmt = fmt or self.format_for(site, body, content_type)
         key = source_key or self.source_key(fmt, body, site)
+        refused = self._oversize(body)
         item, duplicate = self.inbox.receive(
-            site.name, body, source_key=key, fmt=fmt, content_type=content_type, claim=process
+            site.name,
+            body,
+            source_key=key,
+            fmt=fmt,
+            content_type=content_type,
+            claim=process,
+            refused=refused,
         )
-        if duplicate or not process:
+        if duplicate and process and not refused and self._revive(item, body):
+            duplicate = False
+        if duplicate or not process or refused:
             return IngestResult(item, duplicate)
         # The item was committed above; process it from memory (body included)
         # and answer with what was marked, without reading the row back.
         item.body = body
+        item.parsed = parsed
         return IngestResult(self._process_items([item])[0], False)
 
     def ingest_many(
@@ -105,6 +121,7 @@ class Pipeline:
         content_type: str | None = None,
         source_keys: list[str | None] | None = None,
         fmt: str | None = None,
+        parsed: list[Any] | None = None,
     ) -> list[IngestResult]:
         """:meth:`ingest` for many payloads of one site, with group commit.
 
@@ -113,28 +130,52 @@ class Pipeline:
         transaction (a failing message is taken out of its group and marked
         alone, so it costs the others nothing but a second try). The results
         are the same as ingesting one by one, in order; only the number of
-        commits differs.
+        commits differs. ``parsed`` gives each payload's parse, as for :meth:`ingest`.
         """
         if not bodies:
             return []
         site = self.site(site_name)
         fmt = fmt or self.format_for(site, bodies[0], content_type)
         keys = source_keys or [self.source_key(fmt, body, site) for body in bodies]
-        received = self.inbox.receive_many(
+        parses = parsed or [None] * len(bodies)
+        refusals = [self._oversize(body) for body in bodies]
+        keep = [n for n, refused in enumerate(refusals) if refused is None]
+        received: list[tuple[InboxItem, bool] | None] = [None] * len(bodies)
+        stored = self.inbox.receive_many(
             site.name,
-            list(zip(bodies, keys, strict=True)),
+            [(bodies[n], keys[n]) for n in keep],
             fmt=fmt,
             content_type=content_type,
             claim=True,
         )
-        fresh = []
-        for (item, duplicate), body in zip(received, bodies, strict=True):
-            if not duplicate:
-                item.body = body
+        for n, pair in zip(keep, stored, strict=True):
+            received[n] = pair
+        for n, refused in enumerate(refusals):
+            if refused is not None:  # rare: one at a time
+                received[n] = self.inbox.receive(
+                    site.name,
+                    bodies[n],
+                    source_key=keys[n],
+                    fmt=fmt,
+                    content_type=content_type,
+                    refused=refused,
+                )
+        fresh, revived = [], set()
+        for n, (item, duplicate) in enumerate(received):
+            if refusals[n] is not None or item.id in revived:
+                continue
+            if not duplicate or self._revive(item, bodies[n]):
+                if duplicate:
+                    revived.add(item.id)
+                item.body = bodies[n]
+                item.parsed = parses[n]
                 fresh.append(item)
         done = {item.id: item for item in self._process_items(fresh)}
         # A payload given twice in ``bodies`` is answered with its one processing.
-        return [IngestResult(done.get(item.id, item), duplicate) for item, duplicate in received]
+        return [
+            IngestResult(done.get(item.id, item), duplicate and item.id not in revived)
+            for item, duplicate in received
+        ]
 
     def process(self, item_id: int) -> InboxItem:
         """Map and store one inbox item; returns it with its new status."""
@@ -161,6 +202,7 @@ class Pipeline:
                         status=list(status) if not isinstance(status, str) else status, limit=100000
                     )
                 )
+                if http_status(i.outcome) != 413  # refused as too large: no body to replay
             ]
         found = self.inbox.get_many(item_ids)
         for item_id in item_ids:
@@ -171,6 +213,11 @@ class Pipeline:
                 raise outcomes.conflict(
                     f"inbox item {item_id} is {item.status}; only {', '.join(REPLAYABLE)} items are replayed"
                 )
+            if http_status(item.outcome) == 413:
+                raise outcomes.conflict(
+                    f"inbox item {item_id} was refused as too large and its body was not kept; "
+                    "the sender must send it again (within the limits)"
+                )
         return self.process_many(item_ids)
 
     def process_pending(self, limit: int = 1000) -> int:
@@ -179,6 +226,41 @@ class Pipeline:
         ids = self.inbox.claim(limit, lease)
         self.process_many(ids)
         return len(ids)
+
+    def _oversize(self, body: bytes) -> dict | None:
+        """The refusal (an outcome, 413) of a payload over ``INGEST_MAX_BYTES``, else None."""
+        limit = int(self.hub.config.get("INGEST_MAX_BYTES", 0) or 0)
+        if not limit or len(body) <= limit:
+            return None
+        oo = outcomes.outcome(
+            outcomes.issue(
+                "error",
+                "too-long",
+                f"the payload is {len(body)} bytes; the limit is {limit} (INGEST_MAX_BYTES)",
+            ),
+            _body_not_kept(body),
+        )
+        return _with_status(oo, 413)
+
+    def _revive(self, item: InboxItem, body: bytes) -> bool:
+        """Take over a re-sent payload whose first processing died; True if it is ours now.
+
+        A sender re-sends what we did not acknowledge. When its inbox item is
+        still ``processing`` under an expired claim (the process that took it
+        was killed), or was refused as too large without keeping its body (the
+        limits may have been raised since), the re-send takes it over and it is
+        processed now, instead of being answered "processing" until a worker
+        comes by.
+        """
+        stale = item.status == "processing"
+        if not stale and not (item.status == "failed" and http_status(item.outcome) == 413):
+            return False
+        lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
+        if not self.inbox.take_over(item.id, body, lease):
+            return False
+        log.info("inbox item %s: taken over by a re-send (%s)", item.id, item.status)
+        item.status = "processing"
+        return True
 
     # -- processing --------------------------------------------------------------
 
@@ -217,6 +299,8 @@ class Pipeline:
                     content_type=item.content_type,
                     source_key=item.source_key,
                     state=state,
+                    parsed=item.parsed,
+                    settings=self.hub.config,
                 )
             except Exception as err:  # noqa: BLE001 - marked with its outcome below
                 if state.loaded and len(items) > 1:
@@ -249,14 +333,23 @@ class Pipeline:
             else:
                 for (item, _bundle, _issues), values in zip(prepared, marks, strict=True):
                     marked[item.id] = dataclasses.replace(
-                        item, body=None, attempts=item.attempts + 1, **values
+                        item, body=None, parsed=None, attempts=item.attempts + 1, **values
                     )
         return [marked[item.id] for item in items]
 
     def _failed(self, item: InboxItem, err: Exception) -> InboxItem:
-        """Mark ``item`` failed (or quarantined) in a transaction of its own."""
+        """Mark ``item`` failed (or quarantined) in a transaction of its own.
+
+        A payload the adapter refused as too large (413) is kept as its digest
+        and the reason, not its body (a replay could only refuse it again).
+        """
         if isinstance(err, Quarantined):
             values = self.inbox.mark_alone(item.id, "quarantined", err.outcome)
+        elif isinstance(err, outcomes.OperationOutcomeError) and err.status == 413:
+            oo = outcomes.outcome(*err.issues, _body_not_kept(item.body or b""))
+            values = self.inbox.mark_alone(
+                item.id, "failed", _with_status(oo, 413), keep_body=False
+            )
         elif isinstance(err, outcomes.OperationOutcomeError):
             values = self.inbox.mark_alone(item.id, "failed", _with_status(err.outcome, err.status))
         else:  # an adapter bug must not lose the message
@@ -267,7 +360,9 @@ class Pipeline:
                 )
             )
             values = self.inbox.mark_alone(item.id, "failed", _with_status(oo, 500))
-        return dataclasses.replace(item, body=None, attempts=item.attempts + 1, **values)
+        return dataclasses.replace(
+            item, body=None, parsed=None, attempts=item.attempts + 1, **values
+        )
 
     def _store(
         self, site: Any, state: SiteState, prepared: list[tuple[InboxItem, dict, list[dict]]]
@@ -356,6 +451,7 @@ class Pipeline:
                 evidence |= affected
                 patients |= affected
         errors = [i for i in issues if i.get("severity") in ("error", "fatal")]
+        issues = [*issues, *_accepted(response)]
         summary = _summary(response)
         oo = outcomes.outcome(
             outcomes.issue(
@@ -421,6 +517,7 @@ class Pipeline:
             content_type=content_type,
             source_key=source_key,
             state=state,
+            settings=self.hub.config,
         )
 
     def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
@@ -487,15 +584,19 @@ def map_payload(
     content_type: str | None = None,
     source_key: str | None = None,
     state: dict[str, Any] | None = None,
+    parsed: Any = None,
+    settings: Any = None,
 ) -> tuple[dict, list[dict]]:
     """Run the ``map_inbound`` hooks on one payload: ``(Bundle, issues)``.
 
     ``state`` is the adapter's per-site state; the caller saves it afterwards
     if it wants the adapter's changes kept (the pipeline does, kits do not).
+    ``parsed`` is ``InboundMessage.parsed``; ``settings`` the hub's configuration.
     """
     context = MappingContext(site, code_maps)
     context.state = {} if state is None else state
-    message = InboundMessage(fmt, body, site, content_type, source_key)
+    context.settings = settings if settings is not None else {}
+    message = InboundMessage(fmt, body, site, content_type, source_key, parsed=parsed)
     bundle = pm.hook.map_inbound(message=message, context=context)
     if bundle is None:
         raise outcomes.error(415, "not-supported", f"No adapter maps format {fmt!r}")
@@ -517,6 +618,22 @@ def _reads(bundle: dict) -> Iterator[tuple[str, str]]:
                 yield "Patient", patient_id_for_resident_id(number)
 
 
+def _accepted(response_entries: list[dict]) -> list[dict]:
+    """What validation flagged and the site's policy accepted, as warnings naming the resource.
+
+    Under ``accept-with-warnings`` the errors are stored with the message, so
+    they are warnings of its outcome (and of its ACK), not errors.
+    """
+    out = []
+    for entry in response_entries:
+        response = entry.get("response") or {}
+        where = "/".join((response.get("location") or "").split("/_history")[0].split("/")[-2:])
+        for found in (response.get("outcome") or {}).get("issue", ()):
+            text = found.get("diagnostics") or found.get("code") or ""
+            out.append({**found, "severity": "warning", "diagnostics": f"{where}: {text}"})
+    return out
+
+
 def _summary(response_entries: list[dict]) -> dict[str, Any]:
     written = [
         e["response"]["location"].split("/_history")[0].rsplit("/", 2)[-2:]
@@ -524,6 +641,24 @@ def _summary(response_entries: list[dict]) -> dict[str, Any]:
         if (e.get("response") or {}).get("location")
     ]
     return {"written": len(written), "resources": ["/".join(w) for w in written]}
+
+
+def http_status(oo: dict | None) -> int | None:
+    """The HTTP status the pipeline recorded in an inbox outcome (``_with_status``)."""
+    for ext in (oo or {}).get("extension", ()):
+        if ext.get("url") == "urn:fhirhub:http-status":
+            return ext.get("valueInteger")
+    return None
+
+
+def _body_not_kept(body: bytes) -> dict:
+    """The issue saying a refused payload is kept as its digest only."""
+    return outcomes.issue(
+        "information",
+        "informational",
+        f"the payload ({len(body)} bytes, sha256 {payload_hash(body)}) is not kept; "
+        "the sender must send it again",
+    )
 
 
 def _with_status(oo: dict, status: int) -> dict:

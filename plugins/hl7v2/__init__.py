@@ -1,7 +1,7 @@
 """The hospital HIS adapter: HL7 v2.x <-> FHIR R4 (hookimpls only).
 
 Public entry points for the ingestion pipeline and the MLLP listener:
-``parse_message`` and ``message_key`` (:mod:`.parse`), ``route`` and
+``parse_message``, ``read_header``, ``Limits`` and ``message_key`` (:mod:`.parse`), ``route`` and
 ``convert`` (:mod:`.api`), ``MLLPServer``, ``send`` and ``make_ack``
 (:mod:`.mllp`). See README.md for the events supported.
 """
@@ -19,19 +19,24 @@ from fhirhub_plugins.hl7v2.messages import to_bundle
 from fhirhub_plugins.hl7v2.mllp import MLLPServer
 from fhirhub_plugins.hl7v2.mllp import make_ack
 from fhirhub_plugins.hl7v2.mllp import send
+from fhirhub_plugins.hl7v2.parse import Limits
+from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import looks_like_hl7
 from fhirhub_plugins.hl7v2.parse import message_key
 from fhirhub_plugins.hl7v2.parse import parse_message
+from fhirhub_plugins.hl7v2.parse import read_header
 from hub import hookimpl
 from hub.mapping import MappingContext
 
 __all__ = [
     "MESSAGES",
+    "Limits",
     "MLLPServer",
     "convert",
     "make_ack",
     "message_key",
     "parse_message",
+    "read_header",
     "route",
     "send",
 ]
@@ -53,20 +58,20 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
     """MSH-10, read straight from the first segment (no full parse)."""
     if fmt != FORMAT:
         return None
-    text = body.lstrip(b"\xef\xbb\xbf\x0b \r\n\t")
-    if not text.startswith(b"MSH") or len(text) < 8:
-        return None
-    first = text.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    fields = first.split(text[3:4])
-    key = fields[9].strip() if len(fields) > 9 else b""
-    return key.decode("utf-8", "replace") or None
+    header = read_header(body)
+    key = (header.get(10) or "").strip() if header else ""
+    return key or None
 
 
 @hookimpl
 def map_inbound(message, context: MappingContext) -> dict | None:
     if message.format != FORMAT:
         return None
-    msg = parse_message(message.body, message.site)
+    msg = message.parsed
+    if not isinstance(msg, Message):  # the MLLP listener hands over the message it parsed
+        msg = parse_message(message.body, message.site, Limits.from_settings(context.settings))
+    for text, location in msg.warnings:
+        context.warn(text, location, code="code-invalid")
     return to_bundle(msg, message.site, context)
 
 

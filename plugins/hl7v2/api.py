@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirhub_plugins.hl7v2.messages import to_bundle
+from fhirhub_plugins.hl7v2.parse import Header
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import parse_message
 from hub.mapping import MappingContext
@@ -14,10 +15,12 @@ FORMAT = "hl7v2"
 CONTENT_TYPE = "application/hl7-v2"
 
 
-def route(message: Message, sites: dict[str, Any] | list[Any]) -> Any | None:
+def route(message: Message | Header, sites: dict[str, Any] | list[Any]) -> Any | None:
     """The site whose ``match`` names this message's MSH-3 / MSH-4, or ``None``.
 
-    A site naming both keys wins over one naming only MSH-4 or MSH-3.
+    A site naming both keys wins over one naming only MSH-4 or MSH-3. A
+    :class:`Header` read from the raw bytes routes as well as a parsed message
+    (the MLLP listener routes before it knows the site's character set).
     """
     candidates = sites.values() if isinstance(sites, dict) else sites
     found = [

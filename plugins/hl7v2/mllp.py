@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import socket
 import socketserver
 import threading
 import uuid
 from collections.abc import Callable
 
+from fhirhub_plugins.hl7v2.parse import Header
 from fhirhub_plugins.hl7v2.parse import Message
+from fhirhub_plugins.hl7v2.parse import charset_name
 from fhirhub_plugins.hl7v2.parse import parse_message
+from fhirhub_plugins.hl7v2.parse import read_header
+from hub.outcomes import OperationOutcomeError
+from hub.outcomes import issue
 
 log = logging.getLogger("fhirhub.hl7v2.mllp")
 
@@ -105,7 +111,10 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
             except FrameTooLarge as exc:
                 log.warning("MLLP %s: frame over %d bytes, closing", peer, self.server.max_frame)
                 ack = make_ack(
-                    None, "AR", f"message larger than {self.server.max_frame} bytes ({exc})"
+                    None,
+                    "AR",
+                    f"message larger than {self.server.max_frame} bytes ({exc})",
+                    error_code="too-long",
                 )
                 self._send(sock, ack)
                 return
@@ -114,7 +123,9 @@ class _ConnectionHandler(socketserver.BaseRequestHandler):
                     ack = self.server.handler(body)
                 except Exception as exc:  # the handler must answer; never leave the sender waiting
                     log.exception("MLLP %s: handler failed", peer)
-                    ack = make_ack(body, "AE", f"internal error: {type(exc).__name__}")
+                    ack = make_ack(
+                        body, "AE", f"internal error: {type(exc).__name__}", error_code="exception"
+                    )
                 if not self._send(sock, ack):
                     return
 
@@ -190,11 +201,36 @@ def send(host: str, port: int, payload: bytes, timeout: float = 10.0) -> bytes:
 # ACK
 # ---------------------------------------------------------------------------
 
-# MSA-1 code -> ERR-4 severity (HL7 table 0516).
+# MSA-1 code -> ERR-4 severity of its error (HL7 table 0516).
 _SEVERITY = {"AA": "I", "CA": "I", "AE": "E", "CE": "E", "AR": "E", "CR": "E"}
+# OperationOutcome issue severity -> ERR-4 (HL7 table 0516).
+_ISSUE_SEVERITY = {"fatal": "E", "error": "E", "warning": "W", "information": "I"}
+
+# OperationOutcome issue type -> ERR-3 error condition (HL7 table 0357). The table is
+# short; each problem gets the code that names it best and ERR-8 says exactly what is
+# wrong. Anything else (a business rule, a storage failure) is 207.
+ERROR_CONDITIONS = {
+    "structure": ("100", "Segment sequence error"),
+    "incomplete": ("100", "Segment sequence error"),
+    "required": ("101", "Required field missing"),
+    "invalid": ("102", "Data type error"),
+    "value": ("102", "Data type error"),
+    "code-invalid": ("103", "Table value not found"),
+    "too-long": ("104", "Value too long"),
+    "too-costly": ("104", "Value too long"),
+    "not-supported": ("200", "Unsupported message type"),
+    "not-found": ("204", "Unknown key identifier"),
+    "duplicate": ("205", "Duplicate key identifier"),
+    "lock-error": ("206", "Application record locked"),
+}
+INTERNAL_ERROR = ("207", "Application internal error")
+# At most this many ERR segments in one ACK (the inbox item's outcome has them all).
+MAX_ERR_SEGMENTS = 20
+
+_LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?-(\d+)")
 
 
-def _esc(value: str, msg: Message | None = None) -> str:
+def _esc(value: str) -> str:
     """Escape for the ACK's own separators (always ``|^~\\&``)."""
     for ch, code in (("\\", "E"), ("|", "F"), ("^", "S"), ("&", "T"), ("~", "R")):
         value = value.replace(ch, f"\\{code}\\")
@@ -202,66 +238,89 @@ def _esc(value: str, msg: Message | None = None) -> str:
 
 
 def make_ack(
-    msg: Message | bytes | None,
+    msg: Message | Header | bytes | None,
     code: str = "AA",
     error_text: str | None = None,
     error_location: str | None = None,
     *,
+    issues: list[dict] | tuple = (),
+    error_code: str = "processing",
     sending_application: str = "FHIRHUB",
     sending_facility: str = "HUB",
     control_id: str | None = None,
 ) -> bytes:
-    """An ``ACK`` for ``msg`` with MSA-1 ``code`` and, for errors, an ERR segment.
+    """An ``ACK`` for ``msg`` with MSA-1 ``code`` and an ERR segment per issue.
 
-    ``msg`` may be a parsed :class:`Message`, raw bytes (parsed leniently; a
-    message too broken to parse still gets an ACK, with an empty MSA-2) or
-    ``None``. ``error_location`` is ``PID-8`` style (ERR-2 segment^seq^field).
+    ``msg`` may be a parsed :class:`Message`, its :class:`Header` read from
+    the raw bytes (a message that could not be decoded or parsed), raw bytes
+    (parsed leniently, else their header is read; a message too broken for
+    both still gets an ACK, with an empty MSA-2) or ``None``.
+
+    ``issues`` are OperationOutcome issues; each becomes an ERR segment (at
+    most :data:`MAX_ERR_SEGMENTS`): ERR-2 the location (``PID-8`` or
+    ``OBX[2]-5`` -> ``OBX^2^5``), ERR-3 the condition (HL7 table 0357, from the
+    issue type, :data:`ERROR_CONDITIONS`), ERR-4 the severity (``E``, ``W``,
+    ``I``), ERR-8 the text. So an AA may carry warnings (severity ``W``).
+    ``error_text``, ``error_location`` and ``error_code`` (an issue type) are
+    shorthand for one issue of severity error. MSA-3 repeats the first error.
     The ACK uses the message's character set and swaps MSH-3/4 with MSH-5/6.
     """
     if code not in _SEVERITY:
         raise ValueError(f"ACK code must be one of {sorted(_SEVERITY)}")
     if isinstance(msg, bytes | bytearray):
+        raw = bytes(msg)
         try:
-            msg = parse_message(bytes(msg))
+            msg = parse_message(raw)
         except Exception:
-            msg = None
+            msg = read_header(raw)
+    issues = list(issues)
+    if error_text:
+        severity = "error" if _SEVERITY[code] == "E" else "warning"
+        issues.insert(0, issue(severity, error_code, error_text, error_location))
     now = dt.datetime.now(dt.UTC).astimezone().strftime("%Y%m%d%H%M%S%z")
-    if msg is not None:
+    encoding = "utf-8"
+    if isinstance(msg, Message):
         msh = msg.msh
-        receiver_app = msh.first(3).raw_component(1) if msh.first(3) else ""
-        receiver_fac = msh.first(4).raw_component(1) if msh.first(4) else ""
-        ours_app = (msh.first(5).raw_component(1) if msh.first(5) else "") or sending_application
-        ours_fac = (msh.first(6).raw_component(1) if msh.first(6) else "") or sending_facility
-        processing = msh.get(11) or "P"
-        version = msh.get(12) or "2.5"
-        charset = msh.get(18) or ""
-        trigger = msg.trigger
-        acked = msg.control_id or ""
-        encoding = msg.charset
-    else:
-        receiver_app = receiver_fac = ""
-        ours_app, ours_fac = sending_application, sending_facility
-        processing, version, charset, trigger, acked, encoding = (
-            "P",
-            "2.5",
-            "UNICODE UTF-8",
-            "",
-            "",
-            "utf-8",
+
+        def get(field: int) -> str:
+            return msh.first(field).raw_component(1) if msh.first(field) else ""
+
+        charset, trigger, acked, encoding = (
+            msh.get(18) or "",
+            msg.trigger,
+            msg.control_id,
+            msg.charset,
         )
+    elif isinstance(msg, Header):
+        head = msg
+
+        def get(field: int) -> str:
+            return head.get(field) or ""
+
+        charset, trigger, acked = head.get(18) or "", head.trigger, head.control_id
+        try:
+            encoding = charset_name(charset) or "utf-8"
+        except OperationOutcomeError:
+            charset = ""  # an ACK never names a character set its bytes are not in
+    else:
+
+        def get(field: int) -> str:
+            return ""
+
+        charset, trigger, acked = "UNICODE UTF-8", "", ""
     fields = [
         "MSH",
         "^~\\&",
-        ours_app,
-        ours_fac,
-        receiver_app,
-        receiver_fac,
+        get(5) or sending_application,
+        get(6) or sending_facility,
+        get(3),
+        get(4),
         now,
         "",
         f"ACK^{trigger}^ACK" if trigger else "ACK",
         control_id or uuid.uuid4().hex[:20],
-        processing,
-        version,
+        get(11) or "P",
+        get(12) or "2.5",
         "",
         "",
         "",
@@ -270,30 +329,43 @@ def make_ack(
         charset,
     ]
     segments = ["|".join(fields).rstrip("|")]
-    msa = ["MSA", code, _esc(acked, msg)]
-    if error_text and code != "AA":
-        msa.append(_esc(error_text[:80], msg))
+    msa = ["MSA", code, _esc(acked or "")]
+    first_error = next(
+        (i for i in issues if i.get("severity") in ("error", "fatal") and i.get("diagnostics")),
+        None,
+    )
+    if first_error and code != "AA":
+        msa.append(_esc(first_error["diagnostics"][:80]))
     segments.append("|".join(msa))
-    if error_text and code != "AA":
-        segments.append(_err(error_text, error_location, code, msg))
+    segments += [_err(i) for i in issues[:MAX_ERR_SEGMENTS]]
     return ("\r".join(segments) + "\r").encode(encoding, "replace")
 
 
-def _err(text: str, location: str | None, code: str, msg: Message | None) -> str:
-    """ERR: ERR-2 error location (segment^sequence^field), ERR-3 (HL7 table 0357), ERR-4, ERR-8."""
-    err_location = ""
-    if location:
-        seg, _, rest = location.partition("-")
-        field = rest.split(".")[0].split("[")[0]
-        if len(seg) == 3 and field.isdigit():
-            err_location = f"{seg}^1^{field}"
-    condition = (
-        "200^Unsupported message type^HL70357"
-        if code == "AR"
-        else "207^Application internal error^HL70357"
-    )
-    if code == "AE" and location:
-        condition = "102^Data type error^HL70357"
+def err_location(location: str | None) -> str:
+    """ERR-2 (segment^sequence^field) of a location like ``PID-8``, ``OBX[2]-5``, ``PID-3[2]``."""
+    found = _LOCATION.match(location or "")
+    if not found:
+        return ""
+    seg, sequence, field = found.groups()
+    return f"{seg}^{sequence or 1}^{field}"
+
+
+def _err(found: dict) -> str:
+    """ERR: ERR-2 error location, ERR-3 condition (HL7 table 0357), ERR-4 severity, ERR-8 text."""
+    where = next(iter(found.get("expression") or ()), None)
+    number, name = ERROR_CONDITIONS.get(found.get("code") or "", INTERNAL_ERROR)
+    severity = _ISSUE_SEVERITY.get(found.get("severity") or "", "E")
+    text = found.get("diagnostics") or name
     return "|".join(
-        ["ERR", "", err_location, condition, _SEVERITY[code], "", "", "", _esc(text, msg)]
+        [
+            "ERR",
+            "",
+            err_location(where),
+            f"{number}^{name}^HL70357",
+            severity,
+            "",
+            "",
+            "",
+            _esc(text),
+        ]
     )

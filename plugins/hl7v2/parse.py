@@ -6,10 +6,14 @@ research A.6/A.8):
 
 - an MLLP frame, a UTF-8 BOM and leading whitespace are stripped;
 - ``\\r\\n`` and ``\\n`` segment separators become ``\\r``;
-- the character set comes from MSH-18, else from the site manifest
-  (``encoding``); GBK and GB 2312 are read as GB 18030, their superset;
-- bytes that are not valid in that character set are rejected with the
-  segment and field they sit in, never stored as mojibake.
+- the character set comes from MSH-18 when it names a known one, else from
+  the site manifest (``encoding``), else UTF-8; GBK and GB 2312 are read as
+  GB 18030, their superset (an unknown MSH-18 is reported as a warning);
+- bytes that are not valid in that character set, and control characters
+  (anything below U+0020 but TAB, CR and LF, and DEL), are rejected with the
+  segment and field they sit in, never stored as mojibake;
+- :class:`Limits` bound the work one message can cause (its bytes, its
+  segments, the length of one field); a message over them is refused (413).
 
 Values are kept escaped in the tree and unescaped on access (``\\F\\ \\S\\
 \\T\\ \\R\\ \\E\\``, ``\\Xhh..\\`` in the message's character set, ``\\.br\\``).
@@ -19,6 +23,7 @@ Z-segments are kept like any other segment.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import re
 from typing import Any
 
@@ -52,12 +57,41 @@ _CHARSETS = {
 }
 
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
-_MSH18 = re.compile(rb"^MSH(.)")
+# C0 controls and DEL, but TAB (kept as data), CR and LF (segment ends).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def reject(text: str, location: str | None = None, code: str = "structure", status: int = 400):
     """The :class:`OperationOutcomeError` for a message that cannot be read."""
     return OperationOutcomeError(outcome(issue("error", code, text, location)), status)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one message may cost: bytes, segments, characters in one field (0: no limit).
+
+    The hub's settings ``INGEST_MAX_BYTES``, ``HL7V2_MAX_SEGMENTS`` and
+    ``HL7V2_MAX_FIELD_LENGTH`` (hub/config.py); a message over one is refused
+    with 413 before it is split into fields, so its cost stays bounded.
+    """
+
+    max_bytes: int = 0
+    max_segments: int = 0
+    max_field_length: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        get = getattr(settings, "get", None) or (lambda _key, default=None: default)
+        return cls(
+            int(get("INGEST_MAX_BYTES", 0) or 0),
+            int(get("HL7V2_MAX_SEGMENTS", 0) or 0),
+            int(get("HL7V2_MAX_FIELD_LENGTH", 0) or 0),
+        )
+
+
+def too_large(text: str, location: str | None = None) -> OperationOutcomeError:
+    """The refusal of a message over one of its :class:`Limits`."""
+    return reject(text, location, code="too-long", status=413)
 
 
 # ---------------------------------------------------------------------------
@@ -193,6 +227,9 @@ class Message:
         self.structural = self.rep_sep + self.comp_sep + self.sub_sep
         self.segments: list[Segment] = []
         self._by_name: dict[str, list[Segment]] = {}
+        # (text, location) of what parsing worked around (an unknown MSH-18); the
+        # adapter reports them as warnings.
+        self.warnings: list[tuple[str, str]] = []
 
     # -- access ------------------------------------------------------------
 
@@ -333,43 +370,117 @@ def charset_name(msh18: str | None) -> str | None:
     try:
         return codecs.lookup(key.replace(" ", "")).name
     except LookupError:
-        raise reject(f"MSH-18 names an unknown character set {msh18!r}", "MSH-18") from None
+        raise reject(
+            f"MSH-18 names an unknown character set {msh18!r}", "MSH-18", code="code-invalid"
+        ) from None
 
 
-def _msh18(data: bytes) -> str | None:
-    """MSH-18 read from the raw bytes (MSH is ASCII up to there in every feed)."""
-    m = _MSH18.match(data)
-    if not m:
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """MSH read from the raw bytes, before the message is decoded or parsed.
+
+    The fields that route and acknowledge a message (MSH-3, 4, 5, 6, 9, 10, 11,
+    12, 18) are ASCII in every feed, whatever the character set of the rest,
+    so they can be read before the sender, and so its site's encoding, is
+    known. ``fields[n]`` is MSH-n as sent (escaped), read as UTF-8 (bytes that
+    are not read as U+FFFD).
+    """
+
+    fields: list[str]
+    comp_sep: str = "^"
+    rep_sep: str = "~"
+
+    def get(self, field: int, component: int = 1) -> str | None:
+        """MSH-``field``, first repetition, ``component`` (1-based), ``None`` when empty."""
+        if field >= len(self.fields):
+            return None
+        value = self.fields[field].split(self.rep_sep)[0].split(self.comp_sep)
+        return (value[component - 1] if component <= len(value) else "") or None
+
+    @property
+    def sending_application(self) -> str | None:
+        return self.get(3)
+
+    @property
+    def sending_facility(self) -> str | None:
+        return self.get(4)
+
+    @property
+    def control_id(self) -> str | None:
+        return self.get(10)
+
+    @property
+    def trigger(self) -> str:
+        return self.get(9, 2) or ""
+
+
+def read_header(body: bytes) -> Header | None:
+    """The MSH of a payload (framed or not, with a BOM or not), ``None`` when it has none."""
+    fields = _msh_fields(strip_frame(body))
+    if fields is None:
+        return None
+    enc = fields[2].decode("ascii", "replace") if len(fields) > 2 else ""
+    return Header([f.decode("utf-8", "replace") for f in fields], enc[:1] or "^", enc[1:2] or "~")
+
+
+def _msh_fields(data: bytes) -> list[bytes] | None:
+    """MSH's fields as bytes (``[b"MSH", separator, MSH-2, MSH-3, ...]``) from normalised bytes."""
+    if not data.startswith(b"MSH") or len(data) < 8:
+        return None
+    sep = data[3:4]
+    if sep.isalnum() or sep in b"\r\n":
         return None
     line = re.split(rb"[\r\n]", data, maxsplit=1)[0]
-    parts = line.split(m.group(1))
-    # parts[0] = "MSH", parts[1] = MSH-2, so MSH-n is parts[n-1]
-    if len(parts) < 18:
-        return None
-    value = parts[17].split(b"^")[0].split(b"~")[0]
-    return value.decode("ascii", "replace")
+    parts = line.split(sep)  # parts[0] = "MSH", parts[1] = MSH-2, so MSH-n is parts[n-1]
+    return [parts[0], sep, *parts[1:]]
 
 
 def _position(text: str, offset: int) -> str:
-    """``PID-5`` (or ``segment 3``) for a character offset in normalised text."""
+    """``PID-5`` (``OBX[2]-5`` for a repeated segment, or ``segment 3``) of a character offset."""
     start = text.rfind("\r", 0, offset) + 1
     line = text[start:offset]
     name = line[:3]
     fs = text[3] if len(text) > 3 else "|"
     field = line.count(fs) + (1 if name == "MSH" else 0)
     if _SEGMENT_NAME.match(name):
-        return f"{name}-{field}"
+        before = text[:start]
+        occurrence = before.startswith(name + fs) + before.count(f"\r{name}{fs}") + 1
+        return f"{name}[{occurrence}]-{field}" if occurrence > 1 else f"{name}-{field}"
     return f"segment {text.count(chr(13), 0, start) + 1}"
 
 
-def decode(data: bytes, site: Any = None) -> tuple[str, str]:
-    """Decode normalised bytes with MSH-18 or the site's encoding; returns (text, codec)."""
-    declared = _msh18(data)
-    charset = charset_name(declared)
+def resolve_charset(data: bytes, site: Any = None) -> tuple[str, str | None, str | None]:
+    """``(codec, MSH-18 as sent, warning)``: the character set a message is read in.
+
+    MSH-18 when it names a character set we know, else the site manifest's
+    ``encoding``, else UTF-8. An MSH-18 we do not know is not fatal (the
+    manifest says what the site sends); the warning says it was not used.
+    """
+    fields = _msh_fields(data) or []
+    msh18 = fields[18] if len(fields) > 18 else b""
+    declared = msh18.split(b"^")[0].split(b"~")[0].decode("ascii", "replace").strip() or None
+    warning = None
+    charset = None
+    if declared:
+        try:
+            charset = charset_name(declared)
+        except OperationOutcomeError as err:
+            warning = f"{err.issues[0]['diagnostics']}; read as the site's encoding instead"
     if charset is None:
         charset = charset_name(getattr(site, "encoding", None) or "utf-8") or "utf-8"
+    return charset, (declared if warning is None else None), warning
+
+
+def decode(data: bytes, site: Any = None) -> tuple[str, str]:
+    """Decode normalised bytes (see :func:`resolve_charset`); returns (text, codec)."""
+    text, charset, _warning = _decode(data, site)
+    return text, charset
+
+
+def _decode(data: bytes, site: Any) -> tuple[str, str, str | None]:
+    charset, declared, warning = resolve_charset(data, site)
     try:
-        return data.decode(charset), charset
+        return data.decode(charset), charset, warning
     except UnicodeDecodeError as exc:
         lossy = data.decode(charset, "replace").replace("\r\n", "\r").replace("\n", "\r")
         # Map the byte offset to a character offset in the lossy text, near enough.
@@ -384,6 +495,19 @@ def decode(data: bytes, site: Any = None) -> tuple[str, str]:
             where,
             code="invalid",
         ) from None
+
+
+def _refuse_controls(text: str) -> None:
+    """Refuse a control character (NUL, ESC, a stray frame byte...) naming its field."""
+    found = _CONTROL.search(text)
+    if found:
+        where = _position(text, found.start())
+        raise reject(
+            f"{where} contains the control character U+{ord(found.group()):04X}; "
+            "HL7 v2 text may not carry control characters (send binary data as \\X..\\ or ED)",
+            where,
+            code="invalid",
+        )
 
 
 def _terminated(body: bytes) -> bool:
@@ -402,10 +526,18 @@ def _normalise_text(text: str) -> str:
     return "\r".join(line for line in text.split("\r") if line.strip())
 
 
-def parse_message(body: bytes, site: Any = None) -> Message:
-    """Parse one HL7 v2 message; raises :class:`OperationOutcomeError` (400) if unreadable."""
+def parse_message(body: bytes, site: Any = None, limits: Limits | None = None) -> Message:
+    """Parse one HL7 v2 message; raises :class:`OperationOutcomeError` if unreadable.
+
+    400 for a message that cannot be read, 413 for one over ``limits``.
+    """
     if not isinstance(body, bytes | bytearray):
         raise TypeError("parse_message takes bytes")
+    limits = limits or _NO_LIMITS
+    if limits.max_bytes and len(body) > limits.max_bytes:
+        raise too_large(
+            f"the message is {len(body)} bytes; the limit is {limits.max_bytes} (INGEST_MAX_BYTES)"
+        )
     data = strip_frame(bytes(body))
     if not data:
         raise reject("empty message", None)
@@ -419,8 +551,15 @@ def parse_message(body: bytes, site: Any = None) -> Message:
         )
     if not data.startswith(b"MSH"):
         raise reject("an HL7 v2 message must start with an MSH segment", "segment 1")
-    text, charset = decode(data, site)
+    text, charset, warning = _decode(data, site)
     text = _normalise_text(text)
+    _refuse_controls(text)
+    segments = text.count("\r") + 1
+    if limits.max_segments and segments > limits.max_segments:
+        raise too_large(
+            f"the message has {segments} segments; the limit is {limits.max_segments} "
+            "(HL7V2_MAX_SEGMENTS)"
+        )
     if len(text) < 8:
         raise reject("the MSH segment is truncated", "MSH-2")
     fs = text[3]
@@ -436,13 +575,15 @@ def parse_message(body: bytes, site: Any = None) -> Message:
     if len(set(separators)) != 5:
         raise reject(f"MSH-2 encoding characters {enc!r} are not distinct", "MSH-2")
     msg = Message(bytes(body), text, charset, separators)
-    _split_segments(msg, text.strip(), separators)
+    if warning:
+        msg.warnings.append((warning, "MSH-18"))
+    _split_segments(msg, text.strip(), separators, limits.max_field_length)
     if msg.segments[0].name != "MSH":
         raise reject("the first segment must be MSH", "segment 1")
     if not msg.message_type or (not msg.trigger and msg.message_type != "ACK"):
-        raise reject("MSH-9 message type and trigger event are required", "MSH-9")
+        raise reject("MSH-9 message type and trigger event are required", "MSH-9", "required")
     if not msg.control_id:
-        raise reject("MSH-10 message control id is required", "MSH-10")
+        raise reject("MSH-10 message control id is required", "MSH-10", "required")
     return msg
 
 
@@ -450,12 +591,13 @@ def parse_message(body: bytes, site: Any = None) -> Message:
 _HEADERS = ("MSH", "BHS", "FHS")
 
 
-def _split_segments(msg: Message, text: str, separators: str) -> None:
+def _split_segments(msg: Message, text: str, separators: str, max_field: int = 0) -> None:
     """Split normalised text into segments and fields (fields split further on use).
 
     A segment holding none of the separators has no fields at all, so its
     "name" is its first character and it is refused below, as is every
-    segment whose id is not three letters or digits.
+    segment whose id is not three letters or digits. A field longer than
+    ``max_field`` characters is refused (only segments that long are looked at).
     """
     fs, cs, rs, _esc, ss = separators
     segments = msg.segments
@@ -475,13 +617,29 @@ def _split_segments(msg: Message, text: str, separators: str) -> None:
                 f"segment {position} has no valid segment id (got {name[:10]!r})",
                 f"segment {position}",
             )
+        found = by_name.get(name)
+        if max_field and len(line) > max_field:
+            _check_lengths(raw, name, len(found or ()) + 1, max_field)
         segment = Segment(name, position, raw, msg)
         segments.append(segment)
-        found = by_name.get(name)
         if found is None:
             by_name[name] = [segment]
         else:
             found.append(segment)
+
+
+def _check_lengths(raw: list[str], name: str, occurrence: int, max_field: int) -> None:
+    for number, value in enumerate(raw):
+        if len(value) > max_field:
+            where = f"{name}[{occurrence}]-{number}" if occurrence > 1 else f"{name}-{number}"
+            raise too_large(
+                f"{where} is {len(value)} characters long; the limit is {max_field} "
+                "(HL7V2_MAX_FIELD_LENGTH)",
+                where,
+            )
+
+
+_NO_LIMITS = Limits()
 
 
 def _header_fields(line: str, name: str) -> list[str]:

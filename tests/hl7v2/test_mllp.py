@@ -134,3 +134,26 @@ def test_make_ack_for_unparseable_bytes():
     ack = parse_message(make_ack(b"garbage", "AR", "not HL7"))
     assert ack.segment("MSA").get(1) == "AR"
     assert ack.segment("MSA").get(2) is None
+
+
+def test_make_ack_err_segments_from_issues():
+    from hub.outcomes import issue
+
+    ack = parse_message(
+        make_ack(
+            parse_message(msg("X-10")),
+            "AA",
+            issues=[
+                issue("warning", "code-invalid", "code 'X1' is not in code map lab", "OBX[2]-3"),
+                issue("warning", "processing", "MSH-7 has no time of day", "MSH-7"),
+                issue("error", "required", "PID-3 is required", "PID-3[2]"),
+            ],
+        )
+    )
+    assert ack.segment("MSA").get(1) == "AA" and ack.segment("MSA").get(3) is None
+    found = [(e.get(2, 1), e.get(2, 2), e.get(2, 3), e.get(3), e.get(4)) for e in ack.all("ERR")]
+    assert found == [
+        ("OBX", "2", "3", "103", "W"),
+        ("MSH", "1", "7", "207", "W"),
+        ("PID", "1", "3", "101", "E"),
+    ]

@@ -66,7 +66,6 @@ def test_mllp_frame_and_repetitions():
     [
         (b"", None),
         (b"PID|1\r", "segment 1"),
-        (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|2.5||||||NOPE-CHARSET\r", "MSH-18"),
         (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01||P|2.5\r", "MSH-10"),
         (b"MSH|^~\\&|A|B|C|D|2024|||1|P|2.5\r", "MSH-9"),
         (b"MSH|^~|A\r", "MSH-2"),
@@ -77,6 +76,17 @@ def test_malformed(body, where):
         parse_message(body)
     assert exc.value.status == 400
     assert exc.value.issues[0].get("expression", [None]) == [where]
+
+
+def test_an_unknown_msh18_falls_back_to_the_sites_encoding_with_a_warning(township):
+    body = "MSH|^~\\&|HIS|ZWSY|HUB|HUB|2024||ADT^A28|M1|P|2.4||||||NOPE-CHARSET\rPID|1||B1||王\r"
+    msg = parse_message(body.encode("gb18030"), township)
+    assert msg.charset == "gb18030" and msg.segment("PID").get(5) == "王"
+    assert [where for _text, where in msg.warnings] == ["MSH-18"]
+    assert "NOPE-CHARSET" in msg.warnings[0][0]
+    with pytest.raises(OperationOutcomeError) as exc:  # a UTF-8 site: the bytes do not decode
+        parse_message(body.encode("gb18030"))
+    assert exc.value.issues[0]["expression"] == ["PID-5"]
 
 
 def test_hook_detect_format():
