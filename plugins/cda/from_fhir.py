@@ -258,6 +258,8 @@ class DocumentWriter:
         for address in patient.get("address", [])[:1]:
             role.append(self.addr(address))
         for telecom in patient.get("telecom", []):
+            if (telecom.get("period") or {}).get("end"):
+                continue  # replaced (kept as history), not a current number
             prefix = "mailto:" if telecom.get("system") == "email" else "tel:"
             role.append(E.telecom(value=prefix + telecom.get("value", "")))
         names = patient.get("name") or []

@@ -125,7 +125,11 @@ class _Out:
                 or ""
             )
         f[11] = "~".join(_address(a) for a in patient.get("address", []))  # PID-11
-        phones = [t for t in patient.get("telecom", []) if t.get("system") in ("phone", None)]
+        phones = [  # current numbers only: a replaced one keeps its period.end as history
+            t
+            for t in patient.get("telecom", [])
+            if t.get("system") in ("phone", None) and not (t.get("period") or {}).get("end")
+        ]
         home = [t for t in phones if t.get("use") != "work"]
         work = [t for t in phones if t.get("use") == "work"]
         f[13] = "~".join(_phone(t) for t in home)  # PID-13
