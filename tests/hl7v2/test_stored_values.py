@@ -143,3 +143,21 @@ def test_an_active_family_doctor_contract_moves_the_managing_organization(client
     # A later hospital visit does not take it back.
     ingest(client, "county-hospital-a", county_admit("DRIFT-4"))
     assert managing() == f"Organization/{signed}"
+
+
+def test_the_sites_own_codes_go_back_to_it_as_local_codes(county, code_maps):
+    from fhirhub_plugins.hl7v2.from_fhir import observations_to_oru_r01
+    from hub.mapping import MappingContext
+
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "5794-3"}]},
+        "valueCodeableConcept": {
+            "coding": [{"system": COUNTY_CODES, "code": "2", "display": "阳性"}]
+        },
+    }
+    message = observations_to_oru_r01([observation], county, MappingContext(county, code_maps))
+    obx = next(s for s in message.decode().split("\r") if s.startswith("OBX|"))
+    assert obx.split("|")[5] == "2^阳性^L"
