@@ -136,3 +136,30 @@ def test_kept_entries_are_stored_and_counted_in_the_ingest_outcome(client):
     ).get_json()
     assert found["total"] == 1
     assert found["entry"][0]["resource"]["valueQuantity"]["value"] == 0.15
+
+
+def test_a_site_code_map_maps_a_kept_element_properly(inbound, code_maps):
+    from .conftest import Site
+
+    loinc = code_maps["cda-data-element-loinc"].with_override(
+        {
+            "map": {
+                "DE04.50.128.00": {
+                    "code": "2889-4",
+                    "display": "Protein [Mass/time] in 24 hour Urine",
+                }
+            }
+        },
+        "mappings/cda-data-element-loinc.yaml",
+    )
+    site = Site(code_map_overrides={"cda-data-element-loinc": loinc})
+    bundle, issues = inbound(_document(), site)
+    protein = _by_code(bundle)["DE04.50.128.00"]
+    assert protein["code"]["coding"][0] == {
+        "system": "http://loinc.org",
+        "code": "2889-4",
+        "display": "Protein [Mass/time] in 24 hour Urine",
+    }
+    assert not [i for i in issues if "DE04.50.128.00" in i["diagnostics"]]
+    counts = next(i["diagnostics"] for i in issues if i["diagnostics"].startswith("entries:"))
+    assert counts == "entries: 29 mapped, 4 kept as is, 1 refused"
