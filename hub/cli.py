@@ -188,10 +188,20 @@ def ingest(site_name, fmt, quiet, paths):
     Files are stored and processed in groups (``INGEST_GROUP_SIZE`` per
     database transaction); the results are those of one file at a time.
     """
+    the_hub = _hub()
+    try:
+        failures = _ingest_files(the_hub, site_name, fmt, quiet, paths)
+    finally:
+        the_hub.close()
+    if failures:
+        sys.exit(1)
+
+
+def _ingest_files(the_hub, site_name: str, fmt: str | None, quiet: bool, paths) -> list:
+    """Ingest the files below ``paths``; prints the report and returns the failures."""
     from hub.ingest import report
     from hub.ingest.pipeline import runs
 
-    the_hub = _hub()
     files = [
         p
         for path in paths
@@ -234,8 +244,7 @@ def ingest(site_name, fmt, quiet, paths):
             f"{path}: inbox item {item.id} {item.status}: {first.get('diagnostics')} {where}".rstrip(),
             err=True,
         )
-    if failures:
-        sys.exit(1)
+    return failures
 
 
 def _content_type(path: Path) -> str | None:
