@@ -171,16 +171,37 @@ def load(files):
 @cli.command()
 @click.option("--site", "site_name", required=True, help="The site the files come from.")
 @click.option("--format", "fmt", default=None, help="Payload format (default: the site adapter's).")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print only the totals line (failures are still named on stderr); for scripts.",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def ingest(site_name, fmt, paths):
+def ingest(site_name, fmt, quiet, paths):
     """Ingest files (or every file in folders) for a site through the pipeline.
+
+    Prints, per file, its inbox status and each error and warning with its
+    location (row, segment, XPath), then the totals (``6 done, 1 partial``).
+    Exit status 1 when any file failed or was quarantined.
 
     Files are stored and processed in groups (``INGEST_GROUP_SIZE`` per
     database transaction); the results are those of one file at a time.
     """
+    the_hub = _hub()
+    try:
+        failures = _ingest_files(the_hub, site_name, fmt, quiet, paths)
+    finally:
+        the_hub.close()
+    if failures:
+        sys.exit(1)
+
+
+def _ingest_files(the_hub, site_name: str, fmt: str | None, quiet: bool, paths) -> list:
+    """Ingest the files below ``paths``; prints the report and returns the failures."""
+    from hub.ingest import report
     from hub.ingest.pipeline import runs
 
-    the_hub = _hub()
     files = [
         p
         for path in paths
@@ -188,9 +209,14 @@ def ingest(site_name, fmt, paths):
     ]
     statuses: dict[str, int] = {}
     failures = []
+    details: list[str] = []
     size = max(1, int(the_hub.config.get("INGEST_GROUP_SIZE", 50)))
     with click.progressbar(
-        length=len(files), label=f"ingesting for {site_name}", file=sys.stderr, show_pos=True
+        length=len(files),
+        label=f"ingesting for {site_name}",
+        file=sys.stderr,
+        show_pos=True,
+        hidden=quiet,
     ) as bar:
         for group in runs(files, _content_type, size):
             results = the_hub.pipeline.ingest_many(
@@ -204,7 +230,12 @@ def ingest(site_name, fmt, paths):
                 statuses[status] = statuses.get(status, 0) + 1
                 if result.status in ("failed", "quarantined"):
                     failures.append((path, result.item))
+                first, *issues = report.lines(result.item, result.duplicate)
+                details += [f"{path}: {first}", *(f"  {line}" for line in issues)]
             bar.update(len(group))
+    if not quiet:
+        for line in details:
+            click.echo(line)
     click.echo(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     for path, item in failures:
         first = next(iter((item.outcome or {}).get("issue", [])), {})
@@ -213,8 +244,7 @@ def ingest(site_name, fmt, paths):
             f"{path}: inbox item {item.id} {item.status}: {first.get('diagnostics')} {where}".rstrip(),
             err=True,
         )
-    if failures:
-        sys.exit(1)
+    return failures
 
 
 def _content_type(path: Path) -> str | None:

@@ -34,6 +34,7 @@ VETERAN_BENEFIT_STATUS = "urn:fhirhub:codesystem:veteran-benefit-status"
 
 # Programmes and registers people are enrolled in (EpisodeOfCare.type).
 CARE_PROGRAMME = "urn:fhirhub:codesystem:care-programme"
+FAMILY_DOCTOR_CONTRACT = "family-doctor-contract"  # its code for a signed family-doctor contract
 
 # Five-colour classification (hub/colours.py).
 FIVE_COLOUR = "urn:fhirhub:codesystem:five-colour"

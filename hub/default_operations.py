@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hub import outcomes
 from hub.fhir.service import Result
+from hub.ingest import report
 from hub.operations import Operation
 from hub.operations import OperationCall
 from hub.security import guard
@@ -28,7 +29,9 @@ def ingest(call: OperationCall) -> Result:
 
     Answers 200 with the outcome when stored (``partial``: some parts refused,
     see the issues), 202 when only queued, and the outcome's 4xx status when the
-    message was refused; a refused message stays in the inbox for replay.
+    message was refused; a refused message stays in the inbox for replay. The
+    outcome's last issue is the line ``hub ingest`` prints for the item
+    (``inbox item 7 partial: 12 written, 1 error``, :mod:`hub.ingest.report`).
     """
     site = call.param("site")
     if not site:
@@ -55,7 +58,12 @@ def ingest(call: OperationCall) -> Result:
         headers["X-Duplicate"] = "true"
     if item.status == "pending":
         return Result(202, outcomes.ok(f"inbox item {item.id} queued"), headers)
-    oo = dict(item.outcome or outcomes.ok(f"inbox item {item.id} {item.status}"))
+    oo = dict(item.outcome or outcomes.outcome())
+    # The summary goes last: a refused message's first issue stays its error.
+    oo["issue"] = [
+        *(oo.get("issue") or ()),
+        outcomes.issue("information", "informational", report.summary(item, result.duplicate)),
+    ]
     status = next(
         (
             e.get("valueInteger")

@@ -325,9 +325,10 @@ real site step by step. Every `site.yaml` key is documented in `docs/sites.md`.
 3. **Set the identifier systems.** `identifier_systems.mrn` and `.visit` are
    the OIDs or URIs of the site's MRN and visit-number assigning authorities
    (ask the site; MRNs are unique only within it). Add `lab`, `order`,
-   `practitioner` when the site sends those. Also check `encoding` (e.g.
-   `gb18030` when messages do not name their character set), `timezone` and
-   `name_style`.
+   `practitioner` when the site sends those, and `codesystem` (the system of
+   its local codes, CWE.3 `L`/`99zzz`) when it has an OID for them. Also check
+   `encoding` (e.g. `gb18030` when messages do not name their character set),
+   `timezone` and `name_style`.
 4. **Add a real message as a case.** Create `cases/<what-it-shows>/` with the
    message as `input.{ext}` (exactly as received: bytes, encoding and line
    endings matter). Replace names and ID numbers by synthetic ones. Copy the

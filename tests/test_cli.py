@@ -88,15 +88,73 @@ def test_ingest_files_in_groups(tmp_path):
         (feed / f"{n:02d}.hl7").write_bytes(body.encode())
     env = {"HUB_DATABASE_URL": "sqlite:///instance/hub.db", "HUB_INGEST_GROUP_SIZE": "3"}
     out = run_hub(
-        "ingest", "--site", "county-hospital-a", str(feed), env_extra=env, tmp_path=tmp_path
+        "ingest",
+        "--quiet",
+        "--site",
+        "county-hospital-a",
+        str(feed),
+        env_extra=env,
+        tmp_path=tmp_path,
     )
     assert out.returncode == 1, out.stderr
-    assert out.stdout.strip().splitlines()[0] == "6 done, 1 failed"
+    assert out.stdout.strip().splitlines() == ["6 done, 1 failed"]
     assert "03.hl7: inbox item 4 failed" in out.stderr
     again = run_hub(
         "ingest", "--site", "county-hospital-a", str(feed), env_extra=env, tmp_path=tmp_path
     )
-    assert again.stdout.strip().splitlines()[0] == "7 duplicate"
+    assert again.stdout.strip().splitlines()[-1] == "7 duplicate"
+    assert f"{feed / '00.hl7'}: inbox item 1 done, duplicate: 4 written" in again.stdout
     listed = run_hub("inbox", "list", "--json", env_extra=env, tmp_path=tmp_path)
     items = json.loads(listed.stdout)
     assert sorted(i["status"] for i in items) == ["done"] * 6 + ["failed"]
+
+
+KITS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conformance")
+
+
+def _kit_input(site: str, case: str, name: str) -> bytes:
+    with open(os.path.join(KITS, "sites", site, "cases", case, name), "rb") as f:
+        return f.read()
+
+
+def test_ingest_prints_each_item_with_its_errors_and_warnings(tmp_path, database_url, monkeypatch):
+    """``hub ingest``: per file its status and every error/warning with its location."""
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUB_INSTANCE_PATH", str(tmp_path))
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    (feed / "1-warn.hl7").write_bytes(
+        _kit_input("county-hospital-a", "warn-bad-id-checksum", "input.hl7")
+    )
+    (feed / "2-broken.hl7").write_bytes(b"MSH|^~\\&|WINNING_HIS|XRMYY\rPID|oops")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["ingest", "--site", "county-hospital-a", str(feed)])
+    assert out.exit_code == 1, out.output
+    lines = out.stdout.splitlines()
+    warn = lines.index(f"{feed / '1-warn.hl7'}: inbox item 1 done: 5 written, 1 warning")
+    assert lines[warn + 1].startswith("  warning [value] PID-3[2]: resident ID number check")
+    broken = next(i for i, line in enumerate(lines) if line.startswith(f"{feed / '2-broken.hl7'}:"))
+    assert lines[broken].endswith("inbox item 2 failed: 1 error")
+    assert lines[broken + 1] == (
+        "  error [structure] MSH-9: MSH-9 message type and trigger event are required"
+    )
+    assert lines[-1] == "1 done, 1 failed"
+
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes(_kit_input("veterans-registry", "bad-rows", "input.csv"))
+    out = runner.invoke(cli, ["ingest", "--site", "veterans-registry", str(rows)])
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"{rows}: inbox item 3 partial: ")
+    assert (
+        "  error [value] row 4, column 身份证号: resident ID number check character"
+        in "\n".join(lines)
+    )
+    assert lines[-1] == "1 partial"
+
+    # --quiet: the totals line alone (failures still named on stderr), for scripts.
+    out = runner.invoke(cli, ["ingest", "--quiet", "--site", "veterans-registry", str(rows)])
+    assert out.stdout.splitlines() == ["1 duplicate"]

@@ -112,6 +112,29 @@ def test_malformed_message_is_refused_and_kept(client, hub):
     assert count(hub, s.resource) == 0
 
 
+def test_ingest_answer_ends_with_the_summary_hub_ingest_prints(client):
+    """``$ingest`` answers with the located issues, then the status line of ``hub ingest``."""
+    warn = (
+        KITS / "county-hospital-a" / "cases" / "warn-bad-id-checksum" / "input.hl7"
+    ).read_bytes()
+    issues = ingest(client, "county-hospital-a", warn).get_json()["issue"]
+    assert issues[-1] == {
+        "severity": "information",
+        "code": "informational",
+        "diagnostics": "inbox item 1 done: 5 written, 1 warning",
+    }
+    assert [(i["severity"], i["expression"]) for i in issues if i["severity"] != "information"] == [
+        ("warning", ["PID-3[2]"])
+    ]
+    again = ingest(client, "county-hospital-a", warn).get_json()["issue"]
+    assert again[-1]["diagnostics"] == "inbox item 1 done, duplicate: 5 written, 1 warning"
+    refused = ingest(client, "county-hospital-a", b"MSH|^~\\&|WINNING_HIS|XRMYY\rPID|oops")
+    assert refused.status_code == 400
+    first, last = refused.get_json()["issue"][0], refused.get_json()["issue"][-1]
+    assert first["expression"] == ["MSH-9"]  # a refused message's error stays first
+    assert last["diagnostics"] == f"inbox item {refused.headers['X-Inbox-Item']} failed: 1 error"
+
+
 def test_unknown_site_and_missing_parameters(client):
     assert ingest(client, "no-such-site", ADMIT).status_code == 404
     assert client.post("/fhir/$ingest", data=ADMIT).status_code == 400

@@ -12,8 +12,18 @@ Runs on every mapped Bundle before it is stored:
    the best candidate; in the review band a ``Task`` (code ``link-review``)
    asks an archive manager to decide.
 3. An incoming Patient never overwrites what other sources stored: it is
-   merged into the existing one (identifiers, names, telecoms, addresses and
-   contacts accumulate; single-valued elements take the newest value).
+   merged into the existing one (identifiers, addresses and contacts
+   accumulate; single-valued elements take the newest value). Two values are
+   not simply the newest:
+
+   - ``telecom``: a number the message sends is current; a current number of
+     the same system (and ``use``, when both give one) that it does not send any
+     more is kept with ``period.end`` (it was replaced), never left standing as
+     current beside the new one;
+   - ``managingOrganization``: the institution that registered the person keeps
+     it, whichever site sends last; only an active family-doctor contract in
+     the same Bundle (an ``EpisodeOfCare`` of type ``family-doctor-contract``
+     for this Patient) moves it, to the contract's institution.
 4. Every reference to the Patient's old id in the Bundle is rewritten.
 """
 
@@ -22,16 +32,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from hub import codesystems as cs
 from hub.identity import RESIDENT_ID_SYSTEM
 from hub.identity import resident_id
 from hub.identity.ids import patient_id_for_resident_id
 from hub.identity.ids import stable_id
 
 # Repeating Patient elements that accumulate across sources. (Names are not
-# among them: a corrected name replaces the old one.)
+# among them: a corrected name replaces the old one; telecoms: see _telecoms.)
 _LISTS = (
     "identifier",
-    "telecom",
     "address",
     "contact",
     "communication",
@@ -56,13 +66,24 @@ def resident_number(patient: dict[str, Any]) -> str | None:
     return None
 
 
-def merge_patient(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` laid over ``old``: lists accumulate without duplicates, scalars are replaced."""
+def merge_patient(
+    old: dict[str, Any], new: dict[str, Any], now: str | None = None
+) -> dict[str, Any]:
+    """``new`` laid over ``old``: lists accumulate without duplicates, scalars are replaced.
+
+    Telecoms no longer sent end (``period.end`` = ``now``, default the current
+    time); a stored ``managingOrganization`` is kept (module docstring).
+    """
     merged = {k: v for k, v in old.items() if k not in ("meta",)}
     for key, value in new.items():
         if key in ("id", "meta", "resourceType"):
             continue
-        if key in _LISTS and isinstance(value, list):
+        if key == "managingOrganization" and old.get(key):
+            continue  # the registering institution keeps it
+        if key == "telecom" and isinstance(value, list):
+            ended = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            merged[key] = _telecoms(old.get(key) or [], value, ended)
+        elif key in _LISTS and isinstance(value, list):
             merged[key] = _union(old.get(key) or [], value, key)
         else:
             merged[key] = value
@@ -78,6 +99,53 @@ def merge_patient(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         merged["meta"] = meta
     merged["resourceType"] = "Patient"
     return merged
+
+
+def _telecoms(old: list, new: list, ended: str) -> list:
+    """Stored contact points and the incoming ones: what is sent is current, what it replaces ends.
+
+    A stored current point of the same ``system`` as an incoming one (and the same
+    ``use`` when both give one) that the message does not send again gets
+    ``period.end``; it stays, as history. A point sent again replaces its stored copy
+    (so a number that comes back is current again).
+    """
+
+    def same_slot(a: dict, b: dict) -> bool:
+        return a.get("system") == b.get("system") and (
+            not a.get("use") or not b.get("use") or a["use"] == b["use"]
+        )
+
+    sent = {(t.get("system"), t.get("value")) for t in new if isinstance(t, dict)}
+    out = []
+    for point in old:
+        if not isinstance(point, dict):
+            continue
+        if (point.get("system"), point.get("value")) in sent:
+            continue  # the incoming copy stands for it
+        period = point.get("period") or {}
+        if not period.get("end") and any(same_slot(point, n) for n in new if isinstance(n, dict)):
+            point = {**point, "period": {**period, "end": ended}}
+        out.append(point)
+    return out + [t for t in new if isinstance(t, dict)]
+
+
+def _contract_organizations(bundle: dict[str, Any]) -> dict[str, dict]:
+    """Patient reference -> managingOrganization of an active family-doctor contract in ``bundle``."""
+    out: dict[str, dict] = {}
+    for entry in bundle.get("entry") or ():
+        episode = entry.get("resource") or {}
+        if episode.get("resourceType") != "EpisodeOfCare" or episode.get("status") != "active":
+            continue
+        if not any(
+            c.get("system") == cs.CARE_PROGRAMME and c.get("code") == cs.FAMILY_DOCTOR_CONTRACT
+            for t in episode.get("type") or ()
+            for c in t.get("coding") or ()
+        ):
+            continue
+        patient = (episode.get("patient") or {}).get("reference")
+        if patient and episode.get("managingOrganization"):
+            out[patient] = episode["managingOrganization"]
+    return out
 
 
 def _union(old: list, new: list, key: str) -> list:
@@ -108,6 +176,7 @@ def resolve(
     renames: dict[str, str] = {}
     tasks: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
+    contracts = _contract_organizations(bundle)
     for entry in bundle.get("entry") or ():
         resource = entry.get("resource") or {}
         request = entry.get("request") or {}
@@ -136,6 +205,16 @@ def resolve(
                 stale.append(entry)  # older than what we hold: keep the stored Patient
                 continue
             resource = merge_patient(stored, resource)
+        contract_org = next(
+            (
+                contracts[ref]
+                for ref in (entry.get("fullUrl"), f"Patient/{old_id}", f"Patient/{target}")
+                if ref in contracts
+            ),
+            None,
+        )
+        if contract_org is not None:
+            resource["managingOrganization"] = contract_org  # the contract's institution
         resource["id"] = target
         entry["resource"] = resource
         entry["request"] = {"method": "PUT", "url": f"Patient/{target}"}

@@ -35,6 +35,7 @@ from hub.search.params import not_supported
 from hub.search.params import split_escaped
 from hub.search.params import split_or
 from hub.search.params import split_prefix
+from hub.search.params import token_forms
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
 from hub.security.labels import CATEGORIES
@@ -541,6 +542,8 @@ class _Query:
                 param = p.code + ":of-type"
             elif modifier in ("not", "not-in"):
                 negate = True
+            if modifier in ("", "not"):
+                ors = [form for v in ors for form in token_forms(v)]
             tests = [self._token(t, key, modifier, v) for v in ors]
         elif p.type == "string":
             tests = [self._string(t, key, modifier, v) for v in ors]

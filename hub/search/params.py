@@ -8,6 +8,8 @@ quantity values.
 
 from __future__ import annotations
 
+from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity import resident_id
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import error
 
@@ -64,6 +66,28 @@ def split_prefix(value: str) -> tuple[str, str]:
     if len(value) > 2 and value[:2] in PREFIXES and not value[2].isalpha():
         return value[:2], value[2:]
     return "eq", value
+
+
+def token_forms(value: str) -> list[str]:
+    """The token values to OR for ``value``, with resident ID numbers as linking stores them.
+
+    Identity stores the resident ID number normalised (18 characters, upper-case
+    ``X``; 15-digit legacy numbers converted), so a value in the resident-ID system
+    is normalised the same way, and a value without a system that is a resident ID
+    number also matches the stored number (as well as itself, as typed). A value
+    that is not a valid number is searched as given.
+    """
+    parts = split_escaped(value, "|", 1)
+    if "\\" in value or (len(parts) == 2 and parts[0] != RESIDENT_ID_SYSTEM):
+        return [value]
+    try:
+        number = resident_id.normalise(parts[-1])
+    except resident_id.InvalidResidentId:
+        return [value]
+    normalised = f"{RESIDENT_ID_SYSTEM}|{number}"
+    if len(parts) == 2:
+        return [normalised]
+    return [value] if value == number else [value, normalised]
 
 
 def invalid(key: str, message: str) -> OperationOutcomeError:

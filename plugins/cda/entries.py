@@ -19,7 +19,7 @@ from hub import codesystems as cs
 _ICD10 = re.compile(vocab.ICD10_SHAPE)
 _ICD9 = re.compile(vocab.ICD9CM3_SHAPE)
 _NONE_TEXTS = {"无", "否", "没有", "不详"}  # history items answered "none"
-_OBS_CATEGORY_DISPLAY = {
+OBS_CATEGORY_DISPLAY = {
     "vital-signs": "Vital Signs",
     "laboratory": "Laboratory",
     "social-history": "Social History",
@@ -65,7 +65,7 @@ class EntryMappers:
             self.next_key(element.de),
             status="final",
             category=[
-                {"coding": [coding(vocab.OBS_CATEGORY, category, _OBS_CATEGORY_DISPLAY[category])]}
+                {"coding": [coding(vocab.OBS_CATEGORY, category, OBS_CATEGORY_DISPLAY[category])]}
             ],
             code={"coding": codings, "text": element.name},
             subject=ref(self.patient),
@@ -134,7 +134,8 @@ class EntryMappers:
     def read_organizer(self, organizer, loc: str) -> None:
         # organizer classCode=CLUSTER with subject/relatedSubject: a family member's history
         if self.find(organizer, "v3:subject/v3:relatedSubject") is not None:
-            self.map_family(organizer, loc)
+            with self.counted_entry():
+                self.map_family(organizer, loc)
             return
         group: dict = {}
         for k, comp in enumerate(organizer.findall("v3:component", NS), 1):
@@ -145,7 +146,9 @@ class EntryMappers:
                 if local == "observation":
                     self.read_observation(child, f"{loc}/component[{k}]/observation", group)
                 else:
-                    self.context.unused(f"{loc}/component[{k}]/{local}")
+                    self.refuse(
+                        f"{loc}/component[{k}]/{local}", f"{local} components are not mapped"
+                    )
 
     # -- resource kinds --------------------------------------------------------
     def map_coverage(self, obs, element, loc) -> None:
@@ -315,7 +318,7 @@ class EntryMappers:
         # organizer: subject/relatedSubject/code (GB/T 4761) + DE02.10.095.00 -> FamilyMemberHistory
         rel = self.find(organizer, "v3:subject/v3:relatedSubject/v3:code")
         if rel is None or not rel.get("code"):
-            self.context.unused(loc, "family history without a relationship code was not mapped")
+            self.refuse(loc, "family history without a relationship code was not mapped")
             return
         relationship = {
             "coding": [
@@ -337,9 +340,9 @@ class EntryMappers:
                 self.context.unused(f"{loc}/component[{k}]")
                 continue
             de, element = self.data_element(self.find(obs, "v3:code"), where)
-            if element is None:
+            if de is None:
                 continue
-            if element.kind != "family":
+            if element is None or element.kind != "family":
                 self.context.unused(where, f"{de} inside a family-history organizer was not mapped")
                 continue
             concept = self.concept_value(obs, element, where)
@@ -382,7 +385,7 @@ class EntryMappers:
         if text and self.encounter is not None:
             self.encounter["reasonCode"] = [{"text": text}]
         elif text:
-            self.context.unused(loc, "chief complaint without an encounter was not mapped")
+            self.refuse(loc, "chief complaint without an encounter was not mapped")
 
     def map_appointment(self, obs, element, loc) -> None:
         # DE06.00.109.00 下次随访日期 -> Appointment (proposed)
@@ -419,7 +422,7 @@ class EntryMappers:
         if name:
             medication["text"] = name
         if not medication:
-            self.context.unused(loc, "medication without a drug name or code was not mapped")
+            self.refuse(loc, "medication without a drug name or code was not mapped")
             return
         dosage: dict[str, Any] = {}
         route = self.find(sa, "v3:routeCode")
@@ -462,7 +465,7 @@ class EntryMappers:
         # procedure/code (ICD-9-CM-3, 2.16.156.10011.2.3.3.12) + effectiveTime -> Procedure
         code = self.find(proc, "v3:code")
         if code is None or not code.get("code"):
-            self.context.unused(loc, "procedure without a code was not mapped")
+            self.refuse(loc, "procedure without a code was not mapped")
             return
         system = code.get("codeSystem") or vocab.OID_ICD9CM3
         if system == vocab.OID_ICD9CM3 and not _ICD9.match(code.get("code")):

@@ -258,6 +258,8 @@ class DocumentWriter:
         for address in patient.get("address", [])[:1]:
             role.append(self.addr(address))
         for telecom in patient.get("telecom", []):
+            if (telecom.get("period") or {}).get("end"):
+                continue  # replaced (kept as history), not a current number
             prefix = "mailto:" if telecom.get("system") == "email" else "tel:"
             role.append(E.telecom(value=prefix + telecom.get("value", "")))
         names = patient.get("name") or []
@@ -474,13 +476,16 @@ class DocumentWriter:
         for key, items in self.doc_type.sections:
             entries: list = []
             narrative: list[str] = []
+            section = vocab.SECTIONS[key]
             for item in items:
                 for entry, text in self.entries_for(item):
                     entries.append(entry)
                     narrative.append(text)
+            for entry, text in self.kept_as_is(section):
+                entries.append(entry)
+                narrative.append(text)
             if not entries:
                 continue
-            section = vocab.SECTIONS[key]
             code = (
                 E.code(
                     code=section.code,
@@ -509,6 +514,40 @@ class DocumentWriter:
                         )
                     )
         return body
+
+    def kept_as_is(self, section: vocab.Section):
+        """Observations of data elements outside the catalogue (kept as sent), back in the
+        first section of their category, with their own code."""
+        category = vocab.SECTION_CATEGORIES.get(section.code or "")
+        if category is None:
+            return
+
+        def kept(r: dict) -> bool:
+            de = _de_of(r)
+            return (
+                de is not None
+                and de not in vocab.ELEMENTS
+                and any(_has_coding(c, vocab.OBS_CATEGORY, category) for c in r.get("category", []))
+            )
+
+        for r in self.take("Observation", kept):
+            coding = _coding_of(r.get("code"), vocab.OID_DE) or {}
+            code = E.code(
+                _attrs(
+                    code=coding.get("code"),
+                    codeSystem=vocab.OID_DE,
+                    codeSystemName=_DE_NAME,
+                    displayName=coding.get("display"),
+                )
+            )
+            obs = E.observation({"classCode": "OBS", "moodCode": "EVN"}, code)
+            effective = self.ts(r.get("effectiveDateTime"))
+            if effective is not None:
+                obs.append(effective)
+            value = self.value_element(r)
+            if value is not None:
+                obs.append(value)
+            yield obs, f"{coding.get('display') or coding.get('code')}: {_text_of(r)}"
 
     def take(self, resource_type: str, predicate) -> list[dict]:
         found = [

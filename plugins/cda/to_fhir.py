@@ -3,14 +3,18 @@
 The header gives the Patient, the author and custodian, the encounter and the
 DocumentReference that keeps the original XML (the legal record). The body is
 read entry by entry; each ``observation`` is looked up by its WS 363 data
-element (``code/@code``) in ``vocab.ELEMENTS`` and mapped by its kind. Entries
-the adapter does not know are reported with ``context.unused``; none is
-dropped silently.
+element (``code/@code``) in ``vocab.ELEMENTS`` and mapped by its kind. An
+observation whose data element is not in the catalogue is kept as is (an
+Observation with its own code, typed value and its section's category, and a
+warning); entries the adapter cannot read at all are refused and reported
+with ``context.unused``. None is dropped silently: the outcome counts the
+entries mapped, kept as is and refused.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -27,6 +31,7 @@ from fhirhub_plugins.cda.cdatypes import q
 from fhirhub_plugins.cda.cdatypes import ts_to_fhir
 from fhirhub_plugins.cda.cdatypes import xsi_type
 from fhirhub_plugins.cda.entries import KIND_HANDLERS
+from fhirhub_plugins.cda.entries import OBS_CATEGORY_DISPLAY
 from fhirhub_plugins.cda.entries import EntryMappers
 from fhirhub_plugins.cda.entries import coding as _coding
 from fhirhub_plugins.cda.entries import ref as _ref
@@ -125,6 +130,9 @@ class DocumentReader(EntryMappers):
         self.replaces: list[str] = []
         self.parent_root = vocab.OID_DOCUMENT
         self._loose_bp: dict | None = None  # BP components outside an organizer, pairing up
+        # Body entries by what became of them (the outcome's "entries:" line).
+        self.tally = {"mapped": 0, "kept": 0, "refused": 0}
+        self.section_category: dict | None = None  # category of entries kept as is
 
     # -- helpers -----------------------------------------------------------
     def find(self, element, path: str):
@@ -648,6 +656,7 @@ class DocumentReader(EntryMappers):
             if section is None:
                 continue
             where = f"{_BODY}/component[{i}]/section"
+            self.section_category = _section_category(self.find(section, "v3:code"))
             for j, entry in enumerate(section.findall("v3:entry", NS), 1):
                 loc = f"{where}/entry[{j}]"
                 for child in entry:
@@ -659,6 +668,25 @@ class DocumentReader(EntryMappers):
                 _BODY,
                 code="required",
             )
+        tally = self.tally
+        self.context.info(
+            f"entries: {tally['mapped']} mapped, {tally['kept']} kept as is, "
+            f"{tally['refused']} refused",
+            _BODY,
+        )
+
+    @contextlib.contextmanager
+    def counted_entry(self):
+        """Count one body entry as mapped unless it was refused or kept as is meanwhile."""
+        before = (self.tally["refused"], self.tally["kept"])
+        yield
+        if (self.tally["refused"], self.tally["kept"]) == before:
+            self.tally["mapped"] += 1
+
+    def refuse(self, location: str, text: str) -> None:
+        """A body entry the adapter cannot read: reported (``context.unused``) and counted."""
+        self.tally["refused"] += 1
+        self.context.unused(location, text)
 
     def read_entry(self, element, loc: str) -> None:
         local = element.tag.split("}")[-1]
@@ -668,17 +696,19 @@ class DocumentReader(EntryMappers):
         elif local == "organizer":
             self.read_organizer(element, loc)
         elif local == "substanceAdministration":
-            self.read_medication(element, loc)
+            with self.counted_entry():
+                self.read_medication(element, loc)
         elif local == "procedure":
-            self.read_procedure(element, loc)
+            with self.counted_entry():
+                self.read_procedure(element, loc)
         else:
-            self.context.unused(loc, f"{local} entries are not mapped")
+            self.refuse(loc, f"{local} entries are not mapped")
 
     def data_element(self, code_el, loc: str) -> tuple[str | None, vocab.Element | None]:
         """The normalised DE code and its catalogue entry (aliases from the site table)."""
         raw = code_el.get("code") if code_el is not None else None
         if not raw:
-            self.context.unused(loc, "entry without a data-element code was not mapped")
+            self.refuse(loc, "entry without a data-element code was not mapped")
             return None, None
         if raw in self.aliases:
             de = self.aliases[raw]
@@ -691,15 +721,11 @@ class DocumentReader(EntryMappers):
                 self.context.warn(
                     f"malformed data-element code {raw!r}", f"{loc}/code", code="code-invalid"
                 )
-                self.context.unused(
-                    loc, f"entry with malformed data-element code {raw!r} was not mapped"
-                )
+                self.refuse(loc, f"entry with malformed data-element code {raw!r} was not mapped")
                 return None, None
             de = m.group(0)  # vendor suffixes (DE02.01.039.00.178) are read as the base element
-        element = vocab.ELEMENTS.get(de)
-        if element is None:
-            self.context.unused(loc, f"data element {raw} was not mapped")
-        return de, element
+        # ``None`` for a well-formed code the catalogue lacks: the caller keeps it as is.
+        return de, vocab.ELEMENTS.get(de)
 
     def value(self, value_el, element: vocab.Element, loc: str) -> tuple[str, Any] | None:
         """``(FHIR value[x] name, value)`` from a typed CDA ``value``; ``None`` when empty."""
@@ -781,8 +807,16 @@ class DocumentReader(EntryMappers):
         return {"system": vocab.DE_SYSTEM, "code": element.de, "display": element.name}
 
     def read_observation(self, obs, loc: str, group: dict | None = None) -> None:
-        de, element = self.data_element(self.find(obs, "v3:code"), loc)
+        with self.counted_entry():
+            self.map_data_element(obs, loc, group)
+
+    def map_data_element(self, obs, loc: str, group: dict | None) -> None:
+        code_el = self.find(obs, "v3:code")
+        de, element = self.data_element(code_el, loc)
+        if de is None:
+            return
         if element is None:
+            self.keep_as_is(obs, code_el, de, loc)
             return
         kind = element.kind
         head = kind.split(":")[0]
@@ -791,7 +825,7 @@ class DocumentReader(EntryMappers):
             return
         handler = self.map_observation if head == "obs" else KIND_HANDLERS.get(kind)
         if handler is None:
-            self.context.unused(loc, f"{element.de} has no mapping of kind {kind}")
+            self.refuse(loc, f"{element.de} has no mapping of kind {kind}")
             return
         if head == "obs":
             handler(obs, element, loc)
@@ -801,6 +835,44 @@ class DocumentReader(EntryMappers):
             self.context.unused(
                 f"{loc}/entryRelationship[{k}]", "qualifier of " + element.de + " was not mapped"
             )
+
+    def keep_as_is(self, obs, code_el, de: str, loc: str) -> None:
+        """An entry whose data element is not in ``vocab.ELEMENTS``: an Observation as sent.
+
+        Its own code (the DE code under its code system, the DE catalogue by
+        default), its typed value (``xsi:type``) and its section's category, with
+        a warning. A site maps it properly with a ``cda-data-element-loinc`` code
+        map override (the LOINC coding is then added and the entry counts as mapped).
+        """
+        raw = code_el.get("code")
+        name = clean_text(code_el.get("displayName")) or raw
+        stand_in = vocab.Element(de, name, "obs:kept", "ST")
+        value = self.value(self.find(obs, "v3:value"), stand_in, loc)
+        if value is None:
+            self.context.info(f"{raw} {name} has no value", loc)
+            return
+        system = code_el.get("codeSystem")
+        codings = [_coding(vocab.urn(system) if system else vocab.DE_SYSTEM, raw, name)]
+        loinc = self.context.code_map("cda-data-element-loinc").lookup(de)
+        if loinc:
+            codings.insert(0, _coding(vocab.LOINC, loinc.code, loinc.display))
+        else:
+            self.tally["kept"] += 1
+            self.context.warn(
+                f"data element {raw} ({name}) is not in the adapter's catalogue: kept as is",
+                loc,
+            )
+        self.new(
+            "Observation",
+            self.next_key(de),
+            status="final",
+            category=[self.section_category] if self.section_category else None,
+            code={"coding": codings, "text": name},
+            subject=_ref(self.patient),
+            encounter=_ref(self.encounter) if self.encounter else None,
+            effectiveDateTime=self.effective(obs),
+            **{value[0]: value[1]},
+        )
 
     # -- the document itself ----------------------------------------------------
     def security(self) -> list[dict]:
@@ -960,6 +1032,15 @@ class DocumentReader(EntryMappers):
             "agent": agents,
             "entity": [{"role": "source", "what": _ref(document_reference)}],
         }
+
+
+def _section_category(code_el) -> dict | None:
+    """The Observation category of a section (by its LOINC code), for entries kept as is."""
+    code = code_el.get("code") if code_el is not None else None
+    category = vocab.SECTION_CATEGORIES.get(code or "")
+    if category is None:
+        return None
+    return {"coding": [_coding(vocab.OBS_CATEGORY, category, OBS_CATEGORY_DISPLAY[category])]}
 
 
 def _instance_uri(root: str) -> str:

@@ -198,6 +198,18 @@ SECTIONS = {
 }
 
 
+# Section LOINC code -> the Observation category of entries kept as is (unknown data elements).
+SECTION_CATEGORIES = {
+    "30954-2": "laboratory",  # studies / laboratory data
+    "8716-3": "vital-signs",
+    "29762-2": "social-history",
+    "10161-8": "social-history",  # occupational exposure
+    "11450-4": "exam",  # symptoms
+    "51848-0": "exam",  # assessment (physical examination findings)
+    "8671-0": "survey",  # functional status
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Element:
     """One WS 363 data element as an ``observation`` entry maps it.

@@ -15,6 +15,7 @@ from typing import Any
 
 from fhirhub_plugins.hl7v2.parse import Composite
 from fhirhub_plugins.hl7v2.parse import reject
+from hub.identity.names import split_chinese_name
 
 # CWE-3 / CE-3 name of coding system -> FHIR system (HL7 table 0396 and local usage).
 CODING_SYSTEMS = {
@@ -38,12 +39,16 @@ CODING_SYSTEMS = {
 }
 
 
-def coding_system(name: str | None) -> str | None:
-    """The FHIR system URI for a CWE-3 value: known names, HL7 tables, OIDs and URIs."""
+def coding_system(name: str | None, names: dict[str, str] | None = None) -> str | None:
+    """The FHIR system URI for a CWE-3 value: the site's ``names``, known names, HL7
+    tables, OIDs and URIs; ``None`` for local (``L``, ``99zzz``) and unknown names."""
     if not name:
         return None
     key = name.strip()
     upper = key.upper()
+    for candidate in (key, upper):
+        if names and candidate in names:
+            return names[candidate]
     if upper in CODING_SYSTEMS:
         return CODING_SYSTEMS[upper]
     if re.fullmatch(r"HL7\d{4}", upper):
@@ -140,41 +145,60 @@ _NAME_USE = {
     "C": "old",
 }
 _CJK = re.compile(r"[\u3400-\u9fff\U00020000-\U0002ffff]")
-# Two-character surnames (复姓) that a whole-name XPN.1 may start with.
-COMPOUND_SURNAMES = (
-    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文",
-    "司徒", "夏侯", "轩辕", "令狐", "端木", "百里", "呼延", "南宫", "独孤", "西门", "澹台",
-)  # fmt: skip
 
 
-def split_chinese_name(full: str) -> tuple[str, str]:
-    """``张三`` -> (``张``, ``三``); ``欧阳娜娜`` -> (``欧阳``, ``娜娜``)."""
-    for surname in COMPOUND_SURNAMES:
-        if full.startswith(surname) and len(full) > len(surname):
-            return surname, full[len(surname) :]
-    return full[:1], full[1:]
+def _whole_name(name: dict[str, Any], whole: str) -> tuple[str | None, str | None]:
+    """A whole name sent in one component: kept in ``text`` and, when Chinese, split
+    into family and given by the hub's rules (``hub.identity.names``: compound
+    surnames such as 欧阳; names with a middle dot are not split)."""
+    name["text"] = whole
+    if _CJK.search(whole):
+        return split_chinese_name(whole)
+    return whole, None
 
 
 def xpn_to_name(rep: Composite, style: str) -> dict[str, Any] | None:
     """XPN -> HumanName. ``style``: ``split`` (XPN.1 family, XPN.2 given),
     ``single`` (the whole name in XPN.1) or ``auto`` (single when XPN.2 is empty
     and XPN.1 is Chinese)."""
-    family = rep.get(1)  # XPN.1.1 family name
-    given = rep.get(2)  # XPN.2 given name
-    middle = rep.get(3)  # XPN.3 further given names
+    return _human_name(
+        rep.get(1),  # XPN.1.1 family name
+        rep.get(2),  # XPN.2 given name
+        rep.get(3),  # XPN.3 further given names
+        rep.get(4),  # XPN.4 suffix
+        rep.get(5),  # XPN.5 prefix
+        _NAME_USE.get(rep.get(7) or ""),  # XPN.7 name type code
+        style,
+    )
+
+
+def xcn_to_name(rep: Composite, style: str) -> dict[str, Any] | None:
+    """XCN -> HumanName, read the way :func:`xpn_to_name` reads patients' names.
+
+    XCN.2 family, XCN.3 given. A Chinese XCN.2 with XCN.3 empty is a whole name
+    (``D007^欧阳建国``) and is split whatever the site's ``name_style`` (``single``
+    sites: every XCN.2 sent alone).
+    """
+    return _human_name(
+        rep.get(2),  # XCN.2 family name
+        rep.get(3),  # XCN.3 given name
+        rep.get(4),  # XCN.4 further given names
+        rep.get(5),  # XCN.5 suffix
+        rep.get(6),  # XCN.6 prefix
+        None,
+        "single" if style == "single" else "auto",
+    )
+
+
+def _human_name(family, given, middle, suffix, prefix, use, style: str) -> dict[str, Any] | None:
     if not family and not given:
         return None
     name: dict[str, Any] = {}
-    use = _NAME_USE.get(rep.get(7) or "")  # XPN.7 name type code
     if use:
         name["use"] = use
     whole = style == "single" or (style == "auto" and not given and family and _CJK.search(family))
     if whole and family and not given:
-        name["text"] = family
-        if _CJK.search(family) and len(family) >= 2:
-            family, given = split_chinese_name(family)
-        else:
-            family, given = family, None
+        family, given = _whole_name(name, family)
     elif family and _CJK.search(family):
         name["text"] = family + (given or "")
     if family:
@@ -182,10 +206,8 @@ def xpn_to_name(rep: Composite, style: str) -> dict[str, Any] | None:
     givens = [g for g in (given, middle) if g]
     if givens:
         name["given"] = givens
-    prefix = rep.get(5)  # XPN.5 prefix
     if prefix:
         name["prefix"] = [prefix]
-    suffix = rep.get(4)  # XPN.4 suffix
     if suffix:
         name["suffix"] = [suffix]
     return name
@@ -249,14 +271,21 @@ def xtn_to_telecom(rep: Composite) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------
 
 
-def cwe_codings(rep: Composite, local_system: str | None = None) -> list[dict[str, Any]]:
-    """The codings of a CWE/CE: the primary triplet (1-3) and the alternate (4-6)."""
+def cwe_codings(
+    rep: Composite, local_system: str | None = None, names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The codings of a CWE/CE: the primary triplet (1-3) and the alternate (4-6).
+
+    A coding whose coding system (CWE-3/-6) is empty, local (``L``, ``99zzz``,
+    HL7 table 0396) or not a name :func:`coding_system` knows gets ``local_system``
+    (the site's code system), so no stored coding is without a system.
+    """
     codings = []
     for code_c, text_c, sys_c in ((1, 2, 3), (4, 5, 6)):
         code = rep.get(code_c)
         if not code:
             continue
-        system = coding_system(rep.get(sys_c)) or local_system
+        system = coding_system(rep.get(sys_c), names) or local_system
         coding: dict[str, Any] = {}
         if system:
             coding["system"] = system
@@ -267,11 +296,13 @@ def cwe_codings(rep: Composite, local_system: str | None = None) -> list[dict[st
     return codings
 
 
-def cwe_to_concept(rep: Composite | None, local_system: str | None = None) -> dict[str, Any] | None:
+def cwe_to_concept(
+    rep: Composite | None, local_system: str | None = None, names: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """CWE/CE -> CodeableConcept (text from CWE.9 original text, else CWE.2)."""
     if rep is None:
         return None
-    codings = cwe_codings(rep, local_system)
+    codings = cwe_codings(rep, local_system, names)
     text = rep.get(9) or rep.get(2)
     if not codings and not text:
         return None

@@ -79,6 +79,8 @@ class _Out:
         self.encoding = getattr(site, "encoding", None) or "utf-8"
         systems = getattr(site, "identifier_systems", None) or {}
         self.mrn_system = systems.get("mrn")
+        # The receiving site's own codes go back as local codes (CWE.3 L), as it sent them.
+        self.local_system = systems.get("codesystem") or f"urn:fhirhub:site:{site.name}:codesystem"
         match = getattr(site, "match", None) or {}
         self.authority = (
             self.config.get("mrn_authority") or match.get("sending_facility") or site.name
@@ -125,7 +127,11 @@ class _Out:
                 or ""
             )
         f[11] = "~".join(_address(a) for a in patient.get("address", []))  # PID-11
-        phones = [t for t in patient.get("telecom", []) if t.get("system") in ("phone", None)]
+        phones = [  # current numbers only: a replaced one keeps its period.end as history
+            t
+            for t in patient.get("telecom", [])
+            if t.get("system") in ("phone", None) and not (t.get("period") or {}).get("end")
+        ]
         home = [t for t in phones if t.get("use") != "work"]
         work = [t for t in phones if t.get("use") == "work"]
         f[13] = "~".join(_phone(t) for t in home)  # PID-13
@@ -195,16 +201,15 @@ def patient_to_adt_a31(patient: dict, site: Any, context: MappingContext) -> byt
     return ("\r".join(segments) + "\r").encode(out.encoding)
 
 
-def _cwe(concept: dict | None) -> str:
+def _cwe(concept: dict | None, out: _Out) -> str:
     if not concept:
         return ""
     codings = concept.get("coding") or []
     parts: list[Any] = []
+    names = {"http://loinc.org": "LN", "http://unitsofmeasure.org": "UCUM", out.local_system: "L"}
     for coding in codings[:2]:
         system = coding.get("system")
-        name = {"http://loinc.org": "LN", "http://unitsofmeasure.org": "UCUM"}.get(
-            system or "", system or ""
-        )
+        name = names.get(system or "", system or "")
         parts += [coding.get("code"), coding.get("display"), name]
     if not parts:
         parts = ["", concept.get("text"), ""]
@@ -213,7 +218,7 @@ def _cwe(concept: dict | None) -> str:
 
 def _obx(obs: dict, set_id: int, out: _Out, context: MappingContext) -> str:
     f: dict[int, str] = {1: str(set_id)}
-    f[3] = _cwe(obs.get("code"))
+    f[3] = _cwe(obs.get("code"), out)
     if "valueQuantity" in obs:
         q = obs["valueQuantity"]
         f[2] = "NM" if not q.get("comparator") else "SN"
@@ -226,7 +231,7 @@ def _obx(obs: dict, set_id: int, out: _Out, context: MappingContext) -> str:
         f[5] = esc(obs["valueString"])
     elif "valueCodeableConcept" in obs:
         f[2] = "CWE"
-        f[5] = _cwe(obs["valueCodeableConcept"])
+        f[5] = _cwe(obs["valueCodeableConcept"], out)
     elif "valueDateTime" in obs:
         f[2] = "DTM"
         f[5] = fhir_to_ts(obs["valueDateTime"], out.tz)
@@ -268,7 +273,7 @@ def observations_to_oru_r01(
             obr[2] = esc(ident.get("value"))
         elif code == "FILL":
             obr[3] = esc(ident.get("value"))
-    obr[4] = _cwe((report or first).get("code"))
+    obr[4] = _cwe((report or first).get("code"), out)
     obr[7] = fhir_to_ts((report or first).get("effectiveDateTime"), out.tz)
     if report:
         obr[25] = _reverse(context, "hl7v2-report-status", report.get("status")) or "F"

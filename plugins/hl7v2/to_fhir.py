@@ -25,6 +25,7 @@ from fhirhub_plugins.hl7v2.datatypes import dt_to_date
 from fhirhub_plugins.hl7v2.datatypes import ts_to_datetime
 from fhirhub_plugins.hl7v2.datatypes import xad_to_address
 from fhirhub_plugins.hl7v2.datatypes import xcn_display
+from fhirhub_plugins.hl7v2.datatypes import xcn_to_name
 from fhirhub_plugins.hl7v2.datatypes import xpn_to_name
 from fhirhub_plugins.hl7v2.datatypes import xtn_to_telecom
 from fhirhub_plugins.hl7v2.parse import Composite
@@ -71,6 +72,11 @@ class Env:
         self.mrn_system: str = systems.get("mrn") or f"urn:fhirhub:site:{self.site_name}:mrn"
         self.visit_system: str = systems.get("visit") or f"urn:fhirhub:site:{self.site_name}:visit"
         self.lab_system: str = systems.get("lab") or f"urn:fhirhub:site:{self.site_name}:lab"
+        # The site's local code system: CE/CWE codings marked L/99zzz, or naming no known system.
+        self.code_system: str = (
+            systems.get("codesystem") or f"urn:fhirhub:site:{self.site_name}:codesystem"
+        )
+        self.coding_names: dict[str, str] = dict(self.config.get("coding_systems") or {})
         self.name_style: str = getattr(self.site, "name_style", None) or "auto"
         org = getattr(self.site, "organization", None) or {}
         self.org_ref: str | None = f"Organization/{org['id']}" if org.get("id") else None
@@ -80,6 +86,10 @@ class Env:
         ref = f"{resource['resourceType']}/{resource['id']}"
         self.entries[ref] = resource
         return ref
+
+    def concept(self, rep: Composite | None) -> dict | None:
+        """CWE/CE -> CodeableConcept; local codings get the site's code system."""
+        return cwe_to_concept(rep, self.code_system, self.coding_names)
 
     def id_for(self, resource_type: str, *key: str | None) -> str:
         return ids.resource_id(self.site_name, resource_type, *key)
@@ -376,7 +386,7 @@ def _practitioner(rep: Composite, env: Env, role: str, location: str) -> dict | 
     if not code and not display:
         return None
     pid = env.id_for("Practitioner", code or display)
-    family, given = rep.get(2), rep.get(3)
+    name = xcn_to_name(rep, env.name_style)
     practitioner = _clean(
         {
             "resourceType": "Practitioner",
@@ -390,9 +400,7 @@ def _practitioner(rep: Composite, env: Env, role: str, location: str) -> dict | 
             ]
             if code
             else None,
-            "name": [
-                _clean({"text": display, "family": family, "given": [given] if given else None})
-            ],
+            "name": [name] if name else [{"text": display}],
         }
     )
     env.add(practitioner)
@@ -502,7 +510,7 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
 
 def pv2_to_encounter(pv2: Segment, encounter: dict, env: Env) -> None:
     """PV2 -> Encounter.reasonCode (PV2-3 admit reason)."""
-    reason = cwe_to_concept(pv2.first(3))  # PV2-3 admit reason
+    reason = env.concept(pv2.first(3))  # PV2-3 admit reason
     if reason:
         encounter["reasonCode"] = [reason]
     env.done(pv2, {3})
@@ -515,9 +523,13 @@ def pv2_to_encounter(pv2: Segment, encounter: dict, env: Env) -> None:
 DG1_FIELDS = {1, 3, 4, 5, 6, 19}
 
 
-def diagnosis_codings(rep: Composite) -> list[dict]:
-    """DG1-3 codings; an ICD-10 clinical-edition code keeps its form and gains its WHO category."""
-    codings = cwe_codings(rep)
+def diagnosis_codings(rep: Composite, env: Env) -> list[dict]:
+    """DG1-3 codings; an ICD-10 clinical-edition code keeps its form and gains its WHO category.
+
+    A code of ICD-10 shape without a known system is read as ICD-10; any other
+    code without one is the site's local code.
+    """
+    codings = cwe_codings(rep, names=env.coding_names)
     out = []
     for coding in codings:
         code = coding["code"]
@@ -533,6 +545,8 @@ def diagnosis_codings(rep: Composite) -> list[dict]:
                 out.append({"system": ICD10_WHO, "code": who})
                 continue
             coding = dict(coding, system=ICD10_WHO)
+        elif system is None:
+            coding = {"system": env.code_system, **coding}
         out.append(coding)
     return out
 
@@ -544,7 +558,7 @@ def dg1_to_condition(dg1: Segment, env: Env) -> dict | None:
     if rep is None and not text:
         env.done(dg1, set())
         return None
-    codings = diagnosis_codings(rep) if rep else []
+    codings = diagnosis_codings(rep, env) if rep else []
     code = _clean({"coding": codings, "text": (rep.get(2) if rep else None) or text})
     dtype = dg1.get(6)  # DG1-6 diagnosis type (A admitting, W working, F final)
     category = [
@@ -604,7 +618,7 @@ AL1_FIELDS = {1, 2, 3, 4, 5, 6}
 
 def al1_to_allergy_intolerance(al1: Segment, env: Env) -> dict | None:
     """AL1 -> AllergyIntolerance (``AL1[AllergyIntolerance]``)."""
-    code = cwe_to_concept(al1.first(3))  # AL1-3 allergen code/mnemonic/description
+    code = env.concept(al1.first(3))  # AL1-3 allergen code/mnemonic/description
     if code is None:
         env.done(al1, set())
         return None
@@ -675,7 +689,7 @@ def in1_to_coverage(in1: Segment, env: Env) -> dict | None:
             ),
             "identifier": [{"value": policy}] if policy else None,
             "status": "active",
-            "type": cwe_to_concept(plan) or ({"text": plan_type} if plan_type else None),
+            "type": env.concept(plan) or ({"text": plan_type} if plan_type else None),
             "beneficiary": {"reference": env.patient_ref},
             "subscriberId": policy,
             "period": _clean(
@@ -780,7 +794,7 @@ def _lab_code(rep: Composite | None, env: Env, location: str) -> dict | None:
     translated to LOINC through ``hl7v2-local-lab`` (with the site's overrides)."""
     if rep is None:
         return None
-    codings = cwe_codings(rep, env.lab_system)
+    codings = cwe_codings(rep, env.lab_system, env.coding_names)
     has_loinc = any(c.get("system") == "http://loinc.org" for c in codings)
     if not has_loinc:
         for coding in list(codings):
@@ -873,7 +887,7 @@ def _value(obx: Segment, env: Env) -> dict[str, Any]:
             code="value",
         )
     if vtype in ("CWE", "CE", "CNE", "CF"):
-        concept = cwe_to_concept(first)
+        concept = env.concept(first)
         return {"valueCodeableConcept": concept} if concept else {}
     if vtype in ("DT", "TS", "DTM"):
         return {"valueDateTime": ts_to_datetime(first.get(1), env.tz, obx.loc(5))}

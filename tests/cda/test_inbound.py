@@ -258,11 +258,22 @@ def test_malformed_element_code_without_site_alias_is_reported(inbound):
 
 
 def test_unmapped_elements_are_reported_not_dropped(inbound):
-    _, issues = inbound(FOLLOWUP.read_bytes())
-    unused = [i for i in issues if "was not mapped" in i.get("diagnostics", "")]
-    assert [i["expression"] for i in unused] == [
-        ["ClinicalDocument/component/structuredBody/component[6]/section/entry[2]/observation"]
+    bundle, issues = inbound(FOLLOWUP.read_bytes())
+    # 转诊标志 (DE06.00.174.00) is not in the catalogue: kept as is, with a warning.
+    kept = [i for i in issues if i["diagnostics"].endswith("catalogue: kept as is")]
+    assert [(i["severity"], i["expression"]) for i in kept] == [
+        (
+            "warning",
+            ["ClinicalDocument/component/structuredBody/component[6]/section/entry[2]/observation"],
+        )
     ]
+    assert not [i for i in issues if "was not mapped" in i.get("diagnostics", "")]
+    referral = [
+        r
+        for r in resources(bundle, "Observation")
+        if r["code"]["coding"][0]["code"] == "DE06.00.174.00"
+    ]
+    assert len(referral) == 1 and referral[0]["valueBoolean"] is False
 
 
 def test_diagnosis_code_shape_is_checked(inbound):
