@@ -25,6 +25,7 @@ from hub.storage.repository import Repository
 from hub.storage.repository import Stored
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
+from hub.storage.repository import lock_keys
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
@@ -376,15 +377,23 @@ class FhirService:
     def match_ids(
         self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2
     ) -> list[str]:
-        """Ids of the current resources matching search ``params`` (at most ``limit``)."""
+        """Ids of the current resources matching search ``params`` (at most ``limit``).
+
+        The criteria of conditional operations are a search: they need the search
+        scope on every type they touch, and see only what the caller may see, so
+        a hidden resource behaves as if it were not there (``docs/security.md``).
+        """
         if self.search_engine is None:
             raise outcomes.error(501, "not-supported", "Search is not available")
+        guard.require(res_type, "s")
+        lock_keys(conn, criteria_locks(res_type, params))
         result = self.search_engine.search(
             conn,
             res_type,
             [*params, ("_count", str(limit)), ("_total", "none")],
             strict=True,
             base_url="",
+            access=guard.search_access(),
         )
         return [e[1] for e in result.entries if e[3] == "match"]
 
@@ -525,8 +534,42 @@ def parse_query(query: str) -> list[tuple[str, str]]:
 
 
 def canonical_criteria(params: list[tuple[str, str]]) -> str:
-    """Criteria in a canonical order, the key of the conditional-create guard."""
-    return urllib.parse.urlencode(sorted(params))
+    """Criteria in a canonical order, the key of the conditional-create guard.
+
+    A caller who may not see everything (labels, jurisdiction, patient context) gets a key
+    of its own view: a hidden resource created under the same criteria must not block its
+    create (it behaves as if the hidden one were not there, ``docs/security.md``).
+    """
+    key = urllib.parse.urlencode(sorted(params))
+    view = guard.view_key()
+    return f"{key}#view={view}" if view else key
+
+
+# Criteria naming these identify a resource: conditional operations on them lock per value.
+_IDENTIFYING = ("identifier", "_id")
+
+
+def criteria_locks(res_type: str, params: list[tuple[str, str]]) -> list[str]:
+    """The lock keys of conditional criteria (:func:`hub.storage.repository.lock_keys`).
+
+    Two criteria can match the same resource only if they agree on its identifiers, so
+    ``identifier=S|V`` and ``identifier=S|V&gender=female`` share the key ``identifier=S|V``;
+    criteria without an identifier serialise on the resource type.
+    """
+    from hub.search.params import split_escaped
+    from hub.search.params import split_or
+
+    keys = []
+    for name, raw in params:
+        if name not in _IDENTIFYING:
+            continue
+        for value in split_or(raw):
+            # The value alone: ``identifier=V`` matches what ``identifier=S|V`` matches.
+            code = split_escaped(value, "|", 1)[-1]
+            if not code:  # ``identifier=S|``: any value of the system
+                return [res_type]
+            keys.append(f"{res_type}?{name}={code}")
+    return keys or [res_type]
 
 
 def _count(value: str | None, config: dict) -> int:

@@ -26,6 +26,9 @@ from sqlalchemy.engine import Connection
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.search import values as V
+from hub.search.access import Access
+from hub.search.access import _visible  # noqa: F401 - hub.lifetime.everything uses it
+from hub.search.access import visible
 from hub.search.elements import apply_elements
 from hub.search.elements import apply_summary
 from hub.search.indexer import parse_reference
@@ -37,13 +40,15 @@ from hub.search.params import split_or
 from hub.search.params import split_prefix
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
-from hub.security.labels import CATEGORIES
 from hub.storage import schema as S
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 MAX_INCLUDE_DEPTH = 4
-MAX_CHAIN_DEPTH = 4
+# Links of one parameter's chains and nested ``_has`` together (``subject:Patient.name``
+# is one, ``_has:A:x:_has:B:y:code`` two); SEARCH_MAX_CHAIN_DEPTH in hub.config.
+# Each link nests a subquery; SQLite's parser overflows its stack at four ``_has``.
+MAX_CHAIN_DEPTH = 3
 # Untyped chains fan out over every target type of each reference; past this
 # many target subqueries the client must name types (subject:Patient.name).
 MAX_CHAIN_BRANCHES = 64
@@ -116,9 +121,15 @@ def _not_deleted(r):
 class SearchEngine:
     """Runs FHIR searches against the resource and index tables."""
 
-    def __init__(self, registry: SearchRegistry, default_tz: dt.tzinfo = V.UTC):
+    def __init__(
+        self,
+        registry: SearchRegistry,
+        default_tz: dt.tzinfo = V.UTC,
+        max_chain_depth: int = MAX_CHAIN_DEPTH,
+    ):
         self.registry = registry
         self.tz = default_tz
+        self.max_chain_depth = max_chain_depth
 
     # ------------------------------------------------------------------
     # Entry point
@@ -134,20 +145,25 @@ class SearchEngine:
         strict: bool = False,
         base_url: str = "",
         hidden_labels: Iterable[tuple[str, str]] = (),
+        access: Access | None = None,
     ) -> SearchResult:
         """One page of results for ``params`` (see the module docstring).
 
-        ``hidden_labels`` are ``(system, code)`` security labels the caller may
-        not see: resources carrying one are left out of matches and includes.
+        ``access`` says what the caller may see (:mod:`hub.search.access`): every
+        row the search reads - matches, chain and ``_has`` targets, includes -
+        passes its filter. ``hidden_labels`` alone is the short form of an
+        ``Access`` with only security labels to hide.
         """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
+        if access is None and hidden_labels:
+            access = Access(hidden_labels=tuple(hidden_labels))
         q = _Query(self, conn, strict)
-        q.hidden = list(hidden_labels)
+        q.access = access
         r = S.resource.alias("r")
         where = [_not_deleted(r)]
-        if q.hidden:
-            where.append(_visible(r, q.hidden))
+        if access is not None and access.filters_rows:
+            where.append(visible(r, access))
         control: dict[str, list[str]] = {}
         filters = []
         for key, value in params:
@@ -449,7 +465,7 @@ class SearchEngine:
                 sub = sub.where(ref.c.param.in_(pnames))
             cond = res.c.pk.in_(sub)
         stmt = sa.select(res.c.pk, res.c.res_type, res.c.res_id, res.c.content).where(
-            cond, _not_deleted(res), *([_visible(res, q.hidden)] if q.hidden else [])
+            cond, _not_deleted(res), visible(res, q.access)
         )
         return list(conn.execute(stmt))
 
@@ -469,7 +485,7 @@ class _Query:
         # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
         self.positive: set[int] = set()
         self.branches = 0
-        self.hidden: list[tuple[str, str]] = []
+        self.access: Access | None = None
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
@@ -492,6 +508,13 @@ class _Query:
 
     def clause(self, res_type: str | None, r, key: str, value: str):
         """The SQL condition on the resource alias ``r`` for one ``key=value``."""
+        links = key.count(".") + key.count("_has:")
+        if links > self.engine.max_chain_depth:
+            raise invalid(
+                key,
+                f"{links} chained or _has links; this server allows at most"
+                f" {self.engine.max_chain_depth} in one parameter",
+            )
         if key.startswith("_has:"):
             return self._has(res_type, r, key, value)
         if "." in key:
@@ -825,6 +848,8 @@ class _Query:
     def _list(self, res_type, r, value):
         if not any(split_or(value)):
             raise invalid("_list", "empty value")
+        if self.access is not None:
+            self.access.require_search("List", "_list")
         ref = S.sp_reference.alias()
         lst = S.resource.alias()
         ids = sa.select(ref.c.target_id).where(
@@ -832,7 +857,10 @@ class _Query:
             ref.c.param == "item",
             ref.c.resource_pk.in_(
                 sa.select(lst.c.pk).where(
-                    lst.c.res_type == "List", lst.c.res_id.in_(split_or(value))
+                    lst.c.res_type == "List",
+                    lst.c.res_id.in_(split_or(value)),
+                    _not_deleted(lst),
+                    visible(lst, self.access),
                 )
             ),
         )
@@ -843,8 +871,6 @@ class _Query:
     # -- chains -------------------------------------------------------------------
 
     def _chain(self, res_type, r, key, head, rest, value):
-        if key.count(".") >= MAX_CHAIN_DEPTH:
-            raise invalid(key, f"chains are limited to {MAX_CHAIN_DEPTH} levels")
         name, _, type_hint = head.partition(":")
         p = self.registry.get(res_type, name)
         if p is None:
@@ -866,6 +892,14 @@ class _Query:
         ]
         if not targets:
             raise _Ignored(key, f"no target of '{name}' has a parameter '{next_name}'", "not-found")
+        access = self.access
+        if access is not None and access.can_search is not None:
+            # Target types the token may not search are left out (their rows are
+            # hidden, so they match nothing); none left: the chain itself is refused.
+            allowed = [tt for tt in targets if access.can_search(tt)]
+            if not allowed:
+                access.require_search(targets[0], key)
+            targets = allowed
         self.branches += len(targets)
         if self.branches > MAX_CHAIN_BRANCHES:
             raise invalid(
@@ -876,7 +910,9 @@ class _Query:
         for tt in targets:
             inner = S.resource.alias()
             cond = self.clause(tt, inner, rest, value)
-            ids = sa.select(inner.c.res_id).where(inner.c.res_type == tt, _not_deleted(inner), cond)
+            ids = sa.select(inner.c.res_id).where(
+                inner.c.res_type == tt, _not_deleted(inner), cond, visible(inner, access)
+            )
             tests.append(sa.and_(ref.c.target_type == tt, ref.c.target_id.in_(ids)))
         sub = self._rows(ref, res_type, name).where(sa.or_(*tests))
         return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
@@ -893,6 +929,8 @@ class _Query:
         p = self.registry.get(other, ref_param)
         if p is None or p.type != "reference":
             raise invalid(key, f"'{ref_param}' is not a reference parameter of {other}")
+        if self.access is not None:
+            self.access.require_search(other, key)
         inner = S.resource.alias()
         cond = self.clause(other, inner, rest, value)
         ref = S.sp_reference.alias()
@@ -901,49 +939,15 @@ class _Query:
             ref.c.param == ref_param,
             ref.c.target_type == res_type,
             ref.c.resource_pk.in_(
-                sa.select(inner.c.pk).where(inner.c.res_type == other, _not_deleted(inner), cond)
+                sa.select(inner.c.pk).where(
+                    inner.c.res_type == other,
+                    _not_deleted(inner),
+                    cond,
+                    visible(inner, self.access),
+                )
             ),
         )
         return r.c.res_id.in_(ids)
-
-
-def _visible(r, labels):
-    """Resources of ``r`` not hidden by the security ``labels`` (``hub.security.labels.hides``).
-
-    A hidden category hides what carries it; a hidden confidentiality level
-    (``R``/``V``) hides only what carries no category label at all.
-    """
-    categories = [label for label in labels if label in CATEGORIES]
-    levels = [label for label in labels if label not in CATEGORIES]
-    hidden = []
-    if categories:
-        t = S.sp_token.alias()
-        hidden.append(
-            sa.select(t.c.resource_pk).where(t.c.param == "_security", _labelled(t, categories))
-        )
-    if levels:
-        t, c = S.sp_token.alias(), S.sp_token.alias()
-        any_category = (
-            sa.select(c.c.resource_pk)
-            .where(
-                c.c.resource_pk == t.c.resource_pk,
-                c.c.param == "_security",
-                _labelled(c, list(CATEGORIES)),
-            )
-            .exists()
-        )
-        hidden.append(
-            sa.select(t.c.resource_pk).where(
-                t.c.param == "_security", _labelled(t, levels), ~any_category
-            )
-        )
-    if not hidden:
-        return sa.true()
-    return r.c.pk.not_in(hidden[0] if len(hidden) == 1 else sa.union_all(*hidden))
-
-
-def _labelled(t, labels):
-    return sa.or_(*[sa.and_(t.c.system == system, t.c.code == code) for system, code in labels])
 
 
 def _instant_test(col, prefix, lo, hi):
