@@ -81,7 +81,12 @@ class Hub:
         self.search_registry = SearchRegistry.load(extra)
         self.indexer = Indexer(self.search_registry, default_tz=tz)
         self.repo.indexer = self.indexer
-        self.service.search_engine = SearchEngine(self.search_registry, default_tz=tz)
+        self.service.search_engine = SearchEngine(
+            self.search_registry,
+            default_tz=tz,
+            max_chain_depth=int(self.config.get("SEARCH_MAX_CHAIN_DEPTH") or 3),
+            statement_timeout=float(self.config.get("SEARCH_TIMEOUT") or 0),
+        )
 
     def close(self) -> None:
         self.engine.dispose()

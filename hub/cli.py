@@ -94,6 +94,24 @@ def db_current():
     )
 
 
+@db.command("analyze")
+def db_analyze():
+    """Refresh PostgreSQL's planner statistics (run after bulk loads; upgrade runs it too)."""
+    from hub.config import DEFAULTS
+    from hub.storage import db as storage_db
+
+    url = os.environ.get("HUB_DATABASE_URL", DEFAULTS["DATABASE_URL"])
+    done = storage_db.analyze(storage_db.make_engine(url, _instance_path()))
+    click.echo(f"analysed {len(done)} tables" if done else "nothing to analyse on SQLite")
+
+
+def _analyze_after_load(the_hub) -> None:
+    """Bulk loads change the tables' statistics wholesale: refresh them for the planner."""
+    from hub.storage import db as storage_db
+
+    storage_db.analyze(the_hub.engine)
+
+
 def _instance_path() -> str:
     from flask import Flask
 
@@ -116,6 +134,7 @@ def demo(if_empty):
         click.echo("demo data already present")
         return
     counts = load_demo(the_hub, progress=_progress)
+    _analyze_after_load(the_hub)
     click.echo(", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + " loaded")
     _demo_manager(the_hub)
 
@@ -165,6 +184,7 @@ def load(files):
         for path in bar:
             bundle = orjson.loads(path.read_bytes())
             bundles.process(the_hub.service, bundle, "", WriteOptions(prefer_return="minimal"))
+    _analyze_after_load(the_hub)
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
@@ -205,6 +225,7 @@ def ingest(site_name, fmt, paths):
                 if result.status in ("failed", "quarantined"):
                     failures.append((path, result.item))
             bar.update(len(group))
+    _analyze_after_load(the_hub)
     click.echo(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     for path, item in failures:
         first = next(iter((item.outcome or {}).get("issue", [])), {})

@@ -23,6 +23,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import outcomes
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.search import values as V
@@ -41,6 +42,8 @@ from hub.search.params import split_prefix
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
 from hub.storage import schema as S
+from hub.storage.db import is_timeout
+from hub.storage.db import statement_timeout
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
@@ -126,10 +129,13 @@ class SearchEngine:
         registry: SearchRegistry,
         default_tz: dt.tzinfo = V.UTC,
         max_chain_depth: int = MAX_CHAIN_DEPTH,
+        statement_timeout: float = 0,
     ):
         self.registry = registry
         self.tz = default_tz
         self.max_chain_depth = max_chain_depth
+        # Seconds one search statement may run (0: no limit); SEARCH_TIMEOUT in hub.config.
+        self.statement_timeout = statement_timeout
 
     # ------------------------------------------------------------------
     # Entry point
@@ -156,6 +162,28 @@ class SearchEngine:
         """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
+        try:
+            with statement_timeout(conn, self.statement_timeout):
+                return self._search(
+                    conn, res_type, params, compartment, strict, hidden_labels, access
+                )
+        except sa.exc.OperationalError as err:
+            if is_timeout(err):
+                raise too_costly(
+                    f"The search ran longer than {self.statement_timeout:g} s and was"
+                    " stopped; narrow it (more selective parameters, fewer chains or"
+                    " _has, a smaller _count) or ask the operator about SEARCH_TIMEOUT",
+                    503,
+                ) from None
+            if "parser stack overflow" in str(err.orig or err).lower():
+                raise too_costly(
+                    "The search is too complex for the database (nesting of chains, _has"
+                    " and OR values); split it or use fewer chain links",
+                    400,
+                ) from None
+            raise
+
+    def _search(self, conn, res_type, params, compartment, strict, hidden_labels, access):
         if access is None and hidden_labels:
             access = Access(hidden_labels=tuple(hidden_labels))
         q = _Query(self, conn, strict)
@@ -1060,6 +1088,11 @@ def _valueset_members(conn, url) -> tuple[list | None, list]:
 # ----------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------
+
+
+def too_costly(message: str, status: int) -> OperationOutcomeError:
+    """A search stopped for its cost (``too-costly``): 503 for a timeout, 400 for complexity."""
+    return outcomes.error(status, "too-costly", message)
 
 
 def _one(control, key):
