@@ -161,7 +161,8 @@ def _visibility_for(call):
     """The request's principal as a lifetime-operation visibility (``None``: the hub's own work).
 
     Label categories the principal holds no grant for are filtered in SQL; the
-    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``.
+    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``,
+    and a user's jurisdiction by the service (the search engine's boundary).
     """
     from hub.lifetime.visibility import Visibility
     from hub.security import labels
@@ -173,7 +174,9 @@ def _visibility_for(call):
         return None
     return Visibility(
         hidden_labels=labels.hidden_labels(principal.grants),
-        visible=lambda resources: filter_visible(resources, principal),
+        visible=lambda resources: call.hub.service.within_jurisdiction(
+            filter_visible(resources, principal)
+        ),
     )
 
 

@@ -158,6 +158,7 @@ class FhirService:
         if stored is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
         guard.check_read(res_type, res_id, stored.content)
+        self.check_jurisdiction(res_type, res_id, conn)
         if stored.deleted:
             raise outcomes.gone(f"{res_type}/{res_id} was deleted", headers=version_headers(stored))
         return Result(200, stored.content, version_headers(stored), stored)
@@ -172,6 +173,7 @@ class FhirService:
         current = self.repo.read(res_type, res_id)
         if current is not None:
             guard.check_read(res_type, res_id, current.content)
+            self.check_jurisdiction(res_type, res_id)
         if stored is None:
             if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
@@ -374,6 +376,35 @@ class FhirService:
 
     # -- search helpers ----------------------------------------------------------
 
+    def check_jurisdiction(self, res_type: str, res_id: str, conn=None) -> None:
+        """404 for a resource outside the jurisdiction of the caller (a user bound to one).
+
+        The same SQL boundary as searches (``hub.search.access``): a Patient inside by its
+        health-record number or institution, other resources by their Patient.
+        """
+        access = guard.search_access()
+        if access is None or not access.jurisdiction or self.search_engine is None:
+            return
+        scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
+        if conn is None:
+            with self.repo.reading() as c:
+                inside = self.search_engine.visible_keys(c, [(res_type, res_id)], scoped)
+        else:
+            inside = self.search_engine.visible_keys(conn, [(res_type, res_id)], scoped)
+        if not inside:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+
+    def within_jurisdiction(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``resources`` inside the caller's jurisdiction (all of them without one)."""
+        access = guard.search_access()
+        if access is None or not access.jurisdiction or not resources:
+            return resources
+        scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
+        keys = [(r.get("resourceType"), r.get("id")) for r in resources]
+        with self.repo.reading() as conn:
+            inside = self.search_engine.visible_keys(conn, keys, scoped)
+        return [r for r, key in zip(resources, keys, strict=True) if key in inside]
+
     def match_ids(
         self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2
     ) -> list[str]:
@@ -415,6 +446,7 @@ class FhirService:
             if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             guard.check_read(res_type, res_id, current.content)
+            self.check_jurisdiction(res_type, res_id)
         rows = self.repo.history(
             res_type, res_id, since=since, at=at, count=count + 1, before=cursor
         )

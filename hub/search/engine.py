@@ -282,6 +282,24 @@ class SearchEngine:
             result.explain = explain(conn, page_stmt if page_stmt is not None else stmt)
         return result
 
+    def visible_keys(
+        self, conn: Connection, keys: Iterable[tuple[str, str]], access: Access | None
+    ) -> set[tuple[str, str]]:
+        """The ``(type, id)`` of ``keys`` whose current rows ``access`` lets through (reads and
+        operations apply the search's row filter with this: one rule for every route)."""
+        keys = list(dict.fromkeys(keys))
+        if access is None or not access.filters_rows:
+            return set(keys)
+        r = S.resource.alias("r")
+        out: set[tuple[str, str]] = set()
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            stmt = sa.select(r.c.res_type, r.c.res_id).where(
+                sa.tuple_(r.c.res_type, r.c.res_id).in_(chunk), visible(r, access)
+            )
+            out.update((t, i_) for t, i_ in conn.execute(stmt))
+        return out
+
     # ------------------------------------------------------------------
     # Paging, sorting, totals
     # ------------------------------------------------------------------
