@@ -480,6 +480,14 @@ class FhirService:
         if p is None or not rows:
             return rows
         rows = [r for r in rows if p.can(r.res_type, "r")]
+        if p.jurisdiction and self.search_engine is not None and rows:
+            # Each version by its own patient compartment, as searches judge current rows.
+            access = guard.search_access(p)
+            with self.repo.reading() as conn:
+                inside = self.search_engine.visible_versions(
+                    conn, [(r.res_type, r.res_id, r.version) for r in rows], access
+                )
+            rows = [r for r in rows if (r.res_type, r.res_id, r.version) in inside]
         if p.all_labels and not p.patient_only:
             return rows
         with self.repo.reading() as conn:

@@ -30,6 +30,7 @@ from hub.search import values as V
 from hub.search.access import Access
 from hub.search.access import _visible  # noqa: F401 - hub.lifetime.everything uses it
 from hub.search.access import visible
+from hub.search.access import within_jurisdiction
 from hub.search.elements import apply_elements
 from hub.search.elements import apply_summary
 from hub.search.indexer import parse_reference
@@ -298,6 +299,25 @@ class SearchEngine:
                 sa.tuple_(r.c.res_type, r.c.res_id).in_(chunk), visible(r, access)
             )
             out.update((t, i_) for t, i_ in conn.execute(stmt))
+        return out
+
+    def visible_versions(
+        self, conn: Connection, keys: Iterable[tuple[str, str, int]], access: Access
+    ) -> set[tuple[str, str, int]]:
+        """The ``(type, id, version)`` of ``keys`` inside ``access.jurisdiction``, each judged
+        by the patient compartment of that version (history)."""
+        keys = list(dict.fromkeys(keys))
+        if not access.jurisdiction:
+            return set(keys)
+        h = S.resource_history.alias("h")
+        out: set[tuple[str, str, int]] = set()
+        for i in range(0, len(keys), 300):
+            chunk = keys[i : i + 300]
+            stmt = sa.select(h.c.res_type, h.c.res_id, h.c.version).where(
+                sa.tuple_(h.c.res_type, h.c.res_id, h.c.version).in_(chunk),
+                within_jurisdiction(h, access.jurisdiction),
+            )
+            out.update(tuple(row) for row in conn.execute(stmt))
         return out
 
     # ------------------------------------------------------------------

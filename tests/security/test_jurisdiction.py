@@ -112,6 +112,10 @@ def test_reads_and_everything_outside_are_404(anon_client, auth_headers, townshi
         assert resp.get_json()["issue"][0]["code"] == "not-found"
     assert anon_client.get(f"/fhir/Patient/{township.inside}", headers=manager).status_code == 200
     assert anon_client.get(f"/fhir/Organization/{township.org}", headers=manager).status_code == 200
+    for url in ("/fhir/_history", "/fhir/Patient/_history", "/fhir/Observation/_history"):
+        seen = _ids(anon_client.get(url, headers=manager))
+        assert township.outside not in seen and township.obs[township.outside] not in seen
+        assert seen, url
     everything = _ids(
         anon_client.get(f"/fhir/Patient/{township.inside}/$everything", headers=manager)
     )
