@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from hub import outcomes
@@ -979,7 +980,7 @@ class _Query:
             ids = sa.select(inner.c.res_id).where(
                 inner.c.res_type == tt, _not_deleted(inner), cond, visible(inner, access)
             )
-            tests.append(sa.and_(ref.c.target_type == tt, ref.c.target_id.in_(ids)))
+            tests.append(sa.and_(ref.c.target_type == tt, self._member(ref.c.target_id, ids)))
         sub = self._rows(ref, res_type, name).where(sa.or_(*tests))
         return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
 
@@ -1000,20 +1001,33 @@ class _Query:
         inner = S.resource.alias()
         cond = self.clause(other, inner, rest, value)
         ref = S.sp_reference.alias()
+        pks = sa.select(inner.c.pk).where(
+            inner.c.res_type == other, _not_deleted(inner), cond, visible(inner, self.access)
+        )
         ids = sa.select(ref.c.target_id).where(
             ref.c.res_type == other,
             ref.c.param == ref_param,
             ref.c.target_type == res_type,
-            ref.c.resource_pk.in_(
-                sa.select(inner.c.pk).where(
-                    inner.c.res_type == other,
-                    _not_deleted(inner),
-                    cond,
-                    visible(inner, self.access),
-                )
-            ),
+            self._member(ref.c.resource_pk, pks),
         )
-        return r.c.res_id.in_(ids)
+        return self._member(r.c.res_id, ids)
+
+    def _member(self, col, sub):
+        """``col IN (sub)`` for the links of chains and ``_has``.
+
+        On PostgreSQL ``col = ANY((SELECT array_agg(...) ...))`` instead: the subquery
+        is an InitPlan run once, and its values drive index lookups on ``col``. As a
+        join (what ``IN`` becomes) the plan hinges on the planner's row estimates, and
+        on tables never analysed they made it loop over every reference for every
+        match (minutes instead of milliseconds).
+        """
+        if self.conn.dialect.name != "postgresql":
+            return col.in_(sub)
+        column = sub.selected_columns[0]
+        agg = sub.with_only_columns(sa.func.array_agg(column)).scalar_subquery()
+        # The cast makes ``ANY(...)`` take one array value, not the rows of a subquery.
+        element = sa.BigInteger() if column.name in ("pk", "resource_pk") else sa.String()
+        return col == sa.func.any(sa.cast(agg, postgresql.ARRAY(element)))
 
 
 def _instant_test(col, prefix, lo, hi):
