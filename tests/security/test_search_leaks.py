@@ -161,6 +161,13 @@ def test_conditional_create_does_not_reveal_a_hidden_match(anon_client, auth_hea
     )
     assert obs.status_code == 201, obs.data
     assert people.about_hidden not in obs.headers["Location"]
+    # Criteria matching a hidden Observation itself (its code).
+    again = anon_client.post(
+        "/fhir/Observation",
+        json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+        headers={**bare, "If-None-Exist": f"code={SENSITIVITY}|veteran-status"},
+    )
+    assert again.status_code == 201, again.data
 
 
 def test_conditional_create_twice_with_a_hidden_match(anon_client, auth_headers, client, people):
