@@ -81,7 +81,12 @@ class Hub:
         self.search_registry = SearchRegistry.load(extra)
         self.indexer = Indexer(self.search_registry, default_tz=tz)
         self.repo.indexer = self.indexer
-        self.service.search_engine = SearchEngine(self.search_registry, default_tz=tz)
+        self.service.search_engine = SearchEngine(
+            self.search_registry,
+            default_tz=tz,
+            max_chain_depth=int(self.config.get("SEARCH_MAX_CHAIN_DEPTH") or 3),
+            statement_timeout=float(self.config.get("SEARCH_TIMEOUT") or 0),
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -156,7 +161,8 @@ def _visibility_for(call):
     """The request's principal as a lifetime-operation visibility (``None``: the hub's own work).
 
     Label categories the principal holds no grant for are filtered in SQL; the
-    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``.
+    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``,
+    and a user's jurisdiction by the service (the search engine's boundary).
     """
     from hub.lifetime.visibility import Visibility
     from hub.security import labels
@@ -168,7 +174,9 @@ def _visibility_for(call):
         return None
     return Visibility(
         hidden_labels=labels.hidden_labels(principal.grants),
-        visible=lambda resources: filter_visible(resources, principal),
+        visible=lambda resources: call.hub.service.within_jurisdiction(
+            filter_visible(resources, principal)
+        ),
     )
 
 

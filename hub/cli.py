@@ -94,6 +94,24 @@ def db_current():
     )
 
 
+@db.command("analyze")
+def db_analyze():
+    """Refresh PostgreSQL's planner statistics (run after bulk loads; upgrade runs it too)."""
+    from hub.config import DEFAULTS
+    from hub.storage import db as storage_db
+
+    url = os.environ.get("HUB_DATABASE_URL", DEFAULTS["DATABASE_URL"])
+    done = storage_db.analyze(storage_db.make_engine(url, _instance_path()))
+    click.echo(f"analysed {len(done)} tables" if done else "nothing to analyse on SQLite")
+
+
+def _analyze_after_load(the_hub) -> None:
+    """Bulk loads change the tables' statistics wholesale: refresh them for the planner."""
+    from hub.storage import db as storage_db
+
+    storage_db.analyze(the_hub.engine)
+
+
 def _instance_path() -> str:
     from flask import Flask
 
@@ -116,6 +134,7 @@ def demo(if_empty):
         click.echo("demo data already present")
         return
     counts = load_demo(the_hub, progress=_progress)
+    _analyze_after_load(the_hub)
     click.echo(", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + " loaded")
     _demo_manager(the_hub)
 
@@ -165,6 +184,7 @@ def load(files):
         for path in bar:
             bundle = orjson.loads(path.read_bytes())
             bundles.process(the_hub.service, bundle, "", WriteOptions(prefer_return="minimal"))
+    _analyze_after_load(the_hub)
     click.echo(f"{len(paths)} bundle(s) loaded")
 
 
@@ -233,6 +253,7 @@ def _ingest_files(the_hub, site_name: str, fmt: str | None, quiet: bool, paths) 
                 first, *issues = report.lines(result.item, result.duplicate)
                 details += [f"{path}: {first}", *(f"  {line}" for line in issues)]
             bar.update(len(group))
+    _analyze_after_load(the_hub)
     if not quiet:
         for line in details:
             click.echo(line)

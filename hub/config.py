@@ -20,6 +20,11 @@ DEFAULTS = {
     # Search page size when the client gives no _count, and the largest allowed.
     "DEFAULT_COUNT": 20,
     "MAX_COUNT": 1000,
+    # Links one search parameter may chain or nest (subject:Patient.name is one,
+    # _has:A:x:_has:B:y:code two); deeper searches get a 400 (docs/search.md).
+    "SEARCH_MAX_CHAIN_DEPTH": 3,
+    # Seconds one search statement may run before it is stopped (503 too-costly); 0 = no limit.
+    "SEARCH_TIMEOUT": 30,
     # Create or migrate the schema when the app starts (set false for several
     # processes sharing one PostgreSQL; run ``hub db upgrade`` once instead).
     "AUTO_MIGRATE": True,

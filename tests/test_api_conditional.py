@@ -141,3 +141,38 @@ def test_twenty_concurrent_conditional_creates_leave_one(live_server, client):
         "/fhir/Patient?identifier=urn:oid:2.16.156.10011.1.3|370203195003121016"
     ).get_json()
     assert found["total"] == 1
+
+
+def test_concurrent_conditional_creates_with_overlapping_criteria_leave_one(live_server, client):
+    """Half the creators ask ``identifier=S|V``, half ``identifier=S|V&gender=female``: both
+    criteria match the same Patient, so exactly one Patient may come of it (5 rounds)."""
+    system = "urn:oid:2.16.156.10011.1.3"
+    for round_ in range(5):
+        value = f"37020319500312{round_:03d}X"
+        statuses: list[int] = []
+        barrier = threading.Barrier(20)
+
+        def one(i, value=value, statuses=statuses, barrier=barrier):
+            criteria = f"identifier={system}|{value}" + ("&gender=female" if i % 2 else "")
+            with requests.Session() as session:
+                barrier.wait()
+                resp = session.post(
+                    f"{live_server.fhir}/Patient",
+                    json=patient(value=value, gender="female"),
+                    headers={
+                        **live_server.headers,
+                        "If-None-Exist": criteria,
+                        "Content-Type": "application/fhir+json",
+                    },
+                    timeout=60,
+                )
+                statuses.append(resp.status_code)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [200] * 19 + [201], (round_, statuses)
+        found = client.get(f"/fhir/Patient?identifier={system}|{value}").get_json()
+        assert found["total"] == 1, round_

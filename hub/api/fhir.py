@@ -388,6 +388,9 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
         # Type and instance operations read their type at least; handlers that read or
         # write more go through the service, which checks each access again.
         guard.require(res_type, "r", f"invoking ${name} on")
+        if res_id is not None:
+            # An instance outside a user's jurisdiction is as absent as on a read.
+            hub.service.check_jurisdiction(res_type, res_id)
     level = "instance" if res_id else "type" if res_type else "system"
     op = hub.operations.find(name, level, res_type)
     if op is None:

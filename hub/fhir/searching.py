@@ -13,7 +13,6 @@ from typing import Any
 
 from hub import outcomes
 from hub.security import guard
-from hub.security import labels
 from hub.security.principal import current
 from hub.security.principal import request_info
 
@@ -43,9 +42,11 @@ def search_bytes(
         raise outcomes.error(501, "not-supported", "Search is not available on this server")
     from hub.search.bundle import searchset_bytes
 
-    # Label categories the caller holds no grant for never leave the database,
-    # so totals and pages count only what the caller may see.
-    hidden = labels.hidden_labels(principal.grants) if principal is not None else ()
+    # What the caller may not see (labels without a grant, outside the user's
+    # jurisdiction or patient context) never leaves the database, so totals and
+    # pages count only what the caller may see, and chains and _has match nothing
+    # through it (hub.search.access).
+    access = guard.search_access(principal)
     with nullcontext(conn) if conn is not None else service.repo.reading() as c:
         if _asks_linked(params):
             params = expand_linked(c, params)
@@ -56,7 +57,7 @@ def search_bytes(
             compartment=compartment,
             strict=strict,
             base_url=base,
-            hidden_labels=hidden,
+            access=access,
         )
     if principal is not None:
         result.entries = guard.visible_entries(result.entries, principal)

@@ -25,6 +25,7 @@ from hub.storage.repository import Repository
 from hub.storage.repository import Stored
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
+from hub.storage.repository import lock_keys
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
@@ -157,6 +158,7 @@ class FhirService:
         if stored is None:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
         guard.check_read(res_type, res_id, stored.content)
+        self.check_jurisdiction(res_type, res_id, conn)
         if stored.deleted:
             raise outcomes.gone(f"{res_type}/{res_id} was deleted", headers=version_headers(stored))
         return Result(200, stored.content, version_headers(stored), stored)
@@ -171,6 +173,7 @@ class FhirService:
         current = self.repo.read(res_type, res_id)
         if current is not None:
             guard.check_read(res_type, res_id, current.content)
+            self.check_jurisdiction(res_type, res_id)
         if stored is None:
             if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
@@ -373,18 +376,55 @@ class FhirService:
 
     # -- search helpers ----------------------------------------------------------
 
+    def check_jurisdiction(self, res_type: str, res_id: str, conn=None) -> None:
+        """404 for a resource outside the jurisdiction of the caller (a user bound to one).
+
+        The same SQL boundary as searches (``hub.search.access``): a Patient inside by its
+        health-record number or institution, other resources by their Patient.
+        """
+        access = guard.search_access()
+        if access is None or not access.jurisdiction or self.search_engine is None:
+            return
+        scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
+        if conn is None:
+            with self.repo.reading() as c:
+                inside = self.search_engine.visible_keys(c, [(res_type, res_id)], scoped)
+        else:
+            inside = self.search_engine.visible_keys(conn, [(res_type, res_id)], scoped)
+        if not inside:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+
+    def within_jurisdiction(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``resources`` inside the caller's jurisdiction (all of them without one)."""
+        access = guard.search_access()
+        if access is None or not access.jurisdiction or not resources:
+            return resources
+        scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
+        keys = [(r.get("resourceType"), r.get("id")) for r in resources]
+        with self.repo.reading() as conn:
+            inside = self.search_engine.visible_keys(conn, keys, scoped)
+        return [r for r, key in zip(resources, keys, strict=True) if key in inside]
+
     def match_ids(
         self, conn, res_type: str, params: list[tuple[str, str]], limit: int = 2
     ) -> list[str]:
-        """Ids of the current resources matching search ``params`` (at most ``limit``)."""
+        """Ids of the current resources matching search ``params`` (at most ``limit``).
+
+        The criteria of conditional operations are a search: they need the search
+        scope on every type they touch, and see only what the caller may see, so
+        a hidden resource behaves as if it were not there (``docs/security.md``).
+        """
         if self.search_engine is None:
             raise outcomes.error(501, "not-supported", "Search is not available")
+        guard.require(res_type, "s")
+        lock_keys(conn, criteria_locks(res_type, params))
         result = self.search_engine.search(
             conn,
             res_type,
             [*params, ("_count", str(limit)), ("_total", "none")],
             strict=True,
             base_url="",
+            access=guard.search_access(),
         )
         return [e[1] for e in result.entries if e[3] == "match"]
 
@@ -406,6 +446,7 @@ class FhirService:
             if current is None:
                 raise outcomes.not_found(f"{res_type}/{res_id} is not known")
             guard.check_read(res_type, res_id, current.content)
+            self.check_jurisdiction(res_type, res_id)
         rows = self.repo.history(
             res_type, res_id, since=since, at=at, count=count + 1, before=cursor
         )
@@ -439,6 +480,14 @@ class FhirService:
         if p is None or not rows:
             return rows
         rows = [r for r in rows if p.can(r.res_type, "r")]
+        if p.jurisdiction and self.search_engine is not None and rows:
+            # Each version by its own patient compartment, as searches judge current rows.
+            access = guard.search_access(p)
+            with self.repo.reading() as conn:
+                inside = self.search_engine.visible_versions(
+                    conn, [(r.res_type, r.res_id, r.version) for r in rows], access
+                )
+            rows = [r for r in rows if (r.res_type, r.res_id, r.version) in inside]
         if p.all_labels and not p.patient_only:
             return rows
         with self.repo.reading() as conn:
@@ -525,8 +574,42 @@ def parse_query(query: str) -> list[tuple[str, str]]:
 
 
 def canonical_criteria(params: list[tuple[str, str]]) -> str:
-    """Criteria in a canonical order, the key of the conditional-create guard."""
-    return urllib.parse.urlencode(sorted(params))
+    """Criteria in a canonical order, the key of the conditional-create guard.
+
+    A caller who may not see everything (labels, jurisdiction, patient context) gets a key
+    of its own view: a hidden resource created under the same criteria must not block its
+    create (it behaves as if the hidden one were not there, ``docs/security.md``).
+    """
+    key = urllib.parse.urlencode(sorted(params))
+    view = guard.view_key()
+    return f"{key}#view={view}" if view else key
+
+
+# Criteria naming these identify a resource: conditional operations on them lock per value.
+_IDENTIFYING = ("identifier", "_id")
+
+
+def criteria_locks(res_type: str, params: list[tuple[str, str]]) -> list[str]:
+    """The lock keys of conditional criteria (:func:`hub.storage.repository.lock_keys`).
+
+    Two criteria can match the same resource only if they agree on its identifiers, so
+    ``identifier=S|V`` and ``identifier=S|V&gender=female`` share the key ``identifier=S|V``;
+    criteria without an identifier serialise on the resource type.
+    """
+    from hub.search.params import split_escaped
+    from hub.search.params import split_or
+
+    keys = []
+    for name, raw in params:
+        if name not in _IDENTIFYING:
+            continue
+        for value in split_or(raw):
+            # The value alone: ``identifier=V`` matches what ``identifier=S|V`` matches.
+            code = split_escaped(value, "|", 1)[-1]
+            if not code:  # ``identifier=S|``: any value of the system
+                return [res_type]
+            keys.append(f"{res_type}?{name}={code}")
+    return keys or [res_type]
 
 
 def _count(value: str | None, config: dict) -> int:

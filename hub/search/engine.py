@@ -21,11 +21,17 @@ from urllib.parse import urlencode
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from hub import outcomes
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.search import values as V
+from hub.search.access import Access
+from hub.search.access import _visible  # noqa: F401 - hub.lifetime.everything uses it
+from hub.search.access import visible
+from hub.search.access import within_jurisdiction
 from hub.search.elements import apply_elements
 from hub.search.elements import apply_summary
 from hub.search.indexer import parse_reference
@@ -38,13 +44,17 @@ from hub.search.params import split_prefix
 from hub.search.params import token_forms
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
-from hub.security.labels import CATEGORIES
 from hub.storage import schema as S
+from hub.storage.db import is_timeout
+from hub.storage.db import statement_timeout
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 MAX_INCLUDE_DEPTH = 4
-MAX_CHAIN_DEPTH = 4
+# Links of one parameter's chains and nested ``_has`` together (``subject:Patient.name``
+# is one, ``_has:A:x:_has:B:y:code`` two); SEARCH_MAX_CHAIN_DEPTH in hub.config.
+# Each link nests a subquery; SQLite's parser overflows its stack at four ``_has``.
+MAX_CHAIN_DEPTH = 3
 # Untyped chains fan out over every target type of each reference; past this
 # many target subqueries the client must name types (subject:Patient.name).
 MAX_CHAIN_BRANCHES = 64
@@ -117,9 +127,18 @@ def _not_deleted(r):
 class SearchEngine:
     """Runs FHIR searches against the resource and index tables."""
 
-    def __init__(self, registry: SearchRegistry, default_tz: dt.tzinfo = V.UTC):
+    def __init__(
+        self,
+        registry: SearchRegistry,
+        default_tz: dt.tzinfo = V.UTC,
+        max_chain_depth: int = MAX_CHAIN_DEPTH,
+        statement_timeout: float = 0,
+    ):
         self.registry = registry
         self.tz = default_tz
+        self.max_chain_depth = max_chain_depth
+        # Seconds one search statement may run (0: no limit); SEARCH_TIMEOUT in hub.config.
+        self.statement_timeout = statement_timeout
 
     # ------------------------------------------------------------------
     # Entry point
@@ -135,20 +154,47 @@ class SearchEngine:
         strict: bool = False,
         base_url: str = "",
         hidden_labels: Iterable[tuple[str, str]] = (),
+        access: Access | None = None,
     ) -> SearchResult:
         """One page of results for ``params`` (see the module docstring).
 
-        ``hidden_labels`` are ``(system, code)`` security labels the caller may
-        not see: resources carrying one are left out of matches and includes.
+        ``access`` says what the caller may see (:mod:`hub.search.access`): every
+        row the search reads - matches, chain and ``_has`` targets, includes -
+        passes its filter. ``hidden_labels`` alone is the short form of an
+        ``Access`` with only security labels to hide.
         """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
+        try:
+            with statement_timeout(conn, self.statement_timeout):
+                return self._search(
+                    conn, res_type, params, compartment, strict, hidden_labels, access
+                )
+        except sa.exc.OperationalError as err:
+            if is_timeout(err):
+                raise too_costly(
+                    f"The search ran longer than {self.statement_timeout:g} s and was"
+                    " stopped; narrow it (more selective parameters, fewer chains or"
+                    " _has, a smaller _count) or ask the operator about SEARCH_TIMEOUT",
+                    503,
+                ) from None
+            if "parser stack overflow" in str(err.orig or err).lower():
+                raise too_costly(
+                    "The search is too complex for the database (nesting of chains, _has"
+                    " and OR values); split it or use fewer chain links",
+                    400,
+                ) from None
+            raise
+
+    def _search(self, conn, res_type, params, compartment, strict, hidden_labels, access):
+        if access is None and hidden_labels:
+            access = Access(hidden_labels=tuple(hidden_labels))
         q = _Query(self, conn, strict)
-        q.hidden = list(hidden_labels)
+        q.access = access
         r = S.resource.alias("r")
         where = [_not_deleted(r)]
-        if q.hidden:
-            where.append(_visible(r, q.hidden))
+        if access is not None and access.filters_rows:
+            where.append(visible(r, access))
         control: dict[str, list[str]] = {}
         filters = []
         for key, value in params:
@@ -238,6 +284,43 @@ class SearchEngine:
 
             result.explain = explain(conn, page_stmt if page_stmt is not None else stmt)
         return result
+
+    def visible_keys(
+        self, conn: Connection, keys: Iterable[tuple[str, str]], access: Access | None
+    ) -> set[tuple[str, str]]:
+        """The ``(type, id)`` of ``keys`` whose current rows ``access`` lets through (reads and
+        operations apply the search's row filter with this: one rule for every route)."""
+        keys = list(dict.fromkeys(keys))
+        if access is None or not access.filters_rows:
+            return set(keys)
+        r = S.resource.alias("r")
+        out: set[tuple[str, str]] = set()
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            stmt = sa.select(r.c.res_type, r.c.res_id).where(
+                sa.tuple_(r.c.res_type, r.c.res_id).in_(chunk), visible(r, access)
+            )
+            out.update((t, i_) for t, i_ in conn.execute(stmt))
+        return out
+
+    def visible_versions(
+        self, conn: Connection, keys: Iterable[tuple[str, str, int]], access: Access
+    ) -> set[tuple[str, str, int]]:
+        """The ``(type, id, version)`` of ``keys`` inside ``access.jurisdiction``, each judged
+        by the patient compartment of that version (history)."""
+        keys = list(dict.fromkeys(keys))
+        if not access.jurisdiction:
+            return set(keys)
+        h = S.resource_history.alias("h")
+        out: set[tuple[str, str, int]] = set()
+        for i in range(0, len(keys), 300):
+            chunk = keys[i : i + 300]
+            stmt = sa.select(h.c.res_type, h.c.res_id, h.c.version).where(
+                sa.tuple_(h.c.res_type, h.c.res_id, h.c.version).in_(chunk),
+                within_jurisdiction(h, access.jurisdiction),
+            )
+            out.update(tuple(row) for row in conn.execute(stmt))
+        return out
 
     # ------------------------------------------------------------------
     # Paging, sorting, totals
@@ -450,7 +533,7 @@ class SearchEngine:
                 sub = sub.where(ref.c.param.in_(pnames))
             cond = res.c.pk.in_(sub)
         stmt = sa.select(res.c.pk, res.c.res_type, res.c.res_id, res.c.content).where(
-            cond, _not_deleted(res), *([_visible(res, q.hidden)] if q.hidden else [])
+            cond, _not_deleted(res), visible(res, q.access)
         )
         return list(conn.execute(stmt))
 
@@ -470,7 +553,7 @@ class _Query:
         # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
         self.positive: set[int] = set()
         self.branches = 0
-        self.hidden: list[tuple[str, str]] = []
+        self.access: Access | None = None
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
@@ -493,6 +576,13 @@ class _Query:
 
     def clause(self, res_type: str | None, r, key: str, value: str):
         """The SQL condition on the resource alias ``r`` for one ``key=value``."""
+        links = key.count(".") + key.count("_has:")
+        if links > self.engine.max_chain_depth:
+            raise invalid(
+                key,
+                f"{links} chained or _has links; this server allows at most"
+                f" {self.engine.max_chain_depth} in one parameter",
+            )
         if key.startswith("_has:"):
             return self._has(res_type, r, key, value)
         if "." in key:
@@ -828,6 +918,8 @@ class _Query:
     def _list(self, res_type, r, value):
         if not any(split_or(value)):
             raise invalid("_list", "empty value")
+        if self.access is not None:
+            self.access.require_search("List", "_list")
         ref = S.sp_reference.alias()
         lst = S.resource.alias()
         ids = sa.select(ref.c.target_id).where(
@@ -835,7 +927,10 @@ class _Query:
             ref.c.param == "item",
             ref.c.resource_pk.in_(
                 sa.select(lst.c.pk).where(
-                    lst.c.res_type == "List", lst.c.res_id.in_(split_or(value))
+                    lst.c.res_type == "List",
+                    lst.c.res_id.in_(split_or(value)),
+                    _not_deleted(lst),
+                    visible(lst, self.access),
                 )
             ),
         )
@@ -846,8 +941,6 @@ class _Query:
     # -- chains -------------------------------------------------------------------
 
     def _chain(self, res_type, r, key, head, rest, value):
-        if key.count(".") >= MAX_CHAIN_DEPTH:
-            raise invalid(key, f"chains are limited to {MAX_CHAIN_DEPTH} levels")
         name, _, type_hint = head.partition(":")
         p = self.registry.get(res_type, name)
         if p is None:
@@ -869,6 +962,14 @@ class _Query:
         ]
         if not targets:
             raise _Ignored(key, f"no target of '{name}' has a parameter '{next_name}'", "not-found")
+        access = self.access
+        if access is not None and access.can_search is not None:
+            # Target types the token may not search are left out (their rows are
+            # hidden, so they match nothing); none left: the chain itself is refused.
+            allowed = [tt for tt in targets if access.can_search(tt)]
+            if not allowed:
+                access.require_search(targets[0], key)
+            targets = allowed
         self.branches += len(targets)
         if self.branches > MAX_CHAIN_BRANCHES:
             raise invalid(
@@ -879,8 +980,10 @@ class _Query:
         for tt in targets:
             inner = S.resource.alias()
             cond = self.clause(tt, inner, rest, value)
-            ids = sa.select(inner.c.res_id).where(inner.c.res_type == tt, _not_deleted(inner), cond)
-            tests.append(sa.and_(ref.c.target_type == tt, ref.c.target_id.in_(ids)))
+            ids = sa.select(inner.c.res_id).where(
+                inner.c.res_type == tt, _not_deleted(inner), cond, visible(inner, access)
+            )
+            tests.append(sa.and_(ref.c.target_type == tt, self._member(ref.c.target_id, ids)))
         sub = self._rows(ref, res_type, name).where(sa.or_(*tests))
         return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
 
@@ -896,57 +999,38 @@ class _Query:
         p = self.registry.get(other, ref_param)
         if p is None or p.type != "reference":
             raise invalid(key, f"'{ref_param}' is not a reference parameter of {other}")
+        if self.access is not None:
+            self.access.require_search(other, key)
         inner = S.resource.alias()
         cond = self.clause(other, inner, rest, value)
         ref = S.sp_reference.alias()
+        pks = sa.select(inner.c.pk).where(
+            inner.c.res_type == other, _not_deleted(inner), cond, visible(inner, self.access)
+        )
         ids = sa.select(ref.c.target_id).where(
             ref.c.res_type == other,
             ref.c.param == ref_param,
             ref.c.target_type == res_type,
-            ref.c.resource_pk.in_(
-                sa.select(inner.c.pk).where(inner.c.res_type == other, _not_deleted(inner), cond)
-            ),
+            self._member(ref.c.resource_pk, pks),
         )
-        return r.c.res_id.in_(ids)
+        return self._member(r.c.res_id, ids)
 
+    def _member(self, col, sub):
+        """``col IN (sub)`` for the links of chains and ``_has``.
 
-def _visible(r, labels):
-    """Resources of ``r`` not hidden by the security ``labels`` (``hub.security.labels.hides``).
-
-    A hidden category hides what carries it; a hidden confidentiality level
-    (``R``/``V``) hides only what carries no category label at all.
-    """
-    categories = [label for label in labels if label in CATEGORIES]
-    levels = [label for label in labels if label not in CATEGORIES]
-    hidden = []
-    if categories:
-        t = S.sp_token.alias()
-        hidden.append(
-            sa.select(t.c.resource_pk).where(t.c.param == "_security", _labelled(t, categories))
-        )
-    if levels:
-        t, c = S.sp_token.alias(), S.sp_token.alias()
-        any_category = (
-            sa.select(c.c.resource_pk)
-            .where(
-                c.c.resource_pk == t.c.resource_pk,
-                c.c.param == "_security",
-                _labelled(c, list(CATEGORIES)),
-            )
-            .exists()
-        )
-        hidden.append(
-            sa.select(t.c.resource_pk).where(
-                t.c.param == "_security", _labelled(t, levels), ~any_category
-            )
-        )
-    if not hidden:
-        return sa.true()
-    return r.c.pk.not_in(hidden[0] if len(hidden) == 1 else sa.union_all(*hidden))
-
-
-def _labelled(t, labels):
-    return sa.or_(*[sa.and_(t.c.system == system, t.c.code == code) for system, code in labels])
+        On PostgreSQL ``col = ANY((SELECT array_agg(...) ...))`` instead: the subquery
+        is an InitPlan run once, and its values drive index lookups on ``col``. As a
+        join (what ``IN`` becomes) the plan hinges on the planner's row estimates, and
+        on tables never analysed they made it loop over every reference for every
+        match (minutes instead of milliseconds).
+        """
+        if self.conn.dialect.name != "postgresql":
+            return col.in_(sub)
+        column = sub.selected_columns[0]
+        agg = sub.with_only_columns(sa.func.array_agg(column)).scalar_subquery()
+        # The cast makes ``ANY(...)`` take one array value, not the rows of a subquery.
+        element = sa.BigInteger() if column.name in ("pk", "resource_pk") else sa.String()
+        return col == sa.func.any(sa.cast(agg, postgresql.ARRAY(element)))
 
 
 def _instant_test(col, prefix, lo, hi):
@@ -1059,6 +1143,11 @@ def _valueset_members(conn, url) -> tuple[list | None, list]:
 # ----------------------------------------------------------------------
 # Small helpers
 # ----------------------------------------------------------------------
+
+
+def too_costly(message: str, status: int) -> OperationOutcomeError:
+    """A search stopped for its cost (``too-costly``): 503 for a timeout, 400 for complexity."""
+    return outcomes.error(status, "too-costly", message)
 
 
 def _one(control, key):

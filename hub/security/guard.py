@@ -86,6 +86,42 @@ def visible_entries(entries: list[tuple], principal: Principal | None = None) ->
     return [e for e in entries if visible_content(e[0], e[2], p)]
 
 
+def search_access(principal: Principal | None = None):
+    """What searches may read for the principal (``hub.search.access.Access``), or ``None``.
+
+    Label categories without a grant, the user's jurisdiction and the patient of
+    ``patient/`` scopes filter every row in SQL; ``can_search`` refuses chains,
+    ``_has`` and ``_list`` into types the token may not search.
+    """
+    from hub.search.access import Access
+    from hub.security.labels import hidden_labels
+
+    p = principal or current()
+    if p is None:
+        return None
+    return Access(
+        hidden_labels=hidden_labels(p.grants),
+        can_search=lambda res_type: p.can(res_type, "s"),
+        jurisdiction=p.jurisdiction or None,
+        patient=(p.patient or "") if p.patient_only else None,
+    )
+
+
+def view_key(principal: Principal | None = None) -> str:
+    """What limits the principal's view, as text ('' when it sees everything)."""
+    from hub.security.labels import hidden_labels
+
+    p = principal or current()
+    if p is None:
+        return ""
+    parts = [f"{system}|{code}" for system, code in hidden_labels(p.grants)]
+    if p.jurisdiction:
+        parts.append(f"jurisdiction={p.jurisdiction}")
+    if p.patient_only:
+        parts.append(f"patient={p.patient or ''}")
+    return ",".join(parts)
+
+
 def check_write(op: str, resource: dict[str, Any] | None, existing: Any, res_type: str) -> None:
     """The write guard: scope, labels of what is overwritten, and the site rule.
 

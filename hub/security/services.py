@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
 from typing import Any
+
+from sqlalchemy import select
 
 from hub import outcomes
 from hub.security import lockout
@@ -14,6 +18,7 @@ from hub.security.principal import DEFAULT_PURPOSE
 from hub.security.principal import Principal
 from hub.security.ratelimit import RateLimiter
 from hub.security.scopes import compile_scopes
+from hub.storage import schema as s
 
 PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
 
@@ -53,6 +58,8 @@ class Security:
         self.config = config
         self.keys = tokens.KeySet(engine, float(setting(config, "KEY_CACHE_SECONDS")))
         self.client_status = StatusCache(engine, float(setting(config, "CLIENT_STATUS_SECONDS")))
+        # A changed account jurisdiction reaches issued tokens as a new key set does.
+        self.accounts = AccountJurisdictions(engine, float(setting(config, "KEY_CACHE_SECONDS")))
         self.limiter = RateLimiter(
             float(setting(config, "RATE_LIMIT_PER_SECOND")),
             float(setting(config, "RATE_LIMIT_BURST")),
@@ -104,6 +111,11 @@ class Security:
                 "X-Purpose-Of-Use must be a v3-ActReason code such as TREAT", "X-Purpose-Of-Use"
             )
         grants = claims.get("grants") or ()
+        # A person's token is bound to the jurisdiction of the token, else of the account
+        # (the dashboard's boundary, applied to every FHIR route: docs/security.md).
+        jurisdiction = claims.get("jurisdiction") or None
+        if kind == "user" and jurisdiction is None:
+            jurisdiction = self.accounts.jurisdiction(subject)
         return Principal(
             subject,
             kind,
@@ -112,5 +124,30 @@ class Security:
             site=claims.get("site"),
             purpose=purpose,
             patient=claims.get("patient"),
+            jurisdiction=jurisdiction,
             client_id=claims.get("client_id") or (subject if kind == "client" else None),
         )
+
+
+class AccountJurisdictions:
+    """The jurisdiction of each user account, cached per process for ``ttl`` seconds."""
+
+    def __init__(self, engine: Any, ttl: float = 30.0, clock=time.monotonic):
+        self.engine = engine
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def jurisdiction(self, username: str) -> str | None:
+        hit = self._cache.get(username)
+        now = self.clock()
+        if hit is not None and now - hit[1] < self.ttl:
+            return hit[0]
+        u = s.users
+        with self.engine.connect() as conn:
+            row = conn.execute(select(u.c.jurisdiction).where(u.c.username == username)).first()
+        code = (row.jurisdiction or None) if row is not None else None
+        with self._lock:
+            self._cache[username] = (code, now)
+        return code

@@ -9,10 +9,13 @@ READ COMMITTED with row locks where a write depends on what it read.
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
@@ -94,6 +97,68 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+@contextmanager
+def statement_timeout(conn, seconds: float | None):
+    """Cancel a statement of the block that runs longer than ``seconds`` (0/None: no limit).
+
+    PostgreSQL: ``statement_timeout`` set for the current transaction only, and put
+    back when the block ends normally (after a cancel the transaction is aborted and
+    the setting goes with it). SQLite: a progress handler interrupts the statement.
+    The cancelled statement raises an ``OperationalError`` that :func:`is_timeout`
+    recognises.
+    """
+    if not seconds or seconds <= 0:
+        yield
+        return
+    if conn.dialect.name == "postgresql":
+        old = conn.exec_driver_sql("SELECT current_setting('statement_timeout')").scalar()
+        conn.exec_driver_sql(
+            "SELECT set_config('statement_timeout', %(v)s, true)",
+            {"v": f"{max(1, int(seconds * 1000))}ms"},
+        )
+        yield
+        conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": old})
+        return
+    raw = conn.connection.driver_connection
+    deadline = time.monotonic() + seconds
+    # Called every 10 000 virtual-machine steps; a true value interrupts the statement.
+    raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 10_000)
+
+
+def is_timeout(err: Exception) -> bool:
+    """Whether ``err`` is a statement cancelled by :func:`statement_timeout`."""
+    if not isinstance(err, sa_exc.OperationalError):
+        return False
+    orig = getattr(err, "orig", None)
+    if getattr(orig, "sqlstate", None) == "57014":  # query_canceled
+        return True
+    return "interrupted" in str(orig or err).lower()
+
+
+def analyze(engine: Engine) -> list[str]:
+    """Refresh the planner statistics of the hub's tables (``hub db analyze``).
+
+    PostgreSQL plans searches from these statistics; a server with autovacuum off
+    (or a bulk load just done) has none or stale ones, and picks plans that scan
+    whole index tables. Run after migrations and bulk loads. SQLite plans from its
+    indexes alone here (no ``sqlite_stat1``), so there is nothing to refresh.
+    """
+    if engine.dialect.name != "postgresql":
+        return []
+    present = set(table_names(engine))
+    done = []
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in metadata.sorted_tables:
+            if table.name in present:
+                conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+                done.append(table.name)
+    return done
+
+
 def is_sqlite(engine_or_conn) -> bool:
     return engine_or_conn.dialect.name == "sqlite"
 
@@ -116,7 +181,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` with Alembic (``hub db upgrade``)."""
     from alembic import command
 
+    before = current_revision(engine)
     command.upgrade(alembic_config(engine), revision)
+    if current_revision(engine) != before:
+        analyze(engine)  # new or changed tables start with no statistics
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
@@ -658,6 +659,25 @@ class Writer:
 
 
 _HEAD_KEYS = frozenset(("resourceType", "id", "meta"))
+
+
+def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Hold transaction-scoped locks on ``keys`` until the transaction ends (PostgreSQL).
+
+    Conditional operations whose criteria can match the same resource lock the
+    same key before they search, so the second searches only after the first has
+    committed (READ COMMITTED: each statement sees the latest commits) and finds
+    what it created. Keys are taken in sorted order (no lock-order deadlocks);
+    SQLite needs none, its write transactions already run one at a time.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        digest = hashlib.sha256(key.encode()).digest()
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
 
 def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:

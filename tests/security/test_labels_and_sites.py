@@ -289,7 +289,7 @@ def test_check_site_for_ingestion():
         guard.check_site("his2")  # not site-bound: any site
 
 
-def test_conditional_create_match_is_not_shown_to_who_cannot_read_it(
+def test_conditional_create_behaves_as_if_a_hidden_match_were_not_there(
     client, anon_client, auth_headers
 ):
     labelled = {
@@ -297,15 +297,17 @@ def test_conditional_create_match_is_not_shown_to_who_cannot_read_it(
         "meta": {"security": [VETERAN_SENSITIVITY]},
         "identifier": [{"system": "urn:test", "value": "v-1"}],
     }
-    assert client.post("/fhir/Patient", json=labelled).status_code == 201
-    creator = auth_headers("system/Patient.c", labels=())
-    resp = anon_client.post(
-        "/fhir/Patient",
-        json={"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": "v-1"}]},
-        headers={**creator, "If-None-Exist": "identifier=urn:test|v-1"},
-    )
-    assert resp.status_code == 200
-    assert not resp.data  # the match exists; its content stays hidden
+    hidden = client.post("/fhir/Patient", json=labelled).get_json()["id"]
+    # The criteria are a search: without the search scope, no answer about matches.
+    only_create = auth_headers("system/Patient.c", labels=())
+    headers = {"If-None-Exist": "identifier=urn:test|v-1"}
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": "v-1"}]}
+    resp = anon_client.post("/fhir/Patient", json=body, headers={**only_create, **headers})
+    assert resp.status_code == 403 and "Location" not in resp.headers
+    creator = auth_headers("system/Patient.cs", labels=())
+    resp = anon_client.post("/fhir/Patient", json=body, headers={**creator, **headers})
+    assert resp.status_code == 201
+    assert hidden not in resp.headers["Location"]
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -315,13 +317,17 @@ def test_conditional_create_match_is_not_shown_to_who_cannot_read_it(
                 "request": {
                     "method": "POST",
                     "url": "Patient",
-                    "ifNoneExist": "identifier=urn:test|v-1",
+                    "ifNoneExist": "identifier=urn:test|v-2",
                 },
             }
         ],
     }
+    client.post(
+        "/fhir/Patient", json=dict(labelled, identifier=[{"system": "urn:test", "value": "v-2"}])
+    )
     entry = anon_client.post("/fhir", json=bundle, headers=creator).get_json()["entry"][0]
-    assert entry["response"]["status"].startswith("200") and "resource" not in entry
+    assert entry["response"]["status"].startswith("201")
+    assert hidden not in entry["response"]["location"]
 
 
 def test_everything_and_lifetime_file_leave_out_labelled_resources(
