@@ -44,6 +44,15 @@ DEFAULTS = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
     "AUDIT_RETENTION_DAYS": 183,
+    # The audit chain's anchors (docs/security.md#audit): checkpoints of its head every
+    # this many events or seconds, to this file (empty: <instance>/audit-checkpoints.jsonl)
+    # and, if set, POSTed to this URL. Its HMAC key: HUB_AUDIT_KEY, else AUDIT_KEY_FILE
+    # (empty: <instance>/audit_key, generated on first use); never in the database.
+    "AUDIT_CHECKPOINT_EVENTS": 1000,
+    "AUDIT_CHECKPOINT_SECONDS": 300,
+    "AUDIT_CHECKPOINT_FILE": "",
+    "AUDIT_CHECKPOINT_URL": "",
+    "AUDIT_KEY_FILE": "",
     # Ingestion (docs/ingestion.md): a worker's claim on an inbox item expires
     # after this many seconds (a killed worker's messages are taken over);
     # outbound deliveries become dead letters after this many attempts.
@@ -66,5 +75,6 @@ DEFAULTS = {
 # Set in the environment only: HUB_IDENTITY_KEY (the key of the Patient ids
 # derived from resident ID numbers; never change it once data is stored),
 # HUB_SECRET_KEY (web sessions; generated into the instance folder when unset),
+# HUB_AUDIT_KEY (the audit chain's HMAC key; else AUDIT_KEY_FILE),
 # HUB_POOL_SIZE (database connections per process, default 8),
 # HUB_INSTANCE_PATH (the instance folder).

@@ -19,6 +19,7 @@ builds its engine; :func:`trail_of` for the appenders).
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import os
 import threading
@@ -36,23 +37,10 @@ from hub.security.hashing import keyed_digest
 
 log = logging.getLogger("hub.audit")
 
-DEFAULTS = {
-    "AUDIT_KEY": "",
-    "AUDIT_KEY_FILE": "",  # empty: <instance>/audit_key
-    "AUDIT_CHECKPOINT_FILE": "",  # empty: <instance>/audit-checkpoints.jsonl
-    "AUDIT_CHECKPOINT_EVENTS": 1000,
-    "AUDIT_CHECKPOINT_SECONDS": 300,
-    "AUDIT_CHECKPOINT_URL": "",
-}
 POST_TIMEOUT = 10  # seconds a checkpoint POST may take
 # conn.info key: (root transaction, seq) of the last row this connection appended, so a
 # checkpoint never records a row that its own transaction may still roll back.
 _APPENDED = "hub_audit_appended"
-
-
-def _setting(config: dict, name: str) -> Any:
-    value = config.get(name)
-    return DEFAULTS[name] if value is None or value == "" else value
 
 
 @dataclasses.dataclass
@@ -75,7 +63,7 @@ class Trail:
         url: str = "",
         clock=time.monotonic,
     ):
-        self.key = key
+        self._keyed = hmac.new(key, digestmod="sha256")
         self.checkpoint_file = checkpoint_file
         self.every = max(1, int(every))
         self.seconds = float(seconds)
@@ -86,7 +74,7 @@ class Trail:
         self._last_at = clock()
 
     def digest(self, parts) -> str:
-        return keyed_digest(self.key, parts)
+        return keyed_digest(self._keyed, parts)
 
     # -- writing checkpoints --------------------------------------------------------------
 
@@ -183,19 +171,24 @@ def _instant(value: Any) -> str:
 _TRAILS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def configure(engine: Any, config: dict, instance_path: str | os.PathLike) -> Trail:
+def configure(
+    engine: Any, config: dict, instance_path: str | os.PathLike, clock=time.monotonic
+) -> Trail:
     """Build the trail of ``engine`` from ``config`` (the hub does this for its engine)."""
+    from hub.security.services import setting
+
     folder = Path(instance_path)
-    key = str(_setting(config, "AUDIT_KEY"))
+    key = str(setting(config, "AUDIT_KEY"))
     if not key:
-        key_file = Path(_setting(config, "AUDIT_KEY_FILE") or folder / "audit_key")
+        key_file = Path(setting(config, "AUDIT_KEY_FILE") or folder / "audit_key")
         key = instance_key(key_file)
     trail = Trail(
         key.encode(),
-        Path(_setting(config, "AUDIT_CHECKPOINT_FILE") or folder / "audit-checkpoints.jsonl"),
-        every=int(_setting(config, "AUDIT_CHECKPOINT_EVENTS")),
-        seconds=float(_setting(config, "AUDIT_CHECKPOINT_SECONDS")),
-        url=str(_setting(config, "AUDIT_CHECKPOINT_URL")),
+        Path(setting(config, "AUDIT_CHECKPOINT_FILE") or folder / "audit-checkpoints.jsonl"),
+        every=int(setting(config, "AUDIT_CHECKPOINT_EVENTS")),
+        seconds=float(setting(config, "AUDIT_CHECKPOINT_SECONDS")),
+        url=str(setting(config, "AUDIT_CHECKPOINT_URL")),
+        clock=clock,
     )
     _TRAILS[engine] = trail
     return trail

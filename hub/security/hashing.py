@@ -11,9 +11,9 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 from argon2 import PasswordHasher
 from argon2 import exceptions as argon2_exceptions
 
@@ -77,19 +77,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def keyed_digest(key: bytes, parts: Iterable[str | None]) -> str:
-    """HMAC-SHA256 of ``parts``, each length-prefixed (``None`` distinct from ``""``), in hex.
+def keyed_digest(keyed: hmac.HMAC, parts: list[str | None]) -> str:
+    """HMAC-SHA256, in hex, of ``parts`` encoded as a JSON array (unambiguous: ``null`` is
+    not ``""``, and no part can pass for two).
 
-    The length prefixes make the encoding unambiguous whatever the parts contain.
+    ``keyed`` is ``hmac.new(key, digestmod="sha256")``, made once and copied
+    here, so the key is not processed again on every call (an audit append
+    runs on every request).
     """
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for part in parts:
-        if part is None:
-            mac.update(b"\xff\xff\xff\xff")
-        else:
-            raw = part.encode()
-            mac.update(len(raw).to_bytes(4, "big"))
-            mac.update(raw)
+    mac = keyed.copy()
+    mac.update(orjson.dumps(parts))
     return mac.hexdigest()
 
 

@@ -187,6 +187,29 @@ def test_a_forged_checkpoint_line_is_reported(app_config):
         assert _findings(hub) == ["checkpoint line 2: not signed with the audit key"]
 
 
+def test_checkpoints_are_also_written_every_t_seconds(hub, tmp_path):
+    now = [0.0]
+    audit.configure(hub.engine, {"AUDIT_CHECKPOINT_SECONDS": 60}, tmp_path, clock=lambda: now[0])
+    _fill(hub, 3)
+    assert not audit.trail_of(hub.engine).checkpoint_file.exists()
+    now[0] = 61.0
+    _fill(hub, 1)
+    assert [m["seq"] for m in _checkpoints(hub)] == [3]
+
+
+def test_a_checkpoint_never_records_an_event_that_may_roll_back(app_config):
+    with _hub_with(app_config, AUDIT_CHECKPOINT_EVENTS=2) as hub:
+        with hub.engine.connect().execution_options(hub_write=True) as conn:
+            txn = conn.begin()
+            for i in range(2):  # the second append is due, but its head is uncommitted
+                audit.record(conn, audit.build_event(interaction="read", who=f"t{i}"))
+            txn.rollback()
+        assert not audit.trail_of(hub.engine).checkpoint_file.exists()
+        _fill(hub, 2)  # due again: the head (event 1) is committed now
+        assert [m["seq"] for m in _checkpoints(hub)] == [1]
+        assert audit.verify(hub.engine).ok
+
+
 class _Receiver(http.server.BaseHTTPRequestHandler):
     received: list[dict]
     arrived: threading.Event
