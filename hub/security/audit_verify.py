@@ -117,15 +117,19 @@ def _row_problem(trail: Any, row: Any, keyed_before: bool) -> tuple[str | None, 
 
 def _prune_anchor(event: dict) -> tuple[int | None, str] | None:
     """``(last pruned seq, its hash)`` if ``event`` is a prune's (``seq`` None: old format)."""
-    if (event.get("agent") or [{}])[0].get("who", {}).get("display") != audit.PRUNER:
+    agent = (event.get("agent") or [{}])[0]
+    if not isinstance(agent, dict) or (agent.get("who") or {}).get("display") != audit.PRUNER:
         return None
     details = {
         d.get("type"): d.get("valueString")
         for e in event.get("entity") or ()
+        if isinstance(e, dict)
         for d in e.get("detail") or ()
+        if isinstance(d, dict)
     }
-    if audit.PRUNED_THROUGH in details and audit.PRUNED_HASH in details:
-        return int(details[audit.PRUNED_THROUGH]), str(details[audit.PRUNED_HASH])
+    through = str(details.get(audit.PRUNED_THROUGH) or "")
+    if through.isascii() and through.isdigit() and audit.PRUNED_HASH in details:
+        return int(through), str(details[audit.PRUNED_HASH])
     old = _OLD_PRUNE.search(event.get("outcomeDesc") or "")
     return (None, old.group(1)) if old else None
 
