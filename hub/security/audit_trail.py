@@ -92,7 +92,7 @@ class Trail:
             due = self._since >= self.every or self._clock() - self._last_at >= self.seconds
             if not due or head is None or (mine is not None and mine == (txn, head.seq)):
                 return
-            count, self._since, self._last_at = self._since - 1, 0, self._clock()
+            count, self._since, self._last_at = self._since, 0, self._clock()
         self.write(head.seq, head.hash, head.recorded, count, post="background")
 
     def write(self, seq: int, hash_: str, recorded: Any, count: int, post: str = "now") -> dict:

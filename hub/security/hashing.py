@@ -110,6 +110,10 @@ def instance_key(path: Path) -> str:
         os.link(tmp, path)
     except FileExistsError:  # another process made it first: use theirs
         key = path.read_text(encoding="ascii").strip()
+    except OSError:  # no hard links on this file system: create it in place
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(key)
     finally:
         tmp.unlink()
     return key

@@ -143,6 +143,23 @@ def test_every_column_is_covered(hub):
     assert _findings(hub) == ["event 2: content does not match its hash"]
 
 
+def test_concurrent_appends_and_writes_keep_one_gap_free_chain(hub, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> None:
+        if i % 3 == 0:  # a write: its event is appended in the write's own transaction
+            assert client.post("/fhir/Patient", json={"resourceType": "Patient"}).status_code == 201
+        else:
+            _fill(hub, 1, who=f"t{i}-")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(24)))
+    rows = _rows(hub)
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 24
+    result = audit.verify(hub.engine)
+    assert result.ok, result.findings
+
+
 # -- checkpoints: truncation at the newest end and re-chaining -----------------------------
 
 
@@ -158,6 +175,7 @@ def test_checkpoints_are_written_every_n_events_and_catch_truncation(app_config)
         # Every fifth append writes the (committed) head before it.
         assert [m["seq"] for m in marks] == [4, 9]
         assert {"seq", "hash", "recorded", "count", "mac"} <= set(marks[0])
+        assert [m["count"] for m in marks] == [5, 5]
         path = audit.trail_of(hub.engine).checkpoint_file
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert audit.verify(hub.engine).ok
