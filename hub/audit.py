@@ -153,10 +153,10 @@ PURPOSE = "fhirhub audit event v1"  # domain separation from the checkpoints' MA
 
 def row_hash(trail: Any, row: Any) -> str:
     """The keyed hash of ``row`` (a dict or a Row): every column but ``hash`` itself."""
-    get = row.get if isinstance(row, dict) else row._mapping.get
-    recorded = str((get("recorded") - _EPOCH) // _MICROSECOND)  # exact, and cheap
-    parts = [PURPOSE, str(get("seq")), get("prev_hash"), get("id"), recorded]
-    parts += [get(name) for name in ROW_COLUMNS]
+    m = row if isinstance(row, dict) else row._mapping
+    recorded = str((m["recorded"] - _EPOCH) // _MICROSECOND)  # exact, and cheap
+    parts = [PURPOSE, str(m["seq"]), m["prev_hash"], m["id"], recorded]
+    parts += [m[name] for name in ROW_COLUMNS]
     return KEYED + trail.digest(parts)[: 64 - len(KEYED)]
 
 
@@ -171,8 +171,8 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
     On SQLite the caller's transaction must be a write transaction
     (``BEGIN IMMEDIATE``, as :meth:`Repository.writing` and :func:`record_now`
     open) so that two appends cannot read the same chain head. ``head``
-    (``seq``, ``hash``, ``recorded``) is for :func:`prune`, which deletes rows
-    in the same transaction before it appends.
+    (``seq``, ``hash``) is for :func:`prune`, which deletes rows in the same
+    transaction before it appends.
     """
     trail = trail_of(conn.engine)
     if head is None:
@@ -197,9 +197,7 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
 
 # Built once: an audit append runs on every request.
 _HEAD = (
-    select(s.audit_event.c.seq, s.audit_event.c.hash, s.audit_event.c.recorded)
-    .order_by(s.audit_event.c.seq.desc())
-    .limit(1)
+    select(s.audit_event.c.seq, s.audit_event.c.hash).order_by(s.audit_event.c.seq.desc()).limit(1)
 )
 _INSERT = insert(s.audit_event)
 
@@ -234,7 +232,7 @@ def checkpoint(engine: Any) -> dict[str, Any] | None:
             head = conn.execute(_HEAD).first()
             if head is None:
                 return None
-            return trail.write(head.seq, head.hash, head.recorded, 0)
+            return trail.write(head.seq, head.hash, trail.recorded(conn, head.seq), 0)
 
 
 class RetentionError(ValueError):

@@ -31,15 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from hub.security.hashing import instance_key
 from hub.security.hashing import keyed_digest
+from hub.storage import schema as s
 
 log = logging.getLogger("hub.audit")
 
 POST_TIMEOUT = 10  # seconds a checkpoint POST may take
-# conn.info key: (root transaction, seq) of the last row this connection appended, so a
-# checkpoint never records a row that its own transaction may still roll back.
+# conn.info key: (weak reference to the root transaction, seq) of the last row this connection
+# appended, so a checkpoint never records a row that its own transaction may still roll back.
 _APPENDED = "hub_audit_appended"
 
 
@@ -84,16 +86,23 @@ class Trail:
         ``head`` is the row before it: committed unless this same transaction
         appended it, and then the checkpoint waits for a later append.
         """
+        # A weak reference, so no finished transaction (and its connection) is kept alive.
         txn = conn.get_transaction()
         mine = conn.info.get(_APPENDED)
-        conn.info[_APPENDED] = (txn, seq)
+        conn.info[_APPENDED] = (weakref.ref(txn), seq)
         with self._lock:
             self._since += 1
             due = self._since >= self.every or self._clock() - self._last_at >= self.seconds
-            if not due or head is None or (mine is not None and mine == (txn, head.seq)):
+            if not due or head is None or (mine and mine[0]() is txn and mine[1] == head.seq):
                 return
             count, self._since, self._last_at = self._since, 0, self._clock()
-        self.write(head.seq, head.hash, head.recorded, count, post="background")
+        self.write(head.seq, head.hash, self.recorded(conn, head.seq), count, post="background")
+
+    @staticmethod
+    def recorded(conn: Any, seq: int) -> Any:
+        """Row ``seq``'s ``recorded`` (read only for a checkpoint, not on every append)."""
+        t = s.audit_event
+        return conn.execute(select(t.c.recorded).where(t.c.seq == seq)).scalar_one()
 
     def write(self, seq: int, hash_: str, recorded: Any, count: int, post: str = "now") -> dict:
         """Append a checkpoint line (fsynced) and send it to the endpoint, if one is set.
