@@ -107,8 +107,9 @@ class Trail:
     def write(self, seq: int, hash_: str, recorded: Any, count: int, post: str = "now") -> dict:
         """Append a checkpoint line (fsynced) and send it to the endpoint, if one is set.
 
-        A failure is logged, never raised: the audit append that triggered it
-        has to succeed. ``post``: ``now`` (raise on failure) or ``background``.
+        ``post="now"`` (``hub audit checkpoint``) posts in this thread and raises
+        ``OSError`` on any failure; ``"background"`` (an append made it due) posts
+        in a thread of its own and only logs failures, as the append has to succeed.
         """
         mark = {"seq": seq, "hash": hash_, "recorded": _instant(recorded), "count": count}
         mark["mac"] = self.digest(_mark_parts(mark))
