@@ -136,7 +136,25 @@ def test_deleting_a_middle_event_names_it(hub):
     assert _findings(hub) == ["event 4 missing"]
 
 
-def test_every_column_is_covered(hub):
+def test_the_keyed_hash_covers_every_column(hub):
+    _fill(hub, 1)
+    row = dict(_rows(hub)[0]._mapping)
+    trail = audit.trail_of(hub.engine)
+    assert audit.row_hash(trail, row) == row["hash"]
+    for column in T.columns:
+        if column.name == "hash":
+            continue
+        value = row[column.name]
+        if isinstance(value, dt.datetime):
+            changed = value + dt.timedelta(microseconds=1)
+        elif isinstance(value, int):
+            changed = value + 1
+        else:
+            changed = (value or "") + " "
+        assert audit.row_hash(trail, {**row, column.name: changed}) != row["hash"], column.name
+
+
+def test_a_changed_prev_hash_is_detected(hub):
     _fill(hub, 3)
     with hub.engine.begin() as conn:
         conn.execute(update(T).where(T.c.seq == 2).values(prev_hash="0" * 64))
@@ -386,3 +404,18 @@ def test_cli_verify_lists_every_broken_range(database_url, tmp_path, hub):
         "  event 15: search columns differ from the content",
         "  events 19–20 missing",
     ]
+
+
+def test_an_unreachable_endpoint_fails_the_checkpoint_command_but_never_an_append(app_config):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/audit-checkpoints"
+    with _hub_with(app_config, AUDIT_CHECKPOINT_EVENTS=2, AUDIT_CHECKPOINT_URL=url) as hub:
+        _fill(hub, 3)  # the background post fails and is logged; the appends stand
+        assert len(_rows(hub)) == 3
+        with pytest.raises(OSError):
+            audit.checkpoint(hub.engine)
+        assert [m["seq"] for m in _checkpoints(hub)] == [1, 3]  # the file still has both
