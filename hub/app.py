@@ -43,7 +43,9 @@ class Hub:
         if config.get("AUTO_MIGRATE", True):
             db.upgrade(self.engine)
         self.repo = Repository(self.engine, None)
-        self.security = _security(self.engine, config, self.repo)
+        self.security = _security(
+            self.engine, config, self.repo, config.get("INSTANCE_PATH") or instance_path or "."
+        )
         self.service = FhirService(self.repo, None, self.pm, config)
         self.service.on_search_parameter = self.reload_search
         self.reload_search()
@@ -180,14 +182,16 @@ def _visibility_for(call):
     )
 
 
-def _security(engine, config: dict[str, Any], repo: Repository):
-    """Authentication state, and the repository's write guard and audit hook."""
+def _security(engine, config: dict[str, Any], repo: Repository, instance_path: str):
+    """Authentication state, the repository's write guard and audit hook, the audit key."""
+    from hub.security import audit_trail
     from hub.security import auditing
     from hub.security import guard
     from hub.security.services import Security
 
     repo.write_guard = guard.check_write
     repo.audit_hook = auditing.write_hook
+    audit_trail.configure(engine, config, instance_path)
     return Security(engine, config)
 
 

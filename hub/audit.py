@@ -4,16 +4,22 @@ Events are kept in their own table (``audit_event``), not as ordinary
 resources, so that auditing a read does not itself create versions, change-feed
 rows or audit events.
 
-The table is a hash chain: each row stores the previous row's hash and
-``sha256(prev_hash | id | recorded | content)``, so an edited, inserted or
-deleted row breaks every later link (:func:`verify`). Appends are serialised
-(an advisory lock on PostgreSQL; SQLite's single writer) so the chain follows
-``seq`` order. A write's event is appended in the write's own transaction.
+The table is a keyed hash chain: row ``seq`` (numbered 1, 2, 3 ... without
+gaps) stores the previous row's hash and an HMAC-SHA256, under a key kept
+outside the database (:mod:`hub.security.audit_trail`), of every column:
+``seq``, ``prev_hash``, ``id``, ``recorded``, ``content`` and the search
+columns. Checkpoints of the head go to an append-only file (and optionally an
+endpoint). :mod:`hub.security.audit_verify` reports which events are missing,
+altered or re-chained. Appends are serialised (an advisory lock on
+PostgreSQL; SQLite's single writer) so the chain follows ``seq`` order. A
+write's event is appended in the write's own transaction.
+
+Rows written before the key existed carry an unkeyed SHA-256 (:func:`chain_hash`)
+and are verified with that rule; the first keyed row is the switch-over point.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import uuid
@@ -26,6 +32,8 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 
+from hub.security.audit_trail import configure  # noqa: F401 - part of this module's API
+from hub.security.audit_trail import trail_of
 from hub.storage import schema as s
 from hub.storage.repository import format_instant
 
@@ -109,7 +117,7 @@ def build_event(
     return event
 
 
-def _columns(event: dict[str, Any]) -> dict[str, Any]:
+def search_columns(event: dict[str, Any]) -> dict[str, Any]:
     """The search columns of ``event`` (derived, so ``verify`` can check them)."""
     agent = (event.get("agent") or [{}])[0]
     refs = [
@@ -129,6 +137,7 @@ def _columns(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def chain_hash(prev_hash: str, event_id: str, recorded: str, content: str) -> str:
+    """The unkeyed rule of rows written before the keyed chain (verified, never written)."""
     h = hashlib.sha256()
     for part in (prev_hash, event_id, recorded, content):
         h.update(part.encode())
@@ -136,33 +145,60 @@ def chain_hash(prev_hash: str, event_id: str, recorded: str, content: str) -> st
     return h.hexdigest()
 
 
-def record(conn: Any, event: dict[str, Any]) -> None:
+# A keyed row hash is "h1$" and the first 61 hex digits (244 bits) of the HMAC, so it fits
+# the 64-character column and cannot be mistaken for an unkeyed SHA-256 (64 hex digits).
+KEYED = "h1$"
+PURPOSE = "fhirhub audit event v1"  # domain separation from the checkpoints' MACs
+
+
+def row_hash(trail: Any, row: Any) -> str:
+    """The keyed hash of ``row`` (a dict or a Row): every column but ``hash`` itself."""
+    m = row if isinstance(row, dict) else row._mapping
+    recorded = str((m["recorded"] - _EPOCH) // _MICROSECOND)  # exact, and cheap
+    parts = [PURPOSE, str(m["seq"]), m["prev_hash"], m["id"], recorded]
+    parts += [m[name] for name in ROW_COLUMNS]
+    return KEYED + trail.digest(parts)[: 64 - len(KEYED)]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+ROW_COLUMNS = ("content", "interaction", "who", "client", "site", "outcome", "entity")
+
+
+def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
     """Append ``event`` in the caller's transaction (a write's audit commits with it).
 
     On SQLite the caller's transaction must be a write transaction
     (``BEGIN IMMEDIATE``, as :meth:`Repository.writing` and :func:`record_now`
-    open) so that two appends cannot read the same chain head.
+    open) so that two appends cannot read the same chain head. ``head``
+    (``seq``, ``hash``) is for :func:`prune`, which deletes rows in the same
+    transaction before it appends.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-    prev = conn.execute(_HEAD).scalar() or GENESIS
-    content = orjson.dumps(event).decode()
+    trail = trail_of(conn.engine)
+    if head is None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+        head = conn.execute(_HEAD).first()
     recorded = event["recorded"]
-    conn.execute(
-        _INSERT,
-        {
-            "id": event["id"],
-            "recorded": dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")),
-            "content": content,
-            "prev_hash": prev,
-            "hash": chain_hash(prev, event["id"], recorded, content),
-            **_columns(event),
-        },
-    )
+    row = {
+        # Numbered by the appender (not the database's sequence, which skips numbers when a
+        # transaction rolls back) so that a gap always means deleted events.
+        "seq": head.seq + 1 if head else 1,
+        "id": event["id"],
+        "recorded": dt.datetime.fromisoformat(recorded.replace("Z", "+00:00")),
+        "content": orjson.dumps(event).decode(),
+        "prev_hash": head.hash if head else GENESIS,
+        **search_columns(event),
+    }
+    row["hash"] = row_hash(trail, row)
+    conn.execute(_INSERT, row)
+    trail.appended(conn, head, row["seq"])
 
 
 # Built once: an audit append runs on every request.
-_HEAD = select(s.audit_event.c.hash).order_by(s.audit_event.c.seq.desc()).limit(1)
+_HEAD = (
+    select(s.audit_event.c.seq, s.audit_event.c.hash).order_by(s.audit_event.c.seq.desc()).limit(1)
+)
 _INSERT = insert(s.audit_event)
 
 
@@ -173,69 +209,48 @@ def record_now(engine: Any, event: dict[str, Any]) -> None:
             record(conn, event)
 
 
-# -- verification and retention ---------------------------------------------------
+# -- verification, checkpoints and retention ----------------------------------------
 
 
-@dataclasses.dataclass
-class Verification:
-    checked: int
-    broken_at: int | None = None  # seq of the first row whose link or hash is wrong
-    problem: str | None = None
+def verify(engine: Any, batch: int = 5000):
+    """Check the whole chain; a :class:`hub.security.audit_verify.Verification`."""
+    from hub.security.audit_verify import verify_chain
 
-    @property
-    def ok(self) -> bool:
-        return self.broken_at is None
+    return verify_chain(engine, trail_of(engine), batch)
 
 
-def verify(engine: Any, batch: int = 5000) -> Verification:
-    """Recompute the chain in ``seq`` order; report the first broken link.
+def checkpoint(engine: Any) -> dict[str, Any] | None:
+    """Write a checkpoint of the chain's head now (``hub audit checkpoint``); ``None`` if empty.
 
-    The oldest remaining row's ``prev_hash`` is the anchor (rows before it may
-    have been pruned; ``hub audit prune`` records the anchor it leaves).
+    Raises ``OSError`` when the file cannot be written or the endpoint refuses it.
     """
-    t = s.audit_event
-    checked = 0
-    prev: str | None = None
-    after = -1
-    with engine.connect() as conn:
-        while True:
-            rows = conn.execute(
-                select(t).where(t.c.seq > after).order_by(t.c.seq).limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                after = row.seq
-                if prev is not None and row.prev_hash != prev:
-                    return Verification(
-                        checked, row.seq, "prev_hash does not match the previous row's hash"
-                    )
-                try:
-                    event = orjson.loads(row.content)
-                    recorded = event["recorded"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    return Verification(checked, row.seq, "content is not an AuditEvent")
-                if event.get("id") != row.id:
-                    return Verification(checked, row.seq, "id differs from the content's id")
-                if chain_hash(row.prev_hash, row.id, recorded, row.content) != row.hash:
-                    return Verification(checked, row.seq, "hash does not match the content")
-                cols = _columns(event)
-                if any(getattr(row, k) != v for k, v in cols.items()):
-                    return Verification(checked, row.seq, "search columns differ from the content")
-                prev = row.hash
-                checked += 1
-    return Verification(checked)
+    trail = trail_of(engine)
+    with engine.connect().execution_options(hub_write=True) as conn:
+        with conn.begin():  # the chain lock, so checkpoint lines stay in seq order
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+            head = conn.execute(_HEAD).first()
+            if head is None:
+                return None
+            return trail.write(head.seq, head.hash, trail.recorded(conn, head.seq), 0)
 
 
 class RetentionError(ValueError):
     """A prune that would delete events younger than the retention period."""
 
 
+PRUNER = "hub audit prune"
+# entity.detail types of a prune's event: the signed anchor the remaining chain starts from.
+PRUNED_THROUGH = "pruned-through-seq"
+PRUNED_HASH = "pruned-last-hash"
+
+
 def prune(engine: Any, older_than: dt.datetime, retention_days: int, now=None) -> int:
     """Delete events recorded before ``older_than``; refuses inside the retention period.
 
-    The deletion itself is audited, with the hash of the last deleted row, so a
-    verifier can tell a pruned chain start from a tampered one.
+    The deletion is itself an event of the keyed chain, naming the last pruned
+    row's ``seq`` and hash (:data:`PRUNED_THROUGH`, :data:`PRUNED_HASH`), so a
+    verifier can tell a pruned chain start from deleted rows.
     """
     now = now or dt.datetime.now(dt.UTC)
     limit = now - dt.timedelta(days=retention_days)
@@ -247,6 +262,9 @@ def prune(engine: Any, older_than: dt.datetime, retention_days: int, now=None) -
     t = s.audit_event
     with engine.connect().execution_options(hub_write=True) as conn:
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
+            head = conn.execute(_HEAD).first()
             last = conn.execute(
                 select(t.c.seq, t.c.hash)
                 .where(t.c.recorded < older_than)
@@ -259,16 +277,19 @@ def prune(engine: Any, older_than: dt.datetime, retention_days: int, now=None) -
                 select(func.count()).select_from(t).where(t.c.seq <= last.seq)
             ).scalar_one()
             conn.execute(delete(t).where(t.c.seq <= last.seq))
-            record(
-                conn,
-                build_event(
-                    interaction="delete",
-                    who="hub audit prune",
-                    entity=["AuditEvent"],
-                    description=(
-                        f"pruned {count} audit events recorded before {format_instant(older_than)};"
-                        f" last pruned hash {last.hash}"
-                    ),
+            event = build_event(
+                interaction="delete",
+                who=PRUNER,
+                entity=["AuditEvent"],
+                description=(
+                    f"pruned {count} audit events recorded before {format_instant(older_than)};"
+                    f" last pruned hash {last.hash}"
                 ),
             )
+            event["entity"][0]["detail"] = [
+                {"type": PRUNED_THROUGH, "valueString": str(last.seq)},
+                {"type": PRUNED_HASH, "valueString": last.hash},
+            ]
+            # The head read before the deletion: the chain goes on even if every row was pruned.
+            record(conn, event, head=head)
     return count

@@ -55,6 +55,15 @@ DEFAULTS = {
     "CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS": 50,
     "CLIENT_AUTH_LOCKOUT_SECONDS": 60,
     "CLIENT_AUTH_LOCKOUT_MAX_SECONDS": 3600,
+    # The audit chain's anchors (docs/security.md#audit): checkpoints of its head every
+    # this many events or seconds, to this file (empty: <instance>/audit-checkpoints.jsonl)
+    # and, if set, POSTed to this URL. Its HMAC key: HUB_AUDIT_KEY, else AUDIT_KEY_FILE
+    # (empty: <instance>/audit_key, generated on first use); never in the database.
+    "AUDIT_CHECKPOINT_EVENTS": 1000,
+    "AUDIT_CHECKPOINT_SECONDS": 300,
+    "AUDIT_CHECKPOINT_FILE": "",
+    "AUDIT_CHECKPOINT_URL": "",
+    "AUDIT_KEY_FILE": "",
     # Ingestion (docs/ingestion.md): a worker's claim on an inbox item expires
     # after this many seconds (a killed worker's messages are taken over);
     # outbound deliveries become dead letters after this many attempts.
@@ -86,5 +95,6 @@ DEFAULTS = {
 # Set in the environment only: HUB_IDENTITY_KEY (the key of the Patient ids
 # derived from resident ID numbers; never change it once data is stored),
 # HUB_SECRET_KEY (web sessions; generated into the instance folder when unset),
+# HUB_AUDIT_KEY (the audit chain's HMAC key; else AUDIT_KEY_FILE),
 # HUB_POOL_SIZE (database connections per process, default 8),
 # HUB_INSTANCE_PATH (the instance folder).

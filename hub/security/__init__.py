@@ -10,6 +10,8 @@
   pages' accounts, lockout, password hashing and CSRF protection;
 * :mod:`hub.security.auditing`, :mod:`hub.security.audit_search` - requests and writes as audit
   events (the hash chain itself is :mod:`hub.audit`), and the auditors' search;
+  :mod:`hub.security.audit_trail`, :mod:`hub.security.audit_verify` - the chain's key and
+  checkpoints outside the database, and ``hub audit verify``;
 * :mod:`hub.security.web` - the Flask layer; :mod:`hub.security.ratelimit`,
   :mod:`hub.security.logmask` - rate limits and resident ID masking in logs and exports;
 * :mod:`hub.security.cli` - ``hub clients|token|keys|users|audit``.

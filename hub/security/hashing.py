@@ -1,12 +1,19 @@
-"""Hashing of passwords (argon2id) and client secrets (scrypt); neither is ever stored."""
+"""Hashing of passwords (argon2id) and client secrets (scrypt); neither is ever stored.
+
+Also the keyed digest of the audit chain (:func:`keyed_digest`) and the
+instance-folder key files it and the web sessions use (:func:`instance_key`).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+from pathlib import Path
 
+import orjson
 from argon2 import PasswordHasher
 from argon2 import exceptions as argon2_exceptions
 
@@ -68,3 +75,45 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def keyed_digest(keyed: hmac.HMAC, parts: list[str | None]) -> str:
+    """HMAC-SHA256, in hex, of ``parts`` encoded as a JSON array (unambiguous: ``null`` is
+    not ``""``, and no part can pass for two).
+
+    ``keyed`` is ``hmac.new(key, digestmod="sha256")``, made once and copied
+    here, so the key is not processed again on every call (an audit append
+    runs on every request).
+    """
+    mac = keyed.copy()
+    mac.update(orjson.dumps(parts))
+    return mac.hexdigest()
+
+
+def instance_key(path: Path) -> str:
+    """The key in ``path``, generated (256 random bits, hex, mode 0600) when it does not exist.
+
+    Written to a temporary file and linked into place, so that a process
+    starting at the same moment never reads a half-written key.
+    """
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(key)
+        out.flush()
+        os.fsync(out.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another process made it first: use theirs
+        key = path.read_text(encoding="ascii").strip()
+    except OSError:  # no hard links on this file system: create it in place
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(key)
+    finally:
+        tmp.unlink()
+    return key

@@ -42,6 +42,17 @@ DEFAULTS = {
     "CLIENT_AUTH_LOCKOUT_MAX_SECONDS": 3600,
     # Audit events younger than this may not be pruned (classified protection: >= 6 months).
     "AUDIT_RETENTION_DAYS": 183,
+    # The audit chain's HMAC key (never stored in the database): AUDIT_KEY, else the file
+    # AUDIT_KEY_FILE (empty: <instance>/audit_key, generated on first use).
+    "AUDIT_KEY": "",
+    "AUDIT_KEY_FILE": "",
+    # Checkpoints of the chain's head: every this many appends or seconds, a line appended to
+    # AUDIT_CHECKPOINT_FILE (empty: <instance>/audit-checkpoints.jsonl) and, if set, POSTed
+    # to AUDIT_CHECKPOINT_URL.
+    "AUDIT_CHECKPOINT_EVENTS": 1000,
+    "AUDIT_CHECKPOINT_SECONDS": 300,
+    "AUDIT_CHECKPOINT_FILE": "",
+    "AUDIT_CHECKPOINT_URL": "",
 }
 
 

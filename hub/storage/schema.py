@@ -250,6 +250,7 @@ delivery = Table(
 audit_event = Table(
     "audit_event",
     metadata,
+    # Numbered 1, 2, 3 ... by hub.audit.record, without gaps (a gap means deleted events).
     Column("seq", BigIntPK, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
     Column("recorded", UTCDateTime, nullable=False),
@@ -263,7 +264,9 @@ audit_event = Table(
     Column("site", String(100)),
     Column("outcome", String(2), nullable=False),
     Column("entity", Text),  # " Type/id Type/id " (space-delimited, for LIKE)
-    # Hash chain: hash = sha256(prev_hash | id | recorded | content), in seq order.
+    # Hash chain in seq order: hash = "h1$" + HMAC-SHA256 (key outside the database) of every
+    # other column (hub.audit.row_hash); rows of earlier versions: sha256(prev_hash | id |
+    # recorded | content), verified with that rule.
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index(None, "recorded"),

@@ -7,8 +7,6 @@ for every view. :func:`init_app` registers it on the Flask app.
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from flask import Flask
@@ -29,15 +27,6 @@ def init_app(app: Flask) -> None:
 
 def _instance_secret(folder: Path) -> str:
     """The key in ``<instance>/secret_key``, generated (mode 0600) on first start."""
-    path = folder / "secret_key"
-    if path.exists():
-        return path.read_text(encoding="ascii").strip()
-    folder.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker process wrote it first
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(key)
-    return key
+    from hub.security.hashing import instance_key
+
+    return instance_key(folder / "secret_key")
