@@ -140,7 +140,7 @@ def test_ingest_prints_each_item_with_its_errors_and_warnings(tmp_path, database
     broken = next(i for i, line in enumerate(lines) if line.startswith(f"{feed / '2-broken.hl7'}:"))
     assert lines[broken].endswith("inbox item 2 failed: 1 error")
     assert lines[broken + 1] == (
-        "  error [structure] MSH-9: MSH-9 message type and trigger event are required"
+        "  error [required] MSH-9: MSH-9 message type and trigger event are required"
     )
     assert lines[-1] == "1 done, 1 failed"
 
