@@ -23,7 +23,6 @@ from hub import outcomes
 from hub.fhir.service import FhirService
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
-from hub.fhir.service import apply_patch
 from hub.fhir.service import canonical_criteria
 from hub.fhir.service import check_id
 from hub.fhir.service import location
@@ -256,14 +255,17 @@ def _run_transaction(
         if e.full_url and e.res_id and e.method in ("POST", "PUT"):
             id_map[e.full_url] = f"{e.res_type}/{e.res_id}"
     # 2. Rewrite references (placeholders and conditional references).
+    defined = {e.full_url for e in entries if e.full_url}
     cache: dict[str, str] = {}
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
-            _rewrite_refs(
+            left = _rewrite_refs(
                 e.resource,
                 id_map,
                 lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e),
             )
+            if left and not left <= defined:
+                _refuse_placeholders(e, left - defined)
     # 3. Check every resource as it will be stored (plugins see final references).
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
@@ -339,12 +341,10 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
         if (current is None or current.deleted) and e.noop and e.optional:
             e.status, e.result = 204, None  # an optional conditional patch that matched nothing
             return
-        if current is None or current.deleted:
-            raise outcomes.not_found(f"{e.res_type}/{e.res_id} is not known")
-        patched = apply_patch(current.resource(), e.resource)
-        service.check_resource(patched, e.res_type, opts.site)
-        e.result, _ = writer.update(
-            patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
+        if e.res_id is None:
+            raise outcomes.not_found(f"{e.url} matches no {e.res_type}")
+        e.result, _ = service.patch_with(
+            writer, e.res_type, e.res_id, e.resource, opts.site, parse_etag(e.if_match)
         )
         e.status = 200
 
@@ -465,21 +465,50 @@ def _copy(resource: dict | None) -> dict | None:
     return None if resource is None else orjson.loads(orjson.dumps(resource))
 
 
-def _rewrite_refs(node: Any, id_map: dict[str, str], resolve_conditional) -> None:
-    """Replace fullUrl placeholders and conditional references, in place."""
+def _rewrite_refs(
+    node: Any, id_map: dict[str, str], resolve_conditional, left: set[str] | None = None
+) -> set[str] | None:
+    """Replace fullUrl placeholders and conditional references, in place; returns the
+    ``urn:uuid:`` references left as they were (``None`` when there are none)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 if value in id_map:
                     node[key] = id_map[value]
+                elif value.startswith("urn:uuid:"):
+                    left = left or set()
+                    left.add(value)
                 elif "?" in value and not value.startswith(("urn:", "http:", "https:")):
                     node[key] = resolve_conditional(value)
             elif isinstance(value, (dict, list)):
-                _rewrite_refs(value, id_map, resolve_conditional)
+                left = _rewrite_refs(value, id_map, resolve_conditional, left)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                _rewrite_refs(item, id_map, resolve_conditional)
+                left = _rewrite_refs(item, id_map, resolve_conditional, left)
+    return left
+
+
+def _refuse_placeholders(e: _Entry, undefined: set[str]) -> None:
+    """A ``urn:uuid:`` reference no entry's fullUrl defines would be stored dangling: refused."""
+    for expr, ref in _references(e.resource, f"Bundle.entry[{e.index}].resource"):
+        if ref in undefined:
+            raise outcomes.bad_request(
+                f"Bundle.entry[{e.index}]: the reference {ref!r} names no entry's fullUrl", expr
+            )
+
+
+def _references(node: Any, expr: str):
+    """``(FHIRPath location, value)`` of every ``reference`` string under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield f"{expr}.reference", value
+            elif isinstance(value, (dict, list)):
+                yield from _references(value, f"{expr}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _references(item, f"{expr}[{i}]")
 
 
 def _resolve_conditional(
