@@ -57,6 +57,8 @@ class _Entry:
     # A conditional PATCH marked optional (extension OPTIONAL_ENTRY on request)
     # that matches nothing is skipped instead of failing the transaction.
     optional: bool = False
+    # Codes outside required bindings found by the structure check (FhirService.check_resource)
+    bindings: list = dataclasses.field(default_factory=list)
     result: Any = None  # Stored, Result or bytes once processed
     status: int = 200
     noop: bool = False
@@ -146,10 +148,15 @@ def _parse_entry(i: int, raw: Any) -> _Entry:
 
 def _prefix(err: outcomes.OperationOutcomeError, where: str) -> outcomes.OperationOutcomeError:
     """Re-anchor an entry's issues at ``Bundle.entry[i].resource``."""
-    for iss in err.issues:
+    _anchor_issues(err.issues, where)
+    return err
+
+
+def _anchor_issues(issues: list[dict], where: str) -> list[dict]:
+    for iss in issues:
         exprs = iss.get("expression") or []
         iss["expression"] = [_anchor(e, where) for e in exprs] or [where]
-    return err
+    return issues
 
 
 def _anchor(expression: str, where: str) -> str:
@@ -184,11 +191,15 @@ def prepare_transaction(raw_entries: list) -> list[_Entry]:
     problems: list[dict] = []
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
+            where = f"Bundle.entry[{e.index}].resource"
             try:
-                check_structure(e.resource)
+                # codes outside required bindings wait for the site's policy (step 3)
+                e.bindings = _anchor_issues(check_structure(e.resource), where)
             except outcomes.OperationOutcomeError as err:
-                problems.extend(_prefix(err, f"Bundle.entry[{e.index}].resource").issues)
+                problems.extend(_prefix(err, where).issues)
     if problems:
+        for e in entries:
+            problems.extend(e.bindings)
         raise outcomes.OperationOutcomeError(outcomes.outcome(*problems), 400)
     full_urls = [e.full_url for e in entries if e.full_url]
     if len(full_urls) != len(set(full_urls)):
@@ -262,7 +273,7 @@ def _run_transaction(
             left = _rewrite_refs(
                 e.resource,
                 id_map,
-                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e),
+                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e, entries),
             )
             if left and not left <= defined:
                 _refuse_placeholders(e, left - defined)
@@ -272,7 +283,9 @@ def _run_transaction(
             if e.method == "PUT":
                 e.resource["id"] = e.res_id
             try:
-                service.check_resource(e.resource, e.res_type, opts.site, structure=False)
+                service.check_resource(
+                    e.resource, e.res_type, opts.site, structure=False, bindings=e.bindings
+                )
             except outcomes.OperationOutcomeError as err:
                 raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
     writer.prefetch(
@@ -512,13 +525,25 @@ def _references(node: Any, expr: str):
 
 
 def _resolve_conditional(
-    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry
+    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry, entries: list[_Entry]
 ) -> str:
+    """The one resource ``ref`` (``Type?criteria``) names, in the store or created or updated
+    by the transaction's own entries (as HAPI resolves them); none or several: 412."""
     if ref in cache:
         return cache[ref]
     res_type, _, query = ref.partition("?")
+    params = parse_query(query)
     writer.flush()  # earlier staged writes must be found by the search
-    matches = service.match_ids(writer.conn, res_type, parse_query(query))
+    matches = service.match_ids(writer.conn, res_type, params)
+    for other in entries:
+        if (
+            other.method in ("POST", "PUT")
+            and other.res_type == res_type
+            and not other.noop
+            and other.res_id not in matches
+            and _entry_matches(service, other, params, e, ref)
+        ):
+            matches.append(other.res_id)
     if len(matches) != 1:
         raise _entry_error(
             e,
@@ -528,3 +553,20 @@ def _resolve_conditional(
         )
     cache[ref] = f"{res_type}/{matches[0]}"
     return cache[ref]
+
+
+def _entry_matches(service: FhirService, other: _Entry, params, e: _Entry, ref: str) -> bool:
+    from hub.fhir import matching
+
+    try:
+        return matching.matches(
+            service.search_engine.registry, other.resource, other.res_id, params
+        )
+    except matching.Unsupported as err:
+        raise _entry_error(
+            e,
+            outcomes.bad_request(
+                f"Conditional reference {ref!r}: {err} cannot be evaluated on the Bundle's own "
+                "entries (use identifier, a token, string, uri or reference parameter, or _id)"
+            ),
+        ) from None

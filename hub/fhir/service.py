@@ -120,11 +120,14 @@ class FhirService:
         res_type: str | None = None,
         site: Any = None,
         structure: bool = True,
+        bindings: list[dict] = (),
     ) -> list[dict]:
-        """Structure (unless already checked), then plugin validation.
+        """Structure (unless already checked), then required bindings and plugin validation.
 
-        Returns warning issues; raises on errors unless the site's policy
-        accepts them (the issues are then returned as warnings).
+        A structural issue is always a 400. Codes outside a required binding (found by the
+        structure check, or passed in ``bindings`` when the caller ran it) and the plugins'
+        errors go by the site's validation policy: 422 (``reject``, and REST clients),
+        :class:`Quarantined`, or returned with the warnings (``accept-with-warnings``).
         """
         if not isinstance(resource, dict):
             raise outcomes.error(400, "structure", "The body must be a FHIR resource")
@@ -134,20 +137,24 @@ class FhirService:
                 "resourceType",
             )
         if structure:
-            check_structure(resource)
+            bindings = check_structure(resource)
         warnings: list[dict] = []
+        errors: list[dict] = list(bindings)
         if self.pm is not None:
-            errors: list[dict] = []
             for issues in self.pm.hook.validate_resource(resource=resource, site=site):
                 for iss in issues or ():
                     (errors if iss.get("severity") in ("error", "fatal") else warnings).append(iss)
+        if errors:
+            # a profile's validation finds the structure check's binding issues again
+            errors = list(
+                {(str(i.get("expression")), i["diagnostics"]): i for i in errors}.values()
+            )
             policy = getattr(site, "validation", "reject") if site is not None else "reject"
-            if errors and policy == "reject":
+            if policy == "reject":
                 raise outcomes.OperationOutcomeError(outcomes.outcome(*errors, *warnings), 422)
-            if errors and policy == "quarantine":
+            if policy == "quarantine":
                 raise Quarantined(outcomes.outcome(*errors, *warnings), 422)
-            if errors:
-                warnings = errors + warnings
+            warnings = errors + warnings
         return warnings
 
     # -- reads ---------------------------------------------------------------
