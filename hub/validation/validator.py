@@ -394,7 +394,8 @@ class Validator:
         if exp is None or None in exp.values():
             return quick  # a system the hub does not hold: the binding cannot fail
         allowed = frozenset().union(*exp.values())
-        return lambda v: quick(v) and v in allowed
+        # a code of the value set is a valid code: one lookup replaces the type's regex
+        return lambda v: type(v) is str and v in allowed
 
     def codes(self, vs_url: str) -> dict | None:
         """``{system: frozenset of codes | None}`` of a ValueSet (``None`` when it cannot be
