@@ -3,6 +3,8 @@ conditional references see the Bundle's own creates (both backends)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fixtures import authed_client
 
 PID = "urn:uuid:22222222-2222-2222-2222-222222222222"
@@ -129,3 +131,28 @@ def test_conditional_reference_matching_bundle_and_store_is_ambiguous(client):
     )
     assert resp.status_code == 412, resp.data
     assert "matches 2" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_bundle_entries_are_matched_as_the_index_would_match_them(hub):
+    from hub.fhir.matching import Unsupported
+    from hub.fhir.matching import matches
+
+    registry = hub.search_registry
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:2.16.156.10011.1.2", "value": "HR-9"}],
+        "name": [{"family": "Wáng", "given": ["Xiǎo"]}],
+        "managingOrganization": {"reference": "Organization/o1"},
+    }
+
+    def hit(query):
+        return matches(registry, patient, "p1", [tuple(p.split("=", 1)) for p in query.split("&")])
+
+    assert hit("identifier=urn:oid:2.16.156.10011.1.2|HR-9")
+    assert hit("identifier=HR-9") and hit("identifier=urn:oid:2.16.156.10011.1.2|")
+    assert not hit("identifier=|HR-9") and not hit("identifier=other|HR-9")
+    assert hit("family=wang") and hit("name=xiao") and not hit("family:exact=wang")
+    assert hit("organization=Organization/o1") and hit("organization=o1")
+    assert hit("_id=p0,p1&identifier=x,HR-9") and not hit("_id=p1&family=li")
+    with pytest.raises(Unsupported):
+        hit("birthdate=1970")
