@@ -10,6 +10,7 @@ from hub import outcomes
 from hub.fhir import bundles
 from hub.fhir.service import Quarantined
 from hub.fhir.service import WriteOptions
+from hub.hookspecs import hookimpl
 from hub.validation.structure import structure_issues
 
 OBS = {"resourceType": "Observation", "status": "final", "code": {"text": "体重"}}
@@ -135,3 +136,55 @@ def test_ingested_messages_follow_the_site_policy(hub):
         _ingest_like(hub, "quarantine")
     (entry,) = _ingest_like(hub, "accept-with-warnings")
     assert entry["response"]["status"] == "201 Created"
+
+
+class GenderAdapter:
+    """Maps a payload to a Patient whose gender is the payload: a code the adapter passes on."""
+
+    @hookimpl
+    def map_inbound(self, message, context):
+        if message.format != "gender":
+            return None
+        pid = "g-" + message.body.decode()
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Patient",
+                        "id": pid,
+                        "gender": message.body.decode(),
+                    },
+                    "request": {"method": "PUT", "url": f"Patient/{pid}"},
+                }
+            ],
+        }
+
+    @hookimpl
+    def source_key(self, fmt, body, site):
+        return body.decode() if fmt == "gender" else None
+
+
+@pytest.mark.parametrize(
+    ("policy", "status"),
+    [("reject", "failed"), ("quarantine", "quarantined"), ("accept-with-warnings", "partial")],
+)
+def test_ingestion_pipeline_applies_the_site_policy(app_config, tmp_path, request, policy, status):
+    folder = tmp_path / "sites" / "gender-site"
+    folder.mkdir(parents=True)
+    (folder / "site.yaml").write_text(
+        f"name: gender-site\nadapter: gender\nformat: gender\nvalidation: {policy}\n"
+        "organization: {id: g, name: G, identifier: {system: urn:x, value: g}}\n",
+        encoding="utf-8",
+    )
+    app_config["SITES_DIR"] = str(tmp_path / "sites")
+    app_config["PLUGINS"] = [GenderAdapter()]
+    hub = request.getfixturevalue("hub")
+    assert hub.pipeline.ingest("gender-site", b"female").status == "done"
+    result = hub.pipeline.ingest("gender-site", b"maybe")
+    assert result.status == status
+    issues = [i for i in result.item.outcome["issue"] if i["code"] == "code-invalid"]
+    assert [i["expression"] for i in issues] == [["Bundle.entry[0].resource.gender"]]
+    stored = hub.repo.read("Patient", "g-maybe")
+    assert (stored is not None) == (policy == "accept-with-warnings")

@@ -59,6 +59,8 @@ class _Entry:
     optional: bool = False
     # Codes outside required bindings found by the structure check (FhirService.check_resource)
     bindings: list = dataclasses.field(default_factory=list)
+    # Issues the site's policy let through (accept-with-warnings): the response's outcome
+    warnings: list = dataclasses.field(default_factory=list)
     result: Any = None  # Stored, Result or bytes once processed
     status: int = 200
     noop: bool = False
@@ -283,7 +285,7 @@ def _run_transaction(
             if e.method == "PUT":
                 e.resource["id"] = e.res_id
             try:
-                service.check_resource(
+                e.warnings = service.check_resource(
                     e.resource, e.res_type, opts.site, structure=False, bindings=e.bindings
                 )
             except outcomes.OperationOutcomeError as err:
@@ -401,6 +403,10 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
             out["response"]["etag"] = e.result.headers["ETag"]
     else:
         out["response"] = {"status": STATUS_TEXT.get(e.status, str(e.status))}
+    if e.warnings:
+        out["response"]["outcome"] = outcomes.outcome(
+            *_anchor_issues(e.warnings, f"Bundle.entry[{e.index}].resource")
+        )
     return out
 
 

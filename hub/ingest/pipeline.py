@@ -350,6 +350,8 @@ class Pipeline:
             self._add_provenance(item, site, entries)
             prepared = bundles.prepare_transaction(entries)
             response = bundles.run_transaction(service, writer, prepared, "", opts, copy=False)
+            # what the site's validation policy let through is kept on the inbox item
+            issues = [*issues, *_entry_issues(response)]
             if inline:
                 evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys)
                 affected = lifetime_ingest.apply_merges(writer, merges, agent)
@@ -559,6 +561,14 @@ def _reads(bundle: dict) -> Iterator[tuple[str, str]]:
             number = identity.resident_number(resource)
             if number:
                 yield "Patient", patient_id_for_resident_id(number)
+
+
+def _entry_issues(response: list[dict]) -> list[dict]:
+    return [
+        i
+        for entry in response
+        for i in ((entry.get("response") or {}).get("outcome") or {}).get("issue", ())
+    ]
 
 
 def _summary(response_entries: list[dict]) -> dict[str, Any]:
