@@ -167,3 +167,33 @@ def test_string_and_body_limits_are_settings(app_config, request):
     resp = client.post("/fhir/Patient", json=big)
     assert resp.status_code == 413
     assert resp.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_nul_in_conditional_criteria_is_refused(client):
+    pid = _patient(client)
+    create = client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient"},
+        headers={"If-None-Exist": "identifier=a%00b"},
+    )
+    assert create.status_code == 400, create.data
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient?name=a%00b"}},
+        ],
+    }
+    assert client.post("/fhir", json=bundle).status_code == 400
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient?identifier=a%00b"},
+    }
+    bundle["entry"] = [{"resource": obs, "request": {"method": "POST", "url": "Observation"}}]
+    assert client.post("/fhir", json=bundle).status_code == 400
+    put = client.put(
+        "/fhir/Patient?identifier=a%2500b", json={"resourceType": "Patient", "id": pid}
+    )
+    assert put.status_code < 500

@@ -83,6 +83,17 @@ def check(data: Any, limits: Limits, raw: bytes | None = None) -> None:
         raise outcomes.error(400, code, text, _location(data, path))
 
 
+def check_params(params) -> None:
+    """400 when a search parameter's name or value holds a forbidden control character
+    (``Patient?name=a%00b``; criteria in headers and Bundle entries decode to the same)."""
+    for key, value in params:
+        if FORBIDDEN.search(key) or FORBIDDEN.search(value):
+            raise outcomes.bad_request(
+                "Search parameters and their values may not hold control characters",
+                FORBIDDEN.sub("?", key),
+            )
+
+
 def _deeper_than(data: Any, max_depth: int) -> bool:
     """The common case's quick pass: containers only, no paths kept."""
     stack = [(data, 1)]

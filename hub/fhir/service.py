@@ -20,6 +20,7 @@ import jsonpatch
 import orjson
 
 from hub import outcomes
+from hub.fhir.limits import check_params
 from hub.security import guard
 from hub.storage.repository import Repository
 from hub.storage.repository import Stored
@@ -403,6 +404,7 @@ class FhirService:
         """Ids of the current resources matching search ``params`` (at most ``limit``)."""
         if self.search_engine is None:
             raise outcomes.error(501, "not-supported", "Search is not available")
+        check_params(params)
         result = self.search_engine.search(
             conn,
             res_type,
