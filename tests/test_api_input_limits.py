@@ -197,3 +197,16 @@ def test_nul_in_conditional_criteria_is_refused(client):
         "/fhir/Patient?identifier=a%2500b", json={"resourceType": "Patient", "id": pid}
     )
     assert put.status_code < 500
+
+
+@pytest.mark.parametrize("pk", [2**63 + 5, 2**64 - 1, -1])
+def test_search_cursor_past_the_row_keys_is_refused(client, pk):
+    import base64
+    import json
+
+    _patient(client)
+    raw = json.dumps({"d": "a", "p": pk, "v": []}).encode()
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    resp = client.get(f"/fhir/Patient?_cursor={token}")
+    assert resp.status_code == 400, resp.data
+    assert resp.get_json()["issue"][0]["expression"] == ["http._cursor"]
