@@ -210,3 +210,21 @@ def test_search_cursor_past_the_row_keys_is_refused(client, pk):
     resp = client.get(f"/fhir/Patient?_cursor={token}")
     assert resp.status_code == 400, resp.data
     assert resp.get_json()["issue"][0]["expression"] == ["http._cursor"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "Patient/{pid}/$everything?_count=" + "9" * 5000,
+        "Patient/{pid}/$everything?_cursor=9223372036854775808",
+        "AuditEvent?_count=" + "9" * 5000,
+        "AuditEvent?_before=9223372036854775808",
+    ],
+)
+def test_page_sizes_and_cursors_of_operations_and_audit(app, client, url):
+    from tests.fixtures import authed_client
+
+    pid = _patient(client)
+    auditor = authed_client(app, "system/AuditEvent.rs system/Patient.rs")
+    resp = auditor.get("/fhir/" + url.format(pid=pid))
+    assert resp.status_code in (200, 400), resp.data[:300]

@@ -83,6 +83,28 @@ def check(data: Any, limits: Limits, raw: bytes | None = None) -> None:
         raise outcomes.error(400, code, text, _location(data, path))
 
 
+# The largest row key or sequence number a column holds (64-bit on both backends).
+MAX_ROW_KEY = 2**63 - 1
+
+
+def count_param(value: str | None, name: str, default: int, maximum: int) -> int:
+    """A page size from the URL: ``default`` when absent, at most ``maximum`` however many
+    digits it has (a 5,000-digit number is not even converted); 400 when not a whole number."""
+    if value is None or value == "":
+        return min(default, maximum)
+    if not (value.isascii() and value.isdigit()):
+        raise outcomes.bad_request(f"{name} must be a non-negative integer, not {value!r}", name)
+    return maximum if len(value) > len(str(maximum)) else min(int(value), maximum)
+
+
+def row_key_param(value: str, name: str) -> int:
+    """A row key or sequence number from the URL (a paging cursor); 400 when it is not one a
+    column can hold."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > MAX_ROW_KEY:
+        raise outcomes.bad_request(f"Invalid {name}", name)
+    return int(value)
+
+
 def check_params(params) -> None:
     """400 when a search parameter's name or value holds a forbidden control character
     (``Patient?name=a%00b``; criteria in headers and Bundle entries decode to the same)."""

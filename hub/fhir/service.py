@@ -21,6 +21,7 @@ import orjson
 
 from hub import outcomes
 from hub.fhir.limits import check_params
+from hub.fhir.limits import count_param
 from hub.security import guard
 from hub.storage.repository import Repository
 from hub.storage.repository import Stored
@@ -557,14 +558,7 @@ def canonical_criteria(params: list[tuple[str, str]]) -> str:
 
 def _count(value: str | None, config: dict) -> int:
     default = int(config.get("DEFAULT_COUNT", 20))
-    if value is None or value == "":
-        return default
-    if not (value.isascii() and value.isdigit()):
-        raise outcomes.bad_request(
-            f"_count must be a non-negative integer, not {value!r}", "_count"
-        )
-    limit = int(config.get("MAX_COUNT", 1000))
-    return limit if len(value) > len(str(limit)) else min(int(value), limit)
+    return count_param(value, "_count", default, int(config.get("MAX_COUNT", 1000)))
 
 
 def _instant_param(value: str | None, name: str) -> dt.datetime | None:
