@@ -228,3 +228,10 @@ def test_page_sizes_and_cursors_of_operations_and_audit(app, client, url):
     auditor = authed_client(app, "system/AuditEvent.rs system/Patient.rs")
     resp = auditor.get("/fhir/" + url.format(pid=pid))
     assert resp.status_code in (200, 400), resp.data[:300]
+
+
+def test_arrays_nested_in_arrays_count_towards_the_depth(client):
+    body = b'{"resourceType": "Patient", "extension": ' + b"[" * 300 + b"]" * 300 + b"}"
+    resp = _post(client, body)
+    assert resp.status_code == 400
+    assert "depth" in resp.get_json()["issue"][0]["diagnostics"]

@@ -122,16 +122,19 @@ def _deeper_than(data: Any, max_depth: int) -> bool:
     pop, push = stack.pop, stack.append
     while stack:
         node, depth = pop()
+        if depth > max_depth:
+            return True
         if type(node) is dict:
-            if depth > max_depth:
-                return True
-            depth += 1
-            values = node.values()
+            for value in node.values():
+                if type(value) is dict or type(value) is list:
+                    push((value, depth + 1))
         else:
-            values = node
-        for value in values:
-            if type(value) is dict or type(value) is list:
-                push((value, depth))
+            for value in node:
+                # an object in an array is one level; an array in an array (never FHIR) too
+                if type(value) is dict:
+                    push((value, depth))
+                elif type(value) is list:
+                    push((value, depth + 1))
     return False
 
 
@@ -142,17 +145,16 @@ def _walk(data: Any, limits: Limits, strings: bool, lengths: bool):
     stack: list[tuple[Any, int, Any, Any]] = [(data, 1, None, None)]
     while stack:
         node, depth, path, name = stack.pop()
-        if type(node) is dict:
-            if depth > max_depth:
-                return path, f"nesting depth exceeds {max_depth}", "too-costly"
-            items = node.items()
-            depth += 1
-        else:
-            items = enumerate(node)
+        if depth > max_depth:
+            return path, f"nesting depth exceeds {max_depth}", "too-costly"
+        in_dict = type(node) is dict
+        items = node.items() if in_dict else enumerate(node)
         for key, value in items:
             kind = type(value)
             if kind is dict or kind is list:
-                stack.append((value, depth, (path, key), key if kind is list else None))
+                # depth counts objects, as _deeper_than does
+                deeper = depth + 1 if in_dict or kind is list else depth
+                stack.append((value, deeper, (path, key), key if kind is list else None))
             elif kind is str and (strings or lengths):
                 prop = name if type(key) is int else key
                 if strings and FORBIDDEN.search(value):
