@@ -13,6 +13,10 @@ thousands deep costs nothing but the pass), refuses with 400:
   body limit (``MAX_CONTENT_LENGTH``, 413) bounds.
 
 Each issue names its element as a FHIRPath location (``Patient.name[0].given[1]``).
+
+The same rules for the URL: :func:`check_params` (control characters in search criteria,
+wherever they come from), :func:`count_param` and :func:`row_key_param` (page sizes and cursors
+past what a column holds).
 """
 
 from __future__ import annotations
