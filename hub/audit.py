@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import uuid
 from typing import Any
 
@@ -113,8 +114,17 @@ def build_event(
     if description:
         event["outcomeDesc"] = description
     if entity:
-        event["entity"] = [{"what": {"reference": ref}} for ref in entity]
+        event["entity"] = [{"what": {"reference": _printable(ref)}} for ref in entity]
     return event
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters percent-encoded, as the client sent them in the URL: a refused
+    ``Patient/a%00b`` is still audited (PostgreSQL cannot store NUL)."""
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", text) if isinstance(text, str) else text
 
 
 def search_columns(event: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,10 @@ DEFAULTS = {
     "TIMEZONE": "Asia/Shanghai",
     # Largest request body accepted, in bytes (413 above it).
     "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+    # Request bodies (docs/validation.md): deepest nesting of JSON objects / XML elements,
+    # and longest string in characters (FHIR's own limit; base64Binary data is exempt).
+    "MAX_NESTING_DEPTH": 64,
+    "MAX_STRING_LENGTH": 1024 * 1024,
     # Search page size when the client gives no _count, and the largest allowed.
     "DEFAULT_COUNT": 20,
     "MAX_COUNT": 1000,

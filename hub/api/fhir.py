@@ -21,6 +21,9 @@ from hub.app import get_hub
 from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir.capabilities import capability_statement
+from hub.fhir.limits import FORBIDDEN
+from hub.fhir.limits import Limits
+from hub.fhir.limits import check_params
 from hub.fhir.searching import search_bytes
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
@@ -97,8 +100,12 @@ def _shape(body: Any) -> Any:
     return resource
 
 
+def body_limits() -> Limits:
+    return Limits.from_config(get_hub().config)
+
+
 def body_resource() -> dict[str, Any]:
-    return formats.parse_body(request.get_data(cache=True), request.content_type)
+    return formats.parse_body(request.get_data(cache=True), request.content_type, body_limits())
 
 
 def write_options() -> WriteOptions:
@@ -138,6 +145,18 @@ def not_modified(result: Result) -> Response | None:
         if stored.last_updated.replace(microsecond=0) <= since:
             return Response(status=304, headers={"ETag": stored.etag})
     return None
+
+
+@bp.before_request
+def _no_control_characters():
+    """Ids, search parameters and their values are FHIR strings: no NUL or other C0 control
+    (PostgreSQL could not even store them). Bodies are checked as they are parsed."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and FORBIDDEN.search(value):
+            raise outcomes.bad_request(
+                f"The {name.replace('res_', '')} in the URL holds a control character", name
+            )
+    check_params([*request.args.items(multi=True), *_form_params()])
 
 
 @bp.before_request
@@ -323,7 +342,7 @@ def patch(res_type: str, res_id: str):
     hub = get_hub()
     mime = request.mimetype
     if mime in ("application/json-patch+json", "application/json"):
-        ops = formats.parse_json(request.get_data(cache=True))
+        ops = formats.parse_json(request.get_data(cache=True), body_limits())
     elif mime in formats.JSON_TYPES + formats.XML_TYPES:
         ops = body_resource()  # FHIRPath Patch: a Parameters resource
     else:

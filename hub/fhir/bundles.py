@@ -23,7 +23,6 @@ from hub import outcomes
 from hub.fhir.service import FhirService
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
-from hub.fhir.service import apply_patch
 from hub.fhir.service import canonical_criteria
 from hub.fhir.service import check_id
 from hub.fhir.service import location
@@ -58,11 +57,13 @@ class _Entry:
     # A conditional PATCH marked optional (extension OPTIONAL_ENTRY on request)
     # that matches nothing is skipped instead of failing the transaction.
     optional: bool = False
+    # Codes outside required bindings found by the structure check (FhirService.check_resource)
+    bindings: list = dataclasses.field(default_factory=list)
+    # Issues the site's policy let through (accept-with-warnings): the response's outcome
+    warnings: list = dataclasses.field(default_factory=list)
     result: Any = None  # Stored, Result or bytes once processed
     status: int = 200
     noop: bool = False
-    # What validation flagged and the site's policy accepted (``response.outcome``).
-    issues: list = dataclasses.field(default_factory=list)
 
 
 def process(
@@ -149,10 +150,15 @@ def _parse_entry(i: int, raw: Any) -> _Entry:
 
 def _prefix(err: outcomes.OperationOutcomeError, where: str) -> outcomes.OperationOutcomeError:
     """Re-anchor an entry's issues at ``Bundle.entry[i].resource``."""
-    for iss in err.issues:
+    _anchor_issues(err.issues, where)
+    return err
+
+
+def _anchor_issues(issues: list[dict], where: str) -> list[dict]:
+    for iss in issues:
         exprs = iss.get("expression") or []
         iss["expression"] = [_anchor(e, where) for e in exprs] or [where]
-    return err
+    return issues
 
 
 def _anchor(expression: str, where: str) -> str:
@@ -187,11 +193,15 @@ def prepare_transaction(raw_entries: list) -> list[_Entry]:
     problems: list[dict] = []
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
+            where = f"Bundle.entry[{e.index}].resource"
             try:
-                check_structure(e.resource)
+                # codes outside required bindings wait for the site's policy (step 3)
+                e.bindings = _anchor_issues(check_structure(e.resource), where)
             except outcomes.OperationOutcomeError as err:
-                problems.extend(_prefix(err, f"Bundle.entry[{e.index}].resource").issues)
+                problems.extend(_prefix(err, where).issues)
     if problems:
+        for e in entries:
+            problems.extend(e.bindings)
         raise outcomes.OperationOutcomeError(outcomes.outcome(*problems), 400)
     full_urls = [e.full_url for e in entries if e.full_url]
     if len(full_urls) != len(set(full_urls)):
@@ -258,22 +268,25 @@ def _run_transaction(
         if e.full_url and e.res_id and e.method in ("POST", "PUT"):
             id_map[e.full_url] = f"{e.res_type}/{e.res_id}"
     # 2. Rewrite references (placeholders and conditional references).
+    defined = {e.full_url for e in entries if e.full_url}
     cache: dict[str, str] = {}
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
-            _rewrite_refs(
+            left = _rewrite_refs(
                 e.resource,
                 id_map,
-                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e),
+                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e, entries),
             )
+            if left and not left <= defined:
+                _refuse_placeholders(e, left - defined)
     # 3. Check every resource as it will be stored (plugins see final references).
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
             if e.method == "PUT":
                 e.resource["id"] = e.res_id
             try:
-                e.issues = service.check_resource(
-                    e.resource, e.res_type, opts.site, structure=False
+                e.warnings = service.check_resource(
+                    e.resource, e.res_type, opts.site, structure=False, bindings=e.bindings
                 )
             except outcomes.OperationOutcomeError as err:
                 raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
@@ -343,12 +356,10 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
         if (current is None or current.deleted) and e.noop and e.optional:
             e.status, e.result = 204, None  # an optional conditional patch that matched nothing
             return
-        if current is None or current.deleted:
-            raise outcomes.not_found(f"{e.res_type}/{e.res_id} is not known")
-        patched = apply_patch(current.resource(), e.resource)
-        service.check_resource(patched, e.res_type, opts.site)
-        e.result, _ = writer.update(
-            patched, e.res_id, if_match=parse_etag(e.if_match), method="PATCH"
+        if e.res_id is None:
+            raise outcomes.not_found(f"{e.url} matches no {e.res_type}")
+        e.result, _ = service.patch_with(
+            writer, e.res_type, e.res_id, e.resource, opts.site, parse_etag(e.if_match)
         )
         e.status = 200
 
@@ -392,8 +403,10 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
             out["response"]["etag"] = e.result.headers["ETag"]
     else:
         out["response"] = {"status": STATUS_TEXT.get(e.status, str(e.status))}
-    if e.issues:
-        out["response"]["outcome"] = outcomes.outcome(*e.issues)
+    if e.warnings:
+        out["response"]["outcome"] = outcomes.outcome(
+            *_anchor_issues(e.warnings, f"Bundle.entry[{e.index}].resource")
+        )
     return out
 
 
@@ -471,31 +484,72 @@ def _copy(resource: dict | None) -> dict | None:
     return None if resource is None else orjson.loads(orjson.dumps(resource))
 
 
-def _rewrite_refs(node: Any, id_map: dict[str, str], resolve_conditional) -> None:
-    """Replace fullUrl placeholders and conditional references, in place."""
+def _rewrite_refs(
+    node: Any, id_map: dict[str, str], resolve_conditional, left: set[str] | None = None
+) -> set[str] | None:
+    """Replace fullUrl placeholders and conditional references, in place; returns the
+    ``urn:uuid:`` references left as they were (``None`` when there are none)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 if value in id_map:
                     node[key] = id_map[value]
+                elif value.startswith("urn:uuid:"):
+                    left = left or set()
+                    left.add(value)
                 elif "?" in value and not value.startswith(("urn:", "http:", "https:")):
                     node[key] = resolve_conditional(value)
             elif isinstance(value, (dict, list)):
-                _rewrite_refs(value, id_map, resolve_conditional)
+                left = _rewrite_refs(value, id_map, resolve_conditional, left)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                _rewrite_refs(item, id_map, resolve_conditional)
+                left = _rewrite_refs(item, id_map, resolve_conditional, left)
+    return left
+
+
+def _refuse_placeholders(e: _Entry, undefined: set[str]) -> None:
+    """A ``urn:uuid:`` reference no entry's fullUrl defines would be stored dangling: refused."""
+    for expr, ref in _references(e.resource, f"Bundle.entry[{e.index}].resource"):
+        if ref in undefined:
+            raise outcomes.bad_request(
+                f"Bundle.entry[{e.index}]: the reference {ref!r} names no entry's fullUrl", expr
+            )
+
+
+def _references(node: Any, expr: str):
+    """``(FHIRPath location, value)`` of every ``reference`` string under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield f"{expr}.reference", value
+            elif isinstance(value, (dict, list)):
+                yield from _references(value, f"{expr}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _references(item, f"{expr}[{i}]")
 
 
 def _resolve_conditional(
-    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry
+    service: FhirService, writer: Writer, ref: str, cache: dict, e: _Entry, entries: list[_Entry]
 ) -> str:
+    """The one resource ``ref`` (``Type?criteria``) names, in the store or created or updated
+    by the transaction's own entries (as HAPI resolves them); none or several: 412."""
     if ref in cache:
         return cache[ref]
     res_type, _, query = ref.partition("?")
+    params = parse_query(query)
     writer.flush()  # earlier staged writes must be found by the search
-    matches = service.match_ids(writer.conn, res_type, parse_query(query))
+    matches = service.match_ids(writer.conn, res_type, params)
+    for other in entries:
+        if (
+            other.method in ("POST", "PUT")
+            and other.res_type == res_type
+            and not other.noop
+            and other.res_id not in matches
+            and _entry_matches(service, other, params, e, ref)
+        ):
+            matches.append(other.res_id)
     if len(matches) != 1:
         raise _entry_error(
             e,
@@ -505,3 +559,20 @@ def _resolve_conditional(
         )
     cache[ref] = f"{res_type}/{matches[0]}"
     return cache[ref]
+
+
+def _entry_matches(service: FhirService, other: _Entry, params, e: _Entry, ref: str) -> bool:
+    from hub.fhir import matching
+
+    try:
+        return matching.matches(
+            service.search_engine.registry, other.resource, other.res_id, params
+        )
+    except matching.Unsupported as err:
+        raise _entry_error(
+            e,
+            outcomes.bad_request(
+                f"Conditional reference {ref!r}: {err} cannot be evaluated on the Bundle's own "
+                "entries (use identifier, a token, string, uri or reference parameter, or _id)"
+            ),
+        ) from None

@@ -14,6 +14,9 @@ import orjson
 from lxml import etree
 
 from hub import outcomes
+from hub.fhir.limits import DEFAULT_LIMITS
+from hub.fhir.limits import Limits
+from hub.fhir.limits import check as check_limits
 
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "text/json")
 XML_TYPES = ("application/fhir+xml", "application/xml", "application/xml+fhir", "text/xml")
@@ -35,9 +38,6 @@ MIME = {
     "xml": "application/fhir+xml; charset=utf-8",
 }
 
-# Depth beyond which an XML body is refused (FHIR resources are far shallower).
-MAX_XML_DEPTH = 64
-
 
 def _hardened_parser() -> etree.XMLParser:
     return etree.XMLParser(
@@ -50,19 +50,23 @@ def _hardened_parser() -> etree.XMLParser:
     )
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """JSON text, parsed and held to ``limits`` (:mod:`hub.fhir.limits`)."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise outcomes.error(
             400,
             "structure",
             f"The body is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
         ) from None
+    check_limits(data, limits, body)
+    return data
 
 
-def parse_xml_tree(body: bytes) -> etree._Element:
-    """Parse XML safely: DOCTYPEs and entity declarations are refused outright."""
+def parse_xml_tree(body: bytes, max_depth: int = Limits.max_depth) -> etree._Element:
+    """Parse XML safely: DOCTYPEs and entity declarations are refused outright, and trees
+    deeper than ``max_depth`` elements (before any recursive work on them)."""
     head = body[:4096].lower()
     if b"<!doctype" in head or b"<!entity" in body.lower():
         raise outcomes.error(
@@ -74,29 +78,24 @@ def parse_xml_tree(body: bytes) -> etree._Element:
         raise outcomes.error(400, "structure", f"The body is not well-formed XML: {err}") from None
     if root.getroottree().docinfo.doctype:
         raise outcomes.error(400, "security", "XML with a DOCTYPE is not accepted")
-    depth = _depth(root)
-    if depth > MAX_XML_DEPTH:
-        raise outcomes.error(
-            400, "too-costly", f"XML nesting depth {depth} exceeds {MAX_XML_DEPTH}"
-        )
+    if _deeper_than(root, max_depth):
+        raise outcomes.error(400, "too-costly", f"XML nesting depth exceeds {max_depth}")
     return root
 
 
-def _depth(root: etree._Element) -> int:
-    deepest = 0
+def _deeper_than(root: etree._Element, max_depth: int) -> bool:
     for el in root.iter():
         d = 0
         p = el
-        while p is not None and d <= MAX_XML_DEPTH + 1:
+        while p is not None:
             p = p.getparent()
             d += 1
-        deepest = max(deepest, d)
-        if deepest > MAX_XML_DEPTH:
-            break
-    return deepest
+            if d > max_depth:
+                return True
+    return False
 
 
-def xml_to_resource(body: bytes) -> dict[str, Any]:
+def xml_to_resource(body: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """A FHIR XML resource as a JSON-ready dict, converted by the R4 definitions.
 
     Unknown elements are kept, so that the structural check reports them with
@@ -105,7 +104,7 @@ def xml_to_resource(body: bytes) -> dict[str, Any]:
     from hub.validation.validator import default_validator
     from hub.validation.xml import parse_xml
 
-    root = parse_xml_tree(body)
+    root = parse_xml_tree(body, limits.max_depth)
     if etree.QName(root).namespace != "http://hl7.org/fhir":
         raise outcomes.error(
             400, "structure", "FHIR XML must be in the namespace http://hl7.org/fhir"
@@ -116,11 +115,13 @@ def xml_to_resource(body: bytes) -> dict[str, Any]:
     if not known_type(tag):
         raise outcomes.error(400, "not-supported", f"Unknown resource type {tag!r}", "resourceType")
     try:
-        return _plain_numbers(parse_xml(etree.tostring(root), default_validator()))
+        resource = _plain_numbers(parse_xml(etree.tostring(root), default_validator()))
     except (ValueError, KeyError, TypeError) as err:
         raise outcomes.error(
             400, "structure", f"Invalid FHIR XML for {tag}: {_short(err)}"
         ) from None
+    check_limits(resource, limits)
+    return resource
 
 
 def _plain_numbers(node: Any) -> Any:
@@ -151,20 +152,23 @@ def _short(err: Exception) -> str:
     return text[:500]
 
 
-def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """The request body as a resource dict, by its media type (JSON when unstated)."""
+def parse_body(
+    body: bytes, content_type: str | None, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
+    """The request body as a resource dict, by its media type (JSON when unstated), held to
+    ``limits`` (nesting depth, control characters, string length)."""
     mime = (content_type or "").split(";")[0].strip().lower()
     if not body or not body.strip():
         raise outcomes.bad_request("The request has no body")
     if mime in XML_TYPES:
-        return xml_to_resource(body)
+        return xml_to_resource(body, limits)
     if mime and mime not in JSON_TYPES:
         raise outcomes.error(
             415,
             "not-supported",
             f"Unsupported media type {mime!r}; use application/fhir+json or application/fhir+xml",
         )
-    data = parse_json(body)
+    data = parse_json(body, limits)
     if not isinstance(data, dict):
         raise outcomes.error(400, "structure", "The body must be a JSON object (a FHIR resource)")
     return data

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from hub import outcomes
+from hub.fhir.limits import check_params
 from hub.security import guard
 from hub.security.principal import current
 from hub.security.principal import request_info
@@ -29,6 +30,7 @@ def search_bytes(
     conn: Any = None,
 ) -> bytes:
     """A ``searchset`` Bundle as JSON bytes (stored resources spliced in unparsed)."""
+    check_params(params)
     engine = service.search_engine
     principal = current()
     if principal is not None and principal.kind == "client":

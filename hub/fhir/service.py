@@ -20,6 +20,8 @@ import jsonpatch
 import orjson
 
 from hub import outcomes
+from hub.fhir.limits import check_params
+from hub.fhir.limits import count_param
 from hub.security import guard
 from hub.storage.repository import Repository
 from hub.storage.repository import Stored
@@ -30,6 +32,8 @@ from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# Versions are stored in 32-bit integer columns: a larger number names no version.
+MAX_VERSION = 2**31 - 1
 
 
 class Quarantined(outcomes.OperationOutcomeError):
@@ -119,11 +123,14 @@ class FhirService:
         res_type: str | None = None,
         site: Any = None,
         structure: bool = True,
+        bindings: list[dict] = (),
     ) -> list[dict]:
-        """Structure (unless already checked), then plugin validation.
+        """Structure (unless already checked), then required bindings and plugin validation.
 
-        Returns warning issues; raises on errors unless the site's policy
-        accepts them (the issues are then returned as warnings).
+        A structural issue is always a 400. Codes outside a required binding (found by the
+        structure check, or passed in ``bindings`` when the caller ran it) and the plugins'
+        errors go by the site's validation policy: 422 (``reject``, and REST clients),
+        :class:`Quarantined`, or returned with the warnings (``accept-with-warnings``).
         """
         if not isinstance(resource, dict):
             raise outcomes.error(400, "structure", "The body must be a FHIR resource")
@@ -133,20 +140,24 @@ class FhirService:
                 "resourceType",
             )
         if structure:
-            check_structure(resource)
+            bindings = check_structure(resource)
         warnings: list[dict] = []
+        errors: list[dict] = list(bindings)
         if self.pm is not None:
-            errors: list[dict] = []
             for issues in self.pm.hook.validate_resource(resource=resource, site=site):
                 for iss in issues or ():
                     (errors if iss.get("severity") in ("error", "fatal") else warnings).append(iss)
+        if errors:
+            # a profile's validation finds the structure check's binding issues again
+            errors = list(
+                {(str(i.get("expression")), i["diagnostics"]): i for i in errors}.values()
+            )
             policy = getattr(site, "validation", "reject") if site is not None else "reject"
-            if errors and policy == "reject":
+            if policy == "reject":
                 raise outcomes.OperationOutcomeError(outcomes.outcome(*errors, *warnings), 422)
-            if errors and policy == "quarantine":
+            if policy == "quarantine":
                 raise Quarantined(outcomes.outcome(*errors, *warnings), 422)
-            if errors:
-                warnings = errors + warnings
+            warnings = errors + warnings
         return warnings
 
     # -- reads ---------------------------------------------------------------
@@ -168,7 +179,8 @@ class FhirService:
         guard.require(res_type, "r")
         if not (str(version).isascii() and str(version).isdigit()):
             raise outcomes.bad_request(f"Invalid version {version!r}")
-        stored = self.repo.vread(res_type, res_id, int(version))
+        number = int(version) if len(version) <= len(str(MAX_VERSION)) else MAX_VERSION + 1
+        stored = self.repo.vread(res_type, res_id, number) if number <= MAX_VERSION else None
         # A resource labelled later hides its earlier versions too.
         current = self.repo.read(res_type, res_id)
         if current is not None:
@@ -309,23 +321,37 @@ class FhirService:
         """JSON Patch (RFC 6902) applied to the current version, then checked as an update."""
         check_type(res_type)
         if_match = parse_etag(opts.if_match)
-
-        def attempt(writer: Writer):
-            current = writer.current(res_type, res_id)
-            # Authorize before applying: a failed "test" op must not reveal the content.
-            guard.check_write("update", None, current, res_type)
-            if current is None:
-                raise outcomes.not_found(f"{res_type}/{res_id} is not known")
-            if current.deleted:
-                raise outcomes.gone(f"{res_type}/{res_id} was deleted")
-            patched = apply_patch(current.resource(), patch_body)
-            if patched.get("resourceType") != res_type or patched.get("id") != res_id:
-                raise outcomes.unprocessable("A patch may not change resourceType or id")
-            self.check_resource(patched, res_type, opts.site)
-            return writer.update(patched, res_id, if_match=if_match, method="PATCH")
-
-        stored, _ = self.repo.write(attempt, site=getattr(opts.site, "name", None))
+        stored, _ = self.repo.write(
+            lambda w: self.patch_with(w, res_type, res_id, patch_body, opts.site, if_match),
+            site=getattr(opts.site, "name", None),
+        )
         return self._write_result(stored, 200, opts, base)
+
+    def patch_with(
+        self,
+        writer: Writer,
+        res_type: str,
+        res_id: str,
+        patch_body: Any,
+        site: Any = None,
+        if_match: int | None = None,
+    ) -> tuple[Stored, bool]:
+        """Patch ``res_type/res_id`` with ``writer``: the one PATCH of REST and transactions."""
+        current = writer.current(res_type, res_id)
+        # Authorize before applying: a failed "test" op must not reveal the content.
+        guard.check_write("update", None, current, res_type)
+        if current is None:
+            raise outcomes.not_found(f"{res_type}/{res_id} is not known")
+        if current.deleted:
+            raise outcomes.gone(f"{res_type}/{res_id} was deleted")
+        patched = apply_patch(current.resource(), patch_body)
+        if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+            raise outcomes.unprocessable(
+                f"A patch may not change resourceType or id (of {res_type}/{res_id})",
+                f"{res_type}.id",
+            )
+        self.check_resource(patched, res_type, site)
+        return writer.update(patched, res_id, if_match=if_match, method="PATCH")
 
     def delete(self, res_type: str, res_id: str, opts: WriteOptions | None = None) -> Result:
         check_type(res_type)
@@ -416,6 +442,7 @@ class FhirService:
         """
         if self.search_engine is None:
             raise outcomes.error(501, "not-supported", "Search is not available")
+        check_params(params)
         guard.require(res_type, "s")
         lock_keys(conn, criteria_locks(res_type, params))
         result = self.search_engine.search(
@@ -614,13 +641,7 @@ def criteria_locks(res_type: str, params: list[tuple[str, str]]) -> list[str]:
 
 def _count(value: str | None, config: dict) -> int:
     default = int(config.get("DEFAULT_COUNT", 20))
-    if value is None or value == "":
-        return default
-    if not (value.isascii() and value.isdigit()):
-        raise outcomes.bad_request(
-            f"_count must be a non-negative integer, not {value!r}", "_count"
-        )
-    return min(int(value), int(config.get("MAX_COUNT", 1000)))
+    return count_param(value, "_count", default, int(config.get("MAX_COUNT", 1000)))
 
 
 def _instant_param(value: str | None, name: str) -> dt.datetime | None:
@@ -658,7 +679,9 @@ def _decode_cursor(token: str | None):
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         ts, t, i, v = orjson.loads(raw)
-        return (dt.datetime.fromisoformat(ts), t, i, int(v))
+        if not (isinstance(v, int) and 0 <= v <= MAX_VERSION):
+            raise ValueError(v)
+        return (dt.datetime.fromisoformat(ts), t, i, v)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise outcomes.bad_request("Invalid _cursor", "_cursor") from None
 

@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub import outcomes
+from hub.fhir.limits import count_param
+from hub.fhir.limits import row_key_param
 from hub.lifetime.links import linked_patient_ids
 from hub.lifetime.visibility import EVERYTHING
 from hub.lifetime.visibility import Visibility
@@ -205,19 +207,11 @@ def _clinical_range(r, start: dt.datetime | None, end: dt.datetime | None):
 
 
 def _count(value: str | None, default: int, maximum: int) -> int:
-    if value is None or value == "":
-        return min(default, maximum)
-    if not value.isdecimal():
-        raise outcomes.bad_request(f"_count must be a whole number, not {value!r}", "_count")
-    return min(int(value), maximum)
+    return count_param(value, "_count", default, maximum)
 
 
 def _cursor(value: str | None) -> int | None:
-    if not value:
-        return None
-    if not value.isdecimal():
-        raise outcomes.bad_request("Invalid _cursor", "_cursor")
-    return int(value)
+    return row_key_param(value, "_cursor") if value else None
 
 
 def _referenced(conn, rows, page, types: list[str], visibility: Visibility):

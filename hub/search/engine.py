@@ -1225,6 +1225,7 @@ def _decode_cursor(raw: str | None) -> dict:
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("p"), int)
+            or not 0 <= data["p"] < 2**63  # a row key: 64-bit on both backends
             or data.get("d") not in ("a", "b")
             or not isinstance(data.get("v"), list)
         ):

@@ -22,6 +22,8 @@ from sqlalchemy import or_
 from sqlalchemy import select
 
 from hub import outcomes
+from hub.fhir.limits import count_param
+from hub.fhir.limits import row_key_param
 from hub.storage import schema as s
 
 PARAMS = frozenset(("date", "agent", "site", "entity", "outcome", "subtype", "_count", "_before"))
@@ -92,13 +94,9 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
         elif name == "subtype":
             stmt = stmt.where(t.c.interaction == value.rpartition("|")[2])
         elif name == "_count":
-            if not (value.isascii() and value.isdigit()):
-                raise outcomes.bad_request("_count must be a number", "_count")
-            count = min(int(value), max_count)
+            count = count_param(value, "_count", count, max_count)
         elif name == "_before":
-            if not (value.isascii() and value.isdigit()):
-                raise outcomes.bad_request("_before must be a number", "_before")
-            stmt = stmt.where(t.c.seq < int(value))
+            stmt = stmt.where(t.c.seq < row_key_param(value, "_before"))
     stmt = stmt.order_by(t.c.seq.desc()).limit(count + 1)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()

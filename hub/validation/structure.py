@@ -6,7 +6,9 @@ arrays where elements repeat and single values where they do not, cardinality, o
 choice element, primitive JSON types (a string is not a boolean, ``"185"`` is not a number),
 primitive formats (ids, dates that exist, codes without spaces...), contained resources of known
 types. All issues are collected before raising, each with its FHIRPath location
-(``Patient.name[0].given``). Bindings, invariants and profiles are left to the full validator.
+(``Patient.name[0].given``). Required bindings are checked too, against frozensets of codes
+worked out once per element (:meth:`~hub.validation.validator.Validator.codes`); extensible
+bindings, invariants and profiles are left to the full validator.
 
 This replaced the fhir.resources R4B model check as the write-path check: it is stricter (the
 models coerce ``"true"`` to ``true`` and ``"185"`` to ``185`` while the hub stores the JSON as
@@ -27,6 +29,9 @@ from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
 
+# The issue code of a code outside its required binding: not structural, so the writing
+# site's validation policy decides (hub.fhir.service.FhirService.check_resource).
+BINDING = "code-invalid"
 # Abstract types: never stored as such.
 _NOT_CONCRETE = frozenset({"Resource", "DomainResource"})
 
@@ -91,7 +96,7 @@ def structure_issues(resource: Any) -> list[dict]:
     for i in default_validator().structure(resource):
         if i["severity"] != "error":
             continue
-        if i["code"] not in ("required", "not-supported"):
+        if i["code"] not in ("required", "not-supported", BINDING):
             i["code"] = "structure"  # one code for every structural problem (HTTP 400)
         out.append(i)
     return out
@@ -122,8 +127,11 @@ def model_issues(resource: Any) -> list[dict]:
     return []
 
 
-def check_structure(resource: dict) -> None:
-    """Raise ``OperationOutcomeError`` (400) with every structural issue of ``resource``."""
+def check_structure(resource: dict) -> list[dict]:
+    """Raise ``OperationOutcomeError`` (400) with every issue of ``resource`` when one is
+    structural; returns the codes outside a required binding (issue code :data:`BINDING`),
+    which the writing site's validation policy decides."""
     issues = structure_issues(resource)
-    if issues:
+    if any(i["code"] != BINDING for i in issues):
         raise OperationOutcomeError(outcome(*issues), 400)
+    return issues

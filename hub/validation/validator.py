@@ -132,6 +132,8 @@ class Validator:
         self._by_type: dict[str, Tree] = {}  # base definitions by type code
         self._props: dict[Node, dict[str, _Prop]] = {}  # an object's properties by JSON name
         self._typed: dict[tuple[Node, str | None], _Prop] = {}  # element and type -> _Prop
+        # ValueSet url -> {system: frozenset of codes, or None when not held}, or None
+        self._codes: dict[str, dict | None] = {}
         self._version = definitions.version
         self._regex = primitive_rules(definitions)
 
@@ -194,6 +196,7 @@ class Validator:
             self._by_type.clear()
             self._props.clear()
             self._typed.clear()
+            self._codes.clear()
             self._vital_signs = None
             self._version = self.defs.version
         url = url.split("|")[0]
@@ -372,6 +375,7 @@ class Validator:
             elif type_code[0].islower():
                 prop.kind = _PRIMITIVE
                 prop.quick = self._quick_check(node, type_code)
+                prop.quick_structural = self._required_quick_check(prop)
             elif type_code in _RESOURCE_CODES or self.defs.is_resource_type(type_code):
                 prop.kind = _RESOURCE
                 prop.profiles = [p for t in node.types for p in t.profiles]
@@ -379,6 +383,30 @@ class Validator:
                 prop.kind = _EXTENSION
             self._typed[(node, type_code)] = prop
         return prop
+
+    def _required_quick_check(self, prop: _Prop):
+        """The structure check's quick test of a primitive: ``prop.quick``, plus membership
+        in the codes of its required binding (a frozenset worked out once per element)."""
+        quick = prop.quick
+        if not prop.required or quick is None:
+            return quick
+        exp = self.codes(prop.node.binding[1])
+        if exp is None or None in exp.values():
+            return quick  # a system the hub does not hold: the binding cannot fail
+        allowed = frozenset().union(*exp.values())
+        # a code of the value set is a valid code: one lookup replaces the type's regex
+        return lambda v: type(v) is str and v in allowed
+
+    def codes(self, vs_url: str) -> dict | None:
+        """``{system: frozenset of codes | None}`` of a ValueSet (``None`` when it cannot be
+        expanded), kept per value set: membership costs one lookup."""
+        if vs_url in self._codes:
+            return self._codes[vs_url]
+        exp = self.defs.expansion(vs_url)
+        if exp is not None:
+            exp = {s: (None if c is None else frozenset(c)) for s, c in exp.items()}
+        self._codes[vs_url] = exp
+        return exp
 
     def _quick_check(self, node: Node, type_code: str):
         """A test that passes the values of a primitive element needing no further check (the
@@ -520,8 +548,9 @@ class Validator:
                         f"{expr}.{shown}",
                     )
         for prop, key, value in found:
-            # values the quick check passes have no issue: no expression is built for them
-            quick = prop.quick if run.structural or not prop.bound else None
+            # values the quick check passes have no issue: no expression is built for them;
+            # the structure check's tests include required bindings, a full validation's not
+            quick = prop.quick_structural if run.structural else None if prop.bound else prop.quick
             if type(value) is list:
                 for i, v in enumerate(value):
                     if v is not None and (quick is None or not quick(v)):
@@ -625,7 +654,7 @@ class Validator:
             run.add("error", "value", f"value must be exactly {short(node.fixed)}", expr)
         if node.pattern is not None and not matches_pattern(value, node.pattern):
             run.add("error", "value", f"value must match the pattern {short(node.pattern)}", expr)
-        if node.binding and type_code in _CODED_TYPES and not run.structural:
+        if node.binding and type_code in _CODED_TYPES:
             self._binding(value, type_code, node, expr, run)
         if run.structural:
             pass
@@ -680,16 +709,16 @@ class Validator:
             run.add("error", "value", f"{value} is below the minimum {node.min_value}", expr)
         if node.max_value is not None and less_than(node.max_value, value):
             run.add("error", "value", f"{value} is above the maximum {node.max_value}", expr)
-        if node.binding and type_code in _CODED_TYPES and not run.structural:
+        if node.binding and type_code in _CODED_TYPES:
             self._binding(value, type_code, node, expr, run)
 
     # -- terminology -------------------------------------------------------------------------
 
     def _binding(self, value: Any, type_code: str, node: Node, expr: str, run: _Run) -> None:
         strength, vs_url = node.binding
-        if strength not in ("required", "extensible"):
-            return
-        exp = self.defs.expansion(vs_url)
+        if strength != "required" and (run.structural or strength != "extensible"):
+            return  # the structure check (on every write) enforces required bindings only
+        exp = self.codes(vs_url)
         if exp is None:
             return
         if type_code in ("code", "string", "uri"):
@@ -1050,7 +1079,18 @@ class _Prop:
     """How values of one element with one type are checked: worked out once per element and
     type (``Validator._prop``) instead of for every value."""
 
-    __slots__ = ("bound", "container", "kind", "node", "profiles", "quick", "tree", "type_code")
+    __slots__ = (
+        "bound",
+        "container",
+        "kind",
+        "node",
+        "profiles",
+        "quick",
+        "quick_structural",
+        "required",
+        "tree",
+        "type_code",
+    )
 
     def __init__(self, node: Node, tree: Tree, type_code: str | None):
         self.node = node
@@ -1060,12 +1100,14 @@ class _Prop:
         self.container: tuple[Node, Tree] | None = None  # Validator._container_of
         self.profiles: list[str] = []  # resources: the profiles they must meet
         self.quick = None  # primitives: see Validator._quick_check
+        self.quick_structural = None  # primitives: see Validator._required_quick_check
         # whether a full validation checks the codes (the quick check does not)
         self.bound = bool(
             node.binding
             and node.binding[0] in ("required", "extensible")
             and type_code in _CODED_TYPES
         )
+        self.required = self.bound and node.binding[0] == "required"
 
 
 def _is_boolean(v: Any) -> bool:
