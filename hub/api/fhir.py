@@ -20,6 +20,7 @@ from hub import outcomes
 from hub.app import get_hub
 from hub.fhir import bundles
 from hub.fhir import formats
+from hub.fhir import operation_definitions
 from hub.fhir.capabilities import capability_statement
 from hub.fhir.searching import search_bytes
 from hub.fhir.service import Result
@@ -306,6 +307,13 @@ def read(res_type: str, res_id: str):
     if res_type == "AuditEvent":
         audit_search.require_auditor(current())
         return render(Result(200, audit_search.read(hub.engine, res_id)))
+    if res_type == "OperationDefinition":
+        # The definitions of the hub's own operations (named by /metadata) are generated
+        # from the operation registry and shown to every authenticated caller; other ids
+        # are stored OperationDefinitions, read as any resource.
+        definition = operation_definitions.served(hub, base_url()).get(res_id)
+        if definition is not None:
+            return render(Result(200, definition))
     result = hub.service.read(res_type, res_id)
     return not_modified(result) or render(result)
 
