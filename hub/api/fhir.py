@@ -22,6 +22,7 @@ from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir import operation_definitions
 from hub.fhir.capabilities import capability_statement
+from hub.fhir.parameters import check_parameters
 from hub.fhir.searching import search_bytes
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
@@ -408,6 +409,7 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     if request.method == "POST" and not raw and request.get_data(cache=True).strip():
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
+            check_parameters(body)
     call = OperationCall(
         name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
     )

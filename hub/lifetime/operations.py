@@ -30,6 +30,7 @@ from hub.operations import OperationCall
 from hub.operations import parameter
 from hub.security import labels
 from hub.storage.repository import format_instant
+from hub.validation.structure import check_structure
 
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -123,10 +124,12 @@ def colours(call: OperationCall) -> Result:
 def match(call: OperationCall) -> Result:
     """``Patient/$match``: scored candidates for the Patient in the ``resource`` parameter."""
     patient = call.resource_param("resource")
-    if not patient or patient.get("resourceType") != "Patient":
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         raise outcomes.bad_request(
             "$match needs a Patient in the resource parameter", "Parameters.parameter[resource]"
         )
+    # It need not be complete, but the matcher reads it: it must be well formed.
+    check_structure(patient)
     only_certain = str(call.param("onlyCertainMatches", "false")).lower() == "true"
     count = call.param("count")
     if count is not None and not str(count).isdecimal():
