@@ -97,29 +97,21 @@ def test_the_hub_passes_its_own_capability_statement(tmp_path):
         assert (res_type, "search-type") in ran
         for param in declared.get("searchParam", ()):
             assert (res_type, f"search {param['name']}") in ran, (res_type, param["name"])
-    # Every interaction of the generated types.
-    for interaction in (
-        "create",
-        "read",
-        "vread",
-        "update",
-        "patch",
-        "patch (FHIRPath Patch)",
-        "delete",
-        "history-instance",
-        "history-type",
-    ):
-        assert ("Patient", interaction) in ran
+    # Every claimed interaction of every type but the audit trail (the kit cannot make events).
+    for res_type, declared in claimed.items():
+        if res_type == "AuditEvent":
+            continue
+        for interaction in declared["interaction"]:
+            assert (res_type, interaction["code"]) in ran, (res_type, interaction["code"])
+        assert (res_type, "patch (FHIRPath Patch)") in ran
     # Every claimed operation: its definition, and a call at each level it declares.
     for op in rest["operation"]:
         assert ("server", f"${op['name']} definition") in ran
         assert ("server", f"${op['name']} system") in ran
-    called = {name.split()[0] for _, name in ran if name.endswith((" type", " instance"))}
     for res_type, declared in claimed.items():
         for op in declared.get("operation", ()):
             assert (res_type, f"${op['name']} definition") in ran
-            # Instance-level ones are called on the types the kit creates instances of.
-            assert f"${op['name']}" in called
+            assert {(res_type, f"${op['name']} {lv}") for lv in ("type", "instance")} & ran
     for name in ("everything", "colours", "lifetime-file", "cda-document", "meta"):
         assert ("Patient", f"${name} instance") in ran
     assert ("Patient", "$match type") in ran
@@ -168,7 +160,7 @@ def test_an_ignored_search_parameter_fails_and_the_token_is_sent(app, token):
     assert tamper.authorization == {f"Bearer {token}"}
 
 
-def test_unknown_types_are_skipped_and_ungenerated_ones_probed(live_server):
+def test_unknown_types_are_skipped_and_others_made_from_their_definition(live_server):
     results = by_id(
         EndpointChecker(
             FhirHttp(live_server.fhir, token=live_server.token), types=["Basic", "NoSuchType"]
@@ -176,12 +168,44 @@ def test_unknown_types_are_skipped_and_ungenerated_ones_probed(live_server):
     )
     assert results["server/metadata"].status == PASSED
     assert results["NoSuchType/declared"].status == SKIPPED
-    # Basic cannot be generated: it is searched, and each parameter sent under strict handling.
+    # Basic has no hand-written generator: its minimal instance comes from its definition.
+    for check in ("create", "read", "update", "patch (FHIRPath Patch)", "delete", "search code"):
+        assert results[f"Basic/{check}"].status == PASSED, check
+    assert results["Basic/$validate definition"].status == PASSED
+    assert results["Basic/$meta instance"].status == PASSED
+
+
+def test_a_type_whose_minimal_instance_is_refused_is_probed(app, token):
+    refuse = Refuse(app.wsgi_app, "/fhir/Basic")
+    app.wsgi_app = refuse
+    with LiveServer(app) as server:
+        results = by_id(EndpointChecker(FhirHttp(server.fhir, token=token), types=["Basic"]).run())
+    assert results["Basic/create"].status == SKIPPED
+    assert "minimal instance" in results["Basic/create"].message
     assert results["Basic/search-type"].status == PASSED
     assert results["Basic/search code"].status == PASSED
-    assert results["Basic/$validate definition"].status == PASSED
-    assert results["Basic/$validate type"].status == PASSED
-    assert "Basic/create" not in results
+
+
+class Refuse:
+    """WSGI middleware: every POST to ``path`` is answered 422."""
+
+    def __init__(self, wsgi_app, path: str):
+        self.wsgi_app, self.path = wsgi_app, path
+
+    def __call__(self, environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == self.path:
+            body = json.dumps(
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "invariant", "diagnostics": "no"}],
+                }
+            ).encode()
+            start_response(
+                "422 Unprocessable Entity",
+                [("Content-Type", "application/fhir+json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return self.wsgi_app(environ, start_response)
 
 
 class Boast:
