@@ -743,8 +743,8 @@ class EndpointChecker:
         self._check(res_type, "delete", delete)
 
     def _check_claims_only(self, declared: dict) -> None:
-        """A type this kit cannot make instances of: search it, probe its parameters, and
-        check its operations at type level."""
+        """A type the kit has no instance of: search it, probe its parameters, and check its
+        operations at type level."""
         res_type = declared["type"]
         interactions = _interactions(declared)
 
@@ -839,8 +839,10 @@ class EndpointChecker:
             raise Skip(f"the definition does not declare the {level} level")
         # POST is allowed for every operation; an empty Parameters asks for nothing.
         resp = self.http.request("POST", path, {"resourceType": "Parameters"})
-        issue = next(iter((resp.json() or {}).get("issue") or []), {}) if resp.body else {}
-        missing = resp.status == 404 and issue.get("code") == "not-supported"
+        data = resp.json()
+        issues = (data.get("issue") or []) if isinstance(data, dict) else []
+        first = issues[0] if issues and isinstance(issues[0], dict) else {}
+        missing = resp.status == 404 and first.get("code") == "not-supported"
         if resp.status >= 500 or resp.status in (405, 501) or missing:
             return f"POST {path}: {resp.problem()}"
         return None
