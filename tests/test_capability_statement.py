@@ -32,6 +32,14 @@ def claimed(statement: dict) -> dict[str, dict]:
     return {r["type"]: r for r in statement["rest"][0]["resource"]}
 
 
+def test_the_statement_is_a_valid_capability_statement(client, statement):
+    outcome = client.post("/fhir/CapabilityStatement/$validate", json=statement).get_json()
+    problems = [i for i in outcome["issue"] if i["severity"] in ("error", "fatal", "warning")]
+    assert problems == []
+    # SMART discovery is the well-known document, which names the token endpoint.
+    assert "/.well-known/smart-configuration" in statement["rest"][0]["security"]["description"]
+
+
 def test_every_listed_type_is_served(client, statement):
     types = claimed(statement)
     answers = {t: client.get(f"/fhir/{t}?_count=1").status_code for t in types if t != "AuditEvent"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import html
 from typing import Any
 
 import hub
@@ -182,8 +183,15 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
     }
     if model.system_operations:
         rest["operation"] = [_operation(o, base) for o in model.system_operations]
+    summary = html.escape(
+        f"fhirhub {hub.__version__}: FHIR R4 server of {len(model.types)} resource types"
+    )
     return {
         "resourceType": "CapabilityStatement",
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{summary}</p></div>',
+        },
         "status": "active",
         "date": dt.date.today().isoformat(),
         "kind": "instance",
@@ -207,7 +215,9 @@ def _operation(served_op: ServedOperation, base: str) -> dict[str, Any]:
 
 
 def _security(base: str) -> dict[str, Any]:
-    """SMART on FHIR (backend services): where to get a token (docs/security.md)."""
+    """SMART on FHIR backend services (docs/security.md). The token endpoint is announced by
+    ``/.well-known/smart-configuration``: the ``oauth-uris`` extension would also need an
+    ``authorize`` endpoint, which client credentials do not have."""
     root = base.removesuffix("/fhir")
     return {
         "cors": False,
@@ -221,14 +231,10 @@ def _security(base: str) -> dict[str, Any]:
                 ]
             }
         ],
-        "extension": [
-            {
-                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}],
-            }
-        ],
-        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes;"
-        " security labels need explicit grants; every access is audited.",
+        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes"
+        f" (token endpoint {root}/auth/token, announced at"
+        f" {root}/.well-known/smart-configuration); security labels need explicit grants;"
+        " every access is audited.",
     }
 
 
