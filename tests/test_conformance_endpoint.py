@@ -104,6 +104,7 @@ def test_the_hub_passes_its_own_capability_statement(tmp_path):
         for interaction in declared["interaction"]:
             assert (res_type, interaction["code"]) in ran, (res_type, interaction["code"])
         assert (res_type, "patch (FHIRPath Patch)") in ran
+        assert {(res_type, "conditional create"), (res_type, "conditional update")} <= ran
     # Every claimed operation: its definition, and a call at each level it declares.
     for op in rest["operation"]:
         assert ("server", f"${op['name']} definition") in ran

@@ -723,6 +723,35 @@ class EndpointChecker:
             return None
 
         self._check(res_type, "history-type", history_type)
+
+        def conditional_create() -> str | None:
+            if not declared.get("conditionalCreate") or "create" not in interactions:
+                raise Skip("conditionalCreate not claimed")
+            resp = self.http.request(
+                "POST", res_type, resource, headers={"If-None-Exist": f"_id={state['id']}"}
+            )
+            body = resp.json() or {}
+            rid = body.get("id") or _id_from_location(resp.headers.get("location"))
+            if resp.status != 200:
+                if resp.status == 201 and rid:
+                    self._cleanup.append(f"{res_type}/{rid}")
+                return f"POST {res_type} If-None-Exist: _id={state['id']}: {resp.problem()}"
+            if rid and rid != state["id"]:
+                return f"POST {res_type} If-None-Exist named {rid}, expected {state['id']}"
+            return None
+
+        self._check(res_type, "conditional create", conditional_create)
+
+        def conditional_update() -> str | None:
+            if not declared.get("conditionalUpdate") or "update" not in interactions:
+                raise Skip("conditionalUpdate not claimed")
+            current = self.http.get(ref).json() or {}
+            resp = self.http.request("PUT", f"{res_type}?_id={state['id']}", current)
+            if resp.status != 200:
+                return f"PUT {res_type}?_id={state['id']}: {resp.problem()}, expected 200"
+            return None
+
+        self._check(res_type, "conditional update", conditional_update)
         for op in declared.get("operation") or []:
             self._check_operation(res_type, op, state["id"])
 
