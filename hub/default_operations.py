@@ -7,6 +7,7 @@ from hub.fhir.service import Result
 from hub.ingest import report
 from hub.operations import Operation
 from hub.operations import OperationCall
+from hub.operations import parameter
 from hub.security import guard
 from hub.security.principal import acting_as
 
@@ -108,7 +109,14 @@ def operations() -> list[Operation]:
             levels=("system",),
             methods=("POST",),
             affects_state=True,
-            documentation="Ingest a raw site payload (HL7 v2, CDA, registry CSV/XLSX) through the pipeline",
+            documentation="Ingest a raw site payload (HL7 v2, CDA, registry CSV/XLSX) through the"
+            " pipeline; the payload is the request body",
+            parameters=(
+                parameter("site", "string", min_=1, documentation="The sending site"),
+                parameter("key", "string", documentation="The source's message key"),
+                parameter("async", "boolean", documentation="true: only queue the payload"),
+                parameter("return", "OperationOutcome", use="out", min_=1),
+            ),
         ),
         Operation(
             "meta",

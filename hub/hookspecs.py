@@ -138,7 +138,9 @@ def register_operations() -> list | None:
     """Return :class:`hub.operations.Operation` objects (``$name`` handlers).
 
     Each operation names its level (system, type, instance), its resource
-    types and a handler; the CapabilityStatement lists it.
+    types and a handler; the CapabilityStatement lists it, and the hub serves
+    its OperationDefinition (the R4 one its ``definition`` names, or one built
+    from its ``documentation`` and ``parameters``; docs/capabilities.md).
     """
 
 

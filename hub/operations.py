@@ -4,7 +4,10 @@ An :class:`Operation` names its levels (``system``, ``type``, ``instance``),
 the resource types it applies to (empty: all) and a handler. The handler
 receives an :class:`OperationCall` and returns a :class:`hub.fhir.service.Result`.
 Plugins return operations from the ``register_operations`` hook; the
-CapabilityStatement lists every one.
+CapabilityStatement lists every one and the hub serves an OperationDefinition
+for each at ``/fhir/OperationDefinition/{id}`` (``hub.fhir.operation_definitions``):
+built from the R4 definition named by ``definition`` when there is one, otherwise
+from the operation's own fields (``parameters``, ``documentation``...).
 """
 
 from __future__ import annotations
@@ -60,13 +63,36 @@ class Operation:
     types: tuple[str, ...] = ()  # empty: every type
     methods: tuple[str, ...] = ("GET", "POST")
     affects_state: bool = False
-    definition: str | None = None  # canonical URL of its OperationDefinition
+    # The canonical URL of the OperationDefinition it implements (an R4 one such as
+    # http://hl7.org/fhir/OperationDefinition/Resource-validate, or another guide's).
+    definition: str | None = None
     documentation: str = ""
+    # Its parameters, as ``OperationDefinition.parameter`` entries (see :func:`parameter`);
+    # empty for a standard operation: the R4 definition's are used.
+    parameters: tuple[dict[str, Any], ...] = ()
 
     def applies(self, level: str, res_type: str | None) -> bool:
         if level not in self.levels:
             return False
         return not self.types or res_type in self.types or level == "system"
+
+
+def parameter(
+    name: str,
+    type_: str | None = "string",
+    *,
+    use: str = "in",
+    min_: int = 0,
+    max_: str = "1",
+    documentation: str = "",
+) -> dict[str, Any]:
+    """One ``OperationDefinition.parameter``: ``parameter("site", "string", min_=1)``."""
+    out: dict[str, Any] = {"name": name, "use": use, "min": min_, "max": max_}
+    if documentation:
+        out["documentation"] = documentation
+    if type_:
+        out["type"] = type_
+    return out
 
 
 class OperationRegistry:

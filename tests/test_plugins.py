@@ -165,10 +165,13 @@ def test_hook_register_operations(plugin_app):
     assert client.get("/fhir/Observation/$hello").status_code == 404
     cs = client.get("/fhir/metadata").get_json()
     patient = next(r for r in cs["rest"][0]["resource"] if r["type"] == "Patient")
-    assert {
-        "name": "hello",
-        "definition": "http://example.org/OperationDefinition/hello",
-    } in patient["operation"]
+    hello_op = next(o for o in patient["operation"] if o["name"] == "hello")
+    # The statement names the hub's own definition, which builds on the declared canonical.
+    assert hello_op["definition"] == "http://localhost/fhir/OperationDefinition/hello"
+    definition = client.get("/fhir/OperationDefinition/hello").get_json()
+    assert definition["url"] == hello_op["definition"]
+    assert definition["base"] == "http://example.org/OperationDefinition/hello"
+    assert (definition["code"], definition["resource"]) == ("hello", ["Patient"])
     assert any(o["name"] == "explode" for o in cs["rest"][0]["operation"])
 
 

@@ -11,7 +11,10 @@ Run once when the definitions change::
 * ``structure.r4.json``: per resource type, the top-level elements flagged ``isSummary``,
   the mandatory ones (``min > 0``) and the choice elements (``value[x]``), plus the names of
   every choice element in any resource or datatype (for the fast FHIRPath extractor);
-* ``compartments.r4.json``: the five CompartmentDefinitions as ``{comp: {type: [params]}}``.
+* ``compartments.r4.json``: the five CompartmentDefinitions as ``{comp: {type: [params]}}``;
+* ``operation-definitions.r4.json``: the standard OperationDefinitions (``$validate``,
+  ``$everything``...) by canonical URL, without their narrative; the hub's own definitions of
+  the standard operations it serves start from these (``hub.fhir.operation_definitions``).
 
 Shipping these few hundred kilobytes avoids shipping the 4.5 MB package.
 """
@@ -33,6 +36,7 @@ def main(definitions: str) -> None:
     structure: dict[str, dict] = {}
     choice_names: set[str] = set()
     compartments: dict[str, dict[str, list[str]]] = {}
+    operations: dict[str, dict] = {}
     with tarfile.open(src / "hl7.fhir.r4.core-4.0.1.tgz") as tar:
         for member in tar.getmembers():
             name = member.name.rsplit("/", 1)[-1]
@@ -44,6 +48,13 @@ def main(definitions: str) -> None:
                 compartments[doc["code"]] = {
                     r["code"]: r["param"] for r in doc.get("resource", []) if r.get("param")
                 }
+            if (
+                name.startswith("OperationDefinition-")
+                and name != "OperationDefinition-example.json"
+            ):
+                doc = json.load(tar.extractfile(member))
+                doc.pop("text", None)
+                operations[doc["url"]] = doc
             if not name.startswith("StructureDefinition-"):
                 continue
             sd = json.load(tar.extractfile(member))
@@ -72,6 +83,8 @@ def main(definitions: str) -> None:
     out = {"choice_names": sorted(choice_names), "types": dict(sorted(structure.items()))}
     (OUT / "structure.r4.json").write_text(json.dumps(out, separators=(",", ":")) + "\n")
     (OUT / "compartments.r4.json").write_text(json.dumps(compartments, indent=0) + "\n")
+    ops = json.dumps(dict(sorted(operations.items())), separators=(",", ":"), ensure_ascii=False)
+    (OUT / "operation-definitions.r4.json").write_text(ops + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ from hub import outcomes
 from hub.app import get_hub
 from hub.fhir import bundles
 from hub.fhir import formats
+from hub.fhir import operation_definitions
 from hub.fhir.capabilities import capability_statement
 from hub.fhir.limits import FORBIDDEN
 from hub.fhir.limits import Limits
 from hub.fhir.limits import check_params
+from hub.fhir.parameters import check_parameters
 from hub.fhir.searching import search_bytes
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
@@ -325,6 +327,13 @@ def read(res_type: str, res_id: str):
     if res_type == "AuditEvent":
         audit_search.require_auditor(current())
         return render(Result(200, audit_search.read(hub.engine, res_id)))
+    if res_type == "OperationDefinition":
+        # The definitions of the hub's own operations (named by /metadata) are generated
+        # from the operation registry and shown to every authenticated caller; other ids
+        # are stored OperationDefinitions, read as any resource.
+        definition = operation_definitions.served(hub, base_url()).get(res_id)
+        if definition is not None:
+            return render(Result(200, definition))
     result = hub.service.read(res_type, res_id)
     return not_modified(result) or render(result)
 
@@ -422,6 +431,7 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
     if request.method == "POST" and not raw and request.get_data(cache=True).strip():
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
+            check_parameters(body)
     call = OperationCall(
         name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
     )

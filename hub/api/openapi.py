@@ -1,9 +1,12 @@
-"""A compact OpenAPI 3.0 description of the FHIR REST routes (``/fhir/openapi.json``).
+"""An OpenAPI 3.0 description of the FHIR REST API (``/fhir/openapi.json``).
 
-It describes the interactions, not every resource's structure (the
-CapabilityStatement and the FHIR specification do that): bodies are FHIR
-resources with a ``resourceType``, and every error is an OperationOutcome. It
-serves API explorers and the fuzz run (``bench/fuzz.py``).
+It is rendered from :func:`hub.fhir.capabilities.served`, the model the
+CapabilityStatement is rendered from, so both list the same resource types,
+interactions, search parameters and operations. It describes the
+interactions, not every resource's structure (the StructureDefinitions do
+that): bodies are FHIR resources with a ``resourceType``, and every error is an
+OperationOutcome. It serves API explorers and the fuzz test
+(``tests/security/test_fuzz.py``).
 """
 
 from __future__ import annotations
@@ -15,69 +18,55 @@ from flask import jsonify
 from flask import request
 
 import hub
+from hub.fhir.capabilities import PATCH_FORMATS
+from hub.fhir.capabilities import Served
+from hub.fhir.capabilities import ServedOperation
+from hub.fhir.capabilities import served
 
 bp = Blueprint("openapi", __name__)
 
-# The types offered to explorers and the fuzzer; every R4 type is served.
-TYPES = ["Patient", "Observation", "Encounter", "Condition", "Organization", "Practitioner"]
+# Parameters that shape a search's answer, on every type (hub.search.engine).
+RESULT_PARAMS = ("_count", "_sort", "_include", "_revinclude", "_summary", "_elements", "_total")
 
-_RESOURCE = {
-    "type": "object",
-    "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
-    "required": ["resourceType"],
-}
+_STRING = {"type": "string"}
 _OUTCOME = {
     "description": "An OperationOutcome",
     "content": {"application/fhir+json": {"schema": {"type": "object"}}},
 }
 _OK = {
-    "description": "A resource or Bundle",
+    "description": "A resource, a Bundle or Parameters",
     "content": {"application/fhir+json": {"schema": {"type": "object"}}},
 }
-_TYPE = {
-    "name": "type",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "enum": TYPES},
+_PARAMS = {
+    "id": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"},
+    },
+    "vid": {"name": "vid", "in": "path", "required": True, "schema": _STRING},
+    **{p: {"name": p, "in": "query", "schema": _STRING} for p in RESULT_PARAMS},
 }
-_ID = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9\\-.]{1,64}$"},
-}
-_VID = {"name": "vid", "in": "path", "required": True, "schema": {"type": "string"}}
-_COUNT = {"name": "_count", "in": "query", "schema": {"type": "string"}}
-
-
-def _op(summary: str, params=(), body: bool = False, ok: str = "200") -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "parameters": list(params),
-        "responses": {ok: _OK, "default": _OUTCOME},
-    }
-    if body:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/fhir+json": {"schema": _RESOURCE}},
-        }
-    return op
-
-
-def document(base: str, search: bool = True) -> dict[str, Any]:
-    """The OpenAPI document; ``search=False`` leaves out searches (no search engine installed)."""
-    search_params = [
-        _TYPE,
-        _COUNT,
-        {"name": "_id", "in": "query", "schema": {"type": "string"}},
-        {"name": "_lastUpdated", "in": "query", "schema": {"type": "string"}},
-        {"name": "_include", "in": "query", "schema": {"type": "string"}},
-        {"name": "_revinclude", "in": "query", "schema": {"type": "string"}},
-    ]
-    patch_body = {
+_BODIES = {
+    "resource": {
         "required": True,
         "content": {
-            "application/json-patch+json": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "resourceType": {"type": "string"},
+                        "id": {"type": "string"},
+                    },
+                    "required": ["resourceType"],
+                }
+            }
+        },
+    },
+    "patch": {
+        "required": True,
+        "content": {
+            PATCH_FORMATS[0]: {
                 "schema": {
                     "type": "array",
                     "items": {
@@ -90,16 +79,128 @@ def document(base: str, search: bool = True) -> dict[str, Any]:
                         "required": ["op", "path"],
                     },
                 }
+            },
+            # FHIRPath Patch: a Parameters resource.
+            PATCH_FORMATS[1]: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "resourceType": {"type": "string", "enum": ["Parameters"]},
+                        "parameter": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["resourceType"],
+                }
+            },
+        },
+    },
+    "parameters": {
+        "required": False,
+        "content": {
+            "application/fhir+json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "resourceType": {"type": "string"},
+                        "parameter": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["resourceType"],
+                }
             }
         },
+    },
+}
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _op(summary: str, params=(), body: str | None = None, ok: str = "200") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "summary": summary,
+        "parameters": list(params),
+        "responses": {ok: _ref("responses", "ok"), "default": _ref("responses", "outcome")},
     }
-    patch = _op("Patch a resource (JSON Patch)", [_TYPE, _ID])
-    patch["requestBody"] = patch_body
-    audit_params = [
-        {"name": n, "in": "query", "schema": {"type": "string"}}
-        for n in ("date", "agent", "entity", "outcome", "subtype", "site", "_count")
-    ]
-    doc = {
+    if body:
+        out["requestBody"] = _ref("requestBodies", body)
+    return out
+
+
+def _query(names) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "query", "schema": _STRING} for n in names]
+
+
+def _operation_paths(prefix: str, ops: list[ServedOperation], level: str, params=()) -> dict:
+    paths: dict[str, Any] = {}
+    for served_op in ops:
+        op = served_op.operation
+        if level not in op.levels:
+            continue
+        query = _query(p["name"] for p in op.parameters if p.get("use", "in") == "in")
+        entry = {}
+        summary = f"${op.name}: {op.documentation}" if op.documentation else f"${op.name}"
+        if "GET" in op.methods and not op.affects_state:
+            entry["get"] = _op(summary, [*params, *query])
+        if "POST" in op.methods:
+            entry["post"] = _op(summary, [*params, *query], body="parameters")
+        if entry:
+            paths[f"{prefix}/${op.name}"] = entry
+    return paths
+
+
+def document(base: str, model: Served) -> dict[str, Any]:
+    """The OpenAPI document of what ``model`` says the hub serves at ``base``."""
+    paths: dict[str, Any] = {
+        "/metadata": {"get": {**_op("The CapabilityStatement"), "security": []}},
+    }
+    system = model.system_interactions
+    if {"batch", "transaction"} & set(system):
+        paths["/"] = {"post": _op("A batch or transaction Bundle", body="resource")}
+    if "search-system" in system:
+        paths["/_search"] = {"get": _op("Search every type (_type to choose)", _query(["_type"]))}
+    if "history-system" in system:
+        paths["/_history"] = {"get": _op("System history", [_ref("parameters", "_count")])}
+    paths.update(_operation_paths("", model.system_operations, "system"))
+    id_, vid = _ref("parameters", "id"), _ref("parameters", "vid")
+    for t in model.types:
+        name, does = t.type, set(t.interactions)
+        collection: dict[str, Any] = {}
+        if "search-type" in does:
+            controls = [_ref("parameters", p) for p in RESULT_PARAMS]
+            if name == "AuditEvent":
+                controls = [_ref("parameters", "_count")]
+            params = [*_query(p.name for p in t.params), *controls]
+            collection["get"] = _op(f"Search {name}", params)
+        if "create" in does:
+            collection["post"] = _op(f"Create a {name}", body="resource", ok="201")
+        if collection:
+            paths[f"/{name}"] = collection
+        if "history-type" in does:
+            paths[f"/{name}/_history"] = {
+                "get": _op(f"History of every {name}", [_ref("parameters", "_count")])
+            }
+        instance: dict[str, Any] = {}
+        if "read" in does:
+            instance["get"] = _op(f"Read a {name}", [id_])
+        if "update" in does:
+            instance["put"] = _op(f"Update (or create) a {name}", [id_], body="resource")
+        if "patch" in does:
+            instance["patch"] = _op(f"Patch a {name}", [id_], body="patch")
+        if "delete" in does:
+            instance["delete"] = _op(f"Delete a {name}", [id_])
+        if instance:
+            paths[f"/{name}/{{id}}"] = instance
+        if "history-instance" in does:
+            paths[f"/{name}/{{id}}/_history"] = {
+                "get": _op(f"History of a {name}", [id_, _ref("parameters", "_count")])
+            }
+        if "vread" in does:
+            paths[f"/{name}/{{id}}/_history/{{vid}}"] = {
+                "get": _op(f"Read a version of a {name}", [id_, vid])
+            }
+        paths.update(_operation_paths(f"/{name}", t.operations, "type"))
+        paths.update(_operation_paths(f"/{name}/{{id}}", t.operations, "instance", [id_]))
+    return {
         "openapi": "3.0.3",
         "info": {
             "title": "fhirhub FHIR R4 API",
@@ -111,35 +212,14 @@ def document(base: str, search: bool = True) -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
+            },
+            "parameters": _PARAMS,
+            "requestBodies": _BODIES,
+            "responses": {"ok": _OK, "outcome": _OUTCOME},
         },
         "security": [{"bearer": []}],
-        "paths": {
-            "/metadata": {
-                "get": {**_op("The CapabilityStatement"), "security": []},
-            },
-            "/": {"post": _op("A batch or transaction Bundle", body=True)},
-            "/_history": {"get": _op("System history", [_COUNT])},
-            "/{type}": {
-                "get": _op("Search", search_params),
-                "post": _op("Create", [_TYPE], body=True, ok="201"),
-            },
-            "/{type}/_history": {"get": _op("Type history", [_TYPE, _COUNT])},
-            "/{type}/{id}": {
-                "get": _op("Read", [_TYPE, _ID]),
-                "put": _op("Update (or create with this id)", [_TYPE, _ID], body=True),
-                "patch": patch,
-                "delete": _op("Delete", [_TYPE, _ID]),
-            },
-            "/{type}/{id}/_history": {"get": _op("Instance history", [_TYPE, _ID, _COUNT])},
-            "/{type}/{id}/_history/{vid}": {"get": _op("Read a version", [_TYPE, _ID, _VID])},
-            "/AuditEvent": {"get": _op("Search the audit trail (auditors)", audit_params)},
-        },
+        "paths": paths,
     }
-    if not search:
-        # The audit trail is served from its own table and stays.
-        del doc["paths"]["/{type}"]["get"]
-    return doc
 
 
 @bp.get("/fhir/openapi.json")
@@ -148,4 +228,4 @@ def openapi_json():
 
     configured = get_hub().config.get("BASE_URL")
     base = configured.rstrip("/") if configured else request.host_url.rstrip("/") + "/fhir"
-    return jsonify(document(base, get_hub().service.search_engine is not None))
+    return jsonify(document(base, served(get_hub())))

@@ -8,8 +8,16 @@ create, read, vread, update, patch, search-type, history-instance,
 history-type and, last, delete. Every claimed search parameter is then
 searched with a value taken from the created resource (``name=value&_id=id``
 must find it) and with a value that must not match (it must not find it, which
-shows the parameter is not silently ignored). Each check ends ``passed``,
-``failed`` or ``skipped``, with a message.
+shows the parameter is not silently ignored). A claimed type this kit cannot
+generate is still searched, and each of its parameters sent with a value of its
+type under ``Prefer: handling=strict`` (a parameter the server does not
+support must not be accepted). Every claimed operation's OperationDefinition
+must resolve and agree with the claim, and the operation is invoked at each
+level it declares (on the created resource for instance level): it may refuse
+the empty call (4xx) but must exist (no 404 ``not-supported``, 405, 501 or
+5xx). When ``patchFormat`` claims ``application/fhir+json``, patch is also
+tried as a FHIRPath Patch. Each check ends ``passed``, ``failed`` or
+``skipped``, with a message.
 
 All requests go through :class:`FhirHttp`, which adds the bearer token in one
 place. Only the standard library is used for HTTP, so the command works
@@ -38,6 +46,19 @@ JSON_PATCH = "application/json-patch+json"
 CHECK_SYSTEM = "urn:fhirhub:conformance-check"
 # Parameters that cannot be searched with a value taken from one resource.
 UNTESTABLE_PARAMS = {"_text", "_content", "_list", "_has", "_query", "_filter", "_type"}
+# Parameters whose values have a syntax of their own (not probed).
+UNPROBED_PARAMS = {"_has", "_query", "_filter", "_type"}
+# A syntactically valid value of each parameter type, for the strict "is it supported" probe.
+PROBE_VALUES = {
+    "token": "probe",
+    "string": "probe",
+    "date": "2000-01-01",
+    "reference": "probe",
+    "quantity": "1",
+    "number": "1",
+    "uri": "urn:probe",
+}
+FHIRPATH_PATCH = "application/fhir+json"
 
 
 class EndpointError(Exception):
@@ -122,10 +143,12 @@ class Generator:
         build: Callable[[dict[str, Any]], dict],
         change: tuple[str, Any],
         needs_patient: bool = False,
+        minimal: bool = False,
     ):
         self.build = build
         self.change = change  # (JSON Pointer of a top-level element, its new value)
         self.needs_patient = needs_patient
+        self.minimal = minimal  # made from the StructureDefinition (hub.conformance.instances)
 
 
 def _cc(system: str, code: str, display: str) -> dict:
@@ -286,6 +309,17 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
+def _minimal_generator(res_type: str) -> Generator | None:
+    """A generator of the type's minimal instance, when one can be made."""
+    from hub.conformance.instances import minimal_instance
+
+    if minimal_instance(res_type, "probe") is None:
+        return None
+    return Generator(
+        lambda ctx: minimal_instance(res_type, ctx["run"]), ("/language", "zh-CN"), minimal=True
+    )
+
+
 # ---------------------------------------------------------------------------
 # Search values from a resource
 # ---------------------------------------------------------------------------
@@ -382,6 +416,8 @@ class EndpointChecker:
         self.results: list[CheckResult] = []
         self._cleanup: list[str] = []
         self._registry = None
+        self._definitions: dict[str, Response] = {}
+        self.patch_formats: set[str] = set()
 
     # -- results ---------------------------------------------------------------
 
@@ -420,15 +456,8 @@ class EndpointChecker:
             )
             return self.results
         claimed = {r.get("type"): r for r in rest.get("resource") or []}
-        wanted = self.types or sorted(t for t in claimed if t in GENERATORS)
-        if not self.types and len(wanted) < len(claimed):
-            others = sorted(t for t in claimed if t not in GENERATORS)
-            self._record(
-                "server",
-                "types not generated",
-                SKIPPED,
-                f"{len(others)} claimed type(s) this kit cannot generate: {', '.join(others)}",
-            )
+        self.patch_formats = set(capability.get("patchFormat") or ())
+        wanted = self.types or sorted(claimed)
         ctx = {"run": self.run_id}
         try:
             for res_type in wanted:
@@ -436,15 +465,14 @@ class EndpointChecker:
                 if declared is None:
                     self._record(res_type, "declared", SKIPPED, "not in the CapabilityStatement")
                     continue
-                if res_type not in GENERATORS:
-                    self._record(
-                        res_type,
-                        "all",
-                        SKIPPED,
-                        "this kit cannot generate a test resource of this type",
-                    )
+                gen = GENERATORS.get(res_type) or _minimal_generator(res_type)
+                if gen is None:
+                    self._check_claims_only(declared)
                     continue
-                self._check_type(declared, claimed, ctx)
+                self._check_type(declared, claimed, ctx, gen)
+            if not self.types:
+                for op in rest.get("operation") or []:
+                    self._check_operation(None, op, None)
         except EndpointError as err:
             self._record("server", "connection", FAILED, str(err))
         finally:
@@ -495,9 +523,8 @@ class EndpointChecker:
         self._cleanup.append(ctx["patient"])
         return ctx["patient"]
 
-    def _check_type(self, declared: dict, claimed: dict, ctx: dict) -> None:
+    def _check_type(self, declared: dict, claimed: dict, ctx: dict, gen: Generator) -> None:
         res_type = declared["type"]
-        gen = GENERATORS[res_type]
         interactions = _interactions(declared)
         if gen.needs_patient and not self._support_patient(claimed, ctx):
             self._record(
@@ -515,6 +542,9 @@ class EndpointChecker:
             resp = self.http.request(
                 "POST", res_type, resource, headers={"Prefer": "return=representation"}
             )
+            if resp.status != 201 and gen.minimal and 400 <= resp.status < 500:
+                # The kit's minimal instance ignores invariants: the server may rightly refuse it.
+                raise Skip(f"POST {res_type} of the kit's minimal instance: {resp.problem()}")
             if resp.status != 201:
                 return f"POST {res_type}: {resp.problem()}, expected 201"
             location = resp.headers.get("location", "")
@@ -529,7 +559,10 @@ class EndpointChecker:
             return None
 
         if not self._check(res_type, "create", create) or "id" not in state:
-            self._record(res_type, "rest", SKIPPED, "no resource was created")
+            if gen.minimal:
+                self._check_claims_only(declared)
+            else:
+                self._record(res_type, "rest", SKIPPED, "no resource was created")
             return
         ref = f"{res_type}/{state['id']}"
 
@@ -614,6 +647,38 @@ class EndpointChecker:
             return None
 
         self._check(res_type, "patch", patch)
+
+        def fhirpath_patch() -> str | None:
+            if "patch" not in interactions:
+                raise Skip("patch not claimed")
+            if FHIRPATH_PATCH not in self.patch_formats:
+                raise Skip(f"patchFormat does not list {FHIRPATH_PATCH}")
+            value = new_value  # the JSON Patch put the original back: change it again
+            key = "valueBoolean" if isinstance(value, bool) else "valueString"
+            ops = {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {
+                        "name": "operation",
+                        "part": [
+                            {"name": "type", "valueCode": "replace"},
+                            {"name": "path", "valueString": f"{res_type}.{element}"},
+                            {"name": "value", key: value},
+                        ],
+                    }
+                ],
+            }
+            resp = self.http.request("PATCH", ref, ops, content_type=FHIRPATH_PATCH)
+            if resp.status != 200:
+                return f"PATCH {ref} (FHIRPath Patch): {resp.problem()}, expected 200"
+            back = self.http.get(ref).json() or {}
+            if back.get(element) != value:
+                return f"after PATCH, {element} is {back.get(element)!r}, expected {value!r}"
+            state["current"] = back
+            state["versions"] = state.get("versions", 1) + 1
+            return None
+
+        self._check(res_type, "patch (FHIRPath Patch)", fhirpath_patch)
         current = state.get("current") or self.http.get(ref).json() or {}
 
         def search_type() -> str | None:
@@ -659,6 +724,37 @@ class EndpointChecker:
 
         self._check(res_type, "history-type", history_type)
 
+        def conditional_create() -> str | None:
+            if not declared.get("conditionalCreate") or "create" not in interactions:
+                raise Skip("conditionalCreate not claimed")
+            resp = self.http.request(
+                "POST", res_type, resource, headers={"If-None-Exist": f"_id={state['id']}"}
+            )
+            body = resp.json() or {}
+            rid = body.get("id") or _id_from_location(resp.headers.get("location"))
+            if resp.status != 200:
+                if resp.status == 201 and rid:
+                    self._cleanup.append(f"{res_type}/{rid}")
+                return f"POST {res_type} If-None-Exist: _id={state['id']}: {resp.problem()}"
+            if rid and rid != state["id"]:
+                return f"POST {res_type} If-None-Exist named {rid}, expected {state['id']}"
+            return None
+
+        self._check(res_type, "conditional create", conditional_create)
+
+        def conditional_update() -> str | None:
+            if not declared.get("conditionalUpdate") or "update" not in interactions:
+                raise Skip("conditionalUpdate not claimed")
+            current = self.http.get(ref).json() or {}
+            resp = self.http.request("PUT", f"{res_type}?_id={state['id']}", current)
+            if resp.status != 200:
+                return f"PUT {res_type}?_id={state['id']}: {resp.problem()}, expected 200"
+            return None
+
+        self._check(res_type, "conditional update", conditional_update)
+        for op in declared.get("operation") or []:
+            self._check_operation(res_type, op, state["id"])
+
         def delete() -> str | None:
             if "delete" not in interactions:
                 raise Skip("delete not claimed")
@@ -675,6 +771,111 @@ class EndpointChecker:
 
         self._check(res_type, "delete", delete)
 
+    def _check_claims_only(self, declared: dict) -> None:
+        """A type the kit has no instance of: search it, probe its parameters, and check its
+        operations at type level."""
+        res_type = declared["type"]
+        interactions = _interactions(declared)
+
+        def search_type() -> str | None:
+            if "search-type" not in interactions:
+                raise Skip("search-type not claimed")
+            resp = self.http.get(f"{res_type}?_count=1")
+            body = resp.json() or {}
+            if resp.status != 200 or body.get("resourceType") != "Bundle":
+                return f"GET {res_type}?_count=1: {resp.problem()}, expected a Bundle"
+            return None
+
+        searchable = self._check(res_type, "search-type", search_type)
+        for param in declared.get("searchParam") or []:
+            name = param.get("name", "")
+            self._check(
+                res_type, f"search {name}", lambda p=param: self._probe(res_type, p, searchable)
+            )
+        for op in declared.get("operation") or []:
+            self._check_operation(res_type, op, None)
+
+    def _probe(self, res_type: str, param: dict, searchable: bool) -> str | None:
+        """The server accepts the parameter under ``Prefer: handling=strict``."""
+        if not searchable:
+            raise Skip("search-type does not work, so parameters cannot be tested")
+        name = param.get("name", "")
+        ptype = param.get("type", "")
+        if name in UNPROBED_PARAMS:
+            raise Skip(f"{name} needs a value of its own syntax")
+        if ptype in PROBE_VALUES:
+            query = urllib.parse.urlencode({name: PROBE_VALUES[ptype], "_count": "1"})
+        else:
+            query = urllib.parse.urlencode({f"{name}:missing": "false", "_count": "1"})
+        resp = self.http.request(
+            "GET", f"{res_type}?{query}", headers={"Prefer": "handling=strict"}
+        )
+        body = resp.json() or {}
+        if resp.status != 200 or body.get("resourceType") != "Bundle":
+            return f"GET {res_type}?{query} (strict): {resp.problem()}, expected a Bundle"
+        return None
+
+    def _check_operation(self, res_type: str | None, op: dict, res_id: str | None) -> None:
+        """The claimed operation's OperationDefinition resolves and matches the claim; the
+        operation answers at each level it declares (``res_id``: an instance to call it on)."""
+        name = op.get("name", "")
+        group = res_type or "server"
+        state: dict[str, Any] = {}
+
+        def definition() -> str | None:
+            url = op.get("definition") or ""
+            if not url.startswith(self.http.base + "/"):
+                raise Skip(f"the definition {url!r} is not served by this server")
+            if url not in self._definitions:  # listed on many types: fetched once
+                self._definitions[url] = self.http.get(url)
+            resp = self._definitions[url]
+            body = resp.json() or {}
+            if resp.status != 200 or body.get("resourceType") != "OperationDefinition":
+                return f"GET {url}: {resp.problem()}, expected an OperationDefinition"
+            if body.get("url") != url:
+                return f"{url} has url {body.get('url')!r}"
+            if body.get("code") != name:
+                return f"{url} defines ${body.get('code')}, the statement names ${name}"
+            if res_type is None and not body.get("system"):
+                return f"${name} is listed at system level, its definition says system=false"
+            if res_type is not None:
+                if not (body.get("type") or body.get("instance")):
+                    return f"${name} is listed for {res_type}, its definition has no type level"
+                resources = body.get("resource") or []
+                if not {res_type, "Resource", "DomainResource"} & set(resources):
+                    return f"${name} is listed for {res_type}, its definition is for {resources}"
+            state["definition"] = body
+            return None
+
+        if not self._check(group, f"${name} definition", definition):
+            return
+        levels = ["system"] if res_type is None else ["type", "instance"] if res_id else ["type"]
+        for level in levels:
+            path = {
+                "system": f"${name}",
+                "type": f"{res_type}/${name}",
+                "instance": f"{res_type}/{res_id}/${name}",
+            }[level]
+            self._check(
+                group, f"${name} {level}", lambda p=path, lv=level: self._invoke(p, lv, state)
+            )
+
+    def _invoke(self, path: str, level: str, state: dict) -> str | None:
+        definition = state.get("definition")
+        if definition is None:
+            raise Skip("its levels are unknown without a definition served here")
+        if not definition.get(level):
+            raise Skip(f"the definition does not declare the {level} level")
+        # POST is allowed for every operation; an empty Parameters asks for nothing.
+        resp = self.http.request("POST", path, {"resourceType": "Parameters"})
+        data = resp.json()
+        issues = (data.get("issue") or []) if isinstance(data, dict) else []
+        first = issues[0] if issues and isinstance(issues[0], dict) else {}
+        missing = resp.status == 404 and first.get("code") == "not-supported"
+        if resp.status >= 500 or resp.status in (405, 501) or missing:
+            return f"POST {path}: {resp.problem()}"
+        return None
+
     def _search_param(
         self, res_type: str, param: dict, resource: dict, searchable: bool
     ) -> str | None:
@@ -682,7 +883,7 @@ class EndpointChecker:
         if not searchable:
             raise Skip("search-type does not work, so parameters cannot be tested")
         if name in UNTESTABLE_PARAMS:
-            raise Skip(f"{name} cannot be tested with a value from one resource")
+            return self._probe(res_type, param, searchable)
         if name == "_id":
             return self._expect_found(res_type, {"_id": resource["id"]}, resource["id"], True)
         if name == "_lastUpdated":
@@ -692,10 +893,10 @@ class EndpointChecker:
             return self._pair(res_type, name, f"ge{stamp}", f"lt{stamp}", resource["id"])
         definition = self._definition(res_type, param)
         if definition is None:
-            raise Skip("no definition (expression) known for this parameter")
+            return self._probe(res_type, param, searchable)  # no expression to take a value
         ptype = param.get("type") or definition.type
         if ptype in ("composite", "special"):
-            raise Skip(f"{ptype} parameters are not tested")
+            return self._probe(res_type, param, searchable)
         try:
             elements = definition.extractor(res_type)(resource)
         except Exception as err:  # noqa: BLE001 - an expression this kit cannot evaluate
@@ -704,7 +905,8 @@ class EndpointChecker:
             values = search_values(ptype, element, self.run_id)
             if values:
                 return self._pair(res_type, name, values[0], values[1], resource["id"])
-        raise Skip("the generated resource has no value for it")
+        # The generated resource has no value for it: at least the server must support it.
+        return self._probe(res_type, param, searchable)
 
     def _pair(self, res_type: str, name: str, good: str, bad: str | None, rid: str) -> str | None:
         problem = self._expect_found(res_type, {name: good, "_id": rid}, rid, True)

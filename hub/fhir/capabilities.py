@@ -1,19 +1,29 @@
-"""The CapabilityStatement, generated from what this app really serves.
+"""What the hub serves, found once, rendered as the CapabilityStatement and the OpenAPI document.
 
-Resource types and search parameters come from the search registry (the
-official R4 set plus custom and plugin parameters); operations from the
-operation registry (built-in and plugin ones). Nothing is listed that the
-code does not do.
+:func:`served` reads it from what is really registered: the resource types the
+hub can store (R4 types the R4B models also define; the 18 R4 types R4B
+dropped answer 404 and are not listed), the search parameters the search
+engine answers (not ``_text``, ``_content``, ``_query`` or ``special`` ones),
+the audit trail's own parameters for AuditEvent (read and search only), and
+every operation of the operation registry, each with an OperationDefinition
+the hub serves (``hub.fhir.operation_definitions``). ``/fhir/metadata``
+(:func:`capability_statement`) and ``/fhir/openapi.json``
+(``hub.api.openapi``) both render this, so they cannot disagree.
+``tests/test_capability_walk.py`` walks the statement against a live hub.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import html
 from typing import Any
 
 import hub
+from hub.fhir.operation_definitions import definition_ids
+from hub.operations import Operation
 
-TYPE_INTERACTIONS = [
+TYPE_INTERACTIONS = (
     "read",
     "vread",
     "update",
@@ -23,84 +33,191 @@ TYPE_INTERACTIONS = [
     "history-type",
     "create",
     "search-type",
-]
-SYSTEM_INTERACTIONS = ["transaction", "batch", "search-system", "history-system"]
+)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+# JSON Patch, and FHIRPath Patch (a Parameters resource in either FHIR format).
+PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json", "application/fhir+xml")
+FORMATS = ("application/fhir+json", "application/fhir+xml")
+# The audit trail is written by the hub alone (hub.api.fhir refuses writes).
+AUDIT_INTERACTIONS = ("read", "search-type")
+
+
+@dataclasses.dataclass
+class Param:
+    """One search parameter as served: ``definition`` is its SearchParameter's canonical."""
+
+    name: str
+    type: str
+    definition: str = ""
+    documentation: str = ""
+
+
+@dataclasses.dataclass
+class ServedOperation:
+    operation: Operation
+    definition_id: str
+
+    @property
+    def name(self) -> str:
+        return self.operation.name
+
+
+@dataclasses.dataclass
+class ServedType:
+    type: str
+    interactions: tuple[str, ...]
+    params: list[Param]
+    includes: list[str]
+    operations: list[ServedOperation]  # type and instance level
+
+
+@dataclasses.dataclass
+class Served:
+    types: list[ServedType]
+    system_interactions: tuple[str, ...]
+    system_operations: list[ServedOperation]
+
+    def type(self, name: str) -> ServedType | None:
+        return next((t for t in self.types if t.type == name), None)
+
+
+def searchable(name: str, param: Any) -> bool:
+    """Whether the search engine answers ``param`` (the conditions of its ``_clause``)."""
+    from hub.search.engine import _UNSUPPORTED
+
+    if name in _UNSUPPORTED or param.type == "special":
+        return False
+    return bool(param.expression) or param.type == "composite"
 
 
 def resource_types(hub_obj: Any) -> list[str]:
-    registry = hub_obj.search_registry
-    if registry is not None:
-        return sorted(t for t in registry.all_types() if t not in ("Resource", "DomainResource"))
+    """The resource types the hub stores and serves."""
+    from hub.search.data import resource_types as r4_types
     from hub.validation.structure import known_type
 
-    return [t for t in ("Patient", "Observation", "Encounter", "Condition") if known_type(t)]
-
-
-def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
     registry = hub_obj.search_registry
+    names = registry.all_types() if registry is not None else r4_types()
+    return sorted(t for t in names if known_type(t))
+
+
+def served(hub_obj: Any) -> Served:
+    registry = hub_obj.search_registry
+    can_search = registry is not None and hub_obj.service.search_engine is not None
     ops = hub_obj.operations.all()
-    resources = []
+    ids = definition_ids(ops)
+    types = []
     for res_type in resource_types(hub_obj):
-        entry: dict[str, Any] = {
-            "type": res_type,
-            "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalRead": "not-supported",
-            "conditionalUpdate": True,
-            "conditionalDelete": "multiple",
-            "referencePolicy": ["literal", "logical"],
-        }
-        if registry is not None:
-            params = registry.params_for(res_type)
-            entry["searchInclude"] = ["*"] + sorted(
-                f"{res_type}:{n}" for n, p in params.items() if p.type == "reference"
-            )
-            entry["searchRevInclude"] = ["*"]
-            entry["searchParam"] = [_search_param(name, p) for name, p in sorted(params.items())]
         type_ops = [
-            {
-                "name": op.name,
-                "definition": op.definition or f"{base}/OperationDefinition/{op.name}",
-            }
+            ServedOperation(op, ids[id(op)])
             for op in ops
             if ("type" in op.levels or "instance" in op.levels)
             and (not op.types or res_type in op.types)
         ]
-        if type_ops:
-            entry["operation"] = type_ops
+        if res_type == "AuditEvent":
+            # Served from the audit table, not the resource store the operations work on.
+            types.append(ServedType(res_type, AUDIT_INTERACTIONS, _audit_params(registry), [], []))
+            continue
+        interactions = tuple(
+            i for i in TYPE_INTERACTIONS if can_search or i not in ("search-type",)
+        )
+        params: list[Param] = []
+        includes: list[str] = []
+        if can_search:
+            found = registry.params_for(res_type)
+            params = [
+                Param(name, p.type, p.url or "", p.description or "")
+                for name, p in sorted(found.items())
+                if searchable(name, p)
+            ]
+            includes = sorted(f"{res_type}:{p.name}" for p in params if p.type == "reference")
+        types.append(ServedType(res_type, interactions, params, includes, type_ops))
+    system = tuple(i for i in SYSTEM_INTERACTIONS if can_search or i != "search-system")
+    system_ops = [ServedOperation(op, ids[id(op)]) for op in ops if "system" in op.levels]
+    return Served(types, system, system_ops)
+
+
+def _audit_params(registry: Any) -> list[Param]:
+    """The parameters ``hub.security.audit_search`` answers, described by their R4 definition
+    where R4 has one."""
+    from hub.security.audit_search import DOCUMENTATION
+
+    out = []
+    for name, (ptype, doc) in sorted(DOCUMENTATION.items()):
+        official = registry.get("AuditEvent", name) if registry is not None else None
+        url = official.url if official is not None and official.type == ptype else ""
+        out.append(Param(name, ptype, url or "", doc))
+    return out
+
+
+def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
+    model = served(hub_obj)
+    resources = []
+    for t in model.types:
+        entry: dict[str, Any] = {
+            "type": t.type,
+            "interaction": [{"code": c} for c in t.interactions],
+            "versioning": "versioned-update",
+            "readHistory": "vread" in t.interactions,
+            "updateCreate": "update" in t.interactions,
+            "conditionalCreate": "create" in t.interactions,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": "update" in t.interactions,
+            "conditionalDelete": "multiple" if "delete" in t.interactions else "not-supported",
+            "referencePolicy": ["literal", "logical"],
+        }
+        if t.type == "AuditEvent":
+            entry["versioning"] = "no-version"
+        if "search-type" in t.interactions:
+            if t.type != "AuditEvent":
+                entry["searchInclude"] = ["*", *t.includes]
+                entry["searchRevInclude"] = ["*"]
+            entry["searchParam"] = [_search_param(p) for p in t.params]
+        if t.operations:
+            entry["operation"] = [_operation(o, base) for o in t.operations]
         resources.append(entry)
     rest: dict[str, Any] = {
         "mode": "server",
         "security": _security(base),
         "resource": resources,
-        "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+        "interaction": [{"code": c} for c in model.system_interactions],
     }
-    system_ops = [
-        {"name": op.name, "definition": op.definition or f"{base}/OperationDefinition/{op.name}"}
-        for op in ops
-        if "system" in op.levels
-    ]
-    if system_ops:
-        rest["operation"] = system_ops
+    if model.system_operations:
+        rest["operation"] = [_operation(o, base) for o in model.system_operations]
+    summary = html.escape(
+        f"fhirhub {hub.__version__}: FHIR R4 server of {len(model.types)} resource types"
+    )
     return {
         "resourceType": "CapabilityStatement",
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{summary}</p></div>',
+        },
         "status": "active",
         "date": dt.date.today().isoformat(),
         "kind": "instance",
         "software": {"name": "fhirhub", "version": hub.__version__},
         "implementation": {"description": "fhirhub lifetime health-record hub", "url": base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "application/fhir+xml"],
-        "patchFormat": ["application/json-patch+json"],
+        "format": list(FORMATS),
+        "patchFormat": list(PATCH_FORMATS),
         "rest": [rest],
     }
 
 
+def _operation(served_op: ServedOperation, base: str) -> dict[str, Any]:
+    out = {
+        "name": served_op.name,
+        "definition": f"{base}/OperationDefinition/{served_op.definition_id}",
+    }
+    if served_op.operation.documentation:
+        out["documentation"] = served_op.operation.documentation
+    return out
+
+
 def _security(base: str) -> dict[str, Any]:
-    """SMART on FHIR (backend services): where to get a token (docs/security.md)."""
+    """SMART on FHIR backend services (docs/security.md). The token endpoint is announced by
+    ``/.well-known/smart-configuration``: the ``oauth-uris`` extension would also need an
+    ``authorize`` endpoint, which client credentials do not have."""
     root = base.removesuffix("/fhir")
     return {
         "cors": False,
@@ -114,23 +231,17 @@ def _security(base: str) -> dict[str, Any]:
                 ]
             }
         ],
-        "extension": [
-            {
-                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}],
-            }
-        ],
-        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes;"
-        " security labels need explicit grants; every access is audited.",
+        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes"
+        f" (token endpoint {root}/auth/token, announced at"
+        f" {root}/.well-known/smart-configuration); security labels need explicit grants;"
+        " every access is audited.",
     }
 
 
-def _search_param(name: str, param: Any) -> dict[str, Any]:
-    out = {"name": name, "type": param.type}
-    url = getattr(param, "url", None)
-    if url:
-        out["definition"] = url
-    doc = getattr(param, "description", None)
-    if doc:
-        out["documentation"] = doc
+def _search_param(param: Param) -> dict[str, Any]:
+    out = {"name": param.name, "type": param.type}
+    if param.definition:
+        out["definition"] = param.definition
+    if param.documentation:
+        out["documentation"] = param.documentation
     return out

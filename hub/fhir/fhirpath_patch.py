@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from hub import outcomes
+from hub.fhir.parameters import check_parameters
 
 _MARK = "__fhirpath_patch_node"
 _LAST_NAME = re.compile(r"^(?P<parent>.+)\.(?P<name>[A-Za-z][A-Za-z0-9_]*)$")
@@ -137,6 +138,7 @@ def apply(resource: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any
 
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise outcomes.bad_request("A FHIRPath Patch body must be a Parameters resource")
+    check_parameters(parameters)
     target = copy.deepcopy(resource)
     res_type = target.get("resourceType", "")
     for n, op in enumerate(

@@ -27,8 +27,10 @@ from hub.lifetime.visibility import Visibility
 from hub.lifetime.visibility import for_call
 from hub.operations import Operation
 from hub.operations import OperationCall
+from hub.operations import parameter
 from hub.security import labels
 from hub.storage.repository import format_instant
+from hub.validation.structure import check_structure
 
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -122,10 +124,12 @@ def colours(call: OperationCall) -> Result:
 def match(call: OperationCall) -> Result:
     """``Patient/$match``: scored candidates for the Patient in the ``resource`` parameter."""
     patient = call.resource_param("resource")
-    if not patient or patient.get("resourceType") != "Patient":
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         raise outcomes.bad_request(
             "$match needs a Patient in the resource parameter", "Parameters.parameter[resource]"
         )
+    # It need not be complete, but the matcher reads it: it must be well formed.
+    check_structure(patient)
     only_certain = str(call.param("onlyCertainMatches", "false")).lower() == "true"
     count = call.param("count")
     if count is not None and not str(count).isdecimal():
@@ -273,14 +277,15 @@ def operations() -> list[Operation]:
             types=patient,
             documentation="The resident health record (居民健康档案) as a FHIR document; "
             "_format=html for a printable page",
+            parameters=(parameter("return", "Bundle", use="out", min_=1),),
         ),
         Operation(
             "colours",
             colours,
             levels=("instance",),
             types=patient,
-            methods=("GET",),
             documentation="The current five-colour classification (五色分类) and its evidence",
+            parameters=(parameter("return", "Parameters", use="out", min_=1),),
         ),
         Operation(
             "match",
@@ -299,6 +304,14 @@ def operations() -> list[Operation]:
             methods=("POST",),
             affects_state=True,
             documentation="Merge source-patient into target-patient (reversible: see $unmerge)",
+            parameters=(
+                parameter("source-patient", "Reference", min_=1),
+                parameter("target-patient", "Reference", min_=1),
+                parameter("reason", "string"),
+                parameter("outcome", "OperationOutcome", use="out", min_=1),
+                parameter("result", "Patient", use="out", min_=1),
+                parameter("provenance", "Provenance", use="out"),
+            ),
         ),
         Operation(
             "unmerge",
@@ -308,5 +321,12 @@ def operations() -> list[Operation]:
             methods=("POST",),
             affects_state=True,
             documentation="Undo a merge from its Provenance (provenance, or the two Patients)",
+            parameters=(
+                parameter("provenance", "Reference"),
+                parameter("source-patient", "Reference"),
+                parameter("target-patient", "Reference"),
+                parameter("outcome", "OperationOutcome", use="out", min_=1),
+                parameter("provenance", "Provenance", use="out", min_=1),
+            ),
         ),
     ]

@@ -26,7 +26,18 @@ from hub.fhir.limits import count_param
 from hub.fhir.limits import row_key_param
 from hub.storage import schema as s
 
-PARAMS = frozenset(("date", "agent", "site", "entity", "outcome", "subtype", "_count", "_before"))
+# The search parameters answered here, as the CapabilityStatement lists them: (type, what).
+# ``entity`` is R4's; ``agent`` matches the who.display the hub writes (a username or
+# client id), not a reference, so it is declared a token without R4's definition.
+DOCUMENTATION = {
+    "date": ("date", "When the event was recorded (prefixes eq ge gt le lt)"),
+    "agent": ("token", "Who: a username or a client id"),
+    "site": ("token", "The site the event was recorded for"),
+    "entity": ("reference", "Type/id of a resource the event concerns (any version)"),
+    "outcome": ("token", "0 success, 4 minor failure, 8 serious failure"),
+    "subtype": ("token", "The interaction (read, search-type, create...)"),
+}
+PARAMS = frozenset((*DOCUMENTATION, "_count", "_before"))
 
 
 def require_auditor(principal) -> None:

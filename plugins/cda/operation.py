@@ -27,6 +27,7 @@ from hub import outcomes
 from hub.fhir.service import Result
 from hub.operations import Operation
 from hub.operations import OperationCall
+from hub.operations import parameter
 from hub.storage import schema as s
 
 # Resources outside the patient compartment that a document header names.
@@ -143,4 +144,10 @@ OPERATION = Operation(
     types=("Patient",),
     methods=("GET", "POST"),
     documentation="A WS/T 483/500 CDA document from the patient's file; send=true queues it for the platform",
+    parameters=(
+        parameter("type", "code", min_=1, documentation="The document type"),
+        parameter("site", "string", documentation="The CDA site (when several are declared)"),
+        parameter("encounter", "string", documentation="Only this Encounter's records"),
+        parameter("send", "boolean", documentation="true (POST): queue it for the site"),
+    ),
 )
