@@ -32,9 +32,29 @@ VETERAN_CATEGORY = "urn:fhirhub:codesystem:veteran-category"
 VETERAN_DISABILITY_NATURE = "urn:fhirhub:codesystem:veteran-disability-nature"
 VETERAN_BENEFIT_STATUS = "urn:fhirhub:codesystem:veteran-benefit-status"
 
-# Programmes and registers people are enrolled in (EpisodeOfCare.type).
+# Programmes and registers people are enrolled in (EpisodeOfCare.type) and the programme a
+# follow-up Encounter belongs to (Encounter.type).
 CARE_PROGRAMME = "urn:fhirhub:codesystem:care-programme"
 FAMILY_DOCTOR_CONTRACT = "family-doctor-contract"  # its code for a signed family-doctor contract
+PROGRAMME_HYPERTENSION = "hypertension"
+PROGRAMME_DIABETES = "diabetes"
+PROGRAMME_SEVERE_MENTAL_DISORDER = "severe-mental-disorder-register"
+
+# Kinds of Encounter the audits count that no standard code names (Encounter.type).
+ENCOUNTER_TYPE = "urn:fhirhub:codesystem:encounter-type"
+HEALTH_CHECK = "health-check"  # 健康体检
+
+# Family-doctor service packages (EpisodeOfCare.extension[service-package].valueCoding).
+SERVICE_PACKAGE = "urn:fhirhub:codesystem:service-package"
+SERVICE_PACKAGE_EXTENSION = "urn:fhirhub:extension:service-package"
+PACKAGE_BASIC = "basic"
+PACKAGE_INTERMEDIATE = "intermediate"
+PACKAGE_ADVANCED = "advanced"
+PACKAGE_PERSONALISED = "personalised"
+
+# Contracted services and newborn screens without a confirmed LOINC code (DOMAIN 2.8).
+SERVICE_ITEM = "urn:fhirhub:codesystem:service-item"
+NEWBORN_SCREENING = "urn:fhirhub:codesystem:newborn-screening"
 
 # Five-colour classification (hub/colours.py).
 FIVE_COLOUR = "urn:fhirhub:codesystem:five-colour"
