@@ -75,3 +75,23 @@ ICD10_SYSTEMS = (
     "urn:oid:2.16.156.10011.2.3.3.11",
     "urn:oid:2.16.156.10011.2.3.3.11.3",
 )
+
+# The codes of the hub's own systems that its code reads or writes, by system. Each system is
+# defined once by a CodeSystem resource (profiles/fhirhub/CodeSystem-*.json,
+# mappings/five-colour/CodeSystem-five-colour.json); tests/test_vocabulary.py checks this table,
+# and every hub system and code named in the modules and data files, against those resources.
+CODES: dict[str, tuple[str, ...]] = {
+    SENSITIVITY: (
+        VETERAN_SENSITIVITY["code"],
+        MENTAL_HEALTH_SENSITIVITY["code"],
+        HIV_SENSITIVITY["code"],
+    ),
+    CARE_PROGRAMME: (
+        FAMILY_DOCTOR_CONTRACT,
+        PROGRAMME_HYPERTENSION,
+        PROGRAMME_DIABETES,
+        PROGRAMME_SEVERE_MENTAL_DISORDER,
+    ),
+    ENCOUNTER_TYPE: (HEALTH_CHECK,),
+    SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
+}
