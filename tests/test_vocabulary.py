@@ -21,7 +21,7 @@ from hub.paths import MAPPINGS_DIR
 from hub.paths import PROFILES_DIR
 from hub.paths import PROJECT_DIR
 
-SCANNED = ("hub", "plugins", "mappings", "profiles", "conformance", "docs")
+SCANNED = ("hub", "plugins", "mappings", "profiles", "conformance", "docs", "bench")
 SUFFIXES = (".py", ".yaml", ".yml", ".json", ".md")
 # A hub-scheme system URL, in the chosen and in the retired spelling.
 SYSTEM_URL = re.compile(
