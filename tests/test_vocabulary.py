@@ -154,3 +154,14 @@ def test_the_scan_catches_undefined_systems_and_codes(tmp_path):
     py = tmp_path / "probe.py"
     py.write_text('X = {"system": "urn:fhirhub:codesystem:task-code", "code": "nap"}\n')
     assert _problems(py) == ["probe.py: urn:fhirhub:codesystem:task-code has no code 'nap'"]
+
+
+def test_programme_codes_of_the_rules_are_care_programme_codes():
+    # Rule files name care-programme codes without the system (cohorts, five-colour).
+    programmes = SYSTEMS[cs.CARE_PROGRAMME]
+    cohorts = yaml.safe_load((MAPPINGS_DIR / "completeness" / "cohorts.yaml").read_text("utf-8"))
+    assert cohorts["programme_systems"] == [cs.CARE_PROGRAMME]
+    named = {p for c in cohorts["cohorts"].values() for p in c.get("programmes", ())}
+    colours = yaml.safe_load((MAPPINGS_DIR / "five-colour" / "rules.yaml").read_text("utf-8"))
+    named |= set(colours["programmes"])
+    assert named and named <= programmes, named - programmes
