@@ -165,3 +165,8 @@ def test_programme_codes_of_the_rules_are_care_programme_codes():
     colours = yaml.safe_load((MAPPINGS_DIR / "five-colour" / "rules.yaml").read_text("utf-8"))
     named |= set(colours["programmes"])
     assert named and named <= programmes, named - programmes
+
+
+def test_package_codes_of_the_contract_rule_are_service_package_codes():
+    rule = yaml.safe_load((MAPPINGS_DIR / "completeness" / "family-doctor.yaml").read_text("utf-8"))
+    assert set(rule["packages"]) <= SYSTEMS[cs.SERVICE_PACKAGE]

@@ -54,7 +54,7 @@ REQUIRED = ("签约编号", "身份证号", "签约机构代码", "签约医生"
 STATUS = {"有效": "active", "已到期": "finished", "未生效": "planned", "已解约": "cancelled"}
 EPISODE_TYPE = {
     "system": cs.CARE_PROGRAMME,
-    "code": "family-doctor-contract",
+    "code": cs.FAMILY_DOCTOR_CONTRACT,
     "display": "家庭医生签约服务",
 }
 EXT_PACKAGE = cs.SERVICE_PACKAGE_EXTENSION
