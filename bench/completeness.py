@@ -31,11 +31,13 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from hub import codesystems as cs
+
 BASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COUNTY = "370203"
 YEAR = 2025
-FOLLOWUP = "http://fhirhub.org/fhir/CodeSystem/followup-programme"
-ENCOUNTER_TYPE = "http://fhirhub.org/fhir/CodeSystem/encounter-type"
+FOLLOWUP = cs.CARE_PROGRAMME
+ENCOUNTER_TYPE = cs.ENCOUNTER_TYPE
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
 
@@ -146,7 +148,7 @@ def person_resources(n: int, rng: random.Random) -> list[tuple[str, str, dict]]:
                     {
                         "coding": [
                             {
-                                "system": "http://fhirhub.org/fhir/CodeSystem/record-type",
+                                "system": cs.CARE_PROGRAMME,
                                 "code": "family-doctor-contract",
                             }
                         ]
@@ -154,9 +156,9 @@ def person_resources(n: int, rng: random.Random) -> list[tuple[str, str, dict]]:
                 ],
                 "extension": [
                     {
-                        "url": "http://fhirhub.org/fhir/StructureDefinition/service-package",
+                        "url": cs.SERVICE_PACKAGE_EXTENSION,
                         "valueCoding": {
-                            "system": "http://fhirhub.org/fhir/CodeSystem/service-package",
+                            "system": cs.SERVICE_PACKAGE,
                             "code": rng.choice(["basic", "intermediate", "advanced"]),
                         },
                     }

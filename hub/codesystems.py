@@ -32,9 +32,29 @@ VETERAN_CATEGORY = "urn:fhirhub:codesystem:veteran-category"
 VETERAN_DISABILITY_NATURE = "urn:fhirhub:codesystem:veteran-disability-nature"
 VETERAN_BENEFIT_STATUS = "urn:fhirhub:codesystem:veteran-benefit-status"
 
-# Programmes and registers people are enrolled in (EpisodeOfCare.type).
+# Programmes and registers people are enrolled in (EpisodeOfCare.type) and the programme a
+# follow-up Encounter belongs to (Encounter.type).
 CARE_PROGRAMME = "urn:fhirhub:codesystem:care-programme"
 FAMILY_DOCTOR_CONTRACT = "family-doctor-contract"  # its code for a signed family-doctor contract
+PROGRAMME_HYPERTENSION = "hypertension"
+PROGRAMME_DIABETES = "diabetes"
+PROGRAMME_SEVERE_MENTAL_DISORDER = "severe-mental-disorder-register"
+
+# Kinds of Encounter the audits count that no standard code names (Encounter.type).
+ENCOUNTER_TYPE = "urn:fhirhub:codesystem:encounter-type"
+HEALTH_CHECK = "health-check"  # 健康体检
+
+# Family-doctor service packages (EpisodeOfCare.extension[service-package].valueCoding).
+SERVICE_PACKAGE = "urn:fhirhub:codesystem:service-package"
+SERVICE_PACKAGE_EXTENSION = "urn:fhirhub:extension:service-package"
+PACKAGE_BASIC = "basic"
+PACKAGE_INTERMEDIATE = "intermediate"
+PACKAGE_ADVANCED = "advanced"
+PACKAGE_PERSONALISED = "personalised"
+
+# Contracted services and newborn screens without a confirmed LOINC code (DOMAIN 2.8).
+SERVICE_ITEM = "urn:fhirhub:codesystem:service-item"
+NEWBORN_SCREENING = "urn:fhirhub:codesystem:newborn-screening"
 
 # Five-colour classification (hub/colours.py).
 FIVE_COLOUR = "urn:fhirhub:codesystem:five-colour"
@@ -55,3 +75,23 @@ ICD10_SYSTEMS = (
     "urn:oid:2.16.156.10011.2.3.3.11",
     "urn:oid:2.16.156.10011.2.3.3.11.3",
 )
+
+# The codes of the hub's own systems that its code reads or writes, by system. Each system is
+# defined once by a CodeSystem resource (profiles/fhirhub/CodeSystem-*.json,
+# mappings/five-colour/CodeSystem-five-colour.json); tests/test_vocabulary.py checks this table,
+# and every hub system and code named in the modules and data files, against those resources.
+CODES: dict[str, tuple[str, ...]] = {
+    SENSITIVITY: (
+        VETERAN_SENSITIVITY["code"],
+        MENTAL_HEALTH_SENSITIVITY["code"],
+        HIV_SENSITIVITY["code"],
+    ),
+    CARE_PROGRAMME: (
+        FAMILY_DOCTOR_CONTRACT,
+        PROGRAMME_HYPERTENSION,
+        PROGRAMME_DIABETES,
+        PROGRAMME_SEVERE_MENTAL_DISORDER,
+    ),
+    ENCOUNTER_TYPE: (HEALTH_CHECK,),
+    SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
+}

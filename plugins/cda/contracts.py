@@ -54,12 +54,21 @@ REQUIRED = ("签约编号", "身份证号", "签约机构代码", "签约医生"
 STATUS = {"有效": "active", "已到期": "finished", "未生效": "planned", "已解约": "cancelled"}
 EPISODE_TYPE = {
     "system": cs.CARE_PROGRAMME,
-    "code": "family-doctor-contract",
+    "code": cs.FAMILY_DOCTOR_CONTRACT,
     "display": "家庭医生签约服务",
 }
-EXT_PACKAGE = "urn:fhirhub:extension:service-package"
+EXT_PACKAGE = cs.SERVICE_PACKAGE_EXTENSION
 EXT_SIGNED = "urn:fhirhub:extension:contract-signed-date"
-PACKAGE_SYSTEM = "urn:fhirhub:codesystem:service-package"
+PACKAGE_SYSTEM = cs.SERVICE_PACKAGE
+# 服务包 names of the export -> the service-package codes the contract rules read
+# (mappings/completeness/family-doctor.yaml). Any "...个性化包" (a personalised package for
+# a disease or group) is personalised; the export's own name stays as the display.
+PACKAGES = {
+    "基础包": cs.PACKAGE_BASIC,
+    "中级包": cs.PACKAGE_INTERMEDIATE,
+    "高级包": cs.PACKAGE_ADVANCED,
+    "个性化包": cs.PACKAGE_PERSONALISED,
+}
 _SPLIT = re.compile(r"[、,，+；;]")
 
 
@@ -184,14 +193,7 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         if team:
             episode["team"] = [_ref(team)]
         extensions = [
-            {
-                "url": EXT_PACKAGE,
-                "valueCoding": {
-                    "system": PACKAGE_SYSTEM,
-                    "code": name.strip(),
-                    "display": name.strip(),
-                },
-            }
+            {"url": EXT_PACKAGE, "valueCoding": _package(name.strip(), line, context)}
             for name in _SPLIT.split(row.get("服务包", ""))
             if name.strip()
         ]
@@ -222,6 +224,19 @@ def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
         )
     context.info(f"{loaded} contracts loaded")
     return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries.values())}
+
+
+def _package(name: str, line: int, context) -> dict:
+    """The service-package coding of a 服务包 name; an unknown name is kept as display only."""
+    code = PACKAGES.get(name) or (cs.PACKAGE_PERSONALISED if name.endswith("个性化包") else None)
+    if code is None:
+        context.warn(
+            f"row {line}: 服务包 {name!r} is not one of {sorted(PACKAGES)} or a 个性化包: "
+            "kept as text, not counted for package services",
+            f"row {line}",
+        )
+        return {"display": name}
+    return {"system": PACKAGE_SYSTEM, "code": code, "display": name}
 
 
 def _patient(row: dict, rid) -> dict:

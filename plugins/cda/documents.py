@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from fhirhub_plugins.cda import vocab
+from hub import codesystems as cs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,9 @@ class DocType:
     sections: tuple[tuple[str, tuple[str, ...]], ...]
     encounter: str | None = None  # None | "followup" | ActCode class (AMB, IMP)
     encounter_type: str | None = None
+    # The hub code the audits read in Encounter.type (docs/completeness.md): the programme of
+    # a follow-up (care-programme), the kind of a health check (encounter-type).
+    encounter_coding: tuple[str, str] | None = None
     required_sections: tuple[str, ...] = ()
     required_elements: tuple[str, ...] = ()
     needs_encompassing_encounter: bool = False
@@ -118,6 +122,7 @@ DOC_TYPES: dict[str, DocType] = {
             _FOLLOWUP,
             encounter="followup",
             encounter_type="高血压患者随访",
+            encounter_coding=(cs.CARE_PROGRAMME, cs.PROGRAMME_HYPERTENSION),
             required_sections=("followup", "vitals"),
             required_elements=("DE06.00.108.00", "DE04.10.174.00", "DE04.10.176.00"),
         ),
@@ -129,6 +134,7 @@ DOC_TYPES: dict[str, DocType] = {
             _FOLLOWUP,
             encounter="followup",
             encounter_type="2型糖尿病患者随访",
+            encounter_coding=(cs.CARE_PROGRAMME, cs.PROGRAMME_DIABETES),
             required_sections=("followup", "vitals"),
             required_elements=("DE06.00.108.00",),
         ),
@@ -146,6 +152,7 @@ DOC_TYPES: dict[str, DocType] = {
             ),
             encounter="AMB",
             encounter_type="健康体检",
+            encounter_coding=(cs.ENCOUNTER_TYPE, cs.HEALTH_CHECK),
             required_sections=("vitals",),
             needs_encompassing_encounter=True,
         ),

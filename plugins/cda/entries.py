@@ -364,7 +364,7 @@ class EntryMappers:
         )
 
     def map_encounter_followup(self, obs, element, loc) -> None:
-        # DE06.00.108.00 随访方式 (+ effectiveTime 随访日期) -> Encounter.class/type/period
+        # DE06.00.108.00 随访方式 (+ effectiveTime 随访日期) -> Encounter.class/type[1]/period
         concept = self.concept_value(obs, element, loc)
         if concept is None or self.encounter is None:
             return
@@ -372,9 +372,9 @@ class EntryMappers:
         cls = self.context.translate("cda-followup-encounter-class", code, f"{loc}/value")
         if cls:
             self.encounter["class"] = coding(cls.system, cls.code, cls.display)
-        self.encounter["type"] = [
-            {"coding": concept["coding"], "text": self.doc_type.encounter_type}
-        ]
+        # The programme stays the first type; the visit mode is a second one (profile
+        # key-population-followup: it agrees with class).
+        self.encounter["type"] = [self.encounter_type_concept(), {"coding": concept["coding"]}]
         when = self.effective_own(obs)
         if when:
             self.encounter["period"] = {"start": when}

@@ -608,12 +608,20 @@ class DocumentReader(EntryMappers):
                     "code": cls,
                 }
             },
-            type=[{"text": doc_type.encounter_type}],
+            type=[self.encounter_type_concept()],
             subject=_ref(self.patient),
             participant=[{"individual": _ref(self.author)}] if self.author else None,
             period=dict(self.encounter_period) or None,
             serviceProvider=_ref(provider) if provider else None,
         )
+
+    def encounter_type_concept(self) -> dict:
+        """Encounter.type: the hub code the audits read (if the type has one) and the title."""
+        concept: dict = {"text": self.doc_type.encounter_type}
+        if self.doc_type.encounter_coding:
+            system, code = self.doc_type.encounter_coding
+            concept = {"coding": [{"system": system, "code": code}], **concept}
+        return concept
 
     def read_related_documents(self) -> None:
         # relatedDocument typeCode="RPLC": this version replaces the parent document

@@ -419,6 +419,16 @@ def _practitioner(rep: Composite, env: Env, role: str, location: str) -> dict | 
     }
 
 
+def _followup_type(pv1: Segment, env: Env) -> list[dict] | None:
+    """Encounter.type of a visit at a follow-up clinic: its programme (PV1-10 through the
+    site's ``hl7v2-followup-programme`` map); ``None`` for any other visit."""
+    found = env.context.translate("hl7v2-followup-programme", pv1.get(10), "PV1-10")
+    if not found or not found.mapped:
+        return None
+    coding = _clean({"system": found.system, "code": found.code, "display": found.display})
+    return [{"coding": [coding], "text": pv1.get(10)}]
+
+
 def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
     """PV1 -> Encounter (``PV1[Encounter]``); sets ``env.encounter_ref``."""
     visit = pv1.first(19)  # PV1-19 visit number
@@ -483,6 +493,7 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
             else None,
             "status": status,
             "class": klass,
+            "type": _followup_type(pv1, env),
             "serviceType": {"text": pv1.get(10)}
             if pv1.get(10)
             else None,  # PV1-10 hospital service

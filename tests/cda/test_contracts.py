@@ -45,9 +45,12 @@ def test_contract_resources(site, code_maps):
         "reference": f"urn:uuid:{patient_id_for_resident_id('370283195803121235')}"
     }
     packages = [
-        e["valueCoding"]["code"] for e in wang["extension"] if e["url"].endswith("service-package")
+        (e["valueCoding"]["code"], e["valueCoding"]["display"])
+        for e in wang["extension"]
+        if e["url"].endswith("service-package")
     ]
-    assert packages == ["基础包", "高血压个性化包"]
+    # The codes the contract rules read; the export's names stay as displays.
+    assert packages == [("basic", "基础包"), ("personalised", "高血压个性化包")]
     assert episodes["QY370283-2023-000871"]["status"] == "finished"
     assert episodes["QY370283-2024-000155"]["status"] == "planned"
     (team_3,) = [t for t in resources(bundle, "CareTeam") if t["name"] == "同和街道第三团队"]
@@ -84,3 +87,17 @@ def test_gbk_export_is_read(site, code_maps):
 def test_detects_contract_export():
     assert contracts.looks_like_contracts(EXPORT.read_bytes())
     assert not contracts.looks_like_contracts(b"<ClinicalDocument/>")
+
+
+def test_unknown_package_name_is_kept_as_text_with_a_warning(site, code_maps):
+    text = EXPORT.read_text(encoding="utf-8-sig").replace("基础包", "老年人套餐", 1)
+    bundle, issues = run(text.encode(), site, code_maps)
+    coded = [
+        ext["valueCoding"]
+        for episode in resources(bundle, "EpisodeOfCare")
+        for ext in episode.get("extension", ())
+        if ext["url"] == "urn:fhirhub:extension:service-package"
+    ]
+    assert {"display": "老年人套餐"} in coded
+    (warning,) = [i for i in issues if "老年人套餐" in i.get("diagnostics", "")]
+    assert warning["severity"] == "warning" and warning["expression"] == ["row 2"]

@@ -293,7 +293,7 @@ def test_value_domain_oid_mismatch_is_read_as_the_element_domain(inbound):
     )
     bundle, issues = inbound(body)
     (encounter,) = resources(bundle, "Encounter")
-    assert encounter["type"][0]["coding"][0]["system"] == "urn:oid:2.16.156.10011.2.3.1.183"
+    assert encounter["type"][1]["coding"][0]["system"] == "urn:oid:2.16.156.10011.2.3.1.183"
     assert any("is not the value domain" in i["diagnostics"] for i in issues)
 
 

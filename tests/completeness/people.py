@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from hub import codesystems as cs
 from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
-FOLLOWUP = "http://fhirhub.org/fhir/CodeSystem/followup-programme"
-ENCOUNTER_TYPE = "http://fhirhub.org/fhir/CodeSystem/encounter-type"
+# Programme of a follow-up: hypertension, diabetes or severe-mental-disorder-register.
+FOLLOWUP = cs.CARE_PROGRAMME
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 _ids = itertools.count(1)
 
@@ -72,7 +73,7 @@ def health_check(pid: str, day: str) -> dict[str, Any]:
         "id": f"e{next(_ids)}",
         "status": "finished",
         "class": {"system": ACT, "code": "AMB"},
-        "type": [{"coding": [{"system": ENCOUNTER_TYPE, "code": "health-check"}]}],
+        "type": [{"coding": [{"system": cs.ENCOUNTER_TYPE, "code": cs.HEALTH_CHECK}]}],
         "subject": {"reference": f"Patient/{pid}"},
         "period": {"start": day},
     }
@@ -120,9 +121,9 @@ def contract(pid: str, start: str, end: str, *packages: str) -> dict[str, Any]:
         "status": "active",
         "extension": [
             {
-                "url": "http://fhirhub.org/fhir/StructureDefinition/service-package",
+                "url": cs.SERVICE_PACKAGE_EXTENSION,
                 "valueCoding": {
-                    "system": "http://fhirhub.org/fhir/CodeSystem/service-package",
+                    "system": cs.SERVICE_PACKAGE,
                     "code": p,
                 },
             }
@@ -133,8 +134,8 @@ def contract(pid: str, start: str, end: str, *packages: str) -> dict[str, Any]:
             {
                 "coding": [
                     {
-                        "system": "http://fhirhub.org/fhir/CodeSystem/record-type",
-                        "code": "family-doctor-contract",
+                        "system": cs.CARE_PROGRAMME,
+                        "code": cs.FAMILY_DOCTOR_CONTRACT,
                     }
                 ]
             }

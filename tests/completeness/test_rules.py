@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from hub import codesystems as cs
 from hub.completeness import facts
 from hub.completeness import periods
 from hub.completeness import rulebook
@@ -112,7 +113,7 @@ def test_severe_mental_disorder_four_follow_ups():
     pid = "m1"
     res = [p.patient(pid, "1980-01-01"), p.condition(pid, "F20.0", "2010-01-01")]
     res += [
-        p.follow_up(pid, "severe-mental-disorder", d)
+        p.follow_up(pid, cs.PROGRAMME_SEVERE_MENTAL_DISORDER, d)
         for d in ("2025-01-05", "2025-04-05", "2025-07-05")
     ]
     result = run(pid, res)
@@ -167,7 +168,7 @@ def test_key_population_needs_a_contract_and_packages_have_due_services():
 
 def test_newborn_screening_due_after_birth():
     pid = "n1"
-    ns = "http://fhirhub.org/fhir/CodeSystem/newborn-screening"
+    ns = cs.NEWBORN_SCREENING
     res = [p.patient(pid, "2025-06-18"), p.observation(pid, ns, "pku", "2025-06-21")]
     result = run(pid, res)
     assert gaps(result, "newborn-screening") == [
