@@ -552,7 +552,7 @@ class FhirService:
             base_url="",
             access=guard.search_access(),
         )
-        return [e[1] for e in result.entries if e[3] == "match"]
+        return [e.res_id for e in result.entries if e.mode == "match"]
 
     # -- history ---------------------------------------------------------------
 
