@@ -232,6 +232,15 @@ def rule_delete_missing(ctx):
         assert status == 200 and text in texts, (route, status, texts)
 
 
+def rule_conditional_delete(ctx):
+    ident = [{"system": "urn:test:mrn", "value": "CD-1"}]
+    for route in ROUTES:  # every match goes, as HAPI with multiple-delete enabled
+        _patient(ctx, identifier=ident)
+        _patient(ctx, identifier=ident)
+        status, texts = send(ctx, route, "DELETE", f"Patient?identifier={IDENT}CD-1")
+        assert status == 200 and "2 Patient resource(s) deleted" in texts, (route, status, texts)
+
+
 RULES = [
     rule_scope,
     rule_site_source,
@@ -242,6 +251,7 @@ RULES = [
     rule_required_binding,
     rule_conditional_create,
     rule_delete_missing,
+    rule_conditional_delete,
 ]
 
 
