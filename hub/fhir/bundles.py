@@ -21,10 +21,11 @@ import orjson
 
 from hub import outcomes
 from hub.fhir.service import FhirService
+from hub.fhir.service import Match
 from hub.fhir.service import Result
 from hub.fhir.service import WriteOptions
-from hub.fhir.service import canonical_criteria
 from hub.fhir.service import check_id
+from hub.fhir.service import check_update_id
 from hub.fhir.service import location
 from hub.fhir.service import parse_etag
 from hub.fhir.service import parse_query
@@ -62,6 +63,8 @@ class _Entry:
     # Issues the site's policy let through (accept-with-warnings): the response's outcome
     warnings: list = dataclasses.field(default_factory=list)
     result: Any = None  # Stored, Result or bytes once processed
+    match: Match | None = None  # what a conditional entry's criteria found (step 1)
+    text: str = ""  # what a deletion answers (its response's outcome)
     status: int = 200
     noop: bool = False
 
@@ -237,34 +240,29 @@ def _run_transaction(
     id_map: dict[str, str] = {}
     for e in entries:
         e.noop = False
+        e.text = ""
         e.result = None
-        if e.method == "POST":
-            e.res_id = e.planned_id
-            if e.if_none_exist:
-                writer.flush()  # earlier staged writes must be found by the search
-                matches = service.match_ids(writer.conn, e.res_type, parse_query(e.if_none_exist))
-                if len(matches) > 1:
-                    raise _entry_error(
-                        e,
-                        outcomes.precondition_failed(
-                            f"ifNoneExist {e.if_none_exist!r} matches {len(matches)} resources"
-                        ),
+        e.match = None
+        try:
+            if e.method == "POST":
+                e.res_id = e.planned_id
+                if e.if_none_exist:
+                    e.match = service.match_one(
+                        writer, e.res_type, e.if_none_exist, "If-None-Exist"
                     )
-                if matches:
-                    e.res_id, e.noop = matches[0], True
-        elif e.method in ("PUT", "DELETE", "PATCH") and e.query:
-            writer.flush()
-            matches = service.match_ids(writer.conn, e.res_type, parse_query(e.query))
-            if len(matches) > 1:
-                raise _entry_error(
-                    e, outcomes.precondition_failed(f"{e.url} matches {len(matches)} resources")
-                )
-            if matches:
-                e.res_id = matches[0]
-            elif e.method == "PUT":
-                e.res_id = (e.resource or {}).get("id") or new_id()
-            else:
-                e.noop = True
+                    if e.match.res_id is not None:
+                        e.res_id, e.noop = e.match.res_id, True
+            elif e.method in ("PUT", "PATCH") and e.query:
+                label = "The conditional update" if e.method == "PUT" else "The conditional patch"
+                e.match = service.match_one(writer, e.res_type, e.query, label)
+                if e.match.res_id is not None:
+                    e.res_id = e.match.res_id
+                elif e.method == "PUT":
+                    e.res_id = (e.resource or {}).get("id") or new_id()
+                else:
+                    e.noop = True
+        except outcomes.OperationOutcomeError as err:
+            raise _entry_error(e, err) from None
         if e.full_url and e.res_id and e.method in ("POST", "PUT"):
             id_map[e.full_url] = f"{e.res_type}/{e.res_id}"
     # 2. Rewrite references (placeholders and conditional references).
@@ -282,9 +280,11 @@ def _run_transaction(
     # 3. Check every resource as it will be stored (plugins see final references).
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
-            if e.method == "PUT":
-                e.resource["id"] = e.res_id
             try:
+                if e.method == "PUT":
+                    # the body's id against the URL's or the match's, as a REST update
+                    check_update_id(e.res_type, e.res_id, e.resource, conditional=bool(e.query))
+                    e.resource["id"] = e.res_id
                 e.warnings = service.check_resource(
                     e.resource, e.res_type, opts.site, structure=False, bindings=e.bindings
                 )
@@ -324,52 +324,42 @@ def _entry_error(e: _Entry, err: outcomes.OperationOutcomeError) -> outcomes.Ope
 
 
 def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) -> None:
+    """One entry through the service's write method, in the transaction's unit of work."""
+    if_match = parse_etag(e.if_match)
     if e.method == "DELETE":
-        if e.noop or e.res_id is None:
-            e.status, e.result = 204, None
-            return
-        e.result = writer.delete(e.res_type, e.res_id)
-        e.status = 204
+        if e.query:
+            done = service.delete_with(writer, e.res_type, None, condition=e.query)
+        else:
+            done = service.delete_with(writer, e.res_type, e.res_id, if_match=if_match)
     elif e.method == "POST":
-        if e.noop:
-            e.result, e.status = writer.current(e.res_type, e.res_id), 200
-            return
-        if e.if_none_exist:
-            writer.claim_conditional_key(
-                e.res_type, canonical_criteria(parse_query(e.if_none_exist)), e.res_id
-            )
-        e.result = writer.create(e.resource, e.res_id, fresh=True)
-        e.status = 201
+        done = service.create_with(
+            writer,
+            e.res_type,
+            e.resource,
+            site=opts.site,
+            if_none_exist=e.match,
+            res_id=e.res_id,
+            checked=e.warnings,
+        )
     elif e.method == "PUT":
-        if opts.site is not None and _stale(service, writer, e):
-            e.result, e.status = writer.current(e.res_type, e.res_id), 200
-            return
-        if_match = parse_etag(e.if_match)
-        if e.query and writer.current(e.res_type, e.res_id) is None:
-            writer.claim_conditional_key(
-                e.res_type, canonical_criteria(parse_query(e.query)), e.res_id
-            )
-        stored, created = writer.update(e.resource, e.res_id, if_match=if_match)
-        e.result, e.status = stored, 201 if created else 200
-    elif e.method == "PATCH":
-        current = writer.current(e.res_type, e.res_id) if e.res_id else None
-        if (current is None or current.deleted) and e.noop and e.optional:
+        done = service.update_with(
+            writer,
+            e.res_type,
+            e.res_id,
+            e.resource,
+            site=opts.site,
+            if_match=if_match,
+            condition=e.match,
+            checked=e.warnings,
+        )
+    else:  # PATCH
+        if e.noop and e.optional:
             e.status, e.result = 204, None  # an optional conditional patch that matched nothing
             return
         if e.res_id is None:
             raise outcomes.not_found(f"{e.url} matches no {e.res_type}")
-        e.result, _ = service.patch_with(
-            writer, e.res_type, e.res_id, e.resource, opts.site, parse_etag(e.if_match)
-        )
-        e.status = 200
-
-
-def _stale(service: FhirService, writer: Writer, e: _Entry) -> bool:
-    """A site's older data must not overwrite newer (the ``is_stale`` hook decides)."""
-    current = writer.current(e.res_type, e.res_id)
-    if current is None or current.deleted or service.pm is None:
-        return False
-    return any(service.pm.hook.is_stale(incoming=e.resource, stored=current.resource()))
+        done = service.patch_with(writer, e.res_type, e.res_id, e.resource, opts.site, if_match)
+    e.result, e.status, e.warnings, e.text = done.stored, done.status, done.warnings, done.text
 
 
 def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
@@ -403,7 +393,9 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
             out["response"]["etag"] = e.result.headers["ETag"]
     else:
         out["response"] = {"status": STATUS_TEXT.get(e.status, str(e.status))}
-    if e.warnings:
+    if e.text:
+        out["response"]["outcome"] = outcomes.ok(e.text)
+    elif e.warnings:
         out["response"]["outcome"] = outcomes.outcome(
             *_anchor_issues(e.warnings, f"Bundle.entry[{e.index}].resource")
         )

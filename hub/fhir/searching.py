@@ -66,7 +66,7 @@ def search_bytes(
         info = request_info()
         if info is not None:
             refs = info.setdefault("entities", [])
-            refs.extend(f"{e[0]}/{e[1]}" for e in result.entries[:MAX_AUDITED_REFS])
+            refs.extend(f"{e.res_type}/{e.res_id}" for e in result.entries[:MAX_AUDITED_REFS])
     return searchset_bytes(result, base)
 
 

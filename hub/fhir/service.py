@@ -28,6 +28,7 @@ from hub.storage.repository import Stored
 from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
 from hub.storage.repository import lock_keys
+from hub.storage.repository import new_id
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
@@ -61,6 +62,44 @@ class WriteOptions:
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     if_match: str | None = None
     site: Any = None  # the writing site (hub.sites.Site) or None for REST clients
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """What a conditional interaction's criteria found: the guard key and the match."""
+
+    key: str  # the canonical criteria (Writer.claim_conditional_key)
+    res_id: str | None  # the one current match, or None
+
+
+@dataclasses.dataclass
+class Written:
+    """One write's outcome in a unit of work; each caller serialises it its own way."""
+
+    stored: Stored | None
+    status: int
+    warnings: list[dict] = dataclasses.field(default_factory=list)
+    text: str = ""  # what a deletion answers
+
+
+def check_update_id(
+    res_type: str, res_id: str, resource: dict[str, Any], conditional: bool = False
+) -> None:
+    """The body's id against the target's: the URL's, or a conditional update's match."""
+    body_id = resource.get("id")
+    if conditional:
+        if body_id not in (None, res_id):
+            raise outcomes.bad_request(
+                f"The resource id {body_id!r} differs from the matching {res_type}/{res_id}",
+                f"{res_type}.id",
+            )
+        return
+    if body_id is None:
+        raise outcomes.bad_request("The resource in an update must have an id", f"{res_type}.id")
+    if body_id != res_id:
+        raise outcomes.bad_request(
+            f"The resource id {body_id!r} does not match the URL id {res_id!r}", f"{res_type}.id"
+        )
 
 
 def check_type(res_type: str) -> None:
@@ -227,105 +266,169 @@ class FhirService:
         if_none_exist: str | None = None,
     ) -> Result:
         check_type(res_type)
-        warnings = self.check_resource(resource, res_type, opts.site)
-        resource.pop("id", None)  # the server assigns ids on create
-        site_name = getattr(opts.site, "name", None)
-        if if_none_exist:
-            return self._conditional_create(res_type, resource, if_none_exist, opts, base, warnings)
-        stored = self.repo.write(lambda w: w.create(dict(resource)), site=site_name)
-        return self._write_result(stored, 201, opts, base, warnings)
-
-    def _conditional_create(self, res_type, resource, criteria, opts, base, warnings) -> Result:
-        params = parse_query(criteria)
-        if not params:
-            raise outcomes.bad_request("If-None-Exist has no search criteria")
-        normalised = canonical_criteria(params)
-
-        def attempt(writer: Writer):
-            matches = self.match_ids(writer.conn, res_type, params)
-            if len(matches) > 1:
-                raise outcomes.precondition_failed(
-                    f"If-None-Exist {criteria!r} matches {len(matches)} {res_type} resources"
-                )
-            if matches:
-                return writer.current(res_type, matches[0]), False
-            from hub.storage.repository import new_id
-
-            res_id = new_id()
-            writer.claim_conditional_key(res_type, normalised, res_id)
-            return writer.create(dict(resource), res_id, fresh=True), True
-
-        stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
-        if not created:
+        done = self._unit(
+            opts,
+            lambda w: self.create_with(
+                w, res_type, resource, site=opts.site, if_none_exist=if_none_exist or None
+            ),
+        )
+        if done.status == 200 and not guard.visible_content(res_type, done.stored.content):
             # The existing match is returned only to a caller who may read it.
-            if not guard.visible_content(res_type, stored.content):
-                opts = dataclasses.replace(opts, prefer_return="minimal")
-            return self._write_result(stored, 200, opts, base)
-        return self._write_result(stored, 201, opts, base, warnings)
+            opts = dataclasses.replace(opts, prefer_return="minimal")
+        return self._write_result(done.stored, done.status, opts, base, done.warnings)
 
     def update(
         self, res_type: str, res_id: str, resource: dict[str, Any], opts: WriteOptions, base: str
     ) -> Result:
-        check_type(res_type)
-        check_id(res_id)
-        if resource.get("id") is None:
-            raise outcomes.bad_request(
-                "The resource in an update must have an id", f"{res_type}.id"
-            )
-        if resource.get("id") != res_id:
-            raise outcomes.bad_request(
-                f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
-                f"{res_type}.id",
-            )
-        warnings = self.check_resource(resource, res_type, opts.site)
         if_match = parse_etag(opts.if_match)
-        stored, created = self.repo.write(
-            lambda w: w.update(dict(resource), res_id, if_match=if_match),
-            site=getattr(opts.site, "name", None),
+        done = self._unit(
+            opts,
+            lambda w: self.update_with(
+                w, res_type, res_id, resource, site=opts.site, if_match=if_match
+            ),
         )
-        return self._write_result(stored, 201 if created else 200, opts, base, warnings)
+        return self._write_result(done.stored, done.status, opts, base, done.warnings)
 
     def conditional_update(
         self, res_type: str, query: str, resource: dict[str, Any], opts: WriteOptions, base: str
     ) -> Result:
-        check_type(res_type)
-        params = parse_query(query)
-        warnings = self.check_resource(resource, res_type, opts.site)
-        normalised = canonical_criteria(params)
-
-        def attempt(writer: Writer):
-            matches = self.match_ids(writer.conn, res_type, params)
-            if len(matches) > 1:
-                raise outcomes.precondition_failed(
-                    f"{res_type}?{query} matches {len(matches)} resources"
-                )
-            if matches:
-                if resource.get("id") not in (None, matches[0]):
-                    raise outcomes.bad_request(
-                        f"The resource id {resource['id']!r} differs from the matching {res_type}/{matches[0]}"
-                    )
-                return writer.update(dict(resource), matches[0], if_match=parse_etag(opts.if_match))
-            from hub.storage.repository import new_id
-
-            res_id = resource.get("id") or new_id()
-            check_id(res_id)
-            writer.claim_conditional_key(res_type, normalised, res_id)
-            return writer.update(dict(resource), res_id)
-
-        stored, created = self.repo.write(attempt, site=getattr(opts.site, "name", None))
-        return self._write_result(stored, 201 if created else 200, opts, base, warnings)
+        if_match = parse_etag(opts.if_match)
+        done = self._unit(
+            opts,
+            lambda w: self.update_with(
+                w, res_type, None, resource, site=opts.site, if_match=if_match, condition=query
+            ),
+        )
+        return self._write_result(done.stored, done.status, opts, base, done.warnings)
 
     def patch(
         self, res_type: str, res_id: str, patch_body: Any, opts: WriteOptions, base: str
     ) -> Result:
         """JSON Patch (RFC 6902) applied to the current version, then checked as an update."""
-        check_type(res_type)
         if_match = parse_etag(opts.if_match)
-        stored, _ = self.repo.write(
-            lambda w: self.patch_with(w, res_type, res_id, patch_body, opts.site, if_match),
-            site=getattr(opts.site, "name", None),
+        done = self._unit(
+            opts, lambda w: self.patch_with(w, res_type, res_id, patch_body, opts.site, if_match)
         )
-        return self._write_result(stored, 200, opts, base)
+        return self._write_result(done.stored, done.status, opts, base)
+
+    def delete(self, res_type: str, res_id: str, opts: WriteOptions | None = None) -> Result:
+        opts = opts or WriteOptions()
+        if_match = parse_etag(opts.if_match)
+        done = self._unit(opts, lambda w: self.delete_with(w, res_type, res_id, if_match=if_match))
+        headers = {"ETag": done.stored.etag} if done.stored else {}
+        return Result(done.status, outcomes.ok(done.text), headers, done.stored)
+
+    def conditional_delete(
+        self, res_type: str, query: str, opts: WriteOptions | None = None
+    ) -> Result:
+        done = self._unit(opts, lambda w: self.delete_with(w, res_type, None, condition=query))
+        return Result(done.status, outcomes.ok(done.text))
+
+    def _unit(self, opts: WriteOptions | None, fn) -> Written:
+        """Run one interaction in a unit of work of its own (what a REST call gets)."""
+        site = getattr(getattr(opts, "site", None), "name", None)
+        return self.repo.write(fn, site=site)
+
+    # -- the write interactions, each one method over a unit of work ------------
+    #
+    # ``writer`` is the unit of work (:class:`hub.storage.repository.Writer`): a
+    # connection in a transaction with staged writes, flushed with their audit and
+    # change feed at commit. REST gives each call a unit of its own (above); a
+    # transaction Bundle and an ingested message share one across their entries
+    # (``hub.fhir.bundles``), so every write meets the same checks and answers.
+
+    def match_one(self, writer: Writer, res_type: str, criteria: str, what: str) -> Match:
+        """The one current ``res_type`` matching ``criteria`` (or none); several: 412."""
+        check_type(res_type)
+        params = parse_query(criteria)
+        if not params:
+            raise outcomes.bad_request(f"{what} has no search criteria")
+        writer.flush()  # staged writes of the same unit must be found
+        ids = self.match_ids(writer.conn, res_type, params)
+        if len(ids) > 1:
+            raise outcomes.precondition_failed(
+                f"{what} {criteria!r} matches {len(ids)} {res_type} resources"
+            )
+        return Match(canonical_criteria(params), ids[0] if ids else None)
+
+    def create_with(
+        self,
+        writer: Writer,
+        res_type: str,
+        resource: dict[str, Any],
+        *,
+        site: Any = None,
+        if_none_exist: str | Match | None = None,
+        res_id: str | None = None,
+        checked: list[dict] | None = None,
+    ) -> Written:
+        """Create (conditionally with ``if_none_exist``); the server assigns the id.
+
+        ``res_id`` is an id planned by the caller (a transaction maps fullUrls to it);
+        ``checked`` the warnings of a caller that already ran :meth:`check_resource`.
+        """
+        check_type(res_type)
+        warnings = self.check_resource(resource, res_type, site) if checked is None else checked
+        match = None
+        if if_none_exist is not None:
+            match = (
+                if_none_exist
+                if isinstance(if_none_exist, Match)
+                else self.match_one(writer, res_type, if_none_exist, "If-None-Exist")
+            )
+            if match.res_id is not None:
+                return Written(writer.current(res_type, match.res_id), 200)
+        res_id = res_id or new_id()
+        if match is not None:
+            writer.claim_conditional_key(res_type, match.key, res_id)
+        body = {k: v for k, v in resource.items() if k != "id"}
+        return Written(writer.create(body, res_id, fresh=True), 201, warnings)
+
+    def update_with(
+        self,
+        writer: Writer,
+        res_type: str,
+        res_id: str | None,
+        resource: dict[str, Any],
+        *,
+        site: Any = None,
+        if_match: int | None = None,
+        condition: str | Match | None = None,
+        checked: list[dict] | None = None,
+    ) -> Written:
+        """Update ``res_type/res_id`` (update-as-create when absent), or the one match of
+        ``condition`` (a new resource, id ``res_id`` or the body's, when none matches)."""
+        check_type(res_type)
+        if condition is not None:
+            match = (
+                condition
+                if isinstance(condition, Match)
+                else self.match_one(writer, res_type, condition, "The conditional update")
+            )
+            if match.res_id is not None:
+                res_id = match.res_id
+            else:
+                res_id = res_id or resource.get("id") or new_id()
+            check_update_id(res_type, res_id, resource, conditional=True)
+        else:
+            check_id(res_id)
+            check_update_id(res_type, res_id, resource)
+        warnings = self.check_resource(resource, res_type, site) if checked is None else checked
+        current = writer.current(res_type, res_id)
+        if site is not None and self._stale(resource, current):
+            return Written(current, 200)  # a site's older data does not overwrite newer
+        if condition is not None and match.res_id is None:
+            check_id(res_id)
+            if current is None:  # the key guards the creation of a match
+                writer.claim_conditional_key(res_type, match.key, res_id)
+        stored, created = writer.update(dict(resource), res_id, if_match=if_match)
+        return Written(stored, 201 if created else 200, warnings)
+
+    def _stale(self, incoming: dict[str, Any], current: Stored | None) -> bool:
+        """The ``is_stale`` hook: may ``incoming`` (from a site) overwrite ``current``?"""
+        if current is None or current.deleted or self.pm is None:
+            return False
+        return any(self.pm.hook.is_stale(incoming=incoming, stored=current.resource()))
 
     def patch_with(
         self,
@@ -335,8 +438,9 @@ class FhirService:
         patch_body: Any,
         site: Any = None,
         if_match: int | None = None,
-    ) -> tuple[Stored, bool]:
+    ) -> Written:
         """Patch ``res_type/res_id`` with ``writer``: the one PATCH of REST and transactions."""
+        check_type(res_type)
         current = writer.current(res_type, res_id)
         # Authorize before applying: a failed "test" op must not reveal the content.
         guard.check_write("update", None, current, res_type)
@@ -350,55 +454,50 @@ class FhirService:
                 f"A patch may not change resourceType or id (of {res_type}/{res_id})",
                 f"{res_type}.id",
             )
-        self.check_resource(patched, res_type, site)
-        return writer.update(patched, res_id, if_match=if_match, method="PATCH")
+        warnings = self.check_resource(patched, res_type, site)
+        stored, _ = writer.update(patched, res_id, if_match=if_match, method="PATCH")
+        return Written(stored, 200, warnings)
 
-    def delete(self, res_type: str, res_id: str, opts: WriteOptions | None = None) -> Result:
+    def delete_with(
+        self,
+        writer: Writer,
+        res_type: str,
+        res_id: str | None,
+        *,
+        if_match: int | None = None,
+        condition: str | None = None,
+    ) -> Written:
+        """Delete ``res_type/res_id``, or every match of ``condition`` (as HAPI with
+        multiple-delete enabled, at most ``MAX_COUNT``). Nothing there is no error."""
         check_type(res_type)
-        opts = opts or WriteOptions()
-        if_match = parse_etag(opts.if_match)
-
-        def attempt(writer: Writer):
-            if if_match is not None:
-                cur = writer.current(res_type, res_id)
-                if cur is None or cur.deleted or cur.version != if_match:
-                    raise outcomes.precondition_failed(
-                        f"{res_type}/{res_id} is not at version {if_match}"
-                    )
-            return writer.delete(res_type, res_id)
-
-        stored = self.repo.write(attempt, site=getattr(opts.site, "name", None))
-        headers = {"ETag": stored.etag} if stored else {}
+        if condition is not None:
+            params = parse_query(condition)
+            if not params:
+                raise outcomes.bad_request("A conditional delete needs search criteria")
+            writer.flush()
+            ids = self.match_ids(
+                writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000))
+            )
+            deleted = [d for d in (writer.delete(res_type, i) for i in ids) if d]
+            return Written(
+                deleted[0] if len(deleted) == 1 else None,
+                200,
+                text=f"{len(deleted)} {res_type} resource(s) deleted",
+            )
+        check_id(res_id)
+        if if_match is not None:
+            cur = writer.current(res_type, res_id)
+            if cur is None or cur.deleted or cur.version != if_match:
+                raise outcomes.precondition_failed(
+                    f"{res_type}/{res_id} is not at version {if_match}"
+                )
+        stored = writer.delete(res_type, res_id)
         text = (
             f"{res_type}/{res_id} deleted"
             if stored
             else f"{res_type}/{res_id} was not there; nothing to delete"
         )
-        return Result(200, outcomes.ok(text), headers, stored)
-
-    def conditional_delete(
-        self, res_type: str, query: str, opts: WriteOptions | None = None
-    ) -> Result:
-        """Delete every match (like HAPI with multiple-delete enabled), at most MAX_COUNT."""
-        check_type(res_type)
-        params = parse_query(query)
-        if not params:
-            raise outcomes.bad_request("A conditional delete needs search criteria")
-
-        def attempt(writer: Writer):
-            ids = self.match_ids(
-                writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000))
-            )
-            return [writer.delete(res_type, i) for i in ids]
-
-        deleted = [
-            d
-            for d in self.repo.write(
-                attempt, site=getattr(getattr(opts, "site", None), "name", None)
-            )
-            if d
-        ]
-        return Result(200, outcomes.ok(f"{len(deleted)} {res_type} resource(s) deleted"))
+        return Written(stored, 200, text=text)
 
     # -- search helpers ----------------------------------------------------------
 
@@ -453,7 +552,7 @@ class FhirService:
             base_url="",
             access=guard.search_access(),
         )
-        return [e[1] for e in result.entries if e[3] == "match"]
+        return [e.res_id for e in result.entries if e.mode == "match"]
 
     # -- history ---------------------------------------------------------------
 

@@ -252,14 +252,13 @@ def _match(
         params.append(("phonetic", surname))
     writer.flush()  # the search must see Patients staged by earlier messages
     result = service.search_engine.search(writer.conn, "Patient", params, base_url="")
-    import orjson
 
     scored = []
-    for _rt, rid, content, mode in result.entries:
-        if mode != "match" or rid == patient.get("id"):
+    for e in result.entries:
+        if e.mode != "match" or e.res_id == patient.get("id"):
             continue
-        score, reasons = matching.score(patient, orjson.loads(content))
-        scored.append((score, rid, reasons))
+        score, reasons = matching.score(patient, e.resource())
+        scored.append((score, e.res_id, reasons))
     if not scored:
         return None, None
     score, best, reasons = max(scored)

@@ -629,6 +629,8 @@ def _accepted(response_entries: list[dict]) -> list[dict]:
         response = entry.get("response") or {}
         where = "/".join((response.get("location") or "").split("/_history")[0].split("/")[-2:])
         for found in (response.get("outcome") or {}).get("issue", ()):
+            if found.get("severity") == "information":
+                continue  # what a deletion answers, not a finding
             text = found.get("diagnostics") or found.get("code") or ""
             out.append({**found, "severity": "warning", "diagnostics": f"{where}: {text}"})
     return out

@@ -29,7 +29,7 @@ from hub.lifetime.links import linked_patient_ids
 from hub.lifetime.visibility import EVERYTHING
 from hub.lifetime.visibility import Visibility
 from hub.search import values as V
-from hub.search.bundle import searchset_bytes
+from hub.search.engine import SearchEntry
 from hub.search.engine import SearchResult
 from hub.search.engine import _visible
 from hub.storage import schema as s
@@ -62,8 +62,12 @@ def everything(
     default_count: int = 1000,
     max_count: int = 1000,
     visibility: Visibility = EVERYTHING,
-) -> bytes:
-    """One page of the ``searchset`` Bundle of ``$everything`` as JSON bytes."""
+) -> SearchResult:
+    """One page of ``$everything``: entries of stored JSON, total, next cursor.
+
+    The REST layer serialises it (:func:`hub.search.bundle.searchset_bytes`, the stored JSON
+    spliced unparsed); the lifetime file reads its entries and follows ``next_cursor``.
+    """
     args = _args(params)
     _check_patient(conn, patient_id, visibility)
     ids = linked_patient_ids(conn, patient_id)
@@ -108,8 +112,8 @@ def everything(
         # reference index is read through that, not through a list of a thousand pks.
         page = sa.select(r.c.pk).where(*where, r.c.pk >= rows[0][0], r.c.pk <= rows[-1][0])
         includes = _referenced(conn, rows, page, types, visibility)
-    entries = [(t, i, content, "match") for _, t, i, content in rows]
-    entries += [(t, i, content, "include") for t, i, content in includes]
+    entries = [SearchEntry(t, i, content, "match") for _, t, i, content in rows]
+    entries += [SearchEntry(t, i, content, "include") for t, i, content in includes]
     if visibility.visible is not None:
         entries = _filter(entries, visibility)
 
@@ -117,8 +121,9 @@ def everything(
     kept = [(k, v) for k, v in params if k != "_cursor"]
     result = SearchResult(entries=entries, total=total, self_link=link + _query(params))
     if more:
-        result.next_link = link + _query([*kept, ("_cursor", str(rows[-1][0]))])
-    return searchset_bytes(result, base)
+        result.next_cursor = str(rows[-1][0])
+        result.next_link = link + _query([*kept, ("_cursor", result.next_cursor)])
+    return result
 
 
 def _args(params: list[tuple[str, str]]) -> dict[str, str]:
@@ -256,17 +261,17 @@ def _referenced(conn, rows, page, types: list[str], visibility: Visibility):
     return [tuple(row) for row in out]
 
 
-def _filter(entries: list[tuple], visibility: Visibility) -> list[tuple]:
+def _filter(entries: list[SearchEntry], visibility: Visibility) -> list[SearchEntry]:
     """Entries the ``visible`` callable keeps; a redacted copy it returns replaces the original."""
-    parsed = [orjson.loads(content) for _, _, content, _ in entries]
+    parsed = [e.resource() for e in entries]
     original = {id(res): entry for entry, res in zip(entries, parsed, strict=True)}
-    modes = {(t, i): mode for t, i, _, mode in entries}
+    modes = {(e.res_type, e.res_id): e.mode for e in entries}
     out = []
     for res in visibility.filter(parsed):
         entry = original.get(id(res))
         if entry is None:
             key = (res.get("resourceType"), res.get("id"))
-            entry = (*key, orjson.dumps(res).decode(), modes.get(key, "match"))
+            entry = SearchEntry(*key, orjson.dumps(res).decode(), modes.get(key, "match"))
         out.append(entry)
     return out
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from hub import outcomes
 from hub.identity import RESIDENT_ID_SYSTEM
 from hub.identity import matching
@@ -61,9 +59,9 @@ def candidates(
             base_url="",
             hidden_labels=visibility.hidden_labels,
         )
-        for _rt, rid, content, mode in result.entries:
-            if mode == "match" and rid not in found:
-                found[rid] = orjson.loads(content)
+        for e in result.entries:
+            if e.mode == "match" and e.res_id not in found:
+                found[e.res_id] = e.resource()
     out = [p for p in found.values() if not _retired(p)]
     return visibility.filter(out)
 

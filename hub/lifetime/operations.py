@@ -9,11 +9,8 @@ parameters and call the modules that do the work; every answer passes through th
 from __future__ import annotations
 
 import datetime as dt
-import urllib.parse
 import zoneinfo
 from typing import Any
-
-import orjson
 
 from hub import outcomes
 from hub.fhir.service import Result
@@ -28,6 +25,7 @@ from hub.lifetime.visibility import for_call
 from hub.operations import Operation
 from hub.operations import OperationCall
 from hub.operations import parameter
+from hub.search.bundle import searchset_bytes
 from hub.security import labels
 from hub.storage.repository import format_instant
 from hub.validation.structure import check_structure
@@ -40,7 +38,7 @@ def everything(call: OperationCall) -> Result:
     the_hub = call.hub
     params = list(call.params) + _body_params(call)
     with the_hub.repo.reading() as conn:
-        body = everything_mod.everything(
+        page = everything_mod.everything(
             conn,
             call.res_id,
             params,
@@ -50,7 +48,7 @@ def everything(call: OperationCall) -> Result:
             max_count=int(the_hub.config.get("MAX_COUNT", 1000)),
             visibility=for_call(call),
         )
-    return Result(200, body)
+    return Result(200, searchset_bytes(page, call.base))
 
 
 def all_records(the_hub: Any, patient_id: str, visibility: Visibility) -> list[dict[str, Any]]:
@@ -59,16 +57,13 @@ def all_records(the_hub: Any, patient_id: str, visibility: Visibility) -> list[d
     params: list[tuple[str, str]] = []
     with the_hub.repo.reading() as conn:
         while True:
-            page = orjson.loads(
-                everything_mod.everything(
-                    conn, patient_id, params, base="", tz=_tz(the_hub), visibility=visibility
-                )
+            page = everything_mod.everything(
+                conn, patient_id, params, base="", tz=_tz(the_hub), visibility=visibility
             )
-            out.extend(e["resource"] for e in page.get("entry") or () if "resource" in e)
-            nxt = next((lk["url"] for lk in page.get("link", ()) if lk["relation"] == "next"), None)
-            if not nxt:
+            out.extend(e.resource() for e in page.entries)
+            if page.next_cursor is None:
                 return out
-            params = urllib.parse.parse_qsl(urllib.parse.urlsplit(nxt).query)
+            params = [("_cursor", page.next_cursor)]
 
 
 def lifetime_file(call: OperationCall):

@@ -44,14 +44,15 @@ def searchset_bytes(result, base_url: str) -> bytes:
     head["link"] = links
     parts = [orjson.dumps(head)[:-1]]
     entries = []
-    for res_type, res_id, content, mode in result.entries:
+    for e in result.entries:
+        content = e.content
         entries.append(
             b'{"fullUrl":'
-            + orjson.dumps(f"{base}/{res_type}/{res_id}")
+            + orjson.dumps(f"{base}/{e.res_type}/{e.res_id}")
             + b',"resource":'
             + (content.encode() if isinstance(content, str) else bytes(content))
             + b',"search":{"mode":"'
-            + mode.encode()
+            + e.mode.encode()
             + b'"}}'
         )
     issues = list(result.issues)

@@ -95,15 +95,29 @@ _SORT_COLUMN = {
 }
 
 
+@dataclass(slots=True)
+class SearchEntry:
+    """One resource of a search page, its stored JSON text kept unparsed until the edge."""
+
+    res_type: str
+    res_id: str
+    content: str  # the stored JSON (or a _summary/_elements subset of it)
+    mode: str  # match | include
+
+    def resource(self) -> dict:
+        return orjson.loads(self.content)
+
+
 @dataclass
 class SearchResult:
     """One page of a search: matches and includes, links relative to the base URL."""
 
-    entries: list[tuple[str, str, str, str]] = field(default_factory=list)
+    entries: list[SearchEntry] = field(default_factory=list)
     total: int | None = None
     self_link: str = ""
     next_link: str | None = None
     prev_link: str | None = None
+    next_cursor: str | None = None  # the ``_cursor`` of the next page (None on the last)
     issues: list[dict] = field(default_factory=list)
     explain: dict | None = None
 
@@ -265,19 +279,20 @@ class SearchEngine:
         kept = [(k, v) for k, v in params if k != "_cursor"]
         result.self_link = link_base + _query_string(params)
         if has_next:
+            result.next_cursor = next_cursor
             result.next_link = link_base + _query_string([*kept, ("_cursor", next_cursor)])
         if has_prev:
             result.prev_link = link_base + _query_string([*kept, ("_cursor", prev_cursor)])
 
-        entries = [(t, i, _text(c), "match") for _, t, i, c in rows]
+        entries = [SearchEntry(t, i, _text(c), "match") for _, t, i, c in rows]
         includes = self._includes(conn, q, rows, control)
         elements = [e for v in control.get("_elements", ()) for e in v.split(",") if e]
         if summary in ("true", "text", "data") or elements:
-            entries = [(t, i, _subset(c, summary, elements), mode) for t, i, c, mode in entries] + [
-                (t, i, _subset(c, summary, ()), mode) for t, i, c, mode in includes
-            ]
-        else:
-            entries += includes
+            for e in entries:
+                e.content = _subset(e.content, summary, elements)
+            for e in includes:
+                e.content = _subset(e.content, summary, ())
+        entries += includes
         result.entries = entries
         if _one(control, "_explain") == "true":
             from hub.search.explain import explain
@@ -433,7 +448,7 @@ class SearchEngine:
             sub = sub.where(c.c.res_type == res_type)
         return r.c.pk.in_(sub)
 
-    def _includes(self, conn, q, rows, control) -> list:
+    def _includes(self, conn, q, rows, control) -> list[SearchEntry]:
         if not rows:
             return []
         seen = {(t, i) for _, t, i, _ in rows}
@@ -461,7 +476,7 @@ class SearchEngine:
                     if (t, i) not in seen:
                         seen.add((t, i))
                         found.append((pk, t, i))
-                        out.append((t, i, _text(content), "include"))
+                        out.append(SearchEntry(t, i, _text(content), "include"))
             frontier = found
             first = False
             depth += 1

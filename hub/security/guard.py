@@ -78,12 +78,12 @@ def filter_visible(resources: Iterable[Any], principal: Principal | None = None)
     return out
 
 
-def visible_entries(entries: list[tuple], principal: Principal | None = None) -> list[tuple]:
-    """Search-result entries ``(type, id, content, mode)`` the principal may see."""
+def visible_entries(entries: list, principal: Principal | None = None) -> list:
+    """The search entries (``hub.search.engine.SearchEntry``) the principal may see."""
     p = principal or current()
     if p is None:
         return entries
-    return [e for e in entries if visible_content(e[0], e[2], p)]
+    return [e for e in entries if visible_content(e.res_type, e.content, p)]
 
 
 def search_access(principal: Principal | None = None):

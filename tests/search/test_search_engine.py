@@ -18,7 +18,7 @@ def run(conn, engine, res_type, query, **kw):
 def ids(conn, engine, res_type, query, **kw):
     """The ids of the matches (not includes), over all pages."""
     result = run(conn, engine, res_type, query + "&_count=1000", **kw)
-    return {e[1] for e in result.entries if e[3] == "match"}
+    return {e.res_id for e in result.entries if e.mode == "match"}
 
 
 def mine(found: set) -> set:
@@ -332,7 +332,7 @@ def test_system_search(conn, engine):
 
 
 def entries(result):
-    return {(e[0], e[1], e[3]) for e in result.entries}
+    return {(e.res_type, e.res_id, e.mode) for e in result.entries}
 
 
 def test_include_and_revinclude(conn, engine):
@@ -383,20 +383,20 @@ def test_include_iterate_and_wildcard(conn, engine):
 
 def test_sort(conn, engine):
     result = run(conn, engine, "Patient", "_id=zs,oy,wxm,mu&_sort=birthdate")
-    assert [e[1] for e in result.entries] == ["mu", "zs", "wxm", "oy"]
+    assert [e.res_id for e in result.entries] == ["mu", "zs", "wxm", "oy"]
     result = run(conn, engine, "Patient", "_id=zs,oy,wxm,mu&_sort=-birthdate")
-    assert [e[1] for e in result.entries] == ["oy", "wxm", "zs", "mu"]
+    assert [e.res_id for e in result.entries] == ["oy", "wxm", "zs", "mu"]
     result = run(conn, engine, "Patient", "_id=zs,oy,wxm,mu&_sort=gender,-_id")
-    assert [e[1] for e in result.entries] == ["oy", "zs", "wxm", "mu"]
+    assert [e.res_id for e in result.entries] == ["oy", "zs", "wxm", "mu"]
     result = run(conn, engine, "Patient", "_id=zs,oy,wxm,mu&_sort=-_lastUpdated")
-    assert [e[1] for e in result.entries] == ["mu", "wxm", "oy", "zs"]
+    assert [e.res_id for e in result.entries] == ["mu", "wxm", "oy", "zs"]
 
 
 def _all_pages(conn, engine, res_type, query, between=None):
     got, result = [], run(conn, engine, res_type, query)
     pages = 0
     while True:
-        got += [e[1] for e in result.entries]
+        got += [e.res_id for e in result.entries]
         pages += 1
         if between:
             between(pages)
@@ -440,9 +440,9 @@ def test_previous_link(conn, engine, sort):
     second = run(conn, engine, "Observation", first.next_link.split("?", 1)[1])
     third = run(conn, engine, "Observation", second.next_link.split("?", 1)[1])
     back = run(conn, engine, "Observation", third.prev_link.split("?", 1)[1])
-    assert [e[1] for e in back.entries] == [e[1] for e in second.entries]
+    assert [e.res_id for e in back.entries] == [e.res_id for e in second.entries]
     back = run(conn, engine, "Observation", back.prev_link.split("?", 1)[1])
-    assert [e[1] for e in back.entries] == [e[1] for e in first.entries]
+    assert [e.res_id for e in back.entries] == [e.res_id for e in first.entries]
     assert back.prev_link is None
 
 
@@ -468,14 +468,14 @@ def test_total_modes(conn, engine):
 
 def test_summary_and_elements(conn, engine):
     result = run(conn, engine, "Patient", "_id=zs&_summary=true")
-    doc = orjson.loads(result.entries[0][2])
+    doc = orjson.loads(result.entries[0].content)
     assert "name" in doc and "telecom" in doc and "text" not in doc
     assert any(t["code"] == "SUBSETTED" for t in doc["meta"]["tag"])
     result = run(conn, engine, "Patient", "_id=zs&_elements=gender")
-    doc = orjson.loads(result.entries[0][2])
+    doc = orjson.loads(result.entries[0].content)
     assert set(doc) == {"resourceType", "id", "meta", "gender"}
     result = run(conn, engine, "Observation", "_id=obs-bp&_elements=status")
-    doc = orjson.loads(result.entries[0][2])
+    doc = orjson.loads(result.entries[0].content)
     assert "code" in doc  # mandatory elements stay
 
 
@@ -484,7 +484,7 @@ def test_summary_and_elements(conn, engine):
 
 def test_unknown_parameter_lenient_and_strict(conn, engine):
     result = run(conn, engine, "Patient", "nonsense=1&gender=female")
-    assert mine({e[1] for e in result.entries}) == {"oy"}
+    assert mine({e.res_id for e in result.entries}) == {"oy"}
     assert result.issues and result.issues[0]["severity"] == "warning"
     assert "nonsense" in result.issues[0]["diagnostics"]
     with pytest.raises(OperationOutcomeError) as err:

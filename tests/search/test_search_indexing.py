@@ -223,7 +223,7 @@ def test_custom_parameter_after_reindex(db, conn):
     n = reindex(conn, Indexer(registry), ["Patient"], progress=lambda d, t: seen.append((d, t)))
     assert n == seen[-1][0] == seen[-1][1] > 4
     found = engine.search(conn, "Patient", search, base_url="").entries
-    assert [e[1] for e in found] == ["mu"]
+    assert [e.res_id for e in found] == ["mu"]
     pid = conn.execute(sa.select(S.resource.c.patient_id).where(S.resource.c.res_id == "zs"))
     assert pid.scalar() == "zs"
 
@@ -297,4 +297,4 @@ def test_reindex_with_an_engine_commits_in_batches(db, indexer, engine):
     assert n >= 1 and calls[-1] == (n, n) and len(calls) == (n + 1) // 2
     with db.connect() as c:
         found = engine.search(c, "Organization", [("name", "北京")], base_url="")
-    assert [e[1] for e in found.entries] == ["org-cn"]
+    assert [e.res_id for e in found.entries] == ["org-cn"]

@@ -10,6 +10,7 @@ import pytest
 from hub import outcomes
 from hub.codesystems import RESTRICTED
 from hub.codesystems import VETERAN_SENSITIVITY
+from hub.search.engine import SearchEntry
 from hub.security import guard
 from hub.security.principal import Principal
 from hub.security.principal import acting_as
@@ -183,11 +184,11 @@ def test_filter_visible_on_every_item_kind():
     granted = Principal("t", "user", compile_scopes("system/*.rs"), frozenset(["veteran-status"]))
     assert guard.filter_visible(items, granted) == items
     entries = [
-        ("Observation", "a", orjson.dumps(plain).decode(), "match"),
-        ("Observation", "b", orjson.dumps(secret).decode(), "match"),
-        ("Patient", "p", orjson.dumps(patient).decode(), "include"),
+        SearchEntry("Observation", "a", orjson.dumps(plain).decode(), "match"),
+        SearchEntry("Observation", "b", orjson.dumps(secret).decode(), "match"),
+        SearchEntry("Patient", "p", orjson.dumps(patient).decode(), "include"),
     ]
-    assert [e[1] for e in guard.visible_entries(entries, p)] == ["a"]
+    assert [e.res_id for e in guard.visible_entries(entries, p)] == ["a"]
     with acting_as(granted):
         assert guard.filter_visible(items) == items  # the request's principal by default
     assert guard.filter_visible(items) == items  # no principal: the hub's own work
