@@ -110,6 +110,36 @@ def map_outbound(resource: dict, event: str, site: Any, context: MappingContext)
     """
 
 
+@hookspec(firstresult=True)
+def send_outbound(site: Any, body: bytes, content_type: str | None, timeout: float) -> bytes | None:
+    """Send one queued message over ``site``'s transport; return the receiver's answer.
+
+    Return ``None`` when ``site.outbound["kind"]`` is not a transport of yours
+    (the hub itself sends ``kind: http``). Raise ``OSError`` (unreachable,
+    timed out) or ``ValueError`` (a negative acknowledgement) when the message
+    was not taken: the hub retries it with back-off and, after
+    ``OUTBOUND_MAX_ATTEMPTS``, keeps it as a dead letter. The HL7 v2 adapter
+    brings ``kind: mllp`` this way.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_cli_commands() -> list | None:
+    """Return ``click`` commands or groups to add to the ``hub`` command.
+
+    A group named like one the hub has (``export``) adds its subcommands to it;
+    any other name becomes a new top-level command. Listeners are started this
+    way (the HL7 v2 adapter's ``hub mllp serve``); a command gets the configured
+    hub from :func:`hub.plugin_api.current_hub`. Called when the ``hub`` command
+    starts, for the plugins ``HUB_LOAD_PLUGINS`` allows.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Registration: code maps, search parameters, operations
 # ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def app_config(app_config):
 @pytest.fixture
 def mllp_server(hub):
     from fhirhub_plugins.hl7v2 import MLLPServer
-    from hub.ingest.mllp import make_handler
+    from fhirhub_plugins.hl7v2.listener import make_handler
 
     server = MLLPServer(("127.0.0.1", 0), make_handler(hub)).start()
     yield server

@@ -8,7 +8,7 @@ see README.md in this folder for the mapping tables.
 
 from __future__ import annotations
 
-from hub import hookimpl
+from hub.plugin_api import hookimpl
 
 FORMAT = "cda"
 CONTRACT_FORMAT = "cda-contracts"
