@@ -146,6 +146,18 @@ def register_cli_commands() -> list | None:
 
 
 @hookspec
+def register_adapters() -> list | None:
+    """Return the :class:`hub.plugin_api.Adapter` descriptions of the adapters you bring.
+
+    A site binds to an adapter with ``adapter: NAME`` in its manifest; the
+    description gives the adapter's payload ``format`` (what ``map_inbound``
+    sees in ``message.format`` unless the manifest sets ``format:``) and what
+    ``hub site new NAME --adapter X`` writes for it: the input file extension,
+    an example case, the manifest's routing keys (``match``) and their README step.
+    """
+
+
+@hookspec
 def register_code_maps() -> list | None:
     """Return extra folders (paths) of code-map YAML/ConceptMap files.
 

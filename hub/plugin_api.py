@@ -8,7 +8,8 @@ guide; ``hub/hookspecs.py`` declares the hooks.
 
 What is here:
 
-* hooks: :data:`hookimpl` (mark your hook functions with it);
+* hooks: :data:`hookimpl` (mark your hook functions with it) and :class:`Adapter`
+  (what ``register_adapters`` returns);
 * messages and mapping: :class:`InboundMessage`, :class:`OutboundMessage`,
   :class:`MappingContext`, :class:`CodeMap`, :func:`load_code_maps`, :data:`MAPPINGS_DIR`;
 * outcomes: :class:`OperationOutcomeError`, :func:`issue`, :func:`outcome`, :func:`error`
@@ -58,8 +59,10 @@ from hub.outcomes import error
 from hub.outcomes import issue
 from hub.outcomes import outcome
 from hub.paths import MAPPINGS_DIR
+from hub.plugins import Adapter
 
 __all__ = [
+    "Adapter",
     "HEALTH_CARD_SYSTEM",
     "HEALTH_RECORD_SYSTEM",
     "MAPPINGS_DIR",

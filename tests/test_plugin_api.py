@@ -123,3 +123,46 @@ def test_hook_register_cli_commands(monkeypatch):
     monkeypatch.delenv("HUB_LOAD_PLUGINS")
     out = runner.invoke(cli, ["mllp", "--help"]).output
     assert "serve" in out and "send" in out
+
+
+class Acme:
+    """A plugin adapter the hub has never heard of."""
+
+    @hookimpl
+    def register_adapters(self):
+        from hub.plugin_api import Adapter
+
+        return [Adapter("acme", "acme-text", "txt", example=("hello", "input.txt", "hi {name}"))]
+
+    @hookimpl
+    def map_inbound(self, message, context):
+        if message.format != "acme-text":
+            return None
+        context.warn("greeting only", "line 1")
+        return {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+
+def test_hook_register_adapters(tmp_path):
+    from hub.plugins import adapter_format
+    from hub.sites import scaffold_site
+
+    pm = get_plugin_manager(load_entry_points=False, extra=[Acme()])
+    assert adapter_format(pm, "acme") == "acme-text"
+    folder = scaffold_site("acme-site", "acme", tmp_path, pm=pm)
+    assert "adapter: acme\n" in (folder / "site.yaml").read_text(encoding="utf-8")
+    case = folder / "cases" / "hello"
+    assert (case / "input.txt").read_text(encoding="utf-8") == "hi acme-site"
+    # The golden files are what the adapter made of the example, mapped with its format.
+    assert "greeting only" in (case / "expected-outcome.json").read_text(encoding="utf-8")
+
+
+def test_scaffolded_placeholders_are_well_formed_and_marked(tmp_path):
+    from hub.sites import scaffold_site
+
+    folder = scaffold_site("new-clinic", "hl7v2", tmp_path)
+    manifest = (folder / "site.yaml").read_text(encoding="utf-8")
+    for oid in re.findall(r"urn:oid:(\S+)", manifest):
+        assert re.fullmatch(r"[0-2](\.(0|[1-9][0-9]*))+", oid), oid
+    for line in manifest.splitlines():
+        if "FILL" in line or "urn:oid:2.16.156.10011.0.99" in line:
+            assert "FILL-IN" in line, line

@@ -101,3 +101,10 @@ def register_cli_commands() -> list:
     from fhirhub_plugins.hl7v2.cli import COMMANDS
 
     return COMMANDS
+
+
+@hookimpl
+def register_adapters() -> list:
+    from fhirhub_plugins.hl7v2.scaffold import ADAPTER
+
+    return [ADAPTER]

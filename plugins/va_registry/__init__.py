@@ -51,3 +51,11 @@ def register_cli_commands() -> list:
     from .export import COMMANDS
 
     return COMMANDS
+
+
+@hookimpl
+def register_adapters() -> list:
+    """The ``va_registry`` adapter: ``va-registry`` CSV/XLSX files."""
+    from .scaffold import ADAPTER
+
+    return [ADAPTER]
