@@ -457,7 +457,14 @@ def conformance():
 @click.option(
     "--no-store", is_flag=True, help="Only compare mappings; do not also ingest each case."
 )
-def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store):
+@click.option(
+    "--show",
+    "show_case",
+    metavar="CASE",
+    help="Print what the adapter makes of this case of SITE (the Bundle and every issue, "
+    "information included) instead of comparing; writes nothing.",
+)
+def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store, show_case):
     """Run site conformance kits: each case's input against its golden files.
 
     Every case is mapped by the site's adapter and compared with expected.json /
@@ -483,6 +490,9 @@ def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store):
                         f"unknown site(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
                     )
                 kits = [k for k in kits if k.name in site_names]
+            if show_case is not None:
+                _show_case(the_hub, kits, site_names, show_case)
+                return
             results = run_kits(the_hub.pipeline, kits, update=update, store=not no_store)
     except (SiteError, KitError) as err:
         raise click.ClickException(str(err)) from None
@@ -541,6 +551,26 @@ def conformance_check_endpoint(url, token, token_file, types, timeout, junit, ht
     )
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+def _show_case(the_hub, kits, site_names, case_name: str) -> None:
+    """``conformance run SITE --show CASE``: the mapped Bundle, then every issue."""
+    from hub.conformance.runner import map_case
+
+    if len(site_names) != 1:
+        raise click.UsageError("--show needs exactly one SITE")
+    (kit,) = kits
+    cases = {c.name: c for c in kit.cases}
+    if case_name not in cases:
+        known = ", ".join(sorted(cases)) or "none"
+        raise click.UsageError(f"site {kit.name} has no case {case_name!r}; cases: {known}")
+    result = map_case(the_hub.pipeline, kit, cases[case_name])
+    if result.rejected:
+        click.echo(f"rejected (HTTP {result.status}): no Bundle")
+    else:
+        click.echo(orjson.dumps(result.bundle, option=orjson.OPT_INDENT_2).decode())
+    oo = {"resourceType": "OperationOutcome", "issue": result.issues}
+    click.echo(orjson.dumps(oo, option=orjson.OPT_INDENT_2).decode())
 
 
 @cli.command()
