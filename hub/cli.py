@@ -50,6 +50,9 @@ class _HubGroup(click.Group):
         return super().list_commands(ctx)
 
     def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, click.Group):
+            return command  # the hub's own (``hub db upgrade``): no plugin needs importing
         self._add_plugin_commands()
         return super().get_command(ctx, cmd_name)
 
@@ -399,7 +402,7 @@ def site():
 
 @site.command("new")
 @click.argument("name")
-@click.option("--adapter", required=True, help="hl7v2, cda, va_registry or a plugin's adapter.")
+@click.option("--adapter", required=True, help="Any installed adapter (`hub plugins` lists them).")
 @click.option(
     "--dir",
     "target",

@@ -56,6 +56,19 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
 
 
 @hookspec(firstresult=True)
+def parse(fmt: str, body: bytes, site: Any, settings: Any) -> Any | None:
+    """Parse a payload of your format, once; return ``None`` when ``fmt`` is not yours.
+
+    The hub calls it before :func:`map_inbound` when the receiver has not parsed
+    the payload already, and hands the result over as ``message.parsed``: the
+    one parse feeds both routing (a listener routes on it) and mapping. Raise
+    :class:`hub.outcomes.OperationOutcomeError` for a payload that cannot be
+    read (located: segment, line, XPath); ``settings`` carry the limits
+    (``INGEST_MAX_BYTES``...).
+    """
+
+
+@hookspec(firstresult=True)
 def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None:
     """Map one inbound message to a FHIR ``Bundle`` of type ``transaction``.
 

@@ -166,3 +166,45 @@ def test_scaffolded_placeholders_are_well_formed_and_marked(tmp_path):
     for line in manifest.splitlines():
         if "FILL" in line or "urn:oid:2.16.156.10011.0.99" in line:
             assert "FILL-IN" in line, line
+
+
+class Counting:
+    """Parses ``count`` payloads (counting the parses) and maps what was parsed."""
+
+    def __init__(self):
+        self.parses = 0
+
+    @hookimpl
+    def parse(self, fmt, body, site, settings):
+        if fmt != "count":
+            return None
+        self.parses += 1
+        return body.decode().split(",")
+
+    @hookimpl
+    def map_inbound(self, message, context):
+        if message.format != "count":
+            return None
+        context.info(f"{len(message.parsed)} item(s)", "line 1")
+        return {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+
+def test_hook_parse():
+    from hub.ingest.pipeline import map_payload
+
+    plugin = Counting()
+    pm = get_plugin_manager(load_entry_points=False, extra=[plugin])
+    _, issues = map_payload(pm, {}, None, b"a,b,c", fmt="count")
+    assert plugin.parses == 1 and issues[0]["diagnostics"] == "3 item(s)"
+    # A receiver that parsed already (the MLLP listener) hands its parse over: no second parse.
+    _, issues = map_payload(pm, {}, None, b"a,b,c", fmt="count", parsed=["x"])
+    assert plugin.parses == 1 and issues[0]["diagnostics"] == "1 item(s)"
+
+
+def test_hl7v2_parse_hook_refuses_with_a_location():
+    from hub.outcomes import OperationOutcomeError
+
+    pm = get_plugin_manager(only=["hl7v2"])
+    with pytest.raises(OperationOutcomeError) as err:
+        pm.hook.parse(fmt="hl7v2", body=b"PID|1\r", site=None, settings={})
+    assert err.value.issues

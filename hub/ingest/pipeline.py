@@ -595,6 +595,8 @@ def map_payload(
     context = MappingContext(site, code_maps)
     context.state = {} if state is None else state
     context.settings = settings if settings is not None else {}
+    if parsed is None:  # the adapter's one parse (``parse`` hook), unless the receiver made it
+        parsed = pm.hook.parse(fmt=fmt, body=body, site=site, settings=context.settings)
     message = InboundMessage(fmt, body, site, content_type, source_key, parsed=parsed)
     bundle = pm.hook.map_inbound(message=message, context=context)
     if bundle is None:

@@ -65,11 +65,19 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
 
 
 @hookimpl
+def parse(fmt: str, body: bytes, site: Any, settings: Any) -> Message | None:
+    """The one parse of a message: its site's character set, the hub's limits."""
+    if fmt != FORMAT:
+        return None
+    return parse_message(body, site, Limits.from_settings(settings or {}))
+
+
+@hookimpl
 def map_inbound(message, context: MappingContext) -> dict | None:
     if message.format != FORMAT:
         return None
     msg = message.parsed
-    if not isinstance(msg, Message):  # the MLLP listener hands over the message it parsed
+    if not isinstance(msg, Message):  # parsed by the ``parse`` hook or the MLLP listener
         msg = parse_message(message.body, message.site, Limits.from_settings(context.settings))
     for text, location in msg.warnings:
         context.warn(text, location, code="code-invalid")
