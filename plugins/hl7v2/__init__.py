@@ -64,9 +64,10 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
     return key or None
 
 
-@hookimpl
-def parse(fmt: str, body: bytes, site: Any, settings: Any) -> Message | None:
-    """The one parse of a message: its site's character set, the hub's limits."""
+# Named apart from the ``parse`` submodule, which this package's attribute must stay.
+@hookimpl(specname="parse")
+def parse_payload(fmt: str, body: bytes, site: Any, settings: Any) -> Message | None:
+    """The one parse of a message (``parse`` hook): its site's character set, the hub's limits."""
     if fmt != FORMAT:
         return None
     return parse_message(body, site, Limits.from_settings(settings or {}))
