@@ -28,7 +28,46 @@ def _hub():
     return get_hub(_app())
 
 
-@click.group()
+class _HubGroup(click.Group):
+    """The ``hub`` group; the plugins' commands (``register_cli_commands``) join it when first asked."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from hub.plugins import get_plugin_manager
+
+        only = [p.strip() for p in os.environ.get("HUB_LOAD_PLUGINS", "").split(",") if p.strip()]
+        pm = get_plugin_manager(only=only or None)
+        for commands in pm.hook.register_cli_commands():
+            for command in commands or ():
+                _add_command(self, command)
+
+    def list_commands(self, ctx):
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, click.Group):
+            return command  # the hub's own (``hub db upgrade``): no plugin needs importing
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+
+def _add_command(group: click.Group, command: click.Command) -> None:
+    """Add ``command`` to ``group``; a group of an existing group's name adds its subcommands."""
+    existing = group.commands.get(command.name)
+    if isinstance(existing, click.Group) and isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            existing.add_command(sub, name)
+    else:
+        group.add_command(command)
+
+
+@click.group(cls=_HubGroup)
 @click.version_option(hub_pkg.__version__, prog_name="fhirhub")
 def cli():
     """fhirhub: one lifetime health file per person, exchanged over FHIR, HL7 v2, CDA and CSV."""
@@ -363,7 +402,7 @@ def site():
 
 @site.command("new")
 @click.argument("name")
-@click.option("--adapter", required=True, help="hl7v2, cda, va_registry or a plugin's adapter.")
+@click.option("--adapter", required=True, help="Any installed adapter (`hub plugins` lists them).")
 @click.option(
     "--dir",
     "target",
@@ -421,7 +460,14 @@ def conformance():
 @click.option(
     "--no-store", is_flag=True, help="Only compare mappings; do not also ingest each case."
 )
-def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store):
+@click.option(
+    "--show",
+    "show_case",
+    metavar="CASE",
+    help="Print what the adapter makes of this case of SITE (the Bundle and every issue, "
+    "information included) instead of comparing; writes nothing.",
+)
+def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store, show_case):
     """Run site conformance kits: each case's input against its golden files.
 
     Every case is mapped by the site's adapter and compared with expected.json /
@@ -447,6 +493,9 @@ def conformance_run(site_names, sites_dirs, junit, html_path, update, no_store):
                         f"unknown site(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
                     )
                 kits = [k for k in kits if k.name in site_names]
+            if show_case is not None:
+                _show_case(the_hub, kits, site_names, show_case)
+                return
             results = run_kits(the_hub.pipeline, kits, update=update, store=not no_store)
     except (SiteError, KitError) as err:
         raise click.ClickException(str(err)) from None
@@ -507,35 +556,24 @@ def conformance_check_endpoint(url, token, token_file, types, timeout, junit, ht
         sys.exit(1)
 
 
-@cli.group()
-def mllp():
-    """HL7 v2 over MLLP."""
+def _show_case(the_hub, kits, site_names, case_name: str) -> None:
+    """``conformance run SITE --show CASE``: the mapped Bundle, then every issue."""
+    from hub.conformance.runner import map_case
 
-
-@mllp.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=2575, show_default=True, type=int)
-def mllp_serve(host, port):
-    """Listen for HL7 v2 messages; route each to its site by MSH-3/MSH-4."""
-    import signal
-    import threading
-
-    from fhirhub_plugins.hl7v2 import MLLPServer
-    from fhirhub_plugins.hl7v2.mllp import DEFAULT_MAX_FRAME
-    from hub.ingest.mllp import make_handler
-
-    the_hub = _hub()
-    # Frames up to INGEST_MAX_BYTES reach the handler, which refuses what is over the limits.
-    max_frame = max(DEFAULT_MAX_FRAME, int(the_hub.config.get("INGEST_MAX_BYTES") or 0))
-    server = MLLPServer((host, port), make_handler(the_hub), max_frame=max_frame).start()
-    click.echo(f"MLLP listening on {host}:{server.port} for {len(the_hub.sites)} site(s)", err=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    server.stop()
+    if len(site_names) != 1:
+        raise click.UsageError("--show needs exactly one SITE")
+    (kit,) = kits
+    cases = {c.name: c for c in kit.cases}
+    if case_name not in cases:
+        known = ", ".join(sorted(cases)) or "none"
+        raise click.UsageError(f"site {kit.name} has no case {case_name!r}; cases: {known}")
+    result = map_case(the_hub.pipeline, kit, cases[case_name])
+    if result.rejected:
+        click.echo(f"rejected (HTTP {result.status}): no Bundle")
+    else:
+        click.echo(orjson.dumps(result.bundle, option=orjson.OPT_INDENT_2).decode())
+    oo = {"resourceType": "OperationOutcome", "issue": result.issues}
+    click.echo(orjson.dumps(oo, option=orjson.OPT_INDENT_2).decode())
 
 
 @cli.command()
@@ -618,45 +656,6 @@ def export():
     """Reports and exports read from the database."""
 
 
-@export.command("veterans-report")
-@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (default: today).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True
-)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="File.")
-@click.option("--unmask", is_flag=True, help="Full resident ID numbers (only for entitled staff).")
-def export_veterans_report(since, until, fmt, out_path, unmask):
-    """The report to the veterans bureau: admissions and five-colour changes of beneficiaries."""
-    the_hub = _hub()
-    try:
-        _write_veterans_report(the_hub, since, until, fmt, out_path, unmask)
-    finally:
-        the_hub.close()
-
-
-def _write_veterans_report(the_hub, since, until, fmt, out_path, unmask) -> None:
-    import datetime as dt
-
-    from fhirhub_plugins.va_registry.report import write_csv
-    from fhirhub_plugins.va_registry.report import write_xlsx
-    from hub.lifetime import exports
-
-    first = since.date()
-    last = until.date() if until else dt.date.today()
-    if last < first:
-        raise click.BadParameter("--until is before --since", param_hint="--until")
-    out_path = out_path or Path(f"veterans-report-{first}-{last}.{fmt}")
-    with the_hub.repo.reading() as conn:
-        total = len(exports.veteran_ids(conn))
-    with click.progressbar(
-        length=total, label="beneficiaries", file=sys.stderr, show_pos=True
-    ) as bar:
-        rows = exports.veterans_report(the_hub, first, last, unmask=unmask, progress=bar.update)
-    (write_xlsx if fmt == "xlsx" else write_csv)(rows, out_path)
-    click.echo(f"{len(rows)} row(s) for {total} beneficiary(ies) written to {out_path}")
-
-
 def _register_groups() -> None:
     from hub.completeness.cli import audit
 
@@ -675,13 +674,8 @@ def _add_security_commands() -> None:
     from hub.security.cli import COMMANDS
 
     for command in COMMANDS:
-        existing = cli.commands.get(command.name)
-        if isinstance(existing, click.Group) and isinstance(command, click.Group):
-            # One group per name (``hub audit`` is shared with other parts): merge subcommands.
-            for name, sub in command.commands.items():
-                existing.add_command(sub, name)
-        else:
-            cli.add_command(command)
+        # One group per name (``hub audit`` is shared with other parts): merge subcommands.
+        _add_command(cli, command)
 
 
 _add_security_commands()

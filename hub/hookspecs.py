@@ -56,6 +56,19 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
 
 
 @hookspec(firstresult=True)
+def parse(fmt: str, body: bytes, site: Any, settings: Any) -> Any | None:
+    """Parse a payload of your format, once; return ``None`` when ``fmt`` is not yours.
+
+    The hub calls it before :func:`map_inbound` when the receiver has not parsed
+    the payload already, and hands the result over as ``message.parsed``: the
+    one parse feeds both routing (a listener routes on it) and mapping. Raise
+    :class:`hub.outcomes.OperationOutcomeError` for a payload that cannot be
+    read (located: segment, line, XPath); ``settings`` carry the limits
+    (``INGEST_MAX_BYTES``...).
+    """
+
+
+@hookspec(firstresult=True)
 def map_inbound(message: InboundMessage, context: MappingContext) -> dict | None:
     """Map one inbound message to a FHIR ``Bundle`` of type ``transaction``.
 
@@ -110,9 +123,51 @@ def map_outbound(resource: dict, event: str, site: Any, context: MappingContext)
     """
 
 
+@hookspec(firstresult=True)
+def send_outbound(site: Any, body: bytes, content_type: str | None, timeout: float) -> bytes | None:
+    """Send one queued message over ``site``'s transport; return the receiver's answer.
+
+    Return ``None`` when ``site.outbound["kind"]`` is not a transport of yours
+    (the hub itself sends ``kind: http``). Raise ``OSError`` (unreachable,
+    timed out) or ``ValueError`` (a negative acknowledgement) when the message
+    was not taken: the hub retries it with back-off and, after
+    ``OUTBOUND_MAX_ATTEMPTS``, keeps it as a dead letter. The HL7 v2 adapter
+    brings ``kind: mllp`` this way.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_cli_commands() -> list | None:
+    """Return ``click`` commands or groups to add to the ``hub`` command.
+
+    A group named like one the hub has (``export``) adds its subcommands to it;
+    any other name becomes a new top-level command. Listeners are started this
+    way (the HL7 v2 adapter's ``hub mllp serve``); a command gets the configured
+    hub from :func:`hub.plugin_api.current_hub`. Called when the ``hub`` command
+    starts, for the plugins ``HUB_LOAD_PLUGINS`` allows.
+    """
+
+
 # ---------------------------------------------------------------------------
 # Registration: code maps, search parameters, operations
 # ---------------------------------------------------------------------------
+
+
+@hookspec
+def register_adapters() -> list | None:
+    """Return the :class:`hub.plugin_api.Adapter` descriptions of the adapters you bring.
+
+    A site binds to an adapter with ``adapter: NAME`` in its manifest; the
+    description gives the adapter's payload ``format`` (what ``map_inbound``
+    sees in ``message.format`` unless the manifest sets ``format:``) and what
+    ``hub site new NAME --adapter X`` writes for it: the input file extension,
+    an example case, the manifest's routing keys (``match``) and their README step.
+    """
 
 
 @hookspec

@@ -145,18 +145,16 @@ def _version(conn, change) -> dict[str, Any]:
     return orjson.loads(content)
 
 
-def send(site: Any, body: bytes, content_type: str | None, timeout: float = 10.0) -> bytes:
-    """Send one message over the site's transport; raises ``OSError``/``ValueError`` on failure."""
+def send(
+    site: Any, body: bytes, content_type: str | None, timeout: float = 10.0, pm: Any = None
+) -> bytes:
+    """Send one message over the site's transport; raises ``OSError``/``ValueError`` on failure.
+
+    ``kind: http`` is the hub's own; other kinds (``mllp``) belong to the adapters,
+    asked through the ``send_outbound`` hook of the plugin manager ``pm``.
+    """
     out = site.outbound
     kind = out.get("kind")
-    if kind == "mllp":
-        from fhirhub_plugins.hl7v2 import send as mllp_send
-
-        ack = mllp_send(out["host"], int(out["port"]), body, timeout=timeout)
-        code = _ack_code(ack)
-        if code not in ("AA", "CA"):
-            raise ValueError(f"negative acknowledgement {code}: {ack[:200]!r}")
-        return ack
     if kind == "http":
         req = urllib.request.Request(
             out["url"],
@@ -169,15 +167,14 @@ def send(site: Any, body: bytes, content_type: str | None, timeout: float = 10.0
                 return resp.read()
         except urllib.error.HTTPError as err:
             raise ValueError(f"HTTP {err.code} from {out['url']}") from None
-    raise ValueError(f"unknown outbound kind {kind!r}")
-
-
-def _ack_code(ack: bytes) -> str | None:
-    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
-        if segment.startswith(b"MSA"):
-            fields = segment.split(segment[3:4])
-            return fields[1].decode(errors="replace") if len(fields) > 1 else None
-    return None
+    answer = None
+    if pm is not None:
+        answer = pm.hook.send_outbound(
+            site=site, body=body, content_type=content_type, timeout=timeout
+        )
+    if answer is None:
+        raise ValueError(f"unknown outbound kind {kind!r} (no installed plugin sends it)")
+    return answer
 
 
 def deliver(hub: Any, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
@@ -233,7 +230,7 @@ def _deliver_site(
         try:
             if site is None:
                 raise ValueError(f"site {name!r} has no outbound endpoint any more")
-            response = send(site, bytes(row.body), row.content_type)
+            response = send(site, bytes(row.body), row.content_type, pm=hub.pm)
         except (OSError, ValueError) as err:
             attempts = row.attempts + 1
             log.warning("delivery %s to %s failed (attempt %s): %s", row.id, name, attempts, err)
@@ -306,3 +303,29 @@ def list_deliveries(
             }
             for row in rows
         ]
+
+
+def queue(hub: Any, site: Any, message: Any, change_seq: int = 0) -> int:
+    """Queue one adapter-made message (an operation's document) for ``site``; returns its id.
+
+    The delivery then goes like those :func:`dispatch` queues: in order, with
+    retries, dead-lettered after the last attempt. ``change_seq`` 0: no change made it.
+    """
+    now = _now()
+    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        return conn.execute(
+            insert(s.delivery)
+            .returning(s.delivery.c.id)
+            .values(
+                site=site.name,
+                change_seq=change_seq,
+                message_key=message.key[:255],
+                content_type=message.content_type,
+                body=message.body,
+                description=message.description,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        ).scalar_one()

@@ -35,7 +35,6 @@ from hub.paths import SITES_DIR
 __all__ = ["Site", "SiteError", "load_site", "load_sites", "scaffold_site"]
 
 MANIFEST = "site.yaml"
-ADAPTERS = ("hl7v2", "cda", "va_registry", "fhir")
 VALIDATION_POLICIES = ("reject", "quarantine", "accept-with-warnings")
 NAME_STYLES = ("split", "single", "auto")
 _SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -299,8 +298,10 @@ organization:
     system: urn:oid:2.16.156.10011.1.5     # FILL-IN: organisation code system
     value: FILL-IN-organisation-code
 {match}identifier_systems:
-  mrn: urn:oid:2.16.156.10011.0.99.{name}.mrn     # FILL-IN: the hospital's MRN assigning authority OID
-  visit: urn:oid:2.16.156.10011.0.99.{name}.visit
+  # FILL-IN: the OIDs of the site's MRN and visit-number assigning authorities
+  # (these placeholders are well-formed but name no real authority).
+  mrn: urn:oid:2.16.156.10011.0.99.1.1     # FILL-IN
+  visit: urn:oid:2.16.156.10011.0.99.1.2   # FILL-IN
 encoding: utf-8
 timezone: Asia/Shanghai
 name_style: auto
@@ -356,95 +357,77 @@ the issues' `severity`, `code` and `expression` (and `diagnostics` only when
 the exact wording matters). See `conformance/README.md` for the kit layout.
 """
 
-_MATCH_STEPS = {
-    "hl7v2": (
-        "`match.sending_application` (MSH-3) and\n"
-        "   `match.sending_facility` (MSH-4) are what the site's interface engine puts\n"
-        "   in every message header; the hub routes MLLP messages to this site by them.\n"
-        "   Put the same values in the example case's `input.hl7` MSH segment."
-    ),
-}
 _DEFAULT_MATCH_STEP = (
     "This adapter does not route by message header; files\n"
     "   are sent to the site by name (`POST /fhir/$ingest?site=NAME`, `hub ingest --site`)."
 )
-_INPUT_EXTENSIONS = {"hl7v2": "hl7", "va_registry": "csv", "cda": "xml", "fhir": "json"}
-
-_EXAMPLE_HL7 = (
-    "MSH|^~\\&|FILL_IN_APP|FILL_IN_FACILITY|FHIRHUB|HUB|20240101080000||ADT^A28^ADT_A05|{name}-0001|P|2.5|||||CHN|UNICODE UTF-8\r"
-    "EVN|A28|20240101080000\r"
-    "PID|1||000001^^^FILL_IN_FACILITY^MR||测试^患者||19800101|2\r"
-)
-# One synthetic registry row (the person is invented; the ID number's check character is valid).
-_EXAMPLE_REGISTRY_CSV = (
-    "姓名,性别,身份证号,出生日期,优抚类别,伤残等级,伤残性质,户籍地址,联系电话,所属区市,"
-    "入伍时间,退役时间,抚恤定补标准(元/月),状态\r\n"
-    "王建国,男,370202195003120834,1950-03-12,残疾军人,六级,因战,山东省青岛市市南区香港中路1号,"
-    "13800000001,市南区,1968-03,1975-12,2150,正常\r\n"
-)
-_EXAMPLES = {
-    "hl7v2": ("register-person", "input.hl7", _EXAMPLE_HL7),
-    "va_registry": ("register-veteran", "input.csv", _EXAMPLE_REGISTRY_CSV),
-}
 
 
-def scaffold_site(name: str, adapter: str, target_dir: Path) -> Path:
+def scaffold_site(name: str, adapter: str, target_dir: Path, pm: Any = None) -> Path:
     """Write a new site folder ``target_dir/name`` and return it.
 
     The folder holds a manifest with FILL-IN markers, a README for the
-    integration engineer and, for adapters with an example (HL7 v2, the
-    veterans registry), one case whose golden files are what the adapter makes
-    of it now, so ``hub conformance run NAME`` passes at once.
+    integration engineer and, for adapters that describe an example (HL7 v2,
+    the veterans registry), one case whose golden files are what the adapter
+    makes of it now, so ``hub conformance run NAME`` passes at once. Any
+    installed adapter is accepted (``register_adapters``); ``pm`` is the plugin
+    manager to ask (default: every installed plugin).
     """
+    from hub.plugins import adapters
+    from hub.plugins import get_plugin_manager
+
     if not _SITE_NAME.match(name):
         raise SiteError(f"site name {name!r}: lower-case letters, digits and '-' only")
-    if adapter not in ADAPTERS:
-        raise SiteError(f"adapter {adapter!r}: one of {', '.join(ADAPTERS)}")
+    pm = pm or get_plugin_manager()
+    known = adapters(pm)
+    if adapter not in known:
+        raise SiteError(
+            f"adapter {adapter!r} is not installed; installed: {', '.join(sorted(known))}"
+        )
+    info = known[adapter]
     folder = Path(target_dir) / name
     if folder.exists():
         raise SiteError(f"{folder}: already exists")
     (folder / "mappings").mkdir(parents=True)
-    match = ""
-    if adapter == "hl7v2":
-        match = "match:\n  sending_application: FILL_IN_APP     # MSH-3\n  sending_facility: FILL_IN_FACILITY  # MSH-4\n"
     (folder / MANIFEST).write_text(
-        _MANIFEST_TEMPLATE.format(name=name, adapter=adapter, match=match), encoding="utf-8"
+        _MANIFEST_TEMPLATE.format(name=name, adapter=adapter, match=info.match), encoding="utf-8"
     )
     readme = _README_TEMPLATE.format(
         name=name,
         adapter=adapter,
-        ext=_INPUT_EXTENSIONS.get(adapter, "<ext>"),
-        match_step=_MATCH_STEPS.get(adapter, _DEFAULT_MATCH_STEP),
+        ext=info.input_extension,
+        match_step=info.match_step or _DEFAULT_MATCH_STEP,
     )
     (folder / "README.md").write_text(readme, encoding="utf-8")
     (folder / "mappings" / ".keep").write_text("", encoding="utf-8")
-    if adapter in _EXAMPLES:
-        case_name, file_name, text = _EXAMPLES[adapter]
+    if info.example is not None:
+        case_name, file_name, text = info.example
         case = folder / "cases" / case_name
         case.mkdir(parents=True)
-        body = text.format(name=name).encode("utf-8")
+        body = text.replace("{name}", name).encode("utf-8")
         (case / file_name).write_bytes(body)
-        code_maps = load_code_maps([MAPPINGS_DIR]) if MAPPINGS_DIR.is_dir() else {}
-        _write_expected(load_site(folder, code_maps), body, case, code_maps)
+        # The hub's maps and the plugins' (the example may use the adapter's own maps).
+        folders = [MAPPINGS_DIR, *(Path(f) for x in pm.hook.register_code_maps() for f in x or ())]
+        code_maps = load_code_maps([f for f in folders if f.is_dir()])
+        _write_expected(load_site(folder, code_maps), body, case, code_maps, info.format, pm)
     return folder
 
 
-def _write_expected(site: Site, body: bytes, case: Path, code_maps: dict[str, CodeMap]) -> None:
+def _write_expected(
+    site: Site, body: bytes, case: Path, code_maps: dict[str, CodeMap], fmt: str, pm: Any
+) -> None:
     """Map the example input with the site's adapter and write its golden files.
 
     Uses the pipeline's mapping step and the kit's golden writer, so the new
     case compares exactly as ``hub conformance run`` will compare it.
     """
-    from hub.ingest.pipeline import ADAPTER_FORMATS
     from hub.ingest.pipeline import map_payload
     from hub.outcomes import OperationOutcomeError
-    from hub.plugins import get_plugin_manager
     from hub.testing import MappingResult
     from hub.testing import development_identity_key
     from hub.testing import write_golden
 
-    pm = get_plugin_manager(only=[site.adapter])
-    fmt = site.format or ADAPTER_FORMATS.get(site.adapter, site.adapter)
+    fmt = site.format or fmt
     try:
         with development_identity_key():
             bundle, issues = map_payload(pm, code_maps, site, body, fmt=fmt)

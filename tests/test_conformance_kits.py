@@ -263,3 +263,28 @@ def test_a_rejection_must_be_the_senders_fault(tmp_path):
     assert [str(d) for d in golden_differences(crash, tmp_path)] == [
         '(status): expected "4xx", got 500'
     ]
+
+
+def test_show_prints_the_bundle_and_every_issue_without_writing(county_kit):
+    case = county_kit / "county-hospital-a" / "cases" / "admit-inpatient"
+    before = {p.name: p.read_bytes() for p in case.iterdir()}
+    result = run("--sites-dir", county_kit, "county-hospital-a", "--show", "admit-inpatient")
+    assert result.exit_code == 0, result.output
+    bundle_text, _, outcome_text = result.output.partition(
+        '\n}\n{\n  "resourceType": "OperationOutcome"'
+    )
+    bundle = json.loads(bundle_text + "\n}")
+    assert bundle["resourceType"] == "Bundle" and bundle["entry"]
+    outcome = json.loads('{\n  "resourceType": "OperationOutcome"' + outcome_text)
+    # Information issues too, which the golden outcome leaves out.
+    assert any(i["severity"] == "information" for i in outcome["issue"])
+    assert {p.name: p.read_bytes() for p in case.iterdir()} == before
+    refused = run(
+        "--sites-dir", county_kit, "county-hospital-a", "--show", "reject-mislabelled-charset"
+    )
+    assert refused.exit_code == 0 and "rejected (HTTP" in refused.output
+    unknown = run("--sites-dir", county_kit, "county-hospital-a", "--show", "nope")
+    assert (
+        unknown.exit_code == 2
+        and "cases: admit-inpatient, reject-mislabelled-charset" in unknown.output
+    )

@@ -257,7 +257,7 @@ def test_inbox_api_and_cli_views(client, hub):
 @pytest.fixture
 def mllp_server(hub):
     from fhirhub_plugins.hl7v2 import MLLPServer
-    from hub.ingest.mllp import make_handler
+    from fhirhub_plugins.hl7v2.listener import make_handler
 
     server = MLLPServer(("127.0.0.1", 0), make_handler(hub)).start()
     yield server

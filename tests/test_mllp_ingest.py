@@ -61,7 +61,7 @@ def app_config(app_config):
 @pytest.fixture
 def mllp_server(hub):
     from fhirhub_plugins.hl7v2 import MLLPServer
-    from hub.ingest.mllp import make_handler
+    from fhirhub_plugins.hl7v2.listener import make_handler
 
     server = MLLPServer(("127.0.0.1", 0), make_handler(hub)).start()
     yield server
@@ -410,3 +410,25 @@ def test_an_adapter_refusing_a_body_as_too_large_keeps_its_digest_not_the_body(a
     assert row.status == "failed" and bytes(row.body) == b""
     assert row.payload_hash == payload_hash(body)
     assert "limit" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+# -- hub mllp send ------------------------------------------------------------------
+
+
+def test_hub_mllp_send_prints_each_ack(mllp_server, hub, tmp_path):
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    good = tmp_path / "good.hl7"
+    # Saved with LF line ends, as editors do: sent with CR segment separators.
+    good.write_bytes(county_adt("SEND-1").replace(b"\r", b"\n"))
+    stranger = tmp_path / "stranger.hl7"
+    stranger.write_bytes(county_adt("SEND-2").replace(b"WINNING_HIS|XRMYY", b"OTHER|NOWHERE"))
+    args = ["mllp", "send", str(good), str(stranger), "--port", str(mllp_server.port)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1  # one message was refused
+    assert f"{good}: AA\n" in result.output and "MSA|AA|SEND-1" in result.output
+    assert f"{stranger}: AR\n" in result.output and "MSA|AR|SEND-2" in result.output
+    assert [r.status for r in inbox_rows(hub)] == ["done"]
+    assert CliRunner().invoke(cli, args[:3] + ["--port", str(mllp_server.port)]).exit_code == 0

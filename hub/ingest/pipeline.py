@@ -41,12 +41,10 @@ from hub.ingest.inbox import payload_hash
 from hub.lifetime import ingest as lifetime_ingest
 from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
+from hub.plugins import adapter_format
 from hub.storage import schema as s
 
 log = logging.getLogger("hub.ingest")
-
-# The format each built-in adapter maps; a site's ``format`` setting overrides.
-ADAPTER_FORMATS = {"hl7v2": "hl7v2", "cda": "cda", "va_registry": "va-registry"}
 
 
 @dataclasses.dataclass
@@ -477,7 +475,8 @@ class Pipeline:
         return sites[name]
 
     def format_for(self, site: Any, body: bytes, content_type: str | None) -> str:
-        fmt = getattr(site, "format", None) or ADAPTER_FORMATS.get(site.adapter)
+        # The adapter's own format (``register_adapters``); a site's ``format`` setting overrides.
+        fmt = getattr(site, "format", None) or adapter_format(self.hub.pm, site.adapter)
         if fmt:
             return fmt
         detected = self.hub.pm.hook.detect_format(body=body, content_type=content_type)
@@ -596,6 +595,8 @@ def map_payload(
     context = MappingContext(site, code_maps)
     context.state = {} if state is None else state
     context.settings = settings if settings is not None else {}
+    if parsed is None:  # the adapter's one parse (``parse`` hook), unless the receiver made it
+        parsed = pm.hook.parse(fmt=fmt, body=body, site=site, settings=context.settings)
     message = InboundMessage(fmt, body, site, content_type, source_key, parsed=parsed)
     bundle = pm.hook.map_inbound(message=message, context=context)
     if bundle is None:

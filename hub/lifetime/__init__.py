@@ -13,7 +13,7 @@ Modules, by concern:
 * :mod:`hub.lifetime.groups`: household (一户一档) and village (一村一卷) Groups;
 * :mod:`hub.lifetime.consumer`: the change-feed consumer ``hub worker`` runs;
 * :mod:`hub.lifetime.ingest`: merges (ADT A40), colours and Groups inside an ingested message;
-* :mod:`hub.lifetime.exports`: the veterans bureau report read from the database;
+* :mod:`hub.lifetime.exports`: the records of the patients holding a code, for adapters' reports;
 * :mod:`hub.lifetime.operations`: the operations as the hub registers them, and
   :mod:`hub.lifetime.views` the printable page at ``/ui/patients/<id>/lifetime-file``;
 * :mod:`hub.lifetime.visibility`: how a caller's visibility filter reaches every answer.

@@ -1,31 +1,31 @@
-"""Reports read from the database: the veterans bureau report (``hub export veterans-report``).
+"""Reports read from the database: the lifetime files of the patients who hold a code.
 
-The rows are built by the registry adapter's pure
-:func:`fhirhub_plugins.va_registry.report.build_veterans_report`; this module finds the
-beneficiaries (a ``veteran-entitlement`` Observation, through the code index) and feeds it
-their records in batches: Patient, entitlement, admissions with their diagnoses and
-hospitals, five-colour Flags. Memory stays bounded by the batch, not the county.
+An adapter's report (the veterans bureau report of the registry adapter,
+``hub export veterans-report``) finds its people with :func:`patients_with_code`
+(through the code index, e.g. a ``veteran-entitlement`` Observation) and reads
+their records with :func:`read_in_batches`: each batch is the patients'
+compartment resources of the types asked for plus the organisations their
+encounters name. Memory stays bounded by the batch, not the county. Both are in
+the plugin API.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from hub import codesystems as cs
 from hub.lifetime.links import compartment_resources
 from hub.storage import schema as s
 
 BATCH = 200
-_TYPES = ("Patient", "Observation", "Encounter", "Flag", "Condition")
 
 
-def veteran_ids(conn: Any) -> list[str]:
-    """Patients with a veterans-registry entitlement (ended ones too: the report decides)."""
+def patients_with_code(conn: Any, res_type: str, system: str, code: str) -> list[str]:
+    """Ids of the patients with a (not deleted) ``res_type`` resource coded ``system|code``."""
     t = s.sp_token
     r = s.resource
     stmt = (
@@ -33,10 +33,10 @@ def veteran_ids(conn: Any) -> list[str]:
         .where(
             r.c.pk.in_(
                 sa.select(t.c.resource_pk).where(
-                    t.c.res_type == "Observation",
+                    t.c.res_type == res_type,
                     t.c.param == "code",
-                    t.c.system == cs.VETERAN_STATUS,
-                    t.c.code == "veteran-entitlement",
+                    t.c.system == system,
+                    t.c.code == code,
                 )
             ),
             r.c.deleted == sa.false(),
@@ -47,23 +47,23 @@ def veteran_ids(conn: Any) -> list[str]:
     return sorted(row[0] for row in conn.execute(stmt))
 
 
-def veterans_report(
+def read_in_batches(
     the_hub: Any,
-    since: dt.date,
-    until: dt.date,
+    patient_ids: list[str],
+    types: tuple[str, ...],
     *,
-    unmask: bool = False,
     progress: Callable[[int], None] | None = None,
-) -> list[dict[str, str]]:
-    """The report rows for ``since <= date <= until``; ``progress(n)`` after each batch."""
-    from fhirhub_plugins.va_registry.report import build_veterans_report
+) -> Iterator[list[dict]]:
+    """The resources of ``patient_ids``, ``BATCH`` patients at a time; ``progress(n)`` after each.
 
-    rows: list[dict[str, str]] = []
+    Each batch holds the compartment resources of ``types`` and the Organizations
+    the batch's Encounters name as ``serviceProvider`` (hospitals are outside the
+    compartment).
+    """
     with the_hub.repo.reading() as conn:
-        ids = veteran_ids(conn)
-        for i in range(0, len(ids), BATCH):
-            batch = ids[i : i + BATCH]
-            resources = [orjson.loads(c) for _, _, c in compartment_resources(conn, batch, _TYPES)]
+        for i in range(0, len(patient_ids), BATCH):
+            batch = patient_ids[i : i + BATCH]
+            resources = [orjson.loads(c) for _, _, c in compartment_resources(conn, batch, types)]
             orgs = {
                 ref["reference"]
                 for res in resources
@@ -75,8 +75,6 @@ def veterans_report(
             for stored in the_hub.repo.read_many(keys, conn).values():
                 if not stored.deleted:
                     resources.append(stored.resource())
-            rows.extend(build_veterans_report(resources, since, until, unmask=unmask))
+            yield resources
             if progress is not None:
                 progress(len(batch))
-    rows.sort(key=lambda r: (r["日期"], r["身份证号"], r["事件"], r["五色分类"]))
-    return rows

@@ -8,7 +8,7 @@ see README.md in this folder for the mapping tables.
 
 from __future__ import annotations
 
-from hub import hookimpl
+from hub.plugin_api import hookimpl
 
 FORMAT = "cda"
 CONTRACT_FORMAT = "cda-contracts"
@@ -75,3 +75,11 @@ def register_operations() -> list:
     from fhirhub_plugins.cda.operation import OPERATION
 
     return [OPERATION]
+
+
+@hookimpl
+def register_adapters() -> list:
+    """The ``cda`` adapter: WS/T 483/500 documents, one per file (no example case)."""
+    from hub.plugin_api import Adapter
+
+    return [Adapter(name="cda", format=FORMAT, input_extension="xml")]

@@ -18,8 +18,8 @@ from fhirhub_plugins.cda.cdatypes import number
 from fhirhub_plugins.cda.cdatypes import xsi_type
 from fhirhub_plugins.cda.parse import NS
 from fhirhub_plugins.cda.parse import V3
-from hub.identity import resident_id
-from hub.outcomes import issue
+from hub.plugin_api import issue
+from hub.plugin_api import resident_id
 
 # POCD_MT000040.ClinicalDocument children: (name, min, max) in schema order.
 HEADER = (

@@ -29,11 +29,11 @@ from typing import Any
 
 from fhirhub_plugins.cda import ids
 from fhirhub_plugins.cda import vocab
-from hub import codesystems as cs
-from hub.identity import resident_id
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import codesystems as cs
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
+from hub.plugin_api import resident_id
 
 COLUMNS = (
     "签约编号",

@@ -14,7 +14,7 @@ from typing import Any
 from fhirhub_plugins.cda import vocab
 from fhirhub_plugins.cda.cdatypes import number
 from fhirhub_plugins.cda.parse import NS
-from hub import codesystems as cs
+from hub.plugin_api import codesystems as cs
 
 _ICD10 = re.compile(vocab.ICD10_SHAPE)
 _ICD9 = re.compile(vocab.ICD9CM3_SHAPE)

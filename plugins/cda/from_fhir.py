@@ -25,10 +25,10 @@ from fhirhub_plugins.cda.cdatypes import fhir_to_ts
 from fhirhub_plugins.cda.cdatypes import format_number
 from fhirhub_plugins.cda.parse import V3
 from fhirhub_plugins.cda.parse import XSI
-from hub.mapping import OutboundMessage
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import OutboundMessage
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
 
 E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI})
 _DE_NAME = "卫生信息数据元目录"

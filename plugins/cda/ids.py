@@ -13,8 +13,8 @@ to a site-scoped identifier (health-record number, outpatient number...).
 
 from __future__ import annotations
 
-from hub.identity.ids import patient_id_for_resident_id
-from hub.identity.ids import stable_id
+from hub.plugin_api import patient_id_for_resident_id
+from hub.plugin_api import stable_id
 
 
 def resource_id(*parts: str) -> str:

@@ -21,14 +21,15 @@ import datetime as dt
 from typing import Any
 
 import orjson
-from sqlalchemy import insert
 
-from hub import outcomes
-from hub.fhir.service import Result
-from hub.operations import Operation
-from hub.operations import OperationCall
-from hub.operations import parameter
-from hub.storage import schema as s
+from hub.plugin_api import Operation
+from hub.plugin_api import OperationCall
+from hub.plugin_api import OutboundMessage
+from hub.plugin_api import Result
+from hub.plugin_api import compartment_resources
+from hub.plugin_api import outcomes
+from hub.plugin_api import parameter
+from hub.plugin_api import queue_delivery
 
 # Resources outside the patient compartment that a document header names.
 _SUPPORT = ("Organization", "Practitioner", "PractitionerRole", "Location")
@@ -37,7 +38,6 @@ _SUPPORT = ("Organization", "Practitioner", "PractitionerRole", "Location")
 def cda_document(call: OperationCall) -> Result:
     from fhirhub_plugins.cda import documents
     from fhirhub_plugins.cda.from_fhir import build_document
-    from hub.lifetime import links
 
     doc_type = call.param("type")
     if doc_type not in documents.DOC_TYPES:
@@ -51,7 +51,7 @@ def cda_document(call: OperationCall) -> Result:
     hub = call.hub
     patient = hub.service.read("Patient", call.res_id).stored.resource()
     with hub.repo.reading() as conn:
-        rows = links.compartment_resources(conn, [call.res_id])
+        rows = compartment_resources(conn, [call.res_id])
     resources = [orjson.loads(content) for _t, _i, content in rows]
     encounter = call.param("encounter")
     if encounter:
@@ -73,23 +73,13 @@ def cda_document(call: OperationCall) -> Result:
     if not (getattr(site, "outbound", None) or {}).get("url"):
         raise outcomes.unprocessable(f"site {site.name} has no outbound HTTP endpoint", "site")
     now = dt.datetime.now(dt.UTC)
-    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        delivery_id = conn.execute(
-            insert(s.delivery)
-            .returning(s.delivery.c.id)
-            .values(
-                site=site.name,
-                change_seq=0,
-                message_key=f"{doc_type}-{call.res_id}-{now.isoformat()}",
-                content_type="application/xml",
-                body=body,
-                description=f"{doc_type} for Patient/{call.res_id}",
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        ).scalar_one()
+    message = OutboundMessage(
+        body=body,
+        content_type="application/xml",
+        key=f"{doc_type}-{call.res_id}-{now.isoformat()}",
+        description=f"{doc_type} for Patient/{call.res_id}",
+    )
+    delivery_id = queue_delivery(hub, site, message)
     text = f"{doc_type} for Patient/{call.res_id} queued for {site.name} as delivery {delivery_id}"
     return Result(
         202, outcomes.outcome(outcomes.issue("information", "informational", text), *issues)

@@ -14,9 +14,9 @@ import time
 
 import requests
 
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 

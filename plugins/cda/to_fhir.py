@@ -37,11 +37,11 @@ from fhirhub_plugins.cda.entries import coding as _coding
 from fhirhub_plugins.cda.entries import ref as _ref
 from fhirhub_plugins.cda.parse import NS
 from fhirhub_plugins.cda.parse import declared_encoding
-from hub.identity import resident_id
-from hub.identity.ids import with_content_hash
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
+from hub.plugin_api import resident_id
+from hub.plugin_api import with_content_hash
 
 _DE_SHAPE = re.compile(r"^DE\d{2}\.\d{2}\.\d{3}\.\d{2}")
 _PATIENT_LOC = "ClinicalDocument/recordTarget/patientRole/patient"

@@ -3,7 +3,8 @@
 Public entry points for the ingestion pipeline and the MLLP listener:
 ``parse_message``, ``read_header``, ``Limits`` and ``message_key`` (:mod:`.parse`), ``route`` and
 ``convert`` (:mod:`.api`), ``MLLPServer``, ``send`` and ``make_ack``
-(:mod:`.mllp`). See README.md for the events supported.
+(:mod:`.mllp`); the MLLP listener (:mod:`.listener`) and its commands ``hub mllp
+serve``/``hub mllp send`` (:mod:`.cli`). See README.md for the events supported.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from fhirhub_plugins.hl7v2.parse import looks_like_hl7
 from fhirhub_plugins.hl7v2.parse import message_key
 from fhirhub_plugins.hl7v2.parse import parse_message
 from fhirhub_plugins.hl7v2.parse import read_header
-from hub import hookimpl
-from hub.mapping import MappingContext
+from hub.plugin_api import MappingContext
+from hub.plugin_api import hookimpl
 
 __all__ = [
     "MESSAGES",
@@ -63,12 +64,21 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
     return key or None
 
 
+# Named apart from the ``parse`` submodule, which this package's attribute must stay.
+@hookimpl(specname="parse")
+def parse_payload(fmt: str, body: bytes, site: Any, settings: Any) -> Message | None:
+    """The one parse of a message (``parse`` hook): its site's character set, the hub's limits."""
+    if fmt != FORMAT:
+        return None
+    return parse_message(body, site, Limits.from_settings(settings or {}))
+
+
 @hookimpl
 def map_inbound(message, context: MappingContext) -> dict | None:
     if message.format != FORMAT:
         return None
     msg = message.parsed
-    if not isinstance(msg, Message):  # the MLLP listener hands over the message it parsed
+    if not isinstance(msg, Message):  # parsed by the ``parse`` hook or the MLLP listener
         msg = parse_message(message.body, message.site, Limits.from_settings(context.settings))
     for text, location in msg.warnings:
         context.warn(text, location, code="code-invalid")
@@ -82,3 +92,28 @@ def map_outbound(resource: dict, event: str, site: Any, context: MappingContext)
     from fhirhub_plugins.hl7v2.from_fhir import outbound_messages
 
     return outbound_messages(resource, event, site, context)
+
+
+@hookimpl
+def send_outbound(site: Any, body: bytes, content_type: str | None, timeout: float) -> bytes | None:
+    """``kind: mllp``: send to ``host``/``port``; a negative ACK raises ``ValueError``."""
+    out = getattr(site, "outbound", None) or {}
+    if out.get("kind") != "mllp":
+        return None
+    from fhirhub_plugins.hl7v2.mllp import send_acknowledged
+
+    return send_acknowledged(out["host"], int(out["port"]), body, timeout=timeout)
+
+
+@hookimpl
+def register_cli_commands() -> list:
+    from fhirhub_plugins.hl7v2.cli import COMMANDS
+
+    return COMMANDS
+
+
+@hookimpl
+def register_adapters() -> list:
+    from fhirhub_plugins.hl7v2.scaffold import ADAPTER
+
+    return [ADAPTER]

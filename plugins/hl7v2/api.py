@@ -9,7 +9,7 @@ from fhirhub_plugins.hl7v2.messages import to_bundle
 from fhirhub_plugins.hl7v2.parse import Header
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import parse_message
-from hub.mapping import MappingContext
+from hub.plugin_api import MappingContext
 
 FORMAT = "hl7v2"
 CONTENT_TYPE = "application/hl7-v2"
@@ -36,8 +36,8 @@ def route(message: Message | Header, sites: dict[str, Any] | list[Any]) -> Any |
 def convert(body: bytes, site: Any, code_maps: dict | None = None) -> tuple[dict, list[dict]]:
     """Parse and map one message for ``site``; returns (Bundle, issues)."""
     if code_maps is None:
-        from hub.mapping import load_code_maps
-        from hub.paths import MAPPINGS_DIR
+        from hub.plugin_api import MAPPINGS_DIR
+        from hub.plugin_api import load_code_maps
 
         code_maps = load_code_maps([MAPPINGS_DIR])
     context = MappingContext(site, code_maps)

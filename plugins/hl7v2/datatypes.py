@@ -15,7 +15,7 @@ from typing import Any
 
 from fhirhub_plugins.hl7v2.parse import Composite
 from fhirhub_plugins.hl7v2.parse import reject
-from hub.identity.names import split_chinese_name
+from hub.plugin_api import split_chinese_name
 
 # CWE-3 / CE-3 name of coding system -> FHIR system (HL7 table 0396 and local usage).
 CODING_SYSTEMS = {

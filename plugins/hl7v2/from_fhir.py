@@ -17,9 +17,9 @@ import zoneinfo
 from typing import Any
 
 from fhirhub_plugins.hl7v2.ids import NAMESPACE
-from hub.identity import RESIDENT_ID_SYSTEM
-from hub.mapping import MappingContext
-from hub.mapping import OutboundMessage
+from hub.plugin_api import RESIDENT_ID_SYSTEM
+from hub.plugin_api import MappingContext
+from hub.plugin_api import OutboundMessage
 
 CONTENT_TYPE = "application/hl7-v2"
 _ENC = "^~\\&"

@@ -17,7 +17,7 @@ from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import Segment
 from fhirhub_plugins.hl7v2.parse import reject
 from fhirhub_plugins.hl7v2.to_fhir import Env
-from hub.mapping import MappingContext
+from hub.plugin_api import MappingContext
 
 # Segments a message structure carries that need no mapping of their own.
 _ENVELOPE = {"MSH", "EVN", "SFT", "UAC"}

@@ -24,8 +24,8 @@ from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import charset_name
 from fhirhub_plugins.hl7v2.parse import parse_message
 from fhirhub_plugins.hl7v2.parse import read_header
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import issue
 
 log = logging.getLogger("fhirhub.hl7v2.mllp")
 
@@ -369,3 +369,21 @@ def _err(found: dict) -> str:
             _esc(text),
         ]
     )
+
+
+def ack_code(ack: bytes) -> str | None:
+    """MSA-1 of an acknowledgement (``AA``, ``AE`` ...), or ``None`` when it has no MSA."""
+    for segment in ack.replace(b"\n", b"\r").split(b"\r"):
+        if segment.startswith(b"MSA"):
+            fields = segment.split(segment[3:4])
+            return fields[1].decode(errors="replace") if len(fields) > 1 else None
+    return None
+
+
+def send_acknowledged(host: str, port: int, payload: bytes, timeout: float = 10.0) -> bytes:
+    """:func:`send`, raising ``ValueError`` unless the receiver accepted (``AA``/``CA``)."""
+    ack = send(host, port, payload, timeout=timeout)
+    code = ack_code(ack)
+    if code not in ("AA", "CA"):
+        raise ValueError(f"negative acknowledgement {code}: {ack[:200]!r}")
+    return ack

@@ -27,9 +27,9 @@ import dataclasses
 import re
 from typing import Any
 
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"

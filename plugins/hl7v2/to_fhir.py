@@ -32,13 +32,13 @@ from fhirhub_plugins.hl7v2.parse import Composite
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import Segment
 from fhirhub_plugins.hl7v2.parse import reject
-from hub.identity import HEALTH_CARD_SYSTEM
-from hub.identity import RESIDENT_ID_SYSTEM
-from hub.identity import resident_id
-from hub.mapping import MappingContext
-from hub.outcomes import OperationOutcomeError
-from hub.outcomes import issue
-from hub.outcomes import outcome
+from hub.plugin_api import HEALTH_CARD_SYSTEM
+from hub.plugin_api import RESIDENT_ID_SYSTEM
+from hub.plugin_api import MappingContext
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import issue
+from hub.plugin_api import outcome
+from hub.plugin_api import resident_id
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ICD10_CN = "urn:oid:2.16.156.10011.2.3.3.11"

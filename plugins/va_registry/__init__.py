@@ -7,7 +7,7 @@ Observation and programme EpisodeOfCare per good row. See README.md.
 
 from __future__ import annotations
 
-from hub.hookspecs import hookimpl
+from hub.plugin_api import hookimpl
 
 from . import read
 from .inbound import map_registry_file
@@ -43,3 +43,19 @@ def map_outbound(resource, event, site, context):
     if getattr(site, "adapter", None) != "va_registry":
         return None
     return []
+
+
+@hookimpl
+def register_cli_commands() -> list:
+    """``hub export veterans-report`` (:mod:`.export`)."""
+    from .export import COMMANDS
+
+    return COMMANDS
+
+
+@hookimpl
+def register_adapters() -> list:
+    """The ``va_registry`` adapter: ``va-registry`` CSV/XLSX files."""
+    from .scaffold import ADAPTER
+
+    return [ADAPTER]

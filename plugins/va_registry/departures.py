@@ -24,7 +24,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from hub import codesystems as cs
+from hub.plugin_api import codesystems as cs
 
 from .to_fhir import DEFAULT_PROGRAMMES
 from .to_fhir import episode_id

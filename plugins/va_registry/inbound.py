@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.mapping import InboundMessage
-from hub.mapping import MappingContext
-from hub.outcomes import issue
+from hub.plugin_api import InboundMessage
+from hub.plugin_api import MappingContext
+from hub.plugin_api import issue
 
 from .departures import current_patient_ids
 from .departures import departures

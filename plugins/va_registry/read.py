@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from hub.outcomes import error
-from hub.paths import MAPPINGS_DIR
+from hub.plugin_api import MAPPINGS_DIR
+from hub.plugin_api import error
 
 COLUMNS_FILE = MAPPINGS_DIR / "va_registry" / "columns.yaml"
 SHEET_NAME = "优抚对象"

@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hub import codesystems as cs
-from hub.identity import RESIDENT_ID_SYSTEM
-from hub.identity.resident_id import mask
+from hub.plugin_api import RESIDENT_ID_SYSTEM
+from hub.plugin_api import codesystems as cs
+from hub.plugin_api import resident_id
 
 COLUMNS = (
     "姓名",
@@ -82,7 +82,7 @@ def build_veterans_report(
         number = _resident_id(patient)
         return {
             "姓名": _name(patient),
-            "身份证号": number if unmask else mask(number),
+            "身份证号": number if unmask else resident_id.mask(number),
             "优抚类别": (obs.get("valueCodeableConcept") or {}).get("text", ""),
             "所属区市": _component_string(obs, "district"),
             "重大疾病": "是" if pid in red_now else "否",

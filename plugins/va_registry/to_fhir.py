@@ -24,15 +24,15 @@ import datetime as dt
 import re
 from typing import Any
 
-from hub import codesystems as cs
-from hub.identity import RESIDENT_ID_SYSTEM
-from hub.identity import resident_id
-from hub.identity.ids import patient_id_for_resident_id
-from hub.identity.ids import stable_id
-from hub.identity.ids import with_content_hash
-from hub.identity.names import split_chinese_name
-from hub.mapping import CodeMap
-from hub.mapping import MappingContext
+from hub.plugin_api import RESIDENT_ID_SYSTEM
+from hub.plugin_api import CodeMap
+from hub.plugin_api import MappingContext
+from hub.plugin_api import codesystems as cs
+from hub.plugin_api import patient_id_for_resident_id
+from hub.plugin_api import resident_id
+from hub.plugin_api import split_chinese_name
+from hub.plugin_api import stable_id
+from hub.plugin_api import with_content_hash
 
 from .read import Row
 from .read import cell_text

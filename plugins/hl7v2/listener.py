@@ -15,7 +15,7 @@ message is committed to the inbox:
   characters) or over the limits (nothing stored: the sender keeps it).
 
 ERR-3 names the problem from HL7 table 0357
-(:data:`fhirhub_plugins.hl7v2.mllp.ERROR_CONDITIONS`), ERR-2 where it is.
+(:data:`.mllp.ERROR_CONDITIONS`), ERR-2 where it is.
 
 A message re-sent after a lost ACK (same MSH-10, same bytes) is answered from
 its first processing, never processed twice; if that processing died (the
@@ -32,11 +32,18 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from hub import outcomes
-from hub.ingest.pipeline import http_status
-from hub.ingest.pipeline import runs
+from fhirhub_plugins.hl7v2.api import route
+from fhirhub_plugins.hl7v2.mllp import make_ack
+from fhirhub_plugins.hl7v2.parse import Limits
+from fhirhub_plugins.hl7v2.parse import parse_message
+from fhirhub_plugins.hl7v2.parse import read_header
+from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import http_status
+from hub.plugin_api import ingest_many
+from hub.plugin_api import issue
+from hub.plugin_api import runs
 
-log = logging.getLogger("hub.mllp")
+log = logging.getLogger("fhirhub.hl7v2.listener")
 
 # A committer thread with nothing to do for this long ends; the next message starts another.
 IDLE_SECONDS = 5.0
@@ -95,7 +102,8 @@ class GroupCommitter:
         # One ingest_many per run of one site, in arrival order.
         for run in runs(batch, lambda m: m[0]):
             try:
-                results = self.hub.pipeline.ingest_many(
+                results = ingest_many(
+                    self.hub,
                     run[0][0],
                     [m[1] for m in run],
                     source_keys=[m[2].control_id for m in run],
@@ -111,13 +119,7 @@ class GroupCommitter:
 
 
 def make_handler(hub: Any):
-    """A ``handler(bytes) -> ack bytes`` for ``fhirhub_plugins.hl7v2.MLLPServer``."""
-    from fhirhub_plugins.hl7v2 import Limits
-    from fhirhub_plugins.hl7v2 import make_ack
-    from fhirhub_plugins.hl7v2 import parse_message
-    from fhirhub_plugins.hl7v2 import read_header
-    from fhirhub_plugins.hl7v2 import route
-
+    """A ``handler(bytes) -> ack bytes`` for :class:`.mllp.MLLPServer`, storing into ``hub``."""
     # Two lanes, each a committer of its own. A large message (more than
     # MLLP_LARGE_MESSAGE_SEGMENTS segments: a long ORU takes seconds to map and store)
     # goes to the second, so it never holds up the small messages of other senders
@@ -145,13 +147,13 @@ def make_handler(hub: Any):
             return make_ack(header, "AR", text, "MSH-3", error_code="not-found")
         try:
             msg = parse_message(raw, site, Limits.from_settings(hub.config))
-        except outcomes.OperationOutcomeError as err:
+        except OperationOutcomeError as err:
             return make_ack(header, "AR", issues=err.issues)
         threshold = int(hub.config.get("MLLP_LARGE_MESSAGE_SEGMENTS", 200) or 0)
         lane = large if threshold and len(msg.segments) > threshold else small
         try:
             result = lane.submit(site.name, raw, msg)
-        except outcomes.OperationOutcomeError as err:  # e.g. the inbox itself refused it
+        except OperationOutcomeError as err:  # e.g. the inbox itself refused it
             return make_ack(msg, "AR", issues=err.issues)
         return answer(msg, result.item)
 
@@ -160,8 +162,6 @@ def make_handler(hub: Any):
 
 def answer(msg: Any, item: Any) -> bytes:
     """The ACK for a message stored as inbox ``item`` (see the module's docstring)."""
-    from fhirhub_plugins.hl7v2 import make_ack
-
     issues = (item.outcome or {}).get("issue", [])
     flagged = [i for i in issues if i.get("severity") in ("fatal", "error", "warning")]
     if item.status in ("done", "partial", "pending"):  # pending: stored; processing later
@@ -170,7 +170,7 @@ def answer(msg: Any, item: Any) -> bytes:
         text = f"inbox item {item.id} is being processed; send it again later for its answer"
         return make_ack(msg, "AE", text, error_code="lock-error")
     if not flagged:
-        flagged = [outcomes.issue("error", "processing", item.status)]
+        flagged = [issue("error", "processing", item.status)]
     # Refused as too large: the sender must not send it again as it is.
     code = "AR" if http_status(item.outcome) == 413 else "AE"
     return make_ack(msg, code, issues=flagged)
