@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from fhirhub_plugins.cda import vocab
-from hub import codesystems as cs
+from hub.plugin_api import codesystems as cs
 
 
 @dataclasses.dataclass(frozen=True)
