@@ -14,18 +14,8 @@ import click
 import orjson
 
 import hub as hub_pkg
-
-
-def _app():
-    from hub.app import create_app
-
-    return create_app()
-
-
-def _hub():
-    from hub.app import get_hub
-
-    return get_hub(_app())
+from hub.cli_context import make_app as _app
+from hub.cli_context import make_hub as _hub
 
 
 @click.group()
@@ -374,8 +364,8 @@ def site():
 def site_new(name, adapter, target):
     """Scaffold a site folder: manifest, README and a first passing case."""
     from hub.paths import SITES_DIR
+    from hub.scaffold import scaffold_site
     from hub.sites import SiteError
-    from hub.sites import scaffold_site
 
     try:
         folder = scaffold_site(name, adapter, target or SITES_DIR)

@@ -17,7 +17,7 @@ from flask import g
 from flask import request
 
 from hub import outcomes
-from hub.app import get_hub
+from hub.api.context import get_hub
 from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir.capabilities import capability_statement

@@ -132,8 +132,8 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
     from flask import Flask
 
     from hub import config as default_config
-    from hub.app import Hub
     from hub.app import _loads
+    from hub.kernel import Hub
 
     instance = Flask(
         "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import hub
+from hub.version import __version__
 
 TYPE_INTERACTIONS = [
     "read",
@@ -90,7 +90,7 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
         "status": "active",
         "date": dt.date.today().isoformat(),
         "kind": "instance",
-        "software": {"name": "fhirhub", "version": hub.__version__},
+        "software": {"name": "fhirhub", "version": __version__},
         "implementation": {"description": "fhirhub lifetime health-record hub", "url": base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/fhir+xml"],
