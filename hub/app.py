@@ -8,10 +8,7 @@ nothing is global, so each test builds an isolated app.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from typing import Any
 
 from flask import Flask
 
@@ -25,15 +22,8 @@ __all__ = ["Hub", "create_app", "get_hub"]
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults, ``instance/config.py``, ``HUB_*`` environment, ``test_config``."""
-    app = Flask(
-        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
-    )
-    app.config.from_mapping(default_config.DEFAULTS)
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env("HUB", loads=_loads)
-    else:
-        app.config.from_mapping(test_config)
+    app = Flask("hub", instance_relative_config=True, instance_path=default_config.instance_path())
+    app.config.from_mapping(default_config.load(app.instance_path, test_config))
     app.json.ensure_ascii = False
     if not logging.getLogger().handlers:
         # Errors must reach the operator's log even when no logging is configured.
@@ -72,10 +62,3 @@ def create_app(test_config: dict | None = None) -> Flask:
         return redirect("/fhir/metadata")
 
     return app
-
-
-def _loads(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value

@@ -16,6 +16,7 @@ import orjson
 import hub as hub_pkg
 from hub.cli_context import make_app as _app
 from hub.cli_context import make_hub as _hub
+from hub.config import instance_path as _instance_path
 
 
 @click.group()
@@ -100,15 +101,6 @@ def _analyze_after_load(the_hub) -> None:
     from hub.storage import db as storage_db
 
     storage_db.analyze(the_hub.engine)
-
-
-def _instance_path() -> str:
-    from flask import Flask
-
-    return (
-        os.environ.get("HUB_INSTANCE_PATH")
-        or Flask("hub", instance_relative_config=True).instance_path
-    )
 
 
 @cli.command()

@@ -11,6 +11,11 @@ of its own. ``docs/settings.md`` is generated from :data:`SETTINGS`
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
@@ -308,6 +313,57 @@ def setting(config: Any, name: str) -> Any:
     if value is None or value == "":
         return BY_NAME[name].default
     return value
+
+
+def instance_path() -> str:
+    """``HUB_INSTANCE_PATH``, else the folder Flask would choose for the ``hub`` package.
+
+    ``instance/`` beside the source tree, or ``<prefix>/var/hub-instance`` for an
+    installed hub; the CLI and the conformance runner use it without Flask.
+    """
+    if os.environ.get("HUB_INSTANCE_PATH"):
+        return os.environ["HUB_INSTANCE_PATH"]
+    source = Path(__file__).resolve().parent.parent
+    prefix = Path(sys.prefix).resolve()
+    if source.is_relative_to(prefix):
+        return str(prefix / "var" / "hub-instance")
+    if source.name.lower() == "site-packages":
+        parent = source.parent
+        if parent.name.lower() == "lib":
+            return str(parent.parent / "var" / "hub-instance")
+        if parent.parent.name.lower() == "lib":
+            return str(parent.parent.parent / "var" / "hub-instance")
+        return str(parent / "var" / "hub-instance")
+    return str(source / "instance")
+
+
+def load(instance: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults, then ``<instance>/config.py`` and ``HUB_*`` variables, or ``overrides``.
+
+    ``overrides`` (the tests' configuration) replace the file and the environment.
+    """
+    values = dict(DEFAULTS)
+    if overrides is not None:
+        values.update(overrides)
+        return values
+    path = Path(instance) / "config.py"
+    if path.is_file():
+        module = types.ModuleType("config")
+        module.__file__ = str(path)
+        exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)
+        values.update((k, v) for k, v in vars(module).items() if k.isupper())
+    for key in sorted(os.environ):
+        if key.startswith("HUB_"):
+            values[key[len("HUB_") :]] = parse_value(os.environ[key])
+    return values
+
+
+def parse_value(value: str) -> Any:
+    """A ``HUB_*`` variable's value: JSON when it parses as JSON, else the text."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def reference() -> str:

@@ -66,3 +66,12 @@ def test_each_setting_has_a_default_of_its_type_and_help():
     for s in config.SETTINGS:
         assert s.help.strip(), s.name
         assert isinstance(s.default, s.type) or (s.type is float and isinstance(s.default, int))
+
+
+def test_the_import_contracts_hold():
+    # .importlinter: the web layer alone imports Flask, storage imports nothing above it,
+    # the hub never imports the adapters, the adapters use only hub.plugin_api.
+    lint = Path(sys.executable).parent / "lint-imports"
+    run = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert "0 broken" in run.stdout, run.stdout
+    assert run.returncode == 0

@@ -128,20 +128,10 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
     golden files are made with). ``sites_dirs`` replace the configured site
     folders; each may be a folder of sites or one site folder.
     """
-    from flask import Config
-    from flask import Flask
-
-    from hub import config as default_config
-    from hub.app import _loads
+    from hub import config as settings
     from hub.kernel import Hub
 
-    instance = Flask(
-        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
-    ).instance_path
-    config = Config(instance)
-    config.from_mapping(default_config.DEFAULTS)
-    config.from_pyfile("config.py", silent=True)
-    config.from_prefixed_env("HUB", loads=_loads)
+    config = settings.load(settings.instance_path())
     if sites_dirs:
         folders = [p.parent if (p / MANIFEST).is_file() else p for p in map(Path, sites_dirs)]
         config["LOAD_EXAMPLE_SITES"] = False

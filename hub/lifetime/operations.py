@@ -74,11 +74,10 @@ def lifetime_file(call: OperationCall):
     or as a printable page with ``_format=html``."""
     bundle = build_document(call.hub, call.res_id, call.base, for_call(call))
     if _wants_html(call):
-        from flask import Response
-
         from hub.lifetime import html
 
-        return Response(html.render(bundle), status=200, content_type=HTML_TYPE)
+        # A non-FHIR payload with its own Content-Type: the web layer sends it as is.
+        return Result(200, html.render(bundle).encode("utf-8"), {"Content-Type": HTML_TYPE})
     return Result(200, bundle)
 
 
