@@ -10,7 +10,7 @@ manifest demands for the resource type (:func:`site_profiles`). Other resources 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hub.hookspecs import hookimpl
 from hub.outcomes import issue
@@ -18,6 +18,9 @@ from hub.outcomes import outcome
 from hub.validation.structure import structure_issues
 from hub.validation.validator import Validator
 from hub.validation.validator import default_validator
+
+if TYPE_CHECKING:
+    from hub.sites import Site
 
 VALIDATE_MODES = ("create", "update", "delete", "profile")
 
@@ -27,7 +30,7 @@ def validator() -> Validator:
     return default_validator()
 
 
-def site_profiles(site: Any, resource_type: str) -> list[str]:
+def site_profiles(site: Site, resource_type: str) -> list[str]:
     """Profiles a site's manifest demands for a resource type.
 
     ``plugins: {validation: {profiles: {Patient: [url, ...]}}}`` in ``site.yaml``: every
@@ -41,7 +44,7 @@ def site_profiles(site: Any, resource_type: str) -> list[str]:
 
 
 @hookimpl
-def validate_resource(resource: dict, site: Any) -> list | None:
+def validate_resource(resource: dict, site: Site) -> list | None:
     if not isinstance(resource, dict):
         return None
     meta = resource.get("meta")

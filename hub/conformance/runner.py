@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.outcomes import OperationOutcomeError
@@ -31,6 +32,9 @@ from hub.testing import development_identity_key
 from hub.testing import golden_differences
 from hub.testing import read_input
 from hub.testing import write_golden
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 PASSED, FAILED, ERROR, UPDATED, SKIPPED = "passed", "failed", "error", "updated", "skipped"
 
@@ -149,7 +153,7 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
             the_hub.close()
 
 
-def site_folders(the_hub: Any) -> list[Path]:
+def site_folders(the_hub: Hub) -> list[Path]:
     """The folders the hub read its sites from (where their kits are)."""
     return sorted({Path(s.folder) for s in the_hub.sites.values() if s.folder})
 

@@ -30,11 +30,15 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub import outcomes
 from hub.ingest.pipeline import http_status
 from hub.ingest.pipeline import runs
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 log = logging.getLogger("hub.mllp")
 
@@ -54,7 +58,7 @@ class GroupCommitter:
     one committer is also the one writer SQLite wants.
     """
 
-    def __init__(self, hub: Any):
+    def __init__(self, hub: Hub):
         self.hub = hub
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -110,7 +114,7 @@ class GroupCommitter:
                     m[3].set_result(result)
 
 
-def make_handler(hub: Any):
+def make_handler(hub: Hub):
     """A ``handler(bytes) -> ack bytes`` for ``fhirhub_plugins.hl7v2.MLLPServer``."""
     from fhirhub_plugins.hl7v2 import Limits
     from fhirhub_plugins.hl7v2 import make_ack

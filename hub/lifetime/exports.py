@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -19,6 +20,9 @@ import sqlalchemy as sa
 from hub import codesystems as cs
 from hub.lifetime.links import compartment_resources
 from hub.storage import schema as s
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 BATCH = 200
 _TYPES = ("Patient", "Observation", "Encounter", "Flag", "Condition")
@@ -48,7 +52,7 @@ def veteran_ids(conn: Any) -> list[str]:
 
 
 def veterans_report(
-    the_hub: Any,
+    the_hub: Hub,
     since: dt.date,
     until: dt.date,
     *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 import zoneinfo
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -29,6 +30,9 @@ from hub.operations import Operation
 from hub.operations import OperationCall
 from hub.security import labels
 from hub.storage.repository import format_instant
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -51,7 +55,7 @@ def everything(call: OperationCall) -> Result:
     return Result(200, body)
 
 
-def all_records(the_hub: Any, patient_id: str, visibility: Visibility) -> list[dict[str, Any]]:
+def all_records(the_hub: Hub, patient_id: str, visibility: Visibility) -> list[dict[str, Any]]:
     """Every page of ``$everything`` for one person, parsed (the document's input)."""
     out: list[dict[str, Any]] = []
     params: list[tuple[str, str]] = []
@@ -81,7 +85,7 @@ def lifetime_file(call: OperationCall):
     return Result(200, bundle)
 
 
-def build_document(the_hub: Any, patient_id: str, base: str, visibility: Visibility) -> dict:
+def build_document(the_hub: Hub, patient_id: str, base: str, visibility: Visibility) -> dict:
     resources = all_records(the_hub, patient_id, visibility)
     subject = [r for r in resources if r.get("resourceType") == "Patient" and r["id"] == patient_id]
     others = [r for r in resources if r not in subject]
@@ -243,7 +247,7 @@ def _wants_html(call: OperationCall) -> bool:
     return fmt.lower() in ("html", "text/html")
 
 
-def _tz(the_hub: Any) -> dt.tzinfo:
+def _tz(the_hub: Hub) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(the_hub.config.get("TIMEZONE") or "Asia/Shanghai")
 
 
