@@ -44,7 +44,7 @@ class Hub:
             extra=config.get("PLUGINS") or [],
         )
         self.code_maps = _load_code_maps(self.pm, config)
-        _load_profiles(self.pm, config)
+        self.definitions, self.validator = _load_validation(self.pm, config)
         self.engine = db.make_engine(config["DATABASE_URL"], instance_path)
         if setting(config, "AUTO_MIGRATE"):
             db.upgrade(self.engine)
@@ -131,21 +131,25 @@ def _load_sites(config: dict[str, Any], code_maps):
     return load_sites([f for f in folders if f.is_dir()], code_maps)
 
 
-def _load_profiles(pm, config: dict[str, Any]) -> None:
-    """Plugin profiles and ``PROFILES_DIR`` folders join the validator's definitions.
-
-    Definitions are process-wide data (``profiles/`` and the R4 core load once).
-    """
+def _load_validation(pm, config: dict[str, Any]):
+    """This hub's definitions and validator: the shared ones (core and ``profiles/``), or its
+    own when its plugins or ``PROFILES_DIR`` folders add definitions; then the default
+    ``validate_resource`` hook is bound to that validator."""
     from pathlib import Path
 
-    from hub.validation.definitions import default_definitions
-    from hub.validation.definitions import register_plugin_definitions
+    from hub import default_validation
+    from hub.validation.definitions import hub_definitions
+    from hub.validation.validator import default_validator
+    from hub.validation.validator import validator_for
 
-    defs = default_definitions()
-    register_plugin_definitions(pm, defs)
-    for folder in str(config.get("PROFILES_DIR") or "").split(os.pathsep):
-        if folder:
-            defs.load_folder(Path(folder))
+    folders = [Path(f) for f in str(config.get("PROFILES_DIR") or "").split(os.pathsep) if f]
+    definitions = hub_definitions(pm, folders)
+    validator = validator_for(definitions)
+    name = default_validation.__name__
+    if validator is not default_validator() and pm.get_plugin(name) is default_validation:
+        pm.unregister(name=name)
+        pm.register(default_validation.HubValidation(validator), name=name)
+    return definitions, validator
 
 
 def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:

@@ -1059,6 +1059,13 @@ def default_validator() -> Validator:
     return Validator(default_definitions())
 
 
+def validator_for(definitions: Definitions) -> Validator:
+    """The validator over ``definitions``: the shared one for the shared definitions."""
+    if definitions is default_definitions():
+        return default_validator()
+    return Validator(definitions)
+
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
