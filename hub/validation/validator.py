@@ -1054,7 +1054,7 @@ class Validator:
 
 @functools.lru_cache(maxsize=1)
 def default_validator() -> Validator:
-    """The process-wide validator over the default definitions (core, ``profiles/``,
+    """The shared validator over the shared definitions (core, ``profiles/``,
     ``mappings/`` terminology); element trees are built on first use and kept."""
     return Validator(default_definitions())
 
