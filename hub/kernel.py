@@ -126,7 +126,7 @@ def _load_sites(config: dict[str, Any], code_maps):
     from hub.paths import SITES_DIR
     from hub.sites import load_sites
 
-    folders = [SITES_DIR] if config.get("LOAD_EXAMPLE_SITES", True) else []
+    folders = [SITES_DIR] if setting(config, "LOAD_EXAMPLE_SITES") else []
     folders += [Path(f) for f in str(config.get("SITES_DIR") or "").split(os.pathsep) if f]
     return load_sites([f for f in folders if f.is_dir()], code_maps)
 

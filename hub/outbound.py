@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
 
+from hub.config import setting
 from hub.mapping import MappingContext
 from hub.storage import schema as s
 
@@ -225,7 +226,7 @@ def _deliver_site(
     hub, conn, write, name: str, site: Site, limit: int, now: dt.datetime, counts: dict
 ) -> None:
     d = s.delivery
-    max_attempts = int(hub.config.get("OUTBOUND_MAX_ATTEMPTS", 8))
+    max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
     rows = conn.execute(
         select(d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at)
         .where(d.c.status == "pending", d.c.site == name)

@@ -18,6 +18,7 @@ from flask import request
 
 from hub import outcomes
 from hub.api.context import get_hub
+from hub.config import setting
 from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir.capabilities import capability_statement
@@ -240,7 +241,7 @@ def audit_events(params: list[tuple[str, str]]) -> Response:
     hub = get_hub()
     audit_search.require_auditor(current())
     body = audit_search.search(
-        hub.engine, params, base_url(), int(hub.config.get("MAX_COUNT", 1000))
+        hub.engine, params, base_url(), int(setting(hub.config, "MAX_COUNT"))
     )
     return render(Result(200, body))
 

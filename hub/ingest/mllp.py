@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 from hub import outcomes
+from hub.config import setting
 from hub.ingest.pipeline import http_status
 from hub.ingest.pipeline import runs
 
@@ -77,7 +78,7 @@ class GroupCommitter:
         return future.result()
 
     def _run(self) -> None:
-        size = max(1, int(self.hub.config.get("INGEST_GROUP_SIZE", 50)))
+        size = max(1, int(setting(self.hub.config, "INGEST_GROUP_SIZE")))
         while True:
             try:
                 first = self._queue.get(timeout=IDLE_SECONDS)
@@ -151,7 +152,7 @@ def make_handler(hub: Hub):
             msg = parse_message(raw, site, Limits.from_settings(hub.config))
         except outcomes.OperationOutcomeError as err:
             return make_ack(header, "AR", issues=err.issues)
-        threshold = int(hub.config.get("MLLP_LARGE_MESSAGE_SEGMENTS", 200) or 0)
+        threshold = int(setting(hub.config, "MLLP_LARGE_MESSAGE_SEGMENTS"))
         lane = large if threshold and len(msg.segments) > threshold else small
         try:
             result = lane.submit(site.name, raw, msg)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from hub import outcomes
+from hub.config import setting
 from hub.fhir.service import Result
 from hub.identity import matching as scoring
 from hub.lifetime import colours as live_colours
@@ -48,8 +49,8 @@ def everything(call: OperationCall) -> Result:
             params,
             base=call.base,
             tz=_tz(the_hub),
-            default_count=int(the_hub.config.get("EVERYTHING_COUNT", 1000)),
-            max_count=int(the_hub.config.get("MAX_COUNT", 1000)),
+            default_count=int(setting(the_hub.config, "EVERYTHING_COUNT")),
+            max_count=int(setting(the_hub.config, "MAX_COUNT")),
             visibility=for_call(call),
         )
     return Result(200, body)
@@ -248,7 +249,7 @@ def _wants_html(call: OperationCall) -> bool:
 
 
 def _tz(the_hub: Hub) -> dt.tzinfo:
-    return zoneinfo.ZoneInfo(the_hub.config.get("TIMEZONE") or "Asia/Shanghai")
+    return zoneinfo.ZoneInfo(setting(the_hub.config, "TIMEZONE"))
 
 
 def _flag_colour(flag: dict[str, Any]) -> str | None:
