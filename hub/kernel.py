@@ -15,6 +15,7 @@ from typing import Any
 
 from hub.config import setting
 from hub.fhir.service import FhirService
+from hub.ingest.pipeline import Pipeline
 from hub.operations import OperationRegistry
 from hub.plugins import get_plugin_manager
 from hub.search.engine import SearchEngine
@@ -60,8 +61,6 @@ class Hub:
             self.repo, search_engine, self.pm, config, on_search_parameter=self.reload_search
         )
         self.sites = _load_sites(config, self.code_maps)
-        from hub.ingest.pipeline import Pipeline
-
         self.pipeline = Pipeline(self)
         operations = _builtin_operations()
         for ops in self.pm.hook.register_operations():
