@@ -30,6 +30,8 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check hub plugins tests conformance bench tools conftest.py
 	$(BIN)/ruff format --check hub plugins tests conformance bench tools conftest.py
+	@# The layers' import contracts in .importlinter (docs/architecture.md).
+	$(BIN)/lint-imports
 
 conformance: $(VENV)/.installed
 	$(BIN)/hub conformance run

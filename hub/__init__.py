@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from hub.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from hub.version import __version__
 
 __all__ = ["create_app", "hookimpl", "__version__"]
 

@@ -222,13 +222,6 @@ def record_now(engine: Any, event: dict[str, Any]) -> None:
 # -- verification, checkpoints and retention ----------------------------------------
 
 
-def verify(engine: Any, batch: int = 5000):
-    """Check the whole chain; a :class:`hub.security.audit_verify.Verification`."""
-    from hub.security.audit_verify import verify_chain
-
-    return verify_chain(engine, trail_of(engine), batch)
-
-
 def checkpoint(engine: Any) -> dict[str, Any] | None:
     """Write a checkpoint of the chain's head now (``hub audit checkpoint``); ``None`` if empty.
 

@@ -14,18 +14,9 @@ import click
 import orjson
 
 import hub as hub_pkg
-
-
-def _app():
-    from hub.app import create_app
-
-    return create_app()
-
-
-def _hub():
-    from hub.app import get_hub
-
-    return get_hub(_app())
+from hub.cli_context import make_app as _app
+from hub.cli_context import make_hub as _hub
+from hub.config import instance_path as _instance_path
 
 
 class _HubGroup(click.Group):
@@ -149,15 +140,6 @@ def _analyze_after_load(the_hub) -> None:
     from hub.storage import db as storage_db
 
     storage_db.analyze(the_hub.engine)
-
-
-def _instance_path() -> str:
-    from flask import Flask
-
-    return (
-        os.environ.get("HUB_INSTANCE_PATH")
-        or Flask("hub", instance_relative_config=True).instance_path
-    )
 
 
 @cli.command()
@@ -413,8 +395,8 @@ def site():
 def site_new(name, adapter, target):
     """Scaffold a site folder: manifest, README and a first passing case."""
     from hub.paths import SITES_DIR
+    from hub.scaffold import scaffold_site
     from hub.sites import SiteError
-    from hub.sites import scaffold_site
 
     try:
         folder = scaffold_site(name, adapter, target or SITES_DIR)

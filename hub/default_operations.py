@@ -91,7 +91,8 @@ def validate(call: OperationCall) -> Result:
         raise outcomes.bad_request(
             f"$validate on {call.res_type} got a {body.get('resourceType')}", "resourceType"
         )
-    return Result(200, validate_request(body, call.param("mode"), call.param("profile")))
+    checker = call.hub.validator
+    return Result(200, validate_request(body, call.param("mode"), call.param("profile"), checker))
 
 
 def operations() -> list[Operation]:

@@ -10,7 +10,7 @@ manifest demands for the resource type (:func:`site_profiles`). Other resources 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from hub.hookspecs import hookimpl
 from hub.outcomes import issue
@@ -19,15 +19,18 @@ from hub.validation.structure import structure_issues
 from hub.validation.validator import Validator
 from hub.validation.validator import default_validator
 
+if TYPE_CHECKING:
+    from hub.sites import Site
+
 VALIDATE_MODES = ("create", "update", "delete", "profile")
 
 
 def validator() -> Validator:
-    """The process-wide validator over core definitions and ``profiles/`` (built once)."""
+    """The shared validator over core definitions and ``profiles/`` (built once)."""
     return default_validator()
 
 
-def site_profiles(site: Any, resource_type: str) -> list[str]:
+def site_profiles(site: Site, resource_type: str) -> list[str]:
     """Profiles a site's manifest demands for a resource type.
 
     ``plugins: {validation: {profiles: {Patient: [url, ...]}}}`` in ``site.yaml``: every
@@ -41,7 +44,24 @@ def site_profiles(site: Any, resource_type: str) -> list[str]:
 
 
 @hookimpl
-def validate_resource(resource: dict, site: Any) -> list | None:
+def validate_resource(resource: dict, site: Site) -> list | None:
+    return profile_issues(validator(), resource, site)
+
+
+class HubValidation:
+    """This module's hook bound to one hub's validator (a hub whose plugins or
+    ``PROFILES_DIR`` add definitions registers it in place of the module)."""
+
+    def __init__(self, bound: Validator):
+        self.validator = bound
+
+    @hookimpl
+    def validate_resource(self, resource: dict, site: Site) -> list | None:
+        return profile_issues(self.validator, resource, site)
+
+
+def profile_issues(checker: Validator, resource: dict, site: Site | None) -> list | None:
+    """The issues of every profile ``resource`` claims or ``site`` demands; ``None``: none."""
     if not isinstance(resource, dict):
         return None
     meta = resource.get("meta")
@@ -49,11 +69,14 @@ def validate_resource(resource: dict, site: Any) -> list | None:
     demanded = site_profiles(site, resource.get("resourceType"))
     if not claimed and not demanded:
         return None
-    return validator().validate(resource, demanded)
+    return checker.validate(resource, demanded)
 
 
 def validate_operation(
-    resource: dict | None, mode: str | None = None, profile: str | None = None
+    resource: dict | None,
+    mode: str | None = None,
+    profile: str | None = None,
+    checker: Validator | None = None,
 ) -> dict:
     """``$validate``: an OperationOutcome for ``resource`` (never raises for invalid input).
 
@@ -71,7 +94,7 @@ def validate_operation(
         return outcome(issue("error", "required", "no resource to validate", "Parameters.resource"))
     issues = structure_issues(resource)
     if not any(i["code"] == "not-supported" for i in issues):
-        full = validator().validate(resource, [profile] if profile else None)
+        full = (checker or validator()).validate(resource, [profile] if profile else None)
         seen = {(i.get("expression", [None])[0], i["severity"]) for i in full}
         # the structural check's messages are kept only where the validator saw nothing
         issues = full + [
@@ -85,7 +108,10 @@ def validate_operation(
 
 
 def validate_request(
-    body: dict | None, mode: str | None = None, profile: str | None = None
+    body: dict | None,
+    mode: str | None = None,
+    profile: str | None = None,
+    checker: Validator | None = None,
 ) -> dict:
     """``$validate`` from an HTTP request: ``body`` is the resource itself, or a ``Parameters``
     with ``resource``, ``mode`` and ``profile`` parts (FHIR R4 Resource-validate); ``mode`` and
@@ -99,5 +125,5 @@ def validate_request(
             or (parts.get("profile") or {}).get("valueUri")
             or (parts.get("profile") or {}).get("valueCanonical")
         )
-        return validate_operation(resource, mode, profile)
-    return validate_operation(body, mode, profile)
+        return validate_operation(resource, mode, profile, checker)
+    return validate_operation(body, mode, profile, checker)

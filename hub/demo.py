@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -19,6 +20,9 @@ from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
 from hub.identity.resident_id import check_character
 from hub.paths import DATA_DIR
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 # (name, family, given, sex, birth date, sequence, village, conditions as ICD-10)
 RESIDENTS = [
@@ -154,7 +158,7 @@ def demo_bundles() -> list[dict[str, Any]]:
     return out
 
 
-def kit_messages(hub: Any) -> list[tuple[str, bytes, str | None]]:
+def kit_messages(hub: Hub) -> list[tuple[str, bytes, str | None]]:
     """The example sites' accepted messages (cases with an expected Bundle), for the pipeline.
 
     Synthetic HL7 v2 messages, county-platform CDA documents and registry
@@ -175,7 +179,7 @@ def kit_messages(hub: Any) -> list[tuple[str, bytes, str | None]]:
     return out
 
 
-def load_demo(hub: Any, progress=None) -> Counter:
+def load_demo(hub: Hub, progress=None) -> Counter:
     """Load the demo data; returns counts of what was loaded.
 
     FHIR bundles go through the transaction code path (as a REST client's

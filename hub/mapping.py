@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import yaml
@@ -28,6 +29,9 @@ import yaml
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
+
+if TYPE_CHECKING:
+    from hub.sites import Site
 
 UNMAPPED_POLICIES = ("error", "warn", "pass-through")
 
@@ -38,7 +42,7 @@ class InboundMessage:
 
     format: str
     body: bytes
-    site: Any = None
+    site: Site | None = None
     content_type: str | None = None
     source_key: str | None = None  # e.g. MSH-10, the CDA document id, a file name
     received_at: str | None = None
@@ -187,7 +191,7 @@ class MappingContext:
     Collects issues as it goes; the pipeline puts them in the ingest outcome.
     """
 
-    def __init__(self, site: Any = None, code_maps: dict[str, CodeMap] | None = None):
+    def __init__(self, site: Site | None = None, code_maps: dict[str, CodeMap] | None = None):
         self.site = site
         self._maps = code_maps or {}
         self.issues: list[dict[str, Any]] = []

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 
 @dataclasses.dataclass
@@ -28,7 +32,7 @@ class OperationCall:
     body: dict[str, Any] | None  # a Parameters resource or another resource, for POST
     method: str
     base: str
-    hub: Any  # hub.app.Hub: service, repo, pm, sites...
+    hub: Hub  # service, repo, pm, sites...
     request: Any = None  # the Flask request, for handlers that need raw bodies or headers
 
     def param(self, name: str, default: str | None = None) -> str | None:

@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 from typing import Any
 
 from sqlalchemy import insert
@@ -26,8 +27,13 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
 
+from hub.config import setting
 from hub.mapping import MappingContext
 from hub.storage import schema as s
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
+    from hub.sites import Site
 
 log = logging.getLogger("hub.outbound")
 
@@ -47,7 +53,7 @@ def _cursor(conn) -> int:
     return row.seq
 
 
-def outbound_sites(hub: Any) -> list[Any]:
+def outbound_sites(hub: Hub) -> list[Any]:
     return [
         site
         for site in (getattr(hub, "sites", {}) or {}).values()
@@ -55,7 +61,7 @@ def outbound_sites(hub: Any) -> list[Any]:
     ]
 
 
-def dispatch(hub: Any, batch: int = 500) -> int:
+def dispatch(hub: Hub, batch: int = 500) -> int:
     """Turn the next changes into deliveries; returns how many deliveries were queued."""
     sites = outbound_sites(hub)
     queued = 0
@@ -118,7 +124,7 @@ def dispatch(hub: Any, batch: int = 500) -> int:
     return queued
 
 
-def _reader(hub: Any, conn):
+def _reader(hub: Hub, conn):
     """``read("Type/id")`` over the dispatcher's connection, for adapters' context."""
 
     def read(reference: str) -> dict[str, Any] | None:
@@ -146,7 +152,7 @@ def _version(conn, change) -> dict[str, Any]:
 
 
 def send(
-    site: Any, body: bytes, content_type: str | None, timeout: float = 10.0, pm: Any = None
+    site: Site, body: bytes, content_type: str | None, timeout: float = 10.0, pm: Any = None
 ) -> bytes:
     """Send one message over the site's transport; raises ``OSError``/``ValueError`` on failure.
 
@@ -177,7 +183,7 @@ def send(
     return answer
 
 
-def deliver(hub: Any, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
+def deliver(hub: Hub, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
     """Send due deliveries, site by site; returns counts of sent, retried and dead messages.
 
     On PostgreSQL each site is taken with a transaction-scoped advisory lock,
@@ -214,10 +220,10 @@ def deliver(hub: Any, limit: int = 200, now: dt.datetime | None = None) -> dict[
 
 
 def _deliver_site(
-    hub, conn, write, name: str, site: Any, limit: int, now: dt.datetime, counts: dict
+    hub, conn, write, name: str, site: Site, limit: int, now: dt.datetime, counts: dict
 ) -> None:
     d = s.delivery
-    max_attempts = int(hub.config.get("OUTBOUND_MAX_ATTEMPTS", 8))
+    max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
     rows = conn.execute(
         select(d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at)
         .where(d.c.status == "pending", d.c.site == name)
@@ -261,7 +267,7 @@ def _deliver_site(
         counts["sent"] += 1
 
 
-def retry(hub: Any, delivery_id: int) -> bool:
+def retry(hub: Hub, delivery_id: int) -> bool:
     """Put a dead (or waiting) delivery back in the queue, due now."""
     d = s.delivery
     with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
@@ -274,7 +280,7 @@ def retry(hub: Any, delivery_id: int) -> bool:
 
 
 def list_deliveries(
-    hub: Any, status: str | None = None, site: str | None = None, limit: int = 100
+    hub: Hub, status: str | None = None, site: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     d = s.delivery
     stmt = select(

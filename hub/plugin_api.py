@@ -32,6 +32,7 @@ from typing import Any
 
 from hub import codesystems
 from hub import outcomes
+from hub.config import setting
 from hub.fhir.service import Result
 from hub.hookspecs import hookimpl
 from hub.identity import HEALTH_CARD_SYSTEM
@@ -94,6 +95,7 @@ __all__ = [
     "read_in_batches",
     "resident_id",
     "runs",
+    "setting",
     "split_chinese_name",
     "stable_id",
     "with_content_hash",

@@ -73,7 +73,7 @@ def get_plugin_manager(
     :param trace: log each hook call and result (``HUB_TRACE_PLUGINS``).
     :param extra: plugin objects or module names to register as well (tests use this).
     """
-    from hub import __version__
+    from hub.version import __version__
 
     pm = pluggy.PluginManager("fhirhub")
     pm.add_hookspecs(hookspecs)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from hub.cli import cli
 from hub.paths import SITES_DIR
-from hub.sites import scaffold_site
+from hub.scaffold import scaffold_site
 from hub.testing import MappingResult
 from hub.testing import assert_matches_golden
 from hub.testing import golden_differences

@@ -144,7 +144,7 @@ class Acme:
 
 def test_hook_register_adapters(tmp_path):
     from hub.plugins import adapter_format
-    from hub.sites import scaffold_site
+    from hub.scaffold import scaffold_site
 
     pm = get_plugin_manager(load_entry_points=False, extra=[Acme()])
     assert adapter_format(pm, "acme") == "acme-text"
@@ -157,7 +157,7 @@ def test_hook_register_adapters(tmp_path):
 
 
 def test_scaffolded_placeholders_are_well_formed_and_marked(tmp_path):
-    from hub.sites import scaffold_site
+    from hub.scaffold import scaffold_site
 
     folder = scaffold_site("new-clinic", "hl7v2", tmp_path)
     manifest = (folder / "site.yaml").read_text(encoding="utf-8")

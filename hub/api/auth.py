@@ -11,7 +11,7 @@ from flask import jsonify
 from flask import request
 
 from hub import audit
-from hub.app import get_hub
+from hub.api.context import get_hub
 from hub.security import clients
 from hub.security import lockout
 from hub.security.scopes import negotiate

@@ -56,7 +56,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
-        from hub.app import get_hub
+        from hub.api.context import get_hub
 
         oo = get_hub().pm.hook.handle_exception(exception=err)
         return render_outcome(oo, 500)

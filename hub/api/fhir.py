@@ -17,7 +17,8 @@ from flask import g
 from flask import request
 
 from hub import outcomes
-from hub.app import get_hub
+from hub.api.context import get_hub
+from hub.config import setting
 from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir import operation_definitions
@@ -242,7 +243,7 @@ def audit_events(params: list[tuple[str, str]]) -> Response:
     hub = get_hub()
     audit_search.require_auditor(current())
     body = audit_search.search(
-        hub.engine, params, base_url(), int(hub.config.get("MAX_COUNT", 1000))
+        hub.engine, params, base_url(), int(setting(hub.config, "MAX_COUNT"))
     )
     return render(Result(200, body))
 

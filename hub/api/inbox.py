@@ -16,7 +16,7 @@ from flask import jsonify
 from flask import request
 
 from hub import outcomes
-from hub.app import get_hub
+from hub.api.context import get_hub
 
 bp = Blueprint("inbox", __name__, url_prefix="/api/inbox")
 

@@ -17,11 +17,11 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 
-import hub
 from hub.fhir.capabilities import PATCH_FORMATS
 from hub.fhir.capabilities import Served
 from hub.fhir.capabilities import ServedOperation
 from hub.fhir.capabilities import served
+from hub.version import __version__
 
 bp = Blueprint("openapi", __name__)
 
@@ -204,7 +204,7 @@ def document(base: str, model: Served) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {
             "title": "fhirhub FHIR R4 API",
-            "version": hub.__version__,
+            "version": __version__,
             "description": "FHIR R4 REST API. Every route but /metadata needs a bearer token"
             " (POST /auth/token, client credentials); see docs/security.md.",
         },
@@ -224,7 +224,7 @@ def document(base: str, model: Served) -> dict[str, Any]:
 
 @bp.get("/fhir/openapi.json")
 def openapi_json():
-    from hub.app import get_hub
+    from hub.api.context import get_hub
 
     configured = get_hub().config.get("BASE_URL")
     base = configured.rstrip("/") if configured else request.host_url.rstrip("/") + "/fhir"

@@ -20,7 +20,7 @@ FORMATS = click.Choice(["table", "json", "csv"])
 
 
 def _hub():
-    from hub.cli import _hub as make_hub
+    from hub.cli_context import make_hub
 
     return make_hub()
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.outcomes import OperationOutcomeError
@@ -31,6 +32,9 @@ from hub.testing import development_identity_key
 from hub.testing import golden_differences
 from hub.testing import read_input
 from hub.testing import write_golden
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 PASSED, FAILED, ERROR, UPDATED, SKIPPED = "passed", "failed", "error", "updated", "skipped"
 
@@ -128,20 +132,10 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
     golden files are made with). ``sites_dirs`` replace the configured site
     folders; each may be a folder of sites or one site folder.
     """
-    from flask import Config
-    from flask import Flask
+    from hub import config as settings
+    from hub.kernel import Hub
 
-    from hub import config as default_config
-    from hub.app import Hub
-    from hub.app import _loads
-
-    instance = Flask(
-        "hub", instance_relative_config=True, instance_path=os.environ.get("HUB_INSTANCE_PATH")
-    ).instance_path
-    config = Config(instance)
-    config.from_mapping(default_config.DEFAULTS)
-    config.from_pyfile("config.py", silent=True)
-    config.from_prefixed_env("HUB", loads=_loads)
+    config = settings.load(settings.instance_path())
     if sites_dirs:
         folders = [p.parent if (p / MANIFEST).is_file() else p for p in map(Path, sites_dirs)]
         config["LOAD_EXAMPLE_SITES"] = False
@@ -159,7 +153,7 @@ def scratch_hub(sites_dirs: list[Path] | None = None) -> Iterator[Any]:
             the_hub.close()
 
 
-def site_folders(the_hub: Any) -> list[Path]:
+def site_folders(the_hub: Hub) -> list[Path]:
     """The folders the hub read its sites from (where their kits are)."""
     return sorted({Path(s.folder) for s in the_hub.sites.values() if s.folder})
 

@@ -19,9 +19,9 @@ import datetime as dt
 import html
 from typing import Any
 
-import hub
 from hub.fhir.operation_definitions import definition_ids
 from hub.operations import Operation
+from hub.version import __version__
 
 TYPE_INTERACTIONS = (
     "read",
@@ -184,7 +184,7 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
     if model.system_operations:
         rest["operation"] = [_operation(o, base) for o in model.system_operations]
     summary = html.escape(
-        f"fhirhub {hub.__version__}: FHIR R4 server of {len(model.types)} resource types"
+        f"fhirhub {__version__}: FHIR R4 server of {len(model.types)} resource types"
     )
     return {
         "resourceType": "CapabilityStatement",
@@ -195,7 +195,7 @@ def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
         "status": "active",
         "date": dt.date.today().isoformat(),
         "kind": "instance",
-        "software": {"name": "fhirhub", "version": hub.__version__},
+        "software": {"name": "fhirhub", "version": __version__},
         "implementation": {"description": "fhirhub lifetime health-record hub", "url": base},
         "fhirVersion": "4.0.1",
         "format": list(FORMATS),

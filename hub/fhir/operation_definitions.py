@@ -20,9 +20,9 @@ import html
 import json
 from typing import Any
 
-import hub
 from hub.operations import Operation
 from hub.paths import DATA_DIR
+from hub.version import __version__
 
 
 @functools.cache
@@ -77,7 +77,7 @@ def operation_definition(op: Operation, def_id: str, base: str) -> dict[str, Any
         {
             "id": def_id,
             "url": f"{base}/OperationDefinition/{def_id}",
-            "version": hub.__version__,
+            "version": __version__,
             "status": "active",
             "affectsState": op.affects_state,
             "system": "system" in op.levels,

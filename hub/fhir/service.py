@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import re
 import urllib.parse
+from collections.abc import Callable
 from email.utils import format_datetime
 from typing import Any
 
@@ -145,14 +146,19 @@ class FhirService:
     """
 
     def __init__(
-        self, repo: Repository, search: Any = None, pm: Any = None, config: dict | None = None
+        self,
+        repo: Repository,
+        search: Any = None,
+        pm: Any = None,
+        config: dict | None = None,
+        on_search_parameter: Callable[[], None] | None = None,
     ):
         self.repo = repo
         self.search_engine = search
         self.pm = pm
         self.config = config or {}
-        # Called after a SearchParameter is written (the app rebuilds its registry).
-        self.on_search_parameter = None
+        # Called after a SearchParameter is written (the kernel rebuilds its registry).
+        self.on_search_parameter = on_search_parameter
 
     # -- validation on write ---------------------------------------------------
 

@@ -13,14 +13,18 @@ such references, and a resource referring to two people is listed in both their 
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.identity.ids import stable_id
 
+if TYPE_CHECKING:
+    from hub.sites import Site
+
 WRITES = ("PUT", "POST", "PATCH")
 
 
-def for_message(item: Any, site: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def for_message(item: Any, site: Site, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The hub's Provenance entries for an inbox ``item``: one per Patient it touches.
 
     A message of one person (or of nobody) keeps one Provenance with the id it always had; a

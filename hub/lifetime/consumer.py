@@ -16,7 +16,7 @@ not feed back. Only one consumer runs at a time on PostgreSQL (the cursor row is
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -25,10 +25,13 @@ from hub.lifetime import groups
 from hub.storage import schema as s
 from hub.storage.repository import Writer
 
+if TYPE_CHECKING:
+    from hub.kernel import Hub
+
 CURSOR = "lifetime"
 
 
-def run(hub: Any, batch: int = 500) -> int:
+def run(hub: Hub, batch: int = 500) -> int:
     """One round: handle up to ``batch`` changes; returns how many were read."""
 
     def step(writer: Writer) -> int:
@@ -102,7 +105,7 @@ def affected(changes, conn) -> tuple[set[str], set[str]]:
     return evidence, patients
 
 
-def drain(hub: Any, batch: int = 500) -> int:
+def drain(hub: Hub, batch: int = 500) -> int:
     """Run rounds until the feed is consumed (tests, ``hub groups``)."""
     total = 0
     while True:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub import outcomes
+from hub.config import setting
 from hub.fhir.service import Result
 from hub.identity import matching as scoring
 from hub.lifetime import colours as live_colours
@@ -30,6 +32,9 @@ from hub.security import labels
 from hub.storage.repository import format_instant
 from hub.validation.structure import check_structure
 
+if TYPE_CHECKING:
+    from hub.kernel import Hub
+
 HTML_TYPE = "text/html; charset=utf-8"
 
 
@@ -44,14 +49,14 @@ def everything(call: OperationCall) -> Result:
             params,
             base=call.base,
             tz=_tz(the_hub),
-            default_count=int(the_hub.config.get("EVERYTHING_COUNT", 1000)),
-            max_count=int(the_hub.config.get("MAX_COUNT", 1000)),
+            default_count=int(setting(the_hub.config, "EVERYTHING_COUNT")),
+            max_count=int(setting(the_hub.config, "MAX_COUNT")),
             visibility=for_call(call),
         )
     return Result(200, searchset_bytes(page, call.base))
 
 
-def all_records(the_hub: Any, patient_id: str, visibility: Visibility) -> list[dict[str, Any]]:
+def all_records(the_hub: Hub, patient_id: str, visibility: Visibility) -> list[dict[str, Any]]:
     """Every page of ``$everything`` for one person, parsed (the document's input)."""
     out: list[dict[str, Any]] = []
     params: list[tuple[str, str]] = []
@@ -71,15 +76,14 @@ def lifetime_file(call: OperationCall):
     or as a printable page with ``_format=html``."""
     bundle = build_document(call.hub, call.res_id, call.base, for_call(call))
     if _wants_html(call):
-        from flask import Response
-
         from hub.lifetime import html
 
-        return Response(html.render(bundle), status=200, content_type=HTML_TYPE)
+        # A non-FHIR payload with its own Content-Type: the web layer sends it as is.
+        return Result(200, html.render(bundle).encode("utf-8"), {"Content-Type": HTML_TYPE})
     return Result(200, bundle)
 
 
-def build_document(the_hub: Any, patient_id: str, base: str, visibility: Visibility) -> dict:
+def build_document(the_hub: Hub, patient_id: str, base: str, visibility: Visibility) -> dict:
     resources = all_records(the_hub, patient_id, visibility)
     subject = [r for r in resources if r.get("resourceType") == "Patient" and r["id"] == patient_id]
     others = [r for r in resources if r not in subject]
@@ -243,8 +247,8 @@ def _wants_html(call: OperationCall) -> bool:
     return fmt.lower() in ("html", "text/html")
 
 
-def _tz(the_hub: Any) -> dt.tzinfo:
-    return zoneinfo.ZoneInfo(the_hub.config.get("TIMEZONE") or "Asia/Shanghai")
+def _tz(the_hub: Hub) -> dt.tzinfo:
+    return zoneinfo.ZoneInfo(setting(the_hub.config, "TIMEZONE"))
 
 
 def _flag_colour(flag: dict[str, Any]) -> str | None:

@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask import Response
 from flask import request
 
-from hub.app import get_hub
+from hub.api.context import get_hub
 from hub.lifetime import html
 from hub.lifetime.operations import HTML_TYPE
 from hub.lifetime.operations import build_document

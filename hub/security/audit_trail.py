@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from hub.config import setting
 from hub.security.hashing import instance_key
 from hub.security.hashing import keyed_digest
 from hub.storage import schema as s
@@ -185,8 +186,6 @@ def configure(
     engine: Any, config: dict, instance_path: str | os.PathLike, clock=time.monotonic
 ) -> Trail:
     """Build the trail of ``engine`` from ``config`` (the hub does this for its engine)."""
-    from hub.security.services import setting
-
     folder = Path(instance_path)
     key = str(setting(config, "AUDIT_KEY"))
     if not key:

@@ -246,3 +246,8 @@ def _check_checkpoints(result, marks, hash_at, last_seq: int, anchor, trail) -> 
             f"{_span(newest + 1, last_seq)} are newer than the last checkpoint: their deletion"
             " would not be detected"
         )
+
+
+def verify(engine: Any, batch: int = 5000) -> Verification:
+    """Check the whole chain of ``engine``'s audit trail (``hub audit verify``)."""
+    return verify_chain(engine, audit.trail_of(engine), batch)

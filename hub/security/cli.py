@@ -11,7 +11,7 @@ import orjson
 
 def _hub():
     """The hub for this command, closed (engine disposed) when the command ends."""
-    from hub.cli import _hub as make
+    from hub.cli_context import make_hub as make
 
     hub = make()
     ctx = click.get_current_context(silent=True)
@@ -199,9 +199,9 @@ def audit_group():
 @audit_group.command("verify")
 def audit_verify():
     """Check the whole chain; exit 1 and list every missing, altered or re-chained range."""
-    from hub import audit
+    from hub.security.audit_verify import verify
 
-    result = audit.verify(_hub().engine)
+    result = verify(_hub().engine)
     if result.ok:
         matched = f", {result.checkpoints} checkpoints matched" if result.checkpoints else ""
         click.echo(f"audit chain intact: {result.checked} events{matched}")

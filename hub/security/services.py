@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from hub import outcomes
+from hub.config import setting
 from hub.security import lockout
 from hub.security import tokens
 from hub.security.clients import StatusCache
@@ -21,44 +22,6 @@ from hub.security.scopes import compile_scopes
 from hub.storage import schema as s
 
 PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
-
-DEFAULTS = {
-    # Access tokens live this long (seconds).
-    "TOKEN_LIFETIME": 3600,
-    # How long a process trusts its cached copy of the signing keys / a client's status.
-    "KEY_CACHE_SECONDS": 60,
-    "CLIENT_STATUS_SECONDS": 30,
-    # Requests per second and burst per client (token bucket per process); 0 turns it off.
-    "RATE_LIMIT_PER_SECOND": 100,
-    "RATE_LIMIT_BURST": 200,
-    # Web-page logins: lock the account after this many failures in a row, for this long.
-    "LOGIN_MAX_FAILURES": 5,
-    "LOGIN_LOCKOUT_MINUTES": 15,
-    # Token endpoint: lock a client id (an address) after this many failed authentications,
-    # for CLIENT_AUTH_LOCKOUT_SECONDS, doubled at each lockout in a row up to the maximum.
-    "CLIENT_AUTH_MAX_FAILURES": 10,
-    "CLIENT_AUTH_MAX_FAILURES_PER_ADDRESS": 50,
-    "CLIENT_AUTH_LOCKOUT_SECONDS": 60,
-    "CLIENT_AUTH_LOCKOUT_MAX_SECONDS": 3600,
-    # Audit events younger than this may not be pruned (classified protection: >= 6 months).
-    "AUDIT_RETENTION_DAYS": 183,
-    # The audit chain's HMAC key (never stored in the database): AUDIT_KEY, else the file
-    # AUDIT_KEY_FILE (empty: <instance>/audit_key, generated on first use).
-    "AUDIT_KEY": "",
-    "AUDIT_KEY_FILE": "",
-    # Checkpoints of the chain's head: every this many appends or seconds, a line appended to
-    # AUDIT_CHECKPOINT_FILE (empty: <instance>/audit-checkpoints.jsonl) and, if set, POSTed
-    # to AUDIT_CHECKPOINT_URL.
-    "AUDIT_CHECKPOINT_EVENTS": 1000,
-    "AUDIT_CHECKPOINT_SECONDS": 300,
-    "AUDIT_CHECKPOINT_FILE": "",
-    "AUDIT_CHECKPOINT_URL": "",
-}
-
-
-def setting(config: dict, name: str) -> Any:
-    value = config.get(name)
-    return DEFAULTS[name] if value is None or value == "" else value
 
 
 class Security:

@@ -55,7 +55,7 @@ UI_HEADERS = {
 
 
 def init_app(app: Flask) -> None:
-    from hub.app import get_hub
+    from hub.api.context import get_hub
 
     logmask.install()
     app.jinja_env.globals.setdefault("csrf_token", csrf.token)

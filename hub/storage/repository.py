@@ -148,16 +148,21 @@ class Repository:
     """
 
     def __init__(
-        self, engine: Engine, indexer: Any = None, clock: Callable[[], dt.datetime] = _now
+        self,
+        engine: Engine,
+        indexer: Any = None,
+        clock: Callable[[], dt.datetime] = _now,
+        write_guard: Callable[..., None] | None = None,
+        audit_hook: Callable[[Connection, list[Stored], str | None], None] | None = None,
     ):
         self.engine = engine
         self.indexer = indexer
         self.clock = clock
-        # Set by the app (hub.security): ``write_guard(op, resource, existing, res_type)``
+        # Given by the kernel (hub.security): ``write_guard(op, resource, existing, res_type)``
         # authorizes every staged create/update/delete (and may stamp the resource);
         # ``audit_hook(conn, written, site)`` records the transaction's audit event in it.
-        self.write_guard: Callable[..., None] | None = None
-        self.audit_hook: Callable[[Connection, list[Stored], str | None], None] | None = None
+        self.write_guard = write_guard
+        self.audit_hook = audit_hook
 
     # -- reads ---------------------------------------------------------------
 

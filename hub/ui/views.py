@@ -66,7 +66,7 @@ SORTS = {
 
 
 def _hub():
-    from hub.app import get_hub
+    from hub.api.context import get_hub
 
     return get_hub()
 

@@ -228,24 +228,42 @@ class _HubTerminology(Terminology):
         return super().expand(url)
 
 
-def register_plugin_definitions(pm, definitions: Definitions | None = None) -> int:
+def register_plugin_definitions(pm, definitions: Definitions) -> int:
     """Add what the plugins' ``register_profiles`` hooks return (resources or package
-    folders) to ``definitions`` (the process-wide ones by default); returns how many."""
-    defs = definitions if definitions is not None else default_definitions()
+    folders) to ``definitions``; returns how many."""
     count = 0
     for items in pm.hook.register_profiles():
         for item in items or ():
             if isinstance(item, dict):
-                defs.add(item)
+                definitions.add(item)
                 count += 1
             else:
-                count += defs.load_folder(Path(item))
+                count += definitions.load_folder(Path(item))
     return count
+
+
+def hub_definitions(pm, profile_dirs: Iterable[Path] = ()) -> Definitions:
+    """One hub's definitions: the shared ones, or, when its plugins or ``PROFILES_DIR``
+    folders add any, a set of its own (so no hub changes what another validates against)."""
+    extra = [item for items in pm.hook.register_profiles() for item in items or ()]
+    folders = [Path(f) for f in profile_dirs]
+    if not extra and not folders:
+        return default_definitions()
+    defs = Definitions.default()
+    for item in extra:
+        if isinstance(item, dict):
+            defs.add(item)
+        else:
+            defs.load_folder(Path(item))
+    for folder in folders:
+        defs.load_folder(folder)
+    return defs
 
 
 @functools.lru_cache(maxsize=1)
 def default_definitions() -> Definitions:
-    """The process-wide definitions: core plus ``profiles/`` (loaded once)."""
+    """The shared definitions: core plus ``profiles/``, loaded once and never changed after
+    (a hub whose plugins add definitions gets its own set, :func:`hub_definitions`)."""
     defs = Definitions.default()
     log.info("validation definitions loaded: %d StructureDefinitions", len(defs._sds))
     return defs

@@ -1054,9 +1054,16 @@ class Validator:
 
 @functools.lru_cache(maxsize=1)
 def default_validator() -> Validator:
-    """The process-wide validator over the default definitions (core, ``profiles/``,
+    """The shared validator over the shared definitions (core, ``profiles/``,
     ``mappings/`` terminology); element trees are built on first use and kept."""
     return Validator(default_definitions())
+
+
+def validator_for(definitions: Definitions) -> Validator:
+    """The validator over ``definitions``: the shared one for the shared definitions."""
+    if definitions is default_definitions():
+        return default_validator()
+    return Validator(definitions)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from hub.plugin_api import http_status
 from hub.plugin_api import ingest_many
 from hub.plugin_api import issue
 from hub.plugin_api import runs
+from hub.plugin_api import setting
 
 log = logging.getLogger("fhirhub.hl7v2.listener")
 
@@ -80,7 +81,7 @@ class GroupCommitter:
         return future.result()
 
     def _run(self) -> None:
-        size = max(1, int(self.hub.config.get("INGEST_GROUP_SIZE", 50)))
+        size = max(1, int(setting(self.hub.config, "INGEST_GROUP_SIZE")))
         while True:
             try:
                 first = self._queue.get(timeout=IDLE_SECONDS)
@@ -149,7 +150,7 @@ def make_handler(hub: Any):
             msg = parse_message(raw, site, Limits.from_settings(hub.config))
         except OperationOutcomeError as err:
             return make_ack(header, "AR", issues=err.issues)
-        threshold = int(hub.config.get("MLLP_LARGE_MESSAGE_SEGMENTS", 200) or 0)
+        threshold = int(setting(hub.config, "MLLP_LARGE_MESSAGE_SEGMENTS"))
         lane = large if threshold and len(msg.segments) > threshold else small
         try:
             result = lane.submit(site.name, raw, msg)

@@ -9,9 +9,9 @@ import pytest
 from fhirhub_plugins.hl7v2 import convert
 from fhirhub_plugins.hl7v2 import route
 from fhirhub_plugins.hl7v2.parse import parse_message
+from hub.scaffold import scaffold_site
 from hub.sites import SiteError
 from hub.sites import load_site
-from hub.sites import scaffold_site
 
 GOOD = """\
 name: demo-site

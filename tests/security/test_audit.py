@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 
 from hub import audit
+from hub.security import audit_verify
 from hub.storage import schema as s
 
 AUDITOR = "user/AuditEvent.rs"
@@ -113,7 +114,7 @@ def _fill(hub, n: int = 5) -> None:
 
 def test_chain_verifies(hub):
     _fill(hub)
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert result.ok and result.checked == 5
 
 
@@ -146,7 +147,7 @@ def test_tampering_is_detected_at_the_first_broken_link(hub, tamper):
                 .where(t.c.seq == target)
                 .values(content=content, who="u-edited", hash=new_hash)
             )
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert not result.ok
     assert result.broken_at == target, result
 
@@ -189,7 +190,7 @@ def test_prune_respects_retention_and_keeps_the_chain_verifiable(hub):
     remaining = _events(hub)
     assert [e["agent"][0]["who"]["display"] for e in remaining[:2]] == ["u0", "u1"]
     assert "pruned 3 audit events" in remaining[-1]["outcomeDesc"]
-    assert audit.verify(hub.engine).ok
+    assert audit_verify.verify(hub.engine).ok
 
 
 # -- searching the trail --------------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy import update
 from hub import audit
 from hub.app import create_app
 from hub.app import get_hub
+from hub.security import audit_verify
 from hub.storage import schema as s
 
 T = s.audit_event
@@ -42,7 +43,7 @@ def _rows(hub) -> list:
 
 
 def _findings(hub) -> list[str]:
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert not result.ok, "tampering went unnoticed"
     return [str(f) for f in result.findings]
 
@@ -174,7 +175,7 @@ def test_concurrent_appends_and_writes_keep_one_gap_free_chain(hub, client):
         list(pool.map(work, range(24)))
     rows = _rows(hub)
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 24
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert result.ok, result.findings
 
 
@@ -196,7 +197,7 @@ def test_checkpoints_are_written_every_n_events_and_catch_truncation(app_config)
         assert [m["count"] for m in marks] == [5, 5]
         path = audit.trail_of(hub.engine).checkpoint_file
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-        assert audit.verify(hub.engine).ok
+        assert audit_verify.verify(hub.engine).ok
         with hub.engine.begin() as conn:  # the newest events, checkpoint included, deleted
             conn.execute(delete(T).where(T.c.seq >= 7))
         assert _findings(hub) == ["events 7–9 missing"]
@@ -243,7 +244,7 @@ def test_a_checkpoint_never_records_an_event_that_may_roll_back(app_config):
         assert not audit.trail_of(hub.engine).checkpoint_file.exists()
         _fill(hub, 2)  # due again: the head (event 1) is committed now
         assert [m["seq"] for m in _checkpoints(hub)] == [1]
-        assert audit.verify(hub.engine).ok
+        assert audit_verify.verify(hub.engine).ok
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -306,7 +307,7 @@ def test_the_key_lives_outside_the_database(hub, tmp_path):
 def test_a_configured_key_is_used_and_a_different_key_fails(app_config):
     with _hub_with(app_config, AUDIT_KEY="k1-" + "x" * 40) as hub:
         _fill(hub, 2)
-        assert audit.verify(hub.engine).ok
+        assert audit_verify.verify(hub.engine).ok
     with _hub_with(app_config, AUDIT_KEY="k2-" + "y" * 40) as hub:
         assert _findings(hub) == ["events 1–2: content does not match its hash"]
 
@@ -336,7 +337,7 @@ def _legacy_rows(hub, n: int) -> None:
 def test_a_chain_begun_with_plain_hashes_continues_with_keyed_ones(hub):
     _legacy_rows(hub, 3)
     _fill(hub, 3)
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert result.ok and result.checked == 6
     assert "events 1–3 use the unkeyed SHA-256 rule of earlier versions" in result.notes
     # A row rewritten with the old rule after the switch to keyed hashes is refused.
@@ -370,7 +371,7 @@ def test_pruning_leaves_a_signed_anchor(hub):
         audit.record_now(hub.engine, audit.build_event(interaction="read", who=f"old{i}", at=old))
     _fill(hub, 2)
     assert audit.prune(hub.engine, now - dt.timedelta(days=200), 183, now) == 3
-    result = audit.verify(hub.engine)
+    result = audit_verify.verify(hub.engine)
     assert result.ok, result.findings
     assert "events 1–3 pruned" in result.notes
     with hub.engine.begin() as conn:  # one more of the oldest deleted behind the prune's back

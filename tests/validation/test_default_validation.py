@@ -125,3 +125,25 @@ def test_validate_request_with_parameters():
     assert any(i["severity"] == "error" for i in out["issue"])
     plain = default_validation.validate_request({"resourceType": "Patient", "active": True})
     assert [i["severity"] for i in plain["issue"] if i["severity"] == "error"] == []
+
+
+def test_a_hubs_plugin_profiles_stay_with_that_hub(app_config, tmp_path):
+    # Definitions a plugin registers belong to its hub: a hub built afterwards in the same
+    # process, without the plugin, does not validate against them.
+    from hub.app import create_app
+    from hub.app import get_hub
+    from tests.fixtures import authed_client
+
+    url = _ProfilePlugin.PROFILE["url"]
+    patient = {"resourceType": "Patient", "meta": {"profile": [url]}}
+    with_plugin = create_app({**app_config, "PLUGINS": [_ProfilePlugin()]})
+    without = create_app({**app_config, "DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"})
+    try:
+        refused = authed_client(with_plugin).post("/fhir/Patient", json=patient)
+        assert refused.status_code in (400, 422)
+        assert "Patient.birthDate: minimum required = 1" in refused.get_data(as_text=True)
+        stored = authed_client(without).post("/fhir/Patient", json=patient)
+        assert stored.status_code == 201, stored.get_data(as_text=True)
+    finally:
+        get_hub(with_plugin).close()
+        get_hub(without).close()
