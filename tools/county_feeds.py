@@ -42,7 +42,10 @@ from pathlib import Path
 COUNTY = "370283"  # 平度市 (GB/T 2260 shape)
 OTHER_COUNTY = "370211"  # where movers go
 TOWNSHIPS = {"102": "南村镇", "103": "同和街道"}
-CLINICS = {"102": ("437028300015", "平度市南村镇卫生院"), "103": ("437028300002", "平度市同和街道社区卫生服务中心")}
+CLINICS = {
+    "102": ("437028300015", "平度市南村镇卫生院"),
+    "103": ("437028300002", "平度市同和街道社区卫生服务中心"),
+}
 RESIDENT_POPULATION = 1000  # statistics the test configures as denominators (per 300 people)
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
 GIVEN = "建国秀英桂兰玉珍志强海燕红梅国庆淑华明丽文军春生凤芝永刚"
@@ -158,21 +161,35 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
                 first = person.follow_ups[-1]
                 person.follow_ups.append(_reading(rng, programme, first.day, "1", person))
         if (elderly or person.diagnoses) and rng.random() < 0.7:
-            person.checks.append(_day(rng, max(jan1, min(person.diagnoses.values(), default=jan1)), last))
+            person.checks.append(
+                _day(rng, max(jan1, min(person.diagnoses.values(), default=jan1)), last)
+            )
         if rng.random() < 0.45:
             diabetic_only = DM in person.diagnoses and HTN not in person.diagnoses
             package = "中级包" if diabetic_only and rng.random() < 0.5 else "基础包"
             start = _day(rng, dt.date(year - 1, 3, 1), dt.date(year, 9, 30))
             end = start.replace(year=start.year + 1) - dt.timedelta(days=1)
             person.contracts.append(
-                Contract(f"QY{COUNTY}-{start.year}-{n:06d}", package, start - dt.timedelta(days=3), start, end, "有效" if end >= dec31 else "已到期")
+                Contract(
+                    f"QY{COUNTY}-{start.year}-{n:06d}",
+                    package,
+                    start - dt.timedelta(days=3),
+                    start,
+                    end,
+                    "有效" if end >= dec31 else "已到期",
+                )
             )
         elif rng.random() < 0.1:  # a contract that ran out before the year: does not count
             start = _day(rng, dt.date(year - 3, 1, 1), dt.date(year - 2, 12, 31))
             end = start.replace(year=start.year + 1) - dt.timedelta(days=1)
-            person.contracts.append(Contract(f"QY{COUNTY}-{start.year}-{n:06d}", "基础包", start, start, end, "已到期"))
+            person.contracts.append(
+                Contract(f"QY{COUNTY}-{start.year}-{n:06d}", "基础包", start, start, end, "已到期")
+            )
         if not person.died and rng.random() < 0.02:
-            person.moved = (_day(rng, dt.date(year, 3, 1), dt.date(year, 10, 31)), OTHER_COUNTY + "101001" + f"{n:05d}")
+            person.moved = (
+                _day(rng, dt.date(year, 3, 1), dt.date(year, 10, 31)),
+                OTHER_COUNTY + "101001" + f"{n:05d}",
+            )
         person.veteran = elderly and rng.random() < 0.1
         out.append(person)
     # one hospital record made before the person's ID number was known, merged later (A40)
@@ -202,8 +219,12 @@ def _reading(rng, programme, day, mode, person) -> FollowUp:
 def _months(start: dt.date, end: dt.date) -> float:
     """Months from the start day to the end of the end day (a share of the year)."""
     whole = (end.year - start.year) * 12 + end.month - start.month
-    days_in = (dt.date(end.year + end.month // 12, end.month % 12 + 1, 1) - dt.timedelta(days=1)).day
-    first_days = (dt.date(start.year + start.month // 12, start.month % 12 + 1, 1) - dt.timedelta(days=1)).day
+    days_in = (
+        dt.date(end.year + end.month // 12, end.month % 12 + 1, 1) - dt.timedelta(days=1)
+    ).day
+    first_days = (
+        dt.date(start.year + start.month // 12, start.month % 12 + 1, 1) - dt.timedelta(days=1)
+    ).day
     return whole + end.day / days_in - (start.day - 1) / first_days
 
 
@@ -265,12 +286,18 @@ def expected(people: list[Person], year: int = 2025) -> dict:
             start = max(jan1, p.diagnoses[programme])
             add(f"rule:{programme}:applies")
             face = sorted(
-                (f for f in p.follow_ups if f.programme == programme and f.mode in FACE_TO_FACE and start <= f.day <= end),
+                (
+                    f
+                    for f in p.follow_ups
+                    if f.programme == programme and f.mode in FACE_TO_FACE and start <= f.day <= end
+                ),
                 key=lambda f: f.day,
             )
             days = {f.day for f in face}
             checks = {d for d in p.checks if start <= d <= end}
-            met = len(days) >= _due(4, start, end, jan1, dec31) and len(checks) >= _due(1, start, end, jan1, dec31)
+            met = len(days) >= _due(4, start, end, jan1, dec31) and len(checks) >= _due(
+                1, start, end, jan1, dec31
+            )
             add(f"rule:{programme}:{'met' if met else 'unmet'}")
             unmet |= not met
             if days or checks:
@@ -426,7 +453,21 @@ def _ts(day: dt.date, hour: int = 9) -> str:
     return day.strftime("%Y%m%d") + f"{hour:02d}0000"
 
 
-def _cda(p: Person, template: str, code: str, title: str, doc_id: str, uploaded: dt.date, sections: list[str], *, encounter_day: dt.date | None = None, record_no: str | None = None, county: str = "平度市", version: int = 1, set_id: str | None = None) -> str:
+def _cda(
+    p: Person,
+    template: str,
+    code: str,
+    title: str,
+    doc_id: str,
+    uploaded: dt.date,
+    sections: list[str],
+    *,
+    encounter_day: dt.date | None = None,
+    record_no: str | None = None,
+    county: str = "平度市",
+    version: int = 1,
+    set_id: str | None = None,
+) -> str:
     org_code, org_name = CLINICS[p.township]
     related = ""
     if version > 1:
@@ -467,14 +508,34 @@ def _cda(p: Person, template: str, code: str, title: str, doc_id: str, uploaded:
 
 
 def registration(p: Person, uploaded: dt.date, **kw) -> str:
-    entries = [_obs("DE04.50.001.00", "ABO血型代码", '<value xsi:type="CD" code="1" codeSystem="2.16.156.10011.2.3.1.85" displayName="A型"/>')]
-    return _cda(p, "1", "HSDA00.01", "个人基本健康信息登记", kw.pop("doc_id", f"HSDA0001-{COUNTY}-{p.n:06d}"), uploaded, [_section("基本信息", entries)], **kw)
+    entries = [
+        _obs(
+            "DE04.50.001.00",
+            "ABO血型代码",
+            '<value xsi:type="CD" code="1" codeSystem="2.16.156.10011.2.3.1.85" displayName="A型"/>',
+        )
+    ]
+    return _cda(
+        p,
+        "1",
+        "HSDA00.01",
+        "个人基本健康信息登记",
+        kw.pop("doc_id", f"HSDA0001-{COUNTY}-{p.n:06d}"),
+        uploaded,
+        [_section("基本信息", entries)],
+        **kw,
+    )
 
 
 def follow_up(p: Person, f: FollowUp, k: int) -> str:
     mode_name = FACE_TO_FACE.get(f.mode) or TELEPHONE[1]
     visit = [
-        _obs("DE06.00.108.00", "随访方式", f'<value xsi:type="CD" code="{f.mode}" codeSystem="2.16.156.10011.2.3.1.183" codeSystemName="随访方式代码表" displayName="{mode_name}"/>', f.day.strftime("%Y%m%d")),
+        _obs(
+            "DE06.00.108.00",
+            "随访方式",
+            f'<value xsi:type="CD" code="{f.mode}" codeSystem="2.16.156.10011.2.3.1.183" codeSystemName="随访方式代码表" displayName="{mode_name}"/>',
+            f.day.strftime("%Y%m%d"),
+        ),
     ]
     when = f.day.strftime("%Y%m%d")
     if f.programme == HTN:
@@ -483,38 +544,130 @@ def follow_up(p: Person, f: FollowUp, k: int) -> str:
         sections = [_section("随访", visit), _section("VITAL SIGNS", signs, "8716-3")]
     else:
         code, template, title = "HSDB04.02", "13", "2型糖尿病患者随访服务"
-        labs = [_obs("DE04.50.106.00", "空腹血糖值", f'<value xsi:type="PQ" value="{f.glucose}" unit="mmol/L"/>', when)]
+        labs = [
+            _obs(
+                "DE04.50.106.00",
+                "空腹血糖值",
+                f'<value xsi:type="PQ" value="{f.glucose}" unit="mmol/L"/>',
+                when,
+            )
+        ]
         if f.hba1c is not None:
-            labs.append(_obs("DE04.50.068.00", "糖化血红蛋白值", f'<value xsi:type="PQ" value="{f.hba1c}" unit="%"/>', when))
+            labs.append(
+                _obs(
+                    "DE04.50.068.00",
+                    "糖化血红蛋白值",
+                    f'<value xsi:type="PQ" value="{f.hba1c}" unit="%"/>',
+                    when,
+                )
+            )
         sections = [_section("随访", visit), _section("RESULTS", labs, "30954-2")]
     doc_id = f"{code.replace('.', '')}-{COUNTY}-{p.n:06d}-{k:02d}"
     return _cda(p, template, code, title, doc_id, f.day + dt.timedelta(days=2), sections)
 
 
 def health_check(p: Person, day: dt.date) -> str:
-    signs = [_bp(128, 80), _obs("DE04.10.188.00", "体重", '<value xsi:type="PQ" value="65" unit="kg"/>')]
+    signs = [
+        _bp(128, 80),
+        _obs("DE04.10.188.00", "体重", '<value xsi:type="PQ" value="65" unit="kg"/>'),
+    ]
     doc_id = f"HSDC0001-{COUNTY}-{p.n:06d}-{day:%Y%m%d}"
-    return _cda(p, "16", "HSDC00.01", "成人健康体检", doc_id, day + dt.timedelta(days=1), [_section("VITAL SIGNS", signs, "8716-3")], encounter_day=day)
+    return _cda(
+        p,
+        "16",
+        "HSDC00.01",
+        "成人健康体检",
+        doc_id,
+        day + dt.timedelta(days=1),
+        [_section("VITAL SIGNS", signs, "8716-3")],
+        encounter_day=day,
+    )
 
 
 def contracts_csv(people: list[Person]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(["签约编号", "姓名", "身份证号", "健康档案编号", "签约机构代码", "签约机构", "家庭医生团队", "签约医生", "服务包", "签约日期", "生效日期", "到期日期", "签约状态"])
+    w.writerow(
+        [
+            "签约编号",
+            "姓名",
+            "身份证号",
+            "健康档案编号",
+            "签约机构代码",
+            "签约机构",
+            "家庭医生团队",
+            "签约医生",
+            "服务包",
+            "签约日期",
+            "生效日期",
+            "到期日期",
+            "签约状态",
+        ]
+    )
     for p in people:
         org_code, org_name = CLINICS[p.township]
         for k in p.contracts:
-            w.writerow([k.number, p.name, p.resident_id, p.record_no, org_code, org_name, f"{TOWNSHIPS[p.township]}第一团队", "孙晓梅", k.package, k.signed, k.start, k.end, k.status])
+            w.writerow(
+                [
+                    k.number,
+                    p.name,
+                    p.resident_id,
+                    p.record_no,
+                    org_code,
+                    org_name,
+                    f"{TOWNSHIPS[p.township]}第一团队",
+                    "孙晓梅",
+                    k.package,
+                    k.signed,
+                    k.start,
+                    k.end,
+                    k.status,
+                ]
+            )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
 def registry_csv(people: list[Person]) -> bytes:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(["姓名", "性别", "身份证号", "出生日期", "优抚类别", "伤残等级", "伤残性质", "户籍地址", "联系电话", "所属区市", "入伍时间", "退役时间", "抚恤定补标准(元/月)", "状态"])
+    w.writerow(
+        [
+            "姓名",
+            "性别",
+            "身份证号",
+            "出生日期",
+            "优抚类别",
+            "伤残等级",
+            "伤残性质",
+            "户籍地址",
+            "联系电话",
+            "所属区市",
+            "入伍时间",
+            "退役时间",
+            "抚恤定补标准(元/月)",
+            "状态",
+        ]
+    )
     for p in people:
         if p.veteran:
-            w.writerow([p.name, "男" if p.sex == "1" else "女", p.resident_id, p.birth.isoformat(), "退役军人", "", "", f"山东省青岛市平度市{TOWNSHIPS[p.township]}{p.village}村", p.phone or "", "平度市", f"{p.birth.year + 18}-03", f"{p.birth.year + 22}-12", "", "正常"])
+            w.writerow(
+                [
+                    p.name,
+                    "男" if p.sex == "1" else "女",
+                    p.resident_id,
+                    p.birth.isoformat(),
+                    "退役军人",
+                    "",
+                    "",
+                    f"山东省青岛市平度市{TOWNSHIPS[p.township]}{p.village}村",
+                    p.phone or "",
+                    "平度市",
+                    f"{p.birth.year + 18}-03",
+                    f"{p.birth.year + 22}-12",
+                    "",
+                    "正常",
+                ]
+            )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -535,39 +688,58 @@ def _pid(p: Person, mrn: str, with_id: bool = True, death: dt.date | None = None
 ICD = {HTN: ("I10.x00", "原发性高血压"), DM: ("E11.900", "2型糖尿病")}
 
 
-def visit(p: Person, day: dt.date, programme: str, k: int, mrn: str | None = None, with_id: bool = True) -> bytes:
+def visit(
+    p: Person, day: dt.date, programme: str, k: int, mrn: str | None = None, with_id: bool = True
+) -> bytes:
     code, name = ICD[programme]
     when = dt.datetime.combine(day, dt.time(9, 30))
-    return _hl7(when, "ADT^A04^ADT_A01", f"A04-{p.n:06d}-{k}", [
-        f"EVN|A04|{when:%Y%m%d%H%M%S}",
-        _pid(p, mrn or p.mrn, with_id),
-        f"PV1|1|O|内科^^^XRMYY||||D001^王^医生|||内科||||||||||V{p.n:06d}{k}|||||||||||||||||||||||||{when:%Y%m%d%H%M%S}",
-        f"DG1|1||{code}^{name}^ICD10CN||{day:%Y%m%d}|F",
-    ])
+    return _hl7(
+        when,
+        "ADT^A04^ADT_A01",
+        f"A04-{p.n:06d}-{k}",
+        [
+            f"EVN|A04|{when:%Y%m%d%H%M%S}",
+            _pid(p, mrn or p.mrn, with_id),
+            f"PV1|1|O|内科^^^XRMYY||||D001^王^医生|||内科||||||||||V{p.n:06d}{k}|||||||||||||||||||||||||{when:%Y%m%d%H%M%S}",
+            f"DG1|1||{code}^{name}^ICD10CN||{day:%Y%m%d}|F",
+        ],
+    )
 
 
 def death(p: Person) -> bytes:
     admit = dt.datetime.combine(p.died - dt.timedelta(days=3), dt.time(8))
     out = dt.datetime.combine(p.died, dt.time(15, 30))
-    return _hl7(out, "ADT^A03^ADT_A03", f"A03-{p.n:06d}", [
-        f"EVN|A03|{out:%Y%m%d%H%M%S}",
-        _pid(p, p.mrn, death=p.died),
-        f"PV1|1|I|内科^301^2||||D001^王^医生||||||||||||V{p.n:06d}D|||||||||||||||||20||||||||{admit:%Y%m%d%H%M%S}|{out:%Y%m%d%H%M%S}",
-    ])
+    return _hl7(
+        out,
+        "ADT^A03^ADT_A03",
+        f"A03-{p.n:06d}",
+        [
+            f"EVN|A03|{out:%Y%m%d%H%M%S}",
+            _pid(p, p.mrn, death=p.died),
+            f"PV1|1|I|内科^301^2||||D001^王^医生||||||||||||V{p.n:06d}D|||||||||||||||||20||||||||{admit:%Y%m%d%H%M%S}|{out:%Y%m%d%H%M%S}",
+        ],
+    )
 
 
 def merge(p: Person) -> bytes:
     when = dt.datetime.combine(p.registered, dt.time(12))
-    return _hl7(when, "ADT^A40^ADT_A39", f"A40-{p.n:06d}", [
-        f"EVN|A40|{when:%Y%m%d%H%M%S}",
-        _pid(p, p.mrn),
-        f"MRG|{p.merged_mrn}^^^XRMYY^MR||||||{p.name[0]}^{p.name[1:]}",
-    ])
+    return _hl7(
+        when,
+        "ADT^A40^ADT_A39",
+        f"A40-{p.n:06d}",
+        [
+            f"EVN|A40|{when:%Y%m%d%H%M%S}",
+            _pid(p, p.mrn),
+            f"MRG|{p.merged_mrn}^^^XRMYY^MR||||||{p.name[0]}^{p.name[1:]}",
+        ],
+    )
 
 
 def render(people: list[Person], out: Path, year: int = 2025) -> dict[str, int]:
     """Write the feeds below ``out`` (one folder per site); returns files per site."""
-    platform, hospital, registry = (out / s for s in ("county-platform", "county-hospital-a", "veterans-registry"))
+    platform, hospital, registry = (
+        out / s for s in ("county-platform", "county-hospital-a", "veterans-registry")
+    )
     for folder in (platform, hospital, registry):
         folder.mkdir(parents=True, exist_ok=True)
     counts = {"county-platform": 0, "county-hospital-a": 0, "veterans-registry": 0}
@@ -578,23 +750,49 @@ def render(people: list[Person], out: Path, year: int = 2025) -> dict[str, int]:
 
     # File names sort in the order the files are sent (hub ingest reads a folder sorted).
     for p in people:
-        put(platform, f"{p.registered:%Y%m%d}-{p.n:06d}-registration.xml", registration(p, p.registered))
+        put(
+            platform,
+            f"{p.registered:%Y%m%d}-{p.n:06d}-registration.xml",
+            registration(p, p.registered),
+        )
         for k, f in enumerate(p.follow_ups):
-            put(platform, f"{f.day + dt.timedelta(days=2):%Y%m%d}-{p.n:06d}-follow-up-{k:02d}.xml", follow_up(p, f, k))
+            put(
+                platform,
+                f"{f.day + dt.timedelta(days=2):%Y%m%d}-{p.n:06d}-follow-up-{k:02d}.xml",
+                follow_up(p, f, k),
+            )
         for day in p.checks:
-            put(platform, f"{day + dt.timedelta(days=1):%Y%m%d}-{p.n:06d}-health-check.xml", health_check(p, day))
+            put(
+                platform,
+                f"{day + dt.timedelta(days=1):%Y%m%d}-{p.n:06d}-health-check.xml",
+                health_check(p, day),
+            )
         if p.moved:
             day, new_no = p.moved
             doc_id = f"HSDA0001-{COUNTY}-{p.n:06d}"
-            text = registration(p, day, doc_id=doc_id + "-2", record_no=new_no, county="市北区", version=2, set_id=doc_id)
+            text = registration(
+                p,
+                day,
+                doc_id=doc_id + "-2",
+                record_no=new_no,
+                county="市北区",
+                version=2,
+                set_id=doc_id,
+            )
             put(platform, f"{day:%Y%m%d}-{p.n:06d}-registration-moved.xml", text)
         for k, (programme, since) in enumerate(sorted(p.diagnoses.items())):
             if p.merged_mrn and programme == HTN:
                 # first seen without the ID number under an MRN later merged into this one
-                put(hospital, f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7", visit(p, since, programme, k, p.merged_mrn, with_id=False))
+                put(
+                    hospital,
+                    f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7",
+                    visit(p, since, programme, k, p.merged_mrn, with_id=False),
+                )
                 put(hospital, f"{p.registered:%Y%m%d}-{p.n:06d}-a40.hl7", merge(p))
             else:
-                put(hospital, f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7", visit(p, since, programme, k))
+                put(
+                    hospital, f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7", visit(p, since, programme, k)
+                )
         if p.died:
             put(hospital, f"{p.died:%Y%m%d}-{p.n:06d}-a03.hl7", death(p))
     put(platform, f"{year}1231-zz-contracts.csv", contracts_csv(people))
@@ -607,7 +805,9 @@ def generate(out: Path, people: int = 300, seed: int = 7, year: int = 2025) -> d
     planned = plan(people, seed, year)
     figures = expected(planned, year)
     figures["files"] = render(planned, out, year)
-    (out / "expected.json").write_text(json.dumps(figures, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / "expected.json").write_text(
+        json.dumps(figures, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
     return figures
 
 
@@ -619,7 +819,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--year", type=int, default=2025)
     args = parser.parse_args(argv)
     figures = generate(args.out, args.people, args.seed, args.year)
-    print(json.dumps({"files": figures["files"], "counters": figures["counters"]}, ensure_ascii=False))
+    print(
+        json.dumps({"files": figures["files"], "counters": figures["counters"]}, ensure_ascii=False)
+    )
 
 
 if __name__ == "__main__":
