@@ -118,6 +118,7 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
     rng = random.Random(seed)
     jan1, dec31 = dt.date(year, 1, 1), dt.date(year, 12, 31)
     out = []
+    used: set[str] = set()
     for n in range(1, people + 1):
         elderly = rng.random() < 0.4
         age = rng.randint(65, 90) if elderly else rng.randint(30, 64)
@@ -126,6 +127,10 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
         # the sequence's last digit is odd for men, even for women (GB 11643)
         seq = (n % 500) * 2 + (1 if sex == "1" else 0)
         body = COUNTY + birth.strftime("%Y%m%d") + f"{seq:03d}"
+        while body in used:  # big runs: one person per ID number
+            birth += dt.timedelta(days=1)
+            body = COUNTY + birth.strftime("%Y%m%d") + f"{seq:03d}"
+        used.add(body)
         township = rng.choice(sorted(TOWNSHIPS))
         village = f"{rng.randint(1, 3):03d}"
         person = Person(
@@ -148,8 +153,14 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
                     if mid_year
                     else _day(rng, dt.date(year - 10, 1, 1), dt.date(year - 1, 12, 31))
                 )
-        if person.diagnoses and rng.random() < 0.04:
-            person.died = _day(rng, dt.date(year, 4, 1), dt.date(year, 9, 30))
+        if person.diagnoses and rng.random() < 0.08:
+            # a death in the year, after the diagnoses (a record ends with the death)
+            earliest = max(
+                [dt.date(year, 4, 1)]
+                + [d + dt.timedelta(days=30) for d in person.diagnoses.values()]
+            )
+            if earliest <= dt.date(year, 9, 30):
+                person.died = _day(rng, earliest, dt.date(year, 9, 30))
         last = person.died or dec31
         for programme, since in person.diagnoses.items():
             start = max(since, jan1)
@@ -190,6 +201,9 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
                 _day(rng, dt.date(year, 3, 1), dt.date(year, 10, 31)),
                 OTHER_COUNTY + "101001" + f"{n:05d}",
             )
+        if person.moved:  # from the move on, the new county's platform sends their records
+            person.follow_ups = [f for f in person.follow_ups if f.day < person.moved[0]]
+            person.checks = [d for d in person.checks if d < person.moved[0]]
         person.veteran = elderly and rng.random() < 0.1
         out.append(person)
     # one hospital record made before the person's ID number was known, merged later (A40)
@@ -318,7 +332,7 @@ def expected(people: list[Person], year: int = 2025) -> dict:
             fd_met = not cohorts  # only key-population members owe a contract
         for k in in_force:
             if k.package == "中级包" and DM in cohorts:
-                w0, w1 = max(k.start, jan1), min(k.end, dec31)
+                w0, w1 = max(k.start, jan1), min(k.end, end)
                 tests = {f.day for f in p.follow_ups if f.hba1c is not None and w0 <= f.day <= w1}
                 fd_met &= len(tests) >= _due(2, w0, w1, jan1, dec31)
         add(f"rule:family-doctor:{'met' if fd_met else 'unmet'}")
@@ -721,8 +735,8 @@ def death(p: Person) -> bytes:
     )
 
 
-def merge(p: Person) -> bytes:
-    when = dt.datetime.combine(p.registered, dt.time(12))
+def merge(p: Person, day: dt.date) -> bytes:
+    when = dt.datetime.combine(day, dt.time(12))
     return _hl7(
         when,
         "ADT^A40^ADT_A39",
@@ -788,7 +802,9 @@ def render(people: list[Person], out: Path, year: int = 2025) -> dict[str, int]:
                     f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7",
                     visit(p, since, programme, k, p.merged_mrn, with_id=False),
                 )
-                put(hospital, f"{p.registered:%Y%m%d}-{p.n:06d}-a40.hl7", merge(p))
+                # the next day the HIS finds the duplicate and merges it into the person's MRN
+                day = since + dt.timedelta(days=1)
+                put(hospital, f"{day:%Y%m%d}-{p.n:06d}-a40.hl7", merge(p, day))
             else:
                 put(
                     hospital, f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7", visit(p, since, programme, k)

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tools import county_feeds  # noqa: E402
 
-PEOPLE = 200
+PEOPLE = 150
 YEAR = 2025
 
 # Each indicator as the assessment rules define it: numerator and denominator,
@@ -213,8 +213,9 @@ def test_every_feed_file_is_accepted(county):
 @pytest.mark.xfail(
     strict=True,
     reason="adapters write follow-ups typed with the WS 364 visit mode, health checks untyped "
-    "and contract packages in another code system than the audits read "
-    "(fixed on the vocabulary branch)",
+    "and contracts in another code system than the audits read (fixed on the vocabulary "
+    "branch); the CDA registration sets no managingOrganization (建档机构); a record that "
+    "moved county keeps both health-record numbers and counts in the old county",
 )
 def test_audit_figures_match_the_plan(county):
     expected, actual = county
