@@ -206,3 +206,14 @@ def test_outbound_deliveries_and_dead_letters(client, audited_hub):
     assert "ClinicalDocument" in client.get(f"/ui/deliveries/{item_id}").text
     sheet = openpyxl.load_workbook(io.BytesIO(client.get("/ui/deliveries?format=xlsx").data)).active
     assert sheet.max_row == 4
+
+
+def test_overview_opens_on_the_latest_audited_period(admin, audited_hub):
+    """Without ?period= the overview shows the period that ends last among those audited."""
+    from hub.completeness import batch
+    from hub.completeness.periods import Period
+
+    half = Period(dt.date(2025, 1, 1), dt.date(2025, 6, 30))
+    batch.run_audit(audited_hub.engine, half, "370203", as_of=dt.date(2025, 7, 1))
+    page = admin.get("/ui/?jurisdiction=370203").text
+    assert "<h1>" in page and " · 2025</h1>" in page.replace("\n", "")
