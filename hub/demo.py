@@ -205,7 +205,12 @@ def county_feeds():
 
 # (site, format) per folder of generated feeds; the contract export is named by its format.
 _FEED_SITES = ("county-platform", "county-hospital-a", "veterans-registry")
-_CONTENT_TYPES = {".xml": "application/xml", ".hl7": "application/hl7-v2", ".csv": "text/csv"}
+_CONTENT_TYPES = {
+    ".xml": "application/xml",
+    ".hl7": "application/hl7-v2",
+    ".csv": "text/csv",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
 def county_files(folder: Path, people: int, year: int) -> list[tuple[str, Path, str | None]]:

@@ -9,7 +9,7 @@ partners send:
 - ``county-hospital-a/``: HL7 v2.5 messages, one per file, segments ended by
   ``\\r`` as they travel inside an MLLP frame (A04 visits with ICD-10 DG1
   diagnoses, A03 discharge on death, A40 merge of a duplicate MRN);
-- ``veterans-registry/``: the bureau's registry export (CSV, UTF-8 with BOM);
+- ``veterans-registry/``: the bureau's registry export (CSV, UTF-8 with BOM, and XLSX);
 - ``expected.json``: the figures ``hub audit completeness`` and
   ``hub audit indicators`` should report.
 
@@ -37,6 +37,8 @@ import io
 import json
 import math
 import random
+import re
+import zipfile
 from pathlib import Path
 
 COUNTY = "370283"  # 平度市 (GB/T 2260 shape)
@@ -641,48 +643,87 @@ def contracts_csv(people: list[Person]) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+REGISTRY_HEADER = [
+    "姓名",
+    "性别",
+    "身份证号",
+    "出生日期",
+    "优抚类别",
+    "伤残等级",
+    "伤残性质",
+    "户籍地址",
+    "联系电话",
+    "所属区市",
+    "入伍时间",
+    "退役时间",
+    "抚恤定补标准(元/月)",
+    "状态",
+]
+
+
+def _registry_row(p: Person) -> list:
+    address = f"山东省青岛市平度市{TOWNSHIPS[p.township]}{p.village}村"
+    sex = "男" if p.sex == "1" else "女"
+    served = (f"{p.birth.year + 18}-03", f"{p.birth.year + 22}-12")
+    return [
+        p.name,
+        sex,
+        p.resident_id,
+        p.birth,
+        "退役军人",
+        "",
+        "",
+        address,
+        p.phone or "",
+        "平度市",
+        *served,
+        "",
+        "正常",
+    ]
+
+
 def registry_csv(people: list[Person]) -> bytes:
+    """The bureau's export as CSV: UTF-8 with BOM, CRLF (DOMAIN 10.3)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(
-        [
-            "姓名",
-            "性别",
-            "身份证号",
-            "出生日期",
-            "优抚类别",
-            "伤残等级",
-            "伤残性质",
-            "户籍地址",
-            "联系电话",
-            "所属区市",
-            "入伍时间",
-            "退役时间",
-            "抚恤定补标准(元/月)",
-            "状态",
-        ]
-    )
+    w.writerow(REGISTRY_HEADER)
     for p in people:
-        if p.veteran:
-            w.writerow(
-                [
-                    p.name,
-                    "男" if p.sex == "1" else "女",
-                    p.resident_id,
-                    p.birth.isoformat(),
-                    "退役军人",
-                    "",
-                    "",
-                    f"山东省青岛市平度市{TOWNSHIPS[p.township]}{p.village}村",
-                    p.phone or "",
-                    "平度市",
-                    f"{p.birth.year + 18}-03",
-                    f"{p.birth.year + 22}-12",
-                    "",
-                    "正常",
-                ]
-            )
+        row = _registry_row(p)
+        row[3] = p.birth.isoformat()
+        w.writerow(row)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+def registry_xlsx(people: list[Person]) -> bytes:
+    """The same export as XLSX: sheet 优抚对象, dates as date cells, ID numbers and phones as text."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "优抚对象"
+    sheet.append(REGISTRY_HEADER)
+    for p in people:
+        sheet.append(_registry_row(p))
+        row = sheet.max_row
+        sheet.cell(row, 4).number_format = "yyyy-mm-dd"
+        for col in (3, 9):
+            sheet.cell(row, col).number_format = "@"
+    book.properties.created = dt.datetime(2000, 1, 1)  # the same bytes for the same plan
+    saved = io.BytesIO()
+    book.save(saved)
+    # the zip entries carry the time of writing: rewrite them with a fixed one
+    out = io.BytesIO()
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            fixed = zipfile.ZipInfo(item.filename, date_time=(2000, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            data = src.read(item.filename)
+            if item.filename == "docProps/core.xml":  # openpyxl stamps the saving time
+                data = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2000-01-01T00:00:00Z", data
+                )
+            dst.writestr(fixed, data)
+    return out.getvalue()
 
 
 def _hl7(msh_time: dt.datetime, kind: str, control: str, segments: list[str]) -> bytes:
@@ -812,7 +853,9 @@ def render(people: list[Person], out: Path, year: int = 2025) -> dict[str, int]:
         if p.died:
             put(hospital, f"{p.died:%Y%m%d}-{p.n:06d}-a03.hl7", death(p))
     put(platform, f"{year}1231-zz-contracts.csv", contracts_csv(people))
-    put(registry, f"{year}1231-registry.csv", registry_csv(people))
+    veterans = [p for p in people if p.veteran]  # half in each format the bureau uses
+    put(registry, f"{year}1231-registry.csv", registry_csv(veterans[::2]))
+    put(registry, f"{year}1231-registry.xlsx", registry_xlsx(veterans[1::2]))
     return counts
 
 
