@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tools import county_feeds  # noqa: E402
 
-PEOPLE = 150
+PEOPLE = 120
 YEAR = 2025
 
 # Each indicator as the assessment rules define it: numerator and denominator,
