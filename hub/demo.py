@@ -203,7 +203,8 @@ def county_feeds():
     return module
 
 
-# (site, format) per folder of generated feeds; the contract export is named by its format.
+# The sites whose folders of generated feeds are sent, in this order (every file is
+# recognised by its content: the contract export by its header line).
 _FEED_SITES = ("county-platform", "county-hospital-a", "veterans-registry")
 _CONTENT_TYPES = {
     ".xml": "application/xml",
@@ -213,15 +214,13 @@ _CONTENT_TYPES = {
 }
 
 
-def county_files(folder: Path, people: int, year: int) -> list[tuple[str, Path, str | None]]:
-    """Generate the county's raw feeds in ``folder``: ``(site, file, format)`` in sending order."""
+def county_files(folder: Path, people: int, year: int) -> list[tuple[str, Path]]:
+    """Generate the county's raw feeds in ``folder``: ``(site, file)`` in sending order."""
     feeds = county_feeds()
     feeds.generate(folder, people=people, seed=COUNTY_SEED, year=year)
     out = []
     for site in _FEED_SITES:
-        for path in sorted((folder / site).iterdir()):
-            contracts = site == "county-platform" and path.suffix == ".csv"
-            out.append((site, path, "cda-contracts" if contracts else None))
+        out.extend((site, path) for path in sorted((folder / site).iterdir()))
     return out
 
 
@@ -236,12 +235,11 @@ def load_county(hub: Any, progress=None, people: int = COUNTY_PEOPLE, year: int 
         files = county_files(Path(tmp), people, year)
         iterator = progress(files, "county feeds") if progress else nullcontext(files)
         with iterator as bar:
-            for site, path, fmt in bar:
+            for site, path in bar:
                 result = hub.pipeline.ingest(
                     site,
                     path.read_bytes(),
                     content_type=_CONTENT_TYPES.get(path.suffix),
-                    fmt=fmt,
                 )
                 counts[f"{site} file(s) {result.status}"] += 1
     run = run_audit(hub.engine, Period.year(year), COUNTY, as_of=dt.date(year + 1, 1, 31))
