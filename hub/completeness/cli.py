@@ -150,7 +150,28 @@ def indicators(jurisdiction, period, start, end, stored, fmt):
         click.echo(orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode())
         return
     rows = [f.as_dict() for f in figures]
-    _emit(fmt, {"jurisdiction": code or "*", "period": the_period.key}, rows)
+    if fmt == "table":
+        # the definitions are long: the table keeps the figures, JSON/CSV carry both
+        drop = ("numerator_definition", "denominator_definition", "standard", "missing_statistic")
+        shown = [{k: v for k, v in r.items() if k not in drop} for r in rows]
+    else:
+        shown = rows
+    _emit(fmt, {"jurisdiction": code or "*", "period": the_period.key}, shown)
+    _warn_missing(figures, code, the_period)
+
+
+def _warn_missing(figures, code: str, period) -> None:
+    """Name, on stderr, each statistic a denominator needs and the hub lacks."""
+    missing = sorted({f.missing_statistic for f in figures if f.missing_statistic})
+    for statistic in missing:
+        users = ", ".join(f.indicator.id for f in figures if f.missing_statistic == statistic)
+        click.echo(
+            f"denominator statistic {statistic} not configured for {code or '*'} "
+            f"{period.start.year} ({users}): hub audit denominators set --jurisdiction "
+            f"{code or '...'} --year {period.start.year} --indicator {statistic} --value N "
+            '--source "..."',
+            err=True,
+        )
 
 
 def _emit(fmt: str, head: dict, rows: list[dict]) -> None:

@@ -239,11 +239,29 @@ def _services(
     window = period
     if rule.prorate_from_diagnosis and since is not None and since > period.start:
         window = Period(since, period.end)
+    window = _until_death(window, facts)
+    if window is None:
+        return outcome  # died before the services were due: nothing is owed
     for service in rule.services:
         _count_slots(rule.id, service, window, period, facts, as_of, outcome)
     if rule.control:
         outcome.controlled = _controlled(rule, facts, window, age, book)
     return outcome
+
+
+def _until_death(window: Period, facts: Facts) -> Period | None:
+    """``window`` cut at the date of death: a record ends with the death (档案终止, DOMAIN 2.1).
+
+    Services are owed for the part of the window the person was alive (pro
+    rata, as from a diagnosis); ``None`` when the death came before the window.
+    A death without a date (``deceasedBoolean``) leaves the window as it is.
+    """
+    death = facts.deceased
+    if not isinstance(death, dt.date) or death >= window.end:
+        return window
+    if death < window.start:
+        return None
+    return Period(window.start, death)
 
 
 def _controlled(rule: Rule, facts: Facts, window: Period, age: int | None, book: RuleBook):
@@ -292,7 +310,10 @@ def _contract(
         if rule.contract_required_for in cohorts or rule.contract_required_for == "everyone":
             outcome.gaps.append(Gap(rule.id, "contract", 1, period.end, period.end < as_of))
         return outcome
-    for contract, window in active:
+    for contract, overlap in active:
+        window = _until_death(overlap, facts)
+        if window is None:
+            continue
         due: dict[str, Service] = {}
         for package in contract.packages:
             for service in rule.packages.get(package, ()):

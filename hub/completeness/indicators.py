@@ -11,6 +11,12 @@ population's criteria is either
   Measure's ``denominator-fallback`` extension names a counter to use instead,
   and the report says so.
 
+Each Measure also states the indicator as the standard defines it: the
+numerator's and the denominator's ``description`` are the words of the
+assessment rules (建档人数 ÷ 辖区内常住居民数, ...) and ``relatedArtifact``
+names the source; how the hub counts each population is the Measure's
+``description`` (docs/completeness.md, "Indicators").
+
 Reports are computed from the stored summary of an audit run, so the CLI, the
 dashboard and ``MeasureReport`` all show the same figures.
 """
@@ -49,6 +55,9 @@ class Indicator:
     fallback: str | None
     target: float | None
     measure: dict[str, Any]
+    numerator_text: str = ""  # the standard's words for the numerator
+    denominator_text: str = ""
+    source_text: str = ""  # the standard (and part) the definition comes from
 
     def label(self, lang: str) -> str:
         if lang == "zh":
@@ -63,6 +72,7 @@ class Figure:
     denominator: float | None
     source: str  # "statistics: <source>", "records", "fallback: records (no statistic configured)"
     statistic: str | None = None
+    missing_statistic: str | None = None  # the statistic the denominator needs and lacks
 
     @property
     def rate(self) -> float | None:
@@ -79,6 +89,10 @@ class Figure:
             "rate": self.rate,
             "denominator_source": self.source,
             "target": self.indicator.target,
+            "numerator_definition": self.indicator.numerator_text,
+            "denominator_definition": self.indicator.denominator_text,
+            "standard": self.indicator.source_text,
+            "missing_statistic": self.missing_statistic,
         }
 
 
@@ -87,9 +101,8 @@ def load(folder: Path = MEASURES_DIR) -> dict[str, Indicator]:
     out: dict[str, Indicator] = {}
     for path in sorted(Path(folder).glob("Measure-*.json")):
         measure = orjson.loads(path.read_bytes())
-        pops = {
-            p["code"]["coding"][0]["code"]: p["criteria"] for p in measure["group"][0]["population"]
-        }
+        populations = {p["code"]["coding"][0]["code"]: p for p in measure["group"][0]["population"]}
+        pops = {code: p["criteria"] for code, p in populations.items()}
         ext = {e["url"].rsplit("/", 1)[-1]: e for e in measure.get("extension", ())}
         if pops["numerator"]["language"] != METRIC:
             raise ValueError(f"{path.name}: the numerator must be a {METRIC} criteria")
@@ -103,6 +116,12 @@ def load(folder: Path = MEASURES_DIR) -> dict[str, Indicator]:
             fallback=ext.get("denominator-fallback", {}).get("valueString"),
             target=ext.get("indicator-target", {}).get("valueDecimal"),
             measure=measure,
+            numerator_text=populations["numerator"].get("description", ""),
+            denominator_text=populations["denominator"].get("description", ""),
+            source_text="; ".join(
+                a.get("display") or a.get("citation") or ""
+                for a in measure.get("relatedArtifact", ())
+            ),
         )
     return out
 
@@ -129,10 +148,19 @@ def figures(
                     numerator,
                     summary.get(ind.fallback, 0.0),
                     f"records ({ind.fallback}); statistic {expression} not configured",
+                    missing_statistic=expression,
                 )
             )
         else:
-            out.append(Figure(ind, numerator, None, f"statistic {expression} not configured"))
+            out.append(
+                Figure(
+                    ind,
+                    numerator,
+                    None,
+                    f"statistic {expression} not configured",
+                    missing_statistic=expression,
+                )
+            )
     return out
 
 

@@ -14,6 +14,7 @@ import re
 
 from hub import outcomes
 from hub.identity import HEALTH_RECORD_SYSTEM
+from hub.identity import is_current
 
 _RECORD_NO = re.compile(r"^\d{17}$")
 _DIVISION = re.compile(r"^(\d{6}|\d{9}|\d{12})$")
@@ -45,9 +46,12 @@ class Place:
 def place_of(patient: dict) -> Place:
     record_no = ""
     for ident in patient.get("identifier") or ():
-        # Patient.identifier[system=health-record number].value (健康档案编号)
-        if ident.get("system") == HEALTH_RECORD_SYSTEM and _RECORD_NO.match(
-            str(ident.get("value", ""))
+        # Patient.identifier[system=health-record number].value (健康档案编号); the current
+        # one: a number superseded by a move stays as history (use old), the new county's counts
+        if (
+            ident.get("system") == HEALTH_RECORD_SYSTEM
+            and is_current(ident)
+            and _RECORD_NO.match(str(ident.get("value", "")))
         ):
             record_no = ident["value"]
             break

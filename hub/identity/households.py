@@ -22,6 +22,7 @@ from typing import Any
 
 from hub import codesystems as cs
 from hub.identity import HEALTH_RECORD_SYSTEM
+from hub.identity import is_current
 from hub.identity.ids import stable_id
 
 _SHAPE = re.compile(r"^\d{17}$")
@@ -73,9 +74,9 @@ def parse_record_number(value: str) -> HealthRecordNumber:
 
 
 def record_number_of(patient: dict[str, Any]) -> HealthRecordNumber | None:
-    """The Patient's health-record number, or ``None`` (absent or malformed)."""
+    """The Patient's current health-record number, or ``None`` (absent or malformed)."""
     for ident in patient.get("identifier", []):
-        if ident.get("system") == HEALTH_RECORD_SYSTEM and ident.get("value"):
+        if ident.get("system") == HEALTH_RECORD_SYSTEM and ident.get("value") and is_current(ident):
             try:
                 return parse_record_number(ident["value"])
             except InvalidHealthRecordNumber:

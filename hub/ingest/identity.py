@@ -23,7 +23,11 @@ Runs on every mapped Bundle before it is stored:
    - ``managingOrganization``: the institution that registered the person keeps
      it, whichever site sends last; only an active family-doctor contract in
      the same Bundle (an ``EpisodeOfCare`` of type ``family-doctor-contract``
-     for this Patient) moves it, to the contract's institution.
+     for this Patient) moves it, to the contract's institution, and so does a
+     move (the new record's institution);
+   - the health-record number: a new one (the person moved county) supersedes
+     the stored one, kept as ``use: old`` with ``period.end`` and never current
+     again (``_identifiers``).
 4. Every reference to the Patient's old id in the Bundle is rewritten.
 """
 
@@ -33,7 +37,9 @@ import datetime as dt
 from typing import Any
 
 from hub import codesystems as cs
+from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
+from hub.identity import is_current
 from hub.identity import resident_id
 from hub.identity.ids import patient_id_for_resident_id
 from hub.identity.ids import stable_id
@@ -75,14 +81,17 @@ def merge_patient(
     time); a stored ``managingOrganization`` is kept (module docstring).
     """
     merged = {k: v for k, v in old.items() if k not in ("meta",)}
+    ended = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    moved = _moved(old, new)
     for key, value in new.items():
         if key in ("id", "meta", "resourceType"):
             continue
-        if key == "managingOrganization" and old.get(key):
-            continue  # the registering institution keeps it
+        if key == "managingOrganization" and old.get(key) and not moved:
+            continue  # the registering institution keeps it (a new record's takes over)
         if key == "telecom" and isinstance(value, list):
-            ended = now or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             merged[key] = _telecoms(old.get(key) or [], value, ended)
+        elif key == "identifier" and isinstance(value, list):
+            merged[key] = _identifiers(old.get(key) or [], value, ended)
         elif key in _LISTS and isinstance(value, list):
             merged[key] = _union(old.get(key) or [], value, key)
         else:
@@ -127,6 +136,54 @@ def _telecoms(old: list, new: list, ended: str) -> list:
             point = {**point, "period": {**period, "end": ended}}
         out.append(point)
     return out + [t for t in new if isinstance(t, dict)]
+
+
+def _record_numbers(identifiers: list) -> tuple[set[str], set[str]]:
+    """(current, superseded) health-record numbers among ``identifiers``."""
+    current, superseded = set(), set()
+    for ident in identifiers:
+        if isinstance(ident, dict) and ident.get("system") == HEALTH_RECORD_SYSTEM:
+            (current if is_current(ident) else superseded).add(ident.get("value"))
+    return current, superseded
+
+
+def _sent_numbers(old: list, new: list) -> set[str]:
+    """The current health-record numbers ``new`` sends that ``old`` has not superseded."""
+    _current, superseded = _record_numbers(old)
+    sent, _ = _record_numbers(new)
+    return sent - superseded
+
+
+def _moved(old: dict, new: dict) -> bool:
+    """Whether ``new`` brings a health-record number that supersedes the stored current one."""
+    current, _ = _record_numbers(old.get("identifier") or [])
+    sent = _sent_numbers(old.get("identifier") or [], new.get("identifier") or [])
+    return bool(current) and bool(sent) and not (sent & current)
+
+
+def _identifiers(old: list, new: list, ended: str) -> list:
+    """Stored identifiers and the incoming ones; a new health-record number supersedes.
+
+    A person who moves gets the new county's record number (DOMAIN 2.1: one
+    record, one jurisdiction); the number it replaces stays as history with
+    ``use: old`` and ``period.end``. A superseded number is never current again:
+    documents made before the move keep arriving and still quote it.
+    """
+    sent = _sent_numbers(old, new)
+    merged = _union(old, new, "identifier")
+    stored = {(i.get("system"), i.get("value")): i for i in old if isinstance(i, dict)}
+    out = []
+    for ident in merged:
+        if not isinstance(ident, dict) or ident.get("system") != HEALTH_RECORD_SYSTEM:
+            out.append(ident)
+            continue
+        before = stored.get((ident.get("system"), ident.get("value")))
+        if before is not None and not is_current(before):
+            ident = before  # superseded stays superseded
+        elif sent and is_current(ident) and ident.get("value") not in sent:
+            ident = {**ident, "use": "old", "period": {**(ident.get("period") or {}), "end": ended}}
+        out.append(ident)
+    return out
 
 
 def _contract_organizations(bundle: dict[str, Any]) -> dict[str, dict]:

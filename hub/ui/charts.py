@@ -22,7 +22,14 @@ COLOURS = {
 BAR = "#2b7bb9"
 OVERDUE = "#c9302c"
 SERIES = ["#2b7bb9", "#e07b00", "#2ca02c", "#9467bd", "#8c564b", "#d62728", "#17becf"]
-FONT = 'font-family="sans-serif" font-size="12"'
+# The dashboard's CJK font stack (the same list as body in static/dashboard.css): a
+# font with Chinese glyphs first, so labels never fall back to boxes (tofu).
+# Debian/Ubuntu: fonts-noto-cjk; macOS: PingFang; Windows: Microsoft YaHei.
+FONT_STACK = (
+    "'Noto Sans CJK SC', 'Source Han Sans SC', 'PingFang SC', 'Hiragino Sans GB', "
+    "'Microsoft YaHei', 'WenQuanYi Micro Hei', sans-serif"
+)
+FONT = f'font-family="{FONT_STACK}" font-size="12"'
 
 
 def _svg(width: int, height: int, body: list[str], title: str) -> Markup:

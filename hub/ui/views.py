@@ -218,8 +218,11 @@ def _period(code: str) -> Period:
     if text:
         return Period.parse(text)
     with _hub().engine.connect() as conn:
-        known = batch.summary_periods(conn, code)
-    return Period.parse(known[-1]) if known else Period.year(dt.date.today().year)
+        known = [Period.parse(k) for k in batch.summary_periods(conn, code)]
+    if not known:
+        return Period.year(dt.date.today().year)
+    # the audited period that ends last (of two ending on the same day, the longer)
+    return max(known, key=lambda p: (p.end, p.end - p.start))
 
 
 def _label_of(code: str) -> str:

@@ -79,13 +79,40 @@ def _decode(body: bytes) -> str:
         return body.decode("gb18030")
 
 
+# How much of a body is read to recognise the export by its header line.
+SNIFF_BYTES = 4096
+
+
 def looks_like_contracts(body: bytes) -> bool:
-    head = body[:400]
+    """The export's header line names 签约编号 and 身份证号.
+
+    Only the first line is decoded: a fixed-size prefix can end inside a
+    multi-byte character, which must not hide the header. A newline byte never
+    occurs inside a UTF-8 or GB18030 character, so cutting there is safe; a
+    prefix with no newline is cut back to a character boundary.
+    """
+    head = body[:SNIFF_BYTES]
+    line, newline, _rest = head.partition(b"\n")
+    if not newline:
+        line = _whole_characters(line)
     try:
-        first = _decode(head).splitlines()[0] if head else ""
+        first = _decode(line)
     except UnicodeDecodeError:
         return False
     return "签约编号" in first and "身份证号" in first
+
+
+def _whole_characters(prefix: bytes) -> bytes:
+    """``prefix`` without a character cut at its end (up to 3 trailing bytes dropped)."""
+    for drop in range(4):
+        part = prefix[: len(prefix) - drop]
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                part.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+            return part
+    return prefix
 
 
 def _date(text: str) -> str | None:

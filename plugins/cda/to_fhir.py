@@ -84,6 +84,8 @@ _ADDRESS_PARTS = {
     "country",
 }
 _HIS_ID_ROOTS = {vocab.OID_OUTPATIENT_NO, vocab.OID_INPATIENT_NO, vocab.OID_CASE_NO}
+# 个人基本健康信息登记: the document that registers a health record (WS/T 483.1)
+REGISTRATION = "HSDA00.01"
 
 
 def _fail(code: str, text: str, where: str, status: int = 422) -> OperationOutcomeError:
@@ -366,6 +368,12 @@ class DocumentReader(EntryMappers):
             self.patient_demographics(patient, person, rid)
         self.patient_contact_details(patient, role)
         self.read_contacts(patient)
+        if self.doc_type is not None and self.doc_type.code == REGISTRATION:
+            # 个人基本健康信息登记: the author's organisation registered the record
+            # (建档机构); it keeps it (docs/ingestion.md), the custodian when none is named.
+            registrar = self.author_org or self.custodian
+            if registrar is not None:
+                patient["managingOrganization"] = _ref(registrar)
         self.patient = patient
         self.resources.append(patient)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fhirhub_plugins import cda
 from fhirhub_plugins.cda import contracts
 from hub.identity.ids import patient_id_for_resident_id
 from hub.mapping import MappingContext
@@ -101,3 +102,23 @@ def test_unknown_package_name_is_kept_as_text_with_a_warning(site, code_maps):
     assert {"display": "老年人套餐"} in coded
     (warning,) = [i for i in issues if "老年人套餐" in i.get("diagnostics", "")]
     assert warning["severity"] == "warning" and warning["expression"] == ["row 2"]
+
+
+def _cut_inside_a_character(encoding: str) -> bytes:
+    """The export padded so that its 400th byte (the sniffed prefix) ends inside a character."""
+    text = EXPORT.read_bytes().decode("utf-8-sig")
+    for pad in range(64):
+        body = text.replace("王建国", "王建国" + " " * pad, 1).encode(encoding)
+        try:
+            body[:400].decode(encoding)
+        except UnicodeDecodeError:
+            return body
+    raise AssertionError("no padding cuts a character at byte 400")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gb18030"])
+def test_detected_when_a_character_straddles_the_sniffed_prefix(encoding):
+    """A multi-byte character cut by the sniffed prefix does not hide the header."""
+    body = _cut_inside_a_character(encoding)
+    assert contracts.looks_like_contracts(body)
+    assert cda.detect_format(body=body, content_type="text/csv") == "cda-contracts"

@@ -389,3 +389,24 @@ def test_follow_up_without_mode_is_not_face_to_face(inbound):
     (encounter,) = resources(bundle, "Encounter")
     assert encounter["class"] == {"system": vocab.NULL_FLAVOR, "code": "UNK"}
     assert any("not counted as face to face" in i["diagnostics"] for i in issues)
+
+
+def test_registration_names_the_registering_institution(inbound):
+    """HSDA00.01: the author's organisation (建档机构) keeps the record: managingOrganization."""
+    body = (GOLDEN / "HSDA00.01" / "registration.xml").read_bytes()
+    # another custodian than the author's organisation: the author's one registers
+    body = body.replace(
+        b'extension="437028300015"/>\n        <name>\xe5\xb9\xb3\xe5\xba\xa6\xe5\xb8\x82\xe5\x8d\x97\xe6\x9d\x91\xe9\x95\x87\xe5\x8d\xab\xe7\x94\x9f\xe9\x99\xa2</name>\n      </representedCustodianOrganization>',
+        b'extension="437028300099"/>\n        <name>county platform</name>\n      </representedCustodianOrganization>',
+    )
+    bundle, _ = inbound(body)
+    (patient,) = resources(bundle, "Patient")
+    org = next(r for r in resources(bundle, "Organization") if r["name"] == "平度市南村镇卫生院")
+    assert patient["managingOrganization"] == {"reference": f"Organization/{org['id']}"}
+    assert any(r["name"] == "county platform" for r in resources(bundle, "Organization"))
+
+
+def test_other_documents_do_not_name_the_registering_institution(inbound):
+    bundle, _ = inbound(FOLLOWUP.read_bytes())
+    (patient,) = resources(bundle, "Patient")
+    assert "managingOrganization" not in patient

@@ -104,6 +104,25 @@ def test_diabetes_prorated_from_diagnosis_and_glucose_control():
     ]
 
 
+def test_services_are_owed_only_until_death():
+    """A record ends with the person's death (档案终止): nothing is due after it."""
+    pid = "dead1"
+    res = [
+        p.patient(pid, "1950-01-01", deceasedDateTime="2025-06-05"),
+        p.condition(pid, "I10", "2019-07-05"),
+        p.follow_up(pid, "hypertension", "2025-03-24", "HH"),
+        p.follow_up(pid, "hypertension", "2025-04-27"),
+        p.health_check(pid, "2025-04-04"),
+        p.follow_up(pid, "hypertension", "2025-09-01"),  # after death: entered by mistake
+    ]
+    result = run(pid, res, as_of=dt.date(2026, 1, 31))
+    outcome = result.outcomes["hypertension"]
+    # 1 January to 5 June: 5.2 months of 12, 4 a year -> 2 follow-ups due, both done
+    assert outcome.counts["follow-up"] == [2, 2]
+    assert outcome.met and not gaps(result, "hypertension")
+    assert outcome.controlled is False  # judged on 27 April (no reading): not on target
+
+
 def test_type_1_diabetes_is_not_in_the_programme():
     result = run("t1", [p.patient("t1", "1990-01-01"), p.condition("t1", "E10.9")])
     assert not result.outcomes["diabetes"].applies

@@ -109,3 +109,39 @@ def test_drill_down_from_chart_to_list_to_person(browser, audited_hub, live_serv
         for r in browser.find_elements(By.CSS_SELECTOR, "#timeline tr[data-ref]")
     ]
     assert dates == sorted(dates, reverse=True) and "2025-06-01" in dates
+
+
+# Draws each character with the element's computed font on a canvas and returns its
+# alpha channel: a missing glyph is the same empty box (tofu) for every character.
+GLYPHS_JS = """
+const family = getComputedStyle(document.querySelector(arguments[0])).fontFamily;
+return Array.from(arguments[1]).map(ch => {
+  const c = document.createElement('canvas');
+  c.width = c.height = 48;
+  const x = c.getContext('2d');
+  x.font = '40px ' + family;
+  x.textBaseline = 'top';
+  x.fillText(ch, 4, 4);
+  const d = x.getImageData(0, 0, 48, 48).data;
+  return Array.from(d.filter((_, i) => i % 4 === 3)).join(',');
+});
+"""
+
+
+def test_chinese_labels_render_as_glyphs_not_boxes(browser, audited_hub, live_server):
+    """Every character of a Chinese indicator label has its own glyph (fonts-noto-cjk)."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, live_server.url)
+    label = browser.find_element(
+        By.CSS_SELECTOR, '#indicators tr[data-indicator="hypertension-standard-management-rate"] td'
+    ).text.splitlines()[0]
+    assert label == "高血压患者规范管理率"  # Chinese by default
+    glyphs = browser.execute_script(GLYPHS_JS, "#indicators td", label)
+    assert all(any(v != "0" for v in g.split(",")) for g in glyphs), "a character drew nothing"
+    assert len(set(glyphs)) == len(set(label)), "characters render as identical boxes (no CJK font)"
+    # The charts' SVG text uses the same stack.
+    family = browser.execute_script(
+        "return getComputedStyle(document.querySelector('#chart-completeness svg text')).fontFamily"
+    )
+    assert "Noto Sans CJK SC" in family

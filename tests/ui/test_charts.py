@@ -47,3 +47,15 @@ def test_lines_skip_missing_values():
     svg = parse(charts.lines(["2024", "2025"], [("a", [None, 50.0]), ("b", [20.0, 40.0])], "t"))
     assert len(svg.findall(f".//{SVG}polyline")) == 1  # "a" has one point only
     assert len(svg.findall(f".//{SVG}circle")) == 3
+
+
+def test_pages_and_charts_declare_one_cjk_font_stack():
+    from pathlib import Path
+
+    import hub.ui
+
+    css = (Path(hub.ui.__file__).parent / "static" / "dashboard.css").read_text(encoding="utf-8")
+    assert f"body {{ font-family: {charts.FONT_STACK};" in css
+    assert charts.FONT_STACK.startswith("'Noto Sans CJK SC'")
+    svg = parse(charts.hbar([("高血压", 50.0, "50%", None)], "t", maximum=100))
+    assert {t.get("font-family") for t in svg.iter(f"{SVG}text")} == {charts.FONT_STACK}

@@ -57,10 +57,11 @@ def test_overview_shows_the_indicators_and_charts(admin, audited_hub):
     )
 
 
-def test_language_from_accept_language_and_query(client, audited_hub):
+def test_language_chinese_by_default_english_on_request(client, audited_hub):
     login(client, "admin")
-    zh = client.get("/ui/?period=2025", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
-    assert "各项规则完成率" in zh.text
+    # an English browser still gets Chinese labels until English is chosen
+    zh = client.get("/ui/?period=2025", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "各项规则完成率" in zh.text and "高血压患者规范管理率" in zh.text
     en = client.get("/ui/?period=2025&lang=en")
     assert "Completeness by rule" in en.text
     assert "Completeness by rule" in client.get("/ui/?period=2025").text  # remembered
@@ -205,3 +206,14 @@ def test_outbound_deliveries_and_dead_letters(client, audited_hub):
     assert "ClinicalDocument" in client.get(f"/ui/deliveries/{item_id}").text
     sheet = openpyxl.load_workbook(io.BytesIO(client.get("/ui/deliveries?format=xlsx").data)).active
     assert sheet.max_row == 4
+
+
+def test_overview_opens_on_the_latest_audited_period(admin, audited_hub):
+    """Without ?period= the overview shows the period that ends last among those audited."""
+    from hub.completeness import batch
+    from hub.completeness.periods import Period
+
+    half = Period(dt.date(2025, 1, 1), dt.date(2025, 6, 30))
+    batch.run_audit(audited_hub.engine, half, "370203", as_of=dt.date(2025, 7, 1))
+    page = admin.get("/ui/?jurisdiction=370203").text
+    assert "<h1>" in page and " · 2025</h1>" in page.replace("\n", "")
