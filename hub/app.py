@@ -20,6 +20,7 @@ from hub.fhir.service import FhirService
 from hub.operations import OperationRegistry
 from hub.plugins import get_plugin_manager
 from hub.storage import db
+from hub.storage.db import reading
 from hub.storage.repository import Repository
 
 log = logging.getLogger("hub")
@@ -77,7 +78,7 @@ class Hub:
         for params in self.pm.hook.register_search_parameters():
             extra.extend(params or ())
         extra.extend(_profile_search_parameters(self.config))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             extra.extend(stored_search_parameters(conn))
         tz = zoneinfo.ZoneInfo(self.config.get("TIMEZONE") or "Asia/Shanghai")
         self.search_registry = SearchRegistry.load(extra)

@@ -14,6 +14,7 @@ import click
 import orjson
 
 import hub as hub_pkg
+from hub.storage.db import writing
 
 
 def _app():
@@ -148,7 +149,7 @@ def _demo_manager(the_hub) -> None:
     from hub.security.users import get_user
 
     path = Path(_instance_path()) / "demo-login.txt"
-    with the_hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+    with writing(the_hub.engine) as conn:
         if get_user(conn, "manager") is not None:
             return
         password = secrets.token_urlsafe(12)

@@ -25,6 +25,7 @@ from hub import outcomes
 from hub.fhir.limits import count_param
 from hub.fhir.limits import row_key_param
 from hub.storage import schema as s
+from hub.storage.audit_log import AuditLogStore
 
 PARAMS = frozenset(("date", "agent", "site", "entity", "outcome", "subtype", "_count", "_before"))
 
@@ -98,8 +99,7 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
         elif name == "_before":
             stmt = stmt.where(t.c.seq < row_key_param(value, "_before"))
     stmt = stmt.order_by(t.c.seq.desc()).limit(count + 1)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+    rows = AuditLogStore(engine).rows(stmt)
     more = len(rows) > count
     rows = rows[:count]
     keep = [(k, v) for k, v in params if k != "_before"]
@@ -121,9 +121,7 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
 
 
 def read(engine, event_id: str) -> str:
-    t = s.audit_event
-    with engine.connect() as conn:
-        content = conn.execute(select(t.c.content).where(t.c.id == event_id)).scalar()
+    content = AuditLogStore(engine).content(event_id)
     if content is None:
         raise outcomes.not_found(f"AuditEvent/{event_id} is not known")
     return content

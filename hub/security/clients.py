@@ -25,6 +25,7 @@ from hub.security import hashing
 from hub.security import labels as lbl
 from hub.security.scopes import is_valid_scope_string
 from hub.storage import schema as s
+from hub.storage.accounts import ClientStore
 
 
 @dataclasses.dataclass
@@ -157,10 +158,7 @@ class StatusCache:
         now = self.clock()
         if hit is not None and now - hit[1] < self.ttl:
             return hit[0]
-        c = s.oauth_client
-        with self.engine.connect() as conn:
-            row = conn.execute(select(c.c.revoked_at).where(c.c.client_id == client_id)).first()
-        ok = row is not None and row.revoked_at is None
+        ok = ClientStore(self.engine).active(client_id)
         with self._lock:
             self._cache[client_id] = (ok, now)
         return ok

@@ -37,6 +37,7 @@ from hub.security import labels as lbl
 from hub.security.principal import Principal
 from hub.security.scopes import compile_scopes
 from hub.storage import schema as s
+from hub.storage.db import writing
 
 ROLE_SCOPES = {
     "archive-manager": "user/*.cruds",
@@ -214,27 +215,26 @@ def login(
     """:func:`verify_password` in a transaction of its own, audited (success or not)."""
     from hub import audit
 
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():
-            try:
-                user = verify_password(conn, username, password, max_failures, lockout)
-            except (InvalidLogin, LockedOut) as err:
-                audit.record(
-                    conn,
-                    audit.build_event(
-                        interaction="login",
-                        outcome="4",
-                        who=username[:100],
-                        description=str(err),
-                        address=address,
-                    ),
-                )
-                failure = err
-            else:
-                audit.record(
-                    conn, audit.build_event(interaction="login", who=username, address=address)
-                )
-                failure = None
+    with writing(engine) as conn:
+        try:
+            user = verify_password(conn, username, password, max_failures, lockout)
+        except (InvalidLogin, LockedOut) as err:
+            audit.record(
+                conn,
+                audit.build_event(
+                    interaction="login",
+                    outcome="4",
+                    who=username[:100],
+                    description=str(err),
+                    address=address,
+                ),
+            )
+            failure = err
+        else:
+            audit.record(
+                conn, audit.build_event(interaction="login", who=username, address=address)
+            )
+            failure = None
     if failure is not None:
         raise failure
     return user

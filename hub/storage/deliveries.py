@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
 from hub.storage import schema as s
+from hub.storage.listing import StatusListing
 
 d = s.delivery
 
@@ -163,6 +164,23 @@ class DeliveryStore:
                     yield None
                     return
             yield SiteQueue(self, conn, site)
+
+    # The columns of the operators' deliveries screen and its exports.
+    SCREEN_COLUMNS = (
+        "id",
+        "site",
+        "message_key",
+        "description",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+        "last_error",
+    )
+
+    def screen(self) -> StatusListing:
+        """Pages, exports and whole rows for the operators' screens."""
+        return StatusListing(self.engine, d, self.SCREEN_COLUMNS)
 
     def retry(self, delivery_id: int) -> bool:
         """Put a dead (or waiting) delivery back in the queue, due now; True if it was."""

@@ -35,6 +35,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from hub.storage import schema as s
+from hub.storage.listing import StatusListing
 
 STATUSES = ("pending", "processing", "done", "partial", "failed", "quarantined")
 REPLAYABLE = ("pending", "failed", "quarantined")
@@ -339,6 +340,22 @@ class InboxStore:
                 .values(status="processing", processed_at=now, body=body)
             ).rowcount
         return taken == 1
+
+    # The columns of the operators' inbox screen and its exports.
+    SCREEN_COLUMNS = (
+        "id",
+        "site",
+        "source_key",
+        "format",
+        "status",
+        "attempts",
+        "received_at",
+        "processed_at",
+    )
+
+    def screen(self) -> StatusListing:
+        """Pages, exports and whole rows for the operators' screens."""
+        return StatusListing(self.engine, s.inbox, self.SCREEN_COLUMNS)
 
     def counts(self) -> dict[str, int]:
         stmt = select(s.inbox.c.status, func.count()).group_by(s.inbox.c.status)

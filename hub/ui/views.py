@@ -42,6 +42,10 @@ from hub.outcomes import OperationOutcomeError
 from hub.security import csrf as csrf_tokens
 from hub.security.logmask import mask_text
 from hub.storage import schema as s
+from hub.storage.db import committing
+from hub.storage.db import reading
+from hub.storage.deliveries import DeliveryStore
+from hub.storage.inbox_store import InboxStore
 from hub.ui import accounts
 from hub.ui import charts
 from hub.ui import exports
@@ -158,13 +162,10 @@ def login():
     error = None
     if request.method == "POST":
         try:
-            with _hub().engine.connect() as conn:
-                try:
-                    user = accounts.verify_password(
-                        conn, request.form.get("username", ""), request.form.get("password", "")
-                    )
-                finally:
-                    conn.commit()  # a failure's count (and lock) must persist too
+            with committing(_hub().engine) as conn:  # a failure's count (and lock) persists
+                user = accounts.verify_password(
+                    conn, request.form.get("username", ""), request.form.get("password", "")
+                )
         except (accounts.InvalidLogin, accounts.LockedOut) as err:
             error = t("login.locked") if isinstance(err, accounts.LockedOut) else t("login.invalid")
             _record("login", outcome="4")
@@ -217,7 +218,7 @@ def _period(code: str) -> Period:
     text = request.args.get("period")
     if text:
         return Period.parse(text)
-    with _hub().engine.connect() as conn:
+    with reading(_hub().engine) as conn:
         known = batch.summary_periods(conn, code)
     return Period.parse(known[-1]) if known else Period.year(dt.date.today().year)
 
@@ -239,7 +240,7 @@ def overview():
     book = load_rules()
     lang = g.lang
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         summary = batch.read_summary(conn, period.key, code)
         at = batch.computed_at(conn, period.key)
         figures = ind.figures(conn, summary, code, period) if summary else []
@@ -465,7 +466,7 @@ def gaps():
             t("next_due"),
             t("missing"),
         ]
-        with hub.engine.connect() as conn:
+        with reading(hub.engine) as conn:
             rows = conn.execute(stmt.order_by(*SORTS[sort], p.c.patient_id)).all()
         _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
         data = (
@@ -488,7 +489,7 @@ def gaps():
         )
         return exports.response(fmt, f"gaps-{code or 'all'}-{period.key}", header, data)
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         total = conn.execute(_gap_query(code, period, func.count())).scalar_one()
         # Sort and page on the narrow columns, then fetch the page's full rows: sorting
         # whole rows (with their JSON detail) is what makes a big list slow.
@@ -551,7 +552,7 @@ def gaps():
 @requires("archive-manager")
 def person(pid: str):
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         stored = hub.repo.read("Patient", pid, conn)
         if stored is None or stored.deleted:
             abort(404)
@@ -667,27 +668,10 @@ def _describe(res: dict[str, Any]) -> str:
 @bp.get("/inbox")
 @requires("integration-engineer")
 def inbox():
-    i = s.inbox
     dead = request.args.get("dead") == "1"
     status = request.args.get("status") or ""
     site = request.args.get("site") or ""
-    cols = (
-        i.c.id,
-        i.c.site,
-        i.c.source_key,
-        i.c.format,
-        i.c.status,
-        i.c.attempts,
-        i.c.received_at,
-        i.c.processed_at,
-    )
-    stmt = select(*cols)
-    if dead:
-        stmt = stmt.where(i.c.status.in_(DEAD))
-    elif status in INBOX_STATUSES:
-        stmt = stmt.where(i.c.status == status)
-    if site:
-        stmt = stmt.where(i.c.site == site)
+    statuses = DEAD if dead else ([status] if status in INBOX_STATUSES else None)
     fmt = request.args.get("format")
     header = [
         "id",
@@ -699,10 +683,9 @@ def inbox():
         t("received"),
         "processed",
     ]
-    hub = _hub()
+    listing = InboxStore(_hub().engine).screen()
     if fmt in ("csv", "xlsx"):
-        with hub.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(i.c.id.desc())).all()
+        rows = listing.all(statuses, site)
         _record("export", entity=["Basic/inbox"])
         data = (
             [
@@ -718,18 +701,18 @@ def inbox():
             for r in rows
         )
         return exports.response(fmt, "dead-letters" if dead else "inbox", header, data)
-    page, rows, total, counts = _status_page(hub, stmt, i)
+    page, found = _status_page(listing, statuses, site)
     _record("search", entity=["Basic/inbox"])
     return render_template(
         "inbox.html",
-        rows=rows,
-        total=total,
+        rows=found.rows,
+        total=found.total,
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=max(1, -(-found.total // PAGE_SIZE)),
         dead=dead,
         status=status,
         statuses=INBOX_STATUSES,
-        counts=counts,
+        counts=found.counts,
     )
 
 
@@ -740,9 +723,7 @@ def _iso(value: dt.datetime | None) -> str:
 @bp.get("/inbox/<int:item_id>")
 @requires("integration-engineer")
 def inbox_item(item_id: int):
-    i = s.inbox
-    with _hub().engine.connect() as conn:
-        row = conn.execute(select(i).where(i.c.id == item_id)).first()
+    row = InboxStore(_hub().engine).screen().row(item_id)
     if row is None:
         abort(404)
     _record("read", entity=[f"Basic/inbox-{item_id}"])
@@ -773,30 +754,13 @@ def inbox_item(item_id: int):
 @bp.get("/deliveries")
 @requires("integration-engineer")
 def deliveries():
-    d = s.delivery
     status = request.args.get("status") or ""
     site = request.args.get("site") or ""
-    cols = (
-        d.c.id,
-        d.c.site,
-        d.c.message_key,
-        d.c.description,
-        d.c.status,
-        d.c.attempts,
-        d.c.created_at,
-        d.c.sent_at,
-        d.c.last_error,
-    )
-    stmt = select(*cols)
-    if status in DELIVERY_STATUSES:
-        stmt = stmt.where(d.c.status == status)
-    if site:
-        stmt = stmt.where(d.c.site == site)
-    hub = _hub()
+    statuses = [status] if status in DELIVERY_STATUSES else None
+    listing = DeliveryStore(_hub().engine).screen()
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
-        with hub.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(d.c.id.desc())).all()
+        rows = listing.all(statuses, site)
         _record("export", entity=["Basic/deliveries"])
         header = [
             "id",
@@ -824,40 +788,30 @@ def deliveries():
             for r in rows
         )
         return exports.response(fmt, f"deliveries-{status or 'all'}", header, data)
-    page, rows, total, counts = _status_page(hub, stmt, d)
+    page, found = _status_page(listing, statuses, site)
     _record("search", entity=["Basic/deliveries"])
     return render_template(
         "deliveries.html",
-        rows=rows,
-        total=total,
+        rows=found.rows,
+        total=found.total,
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=max(1, -(-found.total // PAGE_SIZE)),
         status=status,
         statuses=DELIVERY_STATUSES,
-        counts=counts,
+        counts=found.counts,
     )
 
 
-def _status_page(hub, stmt, table):
+def _status_page(listing, statuses, site):
     """The requested page of an inbox-like table (newest first), its size and status counts."""
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = conn.execute(
-            stmt.order_by(table.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-        ).all()
-        counts = dict(
-            conn.execute(select(table.c.status, func.count()).group_by(table.c.status)).all()
-        )
-    return page, rows, total, counts
+    return page, listing.page(statuses, site, page, PAGE_SIZE)
 
 
 @bp.get("/deliveries/<int:item_id>")
 @requires("integration-engineer")
 def delivery_item(item_id: int):
-    d = s.delivery
-    with _hub().engine.connect() as conn:
-        row = conn.execute(select(d).where(d.c.id == item_id)).first()
+    row = DeliveryStore(_hub().engine).screen().row(item_id)
     if row is None:
         abort(404)
     _record("read", entity=[f"Basic/delivery-{item_id}"])
