@@ -132,29 +132,134 @@ class LockoutStore:
             conn.execute(delete(F).where(F.c.key.in_(list(keys))))
 
 
+@dataclasses.dataclass(frozen=True)
+class ClientRow:
+    client_id: str
+    name: str
+    site: str | None
+    scopes: str
+    grants: str | None  # space-separated
+    secret_hash: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def _client(row) -> ClientRow:
+    return ClientRow(
+        row.client_id,
+        row.name,
+        row.site,
+        row.scopes,
+        row.grants,
+        row.secret_hash,
+        row.created_at,
+        row.revoked_at,
+    )
+
+
+C = s.oauth_client
+
+
 class ClientStore:
-    """OAuth clients (``oauth_client``)."""
+    """OAuth clients (``oauth_client``). The methods taking ``conn`` work in its transaction."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def active(self, client_id: str) -> bool:
         """Whether ``client_id`` is registered and not revoked."""
-        c = s.oauth_client
         with self.engine.connect() as conn:
-            row = conn.execute(select(c.c.revoked_at).where(c.c.client_id == client_id)).first()
+            row = conn.execute(select(C.c.revoked_at).where(C.c.client_id == client_id)).first()
         return row is not None and row.revoked_at is None
+
+    @staticmethod
+    def by_id(conn: Connection, client_id: str) -> ClientRow | None:
+        row = conn.execute(select(C).where(C.c.client_id == client_id)).first()
+        return _client(row) if row else None
+
+    @staticmethod
+    def find(conn: Connection, client_id_or_name: str) -> ClientRow | None:
+        """The client with this id, or else this name."""
+        row = conn.execute(
+            select(C).where((C.c.client_id == client_id_or_name) | (C.c.name == client_id_or_name))
+        ).first()
+        return _client(row) if row else None
+
+    @staticmethod
+    def name_taken(conn: Connection, name: str) -> bool:
+        return conn.execute(select(C.c.name).where(C.c.name == name)).first() is not None
+
+    @staticmethod
+    def all(conn: Connection) -> list[ClientRow]:
+        """Every client, by name."""
+        return [_client(r) for r in conn.execute(select(C).order_by(C.c.name))]
+
+    @staticmethod
+    def add(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(C).values(**values))
+
+    @staticmethod
+    def set(conn: Connection, client_id: str, **values: Any) -> None:
+        conn.execute(update(C).where(C.c.client_id == client_id).values(**values))
+
+
+@dataclasses.dataclass(frozen=True)
+class UserRow:
+    username: str
+    password_hash: str
+    roles: str  # space-separated
+    grants: str | None  # space-separated
+    jurisdiction: str | None
+    locked_until: dt.datetime | None  # as stored (naive UTC on SQLite)
+    failed_logins: int | None
+    disabled: bool
+
+
+def _user(row) -> UserRow:
+    return UserRow(
+        row.username,
+        row.password_hash,
+        row.roles,
+        row.grants,
+        row.jurisdiction,
+        row.locked_until,
+        row.failed_logins,
+        row.disabled,
+    )
+
+
+U = s.users
 
 
 class UserStore:
-    """Web-page user accounts (``users``)."""
+    """Web-page user accounts (``users``). The methods taking ``conn`` work in its transaction."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
 
     def jurisdiction(self, username: str) -> str | None:
         """The user's administrative division code; None for none or an unknown user."""
-        u = s.users
         with self.engine.connect() as conn:
-            row = conn.execute(select(u.c.jurisdiction).where(u.c.username == username)).first()
+            row = conn.execute(select(U.c.jurisdiction).where(U.c.username == username)).first()
         return (row.jurisdiction or None) if row is not None else None
+
+    @staticmethod
+    def get(conn: Connection, username: str) -> UserRow | None:
+        row = conn.execute(select(U).where(U.c.username == username)).first()
+        return _user(row) if row else None
+
+    @staticmethod
+    def all(conn: Connection) -> list[UserRow]:
+        """Every account, by username."""
+        return [_user(r) for r in conn.execute(select(U).order_by(U.c.username))]
+
+    @staticmethod
+    def add(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(U).values(**values))
+
+    @staticmethod
+    def set(conn: Connection, username: str, **values: Any) -> bool:
+        """Update the account's columns; True if it exists."""
+        return bool(
+            conn.execute(update(U).where(U.c.username == username).values(**values)).rowcount
+        )

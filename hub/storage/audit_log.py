@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -40,6 +41,35 @@ class ChainLink:
 
     seq: int
     hash: str
+
+
+@dataclasses.dataclass
+class AuditFilter:
+    """An AuditEvent search: every condition must hold (lists: each entry is a condition)."""
+
+    recorded: list[tuple[str, dt.datetime]] = dataclasses.field(default_factory=list)  # (op, at)
+    agents: list[str] = dataclasses.field(default_factory=list)  # who, or the client id
+    sites: list[str] = dataclasses.field(default_factory=list)
+    entities: list[str] = dataclasses.field(default_factory=list)  # Type/id, any version
+    outcomes: list[str] = dataclasses.field(default_factory=list)
+    interactions: list[str] = dataclasses.field(default_factory=list)
+    before: list[int] = dataclasses.field(default_factory=list)  # seq, for paging
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    id: str
+    content: str  # the AuditEvent's JSON
+
+
+_OPS = {
+    "eq": lambda c, at: c == at,
+    "ge": lambda c, at: c >= at,
+    "gt": lambda c, at: c > at,
+    "le": lambda c, at: c <= at,
+    "lt": lambda c, at: c < at,
+}
 
 
 class AuditLogStore:
@@ -83,10 +113,37 @@ class AuditLogStore:
         conn.execute(delete(t).where(t.c.seq <= seq))
         return count
 
-    def rows(self, stmt) -> list:
-        """The rows of a query on ``audit_event`` (the AuditEvent search builds it)."""
+    def find(self, where: AuditFilter, limit: int) -> list[AuditRow]:
+        """Up to ``limit`` events matching ``where``, newest first."""
+        stmt = select(t.c.seq, t.c.id, t.c.content)
+        for op, at in where.recorded:
+            stmt = stmt.where(_OPS[op](t.c.recorded, at))
+        for agent in where.agents:
+            stmt = stmt.where(or_(t.c.who == agent, t.c.client == agent))
+        for site in where.sites:
+            stmt = stmt.where(t.c.site == site)
+        for ref in where.entities:
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(
+                or_(
+                    t.c.entity.like(f"% {escaped} %", escape="\\"),
+                    t.c.entity.like(f"% {escaped}/\\_history/%", escape="\\"),
+                )
+            )
+        for outcome in where.outcomes:
+            stmt = stmt.where(t.c.outcome == outcome)
+        for interaction in where.interactions:
+            stmt = stmt.where(t.c.interaction == interaction)
+        for seq in where.before:
+            stmt = stmt.where(t.c.seq < seq)
+        stmt = stmt.order_by(t.c.seq.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return conn.execute(stmt).all()
+            return [AuditRow(r.seq, r.id, r.content) for r in conn.execute(stmt)]
+
+    @staticmethod
+    def recorded_at(conn: Connection, seq: int) -> dt.datetime:
+        """Row ``seq``'s ``recorded``."""
+        return conn.execute(select(t.c.recorded).where(t.c.seq == seq)).scalar_one()
 
     def content(self, event_id: str) -> str | None:
         """The JSON of event ``event_id``; None if unknown."""

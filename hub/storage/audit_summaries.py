@@ -9,12 +9,14 @@ A period is named by its key (``2025``, ``2025-Q1``...).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -24,10 +26,120 @@ from hub.storage import schema as s
 from hub.storage.db import reading
 from hub.storage.db import writing
 
+P = s.audit_person
+# Orders of the list of people with gaps (ties broken by patient id).
+GAP_SORTS = {
+    "next_due": (P.c.next_due.asc(),),
+    "gaps": (P.c.gaps.desc(),),
+    "overdue": (P.c.overdue.desc(), P.c.next_due.asc()),
+    "name": (P.c.name.asc(),),
+    "age": (P.c.age.desc(),),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GapFilter:
+    """Which people with gaps to list (empty fields do not filter)."""
+
+    rule: str = ""
+    item: str = ""  # an item of ``rule``
+    overdue: bool = False
+    colour: str = ""  # a five-colour key, or "none" for people without one
+    village: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonAudit:
+    period: str
+    detail: str | None  # JSON: the rules' outcomes and gaps
+
 
 class AuditSummaryStore:
     def __init__(self, engine: Engine):
         self.engine = engine
+
+    @staticmethod
+    def _gaps(period_key: str, jurisdiction: str, where: GapFilter, *columns):
+        stmt = scope(select(*(columns or (P,))), period_key, jurisdiction).where(P.c.gaps > 0)
+        if where.rule:
+            pattern = f"% {where.rule}/{where.item} %" if where.item else f"% {where.rule}/%"
+            stmt = stmt.where(P.c.gap_codes.like(pattern))
+        if where.overdue:
+            stmt = stmt.where(P.c.overdue > 0)
+        if where.colour == "none":
+            stmt = stmt.where(P.c.colour.is_(None))
+        elif where.colour:
+            stmt = stmt.where(P.c.colour == where.colour)
+        if where.village:
+            stmt = stmt.where(P.c.village == where.village)
+        return stmt
+
+    def people_with_gaps(
+        self, period_key: str, jurisdiction: str, where: GapFilter, sort: str
+    ) -> list[Any]:
+        """Every matching person's row, in ``sort`` order (exports)."""
+        stmt = self._gaps(period_key, jurisdiction, where).order_by(
+            *GAP_SORTS[sort], P.c.patient_id
+        )
+        with reading(self.engine) as conn:
+            return conn.execute(stmt).all()
+
+    def gaps_page(
+        self, period_key: str, jurisdiction: str, where: GapFilter, sort: str, page: int, size: int
+    ) -> tuple[int, list[Any]]:
+        """(how many match, the rows of page ``page`` from 1) in ``sort`` order."""
+        with reading(self.engine) as conn:
+            total = conn.execute(
+                self._gaps(period_key, jurisdiction, where, func.count())
+            ).scalar_one()
+            # Sort and page on the narrow columns, then fetch the page's full rows: sorting
+            # whole rows (with their JSON detail) is what makes a big list slow.
+            ids = (
+                conn.execute(
+                    self._gaps(period_key, jurisdiction, where, P.c.patient_id)
+                    .order_by(*GAP_SORTS[sort], P.c.patient_id)
+                    .limit(size)
+                    .offset((page - 1) * size)
+                )
+                .scalars()
+                .all()
+            )
+            found = {
+                r.patient_id: r
+                for r in conn.execute(
+                    select(P).where(P.c.period == period_key, P.c.patient_id.in_(ids))
+                )
+            }
+        return total, [found[i] for i in ids if i in found]
+
+    @staticmethod
+    def latest_of(conn: Connection, patient_id: str) -> PersonAudit | None:
+        """The person's latest audited row (period and detail), or None."""
+        row = conn.execute(
+            select(P.c.period, P.c.detail)
+            .where(P.c.patient_id == patient_id)
+            .order_by(P.c.computed_at.desc())
+            .limit(1)
+        ).first()
+        return PersonAudit(row.period, row.detail) if row else None
+
+    @staticmethod
+    def metrics(
+        conn: Connection, period_key: str, jurisdictions: list[str], metrics: list[str]
+    ) -> dict[str, dict[str, float]]:
+        """``metrics`` of each of ``jurisdictions`` (those stored), by jurisdiction."""
+        t = s.audit_summary
+        rows = conn.execute(
+            select(t.c.jurisdiction, t.c.metric, t.c.value).where(
+                t.c.period == period_key,
+                t.c.jurisdiction.in_(jurisdictions),
+                t.c.metric.in_(metrics),
+            )
+        )
+        found: dict[str, dict[str, float]] = {c: {} for c in jurisdictions}
+        for code, metric, value in rows:
+            found[code][metric] = value
+        return found
 
     def replace_people(self, period_key: str, rows: list[dict[str, Any]]) -> None:
         """Replace these people's rows for the period (one transaction)."""

@@ -24,8 +24,6 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
-from sqlalchemy import func
-from sqlalchemy import select
 
 from hub import audit
 from hub.completeness import batch
@@ -41,7 +39,9 @@ from hub.identity.resident_id import mask
 from hub.outcomes import OperationOutcomeError
 from hub.security import csrf as csrf_tokens
 from hub.security.logmask import mask_text
-from hub.storage import schema as s
+from hub.storage.audit_summaries import GAP_SORTS
+from hub.storage.audit_summaries import AuditSummaryStore
+from hub.storage.audit_summaries import GapFilter
 from hub.storage.db import committing
 from hub.storage.db import reading
 from hub.storage.deliveries import DeliveryStore
@@ -60,13 +60,7 @@ INBOX_STATUSES = ("pending", "done", "partial", "failed", "quarantined")
 DELIVERY_STATUSES = ("pending", "sent", "dead")
 DEAD = ("failed", "quarantined")
 COLOUR_KEYS = ("red", "yellow", "blue", "orange", "green", "none")
-SORTS = {
-    "next_due": (s.audit_person.c.next_due.asc(),),
-    "gaps": (s.audit_person.c.gaps.desc(),),
-    "overdue": (s.audit_person.c.overdue.desc(), s.audit_person.c.next_due.asc()),
-    "name": (s.audit_person.c.name.asc(),),
-    "age": (s.audit_person.c.age.desc(),),
-}
+SORTS = GAP_SORTS
 
 
 def _hub():
@@ -349,17 +343,9 @@ def _children(conn, period: Period, code: str) -> list[dict[str, Any]]:
     codes = batch.child_jurisdictions(conn, period.key, code)
     if not codes:
         return []
-    t_ = s.audit_summary
-    rows = conn.execute(
-        select(t_.c.jurisdiction, t_.c.metric, t_.c.value).where(
-            t_.c.period == period.key,
-            t_.c.jurisdiction.in_(codes),
-            t_.c.metric.in_(["people", "with-gaps", "with-overdue"]),
-        )
+    found = AuditSummaryStore.metrics(
+        conn, period.key, codes, ["people", "with-gaps", "with-overdue"]
     )
-    found: dict[str, dict[str, float]] = {c: {} for c in codes}
-    for jcode, metric, value in rows:
-        found[jcode][metric] = value
     out = []
     for jcode in codes:
         m = found[jcode]
@@ -392,26 +378,16 @@ def refresh():
 # ---------------------------------------------------------------------------
 
 
-def _gap_query(code: str, period: Period, *columns):
-    """``audit_person`` rows (``columns``, default all) with gaps, filtered by the request."""
-    p = s.audit_person
-    stmt = batch.scope(select(*(columns or (p,))), period, code).where(p.c.gaps > 0)
-    rule = request.args.get("rule") or ""
-    item = request.args.get("item") or ""
-    if rule:
-        pattern = f"% {rule}/{item} %" if item else f"% {rule}/%"
-        stmt = stmt.where(p.c.gap_codes.like(pattern))
-    if request.args.get("overdue"):
-        stmt = stmt.where(p.c.overdue > 0)
+def _gap_filter() -> GapFilter:
+    """The request's filter of the list of people with gaps."""
     colour = request.args.get("colour") or ""
-    if colour == "none":
-        stmt = stmt.where(p.c.colour.is_(None))
-    elif colour in COLOUR_KEYS:
-        stmt = stmt.where(p.c.colour == colour)
-    village = request.args.get("village") or ""
-    if village:
-        stmt = stmt.where(p.c.village == village)
-    return stmt
+    return GapFilter(
+        rule=request.args.get("rule") or "",
+        item=request.args.get("item") or "",
+        overdue=bool(request.args.get("overdue")),
+        colour=colour if colour in COLOUR_KEYS else "",
+        village=request.args.get("village") or "",
+    )
 
 
 def _gap_texts(detail: str | None, lang: str, rule_filter: str = "") -> list[dict[str, Any]]:
@@ -449,10 +425,9 @@ def gaps():
     sort = request.args.get("sort", "overdue")
     if sort not in SORTS:
         sort = "overdue"
-    stmt = _gap_query(code, period)
+    where = _gap_filter()
     fmt = request.args.get("format")
-    p = s.audit_person
-    hub = _hub()
+    store = AuditSummaryStore(_hub().engine)
     if fmt in ("csv", "xlsx"):
         header = [
             t("name"),
@@ -466,8 +441,7 @@ def gaps():
             t("next_due"),
             t("missing"),
         ]
-        with reading(hub.engine) as conn:
-            rows = conn.execute(stmt.order_by(*SORTS[sort], p.c.patient_id)).all()
+        rows = store.people_with_gaps(period.key, code, where, sort)
         _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
         data = (
             [
@@ -489,27 +463,7 @@ def gaps():
         )
         return exports.response(fmt, f"gaps-{code or 'all'}-{period.key}", header, data)
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with reading(hub.engine) as conn:
-        total = conn.execute(_gap_query(code, period, func.count())).scalar_one()
-        # Sort and page on the narrow columns, then fetch the page's full rows: sorting
-        # whole rows (with their JSON detail) is what makes a big list slow.
-        ids = (
-            conn.execute(
-                _gap_query(code, period, p.c.patient_id)
-                .order_by(*SORTS[sort], p.c.patient_id)
-                .limit(PAGE_SIZE)
-                .offset((page - 1) * PAGE_SIZE)
-            )
-            .scalars()
-            .all()
-        )
-        found = {
-            r.patient_id: r
-            for r in conn.execute(
-                select(p).where(p.c.period == period.key, p.c.patient_id.in_(ids))
-            )
-        }
-        rows = [found[i] for i in ids if i in found]
+    total, rows = store.gaps_page(period.key, code, where, sort, page, PAGE_SIZE)
     _record("search", entity=[f"Patient/{r.patient_id}" for r in rows])
     book = load_rules()
     items = [(rule.id, "", rule.label[lang]) for rule in book.rules.values()]
@@ -563,12 +517,7 @@ def person(pid: str):
             _record("read", entity=[f"Patient/{pid}"], outcome="4")
             abort(403)
         resources = batch.compartments(conn, [(pid, patient)])[pid][1:]
-        latest = conn.execute(
-            select(s.audit_person.c.period, s.audit_person.c.detail)
-            .where(s.audit_person.c.patient_id == pid)
-            .order_by(s.audit_person.c.computed_at.desc())
-            .limit(1)
-        ).first()
+        latest = AuditSummaryStore.latest_of(conn, pid)
     fmt = request.args.get("format")
     _record("export" if fmt in ("csv", "xlsx") else "read", entity=[f"Patient/{pid}"])
     events = []
