@@ -27,20 +27,13 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import delete
-from sqlalchemy import func
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy import text
 
 from hub.security.audit_trail import configure  # noqa: F401 - part of this module's API
 from hub.security.audit_trail import trail_of
-from hub.storage import schema as s
+from hub.storage.audit_log import AuditLogStore
 from hub.storage.repository import format_instant
 
 GENESIS = "0" * 64
-# pg_advisory_xact_lock key of the audit chain (an arbitrary constant: "AUDIT" in ASCII).
-_CHAIN_LOCK = 0x4155444954
 DEFAULT_RETENTION_DAYS = 183  # at least six months (classified protection level 3)
 
 # AuditEvent.type / subtype codes (http://terminology.hl7.org/CodeSystem/audit-event-type,
@@ -186,9 +179,7 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
     """
     trail = trail_of(conn.engine)
     if head is None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-        head = conn.execute(_HEAD).first()
+        head = AuditLogStore.locked_head(conn)
     recorded = event["recorded"]
     row = {
         # Numbered by the appender (not the database's sequence, which skips numbers when a
@@ -201,22 +192,14 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
         **search_columns(event),
     }
     row["hash"] = row_hash(trail, row)
-    conn.execute(_INSERT, row)
+    AuditLogStore.append(conn, row)
     trail.appended(conn, head, row["seq"])
-
-
-# Built once: an audit append runs on every request.
-_HEAD = (
-    select(s.audit_event.c.seq, s.audit_event.c.hash).order_by(s.audit_event.c.seq.desc()).limit(1)
-)
-_INSERT = insert(s.audit_event)
 
 
 def record_now(engine: Any, event: dict[str, Any]) -> None:
     """Append ``event`` in a transaction of its own (reads, searches, failures, logins)."""
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():
-            record(conn, event)
+    with AuditLogStore(engine).writing() as conn:
+        record(conn, event)
 
 
 # -- verification, checkpoints and retention ----------------------------------------
@@ -228,14 +211,11 @@ def checkpoint(engine: Any) -> dict[str, Any] | None:
     Raises ``OSError`` when the file cannot be written or the endpoint refuses it.
     """
     trail = trail_of(engine)
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():  # the chain lock, so checkpoint lines stay in seq order
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-            head = conn.execute(_HEAD).first()
-            if head is None:
-                return None
-            return trail.write(head.seq, head.hash, trail.recorded(conn, head.seq), 0)
+    with AuditLogStore(engine).writing() as conn:
+        head = AuditLogStore.locked_head(conn)  # so checkpoint lines stay in seq order
+        if head is None:
+            return None
+        return trail.write(head.seq, head.hash, trail.recorded(conn, head.seq), 0)
 
 
 class RetentionError(ValueError):
@@ -262,37 +242,25 @@ def prune(engine: Any, older_than: dt.datetime, retention_days: int, now=None) -
             f"events younger than the retention period ({retention_days} days, i.e. recorded"
             f" after {format_instant(limit)}) may not be pruned"
         )
-    t = s.audit_event
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHAIN_LOCK})
-            head = conn.execute(_HEAD).first()
-            last = conn.execute(
-                select(t.c.seq, t.c.hash)
-                .where(t.c.recorded < older_than)
-                .order_by(t.c.seq.desc())
-                .limit(1)
-            ).first()
-            if last is None:
-                return 0
-            count = conn.execute(
-                select(func.count()).select_from(t).where(t.c.seq <= last.seq)
-            ).scalar_one()
-            conn.execute(delete(t).where(t.c.seq <= last.seq))
-            event = build_event(
-                interaction="delete",
-                who=PRUNER,
-                entity=["AuditEvent"],
-                description=(
-                    f"pruned {count} audit events recorded before {format_instant(older_than)};"
-                    f" last pruned hash {last.hash}"
-                ),
-            )
-            event["entity"][0]["detail"] = [
-                {"type": PRUNED_THROUGH, "valueString": str(last.seq)},
-                {"type": PRUNED_HASH, "valueString": last.hash},
-            ]
-            # The head read before the deletion: the chain goes on even if every row was pruned.
-            record(conn, event, head=head)
+    with AuditLogStore(engine).writing() as conn:
+        head = AuditLogStore.locked_head(conn)
+        last = AuditLogStore.last_before(conn, older_than)
+        if last is None:
+            return 0
+        count = AuditLogStore.delete_through(conn, last.seq)
+        event = build_event(
+            interaction="delete",
+            who=PRUNER,
+            entity=["AuditEvent"],
+            description=(
+                f"pruned {count} audit events recorded before {format_instant(older_than)};"
+                f" last pruned hash {last.hash}"
+            ),
+        )
+        event["entity"][0]["detail"] = [
+            {"type": PRUNED_THROUGH, "valueString": str(last.seq)},
+            {"type": PRUNED_HASH, "valueString": last.hash},
+        ]
+        # The head read before the deletion: the chain goes on even if every row was pruned.
+        record(conn, event, head=head)
     return count

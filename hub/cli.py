@@ -17,6 +17,7 @@ import hub as hub_pkg
 from hub.cli_context import make_app as _app
 from hub.cli_context import make_hub as _hub
 from hub.config import instance_path as _instance_path
+from hub.storage.db import writing
 
 
 class _HubGroup(click.Group):
@@ -169,7 +170,7 @@ def _demo_manager(the_hub) -> None:
     from hub.security.users import get_user
 
     path = Path(_instance_path()) / "demo-login.txt"
-    with the_hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+    with writing(the_hub.engine) as conn:
         if get_user(conn, "manager") is not None:
             return
         password = secrets.token_urlsafe(12)

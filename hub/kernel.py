@@ -27,6 +27,7 @@ from hub.security import auditing
 from hub.security import guard
 from hub.security.services import Security
 from hub.storage import db
+from hub.storage.db import reading
 from hub.storage.repository import Repository
 
 log = logging.getLogger("hub")
@@ -84,7 +85,7 @@ class Hub:
         for params in self.pm.hook.register_search_parameters():
             extra.extend(params or ())
         extra.extend(_profile_search_parameters(self.config))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             extra.extend(stored_search_parameters(conn))
         tz = zoneinfo.ZoneInfo(setting(self.config, "TIMEZONE"))
         registry = SearchRegistry.load(extra)

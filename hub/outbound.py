@@ -22,14 +22,10 @@ import urllib.request
 from typing import TYPE_CHECKING
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy import text
-from sqlalchemy import update
-
 from hub.config import setting
 from hub.mapping import MappingContext
-from hub.storage import schema as s
+from hub.storage.deliveries import DeliveryStore
+from hub.storage.deliveries import SiteQueue
 
 if TYPE_CHECKING:
     from hub.kernel import Hub
@@ -45,14 +41,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _cursor(conn) -> int:
-    row = conn.execute(select(s.feed_cursor.c.seq).where(s.feed_cursor.c.name == CURSOR)).first()
-    if row is None:
-        conn.execute(insert(s.feed_cursor).values(name=CURSOR, seq=0, updated_at=_now()))
-        return 0
-    return row.seq
-
-
 def outbound_sites(hub: Hub) -> list[Any]:
     return [
         site
@@ -65,26 +53,15 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
     """Turn the next changes into deliveries; returns how many deliveries were queued."""
     sites = outbound_sites(hub)
     queued = 0
-    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        query = select(s.feed_cursor.c.seq).where(s.feed_cursor.c.name == CURSOR)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()  # one dispatcher at a time
-        after = conn.execute(query).scalar()
-        if after is None:
-            after = _cursor(conn)
-        changes = list(
-            conn.execute(
-                select(s.change).where(s.change.c.seq > after).order_by(s.change.c.seq).limit(batch)
-            )
-        )
-        if not changes:
+    with DeliveryStore(hub.engine).dispatching(CURSOR, batch) as batch_:
+        if not batch_.changes:
             return 0
-        reader = _reader(hub, conn)
-        for change in changes:
+        reader = _reader(hub, batch_.conn)
+        for change in batch_.changes:
             if not sites:
                 break
             resource = (
-                _version(conn, change)
+                batch_.version(change)
                 if change.op != "delete"
                 else {"resourceType": change.res_type, "id": change.res_id}
             )
@@ -101,26 +78,8 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                     log.exception("map_outbound failed for %s change %s", site.name, change.seq)
                     messages = []
                 for msg in messages or ():
-                    conn.execute(
-                        insert(s.delivery).values(
-                            site=site.name,
-                            change_seq=change.seq,
-                            message_key=msg.key[:255] or str(change.seq),
-                            content_type=msg.content_type,
-                            body=msg.body,
-                            description=msg.description,
-                            status="pending",
-                            attempts=0,
-                            next_attempt_at=_now(),
-                            created_at=_now(),
-                        )
-                    )
+                    batch_.queue(site.name, change.seq, msg.key[:255] or str(change.seq), msg)
                     queued += 1
-        conn.execute(
-            update(s.feed_cursor)
-            .where(s.feed_cursor.c.name == CURSOR)
-            .values(seq=changes[-1].seq, updated_at=_now())
-        )
     return queued
 
 
@@ -135,20 +94,6 @@ def _reader(hub: Hub, conn):
         return stored.resource() if stored is not None and not stored.deleted else None
 
     return read
-
-
-def _version(conn, change) -> dict[str, Any]:
-    import orjson
-
-    h = s.resource_history
-    content = conn.execute(
-        select(h.c.content).where(
-            h.c.res_type == change.res_type,
-            h.c.res_id == change.res_id,
-            h.c.version == change.version,
-        )
-    ).scalar_one()
-    return orjson.loads(content)
 
 
 def send(
@@ -191,46 +136,23 @@ def deliver(hub: Hub, limit: int = 200, now: dt.datetime | None = None) -> dict[
     out one at a time, in order.
     """
     now = now or _now()
-    d = s.delivery
     counts = {"sent": 0, "retry": 0, "dead": 0}
     sites = {site.name: site for site in outbound_sites(hub)}
-    with hub.engine.connect() as conn:
-        waiting = [
-            r[0] for r in conn.execute(select(d.c.site).where(d.c.status == "pending").distinct())
-        ]
-    for name in waiting:
-        with hub.engine.connect() as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                got = conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(hashtext(:k))"),
-                    {"k": f"delivery:{name}"},
-                ).scalar()
-                if not got:
-                    continue  # another worker is delivering to this site
-                write = conn.execute
-            else:
-                # SQLite has one writer: commit each status at once rather than
-                # hold the database lock while messages are on the wire.
-                def write(stmt):
-                    with hub.engine.connect().execution_options(hub_write=True) as w, w.begin():
-                        w.execute(stmt)
-
-            _deliver_site(hub, conn, write, name, sites.get(name), limit, now, counts)
+    store = DeliveryStore(hub.engine)
+    for name in store.waiting_sites():
+        with store.site_queue(name) as queue:
+            if queue is None:
+                continue  # another worker is delivering to this site
+            _deliver_site(hub, queue, sites.get(name), limit, now, counts)
     return counts
 
 
 def _deliver_site(
-    hub, conn, write, name: str, site: Site, limit: int, now: dt.datetime, counts: dict
+    hub, queue: SiteQueue, site: Any, limit: int, now: dt.datetime, counts: dict
 ) -> None:
-    d = s.delivery
+    name = queue.site
     max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
-    rows = conn.execute(
-        select(d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at)
-        .where(d.c.status == "pending", d.c.site == name)
-        .order_by(d.c.id)
-        .limit(limit)
-    ).all()
-    for row in rows:
+    for row in queue.pending(limit):
         if row.next_attempt_at > now:
             return  # the oldest message is backing off: later ones wait (order matters)
         try:
@@ -249,89 +171,36 @@ def _deliver_site(
                     seconds=min(2**attempts, MAX_BACKOFF_SECONDS)
                 )
                 counts["retry"] += 1
-            write(update(d).where(d.c.id == row.id).values(**values))
+            queue.update(row.id, **values)
             if values.get("status") != "dead":
                 return
             continue
-        write(
-            update(d)
-            .where(d.c.id == row.id)
-            .values(
-                status="sent",
-                sent_at=_now(),
-                attempts=row.attempts + 1,
-                response=response[:4000],
-                last_error=None,
-            )
+        queue.update(
+            row.id,
+            status="sent",
+            sent_at=_now(),
+            attempts=row.attempts + 1,
+            response=response[:4000],
+            last_error=None,
         )
         counts["sent"] += 1
 
 
 def retry(hub: Hub, delivery_id: int) -> bool:
     """Put a dead (or waiting) delivery back in the queue, due now."""
-    d = s.delivery
-    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        done = conn.execute(
-            update(d)
-            .where(d.c.id == delivery_id, d.c.status.in_(("dead", "pending")))
-            .values(status="pending", next_attempt_at=_now())
-        )
-        return done.rowcount == 1
+    return DeliveryStore(hub.engine).retry(delivery_id)
 
 
 def list_deliveries(
-    hub: Hub, status: str | None = None, site: str | None = None, limit: int = 100
+    hub: Any, status: str | None = None, site: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
-    d = s.delivery
-    stmt = select(
-        d.c.id,
-        d.c.site,
-        d.c.change_seq,
-        d.c.message_key,
-        d.c.description,
-        d.c.status,
-        d.c.attempts,
-        d.c.next_attempt_at,
-        d.c.last_error,
-        d.c.created_at,
-        d.c.sent_at,
-    )
-    if status:
-        stmt = stmt.where(d.c.status == status)
-    if site:
-        stmt = stmt.where(d.c.site == site)
-    with hub.engine.connect() as conn:
-        rows = conn.execute(stmt.order_by(d.c.id.desc()).limit(limit))
-        return [
-            {
-                k: (v.isoformat() if isinstance(v, dt.datetime) else v)
-                for k, v in row._mapping.items()
-            }
-            for row in rows
-        ]
+    return DeliveryStore(hub.engine).list(status, site, limit)
 
 
-def queue(hub: Any, site: Any, message: Any, change_seq: int = 0) -> int:
+def queue(hub: Hub, site: Site, message: Any, change_seq: int = 0) -> int:
     """Queue one adapter-made message (an operation's document) for ``site``; returns its id.
 
     The delivery then goes like those :func:`dispatch` queues: in order, with
     retries, dead-lettered after the last attempt. ``change_seq`` 0: no change made it.
     """
-    now = _now()
-    with hub.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        return conn.execute(
-            insert(s.delivery)
-            .returning(s.delivery.c.id)
-            .values(
-                site=site.name,
-                change_seq=change_seq,
-                message_key=message.key[:255],
-                content_type=message.content_type,
-                body=message.body,
-                description=message.description,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        ).scalar_one()
+    return DeliveryStore(hub.engine).add(site.name, change_seq, message.key[:255], message)

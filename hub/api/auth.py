@@ -15,6 +15,7 @@ from hub.api.context import get_hub
 from hub.security import clients
 from hub.security import lockout
 from hub.security.scopes import negotiate
+from hub.storage.db import reading
 
 bp = Blueprint("auth", __name__)
 
@@ -100,7 +101,7 @@ def token():
         )
         response.headers["Retry-After"] = str(state.retry_after)
         return response
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         client = clients.authenticate(conn, client_id, secret)
     if client is None:
         who = {

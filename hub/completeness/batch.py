@@ -14,18 +14,13 @@ the population.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-from collections import Counter
-from collections import defaultdict
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import delete
-from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
@@ -38,7 +33,10 @@ from hub.completeness.evaluate import evaluate
 from hub.completeness.periods import Period
 from hub.completeness.rulebook import RuleBook
 from hub.completeness.rulebook import load
+from hub.storage import audit_summaries as summaries
 from hub.storage import schema as s
+from hub.storage.audit_summaries import AuditSummaryStore
+from hub.storage.db import reading
 
 PATIENT_PAGE = 2000  # Patients read per keyset page
 BATCH = 500  # people whose resources are fetched in one query
@@ -210,159 +208,41 @@ def run_audit(
     people = 0
     # Short write transactions (one per batch) so that ingestion is never blocked
     # for the length of an audit (SQLite has a single writer).
-    with engine.connect() as reader:
+    store = AuditSummaryStore(engine)
+    with reading(engine) as reader:
         rows: list[dict[str, Any]] = []
         for result, colour in evaluate_people(reader, period, jurisdiction, as_of, book):
             rows.append(person_row(result, colour, now))
             if len(rows) >= WRITE_BATCH:
-                _write_rows(engine, period, rows)
+                store.replace_people(period.key, rows)
                 people += len(rows)
                 rows = []
                 if progress:
                     progress(people)
         if rows:
-            _write_rows(engine, period, rows)
+            store.replace_people(period.key, rows)
             people += len(rows)
             if progress:
                 progress(people)
-    with _writing(engine) as conn:
-        # People who left the jurisdiction (or were deleted) since the last run.
-        conn.execute(
-            scope(delete(s.audit_person), period, jurisdiction).where(
-                s.audit_person.c.computed_at < now
-            )
-        )
-    with engine.connect() as conn:
-        values = count_summary(conn, period)
-    with _writing(engine) as conn:
-        store_summary(conn, period, values, now)
-    with engine.connect() as conn:
-        summary = read_summary(conn, period.key, jurisdiction)
+    # People who left the jurisdiction (or were deleted) since the last run.
+    store.drop_people(period.key, jurisdiction, computed_before=now)
+    store.recount(period.key, now)
+    summary = store.summary(period.key, jurisdiction)
     return AuditRun(period, jurisdiction, people, summary)
-
-
-@contextlib.contextmanager
-def _writing(engine: Engine):
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():
-            yield conn
-
-
-def _write_rows(engine: Engine, period: Period, rows: list[dict[str, Any]]) -> None:
-    """Replace these people's rows for the period (one transaction)."""
-    t = s.audit_person
-    with _writing(engine) as conn:
-        conn.execute(
-            delete(t).where(
-                t.c.period == period.key, t.c.patient_id.in_([r["patient_id"] for r in rows])
-            )
-        )
-        conn.execute(insert(t), rows)
 
 
 def scope(stmt, period: Period, jurisdiction: str):
     """``stmt`` on ``audit_person`` limited to one period and jurisdiction."""
-    t = s.audit_person
-    stmt = stmt.where(t.c.period == period.key)
-    if not jurisdiction:
-        return stmt
-    if jurisdiction.startswith("Organization/"):
-        return stmt.where(t.c.organization == jurisdiction)
-    column = {6: t.c.county, 9: t.c.township, 12: t.c.village}[len(jurisdiction)]
-    return stmt.where(column == jurisdiction)
+    return summaries.scope(stmt, period.key, jurisdiction)
 
 
 def refresh_summary(conn: Connection, period: Period, now: dt.datetime | None = None) -> None:
     """Recount ``audit_summary`` for ``period`` from every stored person (on ``conn``)."""
-    store_summary(conn, period, count_summary(conn, period), now)
+    summaries.store_summary(conn, period.key, summaries.count_summary(conn, period.key), now)
 
 
-def count_summary(conn: Connection, period: Period) -> dict[str, Counter]:
-    """Counters per jurisdiction for ``period``, from ``audit_person`` in one pass."""
-    t = s.audit_person
-    counts: dict[str, Counter] = defaultdict(Counter)
-    rows = conn.execute(
-        select(
-            t.c.county,
-            t.c.township,
-            t.c.village,
-            t.c.organization,
-            t.c.metrics,
-            t.c.gaps,
-            t.c.overdue,
-        ).where(t.c.period == period.key)
-    )
-    for county, township, village, org, metrics, gaps, overdue in rows:
-        names = metrics.split()
-        for code in ("", county, township, village, org):
-            if code is None:
-                continue
-            counter = counts[code]
-            counter.update(names)
-            counter["gap-items"] += gaps
-            counter["overdue-items"] += overdue
-    return counts
-
-
-def store_summary(
-    conn: Connection, period: Period, counts: dict[str, Counter], now: dt.datetime | None = None
-) -> None:
-    """Replace the period's ``audit_summary`` rows with ``counts``."""
-    now = now or dt.datetime.now(dt.UTC)
-    conn.execute(delete(s.audit_summary).where(s.audit_summary.c.period == period.key))
-    values = [
-        {
-            "period": period.key,
-            "jurisdiction": code,
-            "metric": m,
-            "value": float(v),
-            "computed_at": now,
-        }
-        for code, counter in counts.items()
-        for m, v in counter.items()
-    ]
-    for start in range(0, len(values), 5000):
-        conn.execute(insert(s.audit_summary), values[start : start + 5000])
-
-
-def read_summary(conn: Connection, period_key: str, jurisdiction: str) -> dict[str, float]:
-    t = s.audit_summary
-    rows = conn.execute(
-        select(t.c.metric, t.c.value).where(
-            t.c.period == period_key, t.c.jurisdiction == jurisdiction
-        )
-    )
-    return {m: v for m, v in rows}
-
-
-def summary_periods(conn: Connection, jurisdiction: str) -> list[str]:
-    """Periods with a stored summary for ``jurisdiction``, oldest first."""
-    t = s.audit_summary
-    rows = conn.execute(
-        select(t.c.period)
-        .where(t.c.jurisdiction == jurisdiction, t.c.metric == "people")
-        .distinct()
-    )
-    return sorted(r[0] for r in rows)
-
-
-def computed_at(conn: Connection, period_key: str) -> dt.datetime | None:
-    t = s.audit_summary
-    return conn.execute(
-        select(t.c.computed_at).where(t.c.period == period_key).limit(1)
-    ).scalar_one_or_none()
-
-
-def child_jurisdictions(conn: Connection, period_key: str, jurisdiction: str) -> list[str]:
-    """The jurisdictions one level below ``jurisdiction`` with stored results."""
-    t = s.audit_summary
-    rows = conn.execute(
-        select(t.c.jurisdiction).where(t.c.period == period_key, t.c.metric == "people")
-    )
-    codes = [r[0] for r in rows if r[0]]
-    if jurisdiction.startswith("Organization/"):
-        return []
-    size = {"": 6, 6: 9, 9: 12}.get(len(jurisdiction) if jurisdiction else "", None)
-    if size is None:  # village: its institutions are not nested under it
-        return []
-    return sorted(c for c in codes if c.isdigit() and len(c) == size and c.startswith(jurisdiction))
+# The summaries' reads, under the names the pages and indicators use.
+read_summary = summaries.read_summary
+summary_periods = summaries.summary_periods
+computed_at = summaries.computed_at
+child_jurisdictions = summaries.child_jurisdictions

@@ -15,6 +15,9 @@ import click
 import orjson
 
 from hub.outcomes import OperationOutcomeError
+from hub.storage.audit_summaries import AuditSummaryStore
+from hub.storage.db import reading
+from hub.storage.db import writing
 
 FORMATS = click.Choice(["table", "json", "csv"])
 
@@ -57,7 +60,7 @@ def _run(the_hub, jurisdiction, period, as_of):
     from hub.completeness.batch import count_patients
     from hub.completeness.batch import run_audit
 
-    with the_hub.engine.connect() as conn:
+    with reading(the_hub.engine) as conn:
         total = count_patients(conn, jurisdiction)
     with click.progressbar(length=total, label="people", file=sys.stderr, show_pos=True) as bar:
         done = [0]
@@ -124,7 +127,6 @@ def indicators(jurisdiction, period, start, end, stored, fmt):
     """The national indicators (Measure ids in mappings/measures) for a jurisdiction and period."""
     from hub.completeness import indicators as ind
     from hub.completeness import jurisdiction as juris
-    from hub.completeness.batch import read_summary
 
     try:
         code = juris.check(jurisdiction)
@@ -133,13 +135,12 @@ def indicators(jurisdiction, period, start, end, stored, fmt):
         _fail(err)
     the_hub = _hub()
     if stored:
-        with the_hub.engine.connect() as conn:
-            summary = read_summary(conn, the_period.key, code)
+        summary = AuditSummaryStore(the_hub.engine).summary(the_period.key, code)
         if not summary:
             raise click.ClickException(f"no stored audit for {code or '*'} {the_period.key}")
     else:
         summary = _run(the_hub, code, the_period, None).summary
-    with the_hub.engine.connect() as conn:
+    with reading(the_hub.engine) as conn:
         figures = ind.figures(conn, summary, code, the_period)
     if fmt == "fhir":
         bundle = {
@@ -226,7 +227,7 @@ def denominators_set(jurisdiction, year, indicator, value, source):
 
     the_hub = _hub()
     try:
-        with the_hub.engine.begin() as conn:
+        with writing(the_hub.engine) as conn:
             d = denominators.set_value(conn, jurisdiction, year, indicator, value, source)
     except OperationOutcomeError as err:
         _fail(err)
@@ -241,7 +242,7 @@ def denominators_load(path):
 
     the_hub = _hub()
     try:
-        with the_hub.engine.begin() as conn:
+        with writing(the_hub.engine) as conn:
             n = denominators.load_file(conn, path)
     except OperationOutcomeError as err:
         _fail(err)
@@ -255,7 +256,7 @@ def denominators_list(jurisdiction, fmt):
     """List configured denominators."""
     from hub.completeness import denominators
 
-    with _hub().engine.connect() as conn:
+    with reading(_hub().engine) as conn:
         rows = [
             {
                 "jurisdiction": d.jurisdiction,

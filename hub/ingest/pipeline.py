@@ -13,7 +13,6 @@ marked failed (replayable), never half of each.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -22,9 +21,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 
 from hub import outcomes
 from hub.fhir import bundles
@@ -42,7 +38,7 @@ from hub.lifetime import ingest as lifetime_ingest
 from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.plugins import adapter_format
-from hub.storage import schema as s
+from hub.storage.site_state import SiteStateStore
 
 log = logging.getLogger("hub.ingest")
 
@@ -534,32 +530,12 @@ class Pipeline:
             entries.extend(ours)
 
     def _load_state(self, site: str) -> dict[str, Any]:
-        with self.hub.engine.connect() as conn:
-            rows = conn.execute(
-                select(s.site_state.c.key, s.site_state.c.value).where(s.site_state.c.site == site)
-            )
-            return {k: orjson.loads(v) for k, v in rows}
+        return SiteStateStore(self.hub.engine).load(site)
 
     def _save_state(self, conn, site: str, state: SiteState) -> None:
         if not state.loaded:
             return  # the adapter never looked at it: nothing changed
-        now = dt.datetime.now(dt.UTC)
-        for key, value in state.items():
-            values = {
-                "site": site,
-                "key": key,
-                "value": orjson.dumps(value).decode(),
-                "updated_at": now,
-            }
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                s.site_state
-            )
-            conn.execute(
-                insert.values(**values).on_conflict_do_update(
-                    index_elements=["site", "key"],
-                    set_={"value": insert.excluded.value, "updated_at": now},
-                )
-            )
+        SiteStateStore.save(conn, site, state.items())
 
 
 def runs(items: list, key: Callable[[Any], Any], size: int | None = None) -> list[list]:

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 
 from hub.search.indexer import Indexer
 from hub.storage import schema as S
+from hub.storage.db import reading
+from hub.storage.db import writing
 
 
 def write_index(conn: Connection, pk: int, result) -> None:
@@ -75,10 +77,10 @@ def reindex(
 
     done, after = 0, 0
     if isinstance(engine_or_conn, Engine):
-        with engine_or_conn.connect() as conn:
+        with reading(engine_or_conn) as conn:
             total = count(conn)
         while True:
-            with engine_or_conn.begin() as conn:
+            with writing(engine_or_conn) as conn:
                 n, after = run(conn, after)
             if not n:
                 break

@@ -18,13 +18,12 @@ import datetime as dt
 import urllib.parse
 
 import orjson
-from sqlalchemy import or_
-from sqlalchemy import select
 
 from hub import outcomes
 from hub.fhir.limits import count_param
 from hub.fhir.limits import row_key_param
-from hub.storage import schema as s
+from hub.storage.audit_log import AuditFilter
+from hub.storage.audit_log import AuditLogStore
 
 # The search parameters answered here, as the CapabilityStatement lists them: (type, what).
 # ``entity`` is R4's; ``agent`` matches the who.display the hub writes (a username or
@@ -63,8 +62,7 @@ def _instant(value: str) -> dt.datetime:
 
 
 def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 1000) -> bytes:
-    t = s.audit_event
-    stmt = select(t.c.seq, t.c.id, t.c.content)
+    where = AuditFilter()
     count = 50
     for name, value in params:
         if name not in PARAMS:
@@ -75,42 +73,27 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
         if name == "date":
             prefix, rest = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
             at = _instant(rest)
-            ops = {
-                "eq": t.c.recorded == at,
-                "ge": t.c.recorded >= at,
-                "gt": t.c.recorded > at,
-                "le": t.c.recorded <= at,
-                "lt": t.c.recorded < at,
-            }
-            if prefix not in ops:
+            if prefix not in ("eq", "ge", "gt", "le", "lt"):
                 raise outcomes.bad_request(f"Unsupported date prefix {prefix!r}", "date")
-            if prefix == "eq" and len(rest) <= 10:
-                stmt = stmt.where(t.c.recorded >= at, t.c.recorded < at + dt.timedelta(days=1))
+            if prefix == "eq" and len(rest) <= 10:  # a whole day
+                where.recorded += [("ge", at), ("lt", at + dt.timedelta(days=1))]
             else:
-                stmt = stmt.where(ops[prefix])
+                where.recorded.append((prefix, at))
         elif name == "agent":
-            stmt = stmt.where(or_(t.c.who == value, t.c.client == value))
+            where.agents.append(value)
         elif name == "site":
-            stmt = stmt.where(t.c.site == value)
+            where.sites.append(value)
         elif name == "entity":
-            escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(
-                or_(
-                    t.c.entity.like(f"% {escaped} %", escape="\\"),
-                    t.c.entity.like(f"% {escaped}/\\_history/%", escape="\\"),
-                )
-            )
+            where.entities.append(value)
         elif name == "outcome":
-            stmt = stmt.where(t.c.outcome == value)
+            where.outcomes.append(value)
         elif name == "subtype":
-            stmt = stmt.where(t.c.interaction == value.rpartition("|")[2])
+            where.interactions.append(value.rpartition("|")[2])
         elif name == "_count":
             count = count_param(value, "_count", count, max_count)
         elif name == "_before":
-            stmt = stmt.where(t.c.seq < row_key_param(value, "_before"))
-    stmt = stmt.order_by(t.c.seq.desc()).limit(count + 1)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+            where.before.append(row_key_param(value, "_before"))
+    rows = AuditLogStore(engine).find(where, count + 1)
     more = len(rows) > count
     rows = rows[:count]
     keep = [(k, v) for k, v in params if k != "_before"]
@@ -132,9 +115,7 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
 
 
 def read(engine, event_id: str) -> str:
-    t = s.audit_event
-    with engine.connect() as conn:
-        content = conn.execute(select(t.c.content).where(t.c.id == event_id)).scalar()
+    content = AuditLogStore(engine).content(event_id)
     if content is None:
         raise outcomes.not_found(f"AuditEvent/{event_id} is not known")
     return content

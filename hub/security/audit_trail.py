@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from hub.config import setting
 from hub.security.hashing import instance_key
 from hub.security.hashing import keyed_digest
-from hub.storage import schema as s
+from hub.storage.audit_log import AuditLogStore
 
 log = logging.getLogger("hub.audit")
 
@@ -102,8 +101,7 @@ class Trail:
     @staticmethod
     def recorded(conn: Any, seq: int) -> Any:
         """Row ``seq``'s ``recorded`` (read only for a checkpoint, not on every append)."""
-        t = s.audit_event
-        return conn.execute(select(t.c.recorded).where(t.c.seq == seq)).scalar_one()
+        return AuditLogStore.recorded_at(conn, seq)
 
     def write(self, seq: int, hash_: str, recorded: Any, count: int, post: str = "now") -> dict:
         """Append a checkpoint line (fsynced) and send it to the endpoint, if one is set.

@@ -23,10 +23,10 @@ import re
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 
 from hub import audit
-from hub.storage import schema as s
+from hub.storage.audit_log import AuditLogStore
+from hub.storage.db import reading
 
 MISSING = "missing"
 # The description of a prune recorded before prunes carried a signed anchor.
@@ -139,7 +139,6 @@ def verify_chain(engine: Any, trail: Any, batch: int = 5000) -> Verification:
     marks = trail.checkpoints()
     wanted = {m.seq for m in marks or () if m.signed}
     hash_at: dict[int, str] = {}
-    t = s.audit_event
     prev = first = None  # rows (first: the oldest, if it passed its own checks)
     first_seen = False
     keyed_before = False
@@ -147,11 +146,9 @@ def verify_chain(engine: Any, trail: Any, batch: int = 5000) -> Verification:
     old_anchors: set[str] = set()  # hashes named by prunes of the unkeyed era
     unkeyed: list[int] = []  # first and last seq of unkeyed rows
     after = -1
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         while True:
-            rows = conn.execute(
-                select(t).where(t.c.seq > after).order_by(t.c.seq).limit(batch)
-            ).all()
+            rows = AuditLogStore.batch_after(conn, after, batch)
             if not rows:
                 break
             for row in rows:

@@ -8,6 +8,9 @@ import sys
 import click
 import orjson
 
+from hub.storage.db import reading
+from hub.storage.db import writing
+
 
 def _hub():
     """The hub for this command, closed (engine disposed) when the command ends."""
@@ -42,7 +45,7 @@ def clients_add(name, site, scopes, grants):
 
     hub = _hub()
     try:
-        with hub.engine.begin() as conn:
+        with writing(hub.engine) as conn:
             client, secret = add_client(conn, name, scopes, site, list(grants))
     except ValueError as err:
         raise click.UsageError(str(err)) from None
@@ -54,7 +57,7 @@ def clients_list():
     """List clients (never their secrets)."""
     from hub.security.clients import list_clients
 
-    with _hub().engine.connect() as conn:
+    with reading(_hub().engine) as conn:
         _echo_json([c.as_dict() for c in list_clients(conn)])
 
 
@@ -64,7 +67,7 @@ def clients_revoke(client):
     """Revoke a client (by id or name): no new tokens; issued ones stop within seconds."""
     from hub.security.clients import revoke_client
 
-    with _hub().engine.begin() as conn:
+    with writing(_hub().engine) as conn:
         if not revoke_client(conn, client):
             raise click.ClickException(f"no active client {client!r}")
     click.echo(f"client {client} revoked")
@@ -79,7 +82,7 @@ def clients_unlock(client, address):
     from hub.security.clients import get_client
 
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         found = get_client(conn, client)
     client_id = found.client_id if found else client
     keys = [lockout.client_key(client_id), lockout.address_key(address)]
@@ -97,7 +100,7 @@ def token(client, scopes, lifetime):
     from hub.security.scopes import negotiate
 
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         found = get_client(conn, client)
     if found is None or not found.active:
         raise click.ClickException(f"no active client {client!r}")
@@ -164,7 +167,7 @@ def users_add(username, roles, jurisdiction, grants, password_stdin):
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     hub = _hub()
     try:
-        with hub.engine.begin() as conn:
+        with writing(hub.engine) as conn:
             user = create_user(conn, username, password, roles, jurisdiction, list(grants))
     except ValueError as err:
         raise click.UsageError(str(err)) from None
@@ -175,7 +178,7 @@ def users_add(username, roles, jurisdiction, grants, password_stdin):
 def users_list():
     from hub.security.users import list_users
 
-    with _hub().engine.connect() as conn:
+    with reading(_hub().engine) as conn:
         _echo_json([u.as_dict() for u in list_users(conn)])
 
 
@@ -185,7 +188,7 @@ def users_unlock(username):
     """Lift a lockout after failed logins."""
     from hub.security.users import unlock
 
-    with _hub().engine.begin() as conn:
+    with writing(_hub().engine) as conn:
         if not unlock(conn, username):
             raise click.ClickException(f"no user {username!r}")
     click.echo(f"user {username} unlocked")

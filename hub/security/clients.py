@@ -17,14 +17,10 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy import update
-
 from hub.security import hashing
 from hub.security import labels as lbl
 from hub.security.scopes import is_valid_scope_string
-from hub.storage import schema as s
+from hub.storage.accounts import ClientStore
 
 
 @dataclasses.dataclass
@@ -75,7 +71,7 @@ def add_client(
     unknown = lbl.validate_grants(grants or ())
     if unknown:
         raise ValueError(f"unknown label grants: {' '.join(unknown)} (known: {sorted(lbl.GRANTS)})")
-    if conn.execute(select(s.oauth_client.c.name).where(s.oauth_client.c.name == name)).first():
+    if ClientStore.name_taken(conn, name):
         raise ValueError(f"a client named {name!r} exists already")
     secret = hashing.new_client_secret()
     client = Client(
@@ -87,49 +83,39 @@ def add_client(
         dt.datetime.now(dt.UTC),
         None,
     )
-    conn.execute(
-        insert(s.oauth_client).values(
-            client_id=client.client_id,
-            name=name,
-            site=site,
-            scopes=client.scopes,
-            grants=" ".join(sorted(client.grants)),
-            secret_hash=hashing.hash_client_secret(secret),
-            created_at=client.created_at,
-        )
+    ClientStore.add(
+        conn,
+        client_id=client.client_id,
+        name=name,
+        site=site,
+        scopes=client.scopes,
+        grants=" ".join(sorted(client.grants)),
+        secret_hash=hashing.hash_client_secret(secret),
+        created_at=client.created_at,
     )
     return client, secret
 
 
 def get_client(conn, client_id_or_name: str) -> Client | None:
-    c = s.oauth_client
-    row = conn.execute(
-        select(c).where((c.c.client_id == client_id_or_name) | (c.c.name == client_id_or_name))
-    ).first()
+    row = ClientStore.find(conn, client_id_or_name)
     return _from_row(row) if row else None
 
 
 def list_clients(conn) -> list[Client]:
-    c = s.oauth_client
-    return [_from_row(r) for r in conn.execute(select(c).order_by(c.c.name))]
+    return [_from_row(r) for r in ClientStore.all(conn)]
 
 
 def revoke_client(conn, client_id_or_name: str) -> bool:
     client = get_client(conn, client_id_or_name)
     if client is None or not client.active:
         return False
-    conn.execute(
-        update(s.oauth_client)
-        .where(s.oauth_client.c.client_id == client.client_id)
-        .values(revoked_at=dt.datetime.now(dt.UTC))
-    )
+    ClientStore.set(conn, client.client_id, revoked_at=dt.datetime.now(dt.UTC))
     return True
 
 
 def authenticate(conn, client_id: str, secret: str) -> Client | None:
     """The active client whose id and secret match, else ``None`` (constant work either way)."""
-    c = s.oauth_client
-    row = conn.execute(select(c).where(c.c.client_id == client_id)).first()
+    row = ClientStore.by_id(conn, client_id)
     if row is None:
         hashing.check_client_secret(_DUMMY_HASH, secret)
         return None
@@ -157,10 +143,7 @@ class StatusCache:
         now = self.clock()
         if hit is not None and now - hit[1] < self.ttl:
             return hit[0]
-        c = s.oauth_client
-        with self.engine.connect() as conn:
-            row = conn.execute(select(c.c.revoked_at).where(c.c.client_id == client_id)).first()
-        ok = row is not None and row.revoked_at is None
+        ok = ClientStore(self.engine).active(client_id)
         with self._lock:
             self._cache[client_id] = (ok, now)
         return ok

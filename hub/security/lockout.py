@@ -21,17 +21,10 @@ import datetime as dt
 import math
 from typing import Any
 
-from sqlalchemy import delete
-from sqlalchemy import select
-from sqlalchemy import update
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
-
 from hub import audit
-from hub.storage import schema as s
+from hub.storage.accounts import LockoutStore
 
 FORGET_AFTER = dt.timedelta(days=1)
-T = s.auth_failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,9 +68,8 @@ def check(engine: Any, keys: dict[str, int], now: dt.datetime | None = None) -> 
     now = now or _now()
     if not keys:
         return State(0, False)
-    with engine.connect() as conn:
-        rows = conn.execute(select(T.c.locked_until).where(T.c.key.in_(list(keys)))).scalars().all()
-    until = [_aware(u) for u in rows if u is not None and _aware(u) > now]
+    rows = LockoutStore(engine).locked_until(list(keys))
+    until = [u for u in rows if u is not None and u > now]
     wait = max(((u - now).total_seconds() for u in until), default=0.0)
     return State(math.ceil(wait), bool(rows))
 
@@ -95,23 +87,12 @@ def failed(
     ``(key, seconds)`` locked now."""
     now = now or _now()
     locked: list[tuple[str, float]] = []
-    with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        conn.execute(
-            delete(T).where(
-                T.c.updated_at < now - FORGET_AFTER,
-                (T.c.locked_until.is_(None)) | (T.c.locked_until < now),
-            )
-        )
+    store = LockoutStore(engine)
+    with store.counting() as conn:
+        store.forget(conn, now - FORGET_AFTER, now)
         for key, limit in sorted(keys.items()):  # one order: no deadlock between two requests
-            conn.execute(
-                _insert(conn).on_conflict_do_nothing(index_elements=["key"]), _new(key, now)
-            )
-            row = conn.execute(
-                select(T.c.failures, T.c.lockouts, T.c.locked_until)
-                .where(T.c.key == key)
-                .with_for_update()
-            ).one()
-            if row.locked_until is not None and _aware(row.locked_until) > now:
+            row = store.take(conn, key, now)
+            if row.locked_until is not None and row.locked_until > now:
                 continue  # raced the lockout: the request was checked before it began
             failures = row.failures + 1
             values: dict[str, Any] = {"failures": failures, "updated_at": now}
@@ -123,7 +104,7 @@ def failed(
                     locked_until=now + dt.timedelta(seconds=seconds),
                 )
                 locked.append((key, seconds))
-            conn.execute(update(T).where(T.c.key == key).values(**values))
+            store.set(conn, key, **values)
         audit.record(conn, event)
         for key, seconds in locked:
             audit.record(
@@ -143,22 +124,8 @@ def failed(
 def clear(engine: Any, keys) -> None:
     """Forget the failures, lockout and backoff of ``keys`` (a client authenticated with its
     secret, or ``hub clients unlock``)."""
-    with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-        conn.execute(delete(T).where(T.c.key.in_(list(keys))))
-
-
-def _new(key: str, now: dt.datetime) -> dict[str, Any]:
-    return {"key": key, "failures": 0, "lockouts": 0, "locked_until": None, "updated_at": now}
-
-
-def _insert(conn):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(T)
+    LockoutStore(engine).clear(keys)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -8,8 +8,6 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import select
-
 from hub import outcomes
 from hub.config import setting
 from hub.security import lockout
@@ -19,7 +17,7 @@ from hub.security.principal import DEFAULT_PURPOSE
 from hub.security.principal import Principal
 from hub.security.ratelimit import RateLimiter
 from hub.security.scopes import compile_scopes
-from hub.storage import schema as s
+from hub.storage.accounts import UserStore
 
 PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
 
@@ -118,10 +116,7 @@ class AccountJurisdictions:
         now = self.clock()
         if hit is not None and now - hit[1] < self.ttl:
             return hit[0]
-        u = s.users
-        with self.engine.connect() as conn:
-            row = conn.execute(select(u.c.jurisdiction).where(u.c.username == username)).first()
-        code = (row.jurisdiction or None) if row is not None else None
+        code = UserStore(self.engine).jurisdiction(username)
         with self._lock:
             self._cache[username] = (code, now)
         return code

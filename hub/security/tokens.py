@@ -24,12 +24,9 @@ import uuid
 from typing import Any
 
 import jwt
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy import update
 
 from hub import outcomes
-from hub.storage import schema as s
+from hub.storage.accounts import SigningKeyStore
 
 ALGORITHM = "HS256"
 ISSUER = "fhirhub"
@@ -51,9 +48,7 @@ class KeySet:
 
     def load(self) -> None:
         now = dt.datetime.now(dt.UTC)
-        k = s.signing_key
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(k).order_by(k.c.created_at)).all()
+        rows = SigningKeyStore(self.engine).all()
         keys = {}
         signing = None
         for row in rows:
@@ -88,32 +83,19 @@ class KeySet:
     def rotate(self) -> str:
         """Add a new signing key; older keys keep verifying until retired."""
         kid = uuid.uuid4().hex[:16]
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(s.signing_key).values(
-                    kid=kid,
-                    algorithm=ALGORITHM,
-                    secret=_b64(secrets.token_bytes(32)),
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
+        SigningKeyStore(self.engine).add(
+            kid, ALGORITHM, _b64(secrets.token_bytes(32)), dt.datetime.now(dt.UTC)
+        )
         self.load()
         return kid
 
     def retire(self, kid: str) -> bool:
-        with self.engine.begin() as conn:
-            n = conn.execute(
-                update(s.signing_key)
-                .where(s.signing_key.c.kid == kid, s.signing_key.c.retired_at.is_(None))
-                .values(retired_at=dt.datetime.now(dt.UTC))
-            ).rowcount
+        retired = SigningKeyStore(self.engine).retire(kid, dt.datetime.now(dt.UTC))
         self.load()
-        return bool(n)
+        return retired
 
     def listing(self) -> list[dict[str, Any]]:
-        k = s.signing_key
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(k).order_by(k.c.created_at)).all()
+        rows = SigningKeyStore(self.engine).all()
         return [
             {
                 "kid": r.kid,

@@ -28,15 +28,12 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy import select
-from sqlalchemy import update
-
 from hub.security import hashing
 from hub.security import labels as lbl
 from hub.security.principal import Principal
 from hub.security.scopes import compile_scopes
-from hub.storage import schema as s
+from hub.storage.accounts import UserStore
+from hub.storage.db import writing
 
 ROLE_SCOPES = {
     "archive-manager": "user/*.cruds",
@@ -139,28 +136,27 @@ def create_user(
         raise ValueError("a password needs at least 10 characters")
     if get_user(conn, username) is not None:
         raise ValueError(f"user {username!r} exists already")
-    conn.execute(
-        insert(s.users).values(
-            username=username,
-            password_hash=hashing.hash_password(password),
-            roles=" ".join(roles),
-            grants=" ".join(sorted(grants or ())),
-            jurisdiction=jurisdiction,
-            failed_logins=0,
-            created_at=_now(),
-            disabled=False,
-        )
+    UserStore.add(
+        conn,
+        username=username,
+        password_hash=hashing.hash_password(password),
+        roles=" ".join(roles),
+        grants=" ".join(sorted(grants or ())),
+        jurisdiction=jurisdiction,
+        failed_logins=0,
+        created_at=_now(),
+        disabled=False,
     )
     return User(username, roles, frozenset(grants or ()), jurisdiction)
 
 
 def get_user(conn, username: str) -> User | None:
-    row = conn.execute(select(s.users).where(s.users.c.username == username)).first()
+    row = UserStore.get(conn, username)
     return _from_row(row) if row else None
 
 
 def list_users(conn) -> list[User]:
-    return [_from_row(r) for r in conn.execute(select(s.users).order_by(s.users.c.username))]
+    return [_from_row(r) for r in UserStore.all(conn)]
 
 
 def verify_password(
@@ -177,8 +173,7 @@ def verify_password(
     even when this raises (:func:`login` does it, and audits the attempt).
     """
     now = now or _now()
-    u = s.users
-    row = conn.execute(select(u).where(u.c.username == username)).first()
+    row = UserStore.get(conn, username)
     if row is None:
         hashing.check_password(hashing.DUMMY_PASSWORD_HASH, password)
         raise InvalidLogin("invalid username or password")
@@ -188,18 +183,14 @@ def verify_password(
         failures = (row.failed_logins or 0) + 1
         if failures >= max_failures:
             until = now + lockout
-            conn.execute(
-                update(u)
-                .where(u.c.username == username)
-                .values(failed_logins=0, locked_until=until)
-            )
+            UserStore.set(conn, username, failed_logins=0, locked_until=until)
             raise LockedOut(until)
-        conn.execute(update(u).where(u.c.username == username).values(failed_logins=failures))
+        UserStore.set(conn, username, failed_logins=failures)
         raise InvalidLogin("invalid username or password")
     values: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     if hashing.password_needs_rehash(row.password_hash):
         values["password_hash"] = hashing.hash_password(password)
-    conn.execute(update(u).where(u.c.username == username).values(**values))
+    UserStore.set(conn, username, **values)
     return _from_row(row)
 
 
@@ -214,50 +205,39 @@ def login(
     """:func:`verify_password` in a transaction of its own, audited (success or not)."""
     from hub import audit
 
-    with engine.connect().execution_options(hub_write=True) as conn:
-        with conn.begin():
-            try:
-                user = verify_password(conn, username, password, max_failures, lockout)
-            except (InvalidLogin, LockedOut) as err:
-                audit.record(
-                    conn,
-                    audit.build_event(
-                        interaction="login",
-                        outcome="4",
-                        who=username[:100],
-                        description=str(err),
-                        address=address,
-                    ),
-                )
-                failure = err
-            else:
-                audit.record(
-                    conn, audit.build_event(interaction="login", who=username, address=address)
-                )
-                failure = None
+    with writing(engine) as conn:
+        try:
+            user = verify_password(conn, username, password, max_failures, lockout)
+        except (InvalidLogin, LockedOut) as err:
+            audit.record(
+                conn,
+                audit.build_event(
+                    interaction="login",
+                    outcome="4",
+                    who=username[:100],
+                    description=str(err),
+                    address=address,
+                ),
+            )
+            failure = err
+        else:
+            audit.record(
+                conn, audit.build_event(interaction="login", who=username, address=address)
+            )
+            failure = None
     if failure is not None:
         raise failure
     return user
 
 
 def unlock(conn, username: str) -> bool:
-    n = conn.execute(
-        update(s.users)
-        .where(s.users.c.username == username)
-        .values(failed_logins=0, locked_until=None)
-    ).rowcount
-    return bool(n)
+    return UserStore.set(conn, username, failed_logins=0, locked_until=None)
 
 
 def set_password(conn, username: str, password: str) -> bool:
     if len(password) < 10:
         raise ValueError("a password needs at least 10 characters")
-    n = conn.execute(
-        update(s.users)
-        .where(s.users.c.username == username)
-        .values(password_hash=hashing.hash_password(password))
-    ).rowcount
-    return bool(n)
+    return UserStore.set(conn, username, password_hash=hashing.hash_password(password))
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 
@@ -95,6 +97,35 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read transaction (one snapshot on SQLite) for work that reads in several steps."""
+    with engine.connect() as conn:
+        yield conn
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction, committed when the block ends without error.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE`` (the ``hub_write`` option), so
+    a transaction that reads before it writes queues for the lock up front
+    instead of failing when it first writes.
+    """
+    with engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def committing(engine: Engine) -> Iterator[Connection]:
+    """A transaction committed even when the block raises (a refused login's count must stay)."""
+    with engine.connect() as conn:
+        try:
+            yield conn
+        finally:
+            conn.commit()
 
 
 @contextmanager

@@ -24,8 +24,6 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
-from sqlalchemy import func
-from sqlalchemy import select
 
 from hub import audit
 from hub.completeness import batch
@@ -41,7 +39,13 @@ from hub.identity.resident_id import mask
 from hub.outcomes import OperationOutcomeError
 from hub.security import csrf as csrf_tokens
 from hub.security.logmask import mask_text
-from hub.storage import schema as s
+from hub.storage.audit_summaries import GAP_SORTS
+from hub.storage.audit_summaries import AuditSummaryStore
+from hub.storage.audit_summaries import GapFilter
+from hub.storage.db import committing
+from hub.storage.db import reading
+from hub.storage.deliveries import DeliveryStore
+from hub.storage.inbox_store import InboxStore
 from hub.ui import accounts
 from hub.ui import charts
 from hub.ui import exports
@@ -56,13 +60,7 @@ INBOX_STATUSES = ("pending", "done", "partial", "failed", "quarantined")
 DELIVERY_STATUSES = ("pending", "sent", "dead")
 DEAD = ("failed", "quarantined")
 COLOUR_KEYS = ("red", "yellow", "blue", "orange", "green", "none")
-SORTS = {
-    "next_due": (s.audit_person.c.next_due.asc(),),
-    "gaps": (s.audit_person.c.gaps.desc(),),
-    "overdue": (s.audit_person.c.overdue.desc(), s.audit_person.c.next_due.asc()),
-    "name": (s.audit_person.c.name.asc(),),
-    "age": (s.audit_person.c.age.desc(),),
-}
+SORTS = GAP_SORTS
 
 
 def _hub():
@@ -158,13 +156,10 @@ def login():
     error = None
     if request.method == "POST":
         try:
-            with _hub().engine.connect() as conn:
-                try:
-                    user = accounts.verify_password(
-                        conn, request.form.get("username", ""), request.form.get("password", "")
-                    )
-                finally:
-                    conn.commit()  # a failure's count (and lock) must persist too
+            with committing(_hub().engine) as conn:  # a failure's count (and lock) persists
+                user = accounts.verify_password(
+                    conn, request.form.get("username", ""), request.form.get("password", "")
+                )
         except (accounts.InvalidLogin, accounts.LockedOut) as err:
             error = t("login.locked") if isinstance(err, accounts.LockedOut) else t("login.invalid")
             _record("login", outcome="4")
@@ -217,7 +212,7 @@ def _period(code: str) -> Period:
     text = request.args.get("period")
     if text:
         return Period.parse(text)
-    with _hub().engine.connect() as conn:
+    with reading(_hub().engine) as conn:
         known = [Period.parse(k) for k in batch.summary_periods(conn, code)]
     if not known:
         return Period.year(dt.date.today().year)
@@ -242,7 +237,7 @@ def overview():
     book = load_rules()
     lang = g.lang
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         summary = batch.read_summary(conn, period.key, code)
         at = batch.computed_at(conn, period.key)
         figures = ind.figures(conn, summary, code, period) if summary else []
@@ -351,17 +346,9 @@ def _children(conn, period: Period, code: str) -> list[dict[str, Any]]:
     codes = batch.child_jurisdictions(conn, period.key, code)
     if not codes:
         return []
-    t_ = s.audit_summary
-    rows = conn.execute(
-        select(t_.c.jurisdiction, t_.c.metric, t_.c.value).where(
-            t_.c.period == period.key,
-            t_.c.jurisdiction.in_(codes),
-            t_.c.metric.in_(["people", "with-gaps", "with-overdue"]),
-        )
+    found = AuditSummaryStore.metrics(
+        conn, period.key, codes, ["people", "with-gaps", "with-overdue"]
     )
-    found: dict[str, dict[str, float]] = {c: {} for c in codes}
-    for jcode, metric, value in rows:
-        found[jcode][metric] = value
     out = []
     for jcode in codes:
         m = found[jcode]
@@ -394,26 +381,16 @@ def refresh():
 # ---------------------------------------------------------------------------
 
 
-def _gap_query(code: str, period: Period, *columns):
-    """``audit_person`` rows (``columns``, default all) with gaps, filtered by the request."""
-    p = s.audit_person
-    stmt = batch.scope(select(*(columns or (p,))), period, code).where(p.c.gaps > 0)
-    rule = request.args.get("rule") or ""
-    item = request.args.get("item") or ""
-    if rule:
-        pattern = f"% {rule}/{item} %" if item else f"% {rule}/%"
-        stmt = stmt.where(p.c.gap_codes.like(pattern))
-    if request.args.get("overdue"):
-        stmt = stmt.where(p.c.overdue > 0)
+def _gap_filter() -> GapFilter:
+    """The request's filter of the list of people with gaps."""
     colour = request.args.get("colour") or ""
-    if colour == "none":
-        stmt = stmt.where(p.c.colour.is_(None))
-    elif colour in COLOUR_KEYS:
-        stmt = stmt.where(p.c.colour == colour)
-    village = request.args.get("village") or ""
-    if village:
-        stmt = stmt.where(p.c.village == village)
-    return stmt
+    return GapFilter(
+        rule=request.args.get("rule") or "",
+        item=request.args.get("item") or "",
+        overdue=bool(request.args.get("overdue")),
+        colour=colour if colour in COLOUR_KEYS else "",
+        village=request.args.get("village") or "",
+    )
 
 
 def _gap_texts(detail: str | None, lang: str, rule_filter: str = "") -> list[dict[str, Any]]:
@@ -451,10 +428,9 @@ def gaps():
     sort = request.args.get("sort", "overdue")
     if sort not in SORTS:
         sort = "overdue"
-    stmt = _gap_query(code, period)
+    where = _gap_filter()
     fmt = request.args.get("format")
-    p = s.audit_person
-    hub = _hub()
+    store = AuditSummaryStore(_hub().engine)
     if fmt in ("csv", "xlsx"):
         header = [
             t("name"),
@@ -468,8 +444,7 @@ def gaps():
             t("next_due"),
             t("missing"),
         ]
-        with hub.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(*SORTS[sort], p.c.patient_id)).all()
+        rows = store.people_with_gaps(period.key, code, where, sort)
         _record("export", entity=[f"Group/jurisdiction-{code or 'all'}"])
         data = (
             [
@@ -491,27 +466,7 @@ def gaps():
         )
         return exports.response(fmt, f"gaps-{code or 'all'}-{period.key}", header, data)
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
-        total = conn.execute(_gap_query(code, period, func.count())).scalar_one()
-        # Sort and page on the narrow columns, then fetch the page's full rows: sorting
-        # whole rows (with their JSON detail) is what makes a big list slow.
-        ids = (
-            conn.execute(
-                _gap_query(code, period, p.c.patient_id)
-                .order_by(*SORTS[sort], p.c.patient_id)
-                .limit(PAGE_SIZE)
-                .offset((page - 1) * PAGE_SIZE)
-            )
-            .scalars()
-            .all()
-        )
-        found = {
-            r.patient_id: r
-            for r in conn.execute(
-                select(p).where(p.c.period == period.key, p.c.patient_id.in_(ids))
-            )
-        }
-        rows = [found[i] for i in ids if i in found]
+    total, rows = store.gaps_page(period.key, code, where, sort, page, PAGE_SIZE)
     _record("search", entity=[f"Patient/{r.patient_id}" for r in rows])
     book = load_rules()
     items = [(rule.id, "", rule.label[lang]) for rule in book.rules.values()]
@@ -554,7 +509,7 @@ def gaps():
 @requires("archive-manager")
 def person(pid: str):
     hub = _hub()
-    with hub.engine.connect() as conn:
+    with reading(hub.engine) as conn:
         stored = hub.repo.read("Patient", pid, conn)
         if stored is None or stored.deleted:
             abort(404)
@@ -565,12 +520,7 @@ def person(pid: str):
             _record("read", entity=[f"Patient/{pid}"], outcome="4")
             abort(403)
         resources = batch.compartments(conn, [(pid, patient)])[pid][1:]
-        latest = conn.execute(
-            select(s.audit_person.c.period, s.audit_person.c.detail)
-            .where(s.audit_person.c.patient_id == pid)
-            .order_by(s.audit_person.c.computed_at.desc())
-            .limit(1)
-        ).first()
+        latest = AuditSummaryStore.latest_of(conn, pid)
     fmt = request.args.get("format")
     _record("export" if fmt in ("csv", "xlsx") else "read", entity=[f"Patient/{pid}"])
     events = []
@@ -670,27 +620,10 @@ def _describe(res: dict[str, Any]) -> str:
 @bp.get("/inbox")
 @requires("integration-engineer")
 def inbox():
-    i = s.inbox
     dead = request.args.get("dead") == "1"
     status = request.args.get("status") or ""
     site = request.args.get("site") or ""
-    cols = (
-        i.c.id,
-        i.c.site,
-        i.c.source_key,
-        i.c.format,
-        i.c.status,
-        i.c.attempts,
-        i.c.received_at,
-        i.c.processed_at,
-    )
-    stmt = select(*cols)
-    if dead:
-        stmt = stmt.where(i.c.status.in_(DEAD))
-    elif status in INBOX_STATUSES:
-        stmt = stmt.where(i.c.status == status)
-    if site:
-        stmt = stmt.where(i.c.site == site)
+    statuses = DEAD if dead else ([status] if status in INBOX_STATUSES else None)
     fmt = request.args.get("format")
     header = [
         "id",
@@ -702,10 +635,9 @@ def inbox():
         t("received"),
         "processed",
     ]
-    hub = _hub()
+    listing = InboxStore(_hub().engine).screen()
     if fmt in ("csv", "xlsx"):
-        with hub.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(i.c.id.desc())).all()
+        rows = listing.all(statuses, site)
         _record("export", entity=["Basic/inbox"])
         data = (
             [
@@ -721,18 +653,18 @@ def inbox():
             for r in rows
         )
         return exports.response(fmt, "dead-letters" if dead else "inbox", header, data)
-    page, rows, total, counts = _status_page(hub, stmt, i)
+    page, found = _status_page(listing, statuses, site)
     _record("search", entity=["Basic/inbox"])
     return render_template(
         "inbox.html",
-        rows=rows,
-        total=total,
+        rows=found.rows,
+        total=found.total,
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=max(1, -(-found.total // PAGE_SIZE)),
         dead=dead,
         status=status,
         statuses=INBOX_STATUSES,
-        counts=counts,
+        counts=found.counts,
     )
 
 
@@ -743,9 +675,7 @@ def _iso(value: dt.datetime | None) -> str:
 @bp.get("/inbox/<int:item_id>")
 @requires("integration-engineer")
 def inbox_item(item_id: int):
-    i = s.inbox
-    with _hub().engine.connect() as conn:
-        row = conn.execute(select(i).where(i.c.id == item_id)).first()
+    row = InboxStore(_hub().engine).screen().row(item_id)
     if row is None:
         abort(404)
     _record("read", entity=[f"Basic/inbox-{item_id}"])
@@ -776,30 +706,13 @@ def inbox_item(item_id: int):
 @bp.get("/deliveries")
 @requires("integration-engineer")
 def deliveries():
-    d = s.delivery
     status = request.args.get("status") or ""
     site = request.args.get("site") or ""
-    cols = (
-        d.c.id,
-        d.c.site,
-        d.c.message_key,
-        d.c.description,
-        d.c.status,
-        d.c.attempts,
-        d.c.created_at,
-        d.c.sent_at,
-        d.c.last_error,
-    )
-    stmt = select(*cols)
-    if status in DELIVERY_STATUSES:
-        stmt = stmt.where(d.c.status == status)
-    if site:
-        stmt = stmt.where(d.c.site == site)
-    hub = _hub()
+    statuses = [status] if status in DELIVERY_STATUSES else None
+    listing = DeliveryStore(_hub().engine).screen()
     fmt = request.args.get("format")
     if fmt in ("csv", "xlsx"):
-        with hub.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(d.c.id.desc())).all()
+        rows = listing.all(statuses, site)
         _record("export", entity=["Basic/deliveries"])
         header = [
             "id",
@@ -827,40 +740,30 @@ def deliveries():
             for r in rows
         )
         return exports.response(fmt, f"deliveries-{status or 'all'}", header, data)
-    page, rows, total, counts = _status_page(hub, stmt, d)
+    page, found = _status_page(listing, statuses, site)
     _record("search", entity=["Basic/deliveries"])
     return render_template(
         "deliveries.html",
-        rows=rows,
-        total=total,
+        rows=found.rows,
+        total=found.total,
         page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        pages=max(1, -(-found.total // PAGE_SIZE)),
         status=status,
         statuses=DELIVERY_STATUSES,
-        counts=counts,
+        counts=found.counts,
     )
 
 
-def _status_page(hub, stmt, table):
+def _status_page(listing, statuses, site):
     """The requested page of an inbox-like table (newest first), its size and status counts."""
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    with hub.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-        rows = conn.execute(
-            stmt.order_by(table.c.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-        ).all()
-        counts = dict(
-            conn.execute(select(table.c.status, func.count()).group_by(table.c.status)).all()
-        )
-    return page, rows, total, counts
+    return page, listing.page(statuses, site, page, PAGE_SIZE)
 
 
 @bp.get("/deliveries/<int:item_id>")
 @requires("integration-engineer")
 def delivery_item(item_id: int):
-    d = s.delivery
-    with _hub().engine.connect() as conn:
-        row = conn.execute(select(d).where(d.c.id == item_id)).first()
+    row = DeliveryStore(_hub().engine).screen().row(item_id)
     if row is None:
         abort(404)
     _record("read", entity=[f"Basic/delivery-{item_id}"])

@@ -1,0 +1,265 @@
+"""Accounts: signing keys and authentication failures (lockout counters).
+
+The rules (how long a lockout lasts, what a key signs) are the security
+modules'; these stores hold the rows. A failure is counted under a row lock
+(``FOR UPDATE``), its row created with ``ON CONFLICT DO NOTHING`` spelt per
+backend, inside a transaction the caller also audits in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
+
+from hub.storage import schema as s
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """SQLite gives naive datetimes back: they are UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    algorithm: str
+    secret: str  # base64url
+    created_at: dt.datetime
+    retired_at: dt.datetime | None
+
+
+class SigningKeyStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def all(self) -> list[SigningKey]:
+        """Every key, oldest first."""
+        k = s.signing_key
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(k).order_by(k.c.created_at)).all()
+        return [SigningKey(r.kid, r.algorithm, r.secret, r.created_at, r.retired_at) for r in rows]
+
+    def add(self, kid: str, algorithm: str, secret: str, now: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(s.signing_key).values(
+                    kid=kid, algorithm=algorithm, secret=secret, created_at=now
+                )
+            )
+
+    def retire(self, kid: str, now: dt.datetime) -> bool:
+        """Retire a key not yet retired; True if it was."""
+        k = s.signing_key
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                update(k).where(k.c.kid == kid, k.c.retired_at.is_(None)).values(retired_at=now)
+            ).rowcount
+        return bool(n)
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureCount:
+    failures: int
+    lockouts: int
+    locked_until: dt.datetime | None  # timezone-aware
+
+
+F = s.auth_failure
+
+
+class LockoutStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def locked_until(self, keys: list[str]) -> list[dt.datetime | None]:
+        """The ``locked_until`` of each of ``keys`` that has a row (timezone-aware)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(F.c.locked_until).where(F.c.key.in_(keys))).scalars()
+            return [_aware(u) for u in rows]
+
+    @contextmanager
+    def counting(self) -> Iterator[Connection]:
+        """A write transaction to count failures in (and audit them with)."""
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def forget(conn: Connection, updated_before: dt.datetime, now: dt.datetime) -> None:
+        """Drop unlocked rows not touched since ``updated_before``."""
+        conn.execute(
+            delete(F).where(
+                F.c.updated_at < updated_before,
+                (F.c.locked_until.is_(None)) | (F.c.locked_until < now),
+            )
+        )
+
+    @staticmethod
+    def take(conn: Connection, key: str, now: dt.datetime) -> FailureCount:
+        """``key``'s counters, created at zero if new, locked until the transaction ends."""
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(
+            dialect.insert(F).on_conflict_do_nothing(index_elements=["key"]),
+            {"key": key, "failures": 0, "lockouts": 0, "locked_until": None, "updated_at": now},
+        )
+        row = conn.execute(
+            select(F.c.failures, F.c.lockouts, F.c.locked_until)
+            .where(F.c.key == key)
+            .with_for_update()
+        ).one()
+        return FailureCount(row.failures, row.lockouts, _aware(row.locked_until))
+
+    @staticmethod
+    def set(conn: Connection, key: str, **values: Any) -> None:
+        conn.execute(update(F).where(F.c.key == key).values(**values))
+
+    def clear(self, keys) -> None:
+        """Forget ``keys``' failures and lockouts."""
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            conn.execute(delete(F).where(F.c.key.in_(list(keys))))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientRow:
+    client_id: str
+    name: str
+    site: str | None
+    scopes: str
+    grants: str | None  # space-separated
+    secret_hash: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+def _client(row) -> ClientRow:
+    return ClientRow(
+        row.client_id,
+        row.name,
+        row.site,
+        row.scopes,
+        row.grants,
+        row.secret_hash,
+        row.created_at,
+        row.revoked_at,
+    )
+
+
+C = s.oauth_client
+
+
+class ClientStore:
+    """OAuth clients (``oauth_client``). The methods taking ``conn`` work in its transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def active(self, client_id: str) -> bool:
+        """Whether ``client_id`` is registered and not revoked."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(C.c.revoked_at).where(C.c.client_id == client_id)).first()
+        return row is not None and row.revoked_at is None
+
+    @staticmethod
+    def by_id(conn: Connection, client_id: str) -> ClientRow | None:
+        row = conn.execute(select(C).where(C.c.client_id == client_id)).first()
+        return _client(row) if row else None
+
+    @staticmethod
+    def find(conn: Connection, client_id_or_name: str) -> ClientRow | None:
+        """The client with this id, or else this name."""
+        row = conn.execute(
+            select(C).where((C.c.client_id == client_id_or_name) | (C.c.name == client_id_or_name))
+        ).first()
+        return _client(row) if row else None
+
+    @staticmethod
+    def name_taken(conn: Connection, name: str) -> bool:
+        return conn.execute(select(C.c.name).where(C.c.name == name)).first() is not None
+
+    @staticmethod
+    def all(conn: Connection) -> list[ClientRow]:
+        """Every client, by name."""
+        return [_client(r) for r in conn.execute(select(C).order_by(C.c.name))]
+
+    @staticmethod
+    def add(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(C).values(**values))
+
+    @staticmethod
+    def set(conn: Connection, client_id: str, **values: Any) -> None:
+        conn.execute(update(C).where(C.c.client_id == client_id).values(**values))
+
+
+@dataclasses.dataclass(frozen=True)
+class UserRow:
+    username: str
+    password_hash: str
+    roles: str  # space-separated
+    grants: str | None  # space-separated
+    jurisdiction: str | None
+    locked_until: dt.datetime | None  # as stored (naive UTC on SQLite)
+    failed_logins: int | None
+    disabled: bool
+
+
+def _user(row) -> UserRow:
+    return UserRow(
+        row.username,
+        row.password_hash,
+        row.roles,
+        row.grants,
+        row.jurisdiction,
+        row.locked_until,
+        row.failed_logins,
+        row.disabled,
+    )
+
+
+U = s.users
+
+
+class UserStore:
+    """Web-page user accounts (``users``). The methods taking ``conn`` work in its transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def jurisdiction(self, username: str) -> str | None:
+        """The user's administrative division code; None for none or an unknown user."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(U.c.jurisdiction).where(U.c.username == username)).first()
+        return (row.jurisdiction or None) if row is not None else None
+
+    @staticmethod
+    def get(conn: Connection, username: str) -> UserRow | None:
+        row = conn.execute(select(U).where(U.c.username == username)).first()
+        return _user(row) if row else None
+
+    @staticmethod
+    def all(conn: Connection) -> list[UserRow]:
+        """Every account, by username."""
+        return [_user(r) for r in conn.execute(select(U).order_by(U.c.username))]
+
+    @staticmethod
+    def add(conn: Connection, **values: Any) -> None:
+        conn.execute(insert(U).values(**values))
+
+    @staticmethod
+    def set(conn: Connection, username: str, **values: Any) -> bool:
+        """Update the account's columns; True if it exists."""
+        return bool(
+            conn.execute(update(U).where(U.c.username == username).values(**values)).rowcount
+        )
