@@ -93,6 +93,23 @@ def test_transaction_processing_order_delete_before_put(client):
     assert client.get("/fhir/Patient/a").status_code == 200  # rolled back
 
 
+def test_transaction_search_entry_answers_a_searchset_after_the_writes(client):
+    entries = [
+        {"request": {"method": "GET", "url": "Patient?family=Searched"}},
+        {
+            "resource": {"resourceType": "Patient", "name": [{"family": "Searched"}]},
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {"request": {"method": "GET", "url": "Patient?family=Nobody"}},
+    ]
+    resp = client.post("/fhir", json=tx(*entries))
+    assert resp.status_code == 200, resp.data
+    found, _, nothing = resp.get_json()["entry"]
+    assert found["resource"]["type"] == "searchset"
+    assert found["resource"]["total"] == 1  # the POST of the same Bundle is seen
+    assert nothing["resource"]["total"] == 0  # no match is an empty page, not a 404
+
+
 def test_same_resource_twice_in_a_transaction_is_rejected(client):
     entries = [
         {

@@ -352,13 +352,15 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             condition=e.match,
             checked=e.warnings,
         )
-    else:  # PATCH
+    elif e.method == "PATCH":
         if e.noop and e.optional:
             e.status, e.result = 204, None  # an optional conditional patch that matched nothing
             return
         if e.res_id is None:
             raise outcomes.not_found(f"{e.url} matches no {e.res_type}")
         done = service.patch_with(writer, e.res_type, e.res_id, e.resource, opts.site, if_match)
+    else:
+        return  # GET and HEAD entries are answered after the writes
     e.result, e.status, e.warnings, e.text = done.stored, done.status, done.warnings, done.text
 
 
