@@ -17,6 +17,7 @@ import hub as hub_pkg
 from hub.cli_context import make_app as _app
 from hub.cli_context import make_hub as _hub
 from hub.config import instance_path as _instance_path
+from hub.config import setting
 from hub.storage.db import writing
 
 
@@ -252,7 +253,7 @@ def _ingest_files(the_hub, site_name: str, fmt: str | None, quiet: bool, paths) 
     statuses: dict[str, int] = {}
     failures = []
     details: list[str] = []
-    size = max(1, int(the_hub.config.get("INGEST_GROUP_SIZE", 50)))
+    size = max(1, int(setting(the_hub.config, "INGEST_GROUP_SIZE")))
     with click.progressbar(
         length=len(files),
         label=f"ingesting for {site_name}",

@@ -64,7 +64,7 @@ def parse_json(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     return data
 
 
-def parse_xml_tree(body: bytes, max_depth: int = Limits.max_depth) -> etree._Element:
+def parse_xml_tree(body: bytes, max_depth: int = DEFAULT_LIMITS.max_depth) -> etree._Element:
     """Parse XML safely: DOCTYPEs and entity declarations are refused outright, and trees
     deeper than ``max_depth`` elements (before any recursive work on them)."""
     head = body[:4096].lower()

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from hub import outcomes
+from hub.config import setting
 
 # C0 controls the FHIR string regex ([ \r\n\t\S]+) leaves out.
 FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -38,18 +39,18 @@ _ESCAPED = re.compile(rb"\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F])")
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    max_depth: int = 64
-    max_string: int = 1024 * 1024
+    max_depth: int
+    max_string: int
 
     @classmethod
     def from_config(cls, config: dict) -> Limits:
         return cls(
-            int(config.get("MAX_NESTING_DEPTH", cls.max_depth)),
-            int(config.get("MAX_STRING_LENGTH", cls.max_string)),
+            int(setting(config, "MAX_NESTING_DEPTH")),
+            int(setting(config, "MAX_STRING_LENGTH")),
         )
 
 
-DEFAULT_LIMITS = Limits()
+DEFAULT_LIMITS = Limits.from_config({})  # the declared defaults
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ import jsonpatch
 import orjson
 
 from hub import outcomes
+from hub.config import setting
 from hub.fhir.limits import check_params
 from hub.fhir.limits import count_param
 from hub.security import guard
@@ -482,7 +483,7 @@ class FhirService:
                 raise outcomes.bad_request("A conditional delete needs search criteria")
             writer.flush()
             ids = self.match_ids(
-                writer.conn, res_type, params, limit=int(self.config.get("MAX_COUNT", 1000))
+                writer.conn, res_type, params, limit=int(setting(self.config, "MAX_COUNT"))
             )
             deleted = [d for d in (writer.delete(res_type, i) for i in ids) if d]
             return Written(
@@ -745,8 +746,8 @@ def criteria_locks(res_type: str, params: list[tuple[str, str]]) -> list[str]:
 
 
 def _count(value: str | None, config: dict) -> int:
-    default = int(config.get("DEFAULT_COUNT", 20))
-    return count_param(value, "_count", default, int(config.get("MAX_COUNT", 1000)))
+    default = int(setting(config, "DEFAULT_COUNT"))
+    return count_param(value, "_count", default, int(setting(config, "MAX_COUNT")))
 
 
 def _instant_param(value: str | None, name: str) -> dt.datetime | None:

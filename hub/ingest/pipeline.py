@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import exc as sa_exc
 
 from hub import outcomes
+from hub.config import setting
 from hub.fhir import bundles
 from hub.fhir.service import Quarantined
 from hub.fhir.service import WriteOptions
@@ -216,14 +217,14 @@ class Pipeline:
 
     def process_pending(self, limit: int = 1000) -> int:
         """Claim and process pending items oldest first (the worker loop); returns how many."""
-        lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
+        lease = int(setting(self.hub.config, "INBOX_LEASE_SECONDS"))
         ids = self.inbox.claim(limit, lease)
         self.process_many(ids)
         return len(ids)
 
     def _oversize(self, body: bytes) -> dict | None:
         """The refusal (an outcome, 413) of a payload over ``INGEST_MAX_BYTES``, else None."""
-        limit = int(self.hub.config.get("INGEST_MAX_BYTES", 0) or 0)
+        limit = int(setting(self.hub.config, "INGEST_MAX_BYTES"))
         if not limit or len(body) <= limit:
             return None
         oo = outcomes.outcome(
@@ -249,7 +250,7 @@ class Pipeline:
         stale = item.status == "processing"
         if not stale and not (item.status == "failed" and http_status(item.outcome) == 413):
             return False
-        lease = int(self.hub.config.get("INBOX_LEASE_SECONDS", 300))
+        lease = int(setting(self.hub.config, "INBOX_LEASE_SECONDS"))
         if not self.inbox.take_over(item.id, body, lease):
             return False
         log.info("inbox item %s: taken over by a re-send (%s)", item.id, item.status)
@@ -260,7 +261,7 @@ class Pipeline:
 
     def _process_items(self, items: list[InboxItem]) -> list[InboxItem]:
         """Process ``items`` in order, in groups of one site; returns them as marked."""
-        size = max(1, int(self.hub.config.get("INGEST_GROUP_SIZE", 50)))
+        size = max(1, int(setting(self.hub.config, "INGEST_GROUP_SIZE")))
         out: dict[int, InboxItem] = {}
         for group in runs(items, lambda item: item.site, size):
             for item in self._process_group(group):
@@ -367,7 +368,7 @@ class Pipeline:
         there are several (a lone message's error is raised as it is).
         """
         thresholds = Thresholds.from_settings(self.hub.config)
-        inline = self.hub.config.get("LIFETIME_INLINE", True)
+        inline = setting(self.hub.config, "LIFETIME_INLINE")
         org = getattr(site, "organization", None) or {}
         agent = {"who": {"display": org.get("name") or site.name}}
         opts = WriteOptions(prefer_return="minimal", site=site)

@@ -38,6 +38,23 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _pending(site: str, change_seq: int, message_key: str, msg: Any) -> dict[str, Any]:
+    """The row of a new delivery, due now."""
+    now = _now()
+    return {
+        "site": site,
+        "change_seq": change_seq,
+        "message_key": message_key,
+        "content_type": msg.content_type,
+        "body": msg.body,
+        "description": msg.description,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
 @dataclasses.dataclass
 class PendingDelivery:
     id: int
@@ -68,20 +85,7 @@ class Dispatch:
 
     def queue(self, site: str, change_seq: int, message_key: str, msg: Any) -> None:
         """Queue one outbound message (``content_type``, ``body``, ``description``)."""
-        self.conn.execute(
-            insert(d).values(
-                site=site,
-                change_seq=change_seq,
-                message_key=message_key,
-                content_type=msg.content_type,
-                body=msg.body,
-                description=msg.description,
-                status="pending",
-                attempts=0,
-                next_attempt_at=_now(),
-                created_at=_now(),
-            )
-        )
+        self.conn.execute(insert(d).values(_pending(site, change_seq, message_key, msg)))
 
 
 class SiteQueue:
@@ -184,23 +188,9 @@ class DeliveryStore:
 
     def add(self, site: str, change_seq: int, message_key: str, msg: Any) -> int:
         """Queue one message outside the change feed (an operation's document); its id."""
+        row = _pending(site, change_seq, message_key, msg)
         with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-            return conn.execute(
-                insert(d)
-                .returning(d.c.id)
-                .values(
-                    site=site,
-                    change_seq=change_seq,
-                    message_key=message_key,
-                    content_type=msg.content_type,
-                    body=msg.body,
-                    description=msg.description,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=_now(),
-                    created_at=_now(),
-                )
-            ).scalar_one()
+            return conn.execute(insert(d).returning(d.c.id).values(row)).scalar_one()
 
     def retry(self, delivery_id: int) -> bool:
         """Put a dead (or waiting) delivery back in the queue, due now; True if it was."""
