@@ -20,6 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from hub.mapping import InboundMessage
     from hub.mapping import MappingContext
+    from hub.sites import Site
 
 hookspec = pluggy.HookspecMarker("fhirhub")
 hookimpl = pluggy.HookimplMarker("fhirhub")
@@ -45,7 +46,7 @@ def detect_format(body: bytes, content_type: str | None) -> str | None:
 
 
 @hookspec(firstresult=True)
-def source_key(fmt: str, body: bytes, site: Any) -> str | None:
+def source_key(fmt: str, body: bytes, site: Site) -> str | None:
     """The sender's own key for a payload (HL7 MSH-10, a CDA document id), or ``None``.
 
     The inbox stores each payload under (site, source key, payload hash), so a
@@ -56,7 +57,7 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
 
 
 @hookspec(firstresult=True)
-def parse(fmt: str, body: bytes, site: Any, settings: Any) -> Any | None:
+def parse(fmt: str, body: bytes, site: Site, settings: Any) -> Any | None:
     """Parse a payload of your format, once; return ``None`` when ``fmt`` is not yours.
 
     The hub calls it before :func:`map_inbound` when the receiver has not parsed
@@ -111,7 +112,7 @@ def is_stale(incoming: dict, stored: dict) -> bool | None:
 
 
 @hookspec(firstresult=True)
-def map_outbound(resource: dict, event: str, site: Any, context: MappingContext) -> list | None:
+def map_outbound(resource: dict, event: str, site: Site, context: MappingContext) -> list | None:
     """Turn one changed resource into zero or more messages for ``site``.
 
     :param resource: the resource as stored after the change.
@@ -124,7 +125,9 @@ def map_outbound(resource: dict, event: str, site: Any, context: MappingContext)
 
 
 @hookspec(firstresult=True)
-def send_outbound(site: Any, body: bytes, content_type: str | None, timeout: float) -> bytes | None:
+def send_outbound(
+    site: Site, body: bytes, content_type: str | None, timeout: float
+) -> bytes | None:
     """Send one queued message over ``site``'s transport; return the receiver's answer.
 
     Return ``None`` when ``site.outbound["kind"]`` is not a transport of yours
@@ -217,7 +220,7 @@ def register_profiles() -> list | None:
 
 
 @hookspec
-def validate_resource(resource: dict, site: Any) -> list | None:
+def validate_resource(resource: dict, site: Site) -> list | None:
     """Return extra ``OperationOutcome.issue`` dicts for ``resource``.
 
     Called on every write after structural checks; every issue should carry a

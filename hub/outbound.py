@@ -148,7 +148,7 @@ def deliver(hub: Hub, limit: int = 200, now: dt.datetime | None = None) -> dict[
 
 
 def _deliver_site(
-    hub, queue: SiteQueue, site: Any, limit: int, now: dt.datetime, counts: dict
+    hub, queue: SiteQueue, site: Site, limit: int, now: dt.datetime, counts: dict
 ) -> None:
     name = queue.site
     max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
@@ -192,7 +192,7 @@ def retry(hub: Hub, delivery_id: int) -> bool:
 
 
 def list_deliveries(
-    hub: Any, status: str | None = None, site: str | None = None, limit: int = 100
+    hub: Hub, status: str | None = None, site: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     return DeliveryStore(hub.engine).list(status, site, limit)
 

@@ -28,6 +28,7 @@ What is here:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub import codesystems
@@ -62,6 +63,10 @@ from hub.outcomes import issue
 from hub.outcomes import outcome
 from hub.paths import MAPPINGS_DIR
 from hub.plugins import Adapter
+from hub.sites import Site
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub  # the type of ``call.hub`` and of a listener's hub
 
 __all__ = [
     "Adapter",
@@ -77,6 +82,7 @@ __all__ = [
     "OperationOutcomeError",
     "OutboundMessage",
     "Result",
+    "Site",
     "codesystems",
     "compartment_resources",
     "current_hub",
@@ -114,7 +120,7 @@ def current_hub() -> Any:
     return get_hub(create_app())
 
 
-def queue_delivery(the_hub: Any, site: Any, message: OutboundMessage) -> int:
+def queue_delivery(the_hub: Hub, site: Site, message: OutboundMessage) -> int:
     """Queue ``message`` for ``site``'s outbound transport; returns the delivery id.
 
     ``hub worker`` sends it in order with the site's other messages, retries it
@@ -125,7 +131,7 @@ def queue_delivery(the_hub: Any, site: Any, message: OutboundMessage) -> int:
     return outbound.queue(the_hub, site, message)
 
 
-def ingest_many(the_hub: Any, site_name: str, bodies: list[bytes], **options: Any) -> list[Any]:
+def ingest_many(the_hub: Hub, site_name: str, bodies: list[bytes], **options: Any) -> list[Any]:
     """Store and process messages a listener received for one site, in one inbox commit.
 
     ``options`` are those of the pipeline's ``ingest_many`` (``source_keys``,

@@ -17,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.fhir.operation_definitions import definition_ids
 from hub.operations import Operation
 from hub.version import __version__
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 TYPE_INTERACTIONS = (
     "read",
@@ -90,7 +94,7 @@ def searchable(name: str, param: Any) -> bool:
     return bool(param.expression) or param.type == "composite"
 
 
-def resource_types(hub_obj: Any) -> list[str]:
+def resource_types(hub_obj: Hub) -> list[str]:
     """The resource types the hub stores and serves."""
     from hub.search.data import resource_types as r4_types
     from hub.validation.structure import known_type
@@ -100,7 +104,7 @@ def resource_types(hub_obj: Any) -> list[str]:
     return sorted(t for t in names if known_type(t))
 
 
-def served(hub_obj: Any) -> Served:
+def served(hub_obj: Hub) -> Served:
     registry = hub_obj.search_registry
     can_search = registry is not None and hub_obj.service.search_engine is not None
     ops = hub_obj.operations.all()
@@ -149,7 +153,7 @@ def _audit_params(registry: Any) -> list[Param]:
     return out
 
 
-def capability_statement(hub_obj: Any, base: str) -> dict[str, Any]:
+def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
     model = served(hub_obj)
     resources = []
     for t in model.types:

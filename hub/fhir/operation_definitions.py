@@ -18,11 +18,15 @@ import copy
 import functools
 import html
 import json
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.operations import Operation
 from hub.paths import DATA_DIR
 from hub.version import __version__
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 
 @functools.cache
@@ -109,7 +113,7 @@ _ORDER = {
 }
 
 
-def served(hub_obj: Any, base: str) -> dict[str, dict[str, Any]]:
+def served(hub_obj: Hub, base: str) -> dict[str, dict[str, Any]]:
     """Every OperationDefinition the hub serves, by id."""
     ops = hub_obj.operations.all()
     ids = definition_ids(ops)

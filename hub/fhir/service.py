@@ -15,6 +15,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from email.utils import format_datetime
+from typing import TYPE_CHECKING
 from typing import Any
 
 import jsonpatch
@@ -33,6 +34,9 @@ from hub.storage.repository import lock_keys
 from hub.storage.repository import new_id
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
+
+if TYPE_CHECKING:
+    from hub.sites import Site
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Versions are stored in 32-bit integer columns: a larger number names no version.
@@ -63,7 +67,7 @@ class WriteOptions:
 
     prefer_return: str = "representation"  # minimal | representation | OperationOutcome
     if_match: str | None = None
-    site: Any = None  # the writing site (hub.sites.Site) or None for REST clients
+    site: Site | None = None  # the writing site (hub.sites.Site) or None for REST clients
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +171,7 @@ class FhirService:
         self,
         resource: dict[str, Any],
         res_type: str | None = None,
-        site: Any = None,
+        site: Site | None = None,
         structure: bool = True,
         bindings: list[dict] = (),
     ) -> list[dict]:
@@ -364,7 +368,7 @@ class FhirService:
         res_type: str,
         resource: dict[str, Any],
         *,
-        site: Any = None,
+        site: Site | None = None,
         if_none_exist: str | Match | None = None,
         res_id: str | None = None,
         checked: list[dict] | None = None,
@@ -398,7 +402,7 @@ class FhirService:
         res_id: str | None,
         resource: dict[str, Any],
         *,
-        site: Any = None,
+        site: Site | None = None,
         if_match: int | None = None,
         condition: str | Match | None = None,
         checked: list[dict] | None = None,
@@ -443,7 +447,7 @@ class FhirService:
         res_type: str,
         res_id: str,
         patch_body: Any,
-        site: Any = None,
+        site: Site | None = None,
         if_match: int | None = None,
     ) -> Written:
         """Patch ``res_type/res_id`` with ``writer``: the one PATCH of REST and transactions."""

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -41,6 +42,10 @@ from hub.mapping import MappingContext
 from hub.plugins import adapter_format
 from hub.storage.site_state import SiteStateStore
 
+if TYPE_CHECKING:
+    from hub.kernel import Hub
+    from hub.sites import Site
+
 log = logging.getLogger("hub.ingest")
 
 
@@ -59,7 +64,7 @@ class IngestResult:
 
 
 class Pipeline:
-    def __init__(self, hub: Any):
+    def __init__(self, hub: Hub):
         self.hub = hub
         self.inbox = Inbox(hub.engine)
 
@@ -360,7 +365,7 @@ class Pipeline:
         )
 
     def _store(
-        self, site: Any, state: SiteState, prepared: list[tuple[InboxItem, dict, list[dict]]]
+        self, site: Site, state: SiteState, prepared: list[tuple[InboxItem, dict, list[dict]]]
     ) -> list[dict[str, Any]]:
         """Store mapped messages in one transaction; returns the values each was marked with.
 
@@ -413,7 +418,7 @@ class Pipeline:
         self,
         writer: Any,
         item: InboxItem,
-        site: Any,
+        site: Site,
         bundle: dict,
         issues: list[dict],
         opts: WriteOptions,
@@ -471,7 +476,7 @@ class Pipeline:
             )
         return sites[name]
 
-    def format_for(self, site: Any, body: bytes, content_type: str | None) -> str:
+    def format_for(self, site: Site, body: bytes, content_type: str | None) -> str:
         # The adapter's own format (``register_adapters``); a site's ``format`` setting overrides.
         fmt = getattr(site, "format", None) or adapter_format(self.hub.pm, site.adapter)
         if fmt:
@@ -481,13 +486,13 @@ class Pipeline:
             raise outcomes.error(415, "not-supported", "No adapter recognises this payload")
         return detected
 
-    def source_key(self, fmt: str, body: bytes, site: Any) -> str | None:
+    def source_key(self, fmt: str, body: bytes, site: Site) -> str | None:
         """The sender's key for the payload (``source_key`` hook), if the adapter knows one."""
         return self.hub.pm.hook.source_key(fmt=fmt, body=body, site=site)
 
     def map(
         self,
-        site: Any,
+        site: Site,
         body: bytes,
         content_type: str | None = None,
         *,
@@ -516,7 +521,7 @@ class Pipeline:
             settings=self.hub.config,
         )
 
-    def _add_provenance(self, item: InboxItem, site: Any, entries: list[dict]) -> None:
+    def _add_provenance(self, item: InboxItem, site: Site, entries: list[dict]) -> None:
         """Name the source message in the adapter's Provenance, or add ours: one per person."""
         ours = ingest_provenance.for_message(item, site, entries)
         theirs = [
@@ -553,7 +558,7 @@ def runs(items: list, key: Callable[[Any], Any], size: int | None = None) -> lis
 def map_payload(
     pm: Any,
     code_maps: dict,
-    site: Any,
+    site: Site,
     body: bytes,
     *,
     fmt: str,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -20,6 +21,9 @@ import sqlalchemy as sa
 
 from hub.lifetime.links import compartment_resources
 from hub.storage import schema as s
+
+if TYPE_CHECKING:
+    from hub.kernel import Hub
 
 BATCH = 200
 
@@ -48,7 +52,7 @@ def patients_with_code(conn: Any, res_type: str, system: str, code: str) -> list
 
 
 def read_in_batches(
-    the_hub: Any,
+    the_hub: Hub,
     patient_ids: list[str],
     types: tuple[str, ...],
     *,

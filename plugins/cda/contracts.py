@@ -25,7 +25,7 @@ import csv
 import datetime as dt
 import io
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fhirhub_plugins.cda import ids
 from fhirhub_plugins.cda import vocab
@@ -34,6 +34,9 @@ from hub.plugin_api import codesystems as cs
 from hub.plugin_api import issue
 from hub.plugin_api import outcome
 from hub.plugin_api import resident_id
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 COLUMNS = (
     "签约编号",
@@ -125,7 +128,7 @@ def _date(text: str) -> str | None:
     return None
 
 
-def contracts_bundle(body: bytes, context, site: Any = None) -> dict:
+def contracts_bundle(body: bytes, context, site: Site | None = None) -> dict:
     """A transaction Bundle for every valid row of the contract export."""
     site_name = getattr(site, "name", None) or "default"
     reader = csv.DictReader(io.StringIO(_decode(body)))

@@ -10,7 +10,7 @@ checked by :mod:`check` before it is returned.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from lxml import etree
@@ -29,6 +29,9 @@ from hub.plugin_api import OperationOutcomeError
 from hub.plugin_api import OutboundMessage
 from hub.plugin_api import issue
 from hub.plugin_api import outcome
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 E = ElementMaker(namespace=V3, nsmap={None: V3, "xsi": XSI})
 _DE_NAME = "卫生信息数据元目录"
@@ -86,7 +89,7 @@ def _de_of(resource: dict) -> str | None:
 
 class DocumentWriter:
     def __init__(
-        self, doc_type: documents.DocType, resources: list[dict], site: Any, issues: list | None
+        self, doc_type: documents.DocType, resources: list[dict], site: Site, issues: list | None
     ):
         self.doc_type = doc_type
         self.site = site
@@ -844,7 +847,7 @@ def _text_of(r: dict) -> str:
 def build_document(
     doc_type: str,
     resources: list[dict],
-    site: Any,
+    site: Site,
     *,
     document_id: str | None = None,
     effective_time: str | None = None,
@@ -901,7 +904,7 @@ def build_document(
     return etree.tostring(root, xml_declaration=True, encoding=encoding, pretty_print=True)
 
 
-def outbound_messages(resource: dict, event: str, site: Any, context) -> list:
+def outbound_messages(resource: dict, event: str, site: Site, context) -> list:
     """``map_outbound``: a document Bundle for the platform -> one CDA message.
 
     The delivery queue assembles what goes into one document as a ``collection``

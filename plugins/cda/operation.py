@@ -18,6 +18,7 @@ OperationOutcome names the delivery.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 from typing import Any
 
 import orjson
@@ -30,6 +31,9 @@ from hub.plugin_api import compartment_resources
 from hub.plugin_api import outcomes
 from hub.plugin_api import parameter
 from hub.plugin_api import queue_delivery
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Hub
 
 # Resources outside the patient compartment that a document header names.
 _SUPPORT = ("Organization", "Practitioner", "PractitionerRole", "Location")
@@ -106,7 +110,7 @@ def _refers_to(node: Any, target: str) -> bool:
     return False
 
 
-def _supporting(hub: Any, resources: list[dict]) -> list[dict]:
+def _supporting(hub: Hub, resources: list[dict]) -> list[dict]:
     """The organisations and practitioners the resources name (outside the compartment)."""
     wanted: set[tuple[str, str]] = set()
 

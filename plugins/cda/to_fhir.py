@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import re
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.cda import documents
@@ -42,6 +43,9 @@ from hub.plugin_api import issue
 from hub.plugin_api import outcome
 from hub.plugin_api import resident_id
 from hub.plugin_api import with_content_hash
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 _DE_SHAPE = re.compile(r"^DE\d{2}\.\d{2}\.\d{3}\.\d{2}")
 _PATIENT_LOC = "ClinicalDocument/recordTarget/patientRole/patient"
@@ -92,11 +96,11 @@ def _fail(code: str, text: str, where: str, status: int = 422) -> OperationOutco
     return OperationOutcomeError(outcome(issue("error", code, text, where)), status)
 
 
-def _site_name(site: Any) -> str:
+def _site_name(site: Site) -> str:
     return getattr(site, "name", None) or "default"
 
 
-def site_config(site: Any) -> dict:
+def site_config(site: Site) -> dict:
     getter = getattr(site, "plugin_config", None)
     return (getter("cda") if callable(getter) else None) or {}
 
@@ -107,7 +111,7 @@ class DocumentReader(EntryMappers):
     type_system = vocab.DOC_TYPE_SYSTEM
     reads_any_type = False  # the C-CDA reader maps sections of any document type
 
-    def __init__(self, root, body: bytes, context, site: Any = None):
+    def __init__(self, root, body: bytes, context, site: Site | None = None):
         self.root = root
         self.body = body
         self.context = context
@@ -1074,7 +1078,7 @@ def _telecom(value: str) -> dict:
     return {"system": "phone", "value": value}
 
 
-def document_bundle(body: bytes, context, site: Any = None) -> dict:
+def document_bundle(body: bytes, context, site: Site | None = None) -> dict:
     """Parse (hardened) and map one CDA document to a transaction Bundle.
 
     Raises :class:`OperationOutcomeError` (4xx) for hostile, malformed or

@@ -9,6 +9,7 @@ serve``/``hub mllp send`` (:mod:`.cli`). See README.md for the events supported.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2.api import CONTENT_TYPE
@@ -28,6 +29,9 @@ from fhirhub_plugins.hl7v2.parse import parse_message
 from fhirhub_plugins.hl7v2.parse import read_header
 from hub.plugin_api import MappingContext
 from hub.plugin_api import hookimpl
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 __all__ = [
     "MESSAGES",
@@ -55,7 +59,7 @@ def detect_format(body: bytes, content_type: str | None) -> str | None:
 
 
 @hookimpl
-def source_key(fmt: str, body: bytes, site: Any) -> str | None:
+def source_key(fmt: str, body: bytes, site: Site) -> str | None:
     """MSH-10, read straight from the first segment (no full parse)."""
     if fmt != FORMAT:
         return None
@@ -66,7 +70,7 @@ def source_key(fmt: str, body: bytes, site: Any) -> str | None:
 
 # Named apart from the ``parse`` submodule, which this package's attribute must stay.
 @hookimpl(specname="parse")
-def parse_payload(fmt: str, body: bytes, site: Any, settings: Any) -> Message | None:
+def parse_payload(fmt: str, body: bytes, site: Site, settings: Any) -> Message | None:
     """The one parse of a message (``parse`` hook): its site's character set, the hub's limits."""
     if fmt != FORMAT:
         return None
@@ -86,7 +90,7 @@ def map_inbound(message, context: MappingContext) -> dict | None:
 
 
 @hookimpl
-def map_outbound(resource: dict, event: str, site: Any, context: MappingContext) -> list | None:
+def map_outbound(resource: dict, event: str, site: Site, context: MappingContext) -> list | None:
     if getattr(site, "adapter", None) != FORMAT:
         return None
     from fhirhub_plugins.hl7v2.from_fhir import outbound_messages
@@ -95,7 +99,9 @@ def map_outbound(resource: dict, event: str, site: Any, context: MappingContext)
 
 
 @hookimpl
-def send_outbound(site: Any, body: bytes, content_type: str | None, timeout: float) -> bytes | None:
+def send_outbound(
+    site: Site, body: bytes, content_type: str | None, timeout: float
+) -> bytes | None:
     """``kind: mllp``: send to ``host``/``port``; a negative ACK raises ``ValueError``."""
     out = getattr(site, "outbound", None) or {}
     if out.get("kind") != "mllp":

@@ -3,6 +3,7 @@ parse + map in one call (for the CLI, the kit runner and tests)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2.messages import to_bundle
@@ -10,6 +11,9 @@ from fhirhub_plugins.hl7v2.parse import Header
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import parse_message
 from hub.plugin_api import MappingContext
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 FORMAT = "hl7v2"
 CONTENT_TYPE = "application/hl7-v2"
@@ -33,7 +37,7 @@ def route(message: Message | Header, sites: dict[str, Any] | list[Any]) -> Any |
     return found[0] if found else None
 
 
-def convert(body: bytes, site: Any, code_maps: dict | None = None) -> tuple[dict, list[dict]]:
+def convert(body: bytes, site: Site, code_maps: dict | None = None) -> tuple[dict, list[dict]]:
     """Parse and map one message for ``site``; returns (Bundle, issues)."""
     if code_maps is None:
         from hub.plugin_api import MAPPINGS_DIR

@@ -14,12 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zoneinfo
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2.ids import NAMESPACE
 from hub.plugin_api import RESIDENT_ID_SYSTEM
 from hub.plugin_api import MappingContext
 from hub.plugin_api import OutboundMessage
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 CONTENT_TYPE = "application/hl7-v2"
 _ENC = "^~\\&"
@@ -71,7 +75,7 @@ def _reverse(context: MappingContext, map_id: str, target: str | None) -> str | 
 
 
 class _Out:
-    def __init__(self, site: Any, context: MappingContext):
+    def __init__(self, site: Site, context: MappingContext):
         self.site = site
         self.context = context
         self.tz = getattr(site, "timezone", None) or "Asia/Shanghai"
@@ -188,7 +192,7 @@ def _control_id(resource: dict) -> str:
     return uuid.uuid4().hex[:20]
 
 
-def patient_to_adt_a31(patient: dict, site: Any, context: MappingContext) -> bytes:
+def patient_to_adt_a31(patient: dict, site: Site, context: MappingContext) -> bytes:
     """Patient -> ``ADT^A31^ADT_A05`` (update person information)."""
     out = _Out(site, context)
     now = dt.datetime.now(zoneinfo.ZoneInfo(out.tz)).strftime("%Y%m%d%H%M%S%z")
@@ -254,7 +258,7 @@ def _obx(obs: dict, set_id: int, out: _Out, context: MappingContext) -> str:
 
 
 def observations_to_oru_r01(
-    observations: list[dict], site: Any, context: MappingContext, report: dict | None = None,
+    observations: list[dict], site: Site, context: MappingContext, report: dict | None = None,
     patient: dict | None = None,
 ) -> bytes:  # fmt: skip
     """Observations (of one report, if given) -> ``ORU^R01^ORU_R01``.
@@ -295,7 +299,7 @@ def _subject(resource: dict, read) -> dict | None:
 
 
 def outbound_messages(
-    resource: dict, event: str, site: Any, context: MappingContext
+    resource: dict, event: str, site: Site, context: MappingContext
 ) -> list[OutboundMessage]:
     """The messages a change means for ``site`` (``map_outbound``)."""
     outbound = getattr(site, "outbound", None) or {}

@@ -30,6 +30,7 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2.api import route
@@ -43,6 +44,9 @@ from hub.plugin_api import ingest_many
 from hub.plugin_api import issue
 from hub.plugin_api import runs
 from hub.plugin_api import setting
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Hub
 
 log = logging.getLogger("fhirhub.hl7v2.listener")
 
@@ -62,7 +66,7 @@ class GroupCommitter:
     one committer is also the one writer SQLite wants.
     """
 
-    def __init__(self, hub: Any):
+    def __init__(self, hub: Hub):
         self.hub = hub
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -119,7 +123,7 @@ class GroupCommitter:
                     m[3].set_result(result)
 
 
-def make_handler(hub: Any):
+def make_handler(hub: Hub):
     """A ``handler(bytes) -> ack bytes`` for :class:`.mllp.MLLPServer`, storing into ``hub``."""
     # Two lanes, each a committer of its own. A large message (more than
     # MLLP_LARGE_MESSAGE_SEGMENTS segments: a long ORU takes seconds to map and store)

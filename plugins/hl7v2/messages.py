@@ -8,6 +8,7 @@ entries are ``PUT Type/id`` with deterministic ids, so re-delivery updates.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2 import ids
@@ -18,6 +19,9 @@ from fhirhub_plugins.hl7v2.parse import Segment
 from fhirhub_plugins.hl7v2.parse import reject
 from fhirhub_plugins.hl7v2.to_fhir import Env
 from hub.plugin_api import MappingContext
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 # Segments a message structure carries that need no mapping of their own.
 _ENVELOPE = {"MSH", "EVN", "SFT", "UAC"}
@@ -312,7 +316,7 @@ MESSAGES = {
 }
 
 
-def to_bundle(msg: Message, site: Any, context: MappingContext) -> dict:
+def to_bundle(msg: Message, site: Site, context: MappingContext) -> dict:
     """Map a parsed message; an unsupported structure is rejected (AR) with MSH-9."""
     handler = MESSAGES.get(msg.structure)
     if handler is None:

@@ -25,11 +25,15 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.plugin_api import OperationOutcomeError
 from hub.plugin_api import issue
 from hub.plugin_api import outcome
+
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
@@ -449,7 +453,7 @@ def _position(text: str, offset: int) -> str:
     return f"segment {text.count(chr(13), 0, start) + 1}"
 
 
-def resolve_charset(data: bytes, site: Any = None) -> tuple[str, str | None, str | None]:
+def resolve_charset(data: bytes, site: Site | None = None) -> tuple[str, str | None, str | None]:
     """``(codec, MSH-18 as sent, warning)``: the character set a message is read in.
 
     MSH-18 when it names a character set we know, else the site manifest's
@@ -471,13 +475,13 @@ def resolve_charset(data: bytes, site: Any = None) -> tuple[str, str | None, str
     return charset, (declared if warning is None else None), warning
 
 
-def decode(data: bytes, site: Any = None) -> tuple[str, str]:
+def decode(data: bytes, site: Site | None = None) -> tuple[str, str]:
     """Decode normalised bytes (see :func:`resolve_charset`); returns (text, codec)."""
     text, charset, _warning = _decode(data, site)
     return text, charset
 
 
-def _decode(data: bytes, site: Any) -> tuple[str, str, str | None]:
+def _decode(data: bytes, site: Site) -> tuple[str, str, str | None]:
     charset, declared, warning = resolve_charset(data, site)
     try:
         return data.decode(charset), charset, warning
@@ -526,7 +530,7 @@ def _normalise_text(text: str) -> str:
     return "\r".join(line for line in text.split("\r") if line.strip())
 
 
-def parse_message(body: bytes, site: Any = None, limits: Limits | None = None) -> Message:
+def parse_message(body: bytes, site: Site | None = None, limits: Limits | None = None) -> Message:
     """Parse one HL7 v2 message; raises :class:`OperationOutcomeError` if unreadable.
 
     400 for a message that cannot be read, 413 for one over ``limits``.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 from typing import Any
 
 from fhirhub_plugins.hl7v2 import ids
@@ -40,6 +41,9 @@ from hub.plugin_api import issue
 from hub.plugin_api import outcome
 from hub.plugin_api import resident_id
 
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
+
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ICD10_CN = "urn:oid:2.16.156.10011.2.3.3.11"
 ICD10_WHO = "http://hl7.org/fhir/sid/icd-10"
@@ -56,7 +60,7 @@ class Env:
     """What segment functions share while mapping one message."""
 
     msg: Message
-    site: Any
+    site: Site
     context: MappingContext
     entries: dict[str, dict] = dataclasses.field(default_factory=dict)
     patient_ref: str | None = None

@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import click
@@ -24,6 +25,9 @@ from hub.plugin_api import current_hub
 from hub.plugin_api import patients_with_code
 from hub.plugin_api import read_in_batches
 
+if TYPE_CHECKING:
+    from hub.plugin_api import Hub
+
 _TYPES = ("Patient", "Observation", "Encounter", "Flag", "Condition")
 
 
@@ -33,7 +37,7 @@ def veteran_ids(conn: Any) -> list[str]:
 
 
 def veterans_report(
-    the_hub: Any,
+    the_hub: Hub,
     since: dt.date,
     until: dt.date,
     *,

@@ -17,6 +17,7 @@ text) raises :class:`hub.outcomes.OperationOutcomeError`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from typing import Any
 
 from hub.plugin_api import InboundMessage
@@ -32,13 +33,16 @@ from .to_fhir import DEFAULT_PROGRAMMES
 from .to_fhir import RowError
 from .to_fhir import RowMapper
 
+if TYPE_CHECKING:
+    from hub.plugin_api import Site
+
 ADAPTER = "va_registry"
 
 
 STATE_KEY = "registry_patient_ids"
 
 
-def plugin_config(site: Any) -> dict[str, Any]:
+def plugin_config(site: Site) -> dict[str, Any]:
     getter = getattr(site, "plugin_config", None)
     return dict(getter(ADAPTER) or {}) if callable(getter) else {}
 
