@@ -140,19 +140,19 @@ def deliver(hub: Hub, limit: int = 200, now: dt.datetime | None = None) -> dict[
     sites = {site.name: site for site in outbound_sites(hub)}
     store = DeliveryStore(hub.engine)
     for name in store.waiting_sites():
-        with store.site_queue(name) as queue:
-            if queue is None:
+        with store.site_queue(name) as pending:
+            if pending is None:
                 continue  # another worker is delivering to this site
-            _deliver_site(hub, queue, sites.get(name), limit, now, counts)
+            _deliver_site(hub, pending, sites.get(name), limit, now, counts)
     return counts
 
 
 def _deliver_site(
-    hub, queue: SiteQueue, site: Site, limit: int, now: dt.datetime, counts: dict
+    hub: Hub, pending: SiteQueue, site: Site | None, limit: int, now: dt.datetime, counts: dict
 ) -> None:
-    name = queue.site
+    name = pending.site
     max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
-    for row in queue.pending(limit):
+    for row in pending.pending(limit):
         if row.next_attempt_at > now:
             return  # the oldest message is backing off: later ones wait (order matters)
         try:
@@ -171,11 +171,11 @@ def _deliver_site(
                     seconds=min(2**attempts, MAX_BACKOFF_SECONDS)
                 )
                 counts["retry"] += 1
-            queue.update(row.id, **values)
+            pending.update(row.id, **values)
             if values.get("status") != "dead":
                 return
             continue
-        queue.update(
+        pending.update(
             row.id,
             status="sent",
             sent_at=_now(),

@@ -53,7 +53,17 @@ _FOLLOWUP_WORDS = ("随访", "follow-up", "followup", "HSDB04", "HSDB05", "HSDB0
 
 
 def encounter_kind(encounter: dict[str, Any]) -> str | None:
-    """``examinations`` for a health check, ``key-populations`` for a follow-up, else None."""
+    """``examinations`` for a health check, ``key-populations`` for a follow-up, else None.
+
+    The hub's own codes decide (what the adapters write and the audits read); the
+    words are for records from elsewhere that carry only text or document codes.
+    """
+    codings = [c for t in encounter.get("type") or () for c in (t or {}).get("coding") or ()]
+    systems = {(c.get("system"), c.get("code")) for c in codings}
+    if (cs.ENCOUNTER_TYPE, cs.HEALTH_CHECK) in systems:
+        return "examinations"
+    if any(system == cs.CARE_PROGRAMME for system, _ in systems):
+        return "key-populations"
     words = _words(encounter.get("type")) + _words(encounter.get("serviceType"))
     text = " ".join(words).lower()
     if any(w.lower() in text for w in _EXAM_WORDS):

@@ -189,3 +189,21 @@ def test_section_of_is_pure():
         },
     }
     assert section_of(item, {}) == "basic"
+
+
+def test_encounters_are_placed_by_the_hubs_codes_before_their_words():
+    from hub import codesystems as cs
+    from hub.lifetime.document import encounter_kind
+
+    check = {"type": [{"coding": [{"system": cs.ENCOUNTER_TYPE, "code": cs.HEALTH_CHECK}]}]}
+    followup = {
+        "type": [
+            {"coding": [{"system": cs.CARE_PROGRAMME, "code": "hypertension"}]},
+            {"coding": [{"system": "urn:oid:2.16.156.10011.2.3.1.183", "code": "1"}]},
+        ]
+    }
+    # A programme follow-up whose type text says nothing the word list knows.
+    assert encounter_kind(followup) == "key-populations"
+    assert encounter_kind(check) == "examinations"
+    assert encounter_kind({"type": [{"text": "健康体检"}]}) == "examinations"
+    assert encounter_kind({"type": [{"text": "门诊"}]}) is None
