@@ -118,6 +118,10 @@ def map_outbound(resource: dict, event: str, site: Site, context: MappingContext
     :param resource: the resource as stored after the change.
     :param event: ``"create"``, ``"update"`` or ``"delete"``.
     :param site: the receiving :class:`hub.sites.Site`.
+    :param context: ``context.read("Type/id")`` reads a stored resource;
+        ``context.previous`` is the resource before the change (``None`` for a
+        creation), e.g. to tell that a deletion or a merge ended something.
+        A labelled resource reaches only sites whose client holds its grant.
     :returns: a list of :class:`hub.mapping.OutboundMessage` (possibly empty:
         the change is not of interest), or ``None`` when the site's adapter is
         not yours.

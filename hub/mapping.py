@@ -202,6 +202,9 @@ class MappingContext:
         # for messages that need more than the changed resource (the patient
         # behind an Observation, the results a DiagnosticReport refers to).
         self.read: Callable[[str], dict[str, Any] | None] | None = None
+        # Outbound only: the resource as it was before the change (None for a creation;
+        # for a deletion, the last version kept), to tell what ended or moved.
+        self.previous: dict[str, Any] | None = None
         # The hub's settings (hub/config.py), e.g. the inbound limits an adapter enforces.
         self.settings: Mapping[str, Any] = {}
 

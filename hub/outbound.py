@@ -11,6 +11,13 @@ POST), oldest first per site: a failure holds that site's later messages back
 (order matters to HIS systems) and is retried with exponential back-off; after
 ``OUTBOUND_MAX_ATTEMPTS`` the message is ``dead`` and waits, visible, for an
 operator (``/api/deliveries?status=dead``, ``POST /api/deliveries/<id>/retry``).
+
+A change to a resource with a protected security label (``meta.security``,
+:mod:`hub.security.labels`) goes only to sites whose client holds the grant
+that opens it (``hub client add --site <site> --grant-label ...``): a site is
+a reader like any other. Its delivery is audited when it is sent, as a
+disclosure (AuditEvent ``export``, the entity and the receiving site), in the
+transaction that marks it sent.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import urllib.request
 from typing import TYPE_CHECKING
 from typing import Any
 
+from hub import audit
 from hub.config import setting
 from hub.mapping import MappingContext
+from hub.security import labels
+from hub.security.clients import list_clients
 from hub.storage.deliveries import DeliveryStore
 from hub.storage.deliveries import SiteQueue
 
@@ -57,6 +67,7 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
         if not batch_.changes:
             return 0
         reader = _reader(hub, batch_.conn)
+        grants = site_grants(batch_.conn) if sites else {}
         for change in batch_.changes:
             if not sites:
                 break
@@ -65,11 +76,18 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                 if change.op != "delete"
                 else {"resourceType": change.res_type, "id": change.res_id}
             )
+            previous = batch_.previous(change) if change.op != "create" else None
+            # What it was counts too: a deletion or a label removed must not tell a
+            # site without the grant what it could never read.
+            needed = labels.required_grants(resource) | labels.required_grants(previous or {})
             for site in sites:
                 if change.site == site.name:
                     continue  # never echo a change back to its source
+                if not labels.granted(needed, grants.get(site.name, frozenset())):
+                    continue  # the site may not see it, so it hears nothing of it
                 context = MappingContext(site, hub.code_maps)
                 context.read = reader
+                context.previous = previous
                 try:
                     messages = hub.pm.hook.map_outbound(
                         resource=resource, event=change.op, site=site, context=context
@@ -81,6 +99,15 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                     batch_.queue(site.name, change.seq, msg.key[:255] or str(change.seq), msg)
                     queued += 1
     return queued
+
+
+def site_grants(conn) -> dict[str, frozenset[str]]:
+    """The label grants of each site: those of its active clients (``hub client add --site``)."""
+    grants: dict[str, frozenset[str]] = {}
+    for client in list_clients(conn):
+        if client.site and client.active:
+            grants[client.site] = grants.get(client.site, frozenset()) | client.grants
+    return grants
 
 
 def _reader(hub: Hub, conn):
@@ -177,6 +204,7 @@ def _deliver_site(
             continue
         pending.update(
             row.id,
+            after=_disclosure(pending, row, name),
             status="sent",
             sent_at=_now(),
             attempts=row.attempts + 1,
@@ -184,6 +212,40 @@ def _deliver_site(
             last_error=None,
         )
         counts["sent"] += 1
+
+
+def _disclosure(pending: SiteQueue, row: Any, site: str):
+    """The audit of a sent message whose change was labelled (``None`` if it was not)."""
+    changed = pending.changed(row.change_seq)
+    if changed is None:
+        return None
+    reference, content = changed
+    needed = labels.required_grants(content or {})
+    if not needed:
+        return None
+    entity = [reference]
+    subject = _patient_reference(content or {})
+    if subject:
+        entity.append(subject)
+    event = audit.build_event(
+        interaction="export",
+        who="fhirhub",
+        site=site,
+        entity=entity,
+        description=(
+            f"disclosure to site {site}: delivery {row.id} sent; "
+            f"labels needing {', '.join(sorted(needed))}"
+        ),
+    )
+    return lambda conn: audit.record(conn, event)
+
+
+def _patient_reference(resource: dict[str, Any]) -> str | None:
+    for key in ("subject", "patient"):
+        ref = (resource.get(key) or {}).get("reference") if isinstance(resource, dict) else None
+        if isinstance(ref, str) and ref.startswith("Patient/"):
+            return ref
+    return None
 
 
 def retry(hub: Hub, delivery_id: int) -> bool:

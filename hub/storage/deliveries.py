@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,6 +63,25 @@ class PendingDelivery:
     content_type: str | None
     attempts: int
     next_attempt_at: dt.datetime
+    change_seq: int = 0
+
+
+def _content(conn: Connection, res_type: str, res_id: str, version: int) -> dict[str, Any] | None:
+    """The resource as version ``version`` left it, or the version before it when that
+    one is a deletion (which keeps no content); ``None`` when there is none."""
+    h = s.resource_history
+    content = conn.execute(
+        select(h.c.content)
+        .where(
+            h.c.res_type == res_type,
+            h.c.res_id == res_id,
+            h.c.version <= version,
+            h.c.deleted.is_(False),
+        )
+        .order_by(h.c.version.desc())
+        .limit(1)
+    ).scalar()
+    return orjson.loads(content) if content is not None else None
 
 
 class Dispatch:
@@ -83,6 +103,13 @@ class Dispatch:
         ).scalar_one()
         return orjson.loads(content)
 
+    def previous(self, change) -> dict[str, Any] | None:
+        """The resource as it was before ``change`` (``None`` for a creation): what an
+        adapter compares with to tell a move (a merge) or an end (a deletion)."""
+        if change.version <= 1:
+            return None
+        return _content(self.conn, change.res_type, change.res_id, change.version - 1)
+
     def queue(self, site: str, change_seq: int, message_key: str, msg: Any) -> None:
         """Queue one outbound message (``content_type``, ``body``, ``description``)."""
         self.conn.execute(insert(d).values(_pending(site, change_seq, message_key, msg)))
@@ -97,24 +124,53 @@ class SiteQueue:
     def pending(self, limit: int) -> list[PendingDelivery]:
         """The site's pending messages, oldest first."""
         rows = self.conn.execute(
-            select(d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at)
+            select(
+                d.c.id, d.c.body, d.c.content_type, d.c.attempts, d.c.next_attempt_at,
+                d.c.change_seq,
+            )
             .where(d.c.status == "pending", d.c.site == self.site)
             .order_by(d.c.id)
             .limit(limit)
-        ).all()
+        ).all()  # fmt: skip
         return [
-            PendingDelivery(r.id, bytes(r.body), r.content_type, r.attempts, r.next_attempt_at)
+            PendingDelivery(
+                r.id, bytes(r.body), r.content_type, r.attempts, r.next_attempt_at, r.change_seq
+            )
             for r in rows
         ]
 
-    def update(self, delivery_id: int, **values: Any) -> None:
-        """Record an attempt's result (status, attempts, errors, response...)."""
+    def changed(self, change_seq: int) -> tuple[str, dict[str, Any] | None] | None:
+        """What change ``change_seq`` wrote: ``("Type/id/_history/n", content)``, the
+        content being the last one kept (a deletion's is the version before it)."""
+        if not change_seq:
+            return None
+        c = s.change
+        row = self.conn.execute(
+            select(c.c.res_type, c.c.res_id, c.c.version).where(c.c.seq == change_seq)
+        ).first()
+        if row is None:
+            return None
+        ref = f"{row.res_type}/{row.res_id}/_history/{row.version}"
+        return ref, _content(self.conn, row.res_type, row.res_id, row.version)
+
+    def update(
+        self, delivery_id: int, after: Callable[[Connection], None] | None = None, **values: Any
+    ) -> None:
+        """Record an attempt's result (status, attempts, errors, response...).
+
+        ``after(conn)`` runs in the same transaction (the audit of a disclosure commits
+        with the delivery's ``sent`` status, or neither does).
+        """
         stmt = update(d).where(d.c.id == delivery_id).values(**values)
         if self.conn.dialect.name == "postgresql":
             self.conn.execute(stmt)
+            if after is not None:
+                after(self.conn)
             return
         with self.store.engine.connect().execution_options(hub_write=True) as w, w.begin():
             w.execute(stmt)
+            if after is not None:
+                after(w)
 
 
 class DeliveryStore:

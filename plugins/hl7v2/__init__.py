@@ -91,8 +91,14 @@ def map_inbound(message, context: MappingContext) -> dict | None:
 
 @hookimpl
 def map_outbound(resource: dict, event: str, site: Site, context: MappingContext) -> list | None:
+    """Patient -> ADT^A31, results -> ORU^R01; a veteran's entitlement -> the green
+    channel's ADT^A31 (:mod:`.entitlement`), never an ORU."""
     if getattr(site, "adapter", None) != FORMAT:
         return None
+    from fhirhub_plugins.hl7v2 import entitlement
+
+    if entitlement.is_entitlement(resource) or entitlement.is_entitlement(context.previous):
+        return entitlement.entitlement_messages(resource, event, site, context)
     from fhirhub_plugins.hl7v2.from_fhir import outbound_messages
 
     return outbound_messages(resource, event, site, context)

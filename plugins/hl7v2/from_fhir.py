@@ -44,7 +44,8 @@ def esc(value: Any) -> str:
     return text.replace("\r\n", "\n").replace("\n", "\\.br\\").replace("\r", "\\.br\\")
 
 
-def _comps(*values: Any) -> str:
+def comps(*values: Any) -> str:
+    """Components joined with ``^``, each escaped, trailing empty ones dropped."""
     return "^".join(esc(v) for v in values).rstrip("^")
 
 
@@ -74,7 +75,7 @@ def _reverse(context: MappingContext, map_id: str, target: str | None) -> str | 
     return None
 
 
-class _Out:
+class Out:
     def __init__(self, site: Site, context: MappingContext):
         self.site = site
         self.context = context
@@ -99,18 +100,19 @@ class _Out:
                   message_type, control_id, "P", "2.5", "", "", "AL", "NE", "CHN", charset]  # fmt: skip
         return "|".join(fields)
 
-    def pid(self, patient: dict) -> str:
+    def pid(self, patient: dict, veterans_status: str | None = None) -> str:
+        """PID from a Patient; ``veterans_status`` fills PID-27 (CE, or ``""`` to clear it)."""
         f: dict[int, str] = {1: "1"}
         reps = []
         for ident in patient.get("identifier", []):  # PID-3
             if ident.get("use") == "old":
                 continue
             if ident.get("system") == RESIDENT_ID_SYSTEM:
-                reps.append(_comps(ident.get("value"), "", "", "CHN", "NNCHN"))
+                reps.append(comps(ident.get("value"), "", "", "CHN", "NNCHN"))
             elif self.mrn_system and ident.get("system") == self.mrn_system:
-                reps.append(_comps(ident.get("value"), "", "", self.authority, "MR"))
+                reps.append(comps(ident.get("value"), "", "", self.authority, "MR"))
         if not reps and patient.get("id"):
-            reps.append(_comps(patient["id"], "", "", "FHIRHUB", "PI"))
+            reps.append(comps(patient["id"], "", "", "FHIRHUB", "PI"))
         f[3] = "~".join(reps)
         names = []
         style = getattr(self.site, "name_style", "auto")
@@ -118,9 +120,9 @@ class _Out:
             family = name.get("family") or ""
             given = " ".join(name.get("given", []))
             if style == "single" and name.get("text"):
-                names.append(_comps(name["text"], "", "", "", "", "", _use(name)))
+                names.append(comps(name["text"], "", "", "", "", "", _use(name)))
             else:
-                names.append(_comps(family, given, "", "", "", "", _use(name)))
+                names.append(comps(family, given, "", "", "", "", _use(name)))
         f[5] = "~".join(names)
         f[7] = fhir_to_ts(patient.get("birthDate"), self.tz)  # PID-7
         gender = patient.get("gender")
@@ -153,6 +155,8 @@ class _Out:
             f[30] = "Y"
         elif "deceasedBoolean" in patient:
             f[30] = "Y" if patient["deceasedBoolean"] else "N"
+        if veterans_status is not None:  # PID-27 (the green channel: entitlement.py)
+            f[27] = veterans_status
         return _segment("PID", f)
 
 
@@ -165,7 +169,7 @@ def _use(name: dict) -> str:
 def _address(addr: dict) -> str:
     lines = addr.get("line", [])
     use = {"home": "H", "work": "O", "temp": "C", "billing": "BA"}.get(addr.get("use", ""), "")
-    return _comps(
+    return comps(
         lines[0] if lines else "",
         lines[1] if len(lines) > 1 else "",
         addr.get("city"),
@@ -181,7 +185,7 @@ def _address(addr: dict) -> str:
 def _phone(telecom: dict) -> str:
     equipment = "CP" if telecom.get("use") == "mobile" else "PH"
     use = "WPN" if telecom.get("use") == "work" else "PRN"
-    return _comps("", use, equipment) + "^^^^^^^^^" + esc(telecom.get("value"))
+    return comps("", use, equipment) + "^^^^^^^^^" + esc(telecom.get("value"))
 
 
 def _control_id(resource: dict) -> str:
@@ -194,7 +198,7 @@ def _control_id(resource: dict) -> str:
 
 def patient_to_adt_a31(patient: dict, site: Site, context: MappingContext) -> bytes:
     """Patient -> ``ADT^A31^ADT_A05`` (update person information)."""
-    out = _Out(site, context)
+    out = Out(site, context)
     now = dt.datetime.now(zoneinfo.ZoneInfo(out.tz)).strftime("%Y%m%d%H%M%S%z")
     segments = [
         out.msh("ADT^A31^ADT_A05", _control_id(patient)),
@@ -205,7 +209,7 @@ def patient_to_adt_a31(patient: dict, site: Site, context: MappingContext) -> by
     return ("\r".join(segments) + "\r").encode(out.encoding)
 
 
-def _cwe(concept: dict | None, out: _Out) -> str:
+def _cwe(concept: dict | None, out: Out) -> str:
     if not concept:
         return ""
     codings = concept.get("coding") or []
@@ -217,17 +221,17 @@ def _cwe(concept: dict | None, out: _Out) -> str:
         parts += [coding.get("code"), coding.get("display"), name]
     if not parts:
         parts = ["", concept.get("text"), ""]
-    return _comps(*parts)
+    return comps(*parts)
 
 
-def _obx(obs: dict, set_id: int, out: _Out, context: MappingContext) -> str:
+def _obx(obs: dict, set_id: int, out: Out, context: MappingContext) -> str:
     f: dict[int, str] = {1: str(set_id)}
     f[3] = _cwe(obs.get("code"), out)
     if "valueQuantity" in obs:
         q = obs["valueQuantity"]
         f[2] = "NM" if not q.get("comparator") else "SN"
-        f[5] = esc(q.get("value")) if f[2] == "NM" else _comps(q["comparator"], q.get("value"))
-        f[6] = _comps(
+        f[5] = esc(q.get("value")) if f[2] == "NM" else comps(q["comparator"], q.get("value"))
+        f[6] = comps(
             q.get("code") or q.get("unit"), q.get("unit"), "UCUM" if q.get("system") else ""
         )
     elif "valueString" in obs:
@@ -265,7 +269,7 @@ def observations_to_oru_r01(
 
     ``patient`` fills PID when known; otherwise PID-3 carries the subject's hub id.
     """
-    out = _Out(site, context)
+    out = Out(site, context)
     first = report or (observations[0] if observations else {})
     if patient is None:
         ref = (first.get("subject") or {}).get("reference", "")

@@ -43,6 +43,9 @@ PROGRAMME_DISPLAY = {"rongjun-kangyang": "荣军康养 (veterans' health and eld
 # benefit status -> EpisodeOfCare.status
 EPISODE_STATUS = {"active": "active", "suspended": "onhold", "ended": "finished"}
 SECURITY = [cs.RESTRICTED, cs.VETERAN_SENSITIVITY]
+# Observation.identifier of the registry number (优抚证号) when the site names no system
+# (``identifier_systems.registry_number`` in its manifest).
+REGISTRY_NUMBER_SYSTEM = "urn:fhirhub:identifier:veteran-registry-number"
 
 _PHONE_DIGITS = re.compile(r"[\s\-()（）]")
 _MOBILE = re.compile(r"^(?:\+?86)?1\d{10}$")
@@ -85,6 +88,8 @@ class RowMapper:
         self.status: CodeMap = context.code_map("va-registry-status")
         self.programmes = tuple(config.get("programmes", DEFAULT_PROGRAMMES))
         self.today = config.get("today") or dt.date.today()
+        systems = getattr(context.site, "identifier_systems", None) or {}
+        self.registry_number_system = systems.get("registry_number") or REGISTRY_NUMBER_SYSTEM
         org = getattr(context.site, "organization", None) or {}
         self.organization = {"reference": f"Organization/{org['id']}"} if org.get("id") else None
 
@@ -308,6 +313,9 @@ class RowMapper:
             "code": _concept(cs.VETERAN_STATUS, "veteran-entitlement", "优抚对象身份"),
             "subject": {"reference": f"Patient/{patient_id}"},
         }
+        number = cell_text(v.get("registry_number"))  # 优抚证号
+        if number:
+            obs["identifier"] = [{"system": self.registry_number_system, "value": number}]
         period = _period(valid_from, valid_to)
         if period:
             obs["effectivePeriod"] = period
