@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import re
 import uuid
 import zoneinfo
@@ -42,6 +43,8 @@ from hub.plugin_api import codesystems as cs
 
 if TYPE_CHECKING:
     from hub.plugin_api import Site
+
+log = logging.getLogger("fhirhub.hl7v2.entitlement")
 
 CATEGORY_MAP = "hl7v2-veteran-category"
 DEFAULT_CODING_SYSTEM = "99VETCAT"
@@ -68,13 +71,23 @@ def wanted(site: Site) -> bool:
 
 
 def segment_name(site: Site) -> str | None:
-    """The Z-segment the site asked for (``plugins.hl7v2.entitlement_segment``), if any."""
+    """The Z-segment the site asked for (``plugins.hl7v2.entitlement_segment``), if any.
+
+    A name that is not ``Z`` and two letters or digits is logged and left out: PID-27
+    still tells the HIS, whereas refusing would leave the site with no message at all.
+    """
     name = (site.plugin_config("hl7v2") or {}).get("entitlement_segment")
     if not name:
         return None
     name = str(name).upper()
     if not Z_SEGMENT.match(name):
-        raise ValueError(f"entitlement_segment {name!r} is not a Z-segment name (Zxx)")
+        log.warning(
+            "site %s: plugins.hl7v2.entitlement_segment %r is not a Z-segment name (Zxx); "
+            "sending PID-27 without it",
+            site.name,
+            name,
+        )
+        return None
     return name
 
 
