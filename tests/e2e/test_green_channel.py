@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
+from hub.api.context import get_hub
 from hub.app import create_app
 from hub.cli import cli
 from hub.identity.ids import patient_id_for_resident_id
-from hub.storage import schema as s
+from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "green-channel" / "partner-hospital"
@@ -146,6 +146,7 @@ def test_registry_files_to_the_hospital_his(his, database_url, tmp_path):
     entitled = [m for m in partner.received if segment(m, "ZVE")]
     assert len(entitled) == 2
     wang = patient_id_for_resident_id("370202195003120834")
+    li = patient_id_for_resident_id("370203194811020147")
     pid = segment(entitled[0], "PID")
     assert pid[3] == "370202195003120834^^^CHN^NNCHN"
     assert pid[27] == "disabled-serviceman^残疾军人^99VETCAT"
@@ -175,20 +176,21 @@ def test_registry_files_to_the_hospital_his(his, database_url, tmp_path):
     check_golden("entitlement-ended", partner.received)
     assert not any(segment(m, "ZVE") for m in other.received)
 
-    # Each disclosure is audited: the entitlement, the person and the site it went to.
+    # Each disclosure is audited: the entitlement, the person and the site it went to,
+    # found as an auditor finds them (docs/green-channel.md).
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path),
                       "TESTING": True, "LOAD_ENTRY_POINTS": False})  # fmt: skip
-    from hub.api.context import get_hub
-
-    hub = get_hub(app)
+    auditor = authed_client(app, "user/AuditEvent.rs")
     try:
-        a = s.audit_event.c
-        with hub.engine.connect() as conn:
-            rows = conn.execute(
-                select(a.site, a.entity).where(a.interaction == "export").order_by(a.seq)
-            ).all()
+        found = auditor.get("/fhir/AuditEvent?site=partner-hospital&subtype=export")
+        assert found.status_code == 200, found.data
+        events = [e["resource"] for e in found.get_json().get("entry", [])]
+        other = auditor.get("/fhir/AuditEvent?site=other-hospital&subtype=export")
+        assert other.get_json().get("entry", []) == []
     finally:
-        hub.close()
-    assert [r.site for r in rows] == ["partner-hospital"] * 3
-    assert all(f" Patient/{wang} " in rows[i].entity for i in (0, 2))
-    assert all(re.search(r" Observation/[\w-]+/_history/\d+ ", r.entity) for r in rows)
+        get_hub(app).close()
+    assert len(events) == 3
+    refs = [sorted(e["what"]["reference"] for e in ev["entity"]) for ev in events]
+    assert all(re.fullmatch(r"Observation/[\w-]+/_history/\d+", r[0]) for r in refs)
+    assert sorted(r[1] for r in refs) == sorted([f"Patient/{wang}"] * 2 + [f"Patient/{li}"])
+    assert all(ev["source"]["observer"]["display"] == "partner-hospital" for ev in events)
