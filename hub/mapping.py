@@ -202,11 +202,28 @@ class MappingContext:
         # for messages that need more than the changed resource (the patient
         # behind an Observation, the results a DiagnosticReport refers to).
         self.read: Callable[[str], dict[str, Any] | None] | None = None
-        # Outbound only: the resource as it was before the change (None for a creation;
-        # for a deletion, the last version kept), to tell what ended or moved.
-        self.previous: dict[str, Any] | None = None
+        # Outbound only: the resource as it was before the change (``previous``), read
+        # when an adapter first asks for it (most never do).
+        self._previous: dict[str, Any] | None = None
+        self._load_previous: Callable[[], dict[str, Any] | None] | None = None
         # The hub's settings (hub/config.py), e.g. the inbound limits an adapter enforces.
         self.settings: Mapping[str, Any] = {}
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        """Outbound only: the resource before the change (``None`` for a creation; for a
+        deletion, its last version), to tell what ended or moved."""
+        if self._load_previous is not None:
+            self._previous, self._load_previous = self._load_previous(), None
+        return self._previous
+
+    @previous.setter
+    def previous(self, value: dict[str, Any] | None) -> None:
+        self._previous, self._load_previous = value, None
+
+    def previous_from(self, load: Callable[[], dict[str, Any] | None]) -> None:
+        """Read ``previous`` with ``load()`` when it is first asked for."""
+        self._load_previous = load
 
     def code_map(self, name: str) -> CodeMap:
         overrides = getattr(self.site, "code_map_overrides", None) or {}

@@ -76,10 +76,12 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                 if change.op != "delete"
                 else {"resourceType": change.res_type, "id": change.res_id}
             )
-            previous = batch_.previous(change) if change.op != "create" else None
-            # What it was counts too: a deletion or a label removed must not tell a
-            # site without the grant what it could never read.
-            needed = labels.required_grants(resource) | labels.required_grants(previous or {})
+            load_previous = _previous_loader(batch_, change)
+            # A deletion is judged by what was deleted: it must not tell a site without
+            # the grant of something it could never read.
+            needed = labels.required_grants(
+                resource if change.op != "delete" else (load_previous() or {})
+            )
             for site in sites:
                 if change.site == site.name:
                     continue  # never echo a change back to its source
@@ -87,7 +89,7 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                     continue  # the site may not see it, so it hears nothing of it
                 context = MappingContext(site, hub.code_maps)
                 context.read = reader
-                context.previous = previous
+                context.previous_from(load_previous)
                 try:
                     messages = hub.pm.hook.map_outbound(
                         resource=resource, event=change.op, site=site, context=context
@@ -99,6 +101,18 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                     batch_.queue(site.name, change.seq, msg.key[:255] or str(change.seq), msg)
                     queued += 1
     return queued
+
+
+def _previous_loader(batch_, change):
+    """``change``'s resource before it, read once and only if someone asks (most adapters don't)."""
+    memo: list[dict[str, Any] | None] = []
+
+    def load() -> dict[str, Any] | None:
+        if not memo:
+            memo.append(batch_.previous(change) if change.op != "create" else None)
+        return memo[0]
+
+    return load
 
 
 def site_grants(conn) -> dict[str, frozenset[str]]:

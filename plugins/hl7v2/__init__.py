@@ -97,7 +97,11 @@ def map_outbound(resource: dict, event: str, site: Site, context: MappingContext
         return None
     from fhirhub_plugins.hl7v2 import entitlement
 
-    if entitlement.is_entitlement(resource) or entitlement.is_entitlement(context.previous):
+    # What was an entitlement (deleted, or re-coded) is asked about only for Observations.
+    if entitlement.is_entitlement(resource) or (
+        resource.get("resourceType") == "Observation"
+        and entitlement.is_entitlement(getattr(context, "previous", None))
+    ):
         return entitlement.entitlement_messages(resource, event, site, context)
     from fhirhub_plugins.hl7v2.from_fhir import outbound_messages
 
