@@ -254,3 +254,26 @@ def test_site_code_table_and_no_segment(tmp_path):
     # Re-sent changes keep their control id (MSH-10): the HIS can recognise a duplicate.
     (again,) = entitlement_messages(obs, "create", site, context)
     assert again.key == msg.key == field(msg.body.decode(), "MSH", 9)
+
+
+def test_departure_from_the_registry_clears_it_with_the_date(green):
+    """A person missing from the next registry file: the adapter's PATCH ends the status."""
+    import datetime as dt
+
+    from fhirhub_plugins.va_registry.departures import departures
+
+    app, hub = green
+    fhir = authed_client(app)
+    fhir.put("/fhir/Patient/p5", json=patient("p5", "370202195003120834", "王", "建国"))
+    fhir.put("/fhir/Observation/ent-5", json=entitlement("ent-5", "p5", "serviceman-family"))
+    queued(hub)
+    patch = departures(["p5"], [], on=dt.date(2024, 5, 1), programmes=())[0]
+    answer = fhir.patch(
+        "/fhir/Observation/ent-5",
+        json=patch["resource"],
+        content_type="application/fhir+json",
+    )
+    assert answer.status_code == 200, answer.data
+    (a31,) = queued(hub)["partner-hospital"]
+    assert field(a31, "PID", 27) == '""'
+    assert a31.split("\r")[4] == "ZVE|1|serviceman-family^军人家属^99VETCAT|E|20240301|20240501|R-7"
