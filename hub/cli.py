@@ -407,6 +407,31 @@ def site_new(name, adapter, target):
     click.echo(f"created {folder}; read {folder / 'README.md'} next")
 
 
+@site.command("replay")
+@click.argument("name")
+@click.option(
+    "--type", "res_types", multiple=True, required=True, help="A resource type (repeatable)."
+)
+def site_replay(name, res_types):
+    """Queue for site NAME what every stored resource of each TYPE means to it, as if new.
+
+    The first load of a site connected (or opted into more, e.g. the green channel's
+    entitlements: --type Observation) after the data arrived; `hub worker` sends it.
+    """
+    from hub import outbound
+
+    the_hub = _hub()
+    try:
+        target = the_hub.sites.get(name)
+        if target is None or not target.outbound:
+            raise click.ClickException(f"site {name!r} is unknown or has no outbound endpoint")
+        for res_type in res_types:
+            count = outbound.replay(the_hub, target, res_type)
+            click.echo(f"{res_type}: {count} message(s) queued for {name}")
+    finally:
+        the_hub.close()
+
+
 @site.command("list")
 def site_list():
     """The sites this hub knows."""

@@ -115,6 +115,26 @@ class Dispatch:
         self.conn.execute(insert(d).values(_pending(site, change_seq, message_key, msg)))
 
 
+class Replay:
+    """Current versions to queue again for one site (:meth:`DeliveryStore.replaying`)."""
+
+    def __init__(self, conn: Connection, rows: list[tuple[int, dict[str, Any]]]):
+        self.conn = conn  # for adapters' reads in the same snapshot
+        self.rows = rows
+
+    def queue_new(self, site: str, change_seq: int, message_key: str, msg: Any) -> bool:
+        """Queue the message unless the site has it already (queued, sent or dead)."""
+        exists = self.conn.execute(
+            select(d.c.id).where(
+                d.c.site == site, d.c.change_seq == change_seq, d.c.message_key == message_key
+            )
+        ).first()
+        if exists is not None:
+            return False
+        self.conn.execute(insert(d).values(_pending(site, change_seq, message_key, msg)))
+        return True
+
+
 class SiteQueue:
     """One site's pending deliveries, taken by one worker."""
 
@@ -241,6 +261,25 @@ class DeliveryStore:
     def screen(self) -> StatusListing:
         """Pages, exports and whole rows for the operators' screens."""
         return StatusListing(self.engine, d, self.SCREEN_COLUMNS)
+
+    @contextmanager
+    def replaying(self, res_type: str) -> Iterator[Replay]:
+        """Every stored (not deleted) ``res_type`` with the seq of the change that made its
+        current version, oldest change first, in a transaction that queues what they mean."""
+        r, c = s.resource, s.change
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            rows = conn.execute(
+                select(c.c.seq, r.c.content)
+                .join(
+                    c,
+                    (c.c.res_type == r.c.res_type)
+                    & (c.c.res_id == r.c.res_id)
+                    & (c.c.version == r.c.version),
+                )
+                .where(r.c.res_type == res_type, r.c.deleted.is_(False))
+                .order_by(c.c.seq)
+            ).all()
+            yield Replay(conn, [(row.seq, orjson.loads(row.content)) for row in rows])
 
     def add(self, site: str, change_seq: int, message_key: str, msg: Any) -> int:
         """Queue one message outside the change feed (an operation's document); its id."""

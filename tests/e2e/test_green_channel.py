@@ -176,6 +176,31 @@ def test_registry_files_to_the_hospital_his(his, database_url, tmp_path):
     check_golden("entitlement-ended", partner.received)
     assert not any(segment(m, "ZVE") for m in other.received)
 
+    # 3. A site connected later gets the entitlements in force by a replay (李秀兰's only);
+    # the partner had that very message already, so nothing is queued twice for it.
+    sites = Path(env["HUB_SITES_DIR"])
+    late = (sites / "other-hospital" / "site.yaml").read_text(encoding="utf-8")
+    (sites / "late-hospital").mkdir()
+    (sites / "late-hospital" / "site.yaml").write_text(
+        late.replace("other-hospital", "late-hospital")
+        .replace("OTHER_HIS", "LATE_HIS")
+        .replace(f"port: {other.port}", f"port: {partner.port}"),
+        encoding="utf-8",
+    )
+    run(env, "clients", "add", "late-his", "--site", "late-hospital",
+        "--scopes", "system/Patient.rs", "--grant-label", "veteran-status")  # fmt: skip
+    partner.received.clear()
+    out = run(env, "site", "replay", "late-hospital", "--type", "Observation")
+    assert out.strip() == "Observation: 1 message(s) queued for late-hospital"
+    for site, count in (("partner-hospital", 0), ("other-hospital", 0)):
+        out = run(env, "site", "replay", site, "--type", "Observation")
+        assert out.strip() == f"Observation: {count} message(s) queued for {site}"
+    run(env, "worker", "--once")
+    (replayed,) = partner.received  # late-hospital's HIS listens on the same test port
+    assert segment(replayed, "MSH")[4] == "LATE_HIS"
+    assert segment(replayed, "PID")[3] == "370203194811020147^^^CHN^NNCHN"
+    assert segment(replayed, "PID")[27] == "martyr-survivor^烈士遗属^99VETCAT"
+
     # Each disclosure is audited: the entitlement, the person and the site it went to,
     # found as an auditor finds them (docs/green-channel.md).
     app = create_app({"DATABASE_URL": database_url, "INSTANCE_PATH": str(tmp_path),
@@ -185,11 +210,12 @@ def test_registry_files_to_the_hospital_his(his, database_url, tmp_path):
         found = auditor.get("/fhir/AuditEvent?site=partner-hospital&subtype=export")
         assert found.status_code == 200, found.data
         events = [e["resource"] for e in found.get_json().get("entry", [])]
+        late = auditor.get("/fhir/AuditEvent?site=late-hospital&subtype=export").get_json()
         other = auditor.get("/fhir/AuditEvent?site=other-hospital&subtype=export")
         assert other.get_json().get("entry", []) == []
     finally:
         get_hub(app).close()
-    assert len(events) == 3
+    assert len(events) == 3 and len(late.get("entry", [])) == 1
     refs = [sorted(e["what"]["reference"] for e in ev["entity"]) for ev in events]
     assert all(re.fullmatch(r"Observation/[\w-]+/_history/\d+", r[0]) for r in refs)
     assert sorted(r[1] for r in refs) == sorted([f"Patient/{wang}"] * 2 + [f"Patient/{li}"])
