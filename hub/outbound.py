@@ -14,7 +14,7 @@ operator (``/api/deliveries?status=dead``, ``POST /api/deliveries/<id>/retry``).
 
 A change to a resource with a protected security label (``meta.security``,
 :mod:`hub.security.labels`) goes only to sites whose client holds the grant
-that opens it (``hub client add --site <site> --grant-label ...``): a site is
+that opens it (``hub clients add NAME --site <site> --grant-label ...``): a site is
 a reader like any other. Its delivery is audited when it is sent, as a
 disclosure (AuditEvent ``export``, the entity and the receiving site), in the
 transaction that marks it sent.
@@ -116,7 +116,7 @@ def _previous_loader(batch_, change):
 
 
 def site_grants(conn) -> dict[str, frozenset[str]]:
-    """The label grants of each site: those of its active clients (``hub client add --site``)."""
+    """The label grants of each site: those of its active clients (``hub clients add --site``)."""
     grants: dict[str, frozenset[str]] = {}
     for client in list_clients(conn):
         if client.site and client.active:
