@@ -68,7 +68,7 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
             for site in sites:
                 if change.site == site.name:
                     continue  # never echo a change back to its source
-                context = MappingContext(site, hub.code_maps)
+                context = MappingContext(site, hub.code_maps, hub.terminology)
                 context.read = reader
                 try:
                     messages = hub.pm.hook.map_outbound(

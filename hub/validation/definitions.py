@@ -221,11 +221,11 @@ class _HubTerminology(Terminology):
         super().__init__(defs._value_sets, code_systems)
         self._defs = defs
 
-    def expand(self, url: str):
+    def codes(self, url: str):
         url = url.split("|")[0]
         if url not in self.value_sets and url in self._defs._expansions:
             return self._defs._expansions[url]
-        return super().expand(url)
+        return super().codes(url)
 
 
 def register_plugin_definitions(pm, definitions: Definitions) -> int:
