@@ -383,8 +383,19 @@ class TerminologyService:
             for match in index.translate(system, code, reverse):
                 if target_system and match["concept"].get("system") != target_system:
                     continue
-                out.append(match)
+                out.append(self._with_display(match))
         return out
+
+    def _with_display(self, match: dict[str, Any]) -> dict[str, Any]:
+        """The match with its concept's display from the code system when the map has none."""
+        concept = match["concept"]
+        if "display" in concept or not concept.get("system"):
+            return match
+        cs = self.code_system(concept["system"])
+        found = cs.get(concept["code"]) if cs is not None else None
+        if found is None or not found.display:
+            return match
+        return {**match, "concept": {**concept, "display": found.display}}
 
     def _maps_from(self, system: str, reverse: bool) -> list[str]:
         if self._maps_by_system is None:
