@@ -228,13 +228,19 @@ class MappingContext:
             raise KeyError(f"no code map {name!r}; known: {sorted(self._maps)}") from None
 
     def translate(
-        self, name: str, code: str | None, expression: str | None = None
+        self,
+        name: str,
+        code: str | None,
+        expression: str | None = None,
+        system: str | None = None,
     ) -> Translation | None:
         """Translate ``code`` through map ``name``, applying its ``unmapped`` policy.
 
         ``None`` in, ``None`` out. An unknown code raises (``error``), records a
         warning and returns ``None`` (``warn``) or returns the code unchanged
-        with ``mapped=False`` (``pass-through``).
+        with ``mapped=False`` (``pass-through``). ``system`` is the system the code
+        is written with when it is not the map's ``source`` (a site's local codes):
+        the warning names it, for ``hub terminology unmapped``.
         """
         if code is None or code == "":
             return None
@@ -248,7 +254,7 @@ class MappingContext:
                 outcome(issue("error", "code-invalid", text, expression)), 422
             )
         if cmap.unmapped == "warn":
-            self.issues.append(unmapped_issue(cmap, str(code), text, expression))
+            self.issues.append(unmapped_issue(cmap, str(code), text, expression, system))
             return None
         return Translation(str(code), None, cmap.source, mapped=False)
 
@@ -270,12 +276,15 @@ class MappingContext:
         )
 
 
-def unmapped_issue(cmap: CodeMap, code: str, text: str, expression: str | None) -> dict[str, Any]:
+def unmapped_issue(
+    cmap: CodeMap, code: str, text: str, expression: str | None, system: str | None = None
+) -> dict[str, Any]:
     """The warning for a code a ``warn`` map lacks: ``details.coding`` names it (the
     ``unmapped-code`` marker, then the local code in the map's source system), so
     ``hub terminology unmapped`` can count the codes a site sends and no map holds."""
     out = issue("warning", "code-invalid", text, expression)
-    local = {"system": cmap.source, "code": code} if cmap.source else {"code": code}
+    system = system or cmap.source
+    local = {"system": system, "code": code} if system else {"code": code}
     out["details"] = {
         "coding": [{"system": INGEST_ISSUE, "code": UNMAPPED_CODE}, local],
         "text": f"unmapped in {cmap.id}",

@@ -47,6 +47,8 @@ def terminology_load(site_name, path, map_id, system):
     except OperationOutcomeError as err:
         text = "; ".join(i.get("diagnostics", "") for i in err.outcome.get("issue", []))
         raise click.UsageError(text) from None
+    finally:
+        the_hub.close()
     click.echo(
         f"{site_name}: {counts['codes']} local code(s), {counts['mapped']} mapped by {map_id}"
         f" ({counts['codes'] - counts['mapped']} still unmapped)"
@@ -65,6 +67,8 @@ def terminology_unmapped(site_name, as_json):
         found = unmapped(the_hub, site_name)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    finally:
+        the_hub.close()
     if as_json:
         for u in found:
             line = {"map": u.map_id, "system": u.system, "code": u.code, "count": u.count}
