@@ -231,3 +231,30 @@ def test_validator_binding_still_checks_core_value_sets():
     assert default_definitions().expansion(GENDER_VS) == {
         GENDER: ["female", "male", "other", "unknown"]
     }
+
+
+def test_validator_reads_the_services_code_systems_for_added_value_sets():
+    # A profile's value set over a core hierarchy the validation extract holds no list of:
+    # the validator expands it from the terminology service's content.
+    from hub.validation.definitions import Definitions
+
+    defs = Definitions()
+    defs.add(
+        {
+            "resourceType": "ValueSet",
+            "url": "http://example.org/ValueSet/encounter-codes",
+            "compose": {
+                "include": [
+                    {
+                        "system": ACT_CODE,
+                        "filter": [
+                            {"property": "concept", "op": "is-a", "value": "_ActEncounterCode"}
+                        ],
+                    }
+                ]
+            },
+        }
+    )
+    codes = set(defs.expansion("http://example.org/ValueSet/encounter-codes")[ACT_CODE])
+    assert {"AMB", "EMER", "IMP"} <= codes
+    assert "_ActAccountCode" not in codes
