@@ -137,10 +137,10 @@ class Expander:
                 raise ExpansionError(f"the value set {url} has neither compose nor expansion")
             return list(_flatten(contains))
         found: dict[tuple[str | None, str], Member] = {}
-        for inc in compose.get("include") or ():
+        for inc in _dicts(compose.get("include")):
             for m in self._include(inc, stack):
                 found.setdefault((m.system, m.code), m)
-        for exc in compose.get("exclude") or ():
+        for exc in _dicts(compose.get("exclude")):
             for m in self._include(exc, stack):
                 found.pop((m.system, m.code), None)
         return list(found.values())
@@ -154,12 +154,12 @@ class Expander:
     def _include(self, inc: dict[str, Any], stack: tuple[str, ...]) -> list[Member]:
         system = inc.get("system")
         selected: list[Member] | None = None
-        if system:
+        if isinstance(system, str) and system:
             cs = self.code_system(system)
             version = inc.get("version") or (cs.version if cs else None)
             if inc.get("concept"):
                 selected = []
-                for c in inc["concept"]:
+                for c in _dicts(inc["concept"]):
                     code = c.get("code")
                     if not isinstance(code, str):
                         continue
@@ -178,7 +178,7 @@ class Expander:
                         " (its codes cannot be listed)"
                     )
                 codes: set[str] | None = None
-                for flt in inc.get("filter") or ():
+                for flt in _dicts(inc.get("filter")):
                     got = filter_codes(cs, flt)
                     codes = got if codes is None else codes & got
                 selected = [
@@ -186,7 +186,7 @@ class Expander:
                     for c in cs.concepts.values()
                     if codes is None or c.code in codes
                 ]
-        for url in inc.get("valueSet") or ():
+        for url in _strings(inc.get("valueSet")):
             sub = self.members_of(url.split("|")[0], stack)
             if selected is None:
                 selected = sub
@@ -215,13 +215,13 @@ class Expander:
         compose = vs.get("compose")
         result: dict[str, set[str] | None] = {}
         if isinstance(compose, dict):
-            for inc in compose.get("include") or ():
+            for inc in _dicts(compose.get("include")):
                 part = self._include_codes(inc)
                 if part is None:
                     return None
                 for s, codes in part.items():
                     _merge(result, s, codes)
-            for exc in compose.get("exclude") or ():
+            for exc in _dicts(compose.get("exclude")):
                 for s, codes in (self._include_codes(exc) or {}).items():
                     if codes and result.get(s):
                         result[s] = result[s] - codes
@@ -236,28 +236,37 @@ class Expander:
     def _include_codes(self, inc: dict[str, Any]) -> dict[str, set[str] | None] | None:
         result: dict[str, set[str] | None] = {}
         system = inc.get("system")
-        if system:
+        if isinstance(system, str) and system:
             cs = self.code_system(system)
             if inc.get("concept"):
-                result[system] = {c["code"] for c in inc["concept"] if "code" in c}
+                result[system] = {c["code"] for c in _dicts(inc["concept"]) if "code" in c}
             elif cs is None or not cs.complete:
                 result[system] = None
             else:
                 codes: set[str] | None = set(cs.concepts)
-                for flt in inc.get("filter") or ():
+                for flt in _dicts(inc.get("filter")):
                     try:
                         codes = codes & filter_codes(cs, flt)
                     except ExpansionError:
                         codes = None  # a filter not evaluated: do not check this system
                         break
                 result[system] = codes
-        for vs_url in inc.get("valueSet") or ():
+        for vs_url in _strings(inc.get("valueSet")):
             sub = self.codes(vs_url)
             if sub is None:
                 return None
             for s, codes in sub.items():
                 _merge(result, s, None if codes is None else set(codes))
         return result
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON array (content from files and plugins is not checked on load)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _merge(result: dict, system: str, codes: set | None) -> None:

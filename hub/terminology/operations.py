@@ -19,6 +19,7 @@ from hub import outcomes
 from hub.fhir.service import Result
 from hub.operations import Operation
 from hub.operations import OperationCall
+from hub.validation.structure import check_structure
 from hub.version import __version__
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ def _value_set_arg(call: OperationCall, service) -> tuple[str | None, dict | Non
             value_set = given[0]
             if value_set.get("resourceType") != "ValueSet":
                 raise outcomes.bad_request("parameter valueSet must be a ValueSet", "valueSet")
+            check_structure(value_set)  # a 400 for a malformed one, as on a write
     if url is None and value_set is None:
         raise outcomes.bad_request(f"${call.name} needs url or a valueSet", "url")
     return url, value_set

@@ -303,9 +303,24 @@ def test_post_with_hostile_parameters_is_4xx(http, live_server):
             "resourceType": "Parameters",
             "parameter": [{"name": "coding", "valueString": "nosystem"}],
         },
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {
+                    "name": "valueSet",
+                    "resource": {
+                        "resourceType": "ValueSet",
+                        "status": "active",
+                        "compose": {"include": "all"},
+                    },
+                }
+            ],
+        },
     ]
     for path, body in zip(
-        ("CodeSystem/$lookup", "ValueSet/$expand", "ValueSet/$validate-code"), bodies, strict=True
+        ("CodeSystem/$lookup", "ValueSet/$expand", "ValueSet/$validate-code", "ValueSet/$expand"),
+        bodies,
+        strict=True,
     ):
         r = http.post(
             f"{live_server.fhir}/{path}",
