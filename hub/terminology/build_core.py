@@ -1,10 +1,10 @@
 """Build ``hub/data/fhir-r4-terminology.json.gz``: the R4 code systems and value sets served.
 
-The terminology service serves every CodeSystem and ValueSet of the official
+The terminology service serves every CodeSystem, ValueSet and ConceptMap of the official
 ``hl7.fhir.r4.core#4.0.1`` package (CC0-1.0, HL7 FHIR specification content). The
 validation extract (:mod:`hub.validation.build_data`) keeps only code lists; the
-service needs displays, designations, properties and the hierarchy, and the
-ValueSets' ``compose``. Narrative, definitions and publishing metadata are left
+service needs displays, designations, properties and the hierarchy, the
+ValueSets' ``compose`` and the ConceptMaps' groups. Narrative, definitions and publishing metadata are left
 out. Run it again only to rebuild the extract deliberately::
 
     python -m hub.terminology.build_core path/to/hl7.fhir.r4.core-4.0.1.tgz
@@ -25,8 +25,8 @@ OUTPUT = DATA_DIR / "fhir-r4-terminology.json.gz"
 LICENCE_NOTE = (
     "Extract of the HL7 FHIR R4 core package hl7.fhir.r4.core#4.0.1 (http://hl7.org/fhir/R4), "
     "licensed CC0-1.0 (public domain dedication) by HL7 International. Only the CodeSystems' "
-    "concepts (code, display, designations, properties, hierarchy) and the ValueSets' "
-    "compose and expansion are kept."
+    "concepts (code, display, designations, properties, hierarchy), the ValueSets' "
+    "compose and expansion and the ConceptMaps' groups are kept."
 )
 
 _CS_KEYS = (
@@ -47,6 +47,20 @@ _CS_KEYS = (
     "supplements",
 )
 _VS_KEYS = ("resourceType", "id", "url", "version", "name", "title", "status", "compose")
+_CM_KEYS = (
+    "resourceType",
+    "id",
+    "url",
+    "version",
+    "name",
+    "title",
+    "status",
+    "sourceUri",
+    "sourceCanonical",
+    "targetUri",
+    "targetCanonical",
+    "group",
+)
 
 
 def _concept(c: dict) -> dict:
@@ -74,7 +88,7 @@ def compact_value_set(vs: dict) -> dict:
 
 
 def build(tgz: Path) -> dict:
-    code_systems, value_sets = [], []
+    code_systems, value_sets, concept_maps = [], [], []
     with tarfile.open(tgz) as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
             name = member.name.rsplit("/", 1)[-1]
@@ -84,11 +98,15 @@ def build(tgz: Path) -> dict:
                 code_systems.append(compact_code_system(json.load(tar.extractfile(member))))
             elif name.startswith("ValueSet-"):
                 value_sets.append(compact_value_set(json.load(tar.extractfile(member))))
+            elif name.startswith("ConceptMap-"):
+                cm = json.load(tar.extractfile(member))
+                concept_maps.append({k: cm[k] for k in _CM_KEYS if k in cm})
     return {
         "licence": LICENCE_NOTE,
         "package": "hl7.fhir.r4.core#4.0.1",
         "codeSystems": code_systems,
         "valueSets": value_sets,
+        "conceptMaps": concept_maps,
     }
 
 
@@ -102,7 +120,7 @@ def main(argv: list[str]) -> None:
         gz.write(raw)
     print(
         f"{OUTPUT.name}: {len(data['codeSystems'])} CodeSystems, {len(data['valueSets'])} "
-        f"ValueSets, {len(raw)} bytes of JSON, {OUTPUT.stat().st_size} compressed"
+        f"ValueSets, {len(data['conceptMaps'])} ConceptMaps, {len(raw)} bytes of JSON, {OUTPUT.stat().st_size} compressed"
     )
 
 

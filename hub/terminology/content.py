@@ -2,7 +2,7 @@
 
 In the order a later resource with the same canonical URL replaces an earlier one:
 
-1. the R4 core CodeSystems and ValueSets (``hub/data/fhir-r4-terminology.json.gz``, built
+1. the R4 core CodeSystems, ValueSets and ConceptMaps (``hub/data/fhir-r4-terminology.json.gz``, built
    from the official package by :mod:`hub.terminology.build_core`);
 2. ``CodeSystem-*.json`` / ``ValueSet-*.json`` / ``ConceptMap-*.json`` under ``mappings/``
    (the national tables: GB/T 2261.1, GB/T 2261.2, GB 3304, GB/T 4761, the WS 364 value
@@ -86,10 +86,10 @@ class Content:
 
 @functools.cache
 def core_resources() -> tuple[dict[str, Any], ...]:
-    """The R4 core CodeSystems and ValueSets (read once per process)."""
+    """The R4 core CodeSystems, ValueSets and ConceptMaps (read once per process)."""
     with gzip.open(CORE_FILE, "rb") as fh:
         data = orjson.loads(fh.read())
-    return tuple(data["codeSystems"]) + tuple(data["valueSets"])
+    return tuple(data["codeSystems"]) + tuple(data["valueSets"]) + tuple(data["conceptMaps"])
 
 
 def file_resources(folders: Iterable[Path]) -> list[dict[str, Any]]:
