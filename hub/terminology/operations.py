@@ -219,6 +219,7 @@ def expand(call: OperationCall) -> Result:
         count=_integer(call, "count"),
         offset=_integer(call, "offset") or 0,
         include_designations=_boolean(call, "includeDesignations"),
+        display_language=_text(call, "displayLanguage"),
     )
     return Result(200, out)
 
@@ -360,7 +361,14 @@ def terminology_capabilities(the_hub: Hub, base: str) -> dict[str, Any]:
             "incomplete": False,
             "parameter": [
                 {"name": name}
-                for name in ("filter", "count", "offset", "includeDesignations", "valueSet")
+                for name in (
+                    "filter",
+                    "count",
+                    "offset",
+                    "includeDesignations",
+                    "displayLanguage",
+                    "valueSet",
+                )
             ],
             "textFilter": "Matches codes whose code, display or a designation contains the"
             " filter text (Chinese or English), case-insensitively",

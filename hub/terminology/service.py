@@ -296,6 +296,7 @@ class TerminologyService:
         count: int | None = None,
         offset: int = 0,
         include_designations: bool = False,
+        display_language: str | None = None,
     ) -> dict[str, Any]:
         """``ValueSet/$expand``: the value set with its ``expansion`` (paged by ``count`` and
         ``offset``; ``text`` keeps the codes whose code, display or a designation holds it)."""
@@ -333,7 +334,7 @@ class TerminologyService:
         }
         if parameters:
             expansion["parameter"] = parameters
-        expansion["contains"] = [_contains(m, include_designations) for m in page]
+        expansion["contains"] = [_contains(m, include_designations, display_language) for m in page]
         out = {k: v for k, v in value_set.items() if k not in ("compose", "expansion", "text")}
         out["resourceType"] = "ValueSet"
         out["expansion"] = expansion
@@ -425,15 +426,27 @@ def _display_verdict(
     return out
 
 
-def _contains(m: Member, designations: bool) -> dict[str, Any]:
+def _contains(m: Member, designations: bool, language: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if m.system:
         out["system"] = m.system
     if m.version:
         out["version"] = m.version
     out["code"] = m.code
-    if m.display:
-        out["display"] = m.display
+    display = m.display
+    if language:
+        # displayLanguage=en: the English designation of a Chinese code, when it has one
+        display = next(
+            (
+                d["value"]
+                for d in m.designations or ()
+                if str(d.get("language", "")).split("-")[0] == language.split("-")[0]
+                and d.get("value")
+            ),
+            display,
+        )
+    if display:
+        out["display"] = display
     if designations and m.designations:
         out["designation"] = m.designations
     return out

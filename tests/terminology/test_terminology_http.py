@@ -217,6 +217,9 @@ def test_a_changed_value_set_is_expanded_anew_in_this_and_another_process(fhir, 
         assert [c["code"] for c in got["expansion"]["contains"]] == ["URINE"]
         other.terminology.refresh()
         assert [m.code for m in other.terminology.members(LOCAL_VS)] == ["URINE"]
+        vs.delete()
+        other.terminology.refresh()
+        assert other.terminology.value_set(LOCAL_VS) is None
     finally:
         other.close()
 

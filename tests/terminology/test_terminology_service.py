@@ -258,3 +258,10 @@ def test_validator_reads_the_services_code_systems_for_added_value_sets():
     codes = set(defs.expansion("http://example.org/ValueSet/encounter-codes")[ACT_CODE])
     assert {"AMB", "EMER", "IMP"} <= codes
     assert "_ActAccountCode" not in codes
+
+
+def test_expand_display_language_shows_english_designations(term):
+    got = term.expand(f"{SEX}?fhir_vs", display_language="en")["expansion"]["contains"]
+    assert {c["code"]: c["display"] for c in got}["2"] == "female"
+    zh = term.expand(f"{RELATIONSHIP}?fhir_vs", count=1)["expansion"]["contains"]
+    assert zh[0]["display"] == "配偶"
