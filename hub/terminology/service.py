@@ -108,7 +108,11 @@ class TerminologyService:
         self._stamp = None
 
     def _stored_site_maps(self, stored: Content) -> dict[tuple[str, str], CodeMap]:
-        """Stored ConceptMaps ``urn:fhirhub:conceptmap:<map>:<site>``: site overrides."""
+        """Stored ConceptMaps ``urn:fhirhub:conceptmap:<map>:<site>``: site overrides.
+
+        Each is served (``$translate``) as the site's adapter uses it: the stored entries,
+        then the entries of the site's override files or the shared map the table does not
+        replace, all read as codes of the table's local system."""
         out: dict[tuple[str, str], CodeMap] = {}
         for url, cm in stored.concept_maps.items():
             key = site_of(url, self.code_maps)
@@ -129,6 +133,7 @@ class TerminologyService:
             base = (getattr(site, "code_map_overrides", None) or {}).get(map_id)
             base = base or self.code_maps[map_id]
             out[key] = base.with_override({"map": entries}, f"ConceptMap/{cm.get('id')}")
+            stored.concept_maps[url] = _with_rest(cm, base, entries)
         return out
 
     # -- resolvers -------------------------------------------------------------------------
@@ -410,6 +415,28 @@ class TerminologyService:
                     by.setdefault((t, True), []).append(url)
             self._maps_by_system = by
         return self._maps_by_system.get((system, reverse), [])
+
+
+def _with_rest(cm: dict[str, Any], base: CodeMap, entries: dict[str, Any]) -> dict[str, Any]:
+    """A site table's ConceptMap with the entries of ``base`` it does not replace."""
+    source = next(
+        (g.get("source") for g in cm.get("group") or () if g.get("source")), cm.get("sourceUri")
+    )
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for code, t in base.entries.items():
+        if code in entries:
+            continue
+        target = {"code": t.code, "equivalence": "equivalent"}
+        if t.display:
+            target["display"] = t.display
+        groups.setdefault(t.system or base.target, []).append({"code": code, "target": [target]})
+    if not groups:
+        return cm
+    extra = [
+        {k: v for k, v in (("source", source), ("target", t), ("element", els)) if v}
+        for t, els in groups.items()
+    ]
+    return {**cm, "group": [*(cm.get("group") or ()), *extra]}
 
 
 def _display_verdict(

@@ -77,6 +77,11 @@ def test_load_the_documented_table_and_close_the_gaps(env):
         term = the_hub.terminology
         term.refresh()
         assert [m["concept"]["code"] for m in term.translate("PLT", LAB, SITE_MAP)] == ["777-3"]
+        # $translate serves the map as the adapter uses it: the table over the site's files.
+        assert [m["concept"]["code"] for m in term.translate("HBSAG", LAB, SITE_MAP)] == ["5196-1"]
+        assert term.code_map("hl7v2-local-lab", the_hub.sites[SITE]).lookup("HBSAG").code == (
+            "5196-1"
+        )
         lookup = term.lookup(LAB, "PLT")
         assert {"name": "display", "valueString": "血小板计数"} in lookup["parameter"]
     finally:
