@@ -690,5 +690,14 @@ def _add_security_commands() -> None:
 _add_security_commands()
 
 
+def _add_terminology_commands() -> None:
+    from hub.terminology.cli import terminology
+
+    _add_command(cli, terminology)
+
+
+_add_terminology_commands()
+
+
 if __name__ == "__main__":  # ``python -m hub.cli``
     cli()

@@ -68,6 +68,11 @@ GROUP_KIND = "urn:fhirhub:codesystem:group-kind"
 VILLAGE_DIVISION = "urn:fhirhub:identifier:village-division"  # 12-digit statistical division code
 HOUSEHOLD_NUMBER = "urn:fhirhub:identifier:household-number"
 
+# Kinds of issue the ingest pipeline reports beyond the FHIR issue types
+# (OperationOutcome.issue.details.coding): a local code no code map holds.
+INGEST_ISSUE = "urn:fhirhub:codesystem:ingest-issue"
+UNMAPPED_CODE = "unmapped-code"
+
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ICD10_SYSTEMS = (
     "http://hl7.org/fhir/sid/icd-10",
@@ -94,4 +99,5 @@ CODES: dict[str, tuple[str, ...]] = {
     ),
     ENCOUNTER_TYPE: (HEALTH_CHECK,),
     SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
+    INGEST_ISSUE: (UNMAPPED_CODE,),
 }

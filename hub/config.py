@@ -299,6 +299,13 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         "Identity matching: queue for an archive manager's review at or above this score.",
     ),
+    Setting(
+        "TERMINOLOGY_EXPANSION_LIMIT",
+        10000,
+        int,
+        "Most codes `ValueSet/$expand` returns without `count`; a larger expansion is a 422 "
+        "too-costly asking for `count`/`offset` or a `filter` (docs/terminology.md).",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

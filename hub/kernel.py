@@ -29,6 +29,7 @@ from hub.security.services import Security
 from hub.storage import db
 from hub.storage.db import reading
 from hub.storage.repository import Repository
+from hub.terminology.service import TerminologyService
 
 log = logging.getLogger("hub")
 
@@ -62,6 +63,16 @@ class Hub:
             self.repo, search_engine, self.pm, config, on_search_parameter=self.reload_search
         )
         self.sites = _load_sites(config, self.code_maps)
+        # One terminology service: the operations, the adapters' code maps, the search
+        # modifiers and the write path (which invalidates it) share it.
+        self.terminology = TerminologyService(
+            self.engine,
+            self.code_maps,
+            self.sites,
+            expansion_limit=int(setting(config, "TERMINOLOGY_EXPANSION_LIMIT")),
+        )
+        self.service.on_terminology = self.terminology.invalidate
+        search_engine.terminology = self.terminology
         self.pipeline = Pipeline(self)
         operations = _builtin_operations()
         for ops in self.pm.hook.register_operations():
@@ -78,6 +89,7 @@ class Hub:
         indexes resources stored before.
         """
         self.search_registry, self.indexer, self.service.search_engine = self._build_search()
+        self.service.search_engine.terminology = self.terminology
         self.repo.indexer = self.indexer
 
     def _build_search(self) -> tuple[SearchRegistry, Indexer, SearchEngine]:
@@ -196,5 +208,6 @@ def _visibility_for(call):
 def _builtin_operations() -> list:
     from hub.default_operations import operations
     from hub.lifetime.operations import operations as lifetime_operations
+    from hub.terminology.operations import operations as terminology_operations
 
-    return operations() + lifetime_operations()
+    return operations() + lifetime_operations() + terminology_operations()

@@ -26,12 +26,15 @@ from typing import Any
 
 import yaml
 
+from hub.codesystems import INGEST_ISSUE
+from hub.codesystems import UNMAPPED_CODE
 from hub.outcomes import OperationOutcomeError
 from hub.outcomes import issue
 from hub.outcomes import outcome
 
 if TYPE_CHECKING:
     from hub.sites import Site
+    from hub.terminology.service import TerminologyService
 
 UNMAPPED_POLICIES = ("error", "warn", "pass-through")
 
@@ -191,9 +194,17 @@ class MappingContext:
     Collects issues as it goes; the pipeline puts them in the ingest outcome.
     """
 
-    def __init__(self, site: Site | None = None, code_maps: dict[str, CodeMap] | None = None):
+    def __init__(
+        self,
+        site: Site | None = None,
+        code_maps: dict[str, CodeMap] | None = None,
+        terminology: TerminologyService | None = None,
+    ):
         self.site = site
         self._maps = code_maps or {}
+        # The hub's terminology service: the maps as the site uses them (its overrides,
+        # files or tables loaded with ``hub terminology load``), the same ones $translate serves.
+        self.terminology = terminology
         self.issues: list[dict[str, Any]] = []
         # Per-site state kept between messages (JSON-ready values); the
         # pipeline loads it before mapping and saves it with the message's data.
@@ -226,6 +237,8 @@ class MappingContext:
         self._load_previous = load
 
     def code_map(self, name: str) -> CodeMap:
+        if self.terminology is not None:
+            return self.terminology.code_map(name, self.site)
         overrides = getattr(self.site, "code_map_overrides", None) or {}
         if name in overrides:
             return overrides[name]
@@ -235,13 +248,19 @@ class MappingContext:
             raise KeyError(f"no code map {name!r}; known: {sorted(self._maps)}") from None
 
     def translate(
-        self, name: str, code: str | None, expression: str | None = None
+        self,
+        name: str,
+        code: str | None,
+        expression: str | None = None,
+        system: str | None = None,
     ) -> Translation | None:
         """Translate ``code`` through map ``name``, applying its ``unmapped`` policy.
 
         ``None`` in, ``None`` out. An unknown code raises (``error``), records a
         warning and returns ``None`` (``warn``) or returns the code unchanged
-        with ``mapped=False`` (``pass-through``).
+        with ``mapped=False`` (``pass-through``). ``system`` is the system the code
+        is written with when it is not the map's ``source`` (a site's local codes):
+        the warning names it, for ``hub terminology unmapped``.
         """
         if code is None or code == "":
             return None
@@ -255,9 +274,14 @@ class MappingContext:
                 outcome(issue("error", "code-invalid", text, expression)), 422
             )
         if cmap.unmapped == "warn":
-            self.warn(text, expression, code="code-invalid")
+            self.issues.append(unmapped_issue(cmap, str(code), text, expression, system))
             return None
         return Translation(str(code), None, cmap.source, mapped=False)
+
+    def lookup(self, name: str, code: str | None) -> Translation | None:
+        """The entry of ``code`` in map ``name`` (as the site uses it), without the
+        ``unmapped`` policy: ``None`` when the map has none."""
+        return self.code_map(name).lookup(code)
 
     def warn(self, text: str, expression: str | None = None, code: str = "processing") -> None:
         self.issues.append(issue("warning", code, text, expression))
@@ -270,3 +294,19 @@ class MappingContext:
         self.issues.append(
             issue("information", "informational", text or f"{location} was not mapped", location)
         )
+
+
+def unmapped_issue(
+    cmap: CodeMap, code: str, text: str, expression: str | None, system: str | None = None
+) -> dict[str, Any]:
+    """The warning for a code a ``warn`` map lacks: ``details.coding`` names it (the
+    ``unmapped-code`` marker, then the local code in the map's source system), so
+    ``hub terminology unmapped`` can count the codes a site sends and no map holds."""
+    out = issue("warning", "code-invalid", text, expression)
+    system = system or cmap.source
+    local = {"system": system, "code": code} if system else {"code": code}
+    out["details"] = {
+        "coding": [{"system": INGEST_ISSUE, "code": UNMAPPED_CODE}, local],
+        "text": f"unmapped in {cmap.id}",
+    }
+    return out

@@ -87,7 +87,7 @@ def dispatch(hub: Hub, batch: int = 500) -> int:
                     continue  # never echo a change back to its source
                 if not labels.granted(needed, grants.get(site.name, frozenset())):
                     continue  # the site may not see it, so it hears nothing of it
-                context = MappingContext(site, hub.code_maps)
+                context = MappingContext(site, hub.code_maps, hub.terminology)
                 context.read = reader
                 context.previous_from(load_previous)
                 try:
@@ -290,7 +290,7 @@ def replay(hub: Hub, site: Site, res_type: str) -> int:
         for seq, resource in replay.rows:
             if not labels.granted(labels.required_grants(resource), grants):
                 continue
-            context = MappingContext(site, hub.code_maps)
+            context = MappingContext(site, hub.code_maps, hub.terminology)
             context.read = reader
             context.previous = None
             messages = hub.pm.hook.map_outbound(

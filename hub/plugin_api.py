@@ -11,7 +11,9 @@ What is here:
 * hooks: :data:`hookimpl` (mark your hook functions with it) and :class:`Adapter`
   (what ``register_adapters`` returns);
 * messages and mapping: :class:`InboundMessage`, :class:`OutboundMessage`,
-  :class:`MappingContext`, :class:`CodeMap`, :func:`load_code_maps`, :data:`MAPPINGS_DIR`;
+  :class:`MappingContext`, :class:`CodeMap`, :func:`load_code_maps`, :data:`MAPPINGS_DIR`
+  (a context's ``code_map``, ``translate`` and ``lookup`` read the hub's terminology
+  service: the maps as the site uses them, the same ones ``$translate`` serves);
 * outcomes: :class:`OperationOutcomeError`, :func:`issue`, :func:`outcome`, :func:`error`
   and the whole :mod:`outcomes` module (``bad_request``, ``not_found`` ...);
 * identity: the identifier systems, :mod:`resident_id` (``parse``, ``mask`` ...),

@@ -35,6 +35,7 @@ from hub.operations import OperationCall
 from hub.security import audit_search
 from hub.security import guard
 from hub.security.principal import current
+from hub.terminology.operations import terminology_capabilities
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -182,6 +183,8 @@ def _audit_trail_is_read_only():
 @bp.get("/metadata")
 def metadata():
     hub = get_hub()
+    if request.args.get("mode") == "terminology":
+        return render(Result(200, terminology_capabilities(hub, base_url())))
     return render(Result(200, capability_statement(hub, base_url())))
 
 

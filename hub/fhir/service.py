@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 # Versions are stored in 32-bit integer columns: a larger number names no version.
 MAX_VERSION = 2**31 - 1
+# Writes of these types change what the terminology service serves.
+TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 
 
 class Quarantined(outcomes.OperationOutcomeError):
@@ -164,6 +166,10 @@ class FhirService:
         self.config = config or {}
         # Called after a SearchParameter is written (the kernel rebuilds its registry).
         self.on_search_parameter = on_search_parameter
+        # Called after a CodeSystem, ValueSet or ConceptMap is written (the kernel's
+        # terminology service drops its stored layer; other processes see the change
+        # through the service's stamp check).
+        self.on_terminology: Callable[[], None] | None = None
 
     # -- validation on write ---------------------------------------------------
 
@@ -338,7 +344,14 @@ class FhirService:
     def _unit(self, opts: WriteOptions | None, fn) -> Written:
         """Run one interaction in a unit of work of its own (what a REST call gets)."""
         site = getattr(getattr(opts, "site", None), "name", None)
-        return self.repo.write(fn, site=site)
+        done = self.repo.write(fn, site=site)
+        stored = getattr(done, "stored", None)
+        if (
+            self.on_terminology is not None
+            and getattr(stored, "res_type", None) in TERMINOLOGY_TYPES
+        ):
+            self.on_terminology()
+        return done
 
     # -- the write interactions, each one method over a unit of work ------------
     #

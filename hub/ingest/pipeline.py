@@ -45,6 +45,7 @@ from hub.storage.site_state import SiteStateStore
 if TYPE_CHECKING:
     from hub.kernel import Hub
     from hub.sites import Site
+    from hub.terminology.service import TerminologyService
 
 log = logging.getLogger("hub.ingest")
 
@@ -286,6 +287,7 @@ class Pipeline:
         except outcomes.OperationOutcomeError as err:
             return [self._failed(item, err) for item in items]
         state = SiteState(lambda: self._load_state(site.name))
+        self.hub.terminology.refresh()  # tables loaded since the last group (any process)
         prepared: list[tuple[InboxItem, dict, list[dict]]] = []
         marked: dict[int, InboxItem] = {}
         for item in items:
@@ -295,6 +297,7 @@ class Pipeline:
                     self.hub.code_maps,
                     site,
                     item.body or b"",
+                    terminology=self.hub.terminology,
                     fmt=item.format or "",
                     content_type=item.content_type,
                     source_key=item.source_key,
@@ -509,12 +512,14 @@ class Pipeline:
         rejects the payload.
         """
         fmt = fmt or self.format_for(site, body, content_type)
+        self.hub.terminology.refresh()
         return map_payload(
             self.hub.pm,
             self.hub.code_maps,
             site,
             body,
             fmt=fmt,
+            terminology=self.hub.terminology,
             content_type=content_type,
             source_key=source_key,
             state=state,
@@ -567,6 +572,7 @@ def map_payload(
     state: dict[str, Any] | None = None,
     parsed: Any = None,
     settings: Any = None,
+    terminology: TerminologyService | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run the ``map_inbound`` hooks on one payload: ``(Bundle, issues)``.
 
@@ -574,7 +580,7 @@ def map_payload(
     if it wants the adapter's changes kept (the pipeline does, kits do not).
     ``parsed`` is ``InboundMessage.parsed``; ``settings`` the hub's configuration.
     """
-    context = MappingContext(site, code_maps)
+    context = MappingContext(site, code_maps, terminology)
     context.state = {} if state is None else state
     context.settings = settings if settings is not None else {}
     if parsed is None:  # the adapter's one parse (``parse`` hook), unless the receiver made it

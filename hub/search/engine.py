@@ -44,6 +44,8 @@ from hub.search.params import split_prefix
 from hub.search.params import token_forms
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
+from hub.search.token_modifiers import related_codes
+from hub.search.token_modifiers import value_set_members
 from hub.storage import schema as S
 from hub.storage.db import is_timeout
 from hub.storage.db import statement_timeout
@@ -709,6 +711,9 @@ class _Query:
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise invalid(key, f"':{modifier}' needs system|code")
         system, code = parts
+        codes = related_codes(self.engine, system, code, modifier)
+        if codes is not None:
+            return sa.and_(t.c.system == system, t.c.code.in_(sorted(codes)))
         tree = _codesystem_parents(self.conn, system)
         if tree is None:
             raise invalid(key, f"CodeSystem '{system}' is not known to this server")
@@ -729,7 +734,8 @@ class _Query:
         return sa.and_(t.c.system == system, t.c.code.in_(sorted(codes)))
 
     def _in_valueset(self, t, key, url):
-        codes, systems = _valueset_members(self.conn, url)
+        found = value_set_members(self.engine, url)
+        codes, systems = found if found is not None else _valueset_members(self.conn, url)
         if codes is None:
             raise invalid(key, f"ValueSet '{url}' is not known to this server")
         tests = [t.c.system == s for s in systems]

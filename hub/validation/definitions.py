@@ -29,6 +29,7 @@ import orjson
 from hub.paths import DATA_DIR
 from hub.paths import MAPPINGS_DIR
 from hub.paths import PROFILES_DIR
+from hub.terminology.content import shared_content
 from hub.validation.terminology import Terminology
 from hub.validation.terminology import all_codes
 
@@ -208,7 +209,9 @@ class Definitions:
 
 
 class _HubTerminology(Terminology):
-    """Expansion of added ValueSets: added CodeSystems first, then the core code lists."""
+    """Expansion of added ValueSets: added CodeSystems first, then the code systems of the
+    terminology service's content (the R4 core with its hierarchies, the national tables),
+    then the core code lists of the extract."""
 
     def __init__(self, defs: Definitions):
         code_systems: dict[str, Any] = {}
@@ -221,11 +224,18 @@ class _HubTerminology(Terminology):
         super().__init__(defs._value_sets, code_systems)
         self._defs = defs
 
-    def expand(self, url: str):
+    def _index(self, system: str):
+        if system not in self._defs._code_systems:
+            served = shared_content().code_systems.get(system)
+            if served is not None and served.complete:
+                return served
+        return super()._index(system)
+
+    def codes(self, url: str):
         url = url.split("|")[0]
         if url not in self.value_sets and url in self._defs._expansions:
             return self._defs._expansions[url]
-        return super().expand(url)
+        return super().codes(url)
 
 
 def register_plugin_definitions(pm, definitions: Definitions) -> int:

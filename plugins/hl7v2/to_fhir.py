@@ -814,7 +814,9 @@ def _lab_code(rep: Composite | None, env: Env, location: str) -> dict | None:
     if not has_loinc:
         for coding in list(codings):
             if coding.get("system") == env.lab_system:
-                found = env.context.translate("hl7v2-local-lab", coding["code"], location)
+                found = env.context.translate(
+                    "hl7v2-local-lab", coding["code"], location, system=env.lab_system
+                )
                 if found and found.mapped:
                     codings.insert(
                         0,
