@@ -93,7 +93,9 @@ def wants_raw(content_type: str) -> bool:
         return False
     shown_accept = accept[:200].encode("ascii", "backslashreplace").decode()
     raise outcomes.error(
-        406, "not-supported", f"This Binary is {content_type}; cannot produce any of: {shown_accept}"
+        406,
+        "not-supported",
+        f"This Binary is {content_type}; cannot produce any of: {shown_accept}",
     )
 
 

@@ -49,7 +49,7 @@ FORMAT_PARAMS = ("_format", "_pretty")
 
 def base_url() -> str:
     configured = get_hub().config.get("BASE_URL")
-    return configured.rstrip("/") if configured else request.host_url.rstrip("/") + "/fhir"
+    return configured.rstrip("/") if configured else request.url_root.rstrip("/") + "/fhir"
 
 
 def query_params() -> list[tuple[str, str]]:

@@ -129,9 +129,7 @@ def with_data(resource: dict[str, Any], data: bytes | None) -> dict[str, Any]:
     return out
 
 
-def prepare(
-    writer: Writer, resource: dict[str, Any], res_id: str, config: dict
-) -> dict[str, Any]:
+def prepare(writer: Writer, resource: dict[str, Any], res_id: str, config: dict) -> dict[str, Any]:
     """The resource to stage for ``res_id``: Binary bytes stored apart, large attachments
     moved to Binaries. Returns a new dict when anything changed; the caller's is never
     modified (a retried unit of work starts again from it)."""
