@@ -1,9 +1,9 @@
 """Binary on the wire: raw uploads and downloads beside the FHIR wrapper (docs/binary.md).
 
 ``POST /fhir/Binary`` and ``PUT /fhir/Binary/{id}`` take any body: with a FHIR media type
-(``application/fhir+json``/``+xml``) it is a Binary resource, with any other (a PDF, a CDA
-document as ``application/xml``, an image) the body is the content and its
-``Content-Type`` the Binary's ``contentType`` (``X-Security-Context`` its
+(``application/fhir+json``/``+xml``), or generic JSON/XML holding a FHIR Binary, it is a
+Binary resource; anything else (a PDF, a CDA document as ``application/xml``, an image) is
+the content, its ``Content-Type`` the Binary's ``contentType`` (``X-Security-Context`` its
 ``securityContext``). Either way it is stored through the FHIR service as any write.
 
 A read answers the raw bytes, with the stored media type, when the client accepts it
@@ -14,8 +14,10 @@ when it asks for a FHIR format (``Accept`` or ``_format``).
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
+import orjson
 from flask import Response
 from flask import request
 
@@ -25,8 +27,8 @@ from hub.fhir import binaries
 from hub.fhir import formats
 from hub.fhir.service import Result
 
-# The media types that say "a FHIR resource" for a Binary; application/json and
-# application/xml are content like any other (a CDA document is application/xml).
+# The media types that always say "a FHIR resource" for a Binary; with application/json
+# and application/xml the body decides (:func:`is_raw_upload`).
 FHIR_TYPES = (
     "application/fhir+json",
     "application/fhir+xml",
@@ -41,8 +43,31 @@ def _mime(value: str | None) -> str:
     return (value or "").split(";")[0].strip().lower()
 
 
+# A FHIR XML Binary's start (after an optional declaration and comments).
+_FHIR_XML_BINARY = re.compile(rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<Binary[\s>]", re.S)
+
+
 def is_raw_upload() -> bool:
-    return _mime(request.content_type) not in FHIR_TYPES
+    """Whether the body is the content (not a Binary resource).
+
+    FHIR media types always carry a resource. Generic JSON and XML carry one only when the
+    body is a FHIR Binary (FHIR clients such as fhirpy send ``application/json``); any other
+    JSON or XML, a CDA document for one, is content.
+    """
+    mime = _mime(request.content_type)
+    if mime in FHIR_TYPES:
+        return False
+    body = request.get_data(cache=True)
+    if mime in formats.JSON_TYPES:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return True
+        return not (isinstance(data, dict) and data.get("resourceType") == "Binary")
+    if mime in formats.XML_TYPES:
+        head = body[:2048]
+        return not (_FHIR_XML_BINARY.match(head) and b"http://hl7.org/fhir" in head)
+    return True
 
 
 def raw_resource(res_id: str | None = None) -> dict[str, Any]:
