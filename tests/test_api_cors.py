@@ -102,6 +102,7 @@ def test_browser_flow_over_http(live_server):
     assert smart.headers["Access-Control-Allow-Origin"] == APP
     meta = requests.get(f"{live_server.fhir}/metadata", headers={"Origin": APP}, timeout=30)
     assert meta.headers["Access-Control-Allow-Origin"] == APP
+    assert meta.json()["rest"][0]["security"]["cors"] is True
     pre = requests.options(f"{live_server.fhir}/Patient", headers=PREFLIGHT, timeout=30)
     assert pre.status_code == 204
     token = requests.post(
@@ -124,6 +125,8 @@ def test_no_origins_by_default(app_config, anon_client):
         resp = plain.test_client().options("/fhir/Patient", headers=PREFLIGHT)
         assert "Access-Control-Allow-Origin" not in resp.headers
         assert resp.status_code == 401
+        meta = plain.test_client().get("/fhir/metadata").get_json()
+        assert meta["rest"][0]["security"]["cors"] is False
     finally:
         from hub.app import get_hub
 
