@@ -42,7 +42,7 @@ def test_fhirclient_reads_a_raw_upload(live_server):
 
 
 def test_plain_http_put_and_download_with_accept(live_server):
-    cda = '<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"/>'.encode()
+    cda = b'<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"/>'
     url = f"{live_server.fhir}/Binary/partner-cda-1"
     put = requests.put(
         url,

@@ -27,7 +27,7 @@ def test_documented_upload_and_download_work(live_server, tmp_path):
         timeout=30,
     ).json()["id"]
     (tmp_path / "letter.pdf").write_bytes(PDF)
-    cda = '<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"/>\n'.encode()
+    cda = b'<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"/>\n'
     (tmp_path / "document.xml").write_bytes(cda)
     env = {
         **os.environ,

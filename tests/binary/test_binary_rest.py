@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 
-import orjson
 import pytest
 import sqlalchemy as sa
 
