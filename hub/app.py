@@ -34,13 +34,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions[EXTENSION] = hub
 
     from hub.api import auth
+    from hub.api import cors
     from hub.api import errors
     from hub.api import fhir
     from hub.api import inbox
     from hub.api import openapi
+    from hub.api import proxy
     from hub.security import web
 
+    # Before the security layer: a CORS preflight carries no token.
+    cors.init_app(app)
     web.init_app(app)
+    proxy.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)

@@ -60,6 +60,10 @@ NEWBORN_SCREENING = "urn:fhirhub:codesystem:newborn-screening"
 FIVE_COLOUR = "urn:fhirhub:codesystem:five-colour"
 FIVE_COLOUR_DISPLAYED = "urn:fhirhub:extension:five-colour-displayed"
 
+# Binary content kept apart from the resource JSON (hub/fhir/binaries.py): the extension on
+# Binary.data (``_data``) naming the SHA-256 of the bytes in the blob store.
+BINARY_CONTENT_EXTENSION = "urn:fhirhub:extension:binary-content"
+
 # Items of the personal basic information form without an ICD code (DOMAIN 2.2).
 HEALTH_RECORD_ITEM = "urn:fhirhub:codesystem:health-record-item"
 

@@ -109,6 +109,34 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "EVERYTHING_COUNT", 1000, int, "`$everything` page size when the client gives no `_count`."
     ),
+    Setting(
+        "BINARY_MAX_SIZE",
+        32 * MiB,
+        int,
+        "Largest content of one Binary, in bytes (413 above it; docs/binary.md).",
+    ),
+    Setting(
+        "ATTACHMENT_INLINE_MAX",
+        64 * 1024,
+        int,
+        "Largest DocumentReference attachment kept inline as base64, in bytes; larger ones "
+        "are stored as a Binary and the attachment points at it (docs/binary.md).",
+    ),
+    Setting(
+        "CORS_ORIGINS",
+        "",
+        str,
+        "Browser origins allowed to call the API, comma-separated "
+        "(`https://app.example.org`); empty: none (docs/security.md#cors).",
+    ),
+    Setting("CORS_MAX_AGE", 600, int, "Seconds a browser may cache a CORS preflight answer."),
+    Setting(
+        "TRUSTED_PROXY_HOPS",
+        0,
+        int,
+        "Reverse proxies in front of the hub whose `X-Forwarded-*` headers are trusted; "
+        "0: forwarded headers are ignored (docs/security.md#behind-a-reverse-proxy).",
+    ),
     # -- plugins, sites, code maps, profiles --------------------------------------------
     Setting(
         "LOAD_PLUGINS",

@@ -235,3 +235,10 @@ def test_arrays_nested_in_arrays_count_towards_the_depth(client):
     resp = _post(client, body)
     assert resp.status_code == 400
     assert "depth" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("body", [b"24930", b'"text"', b"true", b"null"])
+def test_operation_body_that_is_no_object_is_400(client, body):
+    resp = client.post("/fhir/Patient/$validate", data=body, content_type="application/fhir+json")
+    assert resp.status_code == 400, resp.data
+    assert resp.get_json()["resourceType"] == "OperationOutcome"

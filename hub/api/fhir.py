@@ -17,8 +17,10 @@ from flask import g
 from flask import request
 
 from hub import outcomes
+from hub.api import binary
 from hub.api.context import get_hub
 from hub.config import setting
+from hub.fhir import binaries
 from hub.fhir import bundles
 from hub.fhir import formats
 from hub.fhir import operation_definitions
@@ -48,7 +50,7 @@ FORMAT_PARAMS = ("_format", "_pretty")
 
 def base_url() -> str:
     configured = get_hub().config.get("BASE_URL")
-    return configured.rstrip("/") if configured else request.host_url.rstrip("/") + "/fhir"
+    return configured.rstrip("/") if configured else request.url_root.rstrip("/") + "/fhir"
 
 
 def query_params() -> list[tuple[str, str]]:
@@ -279,7 +281,10 @@ def create(res_type: str):
         return operation(None, None, res_type[1:])
     hub = get_hub()
     check_type(res_type)
-    resource = body_resource()
+    if res_type == "Binary" and binary.is_raw_upload():
+        resource = binary.raw_resource()
+    else:
+        resource = body_resource()
     result = hub.service.create(
         res_type,
         resource,
@@ -287,7 +292,7 @@ def create(res_type: str):
         base_url(),
         if_none_exist=request.headers.get("If-None-Exist"),
     )
-    return render(result)
+    return render(binary.shown(result) if res_type == "Binary" else result)
 
 
 @bp.put("/<res_type>")
@@ -338,16 +343,32 @@ def read(res_type: str, res_id: str):
         definition = operation_definitions.served(hub, base_url()).get(res_id)
         if definition is not None:
             return render(Result(200, definition))
+    if res_type == "Binary":
+        return binary_read(res_id)
     result = hub.service.read(res_type, res_id)
     return not_modified(result) or render(result)
+
+
+def binary_read(res_id: str, version: str | None = None) -> Response:
+    """A Binary's raw bytes or its FHIR resource, as the client asks (``hub.api.binary``)."""
+    result, resource, data = get_hub().service.binary(res_id, version)
+    unchanged = not_modified(result)
+    if unchanged is not None:
+        return unchanged
+    if binary.wants_raw(str(resource.get("contentType") or "")):
+        return binary.raw_response(result, resource, data)
+    return render(Result(200, binaries.with_data(resource, data), result.headers, result.stored))
 
 
 @bp.put("/<res_type>/<res_id>")
 def update(res_type: str, res_id: str):
     hub = get_hub()
-    return render(
-        hub.service.update(res_type, res_id, body_resource(), write_options(), base_url())
-    )
+    if res_type == "Binary" and binary.is_raw_upload():
+        resource = binary.raw_resource(res_id)
+    else:
+        resource = body_resource()
+    result = hub.service.update(res_type, res_id, resource, write_options(), base_url())
+    return render(binary.shown(result) if res_type == "Binary" else result)
 
 
 @bp.patch("/<res_type>/<res_id>")
@@ -382,6 +403,8 @@ def instance_history(res_type: str, res_id: str):
 @bp.get("/<res_type>/<res_id>/_history/<version>")
 def vread(res_type: str, res_id: str, version: str):
     hub = get_hub()
+    if res_type == "Binary":
+        return binary_read(res_id, version)
     result = hub.service.vread(res_type, res_id, version)
     return not_modified(result) or render(result)
 

@@ -20,6 +20,7 @@ import html
 from typing import TYPE_CHECKING
 from typing import Any
 
+from hub.config import setting
 from hub.fhir.operation_definitions import definition_ids
 from hub.operations import Operation
 from hub.version import __version__
@@ -181,7 +182,7 @@ def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
         resources.append(entry)
     rest: dict[str, Any] = {
         "mode": "server",
-        "security": _security(base),
+        "security": _security(base, bool(str(setting(hub_obj.config, "CORS_ORIGINS")).strip())),
         "resource": resources,
         "interaction": [{"code": c} for c in model.system_interactions],
     }
@@ -218,13 +219,13 @@ def _operation(served_op: ServedOperation, base: str) -> dict[str, Any]:
     return out
 
 
-def _security(base: str) -> dict[str, Any]:
+def _security(base: str, cors: bool) -> dict[str, Any]:
     """SMART on FHIR backend services (docs/security.md). The token endpoint is announced by
     ``/.well-known/smart-configuration``: the ``oauth-uris`` extension would also need an
     ``authorize`` endpoint, which client credentials do not have."""
     root = base.removesuffix("/fhir")
     return {
-        "cors": False,
+        "cors": cors,  # CORS_ORIGINS names browser origins (hub.api.cors)
         "service": [
             {
                 "coding": [

@@ -133,7 +133,7 @@ def _deeper_than(data: Any, max_depth: int) -> bool:
             for value in node.values():
                 if type(value) is dict or type(value) is list:
                     push((value, depth + 1))
-        else:
+        elif type(node) is list:  # a body that is a bare number or string holds nothing
             for value in node:
                 # an object in an array is one level; an array in an array (never FHIR) too
                 if type(value) is dict:

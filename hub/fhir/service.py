@@ -23,9 +23,11 @@ import orjson
 
 from hub import outcomes
 from hub.config import setting
+from hub.fhir import binaries
 from hub.fhir.limits import check_params
 from hub.fhir.limits import count_param
 from hub.security import guard
+from hub.storage import blobs
 from hub.storage.repository import Repository
 from hub.storage.repository import Stored
 from hub.storage.repository import Writer
@@ -253,6 +255,52 @@ class FhirService:
             )
         return Result(200, stored.content, version_headers(stored), stored)
 
+    # -- Binary content (hub.fhir.binaries) ---------------------------------------
+
+    def binary(self, res_id: str, version: str | None = None) -> tuple[Result, dict, bytes | None]:
+        """A Binary to send: its read (or vread) result, its stored JSON and its bytes.
+
+        Besides the Binary's own scope and labels, the caller must be able to read the
+        resource its ``securityContext`` names; when not, the Binary is as absent as a
+        hidden resource (404), or 403 for a missing scope on the context's type.
+        """
+        if version is None:
+            result = self.read("Binary", res_id)
+        else:
+            result = self.vread("Binary", res_id, version)
+        resource = result.stored.resource()
+        self.check_security_context(res_id, resource)
+        return result, resource, self.binary_data(resource)
+
+    def binary_data(self, resource: dict[str, Any]) -> bytes | None:
+        """The bytes of a stored Binary (``None``: it has none); no access check."""
+        key = binaries.content_key(resource)
+        if key is not None:
+            with self.repo.reading() as conn:
+                blob = blobs.get(conn, key)
+            return blob.data if blob is not None else None
+        if isinstance(resource.get("data"), str):  # stored before content was kept apart
+            return binaries.decode(resource["data"], self.config, "Binary.data")
+        return None
+
+    def check_security_context(self, res_id: str, resource: dict[str, Any]) -> None:
+        """Read access to the Binary's ``securityContext`` (a local ``Type/id`` reference)."""
+        from hub.security.principal import current
+
+        context = resource.get("securityContext")
+        ref = context.get("reference") if isinstance(context, dict) else None
+        if current() is None or not isinstance(ref, str) or ref.count("/") != 1:
+            return
+        ctx_type, ctx_id = ref.split("/")
+        if not known_type(ctx_type) or not ID_RE.match(ctx_id):
+            return
+        try:
+            self.read(ctx_type, ctx_id)
+        except outcomes.OperationOutcomeError as err:
+            if err.status == 403:
+                raise
+            raise outcomes.not_found(f"Binary/{res_id} is not known") from None
+
     # -- writes --------------------------------------------------------------
 
     def _write_result(
@@ -406,6 +454,7 @@ class FhirService:
         if match is not None:
             writer.claim_conditional_key(res_type, match.key, res_id)
         body = {k: v for k, v in resource.items() if k != "id"}
+        body = binaries.prepare(writer, body, res_id, self.config)
         return Written(writer.create(body, res_id, fresh=True), 201, warnings)
 
     def update_with(
@@ -445,7 +494,8 @@ class FhirService:
             check_id(res_id)
             if current is None:  # the key guards the creation of a match
                 writer.claim_conditional_key(res_type, match.key, res_id)
-        stored, created = writer.update(dict(resource), res_id, if_match=if_match)
+        body = binaries.prepare(writer, dict(resource), res_id, self.config)
+        stored, created = writer.update(dict(body), res_id, if_match=if_match)
         return Written(stored, 201 if created else 200, warnings)
 
     def _stale(self, incoming: dict[str, Any], current: Stored | None) -> bool:
@@ -479,6 +529,7 @@ class FhirService:
                 f"{res_type}.id",
             )
         warnings = self.check_resource(patched, res_type, site)
+        patched = binaries.prepare(writer, patched, res_id, self.config)
         stored, _ = writer.update(patched, res_id, if_match=if_match, method="PATCH")
         return Written(stored, 200, warnings)
 

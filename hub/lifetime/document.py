@@ -47,7 +47,8 @@ _BASIC_TYPES = frozenset(
 )
 _KEY_TYPES = frozenset(("EpisodeOfCare", "CarePlan", "Flag", "Goal"))
 # Records about the record, not of care: kept out of the sections.
-_NOT_LISTED = frozenset(("Provenance", "AuditEvent", "Task", "Composition", "Bundle"))
+# A Binary is the content of a listed DocumentReference, not an item of its own.
+_NOT_LISTED = frozenset(("Provenance", "AuditEvent", "Task", "Composition", "Bundle", "Binary"))
 _EXAM_WORDS = ("体检", "health-check", "health check", "checkup", "HSDC00.01")
 _FOLLOWUP_WORDS = ("随访", "follow-up", "followup", "HSDB04", "HSDB05", "HSDB02", "HSDB03")
 

@@ -240,6 +240,11 @@ def _referenced(conn, rows, page, types: list[str], visibility: Visibility):
         key = (target_type, target_id)
         if target_type and target_type != "Patient" and key not in on_page:
             targets.add(key)
+    # A document's content kept as a Binary (hub.fhir.binaries) is named by the attachment's
+    # url, which no search parameter indexes: read from the page's DocumentReferences.
+    for _, res_type, _, content in rows:
+        if res_type == "DocumentReference" and '"Binary/' in content:
+            targets.update(("Binary", i) for i in attached_binaries(orjson.loads(content)))
     if types:
         targets = {k for k in targets if k[0] in types}
     if not targets:
@@ -259,6 +264,17 @@ def _referenced(conn, rows, page, types: list[str], visibility: Visibility):
             stmt = stmt.where(_visible(r, visibility.hidden_labels))
         out.extend(conn.execute(stmt.order_by(r.c.res_type, r.c.res_id)))
     return [tuple(row) for row in out]
+
+
+def attached_binaries(document: dict) -> list[str]:
+    """Ids of the Binaries a DocumentReference's attachments point at (``url: Binary/{id}``)."""
+    out = []
+    for content in document.get("content") or ():
+        attachment = content.get("attachment") if isinstance(content, dict) else None
+        url = attachment.get("url") if isinstance(attachment, dict) else None
+        if isinstance(url, str) and url.startswith("Binary/") and url.count("/") == 1:
+            out.append(url.split("/")[1])
+    return out
 
 
 def _filter(entries: list[SearchEntry], visibility: Visibility) -> list[SearchEntry]:

@@ -22,7 +22,7 @@ def lifetime_file_page(patient_id: str):
     visibility = EVERYTHING
     if the_hub.visibility_for is not None:
         visibility = the_hub.visibility_for(_PageCall(the_hub)) or EVERYTHING
-    base = request.host_url.rstrip("/") + "/fhir"
+    base = request.url_root.rstrip("/") + "/fhir"
     bundle = build_document(the_hub, patient_id, base, visibility)
     return Response(html.render(bundle), content_type=HTML_TYPE)
 

@@ -182,6 +182,18 @@ conditional_key = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The bytes of Binary resources, once per content (the SHA-256 of the bytes). The Binary's
+# JSON names its row (hub.fhir.binaries); searches, indexes and history never carry the
+# bytes, and every version of a Binary with the same content shares one row.
+binary_blob = Table(
+    "binary_blob",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # ---------------------------------------------------------------------------
 # Inbound messages
 # ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.fuzz
 # The operations schemathesis fuzzes: every interaction of two types, the audit trail,
 # the system level and the Patient operations (the others are the same routes).
 FUZZED_PATHS = re.compile(
-    r"^/(Patient|Observation)(/.*)?$|^/AuditEvent$|^/(_history|_search|\$ingest|metadata)?$"
+    r"^/(Patient|Observation|Binary)(/.*)?$|^/AuditEvent$|^/(_history|_search|\$ingest|metadata)?$"
 )
 EXAMPLES_PER_OPERATION = 5
 HYPOTHESIS_EXAMPLES = 30
