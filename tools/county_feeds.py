@@ -4,7 +4,8 @@ Writes, for one synthetic county and one audit year, the files the hub's
 partners send:
 
 - ``county-platform/``: WS/T 483 CDA documents (个人基本健康信息登记 HSDA00.01,
-  高血压/2型糖尿病患者随访服务 HSDB04.01/HSDB04.02, 成人健康体检 HSDC00.01) and
+  高血压/2型糖尿病患者随访服务 HSDB04.01/HSDB04.02, 重性精神疾病患者随访服务
+  HSDB04.04 with its risk grade, 成人健康体检 HSDC00.01) and
   the family-doctor contract export (CSV, DOMAIN 10.4);
 - ``county-hospital-a/``: HL7 v2.5 messages, one per file, segments ended by
   ``\\r`` as they travel inside an MLLP frame (A04 visits with ICD-10 DG1
@@ -52,6 +53,7 @@ RESIDENT_POPULATION = 1000  # statistics the test configures as denominators (pe
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
 GIVEN = "建国秀英桂兰玉珍志强海燕红梅国庆淑华明丽文军春生凤芝永刚"
 HTN, DM = "hypertension", "diabetes"
+SMD = "severe-mental-disorder"  # 严重精神障碍: >= 4 face-to-face follow-ups a year, no check
 FACE_TO_FACE = {"1": "门诊", "2": "家庭"}  # WS 364 随访方式: 1 clinic, 2 home, 3 telephone
 TELEPHONE = ("3", "电话")
 
@@ -68,6 +70,7 @@ class FollowUp:
     diastolic: int = 0
     glucose: float = 0.0
     hba1c: float | None = None
+    risk: int = 0  # 危险性分级 0-5 (severe mental disorder)
 
 
 @dataclasses.dataclass
@@ -213,9 +216,42 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
         if HTN in person.diagnoses and person.diagnoses[HTN] < jan1 and not person.died:
             person.merged_mrn = f"9{person.n:06d}"
             break
+    _plan_severe_mental_disorder(out, seed, year)
     for person in out:
         person.follow_ups.sort(key=lambda f: (f.day, f.programme))
     return out
+
+
+def _plan_severe_mental_disorder(people: list[Person], seed: int, year: int) -> None:
+    """Patients with a severe mental disorder and their follow-ups (WS/T 483.15).
+
+    Planned after everything else from a random stream of their own, so that adding
+    them left the rest of the county as it was planned before.
+    """
+    rng = random.Random(seed * 1000 + 15)
+    jan1, dec31 = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    for person in people:
+        if rng.random() >= 0.08:
+            continue
+        # mid-year diagnoses only for people who stay and live (services owed from then on)
+        stays = not person.died and not person.moved
+        person.diagnoses[SMD] = (
+            _day(rng, dt.date(year, 2, 1), dt.date(year, 8, 31))
+            if stays and rng.random() < 0.2
+            else _day(rng, dt.date(year - 12, 1, 1), dt.date(year - 1, 12, 31))
+        )
+        start = max(person.diagnoses[SMD], jan1)
+        last = min(
+            person.died or dec31, person.moved[0] - dt.timedelta(days=1) if person.moved else dec31
+        )
+        for _ in range(rng.choice([0, 2, 3, 4, 4, 4, 5])):
+            mode = rng.choices(["1", "2", "3"], weights=[4, 4, 2])[0]
+            person.follow_ups.append(
+                FollowUp(SMD, _day(rng, start, last), mode, risk=rng.choice([0, 0, 0, 1, 1, 2, 3]))
+            )
+        smd = [f for f in person.follow_ups if f.programme == SMD]
+        if smd and rng.random() < 0.15:  # a second visit on the same day (counted once)
+            person.follow_ups.append(FollowUp(SMD, smd[-1].day, "2", risk=smd[-1].risk))
 
 
 def _reading(rng, programme, day, mode, person) -> FollowUp:
@@ -294,6 +330,21 @@ def expected(people: list[Person], year: int = 2025) -> dict:
                 add("rule:elderly-health-check:served")
             else:
                 unmet = True
+        # 严重精神障碍: >= 4 face-to-face follow-ups a year, owed from the diagnosis;
+        # telephone follow-ups do not count; no health check is required (DOMAIN 2.4)
+        if SMD in cohorts:
+            start = max(jan1, p.diagnoses[SMD])
+            add(f"rule:{SMD}:applies")
+            days = {
+                f.day
+                for f in p.follow_ups
+                if f.programme == SMD and f.mode in FACE_TO_FACE and start <= f.day <= end
+            }
+            met = len(days) >= _due(4, start, end, jan1, dec31)
+            add(f"rule:{SMD}:{'met' if met else 'unmet'}")
+            unmet |= not met
+            if days:
+                add(f"rule:{SMD}:served")
         # 高血压 / 2型糖尿病: >= 4 face-to-face follow-ups and 1 health check a year,
         # owed from the diagnosis when it falls in the year; control on the latest one
         for programme in (HTN, DM):
@@ -554,7 +605,15 @@ def follow_up(p: Person, f: FollowUp, k: int) -> str:
         ),
     ]
     when = f.day.strftime("%Y%m%d")
-    if f.programme == HTN:
+    if f.programme == SMD:
+        # WS/T 483.15: the visit, the risk grade in the problem list; sent as N by the
+        # platform (the hub labels it mental-health all the same)
+        code, template, title = "HSDB04.04", "15", "重性精神疾病患者随访服务"
+        grade = [
+            _obs("DE05.10.013.00", "危险性分级", f'<value xsi:type="INT" value="{f.risk}"/>', when)
+        ]
+        sections = [_section("随访", visit), _section("PROBLEM LIST", grade, "11450-4")]
+    elif f.programme == HTN:
         code, template, title = "HSDB04.01", "12", "高血压患者随访服务"
         signs = [_bp(f.systolic, f.diastolic)]
         sections = [_section("随访", visit), _section("VITAL SIGNS", signs, "8716-3")]
@@ -740,7 +799,11 @@ def _pid(p: Person, mrn: str, with_id: bool = True, death: dt.date | None = None
     return f"PID|1||{ids}||{family}^{given}||{p.birth:%Y%m%d}|{sex}|||{TOWNSHIPS[p.township]}{p.village}村^^青岛市^山东省^^CHN^H^^{COUNTY}{pad}{dead}"
 
 
-ICD = {HTN: ("I10.x00", "原发性高血压"), DM: ("E11.900", "2型糖尿病")}
+ICD = {
+    HTN: ("I10.x00", "原发性高血压"),
+    DM: ("E11.900", "2型糖尿病"),
+    SMD: ("F20.000", "偏执型精神分裂症"),
+}
 
 
 def visit(

@@ -37,6 +37,11 @@ INDICATORS = {
     "elderly-management-rate": ("rule:elderly-health-check:met", "statistic:residents-65-plus"),
     "hypertension-standard-management-rate": ("rule:hypertension:met", "rule:hypertension:served"),
     "diabetes-standard-management-rate": ("rule:diabetes:met", "rule:diabetes:served"),
+    # DOMAIN 2.5: managed per the standard ÷ confirmed patients registered in the jurisdiction
+    "severe-mental-disorder-standard-management-rate": (
+        "rule:severe-mental-disorder:met",
+        "rule:severe-mental-disorder:applies",
+    ),
     "contract-rate": ("contract", "statistic:resident-population"),
 }
 RULES = (
@@ -44,6 +49,7 @@ RULES = (
     "elderly-health-check",
     "hypertension",
     "diabetes",
+    "severe-mental-disorder",
     "family-doctor",
 )
 
@@ -123,6 +129,23 @@ def test_generator_plans_the_awkward_cases():
     assert any(k.start.year == YEAR for p in people for k in p.contracts)
     assert any(p.moved for p in people) and any(p.died for p in people)
     assert any(p.merged_mrn for p in people)
+    smd = [f for f in follow_ups if f.programme == county_feeds.SMD]
+    assert {f.mode for f in smd} == {"1", "2", "3"}  # clinic, home and telephone
+    assert len({f.risk for f in smd}) > 1
+    assert any(
+        county_feeds.SMD in p.diagnoses and p.diagnoses[county_feeds.SMD].year == YEAR
+        for p in people
+    )  # diagnosed in mid-year: pro rata
+
+
+def test_severe_mental_disorder_follow_ups_are_sent_as_ws_t_483_15(tmp_path):
+    county_feeds.generate(tmp_path, people=PEOPLE, seed=7, year=YEAR)
+    documents = [
+        p.read_text(encoding="utf-8") for p in (tmp_path / "county-platform").glob("*.xml")
+    ]
+    smd = [d for d in documents if 'code="HSDB04.04"' in d]
+    assert smd and all('templateId root="2.16.156.10011.2.1.1.15"' in d for d in smd)
+    assert all('code="DE05.10.013.00"' in d for d in smd)  # the risk grade
 
 
 @pytest.fixture(
@@ -184,6 +207,19 @@ def county(request, tmp_path_factory):
     )
     indicators = json.loads(hub("audit", "indicators", *period, "--stored", "--format", "json"))
     return expected_figures(figures), actual_figures(completeness, indicators), totals
+
+
+def test_severe_mental_disorder_figures_are_not_empty(county):
+    """The SMD rows compare something: patients who owe follow-ups, some met, some not."""
+    expected, actual, _totals = county
+    assert (
+        expected["rule severe-mental-disorder applies"]
+        > expected["rule severe-mental-disorder met"]
+        > 0
+    )
+    assert actual["severe-mental-disorder-standard-management-rate denominator"] == float(
+        expected["rule severe-mental-disorder applies"]
+    )
 
 
 def test_every_feed_file_is_accepted(county):
