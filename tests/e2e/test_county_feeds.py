@@ -11,6 +11,7 @@ figures, every one of them.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -206,12 +207,22 @@ def county(request, tmp_path_factory):
         )
     )
     indicators = json.loads(hub("audit", "indicators", *period, "--stored", "--format", "json"))
-    return expected_figures(figures), actual_figures(completeness, indicators), totals
+    report = root / "veterans-report.csv"
+    year = ["--since", f"{YEAR}-01-01", "--until", f"{YEAR}-12-31"]
+    hub("export", "veterans-report", *year, "--out", str(report))
+    with open(report, encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return (
+        expected_figures(figures),
+        actual_figures(completeness, indicators),
+        totals,
+        (figures["veterans_report"], rows),
+    )
 
 
 def test_severe_mental_disorder_figures_are_not_empty(county):
     """The SMD rows compare something: patients who owe follow-ups, some met, some not."""
-    expected, actual, _totals = county
+    expected, actual, _totals, _report = county
     assert (
         expected["rule severe-mental-disorder applies"]
         > expected["rule severe-mental-disorder met"]
@@ -224,13 +235,30 @@ def test_severe_mental_disorder_figures_are_not_empty(county):
 
 def test_every_feed_file_is_accepted(county):
     """Every generated file is stored and mapped: the totals lines say only "N done"."""
-    _expected, _actual, totals = county
+    _expected, _actual, totals, _report = county
     assert len(totals) == 4
     for batch, line in totals.items():
         assert line.endswith(" done") and "," not in line, f"{batch}: {line}"
 
 
 def test_audit_figures_match_the_plan(county):
-    expected, actual, _totals = county
+    expected, actual, _totals, _report = county
     diff = differences(expected, actual)
     assert not diff, "figures that differ:\n" + "\n".join(diff)
+
+
+ROUND_EVENTS = {"远程巡诊", "入户巡诊", "专家会诊"}
+
+
+def test_veterans_report_lists_and_counts_the_rounds(county):
+    """From the registry export and the partner hospital's A04s to the bureau's report: each
+    round or consultation of the year is a row with the veteran's counts, as planned."""
+    _expected, _actual, _totals, (planned, rows) = county
+    assert {r["事件"] for r in planned} == ROUND_EVENTS  # every kind is exercised
+    got = [{key: r[key] for key in planned[0]} for r in rows if r["事件"] in ROUND_EVENTS]
+    assert got == planned
+    # the counts stand on every row of the veteran, beside admissions and colour changes
+    counts = {(r["身份证号"], r["巡诊次数"], r["会诊次数"]) for r in planned}
+    for r in rows:
+        known = {(n, a, b) for n, a, b in counts if n == r["身份证号"]}
+        assert not known or (r["身份证号"], r["巡诊次数"], r["会诊次数"]) in known
