@@ -33,11 +33,11 @@ from fhirhub_plugins.hl7v2.parse import Composite
 from fhirhub_plugins.hl7v2.parse import Message
 from fhirhub_plugins.hl7v2.parse import Segment
 from fhirhub_plugins.hl7v2.parse import reject
-from hub.plugin_api import codesystems as cs
 from hub.plugin_api import HEALTH_CARD_SYSTEM
 from hub.plugin_api import RESIDENT_ID_SYSTEM
 from hub.plugin_api import MappingContext
 from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import codesystems as cs
 from hub.plugin_api import issue
 from hub.plugin_api import outcome
 from hub.plugin_api import resident_id
