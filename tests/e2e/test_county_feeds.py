@@ -6,7 +6,8 @@ merged hospital record), computes the figures the standard gives from that
 plan without the hub's code, and writes the raw files. The hub ingests them
 as a user would (``hub ingest`` per site, in a subprocess) and its
 ``hub audit completeness`` and ``hub audit indicators`` must give the same
-figures, every one of them.
+figures, every one of them, and ``hub export veterans-report`` the rows of the
+veterans' rounds and consultations the plan holds.
 """
 
 from __future__ import annotations
