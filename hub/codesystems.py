@@ -43,6 +43,11 @@ PROGRAMME_SEVERE_MENTAL_DISORDER = "severe-mental-disorder-register"
 # Kinds of Encounter the audits count that no standard code names (Encounter.type).
 ENCOUNTER_TYPE = "urn:fhirhub:codesystem:encounter-type"
 HEALTH_CHECK = "health-check"  # 健康体检
+# Rounds and consultations of the veterans programmes (远程/入户巡诊, 专家会诊; docs/rounds.md).
+REMOTE_ROUND = "remote-round"
+HOME_ROUND = "home-round"
+EXPERT_CONSULTATION = "expert-consultation"
+ROUND_KINDS = (REMOTE_ROUND, HOME_ROUND, EXPERT_CONSULTATION)
 
 # Family-doctor service packages (EpisodeOfCare.extension[service-package].valueCoding).
 SERVICE_PACKAGE = "urn:fhirhub:codesystem:service-package"
@@ -101,7 +106,7 @@ CODES: dict[str, tuple[str, ...]] = {
         PROGRAMME_DIABETES,
         PROGRAMME_SEVERE_MENTAL_DISORDER,
     ),
-    ENCOUNTER_TYPE: (HEALTH_CHECK,),
+    ENCOUNTER_TYPE: (HEALTH_CHECK, *ROUND_KINDS),
     SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
     INGEST_ISSUE: (UNMAPPED_CODE,),
 }

@@ -4,14 +4,17 @@ Writes, for one synthetic county and one audit year, the files the hub's
 partners send:
 
 - ``county-platform/``: WS/T 483 CDA documents (个人基本健康信息登记 HSDA00.01,
-  高血压/2型糖尿病患者随访服务 HSDB04.01/HSDB04.02, 成人健康体检 HSDC00.01) and
+  高血压/2型糖尿病患者随访服务 HSDB04.01/HSDB04.02, 重性精神疾病患者随访服务
+  HSDB04.04 with its risk grade, 成人健康体检 HSDC00.01) and
   the family-doctor contract export (CSV, DOMAIN 10.4);
 - ``county-hospital-a/``: HL7 v2.5 messages, one per file, segments ended by
   ``\\r`` as they travel inside an MLLP frame (A04 visits with ICD-10 DG1
-  diagnoses, A03 discharge on death, A40 merge of a duplicate MRN);
+  diagnoses, A03 discharge on death, A40 merge of a duplicate MRN, A04 remote and
+  home rounds and expert consultations of the veterans, booked under their services);
 - ``veterans-registry/``: the bureau's registry export (CSV, UTF-8 with BOM, and XLSX);
 - ``expected.json``: the figures ``hub audit completeness`` and
-  ``hub audit indicators`` should report.
+  ``hub audit indicators`` should report, and the round and consultation rows
+  ``hub export veterans-report`` should give for the year.
 
 The people and their events are planned first; the expected figures are
 computed from the plan by the small rule implementation below, written from
@@ -48,10 +51,19 @@ CLINICS = {
     "102": ("437028300015", "平度市南村镇卫生院"),
     "103": ("437028300002", "平度市同和街道社区卫生服务中心"),
 }
+HOSPITAL = "示例县人民医院"  # county-hospital-a, a partner hospital of the veterans programme
+# Its HIS books the programme's rounds under services of their own (PV1-10), which the site's
+# code map hl7v2-round-kind names: kind -> (service code, the event the report calls it).
+ROUND_SERVICES = {
+    "remote-round": ("YCXZ", "远程巡诊"),
+    "home-round": ("RHXZ", "入户巡诊"),
+    "expert-consultation": ("ZJHZ", "专家会诊"),
+}
 RESIDENT_POPULATION = 1000  # statistics the test configures as denominators (per 300 people)
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
 GIVEN = "建国秀英桂兰玉珍志强海燕红梅国庆淑华明丽文军春生凤芝永刚"
 HTN, DM = "hypertension", "diabetes"
+SMD = "severe-mental-disorder"  # 严重精神障碍: >= 4 face-to-face follow-ups a year, no check
 FACE_TO_FACE = {"1": "门诊", "2": "家庭"}  # WS 364 随访方式: 1 clinic, 2 home, 3 telephone
 TELEPHONE = ("3", "电话")
 
@@ -68,6 +80,7 @@ class FollowUp:
     diastolic: int = 0
     glucose: float = 0.0
     hba1c: float | None = None
+    risk: int = 0  # 危险性分级 0-5 (severe mental disorder)
 
 
 @dataclasses.dataclass
@@ -100,6 +113,7 @@ class Person:
     moved: tuple[dt.date, str] | None = None  # (day, new record number in OTHER_COUNTY)
     merged_mrn: str | None = None  # an older hospital MRN without the ID number, merged by A40
     veteran: bool = False
+    rounds: list[tuple[str, dt.date]] = dataclasses.field(default_factory=list)  # (kind, day)
 
     @property
     def mrn(self) -> str:
@@ -213,9 +227,64 @@ def plan(people: int = 300, seed: int = 7, year: int = 2025) -> list[Person]:
         if HTN in person.diagnoses and person.diagnoses[HTN] < jan1 and not person.died:
             person.merged_mrn = f"9{person.n:06d}"
             break
+    _plan_severe_mental_disorder(out, seed, year)
+    _plan_veteran_rounds(out, seed, year)
     for person in out:
         person.follow_ups.sort(key=lambda f: (f.day, f.programme))
     return out
+
+
+def _plan_severe_mental_disorder(people: list[Person], seed: int, year: int) -> None:
+    """Patients with a severe mental disorder and their follow-ups (WS/T 483.15).
+
+    Planned after everything else from a random stream of their own, so that adding
+    them left the rest of the county as it was planned before.
+    """
+    rng = random.Random(seed * 1000 + 15)
+    jan1, dec31 = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    for person in people:
+        if rng.random() >= 0.08:
+            continue
+        # mid-year diagnoses only for people who stay and live (services owed from then on)
+        stays = not person.died and not person.moved
+        person.diagnoses[SMD] = (
+            _day(rng, dt.date(year, 2, 1), dt.date(year, 8, 31))
+            if stays and rng.random() < 0.2
+            else _day(rng, dt.date(year - 12, 1, 1), dt.date(year - 1, 12, 31))
+        )
+        start = max(person.diagnoses[SMD], jan1)
+        last = min(
+            person.died or dec31, person.moved[0] - dt.timedelta(days=1) if person.moved else dec31
+        )
+        for _ in range(rng.choice([0, 2, 3, 4, 4, 4, 5])):
+            mode = rng.choices(["1", "2", "3"], weights=[4, 4, 2])[0]
+            person.follow_ups.append(
+                FollowUp(SMD, _day(rng, start, last), mode, risk=rng.choice([0, 0, 0, 1, 1, 2, 3]))
+            )
+        smd = [f for f in person.follow_ups if f.programme == SMD]
+        if smd and rng.random() < 0.15:  # a second visit on the same day (counted once)
+            person.follow_ups.append(FollowUp(SMD, smd[-1].day, "2", risk=smd[-1].risk))
+
+
+def _plan_veteran_rounds(people: list[Person], seed: int, year: int) -> None:
+    """Remote and home rounds and expert consultations of the veterans (荣军康养), some in the
+    year before (not in the year's report), from a random stream of their own."""
+    rng = random.Random(seed * 1000 + 19)
+    jan1 = dt.date(year, 1, 1)
+    for person in people:
+        if not person.veteran:
+            continue
+        last = person.died or dt.date(year, 12, 31)
+        if person.moved:
+            last = min(last, person.moved[0] - dt.timedelta(days=1))
+        for _ in range(rng.choice([1, 2, 3, 4])):
+            kind = rng.choice(sorted(ROUND_SERVICES))
+            person.rounds.append((kind, _day(rng, jan1, last)))
+        if rng.random() < 0.3:
+            person.rounds.append(
+                ("remote-round", _day(rng, dt.date(year - 1, 1, 1), jan1 - dt.timedelta(days=1)))
+            )
+        person.rounds.sort(key=lambda r: (r[1], r[0]))
 
 
 def _reading(rng, programme, day, mode, person) -> FollowUp:
@@ -273,6 +342,7 @@ def expected(people: list[Person], year: int = 2025) -> dict:
         dated += [since for since in p.diagnoses.values()]  # the hospital visit that diagnosed it
         dated += [p.died] if p.died else []
         dated += [p.registered]
+        dated += [day for _kind, day in p.rounds]
         if any(jan1 <= d <= dec31 for d in dated):
             add("record-in-use")
         in_force = [k for k in p.contracts if k.start <= dec31 and k.end >= jan1]
@@ -294,6 +364,21 @@ def expected(people: list[Person], year: int = 2025) -> dict:
                 add("rule:elderly-health-check:served")
             else:
                 unmet = True
+        # 严重精神障碍: >= 4 face-to-face follow-ups a year, owed from the diagnosis;
+        # telephone follow-ups do not count; no health check is required (DOMAIN 2.4)
+        if SMD in cohorts:
+            start = max(jan1, p.diagnoses[SMD])
+            add(f"rule:{SMD}:applies")
+            days = {
+                f.day
+                for f in p.follow_ups
+                if f.programme == SMD and f.mode in FACE_TO_FACE and start <= f.day <= end
+            }
+            met = len(days) >= _due(4, start, end, jan1, dec31)
+            add(f"rule:{SMD}:{'met' if met else 'unmet'}")
+            unmet |= not met
+            if days:
+                add(f"rule:{SMD}:served")
         # 高血压 / 2型糖尿病: >= 4 face-to-face follow-ups and 1 health check a year,
         # owed from the diagnosis when it falls in the year; control on the latest one
         for programme in (HTN, DM):
@@ -345,11 +430,39 @@ def expected(people: list[Person], year: int = 2025) -> dict:
         "year": year,
         "jurisdiction": COUNTY,
         "counters": dict(sorted(c.items())),
+        "veterans_report": veterans_report(people, year),
         "statistics": {
             "resident-population": RESIDENT_POPULATION * len(people) // 300,
             "residents-65-plus": RESIDENT_POPULATION * len(people) // 300 // 5,
         },
     }
+
+
+def _masked(resident_id: str) -> str:
+    """An ID number as the report shows it: the first 6 and the last 4 characters."""
+    return resident_id[:6] + "*" * (len(resident_id) - 10) + resident_id[-4:]
+
+
+def veterans_report(people: list[Person], year: int = 2025) -> list[dict[str, str]]:
+    """The rounds and consultations of the year as the bureau's report lists them: one row per
+    event with the veteran's counts of rounds (remote and home) and consultations in the year."""
+    rows = []
+    for p in people:
+        held = [(kind, day) for kind, day in p.rounds if day.year == year]
+        consultations = sum(1 for kind, _day in held if kind == "expert-consultation")
+        for kind, day in held:
+            rows.append(
+                {
+                    "姓名": p.name,
+                    "身份证号": _masked(p.resident_id),
+                    "事件": ROUND_SERVICES[kind][1],
+                    "日期": day.isoformat(),
+                    "医疗机构": HOSPITAL,
+                    "巡诊次数": str(len(held) - consultations),
+                    "会诊次数": str(consultations),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["日期"], r["身份证号"], r["事件"]))
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -554,7 +667,15 @@ def follow_up(p: Person, f: FollowUp, k: int) -> str:
         ),
     ]
     when = f.day.strftime("%Y%m%d")
-    if f.programme == HTN:
+    if f.programme == SMD:
+        # WS/T 483.15: the visit, the risk grade in the problem list; sent as N by the
+        # platform (the hub labels it mental-health all the same)
+        code, template, title = "HSDB04.04", "15", "重性精神疾病患者随访服务"
+        grade = [
+            _obs("DE05.10.013.00", "危险性分级", f'<value xsi:type="INT" value="{f.risk}"/>', when)
+        ]
+        sections = [_section("随访", visit), _section("PROBLEM LIST", grade, "11450-4")]
+    elif f.programme == HTN:
         code, template, title = "HSDB04.01", "12", "高血压患者随访服务"
         signs = [_bp(f.systolic, f.diastolic)]
         sections = [_section("随访", visit), _section("VITAL SIGNS", signs, "8716-3")]
@@ -740,7 +861,11 @@ def _pid(p: Person, mrn: str, with_id: bool = True, death: dt.date | None = None
     return f"PID|1||{ids}||{family}^{given}||{p.birth:%Y%m%d}|{sex}|||{TOWNSHIPS[p.township]}{p.village}村^^青岛市^山东省^^CHN^H^^{COUNTY}{pad}{dead}"
 
 
-ICD = {HTN: ("I10.x00", "原发性高血压"), DM: ("E11.900", "2型糖尿病")}
+ICD = {
+    HTN: ("I10.x00", "原发性高血压"),
+    DM: ("E11.900", "2型糖尿病"),
+    SMD: ("F20.000", "偏执型精神分裂症"),
+}
 
 
 def visit(
@@ -757,6 +882,25 @@ def visit(
             _pid(p, mrn or p.mrn, with_id),
             f"PV1|1|O|内科^^^XRMYY||||D001^王^医生|||内科||||||||||V{p.n:06d}{k}|||||||||||||||||||||||||{when:%Y%m%d%H%M%S}",
             f"DG1|1||{code}^{name}^ICD10CN||{day:%Y%m%d}|F",
+        ],
+    )
+
+
+def round_visit(p: Person, kind: str, day: dt.date, k: int) -> bytes:
+    """A04 of a round or consultation: the HIS books it under the programme's service (PV1-10),
+    as an outpatient visit (PV1-2 O) with the doctor who held it (PV1-7)."""
+    service = ROUND_SERVICES[kind][0]
+    when = dt.datetime.combine(day, dt.time(14, 0))
+    return _hl7(
+        when,
+        "ADT^A04^ADT_A01",
+        f"A04-R-{p.n:06d}-{k}",
+        [
+            f"EVN|A04|{when:%Y%m%d%H%M%S}",
+            _pid(p, p.mrn),
+            f"PV1|1|O|荣军康养中心^^^XRMYY||||D015^赵^医生|||{service}||||1|||D015^赵^医生||R{p.n:06d}{k}"
+            + "|" * 25  # PV1-20 ... PV1-43 empty; PV1-44 is the time of the round
+            + f"{when:%Y%m%d%H%M%S}",
         ],
     )
 
@@ -850,12 +994,17 @@ def render(people: list[Person], out: Path, year: int = 2025) -> dict[str, int]:
                 put(
                     hospital, f"{since:%Y%m%d}-{p.n:06d}-a04-{k}.hl7", visit(p, since, programme, k)
                 )
+        for k, (kind, day) in enumerate(p.rounds):
+            put(hospital, f"{day:%Y%m%d}-{p.n:06d}-round-{k}.hl7", round_visit(p, kind, day, k))
         if p.died:
             put(hospital, f"{p.died:%Y%m%d}-{p.n:06d}-a03.hl7", death(p))
     put(platform, f"{year}1231-zz-contracts.csv", contracts_csv(people))
-    veterans = [p for p in people if p.veteran]  # half in each format the bureau uses
+    # The bureau exports its whole register each time, in either format: a later file
+    # without someone means that person left (plugins/va_registry/departures.py). The CSV
+    # (sent first) holds half of them, the XLSX (sent last) every one.
+    veterans = [p for p in people if p.veteran]
     put(registry, f"{year}1231-registry.csv", registry_csv(veterans[::2]))
-    put(registry, f"{year}1231-registry.xlsx", registry_xlsx(veterans[1::2]))
+    put(registry, f"{year}1231-registry.xlsx", registry_xlsx(veterans))
     return counts
 
 

@@ -54,7 +54,8 @@ _FOLLOWUP_WORDS = ("随访", "follow-up", "followup", "HSDB04", "HSDB05", "HSDB0
 
 
 def encounter_kind(encounter: dict[str, Any]) -> str | None:
-    """``examinations`` for a health check, ``key-populations`` for a follow-up, else None.
+    """``examinations`` for a health check, ``key-populations`` for a follow-up or a veterans'
+    round or consultation, else None.
 
     The hub's own codes decide (what the adapters write and the audits read); the
     words are for records from elsewhere that carry only text or document codes.
@@ -65,6 +66,8 @@ def encounter_kind(encounter: dict[str, Any]) -> str | None:
         return "examinations"
     if any(system == cs.CARE_PROGRAMME for system, _ in systems):
         return "key-populations"
+    if any((cs.ENCOUNTER_TYPE, kind) in systems for kind in cs.ROUND_KINDS):
+        return "key-populations"  # rounds and consultations of the veterans programmes
     words = _words(encounter.get("type")) + _words(encounter.get("serviceType"))
     text = " ".join(words).lower()
     if any(w.lower() in text for w in _EXAM_WORDS):

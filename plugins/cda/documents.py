@@ -30,6 +30,9 @@ class DocType:
     required_sections: tuple[str, ...] = ()
     required_elements: tuple[str, ...] = ()
     needs_encompassing_encounter: bool = False
+    # A sensitivity category (hub.codesystems) every clinical resource of the document carries
+    # whatever its confidentialityCode says, e.g. mental health (Mental Health Law Art. 4).
+    sensitivity: dict | None = None
 
     def section_of(self, item: str) -> str | None:
         for key, items in self.sections:
@@ -137,6 +140,30 @@ DOC_TYPES: dict[str, DocType] = {
             encounter_coding=(cs.CARE_PROGRAMME, cs.PROGRAMME_DIABETES),
             required_sections=("followup", "vitals"),
             required_elements=("DE06.00.108.00",),
+        ),
+        # WS/T 483.15 重性精神疾病患者随访服务 (严重精神障碍患者随访服务记录表). Neither its
+        # type code nor its template is quoted by the standard texts at hand: the template
+        # follows the part number as .12/.13/.16 do (2.16.156.10011.2.1.1.15), the type code
+        # the HSDB04 series of the disease-management documents (HSDB04.01 hypertension,
+        # .02 diabetes, .03 the severe-mental-disorder registration of 483.14, .04 this
+        # follow-up; .03 and .04 as public platform code names them). Either identifies it.
+        DocType(
+            "HSDB04.04",
+            "2.16.156.10011.2.1.1.15",
+            "重性精神疾病患者随访服务",
+            "WS/T 483.15",
+            (
+                ("followup", ("DE06.00.108.00", "DE06.00.109.00")),
+                ("symptoms", (vocab.DE_SMD_RISK_GRADE,)),
+                ("medications", ("medication",)),
+                ("assessment", ("DE05.10.066.00",)),
+            ),
+            encounter="followup",
+            encounter_type="严重精神障碍患者随访",
+            encounter_coding=(cs.CARE_PROGRAMME, cs.PROGRAMME_SEVERE_MENTAL_DISORDER),
+            required_sections=("followup", "symptoms"),
+            required_elements=("DE06.00.108.00", vocab.DE_SMD_RISK_GRADE),
+            sensitivity=cs.MENTAL_HEALTH_SENSITIVITY,
         ),
         DocType(
             "HSDC00.01",

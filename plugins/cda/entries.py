@@ -379,6 +379,31 @@ class EntryMappers:
         if when:
             self.encounter["period"] = {"start": when}
 
+    def map_risk_grade(self, obs, element, loc) -> None:
+        # 危险性分级 0-5 (severe-mental-disorder follow-up) -> Observation valueInteger. Sent as
+        # INT or as a CD of its code table (CV05.10.013: codes 0 ... 5); anything else is refused.
+        value_el = self.find(obs, "v3:value")
+        if value_el is None or value_el.get("nullFlavor"):
+            self.context.info(f"{element.de} {element.name} has no value", loc)
+            return
+        raw = (value_el.get("value") or value_el.get("code") or "").strip()
+        if not (raw.isdigit() and int(raw) in vocab.SMD_RISK_GRADES):
+            self.refuse(f"{loc}/value", f"{element.name} {raw!r} is not a grade from 0 to 5")
+            return
+        self.new(
+            "Observation",
+            self.next_key(element.de),
+            status="final",
+            category=[
+                {"coding": [coding(vocab.OBS_CATEGORY, "survey", OBS_CATEGORY_DISPLAY["survey"])]}
+            ],
+            code={"coding": [self.de_coding(element)], "text": element.name},
+            subject=ref(self.patient),
+            encounter=ref(self.encounter) if self.encounter else None,
+            effectiveDateTime=self.effective(obs),
+            valueInteger=int(raw),
+        )
+
     def map_encounter_reason(self, obs, element, loc) -> None:
         # DE04.01.119.00 主诉 -> Encounter.reasonCode
         text = self.text_value(obs, element, loc)
@@ -498,4 +523,5 @@ KIND_HANDLERS = {
     "encounter:followup": EntryMappers.map_encounter_followup,
     "encounter:reason": EntryMappers.map_encounter_reason,
     "appointment": EntryMappers.map_appointment,
+    "risk-grade": EntryMappers.map_risk_grade,
 }

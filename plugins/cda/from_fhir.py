@@ -238,6 +238,8 @@ class DocumentWriter:
         return root
 
     def confidentiality(self) -> str:
+        # A sensitive document type is at least restricted, whatever its resources say.
+        floor = "R" if self.doc_type.sensitivity else "N"
         for resources in self.by_type.values():
             for r in resources:
                 for label in (r.get("meta") or {}).get("security", []):
@@ -246,7 +248,7 @@ class DocumentWriter:
                         "V",
                     ):
                         return label["code"]
-        return "N"
+        return floor
 
     def record_target(self):
         patient = self.patient
@@ -653,6 +655,15 @@ class DocumentWriter:
                 self.observation(element, value, (self.encounter.get("period") or {}).get("start")),
                 f"{element.name}: {mode.get('display') or mode.get('code')}",
             )
+        elif kind == "risk-grade":
+            for r in self.take_de("Observation", element.de):
+                if isinstance(r.get("valueInteger"), int):
+                    value = E.value(value=str(r["valueInteger"]))
+                    value.set(XSI_TYPE, "INT")
+                    yield (
+                        self.observation(element, value, r.get("effectiveDateTime")),
+                        f"{element.name}: {r['valueInteger']}",
+                    )
         elif kind == "encounter:reason" and self.encounter is not None:
             for reason in self.encounter.get("reasonCode", [])[:1]:
                 if reason.get("text"):

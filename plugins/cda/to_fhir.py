@@ -179,7 +179,7 @@ class DocumentReader(EntryMappers):
         document_reference = self.document_reference()
         provenance = self.provenance(document_reference)
         for resource in self.resources:
-            resource["meta"] = self.meta()
+            resource["meta"] = self.meta(resource["resourceType"])
             with_content_hash(resource)
         entries = [
             {
@@ -189,8 +189,8 @@ class DocumentReader(EntryMappers):
             }
             for r in (*self.resources, document_reference, provenance)
         ]
-        document_reference["meta"] = self.meta()
-        provenance["meta"] = self.meta()
+        document_reference["meta"] = self.meta("DocumentReference")
+        provenance["meta"] = self.meta("Provenance")
         return {
             "resourceType": "Bundle",
             "type": "transaction",
@@ -895,19 +895,36 @@ class DocumentReader(EntryMappers):
         )
 
     # -- the document itself ----------------------------------------------------
-    def security(self) -> list[dict]:
-        # confidentialityCode R (restricted, e.g. mental illness) / V -> security label
-        if self.confidentiality in ("R", "V"):
-            return [
+    def security(self, resource_type: str | None = None) -> list[dict]:
+        """The labels of the document's resources (of one type; ``None``: the document's own).
+
+        confidentialityCode R (restricted, e.g. mental illness) / V -> a v3-Confidentiality
+        label on every resource. A document type with a sensitivity category (the
+        severe-mental-disorder follow-up, Mental Health Law Art. 4) labels its clinical
+        resources, the DocumentReference and the Provenance with the category and at least
+        R even when the sender wrote N; the people and organisations it names are shared
+        with every other document about them and keep the document's level only (labelling
+        the Patient would hide the whole record, not the follow-up).
+        """
+        level = self.confidentiality if self.confidentiality in ("R", "V") else None
+        sensitivity = self.doc_type.sensitivity if self.doc_type is not None else None
+        labelled = sensitivity is not None and resource_type not in _SHARED_RESOURCES
+        if labelled:
+            level = level or "R"
+        out = []
+        if level:
+            out.append(
                 _coding(
                     vocab.CONFIDENTIALITY,
-                    self.confidentiality,
-                    {"R": "restricted", "V": "very restricted"}[self.confidentiality],
+                    level,
+                    {"R": "restricted", "V": "very restricted"}[level],
                 )
-            ]
-        return []
+            )
+        if labelled:
+            out.append(dict(sensitivity))
+        return out
 
-    def meta(self) -> dict:
+    def meta(self, resource_type: str | None = None) -> dict:
         meta: dict[str, Any] = {
             "extension": [
                 {"url": vocab.EXT_SOURCE_TIME, "valueDateTime": self.document_time},
@@ -918,7 +935,7 @@ class DocumentReader(EntryMappers):
             ],
             "tag": [_coding(self.type_system, self.type_code, self.title)],
         }
-        security = self.security()
+        security = self.security(resource_type)
         if security:
             meta["security"] = security
         return meta
@@ -966,7 +983,9 @@ class DocumentReader(EntryMappers):
                 }
                 for parent in self.replaces
             ],
-            "securityLabel": [{"coding": self.security()}] if self.security() else None,
+            "securityLabel": [{"coding": self.security("DocumentReference")}]
+            if self.security("DocumentReference")
+            else None,
             "content": [
                 {
                     "attachment": {
@@ -1052,6 +1071,10 @@ class DocumentReader(EntryMappers):
             "agent": agents,
             "entity": [{"role": "source", "what": _ref(document_reference)}],
         }
+
+
+# Resources a document names but does not own: other documents write them too.
+_SHARED_RESOURCES = frozenset({"Patient", "Practitioner", "PractitionerRole", "Organization"})
 
 
 def _section_category(code_el) -> dict | None:

@@ -234,6 +234,13 @@ def _e(*args, **kw) -> Element:
     return Element(*args, **kw)
 
 
+# 危险性分级 (risk grade 0-5) of the severe-mental-disorder follow-up. Its WS 364 value
+# domain is CV05.10.013 (重性精神疾病患者危险性分级代码表, as implementer code names it);
+# the WS 363 element number is not in the sources at hand: read under the number of its
+# domain (``verify``; a site that sends another sets ``data_element_aliases``).
+DE_SMD_RISK_GRADE = "DE05.10.013.00"
+SMD_RISK_GRADES = range(6)
+
 ELEMENTS = {
     e.de: e
     for e in (
@@ -260,6 +267,7 @@ ELEMENTS = {
         _e("DE06.00.109.00", "下次随访日期", "appointment", "TS"),
         _e("DE04.01.116.00", "症状代码", "obs:exam", "CD", "symptom"),
         _e("DE05.10.066.00", "此次随访分类", "obs:survey", "CD", "followup-class"),
+        _e(DE_SMD_RISK_GRADE, "危险性分级", "risk-grade", "INT"),
         # vital signs (organizers hold blood pressure)
         _e("DE04.10.174.00", "收缩压", "bp:systolic", "PQ", unit="mmHg"),
         _e("DE04.10.176.00", "舒张压", "bp:diastolic", "PQ", unit="mmHg"),

@@ -37,6 +37,7 @@ from hub.plugin_api import HEALTH_CARD_SYSTEM
 from hub.plugin_api import RESIDENT_ID_SYSTEM
 from hub.plugin_api import MappingContext
 from hub.plugin_api import OperationOutcomeError
+from hub.plugin_api import codesystems as cs
 from hub.plugin_api import issue
 from hub.plugin_api import outcome
 from hub.plugin_api import resident_id
@@ -433,6 +434,28 @@ def _followup_type(pv1: Segment, env: Env) -> list[dict] | None:
     return [{"coding": [coding], "text": pv1.get(10)}]
 
 
+# Where a round takes place (profile veteran-round): at the veteran's home for a home round,
+# at a distance otherwise. PV1-2 says only "outpatient" for all of them, so the kind decides.
+_ROUND_CLASS = {
+    cs.HOME_ROUND: ("HH", "home health"),
+    cs.REMOTE_ROUND: ("VR", "virtual"),
+    cs.EXPERT_CONSULTATION: ("VR", "virtual"),
+}
+
+
+def _round(pv1: Segment, env: Env) -> tuple[list[dict], dict] | None:
+    """Encounter.type and class of a round or consultation of the veterans programmes (PV1-10
+    through the site's ``hl7v2-round-kind`` map: the HIS books rounds under their own
+    services, e.g. 远程巡诊); ``None`` for any other visit."""
+    found = env.context.translate("hl7v2-round-kind", pv1.get(10), "PV1-10")
+    if not found or not found.mapped or found.code not in _ROUND_CLASS:
+        return None
+    coding = _clean({"system": found.system, "code": found.code, "display": found.display})
+    code, display = _ROUND_CLASS[found.code]
+    klass = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": code}
+    return [{"coding": [coding], "text": pv1.get(10)}], klass | {"display": display}
+
+
 def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
     """PV1 -> Encounter (``PV1[Encounter]``); sets ``env.encounter_ref``."""
     visit = pv1.first(19)  # PV1-19 visit number
@@ -446,6 +469,9 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
         klass = {"system": "http://terminology.hl7.org/CodeSystem/v2-0004", "code": klass_code}
     else:
         klass = {"system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor", "code": "UNK"}
+    kind = _round(pv1, env)
+    if kind:
+        klass = kind[1]
     start = env.datetime(pv1, 44)  # PV1-44 admit date/time
     end = env.datetime(pv1, 45)  # PV1-45 discharge date/time
     status = _STATUS.get(event, "in-progress")
@@ -497,7 +523,7 @@ def pv1_to_encounter(pv1: Segment, env: Env, event: str) -> dict:
             else None,
             "status": status,
             "class": klass,
-            "type": _followup_type(pv1, env),
+            "type": kind[0] if kind else _followup_type(pv1, env),
             "serviceType": {"text": pv1.get(10)}
             if pv1.get(10)
             else None,  # PV1-10 hospital service

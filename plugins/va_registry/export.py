@@ -68,7 +68,8 @@ def export():
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="File.")
 @click.option("--unmask", is_flag=True, help="Full resident ID numbers (only for entitled staff).")
 def export_veterans_report(since, until, fmt, out_path, unmask):
-    """The report to the veterans bureau: admissions and five-colour changes of beneficiaries."""
+    """The report to the veterans bureau: admissions, rounds and consultations, and five-colour
+    changes of beneficiaries."""
     first = since.date()
     last = until.date() if until else dt.date.today()
     if last < first:

@@ -2,8 +2,11 @@
 
 For the registered beneficiaries (a ``veteran-entitlement`` Observation whose
 benefit status is not ``ended``): hospital admissions (``Encounter`` class
-``IMP``) and five-colour changes (a colour added or lifted; red is the
-major-disease flag) within a period. Only the columns the bureau needs; the
+``IMP``), remote and home rounds and expert consultations (an ``Encounter``
+typed with an encounter-type round code, profile ``veteran-round``) and
+five-colour changes (a colour added or lifted; red is the major-disease flag)
+within a period. Every row of a person also carries that person's counts of
+rounds and of consultations in the period, the figure the programme reports. Only the columns the bureau needs; the
 resident ID number is masked (``370283********123X``) unless the caller is
 entitled to see it (``unmask=True``, decided and audited by the caller).
 
@@ -34,12 +37,22 @@ COLUMNS = (
     "诊断",
     "五色分类",
     "重大疾病",
+    "巡诊次数",
+    "会诊次数",
 )
 SHEET_TITLE = "优抚对象健康报告"
 COLOUR_NAMES = {"red": "红", "yellow": "黄", "blue": "蓝", "orange": "橙", "green": "绿"}
 EVENT_ADMISSION = "住院"
 EVENT_COLOUR_ADDED = "五色分类新增"
 EVENT_COLOUR_LIFTED = "五色分类解除"
+# The kinds of round (Encounter.type, encounter-type) and the event each is reported as.
+ROUND_EVENTS = {
+    cs.REMOTE_ROUND: "远程巡诊",
+    cs.HOME_ROUND: "入户巡诊",
+    cs.EXPERT_CONSULTATION: "专家会诊",
+}
+# A round that did not (yet) take place is not reported.
+_NOT_HELD = {"planned", "cancelled", "entered-in-error"}
 
 
 def build_veterans_report(
@@ -52,6 +65,7 @@ def build_veterans_report(
     patients: dict[str, dict] = {}
     status: dict[str, dict] = {}
     encounters: list[dict] = []
+    rounds: list[tuple[str, dict]] = []
     flags: list[dict] = []
     by_ref: dict[str, dict] = {}
     for res in resources:
@@ -66,6 +80,8 @@ def build_veterans_report(
                 status[_patient_id(res.get("subject"))] = res
         elif kind == "Encounter" and (res.get("class") or {}).get("code") == "IMP":
             encounters.append(res)
+        elif kind == "Encounter" and _round_kind(res) and res.get("status") not in _NOT_HELD:
+            rounds.append((_round_kind(res), res))
         elif kind == "Flag" and _colour(res):
             flags.append(res)
 
@@ -75,6 +91,12 @@ def build_veterans_report(
         if _colour(f) == "red" and f.get("status") == "active"
     }
     rows: list[dict[str, str]] = []
+    held: dict[str, list[tuple[str, dict, dt.date]]] = {}
+    for round_kind, enc in rounds:
+        pid = _patient_id(enc.get("subject"))
+        day = _date((enc.get("period") or {}).get("start"))
+        if pid in status and day is not None and since <= day <= until:
+            held.setdefault(pid, []).append((round_kind, enc, day))
 
     def person(pid: str) -> dict[str, str]:
         patient = patients.get(pid, {})
@@ -86,6 +108,12 @@ def build_veterans_report(
             "优抚类别": (obs.get("valueCodeableConcept") or {}).get("text", ""),
             "所属区市": _component_string(obs, "district"),
             "重大疾病": "是" if pid in red_now else "否",
+            "巡诊次数": str(
+                sum(1 for k, _e, _d in held.get(pid, ()) if k != cs.EXPERT_CONSULTATION)
+            ),
+            "会诊次数": str(
+                sum(1 for k, _e, _d in held.get(pid, ()) if k == cs.EXPERT_CONSULTATION)
+            ),
         }
 
     for enc in encounters:
@@ -103,6 +131,18 @@ def build_veterans_report(
                 "五色分类": "",
             }
         )
+    for pid, events in held.items():
+        for round_kind, enc, day in events:
+            rows.append(
+                person(pid)
+                | {
+                    "事件": ROUND_EVENTS[round_kind],
+                    "日期": day.isoformat(),
+                    "医疗机构": _display(enc.get("serviceProvider"), by_ref),
+                    "诊断": "",
+                    "五色分类": "",
+                }
+            )
     for flag in flags:
         pid = _patient_id(flag.get("subject"))
         if pid not in status:
@@ -165,6 +205,15 @@ def _has_code(concept: dict | None, system: str, code: str) -> bool:
         c.get("system") == system and c.get("code") == code
         for c in (concept or {}).get("coding", [])
     )
+
+
+def _round_kind(enc: dict) -> str | None:
+    """The round code of an Encounter's type (remote-round ...), ``None`` for other visits."""
+    for concept in enc.get("type") or ():
+        for coding in (concept or {}).get("coding") or ():
+            if coding.get("system") == cs.ENCOUNTER_TYPE and coding.get("code") in ROUND_EVENTS:
+                return coding["code"]
+    return None
 
 
 def _ended(obs: dict) -> bool:

@@ -71,6 +71,7 @@ def test_indicators_match_hand_computed_values(audited):
         "elderly-management-rate": (2, 4, 50.0),  # A and D checked, B not
         "hypertension-standard-management-rate": (1, 2, 50.0),  # A of A, B
         "diabetes-standard-management-rate": (1, 1, 100.0),  # D; E was never served
+        "severe-mental-disorder-standard-management-rate": (0, 0, None),  # nobody on the register
         "contract-rate": (3, 10, 30.0),  # A, C, D
     }
     assert {k: (f.numerator, f.denominator, f.rate) for k, f in got.items()} == expected

@@ -128,7 +128,7 @@ def test_denominators_and_indicators(env, tmp_path):
     )
     reports = [e["resource"] for e in json.loads(fhir.stdout)["entry"]]
     assert {r["resourceType"] for r in reports} == {"MeasureReport"}
-    assert len(reports) == 7
+    assert len(reports) == 8  # one per Measure in mappings/measures
 
 
 def test_bad_arguments_are_usage_errors(env):

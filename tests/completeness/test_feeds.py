@@ -138,3 +138,24 @@ def test_hl7_visit_at_a_follow_up_clinic_is_a_programme_follow_up(client, hub):
     assert "rule:hypertension:applies" in metrics  # DG1 I10 in the same message
     assert "rule:hypertension:served" in metrics
     assert detail["outcomes"]["hypertension"]["counts"]["follow-up"][0] == 1
+
+
+def test_cda_severe_mental_disorder_follow_up_counts_and_stays_restricted(app, client, hub):
+    from tests.fixtures import authed_client
+
+    rid = "370283196207252444"
+    body = (PLATFORM / "severe-mental-disorder-follow-up" / "input.xml").read_bytes()
+    ingest(client, "county-platform", body, "application/xml")
+    diagnose(client, rid, "F20")
+    metrics, detail = audited(hub, rid)
+    assert "rule:severe-mental-disorder:served" in metrics
+    assert detail["outcomes"]["severe-mental-disorder"]["counts"]["follow-up"][0] == 1
+    # counted by the audit, read only with the mental-health grant
+    pid = patient_id_for_resident_id(rid)
+    query = f"/fhir/Encounter?subject=Patient/{pid}"
+    assert len(client.get(query).get_json()["entry"]) == 1
+    ungranted = authed_client(app, labels=())
+    assert ungranted.get(query).get_json().get("entry", []) == []
+    assert ungranted.get(f"/fhir/Patient/{pid}").status_code == 200  # the person is not hidden
+    granted = authed_client(app, labels=("mental-health",))
+    assert len(granted.get(query).get_json()["entry"]) == 1

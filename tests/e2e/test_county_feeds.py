@@ -6,11 +6,13 @@ merged hospital record), computes the figures the standard gives from that
 plan without the hub's code, and writes the raw files. The hub ingests them
 as a user would (``hub ingest`` per site, in a subprocess) and its
 ``hub audit completeness`` and ``hub audit indicators`` must give the same
-figures, every one of them.
+figures, every one of them, and ``hub export veterans-report`` the rows of the
+veterans' rounds and consultations the plan holds.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -37,6 +39,11 @@ INDICATORS = {
     "elderly-management-rate": ("rule:elderly-health-check:met", "statistic:residents-65-plus"),
     "hypertension-standard-management-rate": ("rule:hypertension:met", "rule:hypertension:served"),
     "diabetes-standard-management-rate": ("rule:diabetes:met", "rule:diabetes:served"),
+    # DOMAIN 2.5: managed per the standard ÷ confirmed patients registered in the jurisdiction
+    "severe-mental-disorder-standard-management-rate": (
+        "rule:severe-mental-disorder:met",
+        "rule:severe-mental-disorder:applies",
+    ),
     "contract-rate": ("contract", "statistic:resident-population"),
 }
 RULES = (
@@ -44,6 +51,7 @@ RULES = (
     "elderly-health-check",
     "hypertension",
     "diabetes",
+    "severe-mental-disorder",
     "family-doctor",
 )
 
@@ -123,6 +131,23 @@ def test_generator_plans_the_awkward_cases():
     assert any(k.start.year == YEAR for p in people for k in p.contracts)
     assert any(p.moved for p in people) and any(p.died for p in people)
     assert any(p.merged_mrn for p in people)
+    smd = [f for f in follow_ups if f.programme == county_feeds.SMD]
+    assert {f.mode for f in smd} == {"1", "2", "3"}  # clinic, home and telephone
+    assert len({f.risk for f in smd}) > 1
+    assert any(
+        county_feeds.SMD in p.diagnoses and p.diagnoses[county_feeds.SMD].year == YEAR
+        for p in people
+    )  # diagnosed in mid-year: pro rata
+
+
+def test_severe_mental_disorder_follow_ups_are_sent_as_ws_t_483_15(tmp_path):
+    county_feeds.generate(tmp_path, people=PEOPLE, seed=7, year=YEAR)
+    documents = [
+        p.read_text(encoding="utf-8") for p in (tmp_path / "county-platform").glob("*.xml")
+    ]
+    smd = [d for d in documents if 'code="HSDB04.04"' in d]
+    assert smd and all('templateId root="2.16.156.10011.2.1.1.15"' in d for d in smd)
+    assert all('code="DE05.10.013.00"' in d for d in smd)  # the risk grade
 
 
 @pytest.fixture(
@@ -183,18 +208,58 @@ def county(request, tmp_path_factory):
         )
     )
     indicators = json.loads(hub("audit", "indicators", *period, "--stored", "--format", "json"))
-    return expected_figures(figures), actual_figures(completeness, indicators), totals
+    report = root / "veterans-report.csv"
+    year = ["--since", f"{YEAR}-01-01", "--until", f"{YEAR}-12-31"]
+    hub("export", "veterans-report", *year, "--out", str(report))
+    with open(report, encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return (
+        expected_figures(figures),
+        actual_figures(completeness, indicators),
+        totals,
+        (figures["veterans_report"], rows),
+    )
+
+
+def test_severe_mental_disorder_figures_are_not_empty(county):
+    """The SMD rows compare something: patients who owe follow-ups, some met, some not."""
+    expected, actual, _totals, _report = county
+    assert (
+        expected["rule severe-mental-disorder applies"]
+        > expected["rule severe-mental-disorder met"]
+        > 0
+    )
+    assert actual["severe-mental-disorder-standard-management-rate denominator"] == float(
+        expected["rule severe-mental-disorder applies"]
+    )
 
 
 def test_every_feed_file_is_accepted(county):
     """Every generated file is stored and mapped: the totals lines say only "N done"."""
-    _expected, _actual, totals = county
+    _expected, _actual, totals, _report = county
     assert len(totals) == 4
     for batch, line in totals.items():
         assert line.endswith(" done") and "," not in line, f"{batch}: {line}"
 
 
 def test_audit_figures_match_the_plan(county):
-    expected, actual, _totals = county
+    expected, actual, _totals, _report = county
     diff = differences(expected, actual)
     assert not diff, "figures that differ:\n" + "\n".join(diff)
+
+
+ROUND_EVENTS = {"远程巡诊", "入户巡诊", "专家会诊"}
+
+
+def test_veterans_report_lists_and_counts_the_rounds(county):
+    """From the registry export and the partner hospital's A04s to the bureau's report: each
+    round or consultation of the year is a row with the veteran's counts, as planned."""
+    _expected, _actual, _totals, (planned, rows) = county
+    assert {r["事件"] for r in planned} == ROUND_EVENTS  # every kind is exercised
+    got = [{key: r[key] for key in planned[0]} for r in rows if r["事件"] in ROUND_EVENTS]
+    assert got == planned
+    # the counts stand on every row of the veteran, beside admissions and colour changes
+    counts = {(r["身份证号"], r["巡诊次数"], r["会诊次数"]) for r in planned}
+    for r in rows:
+        known = {(n, a, b) for n, a, b in counts if n == r["身份证号"]}
+        assert not known or (r["身份证号"], r["巡诊次数"], r["会诊次数"]) in known

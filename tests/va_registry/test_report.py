@@ -73,6 +73,8 @@ def test_report_rows(resources):
         "诊断": "C16.900 胃恶性肿瘤",
         "五色分类": "",
         "重大疾病": "是",
+        "巡诊次数": "0",
+        "会诊次数": "0",
     }
 
 
@@ -112,3 +114,33 @@ def test_write_xlsx_text_cells(resources, tmp_path):
     assert values[0] == COLUMNS
     assert values[1][1] == rows[0]["身份证号"]
     assert len(values) == 1 + len(rows)
+
+
+def _round(eid, pid, kind, cls, start, status="finished"):
+    enc = _encounter(eid, pid, cls, start)
+    enc["status"] = status
+    enc["type"] = [{"coding": [{"system": "urn:fhirhub:codesystem:encounter-type", "code": kind}]}]
+    return enc
+
+
+def test_rounds_and_consultations_are_events_and_counted_per_veteran(resources):
+    veteran = resources[0]["id"]
+    resources += [
+        _round("r1", veteran, "remote-round", "VR", "2026-05-03T09:00:00+08:00"),
+        _round("r2", veteran, "home-round", "HH", "2026-05-20T15:00:00+08:00"),
+        _round("r3", veteran, "expert-consultation", "VR", "2026-05-21T10:00:00+08:00"),
+        _round("r4", veteran, "home-round", "HH", "2026-05-28", status="planned"),  # not held
+        _round("r5", veteran, "remote-round", "VR", "2026-06-02"),  # after the period
+        _round("r6", "not-a-veteran", "remote-round", "VR", "2026-05-03"),
+    ]
+    rows = build_veterans_report(resources, SINCE, UNTIL)
+    assert [(r["事件"], r["日期"]) for r in rows] == [
+        ("远程巡诊", "2026-05-03"),
+        ("住院", "2026-05-09"),
+        ("五色分类新增", "2026-05-10"),
+        ("五色分类新增", "2026-05-10"),
+        ("入户巡诊", "2026-05-20"),
+        ("专家会诊", "2026-05-21"),
+    ]
+    assert {(r["巡诊次数"], r["会诊次数"]) for r in rows} == {("2", "1")}
+    assert rows[0]["医疗机构"] == "青岛市某医院" and rows[0]["诊断"] == ""

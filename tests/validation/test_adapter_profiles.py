@@ -21,7 +21,7 @@ from hub.validation.validator import Validator
 
 SD = "http://fhirhub.org/fhir/StructureDefinition/"
 DOC_TYPE = "urn:oid:2.16.156.10011.2.4"
-FOLLOWUP_DOCUMENTS = {"HSDB04.01", "HSDB04.02"}
+FOLLOWUP_DOCUMENTS = {"HSDB04.01", "HSDB04.02", "HSDB04.04"}
 HEALTH_CHECK_DOCUMENTS = {"HSDC00.01"}
 GOLDENS = sorted(SITES_DIR.glob("*/cases/*/expected.json")) + sorted(
     (PROJECT_DIR / "tests" / "golden" / "cda").glob("*/*.expected.json")
@@ -50,6 +50,8 @@ def profiles_for(res: dict) -> set[str]:
             out.add(SD + "key-population-followup")
         if (cs.ENCOUNTER_TYPE, cs.HEALTH_CHECK) in types or tags & HEALTH_CHECK_DOCUMENTS:
             out.add(SD + "health-check")
+        if any((cs.ENCOUNTER_TYPE, kind) in types for kind in cs.ROUND_KINDS):
+            out.add(SD + "veteran-round")
     if kind == "EpisodeOfCare" and (cs.CARE_PROGRAMME, cs.FAMILY_DOCTOR_CONTRACT) in types:
         out.add(SD + "family-doctor-contract")
     return out
@@ -69,9 +71,10 @@ def test_adapter_output_meets_the_profiles_it_should(validator):
                         problems.append(f"{where} {res.get('id')} {profile}: {found}")
     assert not problems, "\n".join(problems)
     # Each contract is exercised by the kits: CDA and HL7 follow-ups, a health check, contracts.
-    assert checked.get(SD + "key-population-followup", 0) >= 4
+    assert checked.get(SD + "key-population-followup", 0) >= 6
     assert checked.get(SD + "health-check", 0) >= 2
     assert checked.get(SD + "family-doctor-contract", 0) >= 3
+    assert checked.get(SD + "veteran-round", 0) >= 1  # the partner hospital's remote round
 
 
 def test_a_follow_up_without_its_programme_fails_the_profile(validator):

@@ -162,7 +162,7 @@ def test_every_profile_gets_a_snapshot():
         for sd in defs.structures()
         if sd["url"].startswith(SD) or sd["url"].startswith("urn:fhirhub:")
     ]
-    assert len(ours) == 15  # 6 profiles, 9 extensions
+    assert len(ours) == 17  # 8 profiles, 9 extensions
     for sd in ours:
         snap = defs.structure(sd["url"])["snapshot"]["element"]
         assert snap[0]["path"] == sd["type"]
@@ -354,3 +354,72 @@ def test_the_hubs_own_output_conforms(validator):
         assert errors(validator.validate(flag, [SD + "health-colour-flag"])) == []
         checked += 1
     assert checked >= 12
+
+
+ROUND = {
+    "resourceType": "Encounter",
+    "meta": {"profile": [SD + "veteran-round"]},
+    "status": "finished",
+    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
+    "type": [{"coding": [{"system": URN + "encounter-type", "code": "remote-round"}]}],
+    "subject": {"reference": "Patient/p1"},
+    "participant": [{"individual": {"reference": "Practitioner/dr1"}}],
+    "period": {"start": "2026-03-02T09:30:00+08:00"},
+    "serviceProvider": {"reference": "Organization/partner"},
+}
+
+ROUND_PLAN = {
+    "resourceType": "CarePlan",
+    "meta": {"profile": [SD + "veteran-round-plan"]},
+    "status": "active",
+    "intent": "plan",
+    "subject": {"reference": "Patient/p1"},
+    "encounter": {"reference": "Encounter/r1"},
+    "activity": [{"detail": {"status": "scheduled", "description": "邮寄降压药一个月"}}],
+}
+
+
+@pytest.mark.parametrize("example", [ROUND, ROUND_PLAN], ids=lambda r: r["resourceType"])
+def test_round_examples_pass(validator, example):
+    assert errors(validator.validate(example)) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "klass", "rule"),
+    [
+        ("remote-round", "HH", "vr-2"),  # a remote round at home
+        ("home-round", "VR", "vr-2"),
+        ("expert-consultation", "AMB", "vr-3"),  # neither at a distance nor at home
+        ("health-check", "VR", "vr-1"),  # not a round
+    ],
+)
+def test_round_kind_and_class(validator, kind, klass, rule):
+    bad = copy.deepcopy(ROUND)
+    bad["type"][0]["coding"][0]["code"] = kind
+    bad["class"]["code"] = klass
+    assert any(rule in d for d, _ in errors(validator.validate(bad)))
+
+
+def test_consultation_may_be_remote_or_at_home(validator):
+    for klass in ("VR", "HH"):
+        good = copy.deepcopy(ROUND)
+        good["type"][0]["coding"][0]["code"] = "expert-consultation"
+        good["class"]["code"] = klass
+        assert errors(validator.validate(good)) == []
+
+
+def test_round_needs_doctor_and_hospital(validator):
+    bad = copy.deepcopy(ROUND)
+    del bad["participant"], bad["serviceProvider"]
+    found = [d for d, _ in errors(validator.validate(bad))]
+    assert any(d.startswith("Encounter.participant: minimum required = 1") for d in found)
+    assert any(d.startswith("Encounter.serviceProvider: minimum required = 1") for d in found)
+
+
+def test_round_plan_needs_its_round_and_actions(validator):
+    bad = copy.deepcopy(ROUND_PLAN)
+    del bad["encounter"]
+    bad["activity"] = [{"detail": {"status": "scheduled"}}]
+    found = errors(validator.validate(bad))
+    assert any(d.startswith("CarePlan.encounter: minimum required = 1") for d, _ in found)
+    assert any("vrp-1" in d for d, _ in found)
