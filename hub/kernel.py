@@ -194,7 +194,8 @@ def _visibility_for(call):
 
 
 def _builtin_operations() -> list:
+    from hub.bulk.operations import operations as bulk_operations
     from hub.default_operations import operations
     from hub.lifetime.operations import operations as lifetime_operations
 
-    return operations() + lifetime_operations()
+    return operations() + lifetime_operations() + bulk_operations()
