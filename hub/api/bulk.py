@@ -93,6 +93,7 @@ def async_search(
         "res_type": res_type,
         "params": [list(p) for p in params],
         "compartment": list(compartment) if compartment else None,
+        "strict": kickoff.prefers(request.headers, "handling=strict"),
     }
     hub = get_hub()
     return render(kickoff.async_kickoff(hub, "search", request.url, base_url(), spec))

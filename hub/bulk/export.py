@@ -393,6 +393,7 @@ def _result_pages(hub: Hub, job: Job, principal: Principal | None) -> Iterator[l
                     compartment=compartment,
                     access=guard.search_access(principal),
                     base_url=p.get("base", ""),
+                    strict=bool(p.get("strict")),
                 )
                 entries = guard.visible_entries(result.entries, principal)
         yield entries
