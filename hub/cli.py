@@ -653,7 +653,11 @@ def export_list(limit, as_json):
     """Bulk jobs ($export, asynchronous searches), newest first."""
     from hub.storage.jobs import JobStore
 
-    jobs = JobStore(_hub().engine).list(limit=limit)
+    the_hub = _hub()
+    try:
+        jobs = JobStore(the_hub.engine).list(limit=limit)
+    finally:
+        the_hub.close()
     if as_json:
         click.echo(orjson.dumps([j.summary() for j in jobs], option=orjson.OPT_INDENT_2).decode())
         return
@@ -670,7 +674,11 @@ def export_show(job_id):
     """One bulk job: its request, progress, files (with counts) and errors."""
     from hub.storage.jobs import JobStore
 
-    job = JobStore(_hub().engine).get(job_id)
+    the_hub = _hub()
+    try:
+        job = JobStore(the_hub.engine).get(job_id)
+    finally:
+        the_hub.close()
     if job is None:
         raise click.ClickException(f"bulk job {job_id} does not exist (finished jobs expire)")
     click.echo(orjson.dumps(job.summary(), option=orjson.OPT_INDENT_2).decode())
