@@ -19,6 +19,10 @@ _NAME = re.compile(r"^[A-Za-z]+-[0-9]+\.(ndjson|json)$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
+def is_job_id(text: str) -> bool:
+    return bool(_JOB_ID.match(text))
+
+
 def bulk_dir(config: dict[str, Any]) -> Path:
     configured = setting(config, "BULK_DIR")
     if configured:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 def _own_job(hub: Hub, job_id: str, principal: Principal | None) -> Job:
-    job = JobStore(hub.engine).get(job_id) if len(job_id) <= 64 else None
+    job = JobStore(hub.engine).get(job_id) if files.is_job_id(job_id) else None
     if job is None or job.owner != principals.owner(principal):
         raise outcomes.not_found(f"No bulk job {job_id} (finished jobs expire)")
     return job

@@ -137,6 +137,8 @@ def test_files_and_status_are_the_owners_only(http, hub, data, app, live_server)
     assert requests.delete(url, headers=other).status_code == 404
     assert requests.get(file_url).status_code == 401
     assert http.get(file_url.rsplit("/", 1)[0] + "/..%2F..%2Fhub.db").status_code == 404
+    assert http.get(f"{data}/$bulk-status/%00nul").status_code == 404
+    assert http.get(f"{data}/$bulk-file/{'0' * 32}/Patient-1.ndjson").status_code == 404
 
 
 def test_kickoff_with_fhirpy(live_server, data):
