@@ -105,6 +105,3 @@ def async_everything(patient_id: str, params: list[tuple[str, str]]) -> Response
     hub.service.read("Patient", patient_id)  # 404 now for a Patient the caller cannot see
     spec = {"patient": patient_id, "params": [list(p) for p in params]}
     return render(kickoff.async_kickoff(hub, "everything", request.url, base_url(), spec))
-
-
-__all__ = ["Result", "async_everything", "async_search", "bp", "wants_async"]

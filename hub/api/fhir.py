@@ -421,12 +421,10 @@ def type_operation(res_type: str, name: str):
 
 def _body_params(body: dict[str, Any] | None) -> list[tuple[str, str]]:
     """A Parameters body's simple values as query parameters (``$everything``'s)."""
+    if not body or body.get("resourceType") != "Parameters":
+        return []
     out = []
-    for p in (
-        (body or {}).get("parameter") or []
-        if (body or {}).get("resourceType") == "Parameters"
-        else []
-    ):
+    for p in body.get("parameter") or []:
         for key, value in p.items():
             if key.startswith("value") and isinstance(value, (str, int)):
                 out.append((p.get("name"), str(value)))
