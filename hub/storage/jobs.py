@@ -278,11 +278,12 @@ def transaction_time(engine: Engine, clock=None) -> dt.datetime:
     A write stamps ``lastUpdated`` inside its transaction and commits a little later, so
     the clock alone is not enough: a client that asks next time for ``_since`` this instant
     would miss a write stamped just before it that committed just after. On SQLite every
-    write transaction holds the write lock from its start (``BEGIN IMMEDIATE``), so the
-    clock read under that lock is such an instant. On PostgreSQL it is the earlier of the
-    clock and the start of the oldest transaction open in the database (a write in flight
-    stamps after its transaction started). Later writes may still be exported (their newer
-    version); the next ``_since`` export repeats them, which is harmless.
+    write transaction holds the write lock from before its stamp (``BEGIN IMMEDIATE``), so
+    the clock read under that lock is such an instant. On PostgreSQL every write transaction
+    locks the change feed before its stamp (``repository.WRITE_FENCE``), so the instant is
+    the earlier of the clock and the start of the oldest transaction holding that lock.
+    Later writes may still be exported (their newer version); the next ``_since`` export
+    repeats them, which is harmless.
     """
     clock = clock or (lambda: dt.datetime.now(dt.UTC))
     if engine.dialect.name != "postgresql":
@@ -291,9 +292,9 @@ def transaction_time(engine: Engine, clock=None) -> dt.datetime:
     with engine.connect() as conn:
         oldest = conn.execute(
             text(
-                "SELECT min(xact_start) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                " AND xact_start IS NOT NULL AND state <> 'idle'"
+                "SELECT min(a.xact_start) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'relation' AND l.relation = 'change'::regclass"
+                " AND l.pid <> pg_backend_pid()"
             )
         ).scalar()
     now = clock()
