@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions[EXTENSION] = hub
 
     from hub.api import auth
+    from hub.api import bulk
     from hub.api import cors
     from hub.api import errors
     from hub.api import fhir
@@ -49,6 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
+    app.register_blueprint(bulk.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(inbox.deliveries)
     from hub.lifetime import views as lifetime_views

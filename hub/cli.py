@@ -623,6 +623,7 @@ def _work(the_hub, once: bool, interval: float) -> None:
     import time
 
     from hub import outbound
+    from hub.bulk import status as bulk_jobs
     from hub.lifetime import consumer
 
     while True:
@@ -630,11 +631,16 @@ def _work(the_hub, once: bool, interval: float) -> None:
         derived = consumer.run(the_hub)
         queued = outbound.dispatch(the_hub)
         counts = outbound.deliver(the_hub)
+        exports = bulk_jobs.run_due(the_hub)
+        if once and exports:
+            click.echo(f"{exports} bulk job(s) run")
         if once:
             click.echo(
                 f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead, {derived} change(s) checked for colours and groups"
             )
             return
+        if exports:
+            continue  # more bulk jobs may be waiting
         if not (processed or queued or counts["sent"] or derived):
             time.sleep(interval)
 
@@ -663,6 +669,90 @@ def groups_rebuild():
 @cli.group()
 def export():
     """Reports and exports read from the database."""
+
+
+@export.command("list")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def export_list(limit, as_json):
+    """Bulk jobs ($export, asynchronous searches), newest first."""
+    from hub.storage.jobs import JobStore
+
+    the_hub = _hub()
+    try:
+        jobs = JobStore(the_hub.engine).list(limit=limit)
+    finally:
+        the_hub.close()
+    if as_json:
+        click.echo(orjson.dumps([j.summary() for j in jobs], option=orjson.OPT_INDENT_2).decode())
+        return
+    for j in jobs:
+        click.echo(
+            f"{j.id}  {j.kind:<10} {j.status:<9} {j.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"{j.owner or 'hub'}  {j.progress or ''}"
+        )
+
+
+@export.command("show")
+@click.argument("job_id")
+def export_show(job_id):
+    """One bulk job: its request, progress, files (with counts) and errors."""
+    from hub.storage.jobs import JobStore
+
+    the_hub = _hub()
+    try:
+        job = JobStore(the_hub.engine).get(job_id)
+    finally:
+        the_hub.close()
+    if job is None:
+        raise click.ClickException(f"bulk job {job_id} does not exist (finished jobs expire)")
+    click.echo(orjson.dumps(job.summary(), option=orjson.OPT_INDENT_2).decode())
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--errors",
+    "errors_path",
+    default="import-errors.ndjson",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OperationOutcome NDJSON, one line per refused line (appended).",
+)
+@click.option("--restart", is_flag=True, help="Start each file from its top again.")
+def import_ndjson(paths, errors_path, restart):
+    """Import NDJSON files (or the *.ndjson in folders) through the FHIR write path.
+
+    Resumable: a file imported before continues after its last stored line.
+    Refused lines are reported in --errors and the import goes on; exit status 1
+    when any line was refused.
+    """
+    from hub.bulk import importer
+
+    the_hub = _hub()
+    files = importer.files_of(list(paths))
+    total = sum(f.stat().st_size for f in files)
+    results = []
+    try:
+        with (
+            open(errors_path, "ab") as errors_out,
+            click.progressbar(length=max(total, 1), label="importing", file=sys.stderr) as bar,
+        ):
+            for path in files:
+                results.append(
+                    importer.import_file(
+                        the_hub, path, errors_out, restart=restart, progress=bar.update
+                    )
+                )
+        _analyze_after_load(the_hub)
+    finally:
+        the_hub.close()
+    for r in results:
+        resumed = f" (resumed at line {r.resumed_at + 1})" if r.resumed_at else ""
+        click.echo(f"{r.path}: {r.stored} stored, {r.errors} refused{resumed}")
+    if any(r.errors for r in results):
+        click.echo(f"refused lines are described in {errors_path}", err=True)
+        sys.exit(1)
 
 
 def _register_groups() -> None:

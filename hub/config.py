@@ -334,6 +334,51 @@ SETTINGS: tuple[Setting, ...] = (
         "Most codes `ValueSet/$expand` returns without `count`; a larger expansion is a 422 "
         "too-costly asking for `count`/`offset` or a `filter` (docs/terminology.md).",
     ),
+    # -- bulk data (docs/bulk.md) -------------------------------------------------------
+    Setting(
+        "BULK_DIR",
+        "",
+        str,
+        "Folder of the bulk export files (`$export`, asynchronous requests); "
+        "empty: `<instance>/bulk`.",
+    ),
+    Setting(
+        "BULK_FILE_MAX_BYTES",
+        64 * MiB,
+        int,
+        "An export's NDJSON file is split into another file of the same type past this size.",
+    ),
+    Setting(
+        "BULK_EXPIRE_HOURS",
+        24.0,
+        float,
+        "A finished export's files and job are deleted this many hours after it finished.",
+    ),
+    Setting(
+        "BULK_LEASE_SECONDS",
+        120,
+        float,
+        "A worker's claim on a bulk job expires after this many seconds without progress "
+        "(a killed worker's job is taken over and started again).",
+    ),
+    Setting(
+        "BULK_PAGE_SIZE",
+        1000,
+        int,
+        "Resources read per query while exporting (the export's memory is about one page).",
+    ),
+    Setting(
+        "BULK_RETRY_AFTER",
+        5,
+        int,
+        "Seconds a client polling an unfinished bulk job is told to wait (`Retry-After`).",
+    ),
+    Setting(
+        "BULK_IMPORT_BATCH",
+        200,
+        int,
+        "`hub import`: NDJSON lines written per database transaction.",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

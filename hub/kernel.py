@@ -206,8 +206,9 @@ def _visibility_for(call):
 
 
 def _builtin_operations() -> list:
+    from hub.bulk.operations import operations as bulk_operations
     from hub.default_operations import operations
     from hub.lifetime.operations import operations as lifetime_operations
     from hub.terminology.operations import operations as terminology_operations
 
-    return operations() + lifetime_operations() + terminology_operations()
+    return operations() + lifetime_operations() + terminology_operations() + bulk_operations()

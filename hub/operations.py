@@ -74,6 +74,9 @@ class Operation:
     # Its parameters, as ``OperationDefinition.parameter`` entries (see :func:`parameter`);
     # empty for a standard operation: the R4 definition's are used.
     parameters: tuple[dict[str, Any], ...] = ()
+    # The canonical of a CapabilityStatement the hub instantiates by serving it (the Bulk
+    # Data Access IG's for ``$export``); listed in the CapabilityStatement's ``instantiates``.
+    instantiates: str | None = None
 
     def applies(self, level: str, res_type: str | None) -> bool:
         if level not in self.levels:

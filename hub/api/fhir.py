@@ -18,6 +18,7 @@ from flask import request
 
 from hub import outcomes
 from hub.api import binary
+from hub.api import bulk as bulk_api
 from hub.api.context import get_hub
 from hub.config import setting
 from hub.fhir import binaries
@@ -214,6 +215,8 @@ def system_bundle():
 def system_search():
     hub = get_hub()
     params = query_params() + _form_params()
+    if bulk_api.wants_async():
+        return bulk_api.async_search(None, params, None)
     return render(
         Result(200, search_bytes(hub.service, None, params, base_url(), strict=_strict()))
     )
@@ -236,6 +239,8 @@ def search_type(res_type: str):
     hub = get_hub()
     if res_type == "AuditEvent":
         return audit_events(query_params())
+    if bulk_api.wants_async():
+        return bulk_api.async_search(res_type, query_params(), None)
     return render(
         Result(
             200, search_bytes(hub.service, res_type, query_params(), base_url(), strict=_strict())
@@ -260,6 +265,8 @@ def search_type_post(res_type: str):
     params = query_params() + _form_params()
     if res_type == "AuditEvent":
         return audit_events(params)
+    if bulk_api.wants_async():
+        return bulk_api.async_search(res_type, params, None)
     return render(
         Result(200, search_bytes(hub.service, res_type, params, base_url(), strict=_strict()))
     )
@@ -417,6 +424,8 @@ def instance_op_or_compartment(res_type: str, res_id: str, name: str):
     check_type(res_type)
     check_type(name)
     params = query_params() + _form_params()
+    if bulk_api.wants_async():
+        return bulk_api.async_search(name, params, (res_type, res_id))
     body = search_bytes(
         hub.service, name, params, base_url(), compartment=(res_type, res_id), strict=_strict()
     )
@@ -434,6 +443,18 @@ def system_operation(name: str):
 @bp.route("/<res_type>/$<name>", methods=["GET", "POST"])
 def type_operation(res_type: str, name: str):
     return operation(res_type, None, name)
+
+
+def _body_params(body: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A Parameters body's simple values as query parameters (``$everything``'s)."""
+    if not body or body.get("resourceType") != "Parameters":
+        return []
+    out = []
+    for p in body.get("parameter") or []:
+        for key, value in p.items():
+            if key.startswith("value") and isinstance(value, (str, int)):
+                out.append((p.get("name"), str(value)))
+    return out
 
 
 def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
@@ -459,6 +480,8 @@ def operation(res_type: str | None, res_id: str | None, name: str) -> Response:
         if request.mimetype in formats.JSON_TYPES + formats.XML_TYPES or not request.mimetype:
             body = body_resource()
             check_parameters(body)
+    if op.name == "everything" and res_id is not None and bulk_api.wants_async():
+        return bulk_api.async_everything(res_id, query_params() + _body_params(body))
     call = OperationCall(
         name, res_type, res_id, query_params(), body, request.method, base_url(), hub, request
     )

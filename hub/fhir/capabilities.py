@@ -188,6 +188,9 @@ def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
     }
     if model.system_operations:
         rest["operation"] = [_operation(o, base) for o in model.system_operations]
+    instantiates = sorted(
+        {o.operation.instantiates for o in model.system_operations if o.operation.instantiates}
+    )
     summary = html.escape(
         f"fhirhub {__version__}: FHIR R4 server of {len(model.types)} resource types"
     )
@@ -200,6 +203,7 @@ def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
         "status": "active",
         "date": dt.date.today().isoformat(),
         "kind": "instance",
+        **({"instantiates": instantiates} if instantiates else {}),
         "software": {"name": "fhirhub", "version": __version__},
         "implementation": {"description": "fhirhub lifetime health-record hub", "url": base},
         "fhirVersion": "4.0.1",

@@ -323,6 +323,9 @@ class _Pending:
     existing_pk: int | None  # None: a new row
 
 
+WRITE_FENCE = text("SELECT 1 FROM change WHERE false")
+
+
 class Writer:
     """Stages writes within one transaction and flushes them in bulk."""
 
@@ -330,6 +333,11 @@ class Writer:
         self.repo = repo
         self.conn = conn
         self.site = site
+        if conn.dialect.name == "postgresql":
+            # Start the transaction, holding a lock on the change feed, before the clock is
+            # read: a bulk export's transactionTime then counts this write as in flight from
+            # the instant it is stamped (hub.storage.jobs.transaction_time).
+            conn.execute(WRITE_FENCE)
         self.now = repo.clock()
         self._known: dict[tuple[str, str], Stored | None] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}

@@ -558,3 +558,48 @@ audit_denominator = Table(
     Column("source", String(255)),  # e.g. "county statistical yearbook 2025"
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+
+# ---------------------------------------------------------------------------
+# Bulk data (hub.bulk): asynchronous jobs and import progress
+# ---------------------------------------------------------------------------
+
+# One row per asynchronous request (``$export``, a search or ``$everything`` with
+# ``Prefer: respond-async``). Workers claim a queued job (``claimed_at`` is the lease, renewed
+# as it progresses; a stale claim is taken over); its files live in the bulk folder.
+bulk_job = Table(
+    "bulk_job",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # export, search, everything
+    # queued, running, done, failed, cancelled
+    Column("status", String(16), nullable=False),
+    Column("owner", String(200), nullable=False),  # the principal's subject ("" for the hub)
+    Column("principal", JsonDocument),  # who asked, to export exactly what they may see
+    Column("request", Text, nullable=False),  # the kick-off URL, for the manifest
+    Column("params", JsonDocument, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime),
+    Column("claimed_by", String(128)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("transaction_time", UTCDateTime),
+    Column("progress", String(200)),
+    Column("manifest", JsonDocument),  # output, deleted and error files when done
+    Column("outcome", JsonDocument),  # why a failed job failed
+    Column("finished_at", UTCDateTime),
+    Column("expires_at", UTCDateTime),
+    Index(None, "status", "created_at"),
+    Index(None, "owner", "created_at"),
+)
+
+# ``hub import``: how many lines of each NDJSON file are stored, so a rerun continues there.
+import_progress = Table(
+    "import_progress",
+    metadata,
+    Column("source", String(500), primary_key=True),  # the file's resolved path
+    Column("digest", String(64), nullable=False),  # sha256 of its first 64 KiB and size
+    Column("lines", BigInteger, nullable=False, default=0),
+    Column("stored", BigInteger, nullable=False, default=0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
