@@ -587,10 +587,15 @@ def reindex(res_types):
 )
 def worker(once, interval):
     """Process pending inbox items, keep colours and groups current, deliver outbound messages."""
+    from hub.subscriptions import notify
+
     the_hub = _hub()
+    websocket = notify.start_websocket(the_hub)
     try:
         _work(the_hub, once, interval)
     finally:
+        if websocket is not None:
+            websocket.stop()
         the_hub.close()
 
 
@@ -599,12 +604,14 @@ def _work(the_hub, once: bool, interval: float) -> None:
 
     from hub import outbound
     from hub.lifetime import consumer
+    from hub.subscriptions import notify as subscriptions
 
     while True:
         processed = the_hub.pipeline.process_pending()
         derived = consumer.run(the_hub)
         queued = outbound.dispatch(the_hub)
         counts = outbound.deliver(the_hub)
+        subscriptions.run(the_hub)  # Subscriptions: match the feed, deliver notifications
         if once:
             click.echo(
                 f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead, {derived} change(s) checked for colours and groups"

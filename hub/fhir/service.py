@@ -32,6 +32,8 @@ from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
 from hub.storage.repository import lock_keys
 from hub.storage.repository import new_id
+from hub.storage.subscriptions import set_owner
+from hub.subscriptions import rules as subscription_rules
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
@@ -392,6 +394,7 @@ class FhirService:
         res_id = res_id or new_id()
         if match is not None:
             writer.claim_conditional_key(res_type, match.key, res_id)
+        resource = self._subscription(writer, res_type, resource, res_id)
         body = {k: v for k, v in resource.items() if k != "id"}
         return Written(writer.create(body, res_id, fresh=True), 201, warnings)
 
@@ -432,8 +435,22 @@ class FhirService:
             check_id(res_id)
             if current is None:  # the key guards the creation of a match
                 writer.claim_conditional_key(res_type, match.key, res_id)
+        resource = self._subscription(writer, res_type, resource, res_id)
         stored, created = writer.update(dict(resource), res_id, if_match=if_match)
         return Written(stored, 201 if created else 200, warnings)
+
+    def _subscription(
+        self, writer: Writer, res_type: str, resource: dict[str, Any], res_id: str
+    ) -> dict[str, Any]:
+        """A Subscription is checked and stored ``active`` (``hub.subscriptions.rules``), and
+        its writer recorded as its owner in the same unit of work; other types pass as is."""
+        if res_type != "Subscription":
+            return resource
+        resource = subscription_rules.prepare(
+            resource, self.config, self.search_engine, writer.conn
+        )
+        set_owner(writer.conn, res_id, subscription_rules.owner_of_write())
+        return resource
 
     def _stale(self, incoming: dict[str, Any], current: Stored | None) -> bool:
         """The ``is_stale`` hook: may ``incoming`` (from a site) overwrite ``current``?"""
@@ -466,6 +483,7 @@ class FhirService:
                 f"{res_type}.id",
             )
         warnings = self.check_resource(patched, res_type, site)
+        patched = self._subscription(writer, res_type, patched, res_id)
         stored, _ = writer.update(patched, res_id, if_match=if_match, method="PATCH")
         return Written(stored, 200, warnings)
 
