@@ -27,6 +27,7 @@ from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
@@ -108,11 +109,19 @@ class Matching:
         if done.rowcount == 0:
             self.conn.execute(insert(st).values(res_id=res_id, from_seq=seq, updated_at=_now()))
 
-    def current_version(self, res_type: str, res_id: str) -> int | None:
+    def current_versions(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The current version of each ``(type, id)``."""
         r = s.resource
-        return self.conn.execute(
-            select(r.c.version).where(r.c.res_type == res_type, r.c.res_id == res_id)
-        ).scalar()
+        found: dict[tuple[str, str], int] = {}
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), 300):
+            rows = self.conn.execute(
+                select(r.c.res_type, r.c.res_id, r.c.version).where(
+                    tuple_(r.c.res_type, r.c.res_id).in_(ordered[i : i + 300])
+                )
+            )
+            found.update({(t, rid): v for t, rid, v in rows})
+        return found
 
     def queue(self, subscription_id: str, change) -> None:
         """Queue the notification of ``change`` for ``subscription_id``, due now."""

@@ -245,3 +245,21 @@ def test_an_owner_without_read_scope_on_the_type_hears_nothing(app, hub, receive
     assert got.status_code == 201, got.get_json()
     client.post("/fhir/Observation", json=observation())
     assert drain(hub)["queued"] == 0
+
+
+def test_a_large_batch_is_matched_exactly(client, hub, receiver):
+    """More changes than one matching search takes (ids in chunks), two Subscriptions."""
+    heart = client.post("/fhir/Subscription", json=subscription(receiver.url + "/hook"))
+    weight = client.post(
+        "/fhir/Subscription",
+        json=subscription(receiver.url + "/hook", "Observation?code=http://loinc.org|29463-7"),
+    )
+    written = {"8867-4": [], "29463-7": []}
+    for i in range(250):
+        code = "8867-4" if i % 3 else "29463-7"
+        written[code].append(client.post("/fhir/Observation", json=observation(code)).get_json())
+    assert notify.match(hub) == 250
+    store = SubscriptionStore(hub.engine)
+    for sub, code in ((heart, "8867-4"), (weight, "29463-7")):
+        rows = store.list(sub.get_json()["id"])
+        assert [r["res_id"] for r in rows] == [o["id"] for o in written[code]]
