@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from hub.kernel import Hub
+    from hub.security.principal import Principal
     from hub.storage.subscriptions import SubscriptionRow
 
 log = logging.getLogger("hub.subscriptions")
@@ -196,6 +197,7 @@ def _deliver_one(
     sub = stored.resource() if stored is not None and not stored.deleted else None
     channel = (sub or {}).get("channel") or {}
     max_attempts = int(setting(hub.config, "SUBSCRIPTION_MAX_ATTEMPTS"))
+    owner = rules.owner_principal(SubscriptionStore(hub.engine).owner(sid)) if sub else None
     for row in pending.pending(limit):
         if sub is None or sub.get("status") != "active":
             # off, error or deleted: what was queued is not delivered
@@ -215,7 +217,7 @@ def _deliver_one(
             counts["sent"] += 1
             continue
         try:
-            _post(hub, sid, sub, channel, row)
+            _post(hub, sid, channel, row, owner)
         except Hidden as err:
             pending.update(row.id, status="dropped", last_error=str(err))
             counts["dropped"] += 1
@@ -245,7 +247,7 @@ def _deliver_one(
     return None
 
 
-def _post(hub: Hub, sid: str, sub: dict, channel: dict, row) -> None:
+def _post(hub: Hub, sid: str, channel: dict, row, owner: Principal | None) -> None:
     """One rest-hook POST; raises ``OSError``/``ValueError`` when it did not succeed."""
     endpoint = channel.get("endpoint")
     # Checked again here: the allowed prefixes may have changed since the Subscription was stored.
@@ -257,7 +259,7 @@ def _post(hub: Hub, sid: str, sub: dict, channel: dict, row) -> None:
     # An empty notification has no body; urllib would call it a form without a type.
     headers["Content-Type"] = CONTENT_TYPES[fmt or "json"]
     if fmt is not None:
-        body = _payload(hub, sid, row, fmt)
+        body = _payload(hub, row, fmt, owner)
     headers[NOTIFICATION_HEADER] = notification_id(sid, row.change_seq)
     request = urllib.request.Request(endpoint, data=body, method="POST", headers=headers)
     timeout = float(setting(hub.config, "SUBSCRIPTION_TIMEOUT"))
@@ -282,12 +284,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def _payload(hub: Hub, sid: str, row, fmt: str) -> bytes:
+def _payload(hub: Hub, row, fmt: str, owner: Principal | None) -> bytes:
     """The version the change made, as the owner may see it, in ``fmt``."""
     stored = hub.repo.vread(row.res_type, row.res_id, row.version)
     if stored is None or stored.deleted:
         raise ValueError(f"{row.res_type}/{row.res_id} version {row.version} is not there")
-    owner = rules.owner_principal(SubscriptionStore(hub.engine).owner(sid))
     if owner is not None and not guard.visible_content(row.res_type, stored.content, owner):
         raise Hidden(f"{row.res_type}/{row.res_id} is hidden from the owner now")
     if fmt == "xml":
