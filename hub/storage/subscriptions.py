@@ -61,6 +61,7 @@ class PendingNotification:
     version: int
     attempts: int
     next_attempt_at: dt.datetime
+    content: str | None  # the version's JSON (None: a deletion, or no longer kept)
 
 
 def set_owner(conn: Connection, res_id: str, owner: dict[str, Any] | None) -> None:
@@ -148,7 +149,8 @@ class NotificationQueue:
         self.store, self.conn, self.subscription_id = store, conn, subscription_id
 
     def pending(self, limit: int) -> list[PendingNotification]:
-        """The subscription's pending notifications, oldest first."""
+        """The subscription's pending notifications, oldest first, with their versions' JSON."""
+        h = s.resource_history
         rows = self.conn.execute(
             select(
                 n.c.id,
@@ -158,6 +160,15 @@ class NotificationQueue:
                 n.c.version,
                 n.c.attempts,
                 n.c.next_attempt_at,
+                h.c.content,
+            )
+            .select_from(
+                n.outerjoin(
+                    h,
+                    (h.c.res_type == n.c.res_type)
+                    & (h.c.res_id == n.c.res_id)
+                    & (h.c.version == n.c.version),
+                )
             )
             .where(n.c.status == "pending", n.c.subscription_id == self.subscription_id)
             .order_by(n.c.id)

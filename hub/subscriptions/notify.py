@@ -34,6 +34,8 @@ import urllib.request
 from typing import TYPE_CHECKING
 from typing import Any
 
+import orjson
+
 from hub import outcomes
 from hub.config import setting
 from hub.fhir.formats import resource_to_xml
@@ -259,7 +261,7 @@ def _post(hub: Hub, sid: str, channel: dict, row, owner: Principal | None) -> No
     # An empty notification has no body; urllib would call it a form without a type.
     headers["Content-Type"] = CONTENT_TYPES[fmt or "json"]
     if fmt is not None:
-        body = _payload(hub, row, fmt, owner)
+        body = _payload(row, fmt, owner)
     headers[NOTIFICATION_HEADER] = notification_id(sid, row.change_seq)
     request = urllib.request.Request(endpoint, data=body, method="POST", headers=headers)
     timeout = float(setting(hub.config, "SUBSCRIPTION_TIMEOUT"))
@@ -284,16 +286,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
-def _payload(hub: Hub, row, fmt: str, owner: Principal | None) -> bytes:
+def _payload(row, fmt: str, owner: Principal | None) -> bytes:
     """The version the change made, as the owner may see it, in ``fmt``."""
-    stored = hub.repo.vread(row.res_type, row.res_id, row.version)
-    if stored is None or stored.deleted:
+    if row.content is None:
         raise ValueError(f"{row.res_type}/{row.res_id} version {row.version} is not there")
-    if owner is not None and not guard.visible_content(row.res_type, stored.content, owner):
+    if owner is not None and not guard.visible_content(row.res_type, row.content, owner):
         raise Hidden(f"{row.res_type}/{row.res_id} is hidden from the owner now")
     if fmt == "xml":
-        return resource_to_xml(stored.resource())
-    return stored.content.encode()
+        return resource_to_xml(orjson.loads(row.content))
+    return row.content.encode()
 
 
 def _set_error(hub: Hub, subscription_id: str, reason: str) -> None:
