@@ -41,6 +41,7 @@ from hub.config import setting
 from hub.fhir.formats import resource_to_xml
 from hub.fhir.service import ID_RE
 from hub.security import guard
+from hub.storage.accounts import ClientStore
 from hub.storage.subscriptions import NotificationQueue
 from hub.storage.subscriptions import SubscriptionStore
 from hub.subscriptions import rules
@@ -141,7 +142,7 @@ def _matching_ids(
     cost of a batch grows with the Subscriptions, not with Subscriptions times changes.
     """
     owner = rules.owner_principal(sub.owner)
-    if owner is not None and not owner.can(res_type, "r"):
+    if owner is not None and not (owner.can(res_type, "r") and _still_there(hub, owner)):
         return set()
     found: set[str] = set()
     ordered = sorted(ids)
@@ -167,6 +168,13 @@ def _matching_ids(
             entries = guard.visible_entries(entries, owner)
         found.update(e.res_id for e in entries)
     return found
+
+
+def _still_there(hub: Hub, owner: Principal) -> bool:
+    """Whether the owner may still act: a revoked client's Subscriptions hear nothing."""
+    if owner.kind != "client":
+        return True
+    return ClientStore(hub.engine).active(owner.subject)
 
 
 def deliver(hub: Hub, limit: int = 200, now: dt.datetime | None = None) -> dict[str, int]:
@@ -200,9 +208,11 @@ def _deliver_one(
     channel = (sub or {}).get("channel") or {}
     max_attempts = int(setting(hub.config, "SUBSCRIPTION_MAX_ATTEMPTS"))
     owner = rules.owner_principal(SubscriptionStore(hub.engine).owner(sid)) if sub else None
+    if owner is not None and not _still_there(hub, owner):
+        sub = None  # its client was revoked: nothing more goes out on its behalf
     for row in pending.pending(limit):
         if sub is None or sub.get("status") != "active":
-            # off, error or deleted: what was queued is not delivered
+            # off, error, deleted or owned by a revoked client: what was queued is not delivered
             pending.update(row.id, status="dropped", last_error="the Subscription is not active")
             counts["dropped"] += 1
             continue

@@ -11,6 +11,7 @@ from lxml import etree
 
 from hub.codesystems import RESTRICTED
 from hub.codesystems import VETERAN_SENSITIVITY
+from hub.security import clients
 from hub.storage.subscriptions import SubscriptionStore
 from hub.subscriptions import notify
 from tests.fixtures import authed_client
@@ -263,3 +264,50 @@ def test_a_large_batch_is_matched_exactly(client, hub, receiver):
     for sub, code in ((heart, "8867-4"), (weight, "29463-7")):
         rows = store.list(sub.get_json()["id"])
         assert [r["res_id"] for r in rows] == [o["id"] for o in written[code]]
+
+
+def test_a_revoked_clients_subscriptions_hear_nothing(app, hub, receiver, client):
+    with hub.engine.begin() as conn:
+        registered, _ = clients.add_client(
+            conn, "ward-dashboard", "system/Subscription.cruds system/Observation.rs", None, ["*"]
+        )
+    owner = authed_client(
+        app,
+        "system/Subscription.cruds system/Observation.rs",
+        kind="client",
+        subject=registered.client_id,
+    )
+    got = owner.post("/fhir/Subscription", json=subscription(receiver.url + "/hook"))
+    assert got.status_code == 201, got.get_json()
+    client.post("/fhir/Observation", json=observation())
+    assert notify.match(hub) == 1  # queued while the client was registered
+    with hub.engine.begin() as conn:
+        assert clients.revoke_client(conn, "ward-dashboard")
+    client.post("/fhir/Observation", json=observation())
+    counts = drain(hub)
+    assert counts["queued"] == 0 and counts["sent"] == 0 and counts["dropped"] == 1
+    assert receiver.posts == []
+
+
+def test_hub_worker_delivers(client, receiver, database_url, tmp_path):
+    """The `hub worker` command runs the Subscriptions' round."""
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    sub = client.post(
+        "/fhir/Subscription",
+        json=subscription(receiver.url + "/hook", payload="application/fhir+json"),
+    ).get_json()
+    obs = client.post("/fhir/Observation", json=observation()).get_json()
+    env = {
+        "HUB_DATABASE_URL": database_url,
+        "HUB_INSTANCE_PATH": str(tmp_path),
+        "HUB_LOAD_ENTRY_POINTS": "false",
+        "HUB_SUBSCRIPTION_ENDPOINTS": receiver.url + "/hook",
+    }
+    result = CliRunner().invoke(cli, ["worker", "--once"], env=env)
+    assert result.exit_code == 0, result.output
+    [post] = receiver.wait_for(1)
+    assert post["headers"]["X-Hub-Notification-Id"].startswith(f"{sub['id']}-")
+    assert orjson.loads(post["body"])["id"] == obs["id"]
