@@ -344,6 +344,12 @@ def start_websocket(hub: Hub) -> WebsocketEndpoint | None:
         return None
 
     endpoint = WebsocketEndpoint(can_bind)
-    endpoint.start(str(setting(hub.config, "SUBSCRIPTION_WEBSOCKET_HOST")), port)
+    host = str(setting(hub.config, "SUBSCRIPTION_WEBSOCKET_HOST"))
+    try:
+        endpoint.start(host, port)
+    except OSError as err:
+        # Another worker serves it (the port is taken): this one leaves websocket pings to it.
+        log.warning("websocket endpoint %s:%s not served here: %s", host, port, err)
+        return None
     hub.subscription_websocket = endpoint
     return endpoint

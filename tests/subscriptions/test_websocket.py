@@ -104,3 +104,14 @@ def test_without_a_websocket_port_no_extension(client, hub):
     hub.config["SUBSCRIPTION_WEBSOCKET_PORT"] = 0
     cs = client.get("/fhir/metadata").get_json()
     assert "extension" not in cs["rest"][0]
+
+
+def test_a_second_worker_leaves_the_taken_port_to_the_first(hub, endpoint, app_config):
+    from hub.kernel import Hub
+
+    second = Hub(dict(hub.config), app_config["INSTANCE_PATH"])
+    try:
+        assert notify.start_websocket(second) is None
+        assert second.subscription_websocket is None
+    finally:
+        second.close()
