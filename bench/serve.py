@@ -23,6 +23,8 @@ import urllib.request
 import uuid
 
 TOKEN: str | None = None
+# The environment of the hub started by :func:`hub_server` (for a `hub worker` beside it).
+ENV: dict[str, str] | None = None
 
 
 def auth_headers() -> dict[str, str]:
@@ -79,6 +81,8 @@ def hub_server(backend: str, workers: int = 2, threads: int = 4, extra_env: dict
         text=True,
     ).stdout.strip()
     env["HUB_AUTO_MIGRATE"] = "false"
+    global ENV
+    ENV = env
     # Benchmarks send far more requests per client than a site does.
     env.setdefault("HUB_RATE_LIMIT_PER_SECOND", "0")
     port = free_port()

@@ -612,10 +612,15 @@ def reindex(res_types):
 )
 def worker(once, interval):
     """Process pending inbox items, keep colours and groups current, deliver outbound messages."""
+    from hub.subscriptions import notify
+
     the_hub = _hub()
+    websocket = notify.start_websocket(the_hub)
     try:
         _work(the_hub, once, interval)
     finally:
+        if websocket is not None:
+            websocket.stop()
         the_hub.close()
 
 
@@ -625,6 +630,7 @@ def _work(the_hub, once: bool, interval: float) -> None:
     from hub import outbound
     from hub.bulk import status as bulk_jobs
     from hub.lifetime import consumer
+    from hub.subscriptions import notify as subscriptions
 
     while True:
         processed = the_hub.pipeline.process_pending()
@@ -634,6 +640,7 @@ def _work(the_hub, once: bool, interval: float) -> None:
         exports = bulk_jobs.run_due(the_hub)
         if once and exports:
             click.echo(f"{exports} bulk job(s) run")
+        notified = subscriptions.run(the_hub)  # match the feed, deliver notifications
         if once:
             click.echo(
                 f"{processed} processed, {queued} queued, {counts['sent']} sent, {counts['retry']} to retry, {counts['dead']} dead, {derived} change(s) checked for colours and groups"
@@ -641,7 +648,7 @@ def _work(the_hub, once: bool, interval: float) -> None:
             return
         if exports:
             continue  # more bulk jobs may be waiting
-        if not (processed or queued or counts["sent"] or derived):
+        if not (processed or queued or counts["sent"] or derived or notified["queued"]):
             time.sleep(interval)
 
 

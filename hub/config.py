@@ -379,6 +379,55 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "`hub import`: NDJSON lines written per database transaction.",
     ),
+    # -- subscriptions (docs/subscriptions.md) ------------------------------------------
+    Setting(
+        "SUBSCRIPTION_ENDPOINTS",
+        "",
+        str,
+        "Comma-separated URL prefixes a rest-hook Subscription's `channel.endpoint` must start "
+        "with (checked on create/update and again before each delivery). Empty: no rest-hook "
+        "endpoint is allowed, so the hub never posts to an address its operator did not name.",
+    ),
+    Setting(
+        "SUBSCRIPTION_MAX_ATTEMPTS",
+        5,
+        int,
+        "Delivery attempts of one notification before the Subscription's status becomes "
+        "`error` (with the reason in `Subscription.error`).",
+    ),
+    Setting(
+        "SUBSCRIPTION_RETRY_SECONDS",
+        2.0,
+        float,
+        "Wait before the first retry of a failed notification; doubled at each further "
+        "attempt (at most one hour).",
+    ),
+    Setting(
+        "SUBSCRIPTION_TIMEOUT",
+        10.0,
+        float,
+        "Seconds one rest-hook POST may take before it counts as failed.",
+    ),
+    Setting(
+        "SUBSCRIPTION_WEBSOCKET_PORT",
+        0,
+        int,
+        "Port of the websocket endpoint `hub worker` serves for websocket Subscriptions "
+        "(0: none, and websocket Subscriptions are refused). Run it in one worker only.",
+    ),
+    Setting(
+        "SUBSCRIPTION_WEBSOCKET_HOST",
+        "127.0.0.1",
+        str,
+        "Address the websocket endpoint of `hub worker` listens on.",
+    ),
+    Setting(
+        "SUBSCRIPTION_WEBSOCKET_URL",
+        "",
+        str,
+        "The websocket endpoint's public URL, announced in the CapabilityStatement "
+        "(empty: `ws://<host>:<port>/` from the two settings above).",
+    ),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -80,6 +80,8 @@ class Hub:
         self.operations = OperationRegistry(operations)
         # OperationCall -> hub.lifetime.visibility.Visibility: what the caller may see.
         self.visibility_for = _visibility_for
+        # The websocket endpoint of Subscriptions, when this process serves it (hub worker).
+        self.subscription_websocket = None
 
     def reload_search(self) -> None:
         """(Re)build the search registry: official, plugin, ``profiles/`` and stored parameters.

@@ -296,6 +296,21 @@ def _immunization(ctx: dict) -> dict:
     }
 
 
+def _subscription(ctx: dict) -> dict:
+    # ``off``: stored as given and never notified, so no server posts to the example endpoint.
+    return {
+        "resourceType": "Subscription",
+        "status": "off",
+        "reason": "Conformance check",
+        "criteria": "Observation?status=final",
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": "https://partner.example/check",
+            "payload": "application/fhir+json",
+        },
+    }
+
+
 GENERATORS: dict[str, Generator] = {
     "Patient": Generator(_patient, ("/birthDate", "1971-02-03")),
     "Observation": Generator(_observation, ("/status", "amended"), needs_patient=True),
@@ -306,6 +321,7 @@ GENERATORS: dict[str, Generator] = {
     "Procedure": Generator(_procedure, ("/status", "stopped"), needs_patient=True),
     "AllergyIntolerance": Generator(_allergy, ("/recordedDate", "2024-03-02"), needs_patient=True),
     "Immunization": Generator(_immunization, ("/status", "not-done"), needs_patient=True),
+    "Subscription": Generator(_subscription, ("/reason", "Conformance check again")),
 }
 
 

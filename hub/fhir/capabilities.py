@@ -23,6 +23,7 @@ from typing import Any
 from hub.config import setting
 from hub.fhir.operation_definitions import definition_ids
 from hub.operations import Operation
+from hub.subscriptions import rules as subscription_rules
 from hub.version import __version__
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json", "applic
 FORMATS = ("application/fhir+json", "application/fhir+xml")
 # The audit trail is written by the hub alone (hub.api.fhir refuses writes).
 AUDIT_INTERACTIONS = ("read", "search-type")
+SUBSCRIPTION_DOCUMENTATION = (
+    "R4 criteria-based Subscriptions (channels rest-hook and websocket), matched on the change"
+    " feed by `hub worker` as the Subscription's owner; rest-hook endpoints only under the"
+    " operator's SUBSCRIPTION_ENDPOINTS prefixes"
+)
 
 
 @dataclasses.dataclass
@@ -172,6 +178,8 @@ def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
         }
         if t.type == "AuditEvent":
             entry["versioning"] = "no-version"
+        if t.type == "Subscription":
+            entry["documentation"] = SUBSCRIPTION_DOCUMENTATION
         if "search-type" in t.interactions:
             if t.type != "AuditEvent":
                 entry["searchInclude"] = ["*", *t.includes]
@@ -191,6 +199,9 @@ def capability_statement(hub_obj: Hub, base: str) -> dict[str, Any]:
     instantiates = sorted(
         {o.operation.instantiates for o in model.system_operations if o.operation.instantiates}
     )
+    websocket = subscription_rules.websocket_url(hub_obj.config)
+    if websocket:
+        rest["extension"] = [{"url": subscription_rules.WEBSOCKET_EXTENSION, "valueUri": websocket}]
     summary = html.escape(
         f"fhirhub {__version__}: FHIR R4 server of {len(model.types)} resource types"
     )

@@ -34,6 +34,8 @@ from hub.storage.repository import Writer
 from hub.storage.repository import format_instant
 from hub.storage.repository import lock_keys
 from hub.storage.repository import new_id
+from hub.storage.subscriptions import set_owner
+from hub.subscriptions import rules as subscription_rules
 from hub.validation.structure import check_structure
 from hub.validation.structure import known_type
 
@@ -453,6 +455,7 @@ class FhirService:
         res_id = res_id or new_id()
         if match is not None:
             writer.claim_conditional_key(res_type, match.key, res_id)
+        resource = self._subscription(writer, res_type, resource, res_id)
         body = {k: v for k, v in resource.items() if k != "id"}
         body = binaries.prepare(writer, body, res_id, self.config)
         return Written(writer.create(body, res_id, fresh=True), 201, warnings)
@@ -494,9 +497,23 @@ class FhirService:
             check_id(res_id)
             if current is None:  # the key guards the creation of a match
                 writer.claim_conditional_key(res_type, match.key, res_id)
+        resource = self._subscription(writer, res_type, resource, res_id)
         body = binaries.prepare(writer, dict(resource), res_id, self.config)
         stored, created = writer.update(dict(body), res_id, if_match=if_match)
         return Written(stored, 201 if created else 200, warnings)
+
+    def _subscription(
+        self, writer: Writer, res_type: str, resource: dict[str, Any], res_id: str
+    ) -> dict[str, Any]:
+        """A Subscription is checked and stored ``active`` (``hub.subscriptions.rules``), and
+        its writer recorded as its owner in the same unit of work; other types pass as is."""
+        if res_type != "Subscription":
+            return resource
+        resource = subscription_rules.prepare(
+            resource, self.config, self.search_engine, writer.conn
+        )
+        set_owner(writer.conn, res_id, subscription_rules.owner_of_write())
+        return resource
 
     def _stale(self, incoming: dict[str, Any], current: Stored | None) -> bool:
         """The ``is_stale`` hook: may ``incoming`` (from a site) overwrite ``current``?"""
@@ -529,6 +546,7 @@ class FhirService:
                 f"{res_type}.id",
             )
         warnings = self.check_resource(patched, res_type, site)
+        patched = self._subscription(writer, res_type, patched, res_id)
         patched = binaries.prepare(writer, patched, res_id, self.config)
         stored, _ = writer.update(patched, res_id, if_match=if_match, method="PATCH")
         return Written(stored, 200, warnings)

@@ -255,6 +255,41 @@ delivery = Table(
     Index(None, "status", "next_attempt_at"),
 )
 
+# Subscriptions (hub.subscriptions): what the hub keeps beside each Subscription resource.
+# ``owner`` is the principal that last wrote it (its scopes and label grants decide what
+# its notifications may carry; NULL: the hub's own); ``from_seq`` the change-feed seq of
+# its latest write, set by the matcher: only later changes are notified.
+subscription_state = Table(
+    "subscription_state",
+    metadata,
+    Column("res_id", String(64), primary_key=True),
+    Column("owner", JsonDocument),
+    Column("from_seq", BigInteger),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (Subscription, change) that matched, queued in the transaction that moves
+# the ``subscriptions`` feed cursor; delivered with retries and back-off.
+subscription_notification = Table(
+    "subscription_notification",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("change_seq", BigInteger, nullable=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    # pending, sent, dead (delivery failed every attempt), dropped (subscription not active)
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("subscription_id", "change_seq"),
+    Index(None, "status", "subscription_id"),
+)
+
 # ---------------------------------------------------------------------------
 # Audit (hub.audit): append-only AuditEvents
 # ---------------------------------------------------------------------------
