@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions[EXTENSION] = hub
 
     from hub.api import auth
+    from hub.api import authorize
     from hub.api import errors
     from hub.api import fhir
     from hub.api import inbox
@@ -42,6 +43,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     web.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(authorize.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
     app.register_blueprint(inbox.bp)

@@ -95,3 +95,6 @@ CODES: dict[str, tuple[str, ...]] = {
     ENCOUNTER_TYPE: (HEALTH_CHECK,),
     SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
 }
+
+# OAuth clients (SMART apps, backend services) by client_id, e.g. the app a Consent permits.
+OAUTH_CLIENT = "urn:fhirhub:identifier:oauth-client"
