@@ -361,7 +361,9 @@ class JtiStore:
             conn.execute(delete(J).where(J.c.expires_at < now))
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             inserted = conn.execute(
-                dialect.insert(J).on_conflict_do_nothing(index_elements=["key"]),
-                {"key": key, "expires_at": expires_at},
-            ).rowcount
-        return bool(inserted)
+                dialect.insert(J)
+                .values(key=key, expires_at=expires_at)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(J.c.key)
+            ).first()
+        return inserted is not None
