@@ -21,6 +21,7 @@ from flask import request
 
 from hub import audit
 from hub.api.context import get_hub
+from hub.outcomes import OperationOutcomeError
 from hub.security import assertions
 from hub.security import clients
 from hub.security import lockout
@@ -313,11 +314,7 @@ def _app_grant(hub, client: clients.Client, grant_type: str):
     except smart.GrantError as err:
         _audit_login(hub, client.client_id, "4", f"{grant_type} refused: {err.description}")
         return _oauth_error(err.status, err.error, err.description)
-    except Exception as err:  # the consent no longer holds (an OperationOutcome 401)
-        from hub.outcomes import OperationOutcomeError
-
-        if not isinstance(err, OperationOutcomeError):
-            raise
+    except OperationOutcomeError:  # the consent no longer holds (a 401 for bearer tokens)
         _audit_login(hub, client.client_id, "4", f"{grant_type} refused: consent not in force")
         return _oauth_error(400, "invalid_grant", "The person's consent is no longer in force")
     lifetime = hub.security.token_lifetime

@@ -48,8 +48,12 @@ def authorize():
     except smart.AuthorizeError as err:
         _record("operation", "4", f"authorization request refused: {err.description}", params)
         if err.redirect and err.redirect_uri:
-            return _back(err.redirect_uri, params.get("state"), error=err.error,
-                         error_description=err.description)  # fmt: skip
+            return _back(
+                err.redirect_uri,
+                params.get("state"),
+                error=err.error,
+                error_description=err.description,
+            )
         return render_template("smart_error.html", message=err.description), 400
     rid = secrets.token_urlsafe(16)
     pending = dict(session.get(PENDING) or {})
@@ -113,14 +117,31 @@ def consent():
     remaining = dict(session.get(PENDING) or {})
     remaining.pop(rid, None)
     session[PENDING] = remaining
+    # Signed in for this decision only: the next app, or the next person on a shared
+    # device, signs in again.
+    session.pop(PERSON, None)
     if request.form.get("decision") != "approve":
-        _record("operation", "4", f"{user.username} refused app {checked.client_name}",
-                who=user.username, client=checked.client_id)  # fmt: skip
-        return _back(checked.redirect_uri, checked.state, error="access_denied",
-                     error_description="The person did not approve the app")  # fmt: skip
+        _record(
+            "operation",
+            "4",
+            f"{user.username} refused app {checked.client_name}",
+            who=user.username,
+            client=checked.client_id,
+        )
+        return _back(
+            checked.redirect_uri,
+            checked.state,
+            error="access_denied",
+            error_description="The person did not approve the app",
+        )
     code = smart.approve(hub, user, checked, request.remote_addr)
-    _record("operation", "0", f"{user.username} approved app {checked.client_name}"
-            f" for {checked.scope}", who=user.username, client=checked.client_id)  # fmt: skip
+    _record(
+        "operation",
+        "0",
+        f"{user.username} approved app {checked.client_name} for {checked.scope}",
+        who=user.username,
+        client=checked.client_id,
+    )
     return _back(checked.redirect_uri, checked.state, code=code)
 
 

@@ -186,7 +186,9 @@ def verify(
         raise InvalidClient("Unknown client, revoked, or without registered keys", client_id)
     jku = header.get("jku")
     if jku is not None and jku != client.jwks_uri:
-        raise InvalidClient("The assertion's jku is not the client's registered jwks_uri", client_id)
+        raise InvalidClient(
+            "The assertion's jku is not the client's registered jwks_uri", client_id
+        )
     kid = header.get("kid") if isinstance(header.get("kid"), str) else None
     jwks = client.jwks if client.jwks is not None else jwks_cache.get(client.jwks_uri or "", kid)
     keys = [
@@ -232,7 +234,9 @@ def verify(
         )
     jti = claims["jti"]
     if not isinstance(jti, str) or not jti or len(jti) > 255:
-        raise InvalidClient("client_assertion's jti must be a string of 1-255 characters", client_id)
+        raise InvalidClient(
+            "client_assertion's jti must be a string of 1-255 characters", client_id
+        )
     expires = dt.datetime.fromtimestamp(exp + LEEWAY, dt.UTC)
     if not JtiStore(engine).first_use(f"{client_id} {jti}", expires, dt.datetime.now(dt.UTC)):
         raise InvalidClient("client_assertion's jti was used before (replay)", client_id)

@@ -212,6 +212,10 @@ def users_add(username, roles, jurisdiction, grants, patient, password_stdin):
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     hub = _hub()
+    if patient is not None:
+        stored = hub.repo.read("Patient", patient)
+        if stored is None or stored.deleted:
+            raise click.UsageError(f"--patient: there is no Patient/{patient}")
     try:
         with writing(hub.engine) as conn:
             user = create_user(

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import urllib.parse
 import threading
 import time
+import urllib.parse
 import uuid
 from typing import Any
 

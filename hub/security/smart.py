@@ -156,7 +156,9 @@ def _check_rest(row, redirect_uri: str, params: Mapping[str, str], fhir_base: st
             "invalid_request", "PKCE is required with code_challenge_method=S256 (plain is refused)"
         )
     if not CODE_CHALLENGE_RE.match(challenge):
-        raise AuthorizeError("invalid_request", "code_challenge must be 43-128 base64url characters")
+        raise AuthorizeError(
+            "invalid_request", "code_challenge must be 43-128 base64url characters"
+        )
     requested = " ".join((params.get("scope") or "").split())
     granted, _left_out = negotiate(requested, row.scopes)
     scope = person_scopes(granted)
@@ -320,7 +322,9 @@ def refresh(hub: Hub, client: Client, refresh_token: str, scope: str | None) -> 
     if scope and scope.strip():
         narrowed, refused = negotiate(scope, grant.scope)
         if refused or not narrowed:
-            raise GrantError("invalid_scope", f"Not part of the original grant: {' '.join(refused)}")
+            raise GrantError(
+                "invalid_scope", f"Not part of the original grant: {' '.join(refused)}"
+            )
         grant = dataclasses.replace(grant, scope=narrowed)
     return grant
 

@@ -64,7 +64,13 @@ def service(hub, keys):
 
 def assertion(client_id, key, kid, alg, aud, **changes) -> str:
     now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": aud, "exp": now + 240, "jti": str(uuid.uuid4())}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "exp": now + 240,
+        "jti": str(uuid.uuid4()),
+    }
     claims.update(changes)
     claims = {k: v for k, v in claims.items() if v is not None}
     headers = {"kid": kid, "typ": "JWT"}
@@ -166,9 +172,7 @@ def test_assertion_failures(live_server, service, keys, case, text):
     now = int(time.time())
     make = {
         "wrong-aud": lambda: assertion(cid, keys["RS384"], "rsa-1", "RS384", live_server.fhir),
-        "exp-too-far": lambda: assertion(
-            cid, keys["RS384"], "rsa-1", "RS384", aud, exp=now + 3600
-        ),
+        "exp-too-far": lambda: assertion(cid, keys["RS384"], "rsa-1", "RS384", aud, exp=now + 3600),
         "expired": lambda: assertion(cid, keys["RS384"], "rsa-1", "RS384", aud, exp=now - 60),
         "sub-not-iss": lambda: assertion(cid, keys["RS384"], "rsa-1", "RS384", aud, sub="x"),
         "no-jti": lambda: assertion(cid, keys["RS384"], "rsa-1", "RS384", aud, jti=None),
@@ -271,9 +275,7 @@ def jwks_allowed(app_config, request):
 
 def test_jwks_uri_fetched_and_cached(jwks_allowed, partner_jwks, live_server, hub, keys):
     with hub.engine.begin() as conn:
-        client, _ = clients.add_client(
-            conn, "partner", "system/*.rs", jwks_uri=partner_jwks.url
-        )
+        client, _ = clients.add_client(conn, "partner", "system/*.rs", jwks_uri=partner_jwks.url)
     aud = live_server.url + "/auth/token"
     for _ in range(2):
         signed = assertion(client.client_id, keys["ES384"], "ec-1", "ES384", aud)

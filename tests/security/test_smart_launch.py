@@ -21,7 +21,6 @@ from fhirclient import client as fhirclient
 from fhirclient.models.observation import Observation
 from fhirclient.models.patient import Patient
 from fhirclient.server import FHIRNotFoundException
-from fhirclient.server import FHIRUnauthorizedException
 
 from hub.codesystems import OAUTH_CLIENT
 from hub.security import clients
@@ -289,7 +288,9 @@ def test_consent_recorded_and_enforced(
     ]
     assert ("login", "wang.jun", "0", "") in [(a, b, c, "") for a, b, c, _ in events]
     assert any(i == "create" and who == "wang.jun" for i, who, _, _ in events)
-    assert any(i == "login" and who == "wang.jun" and "token issued" in d for i, who, _, d in events)
+    assert any(
+        i == "login" and who == "wang.jun" and "token issued" in d for i, who, _, d in events
+    )
     assert any(i == "read" and who == "wang.jun" and o == "0" for i, who, o, _ in events)
     assert any(i == "login" and o == "4" and "consent" in d for i, _, o, d in events)
 
@@ -470,7 +471,10 @@ def test_revoked_app_stops(live_server, junxiu_app, person, people, hub):
     assert requests.get(f"{live_server.fhir}/Patient/{people['wang']}", headers=bearer).ok
     with hub.engine.begin() as conn:
         assert clients.revoke_client(conn, junxiu_app.client_id)
-    assert requests.get(f"{live_server.fhir}/Patient/{people['wang']}", headers=bearer).status_code == 401
+    assert (
+        requests.get(f"{live_server.fhir}/Patient/{people['wang']}", headers=bearer).status_code
+        == 401
+    )
 
 
 def test_discovery_documents(live_server):
@@ -500,7 +504,9 @@ def test_discovery_documents(live_server):
     }
 
 
-def test_cli_registers_a_public_app_and_a_persons_account(tmp_path, database_url, monkeypatch):
+def test_cli_registers_a_public_app_and_a_persons_account(
+    tmp_path, database_url, monkeypatch, people
+):
     from click.testing import CliRunner
 
     from hub.cli import cli
@@ -525,16 +531,22 @@ def test_cli_registers_a_public_app_and_a_persons_account(tmp_path, database_url
     assert '"public": true' in out.output and "client_secret" not in out.output
     no_uri = runner.invoke(cli, ["clients", "add", "x", "--scopes", "patient/*.rs", "--public"])
     assert no_uri.exit_code != 0 and "redirect-uri" in no_uri.output
+    unknown = runner.invoke(
+        cli,
+        ["users", "add", "li.hua", "--patient", "no-such-patient", "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
+    assert unknown.exit_code != 0 and "no Patient/no-such-patient" in unknown.output
     added = runner.invoke(
         cli,
-        ["users", "add", "li.hua", "--patient", "p-1", "--password-stdin"],
+        ["users", "add", "li.hua", "--patient", people["li"], "--password-stdin"],
         input=PASSWORD + "\n",
     )
     assert added.exit_code == 0, added.output
-    assert '"patient": "p-1"' in added.output
+    assert f'"patient": "{people["li"]}"' in added.output
     both = runner.invoke(
         cli,
-        ["users", "add", "x.y", "--patient", "p-1", "--role", "admin", "--password-stdin"],
+        ["users", "add", "x.y", "--patient", people["li"], "--role", "admin", "--password-stdin"],
         input=PASSWORD + "\n",
     )
     assert both.exit_code != 0
