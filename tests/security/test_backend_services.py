@@ -114,10 +114,13 @@ def test_fhirclient_backend_flow(live_server, service, keys, client):
             "scope": "system/Patient.rs",
         }
     )
-    smart.prepare()
-    smart.authorize()
-    assert smart.ready
-    assert Patient.read(pid, smart.server).gender == "male"
+    try:
+        smart.prepare()
+        smart.authorize()
+        assert smart.ready
+        assert Patient.read(pid, smart.server).gender == "male"
+    finally:
+        smart.server.session.close()
 
 
 REPLAY = "was used before"
@@ -256,6 +259,7 @@ class _JwksServer:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()
         self.thread.join(timeout=10)
 
 

@@ -98,9 +98,10 @@ def test_backend_services_example(live_server, hub):
 def test_code_exchange_example(live_server, junxiu_app, person, people):  # noqa: F811
     verifier, challenge = _pkce()
     params = _authorize_params(junxiu_app, live_server, code_challenge=challenge)
-    back = sign_in_and_approve(
-        requests.Session(), live_server.url + "/auth/authorize?" + urllib.parse.urlencode(params)
-    )
+    with requests.Session() as browser:
+        back = sign_in_and_approve(
+            browser, live_server.url + "/auth/authorize?" + urllib.parse.urlencode(params)
+        )
     code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))["code"]
     command = _curl("grant_type=authorization_code")
     assert REDIRECT in command

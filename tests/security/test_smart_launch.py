@@ -150,8 +150,23 @@ def sign_in_and_approve(browser: requests.Session, authorize_url: str, decision=
     return done.headers["Location"]
 
 
+@pytest.fixture
 def launch(live_server, junxiu_app):
-    """fhirclient starts the launch; the person approves; fhirclient exchanges the code."""
+    """``launch()``: fhirclient starts the launch, the person approves, fhirclient exchanges
+    the code; the clients' connections are closed after the test."""
+    made = []
+
+    def start():
+        smart = _launch(live_server, junxiu_app)
+        made.append(smart)
+        return smart
+
+    yield start
+    for smart in made:
+        smart.server.session.close()
+
+
+def _launch(live_server, junxiu_app):
     smart = fhirclient.FHIRClient(
         settings={
             "app_id": junxiu_app.client_id,
@@ -162,14 +177,15 @@ def launch(live_server, junxiu_app):
     )
     authorize_url = smart.authorize_url
     assert authorize_url.startswith(live_server.url + "/auth/authorize?")
-    callback = sign_in_and_approve(requests.Session(), authorize_url)
+    with requests.Session() as browser:
+        callback = sign_in_and_approve(browser, authorize_url)
     assert callback.startswith(REDIRECT + "?")
     smart.handle_callback(callback)
     return smart
 
 
-def test_standalone_launch_reads_own_records_only(live_server, junxiu_app, person, people):
-    smart = launch(live_server, junxiu_app)
+def test_standalone_launch_reads_own_records_only(live_server, junxiu_app, person, people, launch):
+    smart = launch()
     assert smart.patient_id == people["wang"]
     context = smart.launch_context
     assert set(context["scope"].split()) == {
@@ -241,9 +257,9 @@ def test_standalone_launch_reads_own_records_only(live_server, junxiu_app, perso
 
 
 def test_consent_recorded_and_enforced(
-    live_server, junxiu_app, person, people, client, auth_headers
+    live_server, junxiu_app, person, people, client, auth_headers, launch
 ):
-    smart = launch(live_server, junxiu_app)
+    smart = launch()
     token = smart.server.auth.access_token
     consents = client.get(f"/fhir/Consent?patient=Patient/{people['wang']}").get_json()
     assert consents["total"] == 1
@@ -295,8 +311,10 @@ def test_consent_recorded_and_enforced(
     assert any(i == "login" and o == "4" and "consent" in d for i, _, o, d in events)
 
 
-def test_ended_or_deleted_consent_stops_the_app(live_server, junxiu_app, person, people, client):
-    smart = launch(live_server, junxiu_app)
+def test_ended_or_deleted_consent_stops_the_app(
+    live_server, junxiu_app, person, people, client, launch
+):
+    smart = launch()
     bearer = {"Authorization": f"Bearer {smart.server.auth.access_token}"}
     consent = client.get("/fhir/Consent").get_json()["entry"][0]["resource"]
     consent["provision"]["period"]["end"] = "2020-01-01T00:00:00+00:00"
@@ -304,7 +322,7 @@ def test_ended_or_deleted_consent_stops_the_app(live_server, junxiu_app, person,
     assert client.put(f"/fhir/Consent/{consent['id']}", json=consent).status_code == 200
     assert requests.get(f"{live_server.fhir}/Observation", headers=bearer).status_code == 401
     # A fresh approval makes a new Consent; deleting it stops that token too.
-    smart = launch(live_server, junxiu_app)
+    smart = launch()
     bearer = {"Authorization": f"Bearer {smart.server.auth.access_token}"}
     assert requests.get(f"{live_server.fhir}/Observation", headers=bearer).status_code == 200
     newest = [
@@ -379,7 +397,11 @@ def _code(live_server, app, browser=None, **changes) -> tuple[str, str, dict]:
     verifier, challenge = _pkce()
     params = _authorize_params(app, live_server, code_challenge=challenge, **changes)
     url = live_server.url + "/auth/authorize?" + urllib.parse.urlencode(params)
-    back = sign_in_and_approve(browser or requests.Session(), url)
+    if browser is None:
+        with requests.Session() as own:
+            back = sign_in_and_approve(own, url)
+    else:
+        back = sign_in_and_approve(browser, url)
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
     assert query["state"] == "s-123"
     return query["code"], verifier, params
@@ -422,11 +444,12 @@ def test_code_exchange_checks_pkce_and_is_single_use(live_server, junxiu_app, pe
     assert nobody.status_code == 401 and nobody.json()["error"] == "invalid_client"
 
 
-def test_login_form_needs_csrf_and_a_persons_account(live_server, junxiu_app, person, hub):
+def test_login_form_needs_csrf_and_a_persons_account(live_server, junxiu_app, person, hub, request):
     with hub.engine.begin() as conn:
         users.create_user(conn, "staff.zhang", PASSWORD, ("archive-manager",))
     params = _authorize_params(junxiu_app, live_server)
     browser = requests.Session()
+    request.addfinalizer(browser.close)
     page = browser.get(live_server.url + "/auth/authorize", params=params)
     form = {"rid": _field(page.text, "rid"), "username": "wang.jun", "password": PASSWORD}
     no_csrf = browser.post(live_server.url + "/auth/login", data=form, allow_redirects=False)
@@ -458,7 +481,8 @@ def test_login_form_needs_csrf_and_a_persons_account(live_server, junxiu_app, pe
 def test_denying_sends_access_denied(live_server, junxiu_app, person, client):
     params = _authorize_params(junxiu_app, live_server)
     url = live_server.url + "/auth/authorize?" + urllib.parse.urlencode(params)
-    back = sign_in_and_approve(requests.Session(), url, decision="deny")
+    with requests.Session() as browser:
+        back = sign_in_and_approve(browser, url, decision="deny")
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(back).query))
     assert query["error"] == "access_denied" and query["state"] == "s-123"
     assert client.get("/fhir/Consent").get_json()["total"] == 0
