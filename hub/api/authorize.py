@@ -35,7 +35,7 @@ bp = Blueprint("smart", __name__, template_folder="templates")
 
 PENDING = "smart_requests"  # session: request id -> the checked authorization request
 PERSON = "smart_person"  # session: the username of the person signed in for apps
-MAX_PENDING = 5
+MAX_PENDING = 3  # requests kept at once (the session is a cookie of at most 4 KB)
 
 
 @bp.route("/auth/authorize", methods=["GET", "POST"])

@@ -143,8 +143,9 @@ def _check_rest(row, redirect_uri: str, params: Mapping[str, str], fhir_base: st
     if params.get("request") or params.get("request_uri"):
         raise AuthorizeError("request_not_supported", "Request objects are not supported")
     state = params.get("state") or ""
-    if not state or len(state) > 1000:
-        raise AuthorizeError("invalid_request", "state is required (at most 1000 characters)")
+    # The request waits in the person's session cookie: its parts are kept short.
+    if not state or len(state) > 256:
+        raise AuthorizeError("invalid_request", "state is required (at most 256 characters)")
     if (params.get("aud") or "").rstrip("/") != fhir_base.rstrip("/"):
         raise AuthorizeError(
             "invalid_request", f"aud must be this server's FHIR base URL, {fhir_base}"
@@ -176,7 +177,7 @@ def _check_rest(row, redirect_uri: str, params: Mapping[str, str], fhir_base: st
         scope,
         state,
         challenge,
-        nonce[:300] if nonce else None,
+        nonce[:256] if nonce else None,
     )
 
 

@@ -330,3 +330,17 @@ def test_cli_registers_a_jwks_file(tmp_path, database_url, monkeypatch, keys):
     )
     assert out.exit_code == 0, out.output
     assert '"jwks_kids": [\n    "rsa-1"\n  ]' in out.output and "client_secret" not in out.output
+
+
+def test_jti_rows_expire_with_their_assertion(hub):
+    import datetime as dt
+
+    from hub.storage.accounts import JtiStore
+
+    store = JtiStore(hub.engine)
+    now = dt.datetime.now(dt.UTC)
+    assert store.first_use("client-1 jti-1", now + dt.timedelta(seconds=60), now)
+    assert not store.first_use("client-1 jti-1", now + dt.timedelta(seconds=60), now)
+    assert store.first_use("client-2 jti-1", now + dt.timedelta(seconds=60), now)  # per client
+    later = now + dt.timedelta(seconds=61)  # the assertion has expired: its row is dropped
+    assert store.first_use("client-1 jti-1", later + dt.timedelta(seconds=60), later)
