@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions[EXTENSION] = hub
 
     from hub.api import auth
+    from hub.api import authorize
     from hub.api import bulk
     from hub.api import cors
     from hub.api import errors
@@ -48,6 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     web.init_app(app)
     proxy.init_app(app)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(authorize.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(fhir.bp)
     app.register_blueprint(bulk.bp)

@@ -110,3 +110,6 @@ CODES: dict[str, tuple[str, ...]] = {
     SERVICE_PACKAGE: (PACKAGE_BASIC, PACKAGE_INTERMEDIATE, PACKAGE_ADVANCED, PACKAGE_PERSONALISED),
     INGEST_ISSUE: (UNMAPPED_CODE,),
 }
+
+# OAuth clients (SMART apps, backend services) by client_id, e.g. the app a Consent permits.
+OAUTH_CLIENT = "urn:fhirhub:identifier:oauth-client"

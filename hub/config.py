@@ -226,6 +226,31 @@ SETTINGS: tuple[Setting, ...] = (
         "CLIENT_AUTH_LOCKOUT_MAX_SECONDS", 3600, float, "Longest token-endpoint lockout (seconds)."
     ),
     Setting(
+        "JWKS_URI_ALLOWED",
+        "",
+        str,
+        "URL prefixes (space-separated) of client jwks_uri the hub fetches although they are"
+        " plain http or on a private network; every other jwks_uri must be public https.",
+    ),
+    Setting(
+        "JWKS_CACHE_SECONDS", 300, float, "How long a fetched client JWK Set is trusted (seconds)."
+    ),
+    Setting(
+        "SMART_CODE_SECONDS", 60, int, "SMART authorization codes are valid this long (seconds)."
+    ),
+    Setting(
+        "SMART_REFRESH_DAYS",
+        30,
+        int,
+        "Refresh tokens (scope offline_access) of patient apps are valid this long (days).",
+    ),
+    Setting(
+        "SMART_CONSENT_DAYS",
+        365,
+        int,
+        "A person's consent to share with an app (a Consent resource) lasts this long (days).",
+    ),
+    Setting(
         "AUDIT_RETENTION_DAYS",
         183,
         int,

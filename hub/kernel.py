@@ -58,7 +58,7 @@ class Hub:
         audit_trail.configure(
             self.engine, config, config.get("INSTANCE_PATH") or instance_path or "."
         )
-        self.security = Security(self.engine, config)
+        self.security = Security(self.engine, config, self.repo)
         self.service = FhirService(
             self.repo, search_engine, self.pm, config, on_search_parameter=self.reload_search
         )

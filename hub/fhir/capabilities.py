@@ -235,11 +235,19 @@ def _operation(served_op: ServedOperation, base: str) -> dict[str, Any]:
 
 
 def _security(base: str, cors: bool) -> dict[str, Any]:
-    """SMART on FHIR backend services (docs/security.md). The token endpoint is announced by
-    ``/.well-known/smart-configuration``: the ``oauth-uris`` extension would also need an
-    ``authorize`` endpoint, which client credentials do not have."""
+    """SMART on FHIR (docs/security.md, docs/smart.md): the ``oauth-uris`` extension names the
+    authorization and token endpoints, as ``/.well-known/smart-configuration`` does."""
     root = base.removesuffix("/fhir")
     return {
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [
+                    {"url": "authorize", "valueUri": f"{root}/auth/authorize"},
+                    {"url": "token", "valueUri": f"{root}/auth/token"},
+                ],
+            }
+        ],
         "cors": cors,  # CORS_ORIGINS names browser origins (hub.api.cors)
         "service": [
             {
@@ -251,7 +259,9 @@ def _security(base: str, cors: bool) -> dict[str, Any]:
                 ]
             }
         ],
-        "description": "OAuth2 client-credentials bearer tokens with SMART v2 scopes"
+        "description": "OAuth2 bearer tokens with SMART v2 scopes: client credentials"
+        " (secrets or private_key_jwt) and, for patient-facing apps, the authorization-code"
+        " grant with PKCE"
         f" (token endpoint {root}/auth/token, announced at"
         f" {root}/.well-known/smart-configuration); security labels need explicit grants;"
         " every access is audited.",

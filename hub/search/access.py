@@ -39,13 +39,16 @@ class Access:
     health-record number starts with the code (or its managing organisation is the
     institution), every other resource follows the Patient of its compartment
     (``resource.patient_id``), and resources in no patient compartment stay visible.
-    ``patient``: the patient of ``patient/`` scopes (only that compartment).
+    ``patient``: the patient of ``patient/`` scopes (only that compartment), and
+    ``linked_patients`` the Patient records linked to it, whose compartments are the person's
+    too.
     """
 
     hidden_labels: tuple[tuple[str, str], ...] = ()
     can_search: Callable[[str], bool] | None = None
     jurisdiction: str | None = None
     patient: str | None = None
+    linked_patients: tuple[str, ...] = ()
 
     @property
     def filters_rows(self) -> bool:
@@ -73,7 +76,10 @@ def visible(r, access: Access | None):
     if access.jurisdiction:
         tests.append(within_jurisdiction(r, access.jurisdiction))
     if access.patient is not None:
-        tests.append(r.c.patient_id == access.patient)
+        if access.linked_patients:
+            tests.append(r.c.patient_id.in_((access.patient, *access.linked_patients)))
+        else:
+            tests.append(r.c.patient_id == access.patient)
     return sa.and_(*tests) if tests else sa.true()
 
 

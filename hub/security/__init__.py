@@ -6,8 +6,11 @@
 * :mod:`hub.security.guard` - the checks on reads, searches, writes and what they return;
 * :mod:`hub.security.tokens`, :mod:`hub.security.clients`, :mod:`hub.security.services` -
   JWT access tokens, rotatable signing keys, OAuth2 clients;
+* :mod:`hub.security.assertions` - ``private_key_jwt`` client assertions (backend services);
+* :mod:`hub.security.smart` - SMART App Launch for patient-facing apps: the authorization
+  request, the person's Consent, codes, refresh tokens (pages: ``hub.api.authorize``);
 * :mod:`hub.security.users`, :mod:`hub.security.hashing`, :mod:`hub.security.csrf` - the web
-  pages' accounts, lockout, password hashing and CSRF protection;
+  pages' accounts (and people's own accounts), lockout, password hashing and CSRF protection;
 * :mod:`hub.security.auditing`, :mod:`hub.security.audit_search` - requests and writes as audit
   events (the hash chain itself is :mod:`hub.audit`), and the auditors' search;
   :mod:`hub.security.audit_trail`, :mod:`hub.security.audit_verify` - the chain's key and

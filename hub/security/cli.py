@@ -39,17 +39,55 @@ def clients():
     "--scopes", required=True, help='Granted scopes, e.g. "system/*.rs system/Observation.c".'
 )
 @click.option("--grant-label", "grants", multiple=True, help="A security-label grant (repeatable).")
-def clients_add(name, site, scopes, grants):
-    """Register a client; prints its id and secret (the secret is shown only now)."""
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="A SMART app's redirect URI, matched exactly (repeatable).",
+)
+@click.option("--public", is_flag=True, help="A public SMART app: no secret, PKCE instead.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.File("rb"),
+    default=None,
+    help="A JWK Set file of the client's public keys (private_key_jwt; no secret).",
+)
+@click.option("--jwks-uri", default=None, help="The https URL of the client's JWK Set.")
+def clients_add(name, site, scopes, grants, redirect_uris, public, jwks_file, jwks_uri):
+    """Register a client; prints its id and secret (the secret is shown only now).
+
+    Apps and services with keys get no secret: a public app (--public) proves itself with
+    PKCE, a backend service with keys (--jwks or --jwks-uri) with signed assertions.
+    """
     from hub.security.clients import add_client
 
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = orjson.loads(jwks_file.read())
+        except orjson.JSONDecodeError as err:
+            raise click.UsageError(f"--jwks: not JSON ({err})") from None
     hub = _hub()
     try:
         with writing(hub.engine) as conn:
-            client, secret = add_client(conn, name, scopes, site, list(grants))
+            client, secret = add_client(
+                conn,
+                name,
+                scopes,
+                site,
+                list(grants),
+                redirect_uris=redirect_uris,
+                public=public,
+                jwks=jwks,
+                jwks_uri=jwks_uri,
+            )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    _echo_json({**client.as_dict(), "client_secret": secret})
+    out = client.as_dict()
+    if secret is not None:
+        out["client_secret"] = secret
+    _echo_json(out)
 
 
 @clients.command("list")
@@ -151,24 +189,38 @@ def users():
     "--role",
     "roles",
     multiple=True,
-    required=True,
     type=click.Choice(["archive-manager", "integration-engineer", "auditor", "admin"]),
+    help="A staff role (repeatable); a person's own account has none.",
 )
 @click.option("--jurisdiction", default=None, help="Administrative division code.")
 @click.option("--grant-label", "grants", multiple=True, help="A security-label grant (repeatable).")
+@click.option(
+    "--patient",
+    default=None,
+    help="A person's own account: the id of their Patient (SMART patient-facing apps).",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-def users_add(username, roles, jurisdiction, grants, password_stdin):
-    """Add a user (the password is asked for, or read from stdin)."""
+def users_add(username, roles, jurisdiction, grants, patient, password_stdin):
+    """Add a staff user (--role) or a person's own account (--patient); the password is
+    asked for, or read from stdin."""
     from hub.security.users import create_user
 
+    if not roles and patient is None:
+        raise click.UsageError("give a --role (staff) or --patient (a person's own account)")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     hub = _hub()
+    if patient is not None:
+        stored = hub.repo.read("Patient", patient)
+        if stored is None or stored.deleted:
+            raise click.UsageError(f"--patient: there is no Patient/{patient}")
     try:
         with writing(hub.engine) as conn:
-            user = create_user(conn, username, password, roles, jurisdiction, list(grants))
+            user = create_user(
+                conn, username, password, roles, jurisdiction, list(grants), patient=patient
+            )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     _echo_json(user.as_dict())

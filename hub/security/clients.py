@@ -1,9 +1,12 @@
-"""OAuth2 clients (one per site system): registration, authentication, revocation.
+"""OAuth2 clients (one per site system or app): registration, authentication, revocation.
 
 A client has granted scopes, label grants and optionally a site; the token
 endpoint issues tokens for any subset of the granted scopes. Only an scrypt
 hash of the secret is stored; the secret is shown once, when the client is
-added. Revocation takes effect for new tokens at once and for issued tokens
+added. A SMART app also has redirect URIs (matched exactly) and may be public
+(no secret: it proves itself with PKCE); a backend service may authenticate
+with a JWT signed by its own key (``private_key_jwt``), whose public JWK Set is
+registered or fetched from its ``jwks_uri`` (:mod:`hub.security.assertions`). Revocation takes effect for new tokens at once and for issued tokens
 within ``CLIENT_STATUS_SECONDS`` (each process caches a client's status
 briefly so that requests need no database round trip).
 """
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import threading
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -32,10 +37,19 @@ class Client:
     grants: frozenset[str]
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    redirect_uris: tuple[str, ...] = ()
+    public: bool = False
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def asymmetric(self) -> bool:
+        """Whether the client authenticates with signed assertions (``private_key_jwt``)."""
+        return self.jwks is not None or bool(self.jwks_uri)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +60,10 @@ class Client:
             "grants": sorted(self.grants),
             "created": self.created_at.isoformat(),
             "revoked": self.revoked_at.isoformat() if self.revoked_at else None,
+            "redirect_uris": list(self.redirect_uris),
+            "public": self.public,
+            "jwks_uri": self.jwks_uri,
+            "jwks_kids": [k.get("kid") for k in (self.jwks or {}).get("keys", [])],
         }
 
 
@@ -58,13 +76,55 @@ def _from_row(row) -> Client:
         frozenset((row.grants or "").split()),
         row.created_at,
         row.revoked_at,
+        tuple(row.redirect_uris.split()),
+        row.public,
+        json.loads(row.jwks) if row.jwks else None,
+        row.jwks_uri,
     )
 
 
+def get_client_row(row) -> Client:
+    """The :class:`Client` of a stored row (``hub.storage.accounts.ClientRow``)."""
+    return _from_row(row)
+
+
+# The stored "hash" of a client without a secret: no secret ever checks against it.
+NO_SECRET = "!"
+
+
 def add_client(
-    conn, name: str, scopes: str, site: str | None = None, grants: list[str] | None = None
-) -> tuple[Client, str]:
-    """Register a client; returns it with its secret (shown once, stored only as a hash)."""
+    conn,
+    name: str,
+    scopes: str,
+    site: str | None = None,
+    grants: list[str] | None = None,
+    *,
+    redirect_uris: list[str] | tuple[str, ...] = (),
+    public: bool = False,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+) -> tuple[Client, str | None]:
+    """Register a client; returns it with its secret (shown once, stored only as a hash).
+
+    A public app (``public``) and a client with public keys (``jwks``/``jwks_uri``) get no
+    secret (``None``): the first proves itself with PKCE, the second with signed assertions.
+    """
+    from hub.security import assertions
+
+    if public and (jwks is not None or jwks_uri):
+        raise ValueError("a public app has no keys: register either --public or --jwks")
+    if public and not redirect_uris:
+        raise ValueError("a public app needs a --redirect-uri")
+    for uri in redirect_uris:
+        problem = _redirect_problem(uri)
+        if problem:
+            raise ValueError(f"redirect URI {uri!r}: {problem}")
+    if jwks is not None:
+        assertions.check_jwks(jwks)
+    if jwks_uri:
+        # Whether the hub may fetch it is decided when it does (JWKS_URI_ALLOWED).
+        if urllib.parse.urlsplit(jwks_uri).scheme not in ("https", "http"):
+            raise ValueError(f"jwks_uri {jwks_uri!r}: an https URL is needed")
     bad = is_valid_scope_string(scopes)
     if bad:
         raise ValueError(f"invalid scopes: {' '.join(bad)}")
@@ -73,7 +133,7 @@ def add_client(
         raise ValueError(f"unknown label grants: {' '.join(unknown)} (known: {sorted(lbl.GRANTS)})")
     if ClientStore.name_taken(conn, name):
         raise ValueError(f"a client named {name!r} exists already")
-    secret = hashing.new_client_secret()
+    secret = None if public or jwks is not None or jwks_uri else hashing.new_client_secret()
     client = Client(
         uuid.uuid4().hex,
         name,
@@ -82,6 +142,10 @@ def add_client(
         frozenset(grants or ()),
         dt.datetime.now(dt.UTC),
         None,
+        tuple(redirect_uris),
+        public,
+        jwks,
+        jwks_uri or None,
     )
     ClientStore.add(
         conn,
@@ -90,10 +154,26 @@ def add_client(
         site=site,
         scopes=client.scopes,
         grants=" ".join(sorted(client.grants)),
-        secret_hash=hashing.hash_client_secret(secret),
+        secret_hash=hashing.hash_client_secret(secret) if secret else NO_SECRET,
         created_at=client.created_at,
+        redirect_uris=" ".join(redirect_uris),
+        public=public,
+        jwks=json.dumps(jwks) if jwks is not None else None,
+        jwks_uri=jwks_uri or None,
     )
     return client, secret
+
+
+def _redirect_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a redirect URI: absolute, no fragment (RFC 6749 3.1.2)."""
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.netloc):
+        return "an absolute URI is needed"
+    if parts.fragment or "#" in uri:
+        return "a redirect URI has no fragment"
+    if any(ch.isspace() for ch in uri):
+        return "a redirect URI has no spaces"
+    return None
 
 
 def get_client(conn, client_id_or_name: str) -> Client | None:
@@ -116,7 +196,7 @@ def revoke_client(conn, client_id_or_name: str) -> bool:
 def authenticate(conn, client_id: str, secret: str) -> Client | None:
     """The active client whose id and secret match, else ``None`` (constant work either way)."""
     row = ClientStore.by_id(conn, client_id)
-    if row is None:
+    if row is None or row.secret_hash == NO_SECRET:
         hashing.check_client_secret(_DUMMY_HASH, secret)
         return None
     if not hashing.check_client_secret(row.secret_hash, secret):

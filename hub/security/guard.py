@@ -104,6 +104,7 @@ def search_access(principal: Principal | None = None):
         can_search=lambda res_type: p.can(res_type, "s"),
         jurisdiction=p.jurisdiction or None,
         patient=(p.patient or "") if p.patient_only else None,
+        linked_patients=tuple(sorted(p.linked)) if p.patient_only else (),
     )
 
 
@@ -118,7 +119,7 @@ def view_key(principal: Principal | None = None) -> str:
     if p.jurisdiction:
         parts.append(f"jurisdiction={p.jurisdiction}")
     if p.patient_only:
-        parts.append(f"patient={p.patient or ''}")
+        parts.append(f"patient={','.join(sorted(p.compartment)) or ''}")
     return ",".join(parts)
 
 

@@ -37,6 +37,10 @@ class Principal:
     roles: tuple[str, ...] = ()
     jurisdiction: str | None = None
     client_id: str | None = None  # the client a user's session or token came through
+    # The patient compartment of patient/ scopes: the token's patient and the Patient records
+    # linked to it (Patient.link, merges: hub.lifetime.links); empty means just ``patient``.
+    linked: frozenset[str] = frozenset()
+    consent: str | None = None  # the Consent a patient-facing app's token rests on
 
     # -- scopes ---------------------------------------------------------------
 
@@ -70,7 +74,14 @@ class Principal:
             return False
         if not self.patient_only:
             return True
-        return self.patient is not None and _in_patient(resource, self.patient)
+        return self.patient is not None and _in_patient(resource, self.compartment)
+
+    @property
+    def compartment(self) -> frozenset[str]:
+        """The Patient ids of ``patient/`` scopes: the token's patient and its linked records."""
+        if self.patient is None:
+            return frozenset()
+        return self.linked | {self.patient}
 
     def sees_json(self, content: str | bytes | None) -> bool:
         """:meth:`sees` on stored JSON text; unlabelled content is not parsed."""
@@ -101,11 +112,38 @@ class Principal:
 _VERB = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
 
 
-def _in_patient(resource: dict[str, Any], patient: str) -> bool:
-    """Whether ``resource`` is the patient or refers to it as subject/patient."""
+# Where resources without a subject or patient name their Patient (the R4 Patient compartment).
+_ACTOR_PATHS = {
+    "Appointment": ("participant", "actor"),
+    "AppointmentResponse": (None, "actor"),
+    "CareTeam": ("participant", "member"),
+    "Coverage": (None, "beneficiary"),
+    "Group": ("member", "entity"),
+    "Schedule": ("actor", None),
+}
+
+
+def _in_patient(resource: dict[str, Any], patients: frozenset[str]) -> bool:
+    """Whether ``resource`` is one of ``patients`` or refers to one as its subject/patient
+    (or, for the types without either, as the actor of ``_ACTOR_PATHS``)."""
     from hub.storage.repository import fallback_patient_id
 
-    return fallback_patient_id(resource) == patient
+    found = fallback_patient_id(resource)
+    if found is not None:
+        return found in patients
+    path = _ACTOR_PATHS.get(str(resource.get("resourceType")))
+    if path is None:
+        return False
+    outer, inner = path
+    items = resource.get(outer) if outer else [resource]
+    for item in items if isinstance(items, list) else [items]:
+        ref = item.get(inner) if isinstance(item, dict) and inner else item
+        if isinstance(ref, dict):
+            text = ref.get("reference")
+            if isinstance(text, str) and text.startswith("Patient/"):
+                if text.split("/")[1] in patients:
+                    return True
+    return False
 
 
 SYSTEM = Principal("fhirhub", "system", compile_scopes("system/*.cruds"), lbl.ALL)

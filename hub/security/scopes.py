@@ -75,11 +75,15 @@ def parse_scope(scope: str) -> tuple[str, str, frozenset[str]] | None:
     return context, res_type, frozenset(letters)
 
 
+# Scopes with a slash that name no resource: the patient context of a standalone launch.
+LAUNCH_SCOPES = frozenset(("launch/patient",))
+
+
 def is_valid_scope_string(text: str) -> list[str]:
     """The data scopes in ``text`` that do not parse (an empty list when all do)."""
     bad = []
     for scope in text.split():
-        if "/" in scope and parse_scope(scope) is None:
+        if "/" in scope and scope not in LAUNCH_SCOPES and parse_scope(scope) is None:
             bad.append(scope)
     return bad
 

@@ -1,4 +1,5 @@
-"""The security services of one hub: key set, client status cache, rate limiter, principals."""
+"""The security services of one hub: key set, client status cache, rate limiter, principals,
+the JWK Sets of backend services and the consent behind patient-facing apps' tokens."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from typing import Any
 
 from hub import outcomes
 from hub.config import setting
+from hub.lifetime.links import linked_patient_ids
 from hub.security import lockout
 from hub.security import tokens
+from hub.security.assertions import JwksCache
 from hub.security.clients import StatusCache
 from hub.security.principal import DEFAULT_PURPOSE
 from hub.security.principal import Principal
 from hub.security.ratelimit import RateLimiter
 from hub.security.scopes import compile_scopes
 from hub.storage.accounts import UserStore
+from hub.storage.db import reading
 
 PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
 
@@ -25,9 +29,10 @@ PURPOSE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,31}$")
 class Security:
     """Per-hub security state (also used by the CLI, without Flask)."""
 
-    def __init__(self, engine: Any, config: dict):
+    def __init__(self, engine: Any, config: dict, repo: Any = None):
         self.engine = engine
         self.config = config
+        self.repo = repo  # the resources (a patient-facing app's Consent is read on each use)
         self.keys = tokens.KeySet(engine, float(setting(config, "KEY_CACHE_SECONDS")))
         self.client_status = StatusCache(engine, float(setting(config, "CLIENT_STATUS_SECONDS")))
         # A changed account jurisdiction reaches issued tokens as a new key set does.
@@ -46,6 +51,13 @@ class Security:
             float(setting(config, "CLIENT_AUTH_LOCKOUT_SECONDS")),
             float(setting(config, "CLIENT_AUTH_LOCKOUT_MAX_SECONDS")),
         )
+        self.jwks = JwksCache(
+            float(setting(config, "JWKS_CACHE_SECONDS")),
+            str(setting(config, "JWKS_URI_ALLOWED") or "").split(),
+        )
+        self.smart_code_seconds = int(setting(config, "SMART_CODE_SECONDS"))
+        self.smart_refresh_days = int(setting(config, "SMART_REFRESH_DAYS"))
+        self.smart_consent_days = int(setting(config, "SMART_CONSENT_DAYS"))
 
     def mint(
         self,
@@ -65,6 +77,15 @@ class Security:
         claims.update({k: v for k, v in extra.items() if v is not None})
         return tokens.mint(self.keys, claims, lifetime or self.token_lifetime)
 
+    def id_token(
+        self, username: str, client_id: str, fhir_user: str, nonce: str | None, issuer: str
+    ) -> str:
+        """An OpenID Connect ID token for a person signed in to an app."""
+        claims = {"iss": issuer, "sub": username, "aud": client_id, "fhirUser": fhir_user}
+        if nonce:
+            claims["nonce"] = nonce
+        return tokens.id_token(self.keys, claims, self.token_lifetime)
+
     def authenticate(self, authorization: str | None, purpose_header: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer`` header; 401 when absent or invalid."""
         if not authorization:
@@ -77,6 +98,13 @@ class Security:
         subject = str(claims["sub"])
         if kind == "client" and not self.client_status.active(subject):
             raise tokens.unauthorized("The client has been revoked", "invalid_token")
+        via = claims.get("client_id")
+        if kind == "user" and isinstance(via, str) and not self.client_status.active(via):
+            raise tokens.unauthorized("The app has been revoked", "invalid_token")
+        linked: frozenset[str] = frozenset()
+        consent = claims.get("consent")
+        if consent is not None:
+            linked = self.patient_compartment(str(consent), str(via), str(claims.get("patient")))
         purpose = purpose_header or claims.get("purpose") or DEFAULT_PURPOSE
         if not PURPOSE_RE.match(purpose):
             raise outcomes.bad_request(
@@ -98,7 +126,24 @@ class Security:
             patient=claims.get("patient"),
             jurisdiction=jurisdiction,
             client_id=claims.get("client_id") or (subject if kind == "client" else None),
+            linked=linked,
+            consent=consent,
         )
+
+    def patient_compartment(self, consent: str, client_id: str, patient: str) -> frozenset[str]:
+        """The Patient records linked to ``patient``, when the Consent behind a patient-facing
+        app's token still holds (read on every use: revoking it stops the app at once);
+        401 when it does not."""
+        from hub.security.smart import consent_holds
+
+        with reading(self.engine) as conn:
+            stored = self.repo.read("Consent", consent, conn) if self.repo is not None else None
+            content = None if stored is None or stored.deleted else stored.content
+            if not consent_holds(content, client_id, patient, dt.datetime.now(dt.UTC)):
+                raise tokens.unauthorized(
+                    "The person's consent for this app is no longer in force", "invalid_token"
+                )
+            return frozenset(linked_patient_ids(conn, patient)) - {patient}
 
 
 class AccountJurisdictions:

@@ -10,7 +10,12 @@ HMAC and no database round trip.
 
 Claims: ``iss``, ``sub`` (client id or username), ``iat``, ``exp``, ``jti``,
 ``scope``, ``kind`` (client or user), ``site``, ``grants`` (label grants),
-optionally ``purpose`` and ``patient``.
+optionally ``purpose`` and ``patient``; a patient-facing app's token also
+``client_id`` and ``consent`` (``hub.security.smart``).
+
+OpenID Connect ID tokens, which apps verify themselves, are signed with an RSA
+key (``RS256``) kept in the same table; its public half is served at
+``/auth/jwks``. The RSA key is made on first use and never signs access tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from hub import outcomes
 from hub.storage.accounts import SigningKeyStore
 
 ALGORITHM = "HS256"
+ID_TOKEN_ALGORITHM = "RS256"
 ISSUER = "fhirhub"
 DEFAULT_LIFETIME = 3600
 
@@ -42,6 +48,7 @@ class KeySet:
         self.clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
+        self._rsa: dict[str, str] = {}  # kid -> PEM private key (ID tokens)
         self._signing: str | None = None
         self._loaded_at = float("-inf")
         self._miss_at = float("-inf")
@@ -50,14 +57,19 @@ class KeySet:
         now = dt.datetime.now(dt.UTC)
         rows = SigningKeyStore(self.engine).all()
         keys = {}
+        rsa_keys = {}
         signing = None
         for row in rows:
             if row.retired_at is not None and row.retired_at <= now:
+                continue
+            if row.algorithm == ID_TOKEN_ALGORITHM:
+                rsa_keys[row.kid] = row.secret
                 continue
             keys[row.kid] = _unb64(row.secret)
             signing = row.kid
         with self._lock:
             self._keys, self._signing, self._loaded_at = keys, signing, self.clock()
+            self._rsa = rsa_keys
 
     def _fresh(self) -> None:
         if self.clock() - self._loaded_at > self.cache_seconds:
@@ -79,6 +91,43 @@ class KeySet:
             self.rotate()
         assert self._signing is not None
         return self._signing, self._keys[self._signing]
+
+    def id_token_key(self) -> tuple[str, str]:
+        """``(kid, PEM private key)`` of the newest RSA key, made on first use."""
+        self._fresh()
+        if not self._rsa:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            pem = (
+                rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                .private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                .decode()
+            )
+            SigningKeyStore(self.engine).add(
+                uuid.uuid4().hex[:16], ID_TOKEN_ALGORITHM, pem, dt.datetime.now(dt.UTC)
+            )
+            self.load()
+        kid = list(self._rsa)[-1]
+        return kid, self._rsa[kid]
+
+    def public_jwks(self) -> dict[str, Any]:
+        """The public keys that verify ID tokens, as a JWK Set."""
+        import json
+
+        from cryptography.hazmat.primitives import serialization
+
+        self.id_token_key()
+        keys = []
+        for kid, pem in self._rsa.items():
+            public = serialization.load_pem_private_key(pem.encode(), None).public_key()
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
+            keys.append({**jwk, "kid": kid, "alg": ID_TOKEN_ALGORITHM, "use": "sig"})
+        return {"keys": keys}
 
     def rotate(self) -> str:
         """Add a new signing key; older keys keep verifying until retired."""
@@ -119,6 +168,14 @@ def mint(keys: KeySet, claims: dict[str, Any], lifetime: int = DEFAULT_LIFETIME)
         **claims,
     }
     return jwt.encode(payload, key, algorithm=ALGORITHM, headers={"kid": kid})
+
+
+def id_token(keys: KeySet, claims: dict[str, Any], lifetime: int = DEFAULT_LIFETIME) -> str:
+    """An OpenID Connect ID token (``iss``, ``sub``, ``aud``, ``fhirUser``...) signed RS256."""
+    kid, pem = keys.id_token_key()
+    now = int(time.time())
+    payload = {"iat": now, "exp": now + int(lifetime), **claims}
+    return jwt.encode(payload, pem, algorithm=ID_TOKEN_ALGORITHM, headers={"kid": kid})
 
 
 def decode(keys: KeySet, token: str, leeway: int = 5) -> dict[str, Any]:

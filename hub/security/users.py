@@ -17,6 +17,10 @@ does not cover it, which keeps the administrator and auditor duties apart
 (classified protection level 3 separates system, security and audit
 administration).
 
+A person's own account (``hub users add NAME --patient ID``) has no role: it names the
+person's Patient and serves only to sign in to SMART patient-facing apps
+(:mod:`hub.security.smart`), which then read that person's records and nothing else.
+
 After ``max_failures`` wrong passwords in a row an account is locked for
 ``lockout`` (``LOGIN_MAX_FAILURES``, ``LOGIN_LOCKOUT_MINUTES``); ``hub users
 unlock`` lifts it early.
@@ -67,6 +71,7 @@ class User:
     locked_until: dt.datetime | None = None
     failed_logins: int = 0
     disabled: bool = False
+    patient: str | None = None  # a person's own Patient (SMART patient-facing apps)
 
     @property
     def scopes(self) -> str:
@@ -95,6 +100,7 @@ class User:
             "jurisdiction": self.jurisdiction,
             "locked_until": self.locked_until.isoformat() if self.locked_until else None,
             "disabled": self.disabled,
+            "patient": self.patient,
         }
 
 
@@ -107,6 +113,7 @@ def _from_row(row) -> User:
         row.locked_until,
         row.failed_logins,
         row.disabled,
+        row.patient,
     )
 
 
@@ -121,11 +128,20 @@ def create_user(
     roles: list[str] | tuple[str, ...] | str,
     jurisdiction: str | None = None,
     grants: list[str] | None = None,
+    patient: str | None = None,
 ) -> User:
-    """Add an account; raises ``ValueError`` for an unknown role, a taken name or a weak password."""
+    """Add an account; raises ``ValueError`` for an unknown role, a taken name or a weak password.
+
+    A person's own account names its Patient (``patient``) and has no role.
+    """
     roles = tuple(roles.split()) if isinstance(roles, str) else tuple(roles)
     unknown = [r for r in roles if r not in ROLE_SCOPES]
-    if not roles or unknown:
+    if patient is not None:
+        if roles or grants:
+            raise ValueError("a person's account (--patient) has no role and no label grant")
+        if not patient or len(patient) > 64 or "/" in patient:
+            raise ValueError("--patient takes a Patient id (without 'Patient/')")
+    elif not roles or unknown:
         raise ValueError(f"unknown role(s) {unknown or roles!r}; roles are {', '.join(ROLES)}")
     bad = lbl.validate_grants(grants or ())
     if bad:
@@ -146,8 +162,9 @@ def create_user(
         failed_logins=0,
         created_at=_now(),
         disabled=False,
+        patient=patient,
     )
-    return User(username, roles, frozenset(grants or ()), jurisdiction)
+    return User(username, roles, frozenset(grants or ()), jurisdiction, patient=patient)
 
 
 def get_user(conn, username: str) -> User | None:

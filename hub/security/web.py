@@ -34,8 +34,24 @@ OPEN_PATHS = frozenset(
         "/fhir/.well-known/smart-configuration",
         "/fhir/openapi.json",
         "/auth/token",
+        "/.well-known/openid-configuration",
+        "/fhir/.well-known/openid-configuration",
+        "/auth/jwks",
     )
 )
+# The pages of SMART App Launch (hub.api.authorize): a person's own login session.
+AUTHORIZE_PATHS = frozenset(("/auth/authorize", "/auth/login", "/auth/consent"))
+# Their headers: as strict as /ui's, but without form-action, which browsers also apply to the
+# redirect that takes the person back to the app after the consent form.
+AUTHORIZE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline';"
+        " script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
 # Non-FHIR operator APIs (raw payloads): hub.security.guard.require_operator.
 OPERATOR_PREFIXES = ("/api/",)
 # Prefixes served with their own authentication (web pages use login sessions).
@@ -63,9 +79,12 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _authenticate():
         path = request.path
-        if path == "/auth/token":
-            # Secret guessing is throttled per network address (the client is not known yet).
+        if path == "/auth/token" or (path == "/auth/login" and request.method == "POST"):
+            # Secret and password guessing is throttled per network address (the caller is
+            # not known yet).
             _throttle(get_hub().security.limiter.take(f"addr {request.remote_addr}"))
+            return None
+        if path in AUTHORIZE_PATHS:
             return None
         if path in OPEN_PATHS or path.startswith(OWN_AUTH_PREFIXES):
             return None
@@ -96,6 +115,9 @@ def init_app(app: Flask) -> None:
         elif request.path.startswith("/auth"):
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
+            if request.path in AUTHORIZE_PATHS:
+                for name, value in AUTHORIZE_HEADERS.items():
+                    response.headers.setdefault(name, value)
         return response
 
     @app.teardown_request

@@ -1,4 +1,5 @@
-"""Accounts: signing keys and authentication failures (lockout counters).
+"""Accounts: signing keys, authentication failures (lockout counters), clients, users,
+SMART authorization grants and the ``jti`` of client assertions.
 
 The rules (how long a lockout lasts, what a key signs) are the security
 modules'; these stores hold the rows. A failure is counted under a row lock
@@ -142,6 +143,10 @@ class ClientRow:
     secret_hash: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    redirect_uris: str = ""  # space-separated
+    public: bool = False
+    jwks: str | None = None  # a JWK Set, JSON
+    jwks_uri: str | None = None
 
 
 def _client(row) -> ClientRow:
@@ -154,6 +159,10 @@ def _client(row) -> ClientRow:
         row.secret_hash,
         row.created_at,
         row.revoked_at,
+        row.redirect_uris or "",
+        bool(row.public),
+        row.jwks,
+        row.jwks_uri,
     )
 
 
@@ -213,6 +222,7 @@ class UserRow:
     locked_until: dt.datetime | None  # as stored (naive UTC on SQLite)
     failed_logins: int | None
     disabled: bool
+    patient: str | None = None  # a person's own Patient id
 
 
 def _user(row) -> UserRow:
@@ -225,6 +235,7 @@ def _user(row) -> UserRow:
         row.locked_until,
         row.failed_logins,
         row.disabled,
+        row.patient,
     )
 
 
@@ -263,3 +274,96 @@ class UserStore:
         return bool(
             conn.execute(update(U).where(U.c.username == username).values(**values)).rowcount
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantRow:
+    """An authorization code or a refresh token (``oauth_grant``), found by its hash."""
+
+    kind: str
+    client_id: str
+    username: str
+    patient: str
+    scope: str
+    consent: str
+    redirect_uri: str | None
+    code_challenge: str | None
+    nonce: str | None
+    expires_at: dt.datetime  # timezone-aware
+
+
+G = s.oauth_grant
+
+
+class GrantStore:
+    """SMART authorization codes and refresh tokens."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def add(self, token_hash: str, now: dt.datetime, **values: Any) -> None:
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            conn.execute(delete(G).where(G.c.expires_at < now))
+            conn.execute(insert(G).values(token_hash=token_hash, created_at=now, **values))
+
+    def spend(self, token_hash: str, kind: str, now: dt.datetime) -> GrantRow | None:
+        """The grant, marked used by this call alone; ``None`` when unknown, of another kind,
+        expired or already used (two requests racing with one code: one wins)."""
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            spent = conn.execute(
+                update(G)
+                .where(
+                    G.c.token_hash == token_hash,
+                    G.c.kind == kind,
+                    G.c.used_at.is_(None),
+                    G.c.expires_at > now,
+                )
+                .values(used_at=now)
+            ).rowcount
+            if not spent:
+                return None
+            row = conn.execute(select(G).where(G.c.token_hash == token_hash)).one()
+        return GrantRow(
+            row.kind,
+            row.client_id,
+            row.username,
+            row.patient,
+            row.scope,
+            row.consent,
+            row.redirect_uri,
+            row.code_challenge,
+            row.nonce,
+            _aware(row.expires_at),
+        )
+
+    def revoke_consent(self, consent: str) -> int:
+        """Spend every unused grant made under ``consent``; how many there were."""
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            return conn.execute(
+                update(G).where(G.c.consent == consent, G.c.used_at.is_(None)).values(used_at=now)
+            ).rowcount
+
+
+J = s.assertion_jti
+
+
+class JtiStore:
+    """The ``jti`` of client assertions seen, kept until each assertion expires."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def first_use(self, key: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
+        """Record ``key``; False when it was recorded already (a replay). Two requests racing
+        with one assertion insert the same primary key: only one insert takes effect."""
+        with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
+            conn.execute(delete(J).where(J.c.expires_at < now))
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            inserted = conn.execute(
+                dialect.insert(J)
+                .values(key=key, expires_at=expires_at)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(J.c.key)
+            ).first()
+        return inserted is not None

@@ -335,6 +335,13 @@ oauth_client = Table(
     Column("secret_hash", String(300), nullable=False),  # scrypt, never the secret
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # SMART apps and backend services (hub.security.clients): registered redirect URIs
+    # (space-separated, matched exactly), a public app (PKCE, no secret), and the public keys
+    # of private_key_jwt authentication (a JWK Set, or the https URL it is fetched from).
+    Column("redirect_uris", Text, nullable=False, default=""),
+    Column("public", Boolean, nullable=False, default=False),
+    Column("jwks", Text),
+    Column("jwks_uri", String(2000)),
 )
 
 signing_key = Table(
@@ -360,6 +367,38 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_login_at", UTCDateTime),
     Column("disabled", Boolean, nullable=False, default=False),
+    Column("patient", String(64)),  # a person's own Patient id (SMART patient-facing apps)
+)
+
+# SMART App Launch (hub.security.smart): authorization codes and refresh tokens, each stored
+# only as a SHA-256 hash; a code is spent by the one UPDATE that sets ``used_at``.
+oauth_grant = Table(
+    "oauth_grant",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "code" or "refresh"
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(100), nullable=False),
+    Column("patient", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("consent", String(64), nullable=False),  # the Consent resource's id
+    Column("redirect_uri", String(2000)),
+    Column("code_challenge", String(128)),
+    Column("nonce", String(300)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    Index(None, "expires_at"),
+)
+
+# ``jti`` of private_key_jwt client assertions seen (hub.security.assertions): a replayed
+# assertion hits the primary key; rows are dropped once the assertion has expired.
+assertion_jti = Table(
+    "assertion_jti",
+    metadata,
+    Column("key", String(400), primary_key=True),  # "<client_id> <jti>"
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
 )
 
 # Failed client authentications at the token endpoint, per client id and per network address
