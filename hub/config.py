@@ -236,6 +236,13 @@ SETTINGS: tuple[Setting, ...] = (
         "File the checkpoints are appended to; empty: `<instance>/audit-checkpoints.jsonl`.",
     ),
     Setting("AUDIT_CHECKPOINT_URL", "", str, "If set, each checkpoint is also POSTed here."),
+    Setting(
+        "AUDIT_FLUSH_INTERVAL",
+        0.005,
+        float,
+        "Seconds the audit events of reads wait to be appended together in one transaction, "
+        "off the request path; 0: each is appended before its answer (docs/security.md).",
+    ),
     # -- ingestion (docs/ingestion.md) --------------------------------------------------
     Setting(
         "INBOX_LEASE_SECONDS",
