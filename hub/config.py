@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("POOL_SIZE", 8, int, "Database connections per process (PostgreSQL).", env_only=True),
     Setting(
+        "POOL_RECYCLE",
+        1800,
+        int,
+        "Seconds after which a pooled database connection is replaced (PostgreSQL).",
+        env_only=True,
+    ),
+    Setting(
         "AUTO_MIGRATE",
         True,
         bool,
