@@ -200,6 +200,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--skip-load", action="store_true", help="Reuse the data of an earlier run.")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--data", type=Path, default=DATA, help="Folder of the Synthea bundles.")
     args = ap.parse_args()
     admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -208,7 +209,7 @@ def main() -> None:
     registry = SearchRegistry.load()
     tz = zoneinfo.ZoneInfo("Asia/Shanghai")
     indexer, engine = Indexer(registry, default_tz=tz), SearchEngine(registry, default_tz=tz)
-    bundles = [orjson.loads(p.read_bytes()) for p in sorted(DATA.glob("*.json"))]
+    bundles = [orjson.loads(p.read_bytes()) for p in sorted(args.data.glob("*.json"))]
     t0 = time.perf_counter()
     count = None if args.skip_load else load(db, bundles, args.copies, indexer)
     load_s = time.perf_counter() - t0

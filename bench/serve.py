@@ -21,10 +21,12 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 TOKEN: str | None = None
 # The environment of the hub started by :func:`hub_server` (for a `hub worker` beside it).
 ENV: dict[str, str] | None = None
+PROC: subprocess.Popen | None = None  # the running gunicorn master
 
 
 def auth_headers() -> dict[str, str]:
@@ -105,6 +107,8 @@ def hub_server(backend: str, workers: int = 2, threads: int = 4, extra_env: dict
         ],
         env=env,
     )
+    global PROC
+    PROC = proc
     base = f"http://127.0.0.1:{port}/fhir"
     try:
         deadline = time.time() + 60
@@ -124,3 +128,20 @@ def hub_server(backend: str, workers: int = 2, threads: int = 4, extra_env: dict
         if schema:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def worker_rss_mib() -> list[float]:
+    """Resident memory (MiB) of each web worker of the running hub (Linux ``/proc``)."""
+    if PROC is None:
+        return []
+    out = []
+    children = Path(f"/proc/{PROC.pid}/task/{PROC.pid}/children")
+    for pid in children.read_text().split() if children.exists() else ():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out.append(round(int(line.split()[1]) / 1024, 1))
+    return out

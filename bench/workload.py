@@ -5,12 +5,14 @@
 Starts the hub as ``bench/serve.py`` does (gunicorn, 2 workers x 4 threads,
 fresh database, a bench client's token), runs the shared workload script
 unchanged (ingest of the 100 Synthea bundles, the fixed search mix with 1 and 8
-clients, the mixed run) and keeps its JSON summary per backend.
+clients, the mixed run) and keeps its JSON summary per backend, with the
+resident memory of each web worker after the run (``hub_worker_rss_mib``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,10 @@ def main() -> None:
             ]
             print("$ " + " ".join(cmd), file=sys.stderr)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            # The web workers' memory after the whole workload (aim: at most 300 MiB each).
+            summary = json.loads(out.read_text())
+            summary["hub_worker_rss_mib"] = serve.worker_rss_mib()
+            out.write_text(json.dumps(summary, indent=1))
             print(f"{backend}: {out}", file=sys.stderr)
 
 

@@ -11,18 +11,38 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from flask import request
+from sqlalchemy.exc import DBAPIError
 
 from hub import config as default_config
 from hub.api.context import EXTENSION
 from hub.api.context import get_hub
 from hub.kernel import Hub
+from hub.storage.db import is_disconnect
 
 __all__ = ["Hub", "create_app", "get_hub"]
 
 
+class HubFlask(Flask):
+    """Flask with one retry of a read whose connection the database had dropped."""
+
+    def dispatch_request(self):
+        try:
+            return super().dispatch_request()
+        except DBAPIError as err:
+            # The pool pings no connection on checkout (hub.storage.db); a dropped one
+            # fails its first statement and the pool is refreshed. A read is safe to run
+            # again; a write's transaction was rolled back and its error is answered.
+            if not (is_disconnect(err) and request.method in ("GET", "HEAD")):
+                raise
+            return super().dispatch_request()
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults, ``instance/config.py``, ``HUB_*`` environment, ``test_config``."""
-    app = Flask("hub", instance_relative_config=True, instance_path=default_config.instance_path())
+    app = HubFlask(
+        "hub", instance_relative_config=True, instance_path=default_config.instance_path()
+    )
     app.config.from_mapping(default_config.load(app.instance_path, test_config))
     app.json.ensure_ascii = False
     if not logging.getLogger().handlers:

@@ -31,6 +31,7 @@ import orjson
 from hub.security.audit_trail import configure  # noqa: F401 - part of this module's API
 from hub.security.audit_trail import trail_of
 from hub.storage.audit_log import AuditLogStore
+from hub.storage.audit_log import ChainLink
 from hub.storage.repository import format_instant
 
 GENESIS = "0" * 64
@@ -168,14 +169,16 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 ROW_COLUMNS = ("content", "interaction", "who", "client", "site", "outcome", "entity")
 
 
-def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
+def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> ChainLink:
     """Append ``event`` in the caller's transaction (a write's audit commits with it).
 
     On SQLite the caller's transaction must be a write transaction
     (``BEGIN IMMEDIATE``, as :meth:`Repository.writing` and :func:`record_now`
     open) so that two appends cannot read the same chain head. ``head``
     (``seq``, ``hash``) is for :func:`prune`, which deletes rows in the same
-    transaction before it appends.
+    transaction before it appends, and for a batch of events appended in one
+    transaction (:mod:`hub.security.audit_writer`): the link returned is the
+    new row, the ``head`` of the next.
     """
     trail = trail_of(conn.engine)
     if head is None:
@@ -194,6 +197,7 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> None:
     row["hash"] = row_hash(trail, row)
     AuditLogStore.append(conn, row)
     trail.appended(conn, head, row["seq"])
+    return ChainLink(row["seq"], row["hash"])
 
 
 def record_now(engine: Any, event: dict[str, Any]) -> None:

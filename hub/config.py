@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("POOL_SIZE", 8, int, "Database connections per process (PostgreSQL).", env_only=True),
     Setting(
+        "POOL_RECYCLE",
+        1800,
+        int,
+        "Seconds after which a pooled database connection is replaced (PostgreSQL).",
+        env_only=True,
+    ),
+    Setting(
         "AUTO_MIGRATE",
         True,
         bool,
@@ -289,6 +296,13 @@ SETTINGS: tuple[Setting, ...] = (
         "File the checkpoints are appended to; empty: `<instance>/audit-checkpoints.jsonl`.",
     ),
     Setting("AUDIT_CHECKPOINT_URL", "", str, "If set, each checkpoint is also POSTed here."),
+    Setting(
+        "AUDIT_FLUSH_INTERVAL",
+        0.005,
+        float,
+        "Seconds the audit events of reads wait to be appended together in one transaction, "
+        "off the request path; 0: each is appended before its answer (docs/security.md).",
+    ),
     # -- ingestion (docs/ingestion.md) --------------------------------------------------
     Setting(
         "INBOX_LEASE_SECONDS",

@@ -23,6 +23,7 @@ from hub.search.indexer import Indexer
 from hub.search.registry import SearchRegistry
 from hub.search.registry import stored_search_parameters
 from hub.security import audit_trail
+from hub.security import audit_writer
 from hub.security import auditing
 from hub.security import guard
 from hub.security.services import Security
@@ -57,6 +58,9 @@ class Hub:
         )
         audit_trail.configure(
             self.engine, config, config.get("INSTANCE_PATH") or instance_path or "."
+        )
+        self.audit_writer = audit_writer.configure(
+            self.engine, float(setting(config, "AUDIT_FLUSH_INTERVAL"))
         )
         self.security = Security(self.engine, config, self.repo)
         self.service = FhirService(
@@ -112,6 +116,7 @@ class Hub:
         return registry, Indexer(registry, default_tz=tz), engine
 
     def close(self) -> None:
+        self.audit_writer.close()  # append the reads' queued events before the pool goes
         self.engine.dispose()
 
 

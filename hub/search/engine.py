@@ -264,7 +264,7 @@ class SearchEngine:
         sort_keys = self._sort_keys(q, res_type, r, control.get("_sort", ()))
         cursor = _decode_cursor(_one(control, "_cursor"))
 
-        stmt = sa.select(r.c.pk, r.c.res_type, r.c.res_id, r.c.content).where(*where)
+        stmt = sa.select(r.c.pk).where(*where)
         rows, has_next, has_prev, next_cursor, prev_cursor, page_stmt = self._page(
             conn, stmt, r, sort_keys, cursor, count
         )
@@ -391,7 +391,14 @@ class SearchEngine:
         if count == 0:
             return [], False, False, None, None, None
         exprs = [e for e, _ in sort_keys]
-        stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
+        # PostgreSQL: the page's pks first, then the JSON of those rows (_with_content).
+        # SQLite keeps the JSON inline (nothing to decompress), and its parser's stack
+        # has no room for the extra level of nesting under three _has links.
+        inline = conn.dialect.name != "postgresql"
+        if inline:
+            stmt = stmt.add_columns(r.c.res_type, r.c.res_id, r.c.content)
+        else:
+            stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
         backwards = cursor.get("d") == "b"
         if "p" in cursor:
             values = cursor.get("v", [])
@@ -406,6 +413,10 @@ class SearchEngine:
                 order.append((expr.desc() if desc else expr.asc()).nulls_last())
         order.append(r.c.pk.desc() if backwards else r.c.pk.asc())
         page_stmt = stmt.order_by(*order).limit(count + 1)
+        if inline:
+            page_stmt = page_stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
+        else:
+            page_stmt = _with_content(page_stmt, sort_keys, backwards)
         rows = list(conn.execute(page_stmt))
         more = len(rows) > count
         rows = rows[:count]
@@ -1052,6 +1063,31 @@ class _Query:
         # The cast makes ``ANY(...)`` take one array value, not the rows of a subquery.
         element = sa.BigInteger() if column.name in ("pk", "resource_pk") else sa.String()
         return col == sa.func.any(sa.cast(agg, postgresql.ARRAY(element)))
+
+
+def _with_content(page, sort_keys, backwards: bool):
+    """The page's rows with their stored JSON, read for the page only.
+
+    ``page`` selects the matches' pks (and sort values) in page order with its
+    LIMIT: the database finds and orders the matches from the index tables and the
+    resource rows' keys, and reads (and decompresses) the content of at most
+    ``_count + 1`` resources, not of every match before it sorts them.
+    """
+    inner = page.subquery("page")
+    res = S.resource.alias("rc")
+    sorts = [inner.c[f"sort_{i}"] for i in range(len(sort_keys))]
+    order = []
+    for col, (_, desc) in zip(sorts, sort_keys, strict=True):
+        if backwards:
+            order.append((col.asc() if desc else col.desc()).nulls_first())
+        else:
+            order.append((col.desc() if desc else col.asc()).nulls_last())
+    order.append(inner.c.pk.desc() if backwards else inner.c.pk.asc())
+    return (
+        sa.select(res.c.pk, res.c.res_type, res.c.res_id, res.c.content, *sorts)
+        .select_from(inner.join(res, res.c.pk == inner.c.pk))
+        .order_by(*order)
+    )
 
 
 def _instant_test(col, prefix, lo, hi):

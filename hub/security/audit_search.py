@@ -22,6 +22,7 @@ import orjson
 from hub import outcomes
 from hub.fhir.limits import count_param
 from hub.fhir.limits import row_key_param
+from hub.security import audit_writer
 from hub.storage.audit_log import AuditFilter
 from hub.storage.audit_log import AuditLogStore
 
@@ -93,6 +94,7 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
             count = count_param(value, "_count", count, max_count)
         elif name == "_before":
             where.before.append(row_key_param(value, "_before"))
+    audit_writer.flush(engine)  # the events of reads answered before this search
     rows = AuditLogStore(engine).find(where, count + 1)
     more = len(rows) > count
     rows = rows[:count]
@@ -115,6 +117,7 @@ def search(engine, params: list[tuple[str, str]], base: str, max_count: int = 10
 
 
 def read(engine, event_id: str) -> str:
+    audit_writer.flush(engine)
     content = AuditLogStore(engine).content(event_id)
     if content is None:
         raise outcomes.not_found(f"AuditEvent/{event_id} is not known")

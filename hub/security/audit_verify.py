@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from hub import audit
+from hub.security import audit_writer
 from hub.storage.audit_log import AuditLogStore
 from hub.storage.db import reading
 
@@ -247,4 +248,5 @@ def _check_checkpoints(result, marks, hash_at, last_seq: int, anchor, trail) -> 
 
 def verify(engine: Any, batch: int = 5000) -> Verification:
     """Check the whole chain of ``engine``'s audit trail (``hub audit verify``)."""
+    audit_writer.flush(engine)  # this process's queued events belong to the chain too
     return verify_chain(engine, audit.trail_of(engine), batch)

@@ -15,7 +15,6 @@ from flask import Flask
 from flask import g
 from flask import request
 
-from hub import audit
 from hub import outcomes
 from hub.security import csrf
 from hub.security import guard
@@ -107,7 +106,8 @@ def init_app(app: Flask) -> None:
         info = g.get("hub_audit")
         if info is not None and not (info.get("audited") and response.status_code < 400):
             event = request_event(response.status_code, info, _failure_text(response))
-            audit.record_now(get_hub().engine, event)
+            # Appended by the batching writer, not before the answer (hub.security.audit_writer).
+            get_hub().audit_writer.submit(event)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.path.startswith("/ui"):
             for name, value in UI_HEADERS.items():

@@ -62,16 +62,52 @@ def make_engine(url: str, instance_path: str | None = None, echo: bool = False) 
         )
         _configure_sqlite(engine)
     elif backend == "postgresql":
+        # No liveness ping on every checkout (a round trip per request): connections are
+        # replaced after POOL_RECYCLE seconds, one idle for longer than IDLE_PING_SECONDS is
+        # pinged when checked out, and a read whose first statement finds its connection
+        # dropped runs again on a fresh one (is_disconnect, hub.app).
         engine = create_engine(
             url,
             echo=echo,
             pool_size=int(os.environ.get("HUB_POOL_SIZE", "8")),
             max_overflow=8,
-            pool_pre_ping=True,
+            pool_recycle=int(os.environ.get("HUB_POOL_RECYCLE", "1800")),
         )
+        _configure_checkout(engine)
     else:
         raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
     return engine
+
+
+# A pooled connection idle longer than this is pinged at checkout (a server restart or a
+# firewall's idle timeout drops such connections; one in steady use is not pinged).
+IDLE_PING_SECONDS = 30.0
+
+
+def _configure_checkout(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn, record):
+        if record is not None:
+            record.info["hub_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        since = record.info.get("hub_idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as err:  # noqa: BLE001 - any failure: the connection is gone
+            # The pool discards this connection and checks out another (up to 3 tries).
+            raise sa_exc.DisconnectionError(str(err)) from err
+
+
+def is_disconnect(err: BaseException) -> bool:
+    """Whether ``err`` is a statement that found its connection dropped (the server
+    restarted, a proxy closed it); SQLAlchemy has then discarded the pool's connections."""
+    return isinstance(err, sa_exc.DBAPIError) and bool(err.connection_invalidated)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -447,8 +447,10 @@ sp_token = _index_table(
     Column("system", String(512)),
     Column("code", String(512)),
     Column("text", String(512)),  # display/text, normalised, for :text
+    # resource_pk last: a search reads matching pks from the index alone (index-only scan),
+    # in pk order for one code, without visiting the table.
     indexes=(
-        Index(None, "res_type", "param", "code", "system"),
+        Index(None, "res_type", "param", "code", "system", "resource_pk"),
         Index(None, "res_type", "param", "system"),
     ),
 )
@@ -496,7 +498,7 @@ sp_reference = _index_table(
     Column("identifier_system", String(512)),
     Column("identifier_value", String(512)),
     indexes=(
-        Index(None, "target_type", "target_id", "res_type", "param"),
+        Index(None, "target_type", "target_id", "res_type", "param", "resource_pk"),
         Index(None, "res_type", "param", "url"),
     ),
 )
@@ -531,7 +533,7 @@ compartment = Table(
     Column("res_type", String(64), nullable=False),
     Column("comp_type", String(64), nullable=False),
     Column("comp_id", String(64), nullable=False),
-    Index(None, "comp_type", "comp_id", "res_type"),
+    Index(None, "comp_type", "comp_id", "res_type", "resource_pk"),
 )
 
 INDEX_TABLES = {
