@@ -360,6 +360,7 @@ def test_kickoff_and_downloads_are_audited(http, hub, data):
     url = kick(http, f"{data}/$export?_type=Patient")
     manifest = finished(http, hub, url)
     ndjson(http, manifest["output"][0]["url"])
+    hub.audit_writer.flush()  # the events of reads are appended off the request path
     with hub.engine.connect() as conn:
         entities = [row.entity for row in conn.execute(S.audit_event.select())]
     job_id = url.rsplit("/", 1)[1]
