@@ -565,7 +565,41 @@ class Writer:
         conn = self.conn
         new = [p for p in pending if p.existing_pk is None]
         old = [p for p in pending if p.existing_pk is not None]
-        if new:
+        postgres = conn.dialect.name == "postgresql"
+        if new and postgres:
+            # Keys first, then one COPY: a multi-row INSERT … RETURNING of a
+            # group's resources is a long statement the driver parses anew
+            # each time (it is too long for its statement cache).
+            pks = (
+                conn.execute(
+                    text(
+                        "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)"
+                    ),
+                    {"n": len(new)},
+                )
+                .scalars()
+                .all()
+            )
+            for p, pk in zip(new, pks, strict=True):
+                p.stored.pk = pk
+            bulk_insert(
+                conn,
+                s.resource,
+                [
+                    {
+                        "pk": p.stored.pk,
+                        "res_type": p.stored.res_type,
+                        "res_id": p.stored.res_id,
+                        "version": p.stored.version,
+                        "last_updated": p.stored.last_updated,
+                        "deleted": p.stored.deleted,
+                        "patient_id": p.patient_id,
+                        "content": p.stored.content,
+                    }
+                    for p in new
+                ],
+            )
+        elif new:
             result = conn.execute(
                 insert(s.resource).returning(s.resource.c.pk, sort_by_parameter_order=True),
                 [
@@ -607,46 +641,55 @@ class Writer:
                 ],
             )
             old_pks = [p.existing_pk for p in old]
-            for table in s.INDEX_TABLES.values():
-                for chunk in _chunks(old_pks, 500):
-                    conn.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
+            if postgres:
+                # Every index table's old rows in one round trip.
+                deletes = ", ".join(
+                    f"d{n} AS (DELETE FROM {table.name} WHERE resource_pk = ANY(:pks))"
+                    for n, table in enumerate(s.INDEX_TABLES.values())
+                )
+                conn.execute(text(f"WITH {deletes} SELECT 1"), {"pks": old_pks})
+            else:
+                for table in s.INDEX_TABLES.values():
+                    for chunk in _chunks(old_pks, 500):
+                        conn.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
             deleted_ids = [(p.stored.res_type, p.stored.res_id) for p in old if p.op == "delete"]
             if deleted_ids:
                 ck = s.conditional_key
                 for chunk in _chunks(deleted_ids, 400):
                     conn.execute(delete(ck).where(tuple_(ck.c.res_type, ck.c.res_id).in_(chunk)))
-        conn.execute(
-            insert(s.resource_history),
-            [
-                {
-                    "res_type": p.stored.res_type,
-                    "res_id": p.stored.res_id,
-                    "version": p.stored.version,
-                    "resource_pk": p.stored.pk,
-                    "last_updated": p.stored.last_updated,
-                    "method": p.method,
-                    "deleted": p.stored.deleted,
-                    "patient_id": p.patient_id,
-                    "content": p.stored.content,
-                }
-                for p in pending
-            ],
-        )
-        conn.execute(
-            insert(s.change),
-            [
-                {
-                    "at": p.stored.last_updated,
-                    "res_type": p.stored.res_type,
-                    "res_id": p.stored.res_id,
-                    "version": p.stored.version,
-                    "op": p.op,
-                    "patient_id": p.patient_id,
-                    "site": self.site,
-                }
-                for p in pending
-            ],
-        )
+        history_rows = [
+            {
+                "res_type": p.stored.res_type,
+                "res_id": p.stored.res_id,
+                "version": p.stored.version,
+                "resource_pk": p.stored.pk,
+                "last_updated": p.stored.last_updated,
+                "method": p.method,
+                "deleted": p.stored.deleted,
+                "patient_id": p.patient_id,
+                "content": p.stored.content,
+            }
+            for p in pending
+        ]
+        change_rows = [
+            {
+                "at": p.stored.last_updated,
+                "res_type": p.stored.res_type,
+                "res_id": p.stored.res_id,
+                "version": p.stored.version,
+                "op": p.op,
+                "patient_id": p.patient_id,
+                "site": self.site,
+            }
+            for p in pending
+        ]
+        if postgres:
+            # COPY keeps the change feed's order (seq is drawn row by row).
+            bulk_insert(conn, s.resource_history, history_rows)
+            bulk_insert(conn, s.change, change_rows)
+        else:
+            conn.execute(insert(s.resource_history), history_rows)
+            conn.execute(insert(s.change), change_rows)
         by_table: dict[str, list[dict]] = {}
         for p in pending:
             for table_name, rows in p.index_rows.items():
@@ -700,9 +743,14 @@ def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     names = ", ".join(cols)
     if postgres:
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in data:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({names}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(statement) as copy:
+                for row in data:
+                    copy.write_row(row)
+        except raw.IntegrityError as err:
+            # As SQLAlchemy reports it, so that Repository.write retries a lost race.
+            raise sa_exc.IntegrityError(statement, None, err) from err
     else:
         marks = ", ".join("?" for _ in cols)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", data)
