@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -35,6 +37,12 @@ from sqlalchemy.engine import Engine
 
 from hub import outcomes
 from hub.storage import schema as s
+
+# Reads after the client's own write (docs/scaling.md#read-replicas): the API
+# sets ``wanted_lsn`` from the request and reports ``written_lsn`` after a write.
+wanted_lsn: ContextVar[str | None] = ContextVar("wanted_lsn", default=None)
+written_lsn: ContextVar[str | None] = ContextVar("written_lsn", default=None)
+_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 
 # How often a write transaction is retried after losing a race (a unique key
 # taken by a concurrent writer, a serialization failure or a deadlock).
@@ -154,8 +162,11 @@ class Repository:
         clock: Callable[[], dt.datetime] = _now,
         write_guard: Callable[..., None] | None = None,
         audit_hook: Callable[[Connection, list[Stored], str | None], None] | None = None,
+        read_engine: Engine | None = None,
     ):
         self.engine = engine
+        # A streaming replica for reads (READ_DATABASE_URL), or None; see read_engine_now.
+        self.read_engine = read_engine
         self.indexer = indexer
         self.clock = clock
         # Given by the kernel (hub.security): ``write_guard(op, resource, existing, res_type)``
@@ -169,8 +180,24 @@ class Repository:
     @contextmanager
     def reading(self):
         """A read-only connection (a consistent snapshot on PostgreSQL at REPEATABLE READ)."""
-        with self.engine.connect() as conn:
+        with self.read_engine_now().connect() as conn:
             yield conn
+
+    def read_engine_now(self) -> Engine:
+        """Where this request's reads go: the replica, unless it has not yet replayed
+        the client's own last write (``wanted_lsn``), then the primary."""
+        if self.read_engine is None:
+            return self.engine
+        wanted = wanted_lsn.get()
+        if wanted is None:
+            return self.read_engine
+        if not _LSN.fullmatch(wanted):
+            return self.engine  # not an LSN we handed out: the primary is always current
+        with self.read_engine.connect() as conn:
+            caught_up = conn.execute(
+                text("SELECT pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn)"), {"lsn": wanted}
+            ).scalar()
+        return self.read_engine if caught_up else self.engine
 
     def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored | None:
         """The current version (possibly a deletion tombstone), or ``None``."""
@@ -180,7 +207,7 @@ class Repository:
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
-            with self.engine.connect() as c:
+            with self.read_engine_now().connect() as c:
                 row = c.execute(stmt).first()
         return _from_current(row) if row else None
 
@@ -282,6 +309,12 @@ class Repository:
                 writer.flush()
                 if self.audit_hook is not None and writer.written:
                     self.audit_hook(conn, writer.written, site)
+            if self.read_engine is not None and conn.dialect.name == "postgresql":
+                # Past the commit: a replica that replayed this far holds the write.
+                written_lsn.set(
+                    conn.execute(text("SELECT CAST(pg_current_wal_insert_lsn() AS text)")).scalar()
+                )
+                conn.rollback()
 
     def write(self, fn: Callable[[Writer], Any], site: str | None = None) -> Any:
         """Run ``fn(writer)`` in a write transaction, retrying lost races.
