@@ -599,40 +599,7 @@ class Writer:
         new = [p for p in pending if p.existing_pk is None]
         old = [p for p in pending if p.existing_pk is not None]
         postgres = conn.dialect.name == "postgresql"
-        if new and postgres:
-            # Keys first, then one COPY: a multi-row INSERT … RETURNING of a
-            # group's resources is a long statement the driver parses anew
-            # each time (it is too long for its statement cache).
-            pks = (
-                conn.execute(
-                    text(
-                        "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)"
-                    ),
-                    {"n": len(new)},
-                )
-                .scalars()
-                .all()
-            )
-            for p, pk in zip(new, pks, strict=True):
-                p.stored.pk = pk
-            bulk_insert(
-                conn,
-                s.resource,
-                [
-                    {
-                        "pk": p.stored.pk,
-                        "res_type": p.stored.res_type,
-                        "res_id": p.stored.res_id,
-                        "version": p.stored.version,
-                        "last_updated": p.stored.last_updated,
-                        "deleted": p.stored.deleted,
-                        "patient_id": p.patient_id,
-                        "content": p.stored.content,
-                    }
-                    for p in new
-                ],
-            )
-        elif new:
+        if new:
             result = conn.execute(
                 insert(s.resource).returning(s.resource.c.pk, sort_by_parameter_order=True),
                 [
@@ -716,13 +683,8 @@ class Writer:
             }
             for p in pending
         ]
-        if postgres:
-            # COPY keeps the change feed's order (seq is drawn row by row).
-            bulk_insert(conn, s.resource_history, history_rows)
-            bulk_insert(conn, s.change, change_rows)
-        else:
-            conn.execute(insert(s.resource_history), history_rows)
-            conn.execute(insert(s.change), change_rows)
+        conn.execute(insert(s.resource_history), history_rows)
+        conn.execute(insert(s.change), change_rows)
         by_table: dict[str, list[dict]] = {}
         for p in pending:
             for table_name, rows in p.index_rows.items():
