@@ -354,6 +354,7 @@ class _Pending:
     patient_id: str | None
     index_rows: dict[str, list[dict]]
     existing_pk: int | None  # None: a new row
+    order: int = 0  # staging order: history and change-feed rows follow it
 
 
 class Writer:
@@ -366,6 +367,10 @@ class Writer:
         self.now = repo.clock()
         self._known: dict[tuple[str, str], Stored | None] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # Versions staged by an earlier message of the group and replaced by a later
+        # one before any flush: they go to the history and change feed only.
+        self._superseded: list[_Pending] = []
+        self._order = 0
         self._lock = conn.dialect.name == "postgresql"
         self._guard = repo.write_guard
         self.written: list[Stored] = []  # every version flushed in this transaction
@@ -378,8 +383,10 @@ class Writer:
 
         Within a segment, as within any transaction, a resource is written at
         most once. A later segment may write a resource an earlier one staged
-        (the same Patient in two messages): the staged writes are flushed
-        first, so each message gets its own version, as when they commit apart.
+        (the same Patient in two messages): each message still gets its own
+        version, as when they commit apart. The earlier version is kept for
+        the history and the change feed, and only the later one is written to
+        the resource and index tables (no flush in the middle of the group).
         """
         self._segment = set()
 
@@ -395,7 +402,7 @@ class Writer:
                 if not strict:
                     return
                 raise outcomes.bad_request(f"{key[0]}/{key[1]} is written twice in one transaction")
-            self.flush()
+            self._superseded.append(self._pending.pop(key))
         if self._segment is not None:
             self._segment.add(key)
 
@@ -504,7 +511,9 @@ class Writer:
         self._claim_key(key, strict=False)  # a deletion replaces what this segment staged
         version = existing.version + 1
         stored = Stored(res_type, res_id, version, self.now, True, None, existing.pk, method)
-        self._pending[key] = _Pending("delete", method, stored, None, {}, existing.pk)
+        self._pending[key] = _Pending(
+            "delete", method, stored, None, {}, existing.pk, self._next_order()
+        )
         return stored
 
     def _stage(
@@ -546,9 +555,19 @@ class Writer:
             method,
         )
         self._pending[key] = _Pending(
-            op, method, stored, patient_id, rows, existing.pk if existing else None
+            op,
+            method,
+            stored,
+            patient_id,
+            rows,
+            existing.pk if existing else None,
+            self._next_order(),
         )
         return stored
+
+    def _next_order(self) -> int:
+        self._order += 1
+        return self._order
 
     # -- conditional-create guard -------------------------------------------
 
@@ -657,6 +676,9 @@ class Writer:
                 ck = s.conditional_key
                 for chunk in _chunks(deleted_ids, 400):
                     conn.execute(delete(ck).where(tuple_(ck.c.res_type, ck.c.res_id).in_(chunk)))
+        for p in self._superseded:
+            p.stored.pk = self._pending[(p.stored.res_type, p.stored.res_id)].stored.pk
+        versions = sorted([*self._superseded, *pending], key=lambda p: p.order)
         history_rows = [
             {
                 "res_type": p.stored.res_type,
@@ -669,7 +691,7 @@ class Writer:
                 "patient_id": p.patient_id,
                 "content": p.stored.content,
             }
-            for p in pending
+            for p in versions
         ]
         change_rows = [
             {
@@ -681,7 +703,7 @@ class Writer:
                 "patient_id": p.patient_id,
                 "site": self.site,
             }
-            for p in pending
+            for p in versions
         ]
         conn.execute(insert(s.resource_history), history_rows)
         conn.execute(insert(s.change), change_rows)
@@ -697,8 +719,9 @@ class Writer:
                 bulk_insert(conn, s.INDEX_TABLES[table_name], rows)
         for key, p in self._pending.items():
             self._known[key] = p.stored
-        self.written.extend(p.stored for p in pending)
+        self.written.extend(p.stored for p in versions)
         self._pending.clear()
+        self._superseded.clear()
 
 
 _HEAD_KEYS = frozenset(("resourceType", "id", "meta"))
