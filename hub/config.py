@@ -50,6 +50,14 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLAlchemy URL of the database; `sqlite:///instance/hub.db` is resolved against "
         "the instance folder.",
     ),
+    Setting(
+        "READ_DATABASE_URL",
+        "",
+        str,
+        "SQLAlchemy URL of a streaming replica of the PostgreSQL database: reads and searches "
+        "go there, writes and reads after the client's own write stay on the primary "
+        "(docs/scaling.md#read-replicas); empty: everything on `DATABASE_URL`.",
+    ),
     Setting("POOL_SIZE", 8, int, "Database connections per process (PostgreSQL).", env_only=True),
     Setting(
         "POOL_RECYCLE",

@@ -53,8 +53,14 @@ class Hub:
         if setting(config, "AUTO_MIGRATE"):
             db.upgrade(self.engine)
         self.search_registry, self.indexer, search_engine = self._build_search()
+        read_url = setting(config, "READ_DATABASE_URL")
+        self.read_engine = db.make_engine(read_url, instance_path) if read_url else None
         self.repo = Repository(
-            self.engine, self.indexer, write_guard=guard.check_write, audit_hook=auditing.write_hook
+            self.engine,
+            self.indexer,
+            write_guard=guard.check_write,
+            audit_hook=auditing.write_hook,
+            read_engine=self.read_engine,
         )
         audit_trail.configure(
             self.engine, config, config.get("INSTANCE_PATH") or instance_path or "."
@@ -118,6 +124,8 @@ class Hub:
     def close(self) -> None:
         self.audit_writer.close()  # append the reads' queued events before the pool goes
         self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
 
 
 def _truthy(value: Any) -> bool:

@@ -66,3 +66,52 @@ def test_change_feed_is_ordered_across_transactions(hub):
     seqs = [c.seq for c in hub.repo.changes()]
     assert seqs == sorted(seqs) and len(seqs) == 5
     assert [c.res_id for c in hub.repo.changes(after_seq=seqs[2])] == ["p3", "p4"]
+
+
+def test_a_resource_changed_by_two_messages_of_a_group_keeps_both_versions(hub, monkeypatch):
+    """Group commit: the later message replaces the staged row; one flush writes both versions."""
+    repo = hub.repo
+    flushes = []
+
+    def write(writer):
+        real_flush = writer.flush
+
+        def counted():
+            flushes.append(len(writer.pending))
+            real_flush()
+
+        monkeypatch.setattr(writer, "flush", counted)
+        writer.begin_segment()
+        writer.create({"resourceType": "Patient", "name": [{"family": "甲"}]}, "seg-1")
+        writer.begin_segment()
+        writer.update({"resourceType": "Patient", "name": [{"family": "乙"}]}, "seg-1")
+        writer.begin_segment()
+        writer.delete("Patient", "seg-1")
+        writer.begin_segment()
+        writer.update({"resourceType": "Patient", "name": [{"family": "丙"}]}, "seg-1")
+
+    repo.write(write)
+    assert flushes == [1]  # the transaction's one flush, nothing in between
+    current = repo.read("Patient", "seg-1")
+    assert current.version == 4 and not current.deleted
+    assert "丙" in current.content
+    with hub.engine.connect() as conn:
+        h = s.resource_history.c
+        history = conn.execute(
+            select(h.version, h.deleted, h.content, h.resource_pk)
+            .where(h.res_type == "Patient", h.res_id == "seg-1")
+            .order_by(h.version)
+        ).all()
+        c = s.change.c
+        ops = conn.execute(select(c.op, c.version).where(c.res_id == "seg-1").order_by(c.seq)).all()
+        t = s.sp_string.c
+        families = (
+            conn.execute(select(t.exact).where(t.resource_pk == current.pk, t.param == "family"))
+            .scalars()
+            .all()
+        )
+    assert [(v, d) for v, d, _c, _pk in history] == [(1, False), (2, False), (3, True), (4, False)]
+    assert ["甲" in (history[0][2] or ""), "乙" in (history[1][2] or "")] == [True, True]
+    assert {pk for *_rest, pk in history} == {current.pk}
+    assert [tuple(r) for r in ops] == [("create", 1), ("update", 2), ("delete", 3), ("create", 4)]
+    assert families == ["丙"]  # the search index holds the current version only

@@ -38,12 +38,15 @@ from hub.operations import OperationCall
 from hub.security import audit_search
 from hub.security import guard
 from hub.security.principal import current
+from hub.storage import repository
 from hub.terminology.operations import terminology_capabilities
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
 # Operations whose POST body is a raw payload, not a FHIR resource.
 RAW_BODY_OPERATIONS = ("ingest",)
+# The LSN of a write, sent back by the client to read its own writes (docs/scaling.md).
+WRITE_LSN_HEADER = "X-Hub-Write-LSN"
 
 # Parameters that shape the response, not the search.
 FORMAT_PARAMS = ("_format", "_pretty")
@@ -164,6 +167,22 @@ def _no_control_characters():
                 f"The {name.replace('res_', '')} in the URL holds a control character", name
             )
     check_params([*request.args.items(multi=True), *_form_params()])
+
+
+@bp.before_request
+def _read_after_write():
+    """With a read replica: a client sends back the ``X-Hub-Write-LSN`` of its last write and
+    reads from the primary until the replica has replayed it (docs/scaling.md)."""
+    repository.written_lsn.set(None)
+    repository.wanted_lsn.set(request.headers.get(WRITE_LSN_HEADER) or None)
+
+
+@bp.after_request
+def _report_write_lsn(response):
+    lsn = repository.written_lsn.get()
+    if lsn:
+        response.headers[WRITE_LSN_HEADER] = lsn
+    return response
 
 
 @bp.before_request

@@ -224,9 +224,17 @@ class Pipeline:
     def process_pending(self, limit: int = 1000) -> int:
         """Claim and process pending items oldest first (the worker loop); returns how many."""
         lease = int(setting(self.hub.config, "INBOX_LEASE_SECONDS"))
-        ids = self.inbox.claim(limit, lease)
-        self.process_many(ids)
-        return len(ids)
+        # One group at a time: a large claim would keep other workers idle
+        # while its tail waits here (and might outlive its lease).
+        size = max(1, int(setting(self.hub.config, "INGEST_GROUP_SIZE")))
+        done = 0
+        while done < limit:
+            ids = self.inbox.claim(min(size, limit - done), lease)
+            if not ids:
+                break
+            self.process_many(ids)
+            done += len(ids)
+        return done
 
     def _oversize(self, body: bytes) -> dict | None:
         """The refusal (an outcome, 413) of a payload over ``INGEST_MAX_BYTES``, else None."""
@@ -257,8 +265,10 @@ class Pipeline:
         if not stale and not (item.status == "failed" and http_status(item.outcome) == 413):
             return False
         lease = int(setting(self.hub.config, "INBOX_LEASE_SECONDS"))
-        if not self.inbox.take_over(item.id, body, lease):
+        claimed = self.inbox.take_over(item.id, body, lease)
+        if claimed is None:
             return False
+        item.processed_at = claimed
         log.info("inbox item %s: taken over by a re-send (%s)", item.id, item.status)
         item.status = "processing"
         return True
@@ -315,6 +325,14 @@ class Pipeline:
         if prepared:
             try:
                 marks = self._store(site, state, prepared)
+            except _ClaimLost as lost:
+                # Another process owns these now (our lease expired): leave them to it.
+                log.warning("inbox items %s: claim taken over; left to its owner", sorted(lost.ids))
+                rest = [p[0] for p in prepared if p[0].id not in lost.ids]
+                for item in [p[0] for p in prepared if p[0].id in lost.ids]:
+                    marked[item.id] = dataclasses.replace(item, body=None, parsed=None)
+                for item in self._process_group(rest) if rest else []:
+                    marked[item.id] = item
             except _MessageFailed as failed:
                 k = failed.index
                 redo = [p[0] for p in prepared]
@@ -383,6 +401,15 @@ class Pipeline:
         group = len(prepared) > 1
 
         def attempt(writer):
+            # Items we claimed (a replay of failed items holds no claim).
+            claims = {
+                item.id: item.processed_at
+                for item, _mapped, _issues in prepared
+                if item.status == "processing"
+            }
+            lost = set(claims) - self.inbox.hold(writer.conn, claims)
+            if lost:
+                raise _ClaimLost(lost)
             marks = []
             evidence: set[str] = set()
             patients: set[str] = set()
@@ -701,3 +728,11 @@ class SiteState(MutableMapping):
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+class _ClaimLost(Exception):
+    """Items of a group whose claim another process took over (``ids``)."""
+
+    def __init__(self, ids: set[int]):
+        super().__init__(sorted(ids))
+        self.ids = ids

@@ -26,6 +26,7 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
@@ -206,7 +207,16 @@ class DeliveryStore:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()  # one dispatcher at a time
             after = conn.execute(query).scalar()
-            if after is None:
+            if after is None and conn.dialect.name == "postgresql":
+                # Two workers' first dispatch at once: the second waits for the first's row
+                # instead of failing on its key, then locks it like any later dispatch.
+                conn.execute(
+                    pg_insert(fc)
+                    .values(name=cursor, seq=0, updated_at=_now())
+                    .on_conflict_do_nothing(index_elements=[fc.c.name])
+                )
+                after = conn.execute(query).scalar()
+            elif after is None:
                 conn.execute(insert(fc).values(name=cursor, seq=0, updated_at=_now()))
                 after = 0
             changes = list(

@@ -97,6 +97,16 @@ def _item(row, with_body: bool = False) -> InboxItem:
     )
 
 
+def _same_instant(a: dt.datetime | None, b: dt.datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a.tzinfo is None:
+        a = a.replace(tzinfo=dt.UTC)
+    if b.tzinfo is None:
+        b = b.replace(tzinfo=dt.UTC)
+    return a == b
+
+
 def payload_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
@@ -319,8 +329,33 @@ class InboxStore:
                 )
         return ids
 
-    def take_over(self, item_id: int, body: bytes, lease_seconds: int) -> bool:
-        """Claim an item whose processing died, for a sender sending it again; True if ours.
+    def hold(self, conn, claims: dict[int, dt.datetime | None]) -> set[int]:
+        """Lock the claimed rows in the data's transaction; returns the ids still ours.
+
+        ``claims`` maps each item to the time of our claim (its ``processed_at``
+        when we took it). A row whose claim changed was taken over by another
+        process after our lease expired (or already finished by it): that
+        process owns it now and ours must not be written, or the message would
+        be stored twice. The row lock (PostgreSQL) keeps it ours until commit:
+        claims skip locked rows and take-overs wait for it.
+        """
+        if not claims:
+            return set()
+        c = s.inbox.c
+        query = select(c.id, c.status, c.processed_at).where(c.id.in_(list(claims)))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        ours = set()
+        for row in conn.execute(query):
+            claimed = claims[row.id]
+            if row.status == "processing" and _same_instant(row.processed_at, claimed):
+                ours.add(row.id)
+        return ours
+
+    def take_over(self, item_id: int, body: bytes, lease_seconds: int) -> dt.datetime | None:
+        """Claim an item whose processing died, for a sender sending it again.
+
+        Returns the time of the new claim when the item is ours, else None.
 
         That is an item ``processing`` under a claim older than the lease (the
         process that claimed it was killed), or one ``failed`` without its body
@@ -339,7 +374,7 @@ class InboxStore:
                 .where(c.id == item_id, or_(stale, bodiless))
                 .values(status="processing", processed_at=now, body=body)
             ).rowcount
-        return taken == 1
+        return now if taken == 1 else None
 
     # The columns of the operators' inbox screen and its exports.
     SCREEN_COLUMNS = (

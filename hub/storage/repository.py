@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -35,6 +37,12 @@ from sqlalchemy.engine import Engine
 
 from hub import outcomes
 from hub.storage import schema as s
+
+# Reads after the client's own write (docs/scaling.md#read-replicas): the API
+# sets ``wanted_lsn`` from the request and reports ``written_lsn`` after a write.
+wanted_lsn: ContextVar[str | None] = ContextVar("wanted_lsn", default=None)
+written_lsn: ContextVar[str | None] = ContextVar("written_lsn", default=None)
+_LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 
 # How often a write transaction is retried after losing a race (a unique key
 # taken by a concurrent writer, a serialization failure or a deadlock).
@@ -154,8 +162,11 @@ class Repository:
         clock: Callable[[], dt.datetime] = _now,
         write_guard: Callable[..., None] | None = None,
         audit_hook: Callable[[Connection, list[Stored], str | None], None] | None = None,
+        read_engine: Engine | None = None,
     ):
         self.engine = engine
+        # A streaming replica for reads (READ_DATABASE_URL), or None; see read_engine_now.
+        self.read_engine = read_engine
         self.indexer = indexer
         self.clock = clock
         # Given by the kernel (hub.security): ``write_guard(op, resource, existing, res_type)``
@@ -169,8 +180,24 @@ class Repository:
     @contextmanager
     def reading(self):
         """A read-only connection (a consistent snapshot on PostgreSQL at REPEATABLE READ)."""
-        with self.engine.connect() as conn:
+        with self.read_engine_now().connect() as conn:
             yield conn
+
+    def read_engine_now(self) -> Engine:
+        """Where this request's reads go: the replica, unless it has not yet replayed
+        the client's own last write (``wanted_lsn``), then the primary."""
+        if self.read_engine is None:
+            return self.engine
+        wanted = wanted_lsn.get()
+        if wanted is None:
+            return self.read_engine
+        if not _LSN.fullmatch(wanted):
+            return self.engine  # not an LSN we handed out: the primary is always current
+        with self.read_engine.connect() as conn:
+            caught_up = conn.execute(
+                text("SELECT pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn)"), {"lsn": wanted}
+            ).scalar()
+        return self.read_engine if caught_up else self.engine
 
     def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored | None:
         """The current version (possibly a deletion tombstone), or ``None``."""
@@ -180,7 +207,7 @@ class Repository:
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
-            with self.engine.connect() as c:
+            with self.read_engine_now().connect() as c:
                 row = c.execute(stmt).first()
         return _from_current(row) if row else None
 
@@ -282,6 +309,12 @@ class Repository:
                 writer.flush()
                 if self.audit_hook is not None and writer.written:
                     self.audit_hook(conn, writer.written, site)
+            if self.read_engine is not None and conn.dialect.name == "postgresql":
+                # Past the commit: a replica that replayed this far holds the write.
+                written_lsn.set(
+                    conn.execute(text("SELECT CAST(pg_current_wal_insert_lsn() AS text)")).scalar()
+                )
+                conn.rollback()
 
     def write(self, fn: Callable[[Writer], Any], site: str | None = None) -> Any:
         """Run ``fn(writer)`` in a write transaction, retrying lost races.
@@ -321,6 +354,7 @@ class _Pending:
     patient_id: str | None
     index_rows: dict[str, list[dict]]
     existing_pk: int | None  # None: a new row
+    order: int = 0  # staging order: history and change-feed rows follow it
 
 
 WRITE_FENCE = text("SELECT 1 FROM change WHERE false")
@@ -341,6 +375,10 @@ class Writer:
         self.now = repo.clock()
         self._known: dict[tuple[str, str], Stored | None] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # Versions staged by an earlier message of the group and replaced by a later
+        # one before any flush: they go to the history and change feed only.
+        self._superseded: list[_Pending] = []
+        self._order = 0
         self._lock = conn.dialect.name == "postgresql"
         self._guard = repo.write_guard
         self.written: list[Stored] = []  # every version flushed in this transaction
@@ -353,8 +391,10 @@ class Writer:
 
         Within a segment, as within any transaction, a resource is written at
         most once. A later segment may write a resource an earlier one staged
-        (the same Patient in two messages): the staged writes are flushed
-        first, so each message gets its own version, as when they commit apart.
+        (the same Patient in two messages): each message still gets its own
+        version, as when they commit apart. The earlier version is kept for
+        the history and the change feed, and only the later one is written to
+        the resource and index tables (no flush in the middle of the group).
         """
         self._segment = set()
 
@@ -370,7 +410,7 @@ class Writer:
                 if not strict:
                     return
                 raise outcomes.bad_request(f"{key[0]}/{key[1]} is written twice in one transaction")
-            self.flush()
+            self._superseded.append(self._pending.pop(key))
         if self._segment is not None:
             self._segment.add(key)
 
@@ -479,7 +519,9 @@ class Writer:
         self._claim_key(key, strict=False)  # a deletion replaces what this segment staged
         version = existing.version + 1
         stored = Stored(res_type, res_id, version, self.now, True, None, existing.pk, method)
-        self._pending[key] = _Pending("delete", method, stored, None, {}, existing.pk)
+        self._pending[key] = _Pending(
+            "delete", method, stored, None, {}, existing.pk, self._next_order()
+        )
         return stored
 
     def _stage(
@@ -521,9 +563,19 @@ class Writer:
             method,
         )
         self._pending[key] = _Pending(
-            op, method, stored, patient_id, rows, existing.pk if existing else None
+            op,
+            method,
+            stored,
+            patient_id,
+            rows,
+            existing.pk if existing else None,
+            self._next_order(),
         )
         return stored
+
+    def _next_order(self) -> int:
+        self._order += 1
+        return self._order
 
     # -- conditional-create guard -------------------------------------------
 
@@ -573,6 +625,7 @@ class Writer:
         conn = self.conn
         new = [p for p in pending if p.existing_pk is None]
         old = [p for p in pending if p.existing_pk is not None]
+        postgres = conn.dialect.name == "postgresql"
         if new:
             result = conn.execute(
                 insert(s.resource).returning(s.resource.c.pk, sort_by_parameter_order=True),
@@ -615,46 +668,53 @@ class Writer:
                 ],
             )
             old_pks = [p.existing_pk for p in old]
-            for table in s.INDEX_TABLES.values():
-                for chunk in _chunks(old_pks, 500):
-                    conn.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
+            if postgres:
+                # Every index table's old rows in one round trip.
+                deletes = ", ".join(
+                    f"d{n} AS (DELETE FROM {table.name} WHERE resource_pk = ANY(:pks))"
+                    for n, table in enumerate(s.INDEX_TABLES.values())
+                )
+                conn.execute(text(f"WITH {deletes} SELECT 1"), {"pks": old_pks})
+            else:
+                for table in s.INDEX_TABLES.values():
+                    for chunk in _chunks(old_pks, 500):
+                        conn.execute(delete(table).where(table.c.resource_pk.in_(chunk)))
             deleted_ids = [(p.stored.res_type, p.stored.res_id) for p in old if p.op == "delete"]
             if deleted_ids:
                 ck = s.conditional_key
                 for chunk in _chunks(deleted_ids, 400):
                     conn.execute(delete(ck).where(tuple_(ck.c.res_type, ck.c.res_id).in_(chunk)))
-        conn.execute(
-            insert(s.resource_history),
-            [
-                {
-                    "res_type": p.stored.res_type,
-                    "res_id": p.stored.res_id,
-                    "version": p.stored.version,
-                    "resource_pk": p.stored.pk,
-                    "last_updated": p.stored.last_updated,
-                    "method": p.method,
-                    "deleted": p.stored.deleted,
-                    "patient_id": p.patient_id,
-                    "content": p.stored.content,
-                }
-                for p in pending
-            ],
-        )
-        conn.execute(
-            insert(s.change),
-            [
-                {
-                    "at": p.stored.last_updated,
-                    "res_type": p.stored.res_type,
-                    "res_id": p.stored.res_id,
-                    "version": p.stored.version,
-                    "op": p.op,
-                    "patient_id": p.patient_id,
-                    "site": self.site,
-                }
-                for p in pending
-            ],
-        )
+        for p in self._superseded:
+            p.stored.pk = self._pending[(p.stored.res_type, p.stored.res_id)].stored.pk
+        versions = sorted([*self._superseded, *pending], key=lambda p: p.order)
+        history_rows = [
+            {
+                "res_type": p.stored.res_type,
+                "res_id": p.stored.res_id,
+                "version": p.stored.version,
+                "resource_pk": p.stored.pk,
+                "last_updated": p.stored.last_updated,
+                "method": p.method,
+                "deleted": p.stored.deleted,
+                "patient_id": p.patient_id,
+                "content": p.stored.content,
+            }
+            for p in versions
+        ]
+        change_rows = [
+            {
+                "at": p.stored.last_updated,
+                "res_type": p.stored.res_type,
+                "res_id": p.stored.res_id,
+                "version": p.stored.version,
+                "op": p.op,
+                "patient_id": p.patient_id,
+                "site": self.site,
+            }
+            for p in versions
+        ]
+        conn.execute(insert(s.resource_history), history_rows)
+        conn.execute(insert(s.change), change_rows)
         by_table: dict[str, list[dict]] = {}
         for p in pending:
             for table_name, rows in p.index_rows.items():
@@ -667,8 +727,9 @@ class Writer:
                 bulk_insert(conn, s.INDEX_TABLES[table_name], rows)
         for key, p in self._pending.items():
             self._known[key] = p.stored
-        self.written.extend(p.stored for p in pending)
+        self.written.extend(p.stored for p in versions)
         self._pending.clear()
+        self._superseded.clear()
 
 
 _HEAD_KEYS = frozenset(("resourceType", "id", "meta"))
@@ -708,9 +769,14 @@ def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     names = ", ".join(cols)
     if postgres:
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in data:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({names}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(statement) as copy:
+                for row in data:
+                    copy.write_row(row)
+        except raw.IntegrityError as err:
+            # As SQLAlchemy reports it, so that Repository.write retries a lost race.
+            raise sa_exc.IntegrityError(statement, None, err) from err
     else:
         marks = ", ".join("?" for _ in cols)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", data)

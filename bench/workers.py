@@ -1,0 +1,99 @@
+"""HL7 v2 throughput of several ``hub worker`` processes sharing one PostgreSQL inbox.
+
+    python bench/workers.py [--messages 600] [--workers 1 --workers 2 --workers 4] [--repeat 1]
+
+For each worker count: a fresh PostgreSQL schema, the generated messages of
+``bench/hl7_throughput.py`` stored as pending inbox items, then that many
+``hub worker --once`` processes started together (each claims a group at a
+time with ``FOR UPDATE SKIP LOCKED`` until the inbox is empty, then exits).
+Reported: messages/second from the first to the last item processed (the
+span of ``processed_at``, so process start-up is not counted) and over the
+whole wall time including start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hl7_throughput as h  # noqa: E402
+
+
+def run_once(messages: list[bytes], workers: int, group: int) -> dict:
+    from sqlalchemy import func
+    from sqlalchemy import select
+
+    from hub.storage import schema as s
+
+    with h.fresh_database("postgres") as (url, tmp):
+        hub = h.make_hub(url, tmp)
+        try:
+            site = hub.pipeline.site(h.SITE)
+            fmt = hub.pipeline.format_for(site, messages[0], None)
+            hub.pipeline.inbox.receive_many(
+                h.SITE,
+                [(b, hub.pipeline.source_key(fmt, b, site)) for b in messages],
+                fmt=fmt,
+                claim=False,
+            )
+            env = dict(
+                os.environ,
+                HUB_DATABASE_URL=url,
+                HUB_INSTANCE_PATH=tmp,
+                HUB_INGEST_GROUP_SIZE=str(group),
+                HUB_AUTO_MIGRATE="false",
+            )
+            t0 = time.perf_counter()
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "hub.cli", "worker", "--once"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                )
+                for _ in range(workers)
+            ]
+            for proc in procs:
+                proc.wait()
+            wall = time.perf_counter() - t0
+            with hub.engine.connect() as conn:
+                first, last = conn.execute(
+                    select(func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at))
+                ).one()
+            counts = hub.pipeline.inbox.counts()
+        finally:
+            hub.close()
+    span = (last - first).total_seconds()
+    return {
+        "msgs_per_s": round(len(messages) / span, 1) if span else None,
+        "msgs_per_s_with_startup": round(len(messages) / wall, 1),
+        "inbox": counts,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=600)
+    ap.add_argument("--workers", type=int, action="append")
+    ap.add_argument("--group", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    messages = h.make_messages(args.messages)
+    summary = {"command": " ".join(["python", *sys.argv]), "workers": {}}
+    for n in args.workers or [1, 2, 4]:
+        runs = [run_once(messages, n, args.group) for _ in range(args.repeat)]
+        rates = [r["msgs_per_s"] for r in runs]
+        summary["workers"][n] = {"msgs_per_s": statistics.median(rates), "runs": runs}
+        print(f"{n} worker(s): {summary['workers'][n]}", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
