@@ -26,7 +26,7 @@ HEADER = "X-Hub-Write-LSN"
 
 
 @pytest.fixture(scope="session")
-def replica_port() -> int:
+def replica_port():
     if shutil.which("pg_basebackup") is None and not os.environ.get("CI"):
         pytest.skip("pg_basebackup is not installed")
     run = subprocess.run(
@@ -36,7 +36,13 @@ def replica_port() -> int:
         timeout=900,
     )
     assert run.returncode == 0, run.stderr
-    return int(run.stdout.strip().splitlines()[-1])
+    yield int(run.stdout.strip().splitlines()[-1])
+    # Stopped with its slot dropped: a replica nobody runs must not hold the primary's WAL.
+    subprocess.run(
+        [str(ROOT / "tools" / "pg_replica.sh"), "stop", str(REPLICA_PORT)],
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
