@@ -880,7 +880,7 @@ def visit(
         [
             f"EVN|A04|{when:%Y%m%d%H%M%S}",
             _pid(p, mrn or p.mrn, with_id),
-            f"PV1|1|O|内科^^^XRMYY||||D001^王^医生|||内科||||||||||V{p.n:06d}{k}|||||||||||||||||||||||||{when:%Y%m%d%H%M%S}",
+            f"PV1|1|O|内科^^^XRMYY||||D001^王^医生|||内科|||||||||V{p.n:06d}{k}|||||||||||||||||||||||||{when:%Y%m%d%H%M%S}",
             f"DG1|1||{code}^{name}^ICD10CN||{day:%Y%m%d}|F",
         ],
     )
