@@ -10,41 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from hub.security.principal import Principal
-from hub.security.scopes import compile_scopes
+from hub.security.principal import from_record
+from hub.security.principal import to_record
 
 
 def dump(p: Principal | None) -> dict[str, Any] | None:
-    if p is None:
-        return None
-    return {
-        "subject": p.subject,
-        "kind": p.kind,
-        "scopes": p.scopes.text,
-        "grants": sorted(p.grants),
-        "site": p.site,
-        "purpose": p.purpose,
-        "patient": p.patient,
-        "roles": list(p.roles),
-        "jurisdiction": p.jurisdiction,
-        "client_id": p.client_id,
-    }
+    return to_record(p)
 
 
 def load(data: dict[str, Any] | None) -> Principal | None:
-    if not data:
-        return None
-    return Principal(
-        subject=data["subject"],
-        kind=data["kind"],
-        scopes=compile_scopes(data.get("scopes") or ""),
-        grants=frozenset(data.get("grants") or ()),
-        site=data.get("site"),
-        purpose=data.get("purpose") or "TREAT",
-        patient=data.get("patient"),
-        roles=tuple(data.get("roles") or ()),
-        jurisdiction=data.get("jurisdiction"),
-        client_id=data.get("client_id"),
-    )
+    return from_record(data)
 
 
 def owner(p: Principal | None) -> str:

@@ -187,3 +187,43 @@ def reset_current(tokens) -> None:
     t1, t2 = tokens
     _current.reset(t1)
     _request.reset(t2)
+
+
+def to_record(p: Principal | None) -> dict[str, Any] | None:
+    """A principal as stored beside work done later in its name (a bulk job, a Subscription).
+
+    A worker runs long after the request; :func:`from_record` rebuilds the principal so that
+    its scopes, label grants, jurisdiction and patient context filter what the work reads.
+    """
+    if p is None:
+        return None
+    return {
+        "subject": p.subject,
+        "kind": p.kind,
+        "scopes": p.scopes.text,
+        "grants": sorted(p.grants),
+        "site": p.site,
+        "purpose": p.purpose,
+        "patient": p.patient,
+        "roles": list(p.roles),
+        "jurisdiction": p.jurisdiction,
+        "client_id": p.client_id,
+    }
+
+
+def from_record(data: dict[str, Any] | None) -> Principal | None:
+    """The principal :func:`to_record` stored (None: the hub's own work, which sees everything)."""
+    if not data:
+        return None
+    return Principal(
+        subject=data["subject"],
+        kind=data["kind"],
+        scopes=compile_scopes(data.get("scopes") or ""),
+        grants=frozenset(data.get("grants") or ()),
+        site=data.get("site"),
+        purpose=data.get("purpose") or "TREAT",
+        patient=data.get("patient"),
+        roles=tuple(data.get("roles") or ()),
+        jurisdiction=data.get("jurisdiction"),
+        client_id=data.get("client_id"),
+    )

@@ -23,7 +23,8 @@ from hub import outcomes
 from hub.config import setting
 from hub.security.principal import Principal
 from hub.security.principal import current
-from hub.security.scopes import compile_scopes
+from hub.security.principal import from_record
+from hub.security.principal import to_record
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -178,39 +179,12 @@ def prepare(
 
 def owner_of_write() -> dict[str, Any] | None:
     """The writing principal as kept beside the Subscription (None: the hub's own write)."""
-    p = current()
-    if p is None:
-        return None
-    return {
-        "subject": p.subject,
-        "kind": p.kind,
-        "scopes": p.scopes.text,
-        "grants": sorted(p.grants),
-        "site": p.site,
-        "purpose": p.purpose,
-        "patient": p.patient,
-        "roles": list(p.roles),
-        "jurisdiction": p.jurisdiction,
-        "client_id": p.client_id,
-    }
+    return to_record(current())
 
 
 def owner_principal(owner: dict[str, Any] | None) -> Principal | None:
     """The principal whose view a notification is limited to (None: sees everything)."""
-    if not owner:
-        return None
-    return Principal(
-        subject=owner["subject"],
-        kind=owner["kind"],
-        scopes=compile_scopes(owner.get("scopes") or ""),
-        grants=frozenset(owner.get("grants") or ()),
-        site=owner.get("site"),
-        purpose=owner.get("purpose") or "TREAT",
-        patient=owner.get("patient"),
-        roles=tuple(owner.get("roles") or ()),
-        jurisdiction=owner.get("jurisdiction"),
-        client_id=owner.get("client_id"),
-    )
+    return from_record(owner)
 
 
 def websocket_url(config: dict) -> str | None:
