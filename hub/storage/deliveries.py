@@ -26,10 +26,10 @@ from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
+from hub.storage import feed
 from hub.storage import schema as s
 from hub.storage.listing import StatusListing
 
@@ -202,38 +202,8 @@ class DeliveryStore:
     def dispatching(self, cursor: str, batch: int) -> Iterator[Dispatch]:
         """The next ``batch`` changes after ``cursor``; the cursor moves past them on success."""
         with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-            fc = s.feed_cursor
-            query = select(fc.c.seq).where(fc.c.name == cursor)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # one dispatcher at a time
-            after = conn.execute(query).scalar()
-            if after is None and conn.dialect.name == "postgresql":
-                # Two workers' first dispatch at once: the second waits for the first's row
-                # instead of failing on its key, then locks it like any later dispatch.
-                conn.execute(
-                    pg_insert(fc)
-                    .values(name=cursor, seq=0, updated_at=_now())
-                    .on_conflict_do_nothing(index_elements=[fc.c.name])
-                )
-                after = conn.execute(query).scalar()
-            elif after is None:
-                conn.execute(insert(fc).values(name=cursor, seq=0, updated_at=_now()))
-                after = 0
-            changes = list(
-                conn.execute(
-                    select(s.change)
-                    .where(s.change.c.seq > after)
-                    .order_by(s.change.c.seq)
-                    .limit(batch)
-                )
-            )
-            yield Dispatch(conn, changes)
-            if changes:
-                conn.execute(
-                    update(fc)
-                    .where(fc.c.name == cursor)
-                    .values(seq=changes[-1].seq, updated_at=_now())
-                )
+            with feed.next_changes(conn, cursor, batch) as changes:
+                yield Dispatch(conn, changes)
 
     def waiting_sites(self) -> list[str]:
         """The sites with pending deliveries."""

@@ -32,6 +32,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
+from hub.storage import feed
 from hub.storage import schema as s
 
 n = s.subscription_notification
@@ -194,29 +195,8 @@ class SubscriptionStore:
     def matching(self, cursor: str, batch: int) -> Iterator[Matching]:
         """The next ``batch`` changes after ``cursor``; the cursor moves past them on success."""
         with self.engine.connect().execution_options(hub_write=True) as conn, conn.begin():
-            fc = s.feed_cursor
-            query = select(fc.c.seq).where(fc.c.name == cursor)
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # one matcher at a time
-            after = conn.execute(query).scalar()
-            if after is None:
-                conn.execute(insert(fc).values(name=cursor, seq=0, updated_at=_now()))
-                after = 0
-            changes = list(
-                conn.execute(
-                    select(s.change)
-                    .where(s.change.c.seq > after)
-                    .order_by(s.change.c.seq)
-                    .limit(batch)
-                )
-            )
-            yield Matching(conn, changes)
-            if changes:
-                conn.execute(
-                    update(fc)
-                    .where(fc.c.name == cursor)
-                    .values(seq=changes[-1].seq, updated_at=_now())
-                )
+            with feed.next_changes(conn, cursor, batch) as changes:
+                yield Matching(conn, changes)
 
     def waiting(self) -> list[str]:
         """The subscriptions with pending notifications."""
