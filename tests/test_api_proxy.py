@@ -42,6 +42,14 @@ def test_trusted_proxy_headers_make_every_url(client):
         assert url.startswith(PUBLIC), (kind, url)
 
 
+def test_smart_discovery_behind_the_proxy(client):
+    """The endpoints an app is sent to carry the proxy's scheme, host and path prefix."""
+    smart = client.get("/.well-known/smart-configuration", headers=FORWARDED).get_json()
+    root = PUBLIC.removesuffix("/fhir")
+    assert smart["token_endpoint"] == f"{root}/auth/token"
+    assert smart["authorization_endpoint"] == f"{root}/auth/authorize"
+
+
 def test_forwarded_port_and_address(client, hub):
     headers = {**FORWARDED, "X-Forwarded-Port": "8443"}
     created = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=headers)

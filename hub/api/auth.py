@@ -62,7 +62,7 @@ def _issuer_base() -> str:
     configured = get_hub().config.get("BASE_URL")
     if configured:
         return configured.rstrip("/").removesuffix("/fhir")
-    return request.host_url.rstrip("/")
+    return request.url_root.rstrip("/")  # with a trusted proxy's path prefix
 
 
 def token_url() -> str:
