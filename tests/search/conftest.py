@@ -10,13 +10,12 @@ Tests that write do so inside a transaction they roll back.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from search_helpers import SYNTHEA
 from search_helpers import insert
+from search_helpers import pg_schema_engine
 from search_helpers import synthea_resources
 from search_samples import SAMPLES
 
@@ -25,9 +24,6 @@ from hub.search.indexer import Indexer
 from hub.search.registry import SearchRegistry
 from hub.storage.schema import metadata
 
-PG_URL = os.environ.get(
-    "HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
@@ -57,19 +53,7 @@ def _populate(db, indexer):
 
 
 def _pg_engine():
-    try:
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure means "not reachable"
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but unreachable: {err}")
-        pytest.skip(f"PostgreSQL unreachable: {str(err).splitlines()[0]}")
-    schema = f"search_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    return admin, schema, sa.create_engine(url)
+    return pg_schema_engine("search")
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

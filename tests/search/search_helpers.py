@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
+import uuid
 
 import orjson
+import pytest
 import sqlalchemy as sa
 
 import hub
@@ -97,3 +100,26 @@ def synthea_resources(path: pathlib.Path) -> list[dict]:
         res["id"] = ids[e["fullUrl"]].split("/", 1)[1]
         out.append(res)
     return out
+
+
+PG_URL = os.environ.get(
+    "HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pg_schema_engine(prefix: str):
+    """(admin engine, schema, engine in a fresh schema) on the test PostgreSQL; skips when it
+    is unreachable outside CI, fails in CI."""
+    try:
+        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as err:  # noqa: BLE001 - any failure means "not reachable"
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but unreachable: {err}")
+        pytest.skip(f"PostgreSQL unreachable: {str(err).splitlines()[0]}")
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    return admin, schema, sa.create_engine(url)

@@ -11,7 +11,6 @@ read), and token and reference lookups answered from the index alone.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import re
 import uuid
@@ -19,6 +18,7 @@ import uuid
 import orjson
 import pytest
 import sqlalchemy as sa
+from search_helpers import pg_schema_engine
 
 from hub.storage import schema as S
 from hub.storage.repository import bulk_insert
@@ -75,22 +75,7 @@ def _population(rng: random.Random):
 
 
 def _pg_engine():
-    url = os.environ.get(
-        "HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    try:
-        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure means "not reachable"
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but unreachable: {err}")
-        pytest.skip(f"PostgreSQL unreachable: {str(err).splitlines()[0]}")
-    schema = f"plans_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return admin, schema, sa.create_engine(url)
+    return pg_schema_engine("plans")
 
 
 @pytest.fixture(scope="module")
