@@ -29,7 +29,6 @@ import sqlalchemy as sa
 
 from hub import outcomes
 from hub.bulk import files
-from hub.bulk import principals
 from hub.bulk.kickoff import compartment_types
 from hub.config import setting
 from hub.lifetime import everything as everything_mod
@@ -38,6 +37,7 @@ from hub.search.access import within_jurisdiction
 from hub.search.engine import SearchEntry
 from hub.security import guard
 from hub.security import labels
+from hub.security import principal as principal_record
 from hub.security.principal import Principal
 from hub.security.principal import acting_as
 from hub.storage import schema as S
@@ -63,7 +63,7 @@ def attempt_dir(hub: Hub, job: Job) -> Path:
 def run(hub: Hub, store: JobStore, job: Job) -> str:
     """Run a claimed job to its end; returns its final status (``done``, ``failed``, or
     ``lost`` when it stopped being this worker's)."""
-    principal = principals.load(job.principal)
+    principal = principal_record.from_record(job.principal)
     folder = attempt_dir(hub, job)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -23,6 +23,7 @@ from hub.fhir.service import Result
 from hub.search.data import compartments
 from hub.search.engine import SearchEngine
 from hub.security import guard
+from hub.security import principal as principal_record
 from hub.security.principal import current
 from hub.storage.jobs import JobStore
 from hub.storage.repository import format_instant
@@ -186,7 +187,7 @@ def export_kickoff(call: OperationCall, level: str) -> Result:
         job_id,
         "export",
         principals.owner(principal),
-        principals.dump(principal),
+        principal_record.to_record(principal),
         _request_url(call),
         params,
     )
@@ -256,7 +257,7 @@ def async_kickoff(hub: Hub, kind: str, request_url: str, base: str, spec: dict[s
         job_id,
         kind,
         principals.owner(principal),
-        principals.dump(principal),
+        principal_record.to_record(principal),
         request_url,
         {**spec, "base": base},
     )

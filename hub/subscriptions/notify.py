@@ -41,6 +41,7 @@ from hub.config import setting
 from hub.fhir.formats import resource_to_xml
 from hub.fhir.service import ID_RE
 from hub.security import guard
+from hub.security import principal as principal_record
 from hub.storage.accounts import ClientStore
 from hub.storage.subscriptions import NotificationQueue
 from hub.storage.subscriptions import SubscriptionStore
@@ -141,7 +142,7 @@ def _matching_ids(
     One search per 100 ids (``criteria&_id=a,b,...``) rather than one per change: the
     cost of a batch grows with the Subscriptions, not with Subscriptions times changes.
     """
-    owner = rules.owner_principal(sub.owner)
+    owner = principal_record.from_record(sub.owner)
     if owner is not None and not (owner.can(res_type, "r") and _still_there(hub, owner)):
         return set()
     found: set[str] = set()
@@ -207,7 +208,7 @@ def _deliver_one(
     sub = stored.resource() if stored is not None and not stored.deleted else None
     channel = (sub or {}).get("channel") or {}
     max_attempts = int(setting(hub.config, "SUBSCRIPTION_MAX_ATTEMPTS"))
-    owner = rules.owner_principal(SubscriptionStore(hub.engine).owner(sid)) if sub else None
+    owner = principal_record.from_record(SubscriptionStore(hub.engine).owner(sid)) if sub else None
     if owner is not None and not _still_there(hub, owner):
         sub = None  # its client was revoked: nothing more goes out on its behalf
     for row in pending.pending(limit):

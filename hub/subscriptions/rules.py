@@ -10,7 +10,7 @@ stored ``active``; ``off`` and ``error`` are stored as given and deliver nothing
 
 :func:`owner_of_write` is the writer's principal as the hub keeps it beside the
 Subscription; its scopes and label grants decide what the notifications may carry
-(:func:`owner_principal` rebuilds it in the worker).
+(:func:`hub.security.principal.from_record` rebuilds it in the worker).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from typing import Any
 
 from hub import outcomes
 from hub.config import setting
-from hub.security.principal import Principal
 from hub.security.principal import current
-from hub.security.principal import from_record
 from hub.security.principal import to_record
 
 if TYPE_CHECKING:
@@ -180,11 +178,6 @@ def prepare(
 def owner_of_write() -> dict[str, Any] | None:
     """The writing principal as kept beside the Subscription (None: the hub's own write)."""
     return to_record(current())
-
-
-def owner_principal(owner: dict[str, Any] | None) -> Principal | None:
-    """The principal whose view a notification is limited to (None: sees everything)."""
-    return from_record(owner)
 
 
 def websocket_url(config: dict) -> str | None:
