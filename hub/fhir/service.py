@@ -285,7 +285,7 @@ class FhirService:
             return binaries.decode(resource["data"], self.config, "Binary.data")
         return None
 
-    def check_security_context(self, res_id: str, resource: dict[str, Any]) -> None:
+    def check_security_context(self, res_id: str, resource: dict[str, Any], conn=None) -> None:
         """Read access to the Binary's ``securityContext`` (a local ``Type/id`` reference)."""
         from hub.security.principal import current
 
@@ -297,11 +297,25 @@ class FhirService:
         if not known_type(ctx_type) or not ID_RE.match(ctx_id):
             return
         try:
-            self.read(ctx_type, ctx_id)
+            self.read(ctx_type, ctx_id, conn)
         except outcomes.OperationOutcomeError as err:
             if err.status == 403:
                 raise
             raise outcomes.not_found(f"Binary/{res_id} is not known") from None
+
+    def _check_binary_overwrite(self, writer: Writer, res_type: str, res_id: str | None) -> None:
+        """Changing or deleting a Binary needs read access to its current ``securityContext``.
+
+        A caller who may not see the context may not see the Binary (404, as on read),
+        so neither may it overwrite or delete the content a hidden record points at.
+        """
+        if res_type != "Binary" or res_id is None:
+            return
+        current = writer.current(res_type, res_id)
+        if current is None or current.deleted:
+            return
+        writer.flush()  # a context staged earlier in the same unit must be found
+        self.check_security_context(res_id, current.resource(), writer.conn)
 
     # -- writes --------------------------------------------------------------
 
@@ -491,6 +505,7 @@ class FhirService:
             check_update_id(res_type, res_id, resource)
         warnings = self.check_resource(resource, res_type, site) if checked is None else checked
         current = writer.current(res_type, res_id)
+        self._check_binary_overwrite(writer, res_type, res_id)
         if site is not None and self._stale(resource, current):
             return Written(current, 200)  # a site's older data does not overwrite newer
         if condition is not None and match.res_id is None:
@@ -539,6 +554,7 @@ class FhirService:
             raise outcomes.not_found(f"{res_type}/{res_id} is not known")
         if current.deleted:
             raise outcomes.gone(f"{res_type}/{res_id} was deleted")
+        self._check_binary_overwrite(writer, res_type, res_id)
         patched = apply_patch(current.resource(), patch_body)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise outcomes.unprocessable(
@@ -571,6 +587,8 @@ class FhirService:
             ids = self.match_ids(
                 writer.conn, res_type, params, limit=int(setting(self.config, "MAX_COUNT"))
             )
+            for match_id in ids:
+                self._check_binary_overwrite(writer, res_type, match_id)
             deleted = [d for d in (writer.delete(res_type, i) for i in ids) if d]
             return Written(
                 deleted[0] if len(deleted) == 1 else None,
@@ -578,6 +596,7 @@ class FhirService:
                 text=f"{len(deleted)} {res_type} resource(s) deleted",
             )
         check_id(res_id)
+        self._check_binary_overwrite(writer, res_type, res_id)
         if if_match is not None:
             cur = writer.current(res_type, res_id)
             if cur is None or cur.deleted or cur.version != if_match:

@@ -219,3 +219,56 @@ def test_security_context_hides_the_binary_like_its_context(client, anon_client,
     # A context that is gone leaves the Binary as hidden as a missing resource.
     client.delete(f"/fhir/Patient/{patient}")
     assert anon_client.get(f"/fhir/Binary/{bid}", headers=granted).status_code == 404
+
+
+def test_security_context_guards_update_patch_and_delete(client, anon_client, auth_headers):
+    patient = client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "meta": {"security": [RESTRICTED]}, "gender": "male"},
+    ).get_json()["id"]
+    bid = _id(
+        client.post(
+            "/fhir/Binary",
+            data=PDF,
+            content_type="application/pdf",
+            headers={"X-Security-Context": f"Patient/{patient}"},
+        )
+    )
+    # Every scope but not the restricted label: the Binary is as absent as on read.
+    bare = auth_headers("system/*.cruds", labels=())
+    put = anon_client.put(
+        f"/fhir/Binary/{bid}", data=b"overwritten", content_type="text/plain", headers=bare
+    )
+    assert put.status_code == 404 and put.get_json()["issue"][0]["code"] == "not-found"
+    patch = anon_client.patch(
+        f"/fhir/Binary/{bid}",
+        json=[{"op": "replace", "path": "/contentType", "value": "text/plain"}],
+        headers={**bare, "Content-Type": "application/json-patch+json"},
+    )
+    assert patch.status_code == 404
+    assert anon_client.delete(f"/fhir/Binary/{bid}", headers=bare).status_code == 404
+    assert anon_client.delete("/fhir/Binary?_id=" + bid, headers=bare).status_code == 404
+    in_bundle = anon_client.post(
+        "/fhir",
+        json={
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "DELETE", "url": f"Binary/{bid}"}}],
+        },
+        headers=bare,
+    )
+    assert in_bundle.status_code == 404
+    # Nothing changed: the content and the version are the first upload's.
+    kept = client.get(f"/fhir/Binary/{bid}")
+    assert kept.data == PDF and kept.headers["ETag"] == 'W/"1"'
+    # A caller who may read the context may change and delete the Binary.
+    granted = auth_headers("system/*.cruds", labels=("R",))
+    changed = anon_client.put(
+        f"/fhir/Binary/{bid}",
+        data=CDA,
+        content_type="application/xml",
+        headers={**granted, "X-Security-Context": f"Patient/{patient}"},
+    )
+    assert changed.status_code == 200
+    assert anon_client.delete(f"/fhir/Binary/{bid}", headers=granted).status_code == 200
+    assert client.get(f"/fhir/Binary/{bid}").status_code == 410
