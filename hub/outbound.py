@@ -193,9 +193,26 @@ def _deliver_site(
 ) -> None:
     name = pending.site
     max_attempts = int(setting(hub.config, "OUTBOUND_MAX_ATTEMPTS"))
+    grants: frozenset[str] | None = None  # the site's grants now, read at the first need
     for row in pending.pending(limit):
         if row.next_attempt_at > now:
             return  # the oldest message is backing off: later ones wait (order matters)
+        changed = pending.changed(row.change_seq)
+        needed = labels.required_grants((changed[1] if changed else None) or {})
+        if needed:
+            # The grant was checked when the message was queued; a client revoked (or a
+            # grant taken away) since then must stop the disclosure, not only later ones.
+            if grants is None:
+                grants = site_grants(pending.conn).get(name, frozenset())
+            if not labels.granted(needed, grants):
+                reason = (
+                    f"withheld: the clients of site {name!r} no longer hold the grant(s) "
+                    f"{', '.join(sorted(needed))}; retry once it is given again"
+                )
+                log.warning("delivery %s to %s %s", row.id, name, reason)
+                pending.update(row.id, status="dead", last_error=reason)
+                counts["dead"] += 1
+                continue
         try:
             if site is None:
                 raise ValueError(f"site {name!r} has no outbound endpoint any more")
@@ -218,7 +235,7 @@ def _deliver_site(
             continue
         pending.update(
             row.id,
-            after=_disclosure(pending, row, name),
+            after=_disclosure(row, name, changed, needed),
             status="sent",
             sent_at=_now(),
             attempts=row.attempts + 1,
@@ -228,15 +245,11 @@ def _deliver_site(
         counts["sent"] += 1
 
 
-def _disclosure(pending: SiteQueue, row: Any, site: str):
+def _disclosure(row: Any, site: str, changed, needed: frozenset[str]):
     """The audit of a sent message whose change was labelled (``None`` if it was not)."""
-    changed = pending.changed(row.change_seq)
-    if changed is None:
+    if changed is None or not needed:
         return None
     reference, content = changed
-    needed = labels.required_grants(content or {})
-    if not needed:
-        return None
     entity = [reference]
     subject = _patient_reference(content or {})
     if subject:

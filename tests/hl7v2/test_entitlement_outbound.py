@@ -221,6 +221,42 @@ def test_no_grant_no_message_and_revocation_stops_them(green):
     assert queued(hub) == {}
 
 
+def test_a_queued_disclosure_is_withheld_once_the_grant_is_gone(green):
+    """Queued with the grant, the client revoked before sending: nothing goes out."""
+    app, hub = green
+    fhir = authed_client(app)
+    fhir.put("/fhir/Patient/p5", json=patient("p5", "370283196001151226", "钱", "立新"))
+    queued(hub)  # the Patient's own messages are not the point here
+    fhir.put("/fhir/Observation/ent-5", json=entitlement("ent-5", "p5"))
+    assert outbound.dispatch(hub) >= 1
+    d = s.delivery
+    with writing(hub.engine) as conn:
+        (row,) = conn.execute(select(d.c.id, d.c.status).where(d.c.site == "partner-hospital"))
+        assert row.status == "pending"
+        assert revoke_client(conn, "partner-his")
+    counts = outbound.deliver(hub)
+    assert counts["sent"] == 0 and counts["dead"] == 1
+    with writing(hub.engine) as conn:
+        kept = conn.execute(
+            select(d.c.status, d.c.attempts, d.c.last_error).where(d.c.id == row.id)
+        )
+        status, attempts, error = kept.one()
+        exports = conn.execute(
+            select(s.audit_event.c.seq).where(s.audit_event.c.interaction == "export")
+        ).all()
+    assert (status, attempts) == ("dead", 0)  # never put on the wire
+    assert error.startswith("withheld") and "veteran-status" in error
+    assert exports == []  # no disclosure happened, none is audited
+    # Given the grant again, the operator's retry sends it (here: the send is attempted).
+    with writing(hub.engine) as conn:
+        add_client(
+            conn, "partner-his-2", "system/Patient.rs", "partner-hospital", ["veteran-status"]
+        )
+    assert outbound.retry(hub, row.id)
+    counts = outbound.deliver(hub)
+    assert counts["dead"] == 0 and counts["sent"] + counts["retry"] == 1
+
+
 def test_site_code_table_and_no_segment(tmp_path):
     """A hospital's own PID-27 table (a code-map override) and no Z-segment unless asked."""
     from fhirhub_plugins.hl7v2.entitlement import entitlement_messages
