@@ -331,11 +331,22 @@ def start_websocket(hub: Hub) -> WebsocketEndpoint | None:
     if not port:
         return None
 
-    def can_bind(subscription_id: str) -> str | None:
+    def authenticate(authorization: str | None):
+        try:
+            return hub.security.authenticate(authorization, None)
+        except outcomes.OperationOutcomeError as err:
+            raise ValueError(str(err)) from None
+
+    def can_bind(subscription_id: str, who) -> str | None:
         if not ID_RE.match(subscription_id):
             return "not a Subscription id"
-        stored = hub.repo.read("Subscription", subscription_id)
-        sub = stored.resource() if stored is not None and not stored.deleted else None
+        try:
+            # Read as the connecting principal: its scopes, labels and jurisdiction decide,
+            # and a Subscription it may not read is as unknown as a missing one.
+            with principal_record.acting_as(who, {"interaction": "read"}):
+                sub = hub.service.read("Subscription", subscription_id).stored.resource()
+        except outcomes.OperationOutcomeError:
+            sub = None
         if sub is None:
             return f"Subscription/{subscription_id} is not known"
         if (sub.get("channel") or {}).get("type") != "websocket":
@@ -344,7 +355,7 @@ def start_websocket(hub: Hub) -> WebsocketEndpoint | None:
             return f"Subscription/{subscription_id} is {sub.get('status')}"
         return None
 
-    endpoint = WebsocketEndpoint(can_bind)
+    endpoint = WebsocketEndpoint(can_bind, authenticate)
     host = str(setting(hub.config, "SUBSCRIPTION_WEBSOCKET_HOST"))
     try:
         endpoint.start(host, port)

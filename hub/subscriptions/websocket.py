@@ -1,9 +1,11 @@
 """The R4 websocket binding, served by ``hub worker`` (``SUBSCRIPTION_WEBSOCKET_PORT``).
 
-A client connects, sends ``bind <subscription-id>`` for a Subscription whose channel
-is ``websocket``, receives ``bound <id>``, then ``ping <id>`` for every notification
-(and reads the changes itself, with its own token). A bind the hub refuses answers
-``error <reason>``.
+A client connects with its bearer token in the handshake's ``Authorization`` header,
+sends ``bind <subscription-id>`` for a Subscription whose channel is ``websocket`` and
+that its token may read, receives ``bound <id>``, then ``ping <id>`` for every
+notification (and reads the changes itself, with its own token). A bind the hub
+refuses answers ``error <reason>``; a connection without a valid token is closed at
+once (1008, policy violation), so even the pings' timing is kept from strangers.
 
 Why in the worker and not in the web app: the worker makes the notifications, so it
 pings its bound connections as it delivers, with no polling and no shared state between
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server
@@ -31,11 +34,18 @@ MAX_MESSAGE = 1024  # a bind is short
 class WebsocketEndpoint:
     """The bound connections, by Subscription id, and the server thread that accepts them.
 
-    ``can_bind(id)`` returns None when Subscription ``id`` may be bound, else the reason.
+    ``authenticate(authorization)`` returns who holds the handshake's ``Authorization``
+    header, or raises ``ValueError`` with the reason it is refused; ``can_bind(id, who)``
+    returns None when ``who`` may bind Subscription ``id``, else the reason.
     """
 
-    def __init__(self, can_bind: Callable[[str], str | None]):
+    def __init__(
+        self,
+        can_bind: Callable[[str, Any], str | None],
+        authenticate: Callable[[str | None], Any],
+    ):
         self.can_bind = can_bind
+        self.authenticate = authenticate
         self.lock = threading.Lock()
         self.bound: dict[str, set[ServerConnection]] = {}
         self.server: Server | None = None
@@ -71,6 +81,11 @@ class WebsocketEndpoint:
     def _handle(self, conn: ServerConnection) -> None:
         mine: set[str] = set()
         try:
+            who = self.authenticate(conn.request.headers.get("Authorization"))
+        except ValueError as err:
+            conn.close(1008, f"unauthorized: {err}"[:120])
+            return
+        try:
             for message in conn:
                 if not isinstance(message, str):
                     conn.send("error send text: bind <subscription-id>")
@@ -83,7 +98,7 @@ class WebsocketEndpoint:
                 if len(mine) >= MAX_BINDINGS:
                     conn.send(f"error at most {MAX_BINDINGS} bindings per connection")
                     continue
-                refused = self.can_bind(sid)
+                refused = self.can_bind(sid, who)
                 if refused:
                     conn.send(f"error {refused}")
                     continue

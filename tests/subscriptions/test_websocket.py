@@ -5,9 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from hub.subscriptions import notify
+from tests.fixtures import mint_token
 from tests.subscriptions.conftest import drain
 from tests.subscriptions.conftest import observation
 
@@ -31,6 +33,10 @@ def endpoint(hub):
     ws.stop()
 
 
+def _bearer(app, scopes: str = "system/*.cruds") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(app, scopes)}"}
+
+
 def _websocket_subscription(fhir):
     sub = fhir.resource(
         "Subscription",
@@ -43,11 +49,11 @@ def _websocket_subscription(fhir):
     return sub
 
 
-def test_bind_then_a_ping_per_notification(fhir, hub, endpoint, app_config):
+def test_bind_then_a_ping_per_notification(fhir, app, hub, endpoint, app_config):
     sub = _websocket_subscription(fhir)
     assert sub["status"] == "active"
     url = f"ws://127.0.0.1:{app_config['SUBSCRIPTION_WEBSOCKET_PORT']}/"
-    with connect(url) as ws:
+    with connect(url, additional_headers=_bearer(app)) as ws:
         ws.send(f"bind {sub.id}")
         assert ws.recv(timeout=10) == f"bound {sub.id}"
         fhir.resource("Observation", **observation()).save()
@@ -60,7 +66,7 @@ def test_bind_then_a_ping_per_notification(fhir, hub, endpoint, app_config):
             ws.recv(timeout=0.2)  # the non-matching one sent nothing
 
 
-def test_binds_the_hub_refuses(fhir, hub, endpoint, app_config, receiver):
+def test_binds_the_hub_refuses(fhir, app, hub, endpoint, app_config, receiver):
     url = f"ws://127.0.0.1:{app_config['SUBSCRIPTION_WEBSOCKET_PORT']}/"
     rest = fhir.resource(
         "Subscription",
@@ -73,7 +79,7 @@ def test_binds_the_hub_refuses(fhir, hub, endpoint, app_config, receiver):
     off = _websocket_subscription(fhir)
     off["status"] = "off"
     off.save()
-    with connect(url) as ws:
+    with connect(url, additional_headers=_bearer(app)) as ws:
         for message, answer in [
             ("bind no-such-id", "error Subscription/no-such-id is not known"),
             (f"bind {rest.id}", f"error Subscription/{rest.id} has no websocket channel"),
@@ -83,6 +89,25 @@ def test_binds_the_hub_refuses(fhir, hub, endpoint, app_config, receiver):
         ]:
             ws.send(message)
             assert ws.recv(timeout=10) == answer
+
+
+def test_binding_needs_a_token_that_may_read_the_subscription(fhir, app, hub, endpoint, app_config):
+    sub = _websocket_subscription(fhir)
+    url = f"ws://127.0.0.1:{app_config['SUBSCRIPTION_WEBSOCKET_PORT']}/"
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        with connect(url, additional_headers=headers) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.send(f"bind {sub.id}")
+                ws.recv(timeout=10)
+            assert closed.value.rcvd.code == 1008
+    # A valid token without read access to Subscriptions learns nothing of this one.
+    with connect(url, additional_headers=_bearer(app, "system/Observation.rs")) as ws:
+        ws.send(f"bind {sub.id}")
+        assert ws.recv(timeout=10) == f"error Subscription/{sub.id} is not known"
+        fhir.resource("Observation", **observation()).save()
+        assert drain(hub)["sent"] == 1
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.2)  # no ping reached the refused connection
 
 
 def test_the_capability_statement_names_the_websocket_endpoint(client, app_config):
