@@ -62,30 +62,9 @@ def summarise(out_dir: Path, backends: list[str]) -> str:
                 next((t for t in run.get("table", []) if t["query"] == query), {})
                 for run in runs[b]
             ]
-            row.append(
-                _cell(
-                    _median(t.get("p50_ms_1") for t in rows),
-                    r["p50_ms_1"],
-                    lower_is_better=True,
-                    unit="ms",
-                )
-            )
-            row.append(
-                _cell(
-                    _median(t.get("p50_ms_8") for t in rows),
-                    r["p50_ms_8"],
-                    lower_is_better=True,
-                    unit="ms",
-                )
-            )
-            row.append(
-                _cell(
-                    _median(t.get("rps_8") for t in rows),
-                    r["rps_8"],
-                    lower_is_better=False,
-                    unit="",
-                )
-            )
+            for key, unit in (("p50_ms_1", "ms"), ("p50_ms_8", "ms"), ("rps_8", "")):
+                hub = _median(t.get(key) for t in rows)
+                row.append(_cell(hub, r[key], lower_is_better=unit == "ms", unit=unit))
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     lines.append("| Whole run | Medplum | " + " | ".join(backends) + " |")
