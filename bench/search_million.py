@@ -1,15 +1,19 @@
 """Search at a million resources on PostgreSQL, with every query's plan checked for index use.
 
-    python bench/search_million.py [--copies 46] [--db URL] [--keep]
+    python bench/search_million.py [--copies 46] [--schema NAME] [--db URL] [--skip-load]
 
 Fills a fresh PostgreSQL schema (``bench_million`` in the local ``test``
-database by default) with the 100 Synthea patients replicated ``--copies``
-times under new ids (46 copies: 1,009,884 resources), indexed by the hub's
-own indexer and written with ``COPY`` (loading goes straight to the tables:
-this benchmark measures search, ``bench/ingest.py`` measures the write path).
-Then it times the issue's search mix through ``SearchEngine`` (p50/p95 over
-``--repeat`` runs, parameters drawn from the data) and prints each query's
-plan, failing when a plan scans a large table sequentially.
+database by default; several GB, drop it afterwards) with the 100 Synthea
+patients replicated ``--copies`` times under new ids (46 copies: 1,009,884
+resources). The first copy is indexed by the hub's own indexer and written with
+``COPY``; the others are its resource and index rows replicated in SQL with
+shifted keys and ids, and the indexes are built once at the end (loading goes
+straight to the tables: this benchmark measures search, ``bench/ingest.py``
+measures the write path). Then it times the issue's search mix through
+``SearchEngine`` on the hub's own database engine (p50/p95 over ``--repeat``
+runs, parameters drawn from the data) and prints each query's plan, failing
+when a plan scans a large table sequentially. With another tree's ``hub`` on
+``PYTHONPATH`` and ``--skip-load`` it times that tree's engine on the same data.
 
 Results go to stdout as JSON (``--out`` also writes them).
 """
