@@ -1037,9 +1037,9 @@ class _Query:
             self.access.require_search(other, key)
         inner = S.resource.alias()
         cond = self.clause(other, inner, rest, value)
-        ref = S.sp_reference.alias()
         if _statistics_fresh(self.conn):
             return self._has_exists(res_type, r, other, ref_param, inner, cond)
+        ref = S.sp_reference.alias()
         pks = sa.select(inner.c.pk).where(
             inner.c.res_type == other, _not_deleted(inner), cond, visible(inner, self.access)
         )
