@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
@@ -23,6 +24,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import visitors
 
 from hub import outcomes
 from hub.outcomes import OperationOutcomeError
@@ -1035,6 +1037,8 @@ class _Query:
             self.access.require_search(other, key)
         inner = S.resource.alias()
         cond = self.clause(other, inner, rest, value)
+        if _statistics_fresh(self.conn):
+            return self._has_exists(res_type, r, other, ref_param, inner, cond)
         ref = S.sp_reference.alias()
         pks = sa.select(inner.c.pk).where(
             inner.c.res_type == other, _not_deleted(inner), cond, visible(inner, self.access)
@@ -1046,6 +1050,43 @@ class _Query:
             self._member(ref.c.resource_pk, pks),
         )
         return self._member(r.c.res_id, ids)
+
+    def _has_exists(self, res_type, r, other, ref_param, inner, cond):
+        """``_has`` as ``EXISTS`` over the reference index rows that point at ``r``.
+
+        The planner then chooses: walk ``r`` in page order and probe each row's
+        references (a common code: the page is found after a few rows), or start from
+        the few index rows of a rare code. Only with statistics (``_statistics_fresh``):
+        without them it estimates every step at one row and probes the wrong index for
+        every reference.
+        """
+        ref = S.sp_reference.alias()
+        links = [
+            ref.c.target_type == res_type,
+            ref.c.target_id == r.c.res_id,
+            ref.c.res_type == other,
+            ref.c.param == ref_param,
+        ]
+        access = self.access
+        if _uses_only_pk(cond, inner) and not (access is not None and access.filters_rows):
+            # The condition is ``pk IN (index rows)``: test the reference row's own
+            # resource_pk. Index rows exist only for current, undeleted resources (a
+            # write replaces them, a delete removes them), so the referring resource's
+            # row need not be read.
+            cond = visitors.replacement_traverse(
+                cond, {}, lambda el: ref.c.resource_pk if el is inner.c.pk else None
+            )
+            return sa.exists(sa.select(ref.c.resource_pk).where(*links, cond))
+        return sa.exists(
+            sa.select(ref.c.resource_pk).where(
+                *links,
+                inner.c.pk == ref.c.resource_pk,
+                inner.c.res_type == other,
+                _not_deleted(inner),
+                cond,
+                visible(inner, access),
+            )
+        )
 
     def _member(self, col, sub):
         """``col IN (sub)`` for the links of chains and ``_has``.
@@ -1063,6 +1104,48 @@ class _Query:
         # The cast makes ``ANY(...)`` take one array value, not the rows of a subquery.
         element = sa.BigInteger() if column.name in ("pk", "resource_pk") else sa.String()
         return col == sa.func.any(sa.cast(agg, postgresql.ARRAY(element)))
+
+
+# Seconds a pooled connection trusts its answer of _statistics_fresh.
+_STATISTICS_CHECK_INTERVAL = 60.0
+# The tables a chain or _has reads; their statistics decide its SQL form.
+_PLANNED_TABLES = ("resource", *S.INDEX_TABLES)
+
+
+def _statistics_fresh(conn) -> bool:
+    """Whether PostgreSQL has planner statistics for the resource and index tables.
+
+    Fresh: every table analysed (or vacuumed) at least once and changed by fewer rows
+    since than it held then (or 1,000). Without them the planner takes each step to
+    return one row, and joins turn into loops over whole indexes (a ``_has`` over
+    20,000 Observations: minutes), so ``_has`` then keeps its run-once InitPlan form.
+    Autovacuum (or ``hub db analyze`` where it is off) keeps statistics fresh. The
+    answer is kept on the pooled connection for ``_STATISTICS_CHECK_INTERVAL`` seconds.
+    """
+    if conn.dialect.name != "postgresql":
+        return False
+    info = conn.connection.info
+    now = time.monotonic()
+    cached = info.get("hub_statistics_fresh")
+    if cached is not None and now - cached[0] < _STATISTICS_CHECK_INTERVAL:
+        return cached[1]
+    names = ", ".join(f"to_regclass('{name}')" for name in _PLANNED_TABLES)
+    fresh = conn.exec_driver_sql(
+        "SELECT coalesce(bool_and(c.reltuples >= 0 AND"
+        " pg_stat_get_mod_since_analyze(c.oid) <= greatest(c.reltuples, 1000)), false)"
+        f" FROM pg_class c WHERE c.oid IN ({names})"
+    ).scalar()
+    info["hub_statistics_fresh"] = (now, bool(fresh))
+    return bool(fresh)
+
+
+def _uses_only_pk(cond, alias) -> bool:
+    """Whether ``cond`` reads no column of the resource ``alias`` but its pk."""
+    return all(
+        el is alias.c.pk
+        for el in visitors.iterate(cond)
+        if isinstance(el, sa.Column) and el.table is alias
+    )
 
 
 def _with_content(page, sort_keys, backwards: bool):

@@ -18,6 +18,7 @@ import uuid
 import orjson
 import pytest
 import sqlalchemy as sa
+from search_helpers import PG_URL
 from search_helpers import pg_schema_engine
 
 from hub.storage import schema as S
@@ -28,11 +29,12 @@ pytestmark = pytest.mark.postgres
 PATIENTS = 300
 LOINC = [f"{1000 + i}-{i % 10}" for i in range(20)]
 SNOMED = [str(400000 + i) for i in range(15)]
+RARE = "9999-9"
 BIG = ("resource", "sp_token", "sp_string", "sp_date", "sp_reference", "compartment")
 
 
-def _population(rng: random.Random):
-    for p in range(PATIENTS):
+def _population(rng: random.Random, patients: int = PATIENTS):
+    for p in range(patients):
         pid = str(uuid.UUID(int=rng.getrandbits(128)))
         yield {
             "resourceType": "Patient",
@@ -61,6 +63,15 @@ def _population(rng: random.Random):
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": SNOMED[c]}]},
                 "subject": subject,
             }
+        if p % 100 == 0:
+            # A code only three patients have: _has must start from its few index rows.
+            yield {
+                "resourceType": "Observation",
+                "id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": RARE}]},
+                "subject": subject,
+            }
         for o in range(60):
             yield {
                 "resourceType": "Observation",
@@ -78,14 +89,12 @@ def _pg_engine():
     return pg_schema_engine("plans")
 
 
-@pytest.fixture(scope="module")
-def big(indexer):
-    """A PostgreSQL schema holding the generated population, analysed."""
-    admin, schema, eng = _pg_engine()
+def _write(eng, indexer, population) -> int:
+    """Store ``population`` with its index rows (no ANALYZE); returns the resources' count."""
     S.metadata.create_all(eng)
     now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     resources, by_table = [], {}
-    for pk, res in enumerate(_population(random.Random(7)), 1):
+    for pk, res in enumerate(population, 1):
         result = indexer.index(res)
         resources.append(
             {
@@ -107,12 +116,27 @@ def big(indexer):
         bulk_insert(conn, S.resource, resources)
         for table, rows in by_table.items():
             bulk_insert(conn, S.INDEX_TABLES[table], rows)
+    return len(resources)
+
+
+def _analyze(eng) -> None:
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("ANALYZE"))
+    # Pooled connections keep their view of the statistics for a while: start afresh.
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def big(indexer):
+    """A PostgreSQL schema holding the generated population, analysed."""
+    admin, schema, eng = _pg_engine()
+    count = _write(eng, indexer, _population(random.Random(7)))
+    _analyze(eng)
+    with eng.connect() as conn:
         sample = conn.execute(
             sa.text("SELECT res_id FROM resource WHERE res_type = 'Patient' ORDER BY pk LIMIT 1")
         ).scalar()
-    yield eng, sample, len(resources)
+    yield eng, sample, count
     eng.dispose()
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
@@ -168,3 +192,116 @@ def test_token_and_reference_lookups_are_answered_from_the_index(big, engine):
     text = "\n".join(plan)
     # resource_pk closes the token and reference indexes: the pks come from the index alone.
     assert re.search(r"Index Only Scan using \S+ on sp_(token|reference) ", text), text
+
+
+def _has_query(code: str, count: int = 20) -> str:
+    return f"_has:Observation:patient:code=http://loinc.org|{code}&_count={count}"
+
+
+def _expected_has(conn, code: str) -> set[str]:
+    """The Patients some Observation with ``code`` refers to, read from the JSON alone."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT DISTINCT split_part(content->'subject'->>'reference', '/', 2) FROM resource"
+            " WHERE res_type = 'Observation' AND content->'code'->'coding'->0->>'code' = :c"
+        ),
+        {"c": code},
+    )
+    return {r[0] for r in rows}
+
+
+def _match_ids(engine, conn, query: str) -> set[str]:
+    params = [tuple(p.split("=", 1)) for p in query.split("&")]
+    result = engine.search(conn, "Patient", params)
+    return {e.res_id for e in result.entries if e.mode == "match"}
+
+
+@pytest.mark.parametrize("code", [LOINC[3], RARE])
+def test_has_is_a_semi_join_over_the_reference_rows(big, engine, code):
+    """On analysed tables ``_has`` is an EXISTS over the reference index rows, which the
+    planner may start from either side (a rare code: from its few index rows), instead of
+    every matching Observation's pk read into an array first."""
+    eng, _, _ = big
+    with eng.connect() as conn:
+        plan, matches = _plan(engine, conn, "Patient", _has_query(code))
+        found = _match_ids(engine, conn, _has_query(code, 1000))
+        expected = _expected_has(conn, code)
+    text = "\n".join(plan)
+    assert found == expected and matches == min(20, len(expected)), text
+    assert "InitPlan" not in text, text
+    for line in plan:
+        for table in BIG:
+            assert f"Seq Scan on {table} " not in line + " ", text
+    # A semi-join the planner orders by its estimates (over a million resources: the
+    # Patients in page order, each probed, for a common code; bench/search_million.py).
+    assert "Semi Join" in text or code == RARE, text
+
+
+def test_has_keeps_its_run_once_form_until_the_tables_have_statistics(indexer, engine):
+    """Never analysed, PostgreSQL takes every step to return one row and a join form of
+    ``_has`` probes the wrong index for every reference (minutes over 20,000 references):
+    ``_has`` stays a run-once InitPlan until the tables have statistics, then becomes the
+    semi-join, with the same answer."""
+    from hub.search.engine import _statistics_fresh
+
+    admin, schema, eng = _pg_engine()
+    try:
+        _write(eng, indexer, _population(random.Random(3), patients=120))
+        query = _has_query(RARE, 1000)
+        with eng.connect() as conn:
+            assert not _statistics_fresh(conn)
+            plan, _ = _plan(engine, conn, "Patient", query)
+            before = _match_ids(engine, conn, query)
+            expected = _expected_has(conn, RARE)
+        assert "InitPlan" in "\n".join(plan)
+        _analyze(eng)
+        with eng.connect() as conn:
+            assert _statistics_fresh(conn)
+            plan, _ = _plan(engine, conn, "Patient", query)
+            after = _match_ids(engine, conn, query)
+        assert "InitPlan" not in "\n".join(plan)
+        assert before == after == expected and len(expected) == 2
+    finally:
+        eng.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
+@pytest.mark.parametrize("fresh", [True, False], ids=["semi-join", "run-once"])
+def test_both_forms_of_has_give_the_same_answers(conn, engine, monkeypatch, fresh):
+    """The sample data's ``_has`` searches, in the semi-join form and the run-once form; a
+    deleted Observation no longer counts (its index rows go with it)."""
+    from search_helpers import delete
+
+    from hub.search import engine as search_engine
+
+    monkeypatch.setattr(search_engine, "_statistics_fresh", lambda conn: fresh)
+
+    def found(query: str) -> set[str]:
+        params = [tuple(p.split("=", 1)) for p in f"{query}&_count=1000".split("&")]
+        result = engine.search(conn, "Patient", params)
+        return {e.res_id for e in result.entries if e.mode == "match" and len(e.res_id) < 20}
+
+    assert found("_has:Observation:subject:code=8310-5") == {"zs"}
+    assert found("_has:Observation:subject:status=preliminary") == {"wxm"}
+    nested = "_has:Observation:patient:_has:Provenance:target:agent=Organization/org-cn"
+    assert found(nested) == {"zs"}
+    assert found("_has:Observation:subject:_id=obs-temp") == {"zs"}
+    delete(conn, "Observation", "obs-temp")
+    assert found("_has:Observation:subject:_id=obs-temp") == set()
+    assert found("_has:Observation:subject:code=8310-5") == set()
+
+
+def test_hub_connections_plan_each_statement_with_its_values():
+    """A prepared search must not fall back to a generic plan made without its values (a
+    common code and a rare one need opposite plans)."""
+    from hub.storage.db import make_engine
+
+    eng = make_engine(PG_URL)
+    try:
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        eng.dispose()
