@@ -198,6 +198,14 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a process trusts its cached copy of the signing keys (seconds).",
     ),
     Setting(
+        "TOKEN_CACHE_SIZE",
+        1024,
+        int,
+        "Access tokens whose signature each process remembers having verified, so a client's"
+        " next requests skip the check; expiry, key retirement and the client's status are"
+        " still checked on every request. 0 turns the cache off.",
+    ),
+    Setting(
         "CLIENT_STATUS_SECONDS",
         30,
         float,
