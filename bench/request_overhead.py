@@ -72,7 +72,8 @@ def main() -> None:
         wall = (time.perf_counter() - t0) * 1000 / args.reads
         cpu = (cpu_seconds() - c0) * 1000 / args.reads
         print(f"repeat {rep + 1}: {wall:.3f} ms wall, {cpu:.3f} ms CPU per read", flush=True)
-    print("load average: %.2f %.2f %.2f" % os.getloadavg(), file=sys.stderr)
+    one, five, fifteen = os.getloadavg()
+    print(f"load average: {one:.2f} {five:.2f} {fifteen:.2f}", file=sys.stderr)
 
 
 if __name__ == "__main__":
