@@ -87,6 +87,8 @@ def hub_server(backend: str, workers: int = 2, threads: int = 4, extra_env: dict
     ENV = env
     # Benchmarks send far more requests per client than a site does.
     env.setdefault("HUB_RATE_LIMIT_PER_SECOND", "0")
+    # As `hub serve --gunicorn` sets it: threaded workers keep fewer malloc arenas.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     port = free_port()
     proc = subprocess.Popen(
         [

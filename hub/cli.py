@@ -90,6 +90,10 @@ def serve(host, port, use_gunicorn, workers, threads, debug):
             "gthread",
             "hub.wsgi:app",
         ]
+        # glibc gives each thread that allocates its own malloc arena (up to 8 per core),
+        # and a threaded worker's freed memory then stays spread over them; two arenas
+        # keep a threaded worker's resident memory closer to what it actually uses.
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         os.execvp(argv[0], argv)
     app = _app()
     click.echo(f"fhirhub {hub_pkg.__version__} serving http://{host}:{port}/fhir", err=True)

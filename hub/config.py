@@ -60,6 +60,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("POOL_SIZE", 8, int, "Database connections per process (PostgreSQL).", env_only=True),
     Setting(
+        "SQLITE_CACHE_MIB",
+        16,
+        int,
+        "Page cache of each SQLite connection (MiB); emptied whenever another connection"
+        " has written, so a large one buys little.",
+        env_only=True,
+    ),
+    Setting(
+        "SQLITE_MMAP_MIB",
+        64,
+        int,
+        "How much of the SQLite file each process reads through a memory map (MiB); mapped"
+        " pages count in the web worker's resident memory. 0: plain reads.",
+        env_only=True,
+    ),
+    Setting(
         "POOL_RECYCLE",
         1800,
         int,
@@ -196,6 +212,14 @@ SETTINGS: tuple[Setting, ...] = (
         60,
         float,
         "How long a process trusts its cached copy of the signing keys (seconds).",
+    ),
+    Setting(
+        "TOKEN_CACHE_SIZE",
+        1024,
+        int,
+        "Access tokens whose signature each process remembers having verified, so a client's"
+        " next requests skip the check; expiry, key retirement and the client's status are"
+        " still checked on every request. 0 turns the cache off.",
     ),
     Setting(
         "CLIENT_STATUS_SECONDS",

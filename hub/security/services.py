@@ -34,6 +34,8 @@ class Security:
         self.config = config
         self.repo = repo  # the resources (a patient-facing app's Consent is read on each use)
         self.keys = tokens.KeySet(engine, float(setting(config, "KEY_CACHE_SECONDS")))
+        # Tokens verified before are not verified again (expiry and status still are).
+        self.verified_tokens = tokens.VerifiedTokens(int(setting(config, "TOKEN_CACHE_SIZE")))
         self.client_status = StatusCache(engine, float(setting(config, "CLIENT_STATUS_SECONDS")))
         # A changed account jurisdiction reaches issued tokens as a new key set does.
         self.accounts = AccountJurisdictions(engine, float(setting(config, "KEY_CACHE_SECONDS")))
@@ -93,7 +95,7 @@ class Security:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise tokens.unauthorized("Use an Authorization: Bearer token", "invalid_request")
-        claims = tokens.decode(self.keys, token.strip())
+        claims = tokens.decode(self.keys, token.strip(), verified=self.verified_tokens)
         kind = claims.get("kind", "client")
         subject = str(claims["sub"])
         if kind == "client" and not self.client_status.active(subject):

@@ -26,6 +26,8 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -178,8 +180,74 @@ def id_token(keys: KeySet, claims: dict[str, Any], lifetime: int = DEFAULT_LIFET
     return jwt.encode(payload, pem, algorithm=ID_TOKEN_ALGORITHM, headers={"kid": kid})
 
 
-def decode(keys: KeySet, token: str, leeway: int = 5) -> dict[str, Any]:
-    """The verified claims of ``token``; 401 when it is malformed, unsigned by us or expired."""
+class VerifiedTokens:
+    """The claims of tokens this process has verified, keyed by the whole token string.
+
+    A client sends the same token on every request until it expires; checking its
+    signature again each time (base64, JSON, HMAC: about half a millisecond) proves
+    nothing new. Only the signature and the claims' shape are taken from the cache:
+    :func:`decode` still checks on every use that the token has not expired and that
+    its key is not retired, and the caller checks the client's status, so a revoked
+    client or an expired token is refused exactly as without the cache. At most
+    ``size`` tokens are kept (the oldest go first); 0 turns the cache off.
+    """
+
+    def __init__(self, size: int = 1024, clock=time.time):
+        self.size = max(0, int(size))
+        self.clock = clock
+        self._lock = threading.Lock()
+        # token -> (claims, kid, exp)
+        self._claims: dict[str, tuple[Mapping[str, Any], str, int]] = {}
+
+    def get(self, token: str) -> tuple[Mapping[str, Any], str, int] | None:
+        return self._claims.get(token)
+
+    def put(self, token: str, claims: Mapping[str, Any], kid: str) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            while len(self._claims) >= self.size:
+                # Dicts keep insertion order: the first key is the oldest token.
+                self._claims.pop(next(iter(self._claims)), None)
+            self._claims[token] = (claims, kid, int(claims["exp"]))
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._claims.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+
+def decode(
+    keys: KeySet, token: str, leeway: int = 5, verified: VerifiedTokens | None = None
+) -> Mapping[str, Any]:
+    """The verified claims of ``token``; 401 when it is malformed, unsigned by us or expired.
+
+    With ``verified``, a token verified before is not verified again: its expiry and
+    its key (retired keys stop verifying) are still checked on every use.
+    """
+    hit = verified.get(token) if verified is not None else None
+    if hit is not None:
+        claims, kid, exp = hit
+        if keys.key(kid) is not None:
+            # PyJWT's rule for ``exp``, with the same leeway.
+            if exp <= verified.clock() - leeway:
+                verified.forget(token)
+                raise unauthorized("The token has expired", "invalid_token")
+            return claims
+        verified.forget(token)  # its key was retired: verified afresh, and refused
+    claims, kid = _verify(keys, token, leeway)
+    if verified is not None:
+        # Read-only: the cached claims are shared by every request that sends the token.
+        frozen = MappingProxyType(claims)
+        verified.put(token, frozen, kid)
+        return frozen
+    return claims
+
+
+def _verify(keys: KeySet, token: str, leeway: int) -> tuple[dict[str, Any], str]:
+    """The claims and key id of ``token``, its signature and claims checked in full."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -191,7 +259,7 @@ def decode(keys: KeySet, token: str, leeway: int = 5) -> dict[str, Any]:
     if key is None:
         raise unauthorized("The token was signed with an unknown or retired key", "invalid_token")
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],
@@ -199,6 +267,7 @@ def decode(keys: KeySet, token: str, leeway: int = 5) -> dict[str, Any]:
             leeway=leeway,
             options={"require": ["exp", "iat", "sub", "scope"]},
         )
+        return claims, kid
     except jwt.ExpiredSignatureError:
         raise unauthorized("The token has expired", "invalid_token") from None
     except jwt.PyJWTError as err:

@@ -14,6 +14,7 @@ import logging
 from flask import Flask
 from flask import g
 from flask import request
+from flask.sessions import SecureCookieSessionInterface
 
 from hub import outcomes
 from hub.security import csrf
@@ -69,10 +70,26 @@ UI_HEADERS = {
 }
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with nothing to open when no cookie came.
+
+    API clients send no session cookie, yet Flask builds the cookie's signing
+    serializer (key derivation included) for every request before finding that out;
+    here a request without the cookie gets an empty session at once, as Flask would
+    have given it.
+    """
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
     from hub.api.context import get_hub
 
     logmask.install()
+    app.session_interface = CookieSessions()
     app.jinja_env.globals.setdefault("csrf_token", csrf.token)
 
     @app.before_request

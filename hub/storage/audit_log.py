@@ -96,6 +96,12 @@ class AuditLogStore:
         conn.execute(_INSERT, row)
 
     @staticmethod
+    def append_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert chained rows in one statement (``executemany``: one round trip)."""
+        if rows:
+            conn.execute(_INSERT, rows)
+
+    @staticmethod
     def last_before(conn: Connection, recorded: dt.datetime) -> ChainLink | None:
         """The last row recorded before ``recorded``."""
         row = conn.execute(

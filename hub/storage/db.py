@@ -128,6 +128,10 @@ def is_disconnect(err: BaseException) -> bool:
     return isinstance(err, sa_exc.DBAPIError) and bool(err.connection_invalidated)
 
 
+def _mib(name: str, default: int) -> int:
+    return max(0, int(os.environ.get(name, default)))
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
@@ -140,17 +144,25 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA wal_autocheckpoint=10000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        # Per connection. The page cache is emptied whenever another connection has
+        # written (each audit batch does, every few milliseconds), so reads are served
+        # mostly through the memory map; mapped pages count in the process's resident
+        # memory, hence the bound (docs/scaling.md).
+        cur.execute(f"PRAGMA cache_size=-{1024 * _mib('HUB_SQLITE_CACHE_MIB', 16)}")
         cur.execute("PRAGMA temp_store=MEMORY")
-        cur.execute("PRAGMA mmap_size=268435456")
+        cur.execute(f"PRAGMA mmap_size={1024 * 1024 * _mib('HUB_SQLITE_MMAP_MIB', 64)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        # Straight to the driver: BEGIN itself costs a microsecond, but a statement sent
+        # through SQLAlchemy (execution context, events, result) costs a hundred times
+        # that, and every request begins at least one transaction.
+        raw = conn.connection.driver_connection
         if conn.get_execution_options().get("hub_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE")
         else:
-            conn.exec_driver_sql("BEGIN")
+            raw.execute("BEGIN")
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 
@@ -344,3 +345,56 @@ def test_cli_token_negotiates_like_the_endpoint(database_url, tmp_path, app, ano
     bearer = {"Authorization": f"Bearer {mixed.stdout.strip()}"}
     assert anon_client.get("/fhir/AuditEvent", headers=bearer).status_code == 403
     assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+
+
+def test_a_remembered_token_is_still_refused_once_expired_or_revoked(hub, anon_client):
+    """Tokens verified once are not verified again, but expiry and revocation still hold."""
+    import time
+
+    from hub.storage.accounts import ClientStore
+
+    with hub.engine.begin() as conn:
+        client, _secret = clients.add_client(conn, "cached", "system/*.rs", None, ["*"])
+    token = hub.security.mint(client.client_id, "system/*.rs", grants=["*"], lifetime=600)
+    bearer = {"Authorization": f"Bearer {token}"}
+    remembered = hub.security.verified_tokens
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+    assert remembered.get(token) is not None
+    # A later use does not check the signature again: a forged copy would not be in the cache.
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+    tampered = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert remembered.get(tampered) is None
+    assert anon_client.get("/fhir/Patient", headers=headers(tampered)).status_code == 401
+
+    # Expiry is checked on every use (the clock moved past exp + leeway).
+    remembered.clock = lambda: time.time() + 600 + 6
+    resp = anon_client.get("/fhir/Patient", headers=bearer)
+    assert resp.status_code == 401
+    assert "expired" in resp.get_json()["issue"][0]["diagnostics"]
+    assert remembered.get(token) is None
+    remembered.clock = time.time
+
+    # So is the client's status (CLIENT_STATUS_SECONDS is 0 here).
+    assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
+    assert remembered.get(token) is not None
+    with hub.engine.begin() as conn:
+        ClientStore.set(conn, client.client_id, revoked_at=dt.datetime.now(dt.UTC))
+    resp = anon_client.get("/fhir/Patient", headers=bearer)
+    assert resp.status_code == 401
+    assert "revoked" in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def headers(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_remembered_tokens_are_bounded():
+    cache = tokens.VerifiedTokens(size=3)
+    for n in range(5):
+        cache.put(f"t{n}", {"exp": 2**40}, "kid")
+    assert len(cache) == 3
+    assert cache.get("t0") is None and cache.get("t1") is None
+    assert cache.get("t4") is not None
+    off = tokens.VerifiedTokens(size=0)
+    off.put("t", {"exp": 2**40}, "kid")
+    assert off.get("t") is None
