@@ -428,8 +428,10 @@ class SearchEngine:
         inline = conn.dialect.name != "postgresql" and (not sort_keys or nested)
         if inline:
             stmt = stmt.add_columns(r.c.res_type, r.c.res_id, r.c.content)
-        else:
-            stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
+        # The page is ordered by these output columns: SQLite would evaluate a sort
+        # subquery written again in ORDER BY a second time for every match.
+        labels = [e.label(f"sort_{i}") for i, e in enumerate(exprs)]
+        stmt = stmt.add_columns(*labels)
         backwards = cursor.get("d") == "b"
         if "p" in cursor:
             values = cursor.get("v", [])
@@ -437,16 +439,14 @@ class SearchEngine:
                 raise invalid("_cursor", "the cursor does not match _sort")
             stmt = stmt.where(_keyset(sort_keys, values, r.c.pk, cursor["p"], backwards))
         order = []
-        for expr, desc in sort_keys:
+        for label, (_, desc) in zip(labels, sort_keys, strict=True):
             if backwards:
-                order.append((expr.asc() if desc else expr.desc()).nulls_first())
+                order.append((label.asc() if desc else label.desc()).nulls_first())
             else:
-                order.append((expr.desc() if desc else expr.asc()).nulls_last())
+                order.append((label.desc() if desc else label.asc()).nulls_last())
         order.append(r.c.pk.desc() if backwards else r.c.pk.asc())
         page_stmt = stmt.order_by(*order).limit(count + 1)
-        if inline:
-            page_stmt = page_stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
-        else:
+        if not inline:
             page_stmt = _with_content(page_stmt, sort_keys, backwards)
         rows = list(conn.execute(page_stmt))
         more = len(rows) > count
