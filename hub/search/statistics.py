@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 # The tables a search plans over: resources and their index rows.
 TABLES = ("resource", "compartment", *sorted(S.INDEX_TABLES))
+# The index tables are analysed before the resource table: between the two, the planner
+# would weigh resource rows it knows against index rows it still believes to be few.
 # autovacuum_analyze_threshold and autovacuum_analyze_scale_factor's defaults.
 _THRESHOLD = 50
 _SCALE = 0.1
@@ -41,7 +43,7 @@ _STALE = f"""
 SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.schemaname = current_schema() AND s.relname = ANY(%(names)s)
   AND s.n_mod_since_analyze > {_THRESHOLD} + {_SCALE} * GREATEST(c.reltuples, 0)
-ORDER BY s.relname
+ORDER BY s.relname IN ('resource', 'compartment'), s.relname
 """
 
 
