@@ -138,6 +138,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds one search statement may run before it is stopped (503 too-costly); 0: no limit.",
     ),
     Setting(
+        "SEARCH_ANALYZE_INTERVAL",
+        10,
+        float,
+        "PostgreSQL with autovacuum off: every this many seconds a search looks for search "
+        "tables changed by over 10 % since their last ANALYZE and analyses them in the "
+        "background, so the planner picks the right indexes; 0: never (run `hub db analyze`).",
+    ),
+    Setting(
         "EVERYTHING_COUNT", 1000, int, "`$everything` page size when the client gives no `_count`."
     ),
     Setting(

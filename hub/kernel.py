@@ -118,6 +118,7 @@ class Hub:
             default_tz=tz,
             max_chain_depth=int(setting(self.config, "SEARCH_MAX_CHAIN_DEPTH")),
             statement_timeout=float(setting(self.config, "SEARCH_TIMEOUT")),
+            analyze_interval=float(setting(self.config, "SEARCH_ANALYZE_INTERVAL")),
         )
         return registry, Indexer(registry, default_tz=tz), engine
 

@@ -60,6 +60,7 @@ def search_bytes(
             strict=strict,
             base_url=base,
             access=access,
+            alone=conn is None,
         )
     if principal is not None:
         result.entries = guard.visible_entries(result.entries, principal)

@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlencode
@@ -46,6 +47,7 @@ from hub.search.params import split_prefix
 from hub.search.params import token_forms
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
+from hub.search.statistics import StatisticsKeeper
 from hub.search.token_modifiers import related_codes
 from hub.search.token_modifiers import value_set_members
 from hub.storage import schema as S
@@ -151,12 +153,15 @@ class SearchEngine:
         default_tz: dt.tzinfo = V.UTC,
         max_chain_depth: int = MAX_CHAIN_DEPTH,
         statement_timeout: float = 0,
+        analyze_interval: float = 0,
     ):
         self.registry = registry
         self.tz = default_tz
         self.max_chain_depth = max_chain_depth
         # Seconds one search statement may run (0: no limit); SEARCH_TIMEOUT in hub.config.
         self.statement_timeout = statement_timeout
+        # Planner statistics on servers without autovacuum; SEARCH_ANALYZE_INTERVAL.
+        self.statistics = StatisticsKeeper(analyze_interval)
 
     # ------------------------------------------------------------------
     # Entry point
@@ -173,18 +178,22 @@ class SearchEngine:
         base_url: str = "",
         hidden_labels: Iterable[tuple[str, str]] = (),
         access: Access | None = None,
+        alone: bool = False,
     ) -> SearchResult:
         """One page of results for ``params`` (see the module docstring).
 
         ``access`` says what the caller may see (:mod:`hub.search.access`): every
         row the search reads - matches, chain and ``_has`` targets, includes -
         passes its filter. ``hidden_labels`` alone is the short form of an
-        ``Access`` with only security labels to hide.
+        ``Access`` with only security labels to hide. ``alone``: the search is the
+        last work of ``conn``'s transaction (a request's read connection), so its
+        statement timeout is set once for the transaction and not put back.
         """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
+        self.statistics.touch(conn.engine)
         try:
-            with statement_timeout(conn, self.statement_timeout):
+            with self._timeout(conn, alone):
                 return self._search(
                     conn, res_type, params, compartment, strict, hidden_labels, access
                 )
@@ -203,6 +212,22 @@ class SearchEngine:
                     400,
                 ) from None
             raise
+
+    def _timeout(self, conn, alone: bool):
+        """The search's statement timeout (:func:`hub.storage.db.statement_timeout`).
+
+        On PostgreSQL that helper reads the old value, sets the new one and puts the
+        old one back: three round trips around a search of one or two. A search
+        alone in its transaction needs only the setting (the transaction's end
+        drops it).
+        """
+        if alone and self.statement_timeout > 0 and conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT set_config('statement_timeout', %(v)s, true)",
+                {"v": f"{max(1, int(self.statement_timeout * 1000))}ms"},
+            )
+            return nullcontext()
+        return statement_timeout(conn, self.statement_timeout)
 
     def _search(self, conn, res_type, params, compartment, strict, hidden_labels, access):
         if access is None and hidden_labels:
@@ -242,6 +267,9 @@ class SearchEngine:
                     where.append(sa.or_(*per_type))
                 else:
                     q.ignore(ign)
+        nested = any("." in k or k.startswith("_has:") for k, _ in filters)
+        if not nested:
+            where = _intersect_index_rows(q, r, where)
         if compartment:
             where.append(self._compartment_clause(r, res_type, compartment))
         if res_type and not (compartment or any(id(c) in q.positive for c in where)):
@@ -268,7 +296,7 @@ class SearchEngine:
 
         stmt = sa.select(r.c.pk).where(*where)
         rows, has_next, has_prev, next_cursor, prev_cursor, page_stmt = self._page(
-            conn, stmt, r, sort_keys, cursor, count
+            conn, stmt, r, sort_keys, cursor, count, nested
         )
         result = SearchResult(issues=q.issues)
         if total_mode in ("accurate", "estimate") or (
@@ -384,7 +412,7 @@ class SearchEngine:
             keys.append((col, desc))
         return keys
 
-    def _page(self, conn, stmt, r, sort_keys, cursor, count):
+    def _page(self, conn, stmt, r, sort_keys, cursor, count, nested=False):
         """One page by keyset: rows after (or before) the cursor's sort values and pk.
 
         The cursor holds the sort values and pk of the last (first) row shown, so
@@ -394,13 +422,18 @@ class SearchEngine:
             return [], False, False, None, None, None
         exprs = [e for e, _ in sort_keys]
         # PostgreSQL: the page's pks first, then the JSON of those rows (_with_content).
-        # SQLite keeps the JSON inline (nothing to decompress), and its parser's stack
-        # has no room for the extra level of nesting under three _has links.
-        inline = conn.dialect.name != "postgresql"
+        # SQLite keeps the JSON inline in pk order (it reads the matches in that order
+        # and stops at the LIMIT), and its parser's stack has no room for the extra
+        # level of nesting under three _has links; but a sort would carry every
+        # match's JSON through SQLite's sorter, so a sorted page of a search without
+        # chains or _has chooses its pks first there too.
+        inline = conn.dialect.name != "postgresql" and (not sort_keys or nested)
         if inline:
             stmt = stmt.add_columns(r.c.res_type, r.c.res_id, r.c.content)
-        else:
-            stmt = stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
+        # The page is ordered by these output columns: SQLite would evaluate a sort
+        # subquery written again in ORDER BY a second time for every match.
+        labels = [e.label(f"sort_{i}") for i, e in enumerate(exprs)]
+        stmt = stmt.add_columns(*labels)
         backwards = cursor.get("d") == "b"
         if "p" in cursor:
             values = cursor.get("v", [])
@@ -408,16 +441,14 @@ class SearchEngine:
                 raise invalid("_cursor", "the cursor does not match _sort")
             stmt = stmt.where(_keyset(sort_keys, values, r.c.pk, cursor["p"], backwards))
         order = []
-        for expr, desc in sort_keys:
+        for label, (_, desc) in zip(labels, sort_keys, strict=True):
             if backwards:
-                order.append((expr.asc() if desc else expr.desc()).nulls_first())
+                order.append((label.asc() if desc else label.desc()).nulls_first())
             else:
-                order.append((expr.desc() if desc else expr.asc()).nulls_last())
+                order.append((label.desc() if desc else label.asc()).nulls_last())
         order.append(r.c.pk.desc() if backwards else r.c.pk.asc())
         page_stmt = stmt.order_by(*order).limit(count + 1)
-        if inline:
-            page_stmt = page_stmt.add_columns(*[e.label(f"sort_{i}") for i, e in enumerate(exprs)])
-        else:
+        if not inline:
             page_stmt = _with_content(page_stmt, sort_keys, backwards)
         rows = list(conn.execute(page_stmt))
         more = len(rows) > count
@@ -580,14 +611,15 @@ class _Query:
         self.conn = conn
         self.strict = strict
         self.issues: list[dict] = []
-        # ids of clauses that are ``pk IN (rows of this type)``: they imply the type
-        self.positive: set[int] = set()
+        # ids of clauses that are ``pk IN (rows of this type)`` (they imply the type),
+        # each with its subquery of index rows
+        self.positive: dict[int, sa.Select] = {}
         self.branches = 0
         self.access: Access | None = None
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
-        self.positive.add(id(clause))
+        self.positive[id(clause)] = sub
         return clause
 
     def ignore(self, ign: _Ignored) -> None:
@@ -1146,6 +1178,26 @@ def _uses_only_pk(cond, alias) -> bool:
         for el in visitors.iterate(cond)
         if isinstance(el, sa.Column) and el.table is alias
     )
+
+
+def _intersect_index_rows(q, r, where):
+    """``pk IN (a) AND pk IN (b)`` as ``pk IN (a WHERE resource_pk IN (b))``.
+
+    Each positive clause reads its matches' pks from an index table; ANDed side by
+    side, SQLite reads the resource row of every pk of the first list (every
+    Observation of a common code) before it tests the second, and PostgreSQL may
+    too. Intersected among the index rows, only the pks in every list reach the
+    resource table. (Chains and ``_has`` keep their clauses as they are: the extra
+    nesting would overflow SQLite's parser stack sooner.)
+    """
+    positive = [c for c in where if id(c) in q.positive]
+    if len(positive) < 2:
+        return where
+    first, *rest = (q.positive[id(c)] for c in positive)
+    pk = first.selected_columns[0]
+    merged = first.where(*[pk.in_(sub) for sub in rest])
+    kept = [c for c in where if id(c) not in q.positive]
+    return [*kept, q._pk_in(r, merged)]
 
 
 def _with_content(page, sort_keys, backwards: bool):

@@ -446,6 +446,31 @@ def test_previous_link(conn, engine, sort):
     assert back.prev_link is None
 
 
+def test_a_sorted_page_reads_the_json_of_its_rows_only(conn, engine):
+    """Both backends order the matches' pks (and sort values) first and read the JSON of
+    the page's rows after the LIMIT: no sort carries every match's JSON."""
+    result = run(
+        conn, engine, "Observation", "patient=Patient/zs&_sort=-date&_count=3&_explain=true"
+    )
+    assert len([e for e in result.entries if e.mode == "match"]) == 3
+    sql = result.explain["sql"]
+    page, _, outer = sql.rpartition(") AS page")
+    assert "content" not in page.split("FROM (", 1)[1], sql
+    assert "JOIN resource AS rc" in outer, sql
+
+
+def test_two_index_parameters_meet_before_the_resource_rows(conn, engine):
+    """``code`` and ``patient``: one list of pks, intersected among the index rows."""
+    query = "code=http://loinc.org|29463-7&patient=Patient/zs&_explain=true"
+    result = run(conn, engine, "Observation", query)
+    matches = {e.res_id for e in result.entries if e.mode == "match"}
+    assert matches == ids(conn, engine, "Observation", "code=http://loinc.org|29463-7") & ids(
+        conn, engine, "Observation", "patient=Patient/zs"
+    )
+    assert matches
+    assert result.explain["sql"].count("r.pk IN") == 1, result.explain["sql"]
+
+
 def test_sort_puts_missing_values_last(conn, engine):
     query = "_id=obs-bp,obs-wt,obs-smoke,obs-temp&_count=2"
     for sort in ("value-quantity", "-value-quantity"):

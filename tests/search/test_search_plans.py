@@ -268,6 +268,92 @@ def test_has_keeps_its_run_once_form_until_the_tables_have_statistics(indexer, e
         admin.dispose()
 
 
+def test_code_and_patient_intersect_their_index_rows_before_the_resource_table(big, engine):
+    """``code`` and ``patient`` meet among their index rows: only the pks in both lists
+    reach the resource table (not every Observation of the patient, nor of the code)."""
+    eng, pid, _ = big
+    params = [tuple(p.split("=", 1)) for p in _queries(pid)[1][1].split("&")]
+    with eng.connect() as conn:
+        result = engine.search(conn, "Observation", [*params, ("_explain", "true")])
+        matches = len(result.entries)
+        plan = conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + result.explain["sql"]
+        ).scalar()
+    plan = plan if isinstance(plan, list) else orjson.loads(plan)
+    visited = []
+
+    def walk(node):
+        if node.get("Relation Name") == "resource" and node.get("Alias") == "r":
+            visited.append(node["Actual Rows"] * node["Actual Loops"])
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    # The population gives each patient three Observations of each code.
+    assert matches == 3
+    assert visited and sum(visited) <= matches, orjson.dumps(plan).decode()
+
+
+def test_stale_statistics_are_refreshed_without_autovacuum(indexer, engine):
+    """Tables analysed while empty (a new database) and then filled: the statistics keeper
+    analyses them, and the planner then reads a code from the code's own index."""
+    from hub.search.statistics import StatisticsKeeper
+
+    admin, schema, eng = pg_schema_engine("stats")
+    try:
+        with eng.connect() as conn:
+            if conn.exec_driver_sql("SHOW autovacuum").scalar() == "on":
+                pytest.skip("autovacuum keeps the statistics on this server")
+            if conn.dialect.server_version_info < (15,):
+                pytest.skip("pg_stat_force_next_flush needs PostgreSQL 15")
+        S.metadata.create_all(eng)
+        with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("resource", *S.INDEX_TABLES):
+                conn.exec_driver_sql(f'ANALYZE "{table}"')
+        rows, resources = {}, []
+        now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        population = [r for r in _population(random.Random(3)) if r["resourceType"] != "Encounter"][
+            :4000
+        ]
+        for pk, res in enumerate(population, 1):
+            result = indexer.index(res)
+            content = orjson.dumps(res).decode()
+            resources.append(
+                {
+                    "pk": pk,
+                    "res_type": res["resourceType"],
+                    "res_id": res["id"],
+                    "version": 1,
+                    "last_updated": now,
+                    "deleted": False,
+                    "patient_id": result.patient_id,
+                    "content": content,
+                }
+            )
+            for table, found in result.rows.items():
+                for row in found:
+                    row["resource_pk"] = pk
+                rows.setdefault(table, []).extend(found)
+        with eng.begin() as conn:
+            bulk_insert(conn, S.resource, resources)
+            for table, found in rows.items():
+                bulk_insert(conn, S.INDEX_TABLES[table], found)
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        analysed = StatisticsKeeper(10).refresh(eng)
+        assert {"resource", "sp_token", "sp_reference"} <= set(analysed)
+        assert StatisticsKeeper(10).refresh(eng) == []  # fresh now: nothing to do
+        query = f"code=http://loinc.org|{LOINC[3]}&_count=20"
+        with eng.connect() as conn:
+            plan, matches = _plan(engine, conn, "Observation", query)
+        assert matches == 20
+        assert any("res_type_param_code_system_resource_pk" in line for line in plan), plan
+    finally:
+        eng.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.mark.parametrize("db", ["postgres"], indirect=True)
 @pytest.mark.parametrize("fresh", [True, False], ids=["semi-join", "run-once"])
 def test_both_forms_of_has_give_the_same_answers(conn, engine, monkeypatch, fresh):
