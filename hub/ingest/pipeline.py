@@ -41,6 +41,7 @@ from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.plugins import adapter_format
 from hub.storage.site_state import SiteStateStore
+from hub.storage.write_locks import lock_resources
 
 if TYPE_CHECKING:
     from hub.kernel import Hub
@@ -399,6 +400,9 @@ class Pipeline:
         agent = {"who": {"display": org.get("name") or site.name}}
         opts = WriteOptions(prefer_return="minimal", site=site)
         group = len(prepared) > 1
+        reads = list(
+            dict.fromkeys(key for _item, mapped, _issues in prepared for key in _reads(mapped))
+        )
 
         def attempt(writer):
             # Items we claimed (a replay of failed items holds no claim).
@@ -413,8 +417,12 @@ class Pipeline:
             marks = []
             evidence: set[str] = set()
             patients: set[str] = set()
+            # The group's locks, all at once and in one order, before any row is read:
+            # another worker's group writing the same resources waits for this one
+            # instead of failing on a key or deadlocking (hub.storage.write_locks).
+            lock_resources(writer.conn, reads)
             # What the group will read, in one query instead of one or two per message.
-            writer.prefetch(key for _item, mapped, _issues in prepared for key in _reads(mapped))
+            writer.prefetch(reads)
             for n, (item, mapped, issues) in enumerate(prepared):
                 try:
                     mark, ev, pt = self._store_one(
