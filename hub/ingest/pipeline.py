@@ -480,11 +480,12 @@ class Pipeline:
         evidence: set[str] = set()
         patients: set[str] = set()
         if entries:
+            born = lifetime_ingest.birth_dates(writer, bundle) if inline else None
             self._add_provenance(item, site, entries)
             prepared = bundles.prepare_transaction(entries)
             response = bundles.run_transaction(service, writer, prepared, "", opts, copy=False)
             if inline:
-                evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys)
+                evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys, born)
                 affected = lifetime_ingest.apply_merges(writer, merges, agent)
                 evidence |= affected
                 patients |= affected
