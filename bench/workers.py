@@ -46,7 +46,7 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 HUB_AUTO_MIGRATE="false",
             )
             # The same workers over an empty inbox first: their start-up CPU, taken off below.
-            idle_cpu, _ = _run_workers(env, workers)
+            idle_cpu, _, _ = _run_workers(env, workers)
             site = hub.pipeline.site(h.SITE)
             fmt = hub.pipeline.format_for(site, messages[0], None)
             hub.pipeline.inbox.receive_many(
@@ -55,7 +55,7 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 fmt=fmt,
                 claim=False,
             )
-            cpu, wall = _run_workers(env, workers)
+            cpu, wall, contention = _run_workers(env, workers)
             with hub.engine.connect() as conn:
                 first, last = conn.execute(
                     select(func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at))
@@ -71,12 +71,13 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
         # a lost race's retried work shows here.
         "worker_cpu_ms_per_msg": round((cpu - idle_cpu) * 1000 / len(messages), 2),
         "load_average": round(os.getloadavg()[0], 1),
+        "lost_races": contention,
         "inbox": counts,
     }
 
 
-def _run_workers(env: dict, workers: int) -> tuple[float, float]:
-    """Start ``workers`` ``hub worker --once`` together; (their CPU seconds, wall seconds)."""
+def _run_workers(env: dict, workers: int) -> tuple[float, float, dict]:
+    """Start ``workers`` ``hub worker --once`` together: (CPU seconds, wall seconds, lost races)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     procs = [
@@ -84,14 +85,21 @@ def _run_workers(env: dict, workers: int) -> tuple[float, float]:
             [sys.executable, "-m", "hub.cli", "worker", "--once"],
             env=env,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(workers)
     ]
-    for proc in procs:
-        proc.wait()
+    logs = [proc.communicate()[1].decode(errors="replace") for proc in procs]
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    text = "".join(logs)
+    # Lost races: a group's transaction run again, or the group stored one by one.
+    contention = {
+        "retries": text.count(": retried (attempt"),
+        "one_by_one": text.count("; one by one"),
+    }
+    return cpu, wall, contention
 
 
 def main() -> None:

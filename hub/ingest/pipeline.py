@@ -404,7 +404,14 @@ class Pipeline:
             dict.fromkeys(key for _item, mapped, _issues in prepared for key in _reads(mapped))
         )
 
+        tries = [0]
+
         def attempt(writer):
+            tries[0] += 1
+            if tries[0] > 1:
+                # A lost race (unique key, deadlock): with the locks below, another
+                # writer outside them. Logged so that contention shows (bench/workers.py).
+                log.warning("inbox group of %d: retried (attempt %d)", len(prepared), tries[0])
             # Items we claimed (a replay of failed items holds no claim).
             claims = {
                 item.id: item.processed_at
