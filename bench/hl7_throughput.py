@@ -207,7 +207,9 @@ def fresh_database(backend: str):
             from sqlalchemy import create_engine
             from sqlalchemy import text
 
-            schema = f"hl7perf_{uuid.uuid4().hex[:8]}"
+            schema = (
+                f"{os.environ.get('HUB_BENCH_SCHEMA_PREFIX', 'hl7perf')}_{uuid.uuid4().hex[:8]}"
+            )
             admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))

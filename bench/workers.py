@@ -7,8 +7,9 @@ For each worker count: a fresh PostgreSQL schema, the generated messages of
 ``hub worker --once`` processes started together (each claims a group at a
 time with ``FOR UPDATE SKIP LOCKED`` until the inbox is empty, then exits).
 Reported: messages/second from the first to the last item processed (the
-span of ``processed_at``, so process start-up is not counted) and over the
-whole wall time including start-up.
+span of ``processed_at``, so process start-up is not counted), over the
+whole wall time including start-up, and the workers' CPU milliseconds per
+message. ``HUB_BENCH_SCHEMA_PREFIX`` names the schemas (dropped afterwards).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,15 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
     with h.fresh_database("postgres") as (url, tmp):
         hub = h.make_hub(url, tmp)
         try:
+            env = dict(
+                os.environ,
+                HUB_DATABASE_URL=url,
+                HUB_INSTANCE_PATH=tmp,
+                HUB_INGEST_GROUP_SIZE=str(group),
+                HUB_AUTO_MIGRATE="false",
+            )
+            # The same workers over an empty inbox first: their start-up CPU, taken off below.
+            idle_cpu, _, _ = _run_workers(env, workers)
             site = hub.pipeline.site(h.SITE)
             fmt = hub.pipeline.format_for(site, messages[0], None)
             hub.pipeline.inbox.receive_many(
@@ -44,25 +55,7 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 fmt=fmt,
                 claim=False,
             )
-            env = dict(
-                os.environ,
-                HUB_DATABASE_URL=url,
-                HUB_INSTANCE_PATH=tmp,
-                HUB_INGEST_GROUP_SIZE=str(group),
-                HUB_AUTO_MIGRATE="false",
-            )
-            t0 = time.perf_counter()
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "hub.cli", "worker", "--once"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                )
-                for _ in range(workers)
-            ]
-            for proc in procs:
-                proc.wait()
-            wall = time.perf_counter() - t0
+            cpu, wall, contention = _run_workers(env, workers)
             with hub.engine.connect() as conn:
                 first, last = conn.execute(
                     select(func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at))
@@ -74,8 +67,39 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
     return {
         "msgs_per_s": round(len(messages) / span, 1) if span else None,
         "msgs_per_s_with_startup": round(len(messages) / wall, 1),
+        # CPU of the worker processes less their start-up (PostgreSQL's not counted):
+        # a lost race's retried work shows here.
+        "worker_cpu_ms_per_msg": round((cpu - idle_cpu) * 1000 / len(messages), 2),
+        "load_average": round(os.getloadavg()[0], 1),
+        "lost_races": contention,
         "inbox": counts,
     }
+
+
+def _run_workers(env: dict, workers: int) -> tuple[float, float, dict]:
+    """Start ``workers`` ``hub worker --once`` together: (CPU seconds, wall seconds, lost races)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "worker", "--once"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
+    logs = [proc.communicate()[1].decode(errors="replace") for proc in procs]
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    text = "".join(logs)
+    # Lost races: a group's transaction run again, or the group stored one by one.
+    contention = {
+        "retries": text.count(": retried (attempt"),
+        "one_by_one": text.count("; one by one"),
+    }
+    return cpu, wall, contention
 
 
 def main() -> None:

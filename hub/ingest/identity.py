@@ -36,6 +36,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
+
 from hub import codesystems as cs
 from hub.identity import HEALTH_RECORD_SYSTEM
 from hub.identity import RESIDENT_ID_SYSTEM
@@ -356,13 +358,35 @@ def _surname_key(patient: dict[str, Any]) -> str | None:
     return None
 
 
-def _rename_refs(node: Any, renames: dict[str, str]) -> None:
+def _rename_refs(bundle: dict[str, Any], renames: dict[str, str]) -> None:
+    """Point every ``reference`` equal to a key of ``renames`` at its value, in place.
+
+    Done on the entries' JSON text, one C-level replace per rename instead of a
+    Python walk over every node: ``"reference":"<old>"`` is exactly a
+    ``reference`` member with that value in orjson's compact output (a quote
+    inside a string is escaped, so the pattern cannot start inside one).
+    """
+    text = orjson.dumps(bundle.get("entry") or [])
+    changed = False
+    for old, new in renames.items():
+        pattern = b'"reference":' + orjson.dumps(old)
+        if pattern in text:
+            text = text.replace(pattern, b'"reference":' + orjson.dumps(new))
+            changed = True
+    if changed:
+        bundle["entry"] = orjson.loads(text)
+    for key, value in bundle.items():
+        if key != "entry" and isinstance(value, (dict, list)):
+            _rename_nodes(value, renames)
+
+
+def _rename_nodes(node: Any, renames: dict[str, str]) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str) and value in renames:
                 node[key] = renames[value]
             elif isinstance(value, (dict, list)):
-                _rename_refs(value, renames)
+                _rename_nodes(value, renames)
     elif isinstance(node, list):
         for item in node:
-            _rename_refs(item, renames)
+            _rename_nodes(item, renames)

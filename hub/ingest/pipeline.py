@@ -41,6 +41,7 @@ from hub.mapping import InboundMessage
 from hub.mapping import MappingContext
 from hub.plugins import adapter_format
 from hub.storage.site_state import SiteStateStore
+from hub.storage.write_locks import lock_resources
 
 if TYPE_CHECKING:
     from hub.kernel import Hub
@@ -399,8 +400,18 @@ class Pipeline:
         agent = {"who": {"display": org.get("name") or site.name}}
         opts = WriteOptions(prefer_return="minimal", site=site)
         group = len(prepared) > 1
+        reads = list(
+            dict.fromkeys(key for _item, mapped, _issues in prepared for key in _reads(mapped))
+        )
+
+        tries = [0]
 
         def attempt(writer):
+            tries[0] += 1
+            if tries[0] > 1:
+                # A lost race (unique key, deadlock): with the locks below, another
+                # writer outside them. Logged so that contention shows (bench/workers.py).
+                log.warning("inbox group of %d: retried (attempt %d)", len(prepared), tries[0])
             # Items we claimed (a replay of failed items holds no claim).
             claims = {
                 item.id: item.processed_at
@@ -413,8 +424,12 @@ class Pipeline:
             marks = []
             evidence: set[str] = set()
             patients: set[str] = set()
+            # The group's locks, all at once and in one order, before any row is read:
+            # another worker's group writing the same resources waits for this one
+            # instead of failing on a key or deadlocking (hub.storage.write_locks).
+            lock_resources(writer.conn, reads)
             # What the group will read, in one query instead of one or two per message.
-            writer.prefetch(key for _item, mapped, _issues in prepared for key in _reads(mapped))
+            writer.prefetch(reads)
             for n, (item, mapped, issues) in enumerate(prepared):
                 try:
                     mark, ev, pt = self._store_one(
@@ -472,11 +487,12 @@ class Pipeline:
         evidence: set[str] = set()
         patients: set[str] = set()
         if entries:
+            born = lifetime_ingest.birth_dates(writer, bundle) if inline else None
             self._add_provenance(item, site, entries)
             prepared = bundles.prepare_transaction(entries)
             response = bundles.run_transaction(service, writer, prepared, "", opts, copy=False)
             if inline:
-                evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys)
+                evidence, patients = lifetime_ingest.touched(bundle, writer.segment_keys, born)
                 affected = lifetime_ingest.apply_merges(writer, merges, agent)
                 evidence |= affected
                 patients |= affected

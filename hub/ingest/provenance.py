@@ -13,8 +13,12 @@ such references, and a resource referring to two people is listed in both their 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
+
+import orjson
 
 from hub.identity.ids import stable_id
 
@@ -111,14 +115,35 @@ def targets_by_person(entries: list[dict[str, Any]]) -> dict[str | None, list[di
 def _people(res: dict[str, Any], patients: dict[str, str]) -> list[str]:
     if res.get("resourceType") == "Patient" and isinstance(res.get("id"), str):
         return [res["id"]]
+    found = _people_in(_references_fast(res), patients)
+    if len(found) > 1:
+        # Several people: list them in the order of the walk below, as always.
+        found = _people_in(_references(res), patients)
+    return found
+
+
+def _people_in(references: Iterable[str], patients: dict[str, str]) -> list[str]:
     found: list[str] = []
-    for ref in _references(res):
+    for ref in references:
         person = patients.get(ref)
         if person is None and ref.startswith("Patient/") and ref.count("/") == 1:
             person = ref[len("Patient/") :]
         if person and person not in found:
             found.append(person)
     return found
+
+
+# A ``reference`` member with a string value in orjson's compact output: a quote
+# inside a string is escaped, so a match cannot start inside one.
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def _references_fast(resource: dict[str, Any]) -> list[str]:
+    """Every ``reference`` string in ``resource``, found in its JSON text (order aside)."""
+    out = []
+    for raw in _REFERENCE.findall(orjson.dumps(resource)):
+        out.append(orjson.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode())
+    return out
 
 
 def _references(value: Any):

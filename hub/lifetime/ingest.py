@@ -39,14 +39,40 @@ def merge_requests(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+# ``birth_dates``' mark of a Patient with no live stored version.
+NOT_STORED = object()
+
+
+def birth_dates(writer: Writer, bundle: dict[str, Any]) -> dict[str, Any]:
+    """The stored ``birthDate`` of each Patient ``bundle`` writes, read before it is written.
+
+    Of a Patient, :func:`hub.colours.classify` reads only the birth date (age rules), so a
+    stored Patient rewritten with the same one changes no colour (see :func:`touched`).
+    :data:`NOT_STORED` marks a Patient not stored (or deleted): writing it can. The Patients
+    were read (and locked) by the identity stage, so this costs no query.
+    """
+    out: dict[str, Any] = {}
+    for entry in bundle.get("entry") or ():
+        res = entry.get("resource") or {}
+        if res.get("resourceType") == "Patient" and isinstance(res.get("id"), str):
+            stored = writer.current("Patient", res["id"])
+            live = stored is not None and not stored.deleted
+            out[res["id"]] = stored.resource().get("birthDate") if live else NOT_STORED
+    return out
+
+
 def touched(
-    bundle: dict[str, Any], written: Set[tuple[str, str]] | None = None
+    bundle: dict[str, Any],
+    written: Set[tuple[str, str]] | None = None,
+    born: dict[str, Any] | None = None,
 ) -> tuple[set[str], set[str]]:
     """(people whose evidence the Bundle writes, Patients it writes).
 
     ``written``: the (type, id) the transaction actually wrote; entries whose
     write was a no-op (a re-sent Patient, unchanged) are left out. Observations
     count only when coded as evidence (lab results never change a colour).
+    ``born``: :func:`birth_dates` read before the write; a stored Patient written
+    with the same birth date is then no evidence (its Groups are still refreshed).
     """
     evidence: set[str] = set()
     patients: set[str] = set()
@@ -57,7 +83,9 @@ def touched(
             continue
         if kind == "Patient" and res.get("id"):
             patients.add(res["id"])
-            evidence.add(res["id"])
+            before = NOT_STORED if born is None else born.get(res["id"], NOT_STORED)
+            if before is NOT_STORED or before != res.get("birthDate"):
+                evidence.add(res["id"])
         elif kind in live_colours.EVIDENCE_TYPES:
             if kind == "Observation" and not _evidence_observation(res):
                 continue
