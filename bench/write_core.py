@@ -140,7 +140,9 @@ def _alone(bodies: list[bytes]) -> None:
                 fn(res)
             runs.append(time.process_time() - start)
         best = sorted(runs)[1]
-        print(f"  {name} alone: {best * 1e6 / len(resources):.1f} CPU µs per resource (median of 3)")
+        print(
+            f"  {name} alone: {best * 1e6 / len(resources):.1f} CPU µs per resource (median of 3)"
+        )
 
 
 if __name__ == "__main__":

@@ -392,7 +392,9 @@ class Indexer:
                         }
                     )
 
-    def _reference_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
+    def _reference_rows(
+        self, code: str, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         out = rows.setdefault("sp_reference", [])
         known = memo["reference"]
         seen: set = set()
@@ -428,7 +430,9 @@ class Indexer:
                     seen.add((lo, hi))
                     out.append({"res_type": res_type, "param": code, "low": lo, "high": hi})
 
-    def _quantity_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
+    def _quantity_rows(
+        self, code: str, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         out = rows.setdefault("sp_quantity", [])
         known = memo["quantity"]
         for v in values:
@@ -467,7 +471,9 @@ class Indexer:
                 seen.add(v)
                 out.append({"res_type": res_type, "param": code, "value": _clip(v)})
 
-    def _composite_rows(self, params: list, res_type: str, values: list, rows: dict, memo: dict) -> None:
+    def _composite_rows(
+        self, params: list, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         """The rows of all the type's composite parameters.
 
         They share items and components: six of Observation's have the

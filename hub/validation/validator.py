@@ -668,7 +668,9 @@ class Validator:
                     return self._clean_object(value, cont[0], cont[1])
             return True
         if kind is _RESOURCE:
-            return isinstance(value, dict) and "resourceType" in value and self._clean_resource(value)
+            return (
+                isinstance(value, dict) and "resourceType" in value and self._clean_resource(value)
+            )
         if not isinstance(value, dict) or not value or (len(value) == 1 and "id" in value):
             return False
         node = prop.node
