@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.search.data import choice_names
+from hub.search.data import structure
 
 Extractor = Callable[[dict], list]
 
@@ -211,10 +212,23 @@ def _term(plan: list[tuple]) -> Extractor:
     return term
 
 
-def _build_fast(terms_ops: list[list[tuple]]) -> Extractor:
-    choices = choice_names()
+def _root_choices(res_type: str | None) -> frozenset[str]:
+    """The choice elements a term's first step may name: those of ``res_type`` itself
+    (``Observation.code`` is no choice, though ``code[x]`` is one elsewhere), or every
+    choice name for a term relative to a value of unknown type."""
+    found = structure(res_type) if res_type is not None else None
+    return frozenset(found["choice"]) if found is not None else choice_names()
+
+
+def _build_fast(terms_ops: list[list[tuple]], res_type: str | None = None) -> Extractor:
+    choices, first = choice_names(), _root_choices(res_type)
     terms = [
-        _term([(op[0], op[1], op[1] in choices) if op[0] == "get" else op for op in ops])
+        _term(
+            [
+                (op[0], op[1], op[1] in (first if i == 0 else choices)) if op[0] == "get" else op
+                for i, op in enumerate(ops)
+            ]
+        )
         for ops in terms_ops
     ]
     if len(terms) == 1:
@@ -328,7 +342,7 @@ def compile_extractor(expression: str | None, res_type: str | None) -> Extractor
     if not terms:
         return _nothing
     try:
-        return _build_fast([_parse_term(t, res_type is None) for t in terms])
+        return _build_fast([_parse_term(t, res_type is None) for t in terms], res_type)
     except _Unsupported:
         pass
     try:
@@ -351,7 +365,7 @@ def first_key(expression: str | None, res_type: str) -> str | None:
         ops = _parse_term(terms[0], False)
     except _Unsupported:
         return None
-    if ops and ops[0][0] == "get" and ops[0][1] not in choice_names():
+    if ops and ops[0][0] == "get" and ops[0][1] not in _root_choices(res_type):
         return ops[0][1]
     return None
 

@@ -293,13 +293,17 @@ class Indexer:
         if plan is None:
             plan = self._plans[res_type] = (self._plan(res_type), self._compartment_plan(res_type))
         rows: dict[str, list[dict]] = {}
+        # The tuples of each object value, by kind and id, for this call: parameters read the same
+        # elements (code and combo-code, subject and patient, value-quantity and
+        # combo-value-quantity), and the objects stay alive (in the resource) until it returns.
+        memo: dict[str, dict[int, list[tuple]]] = {"token": {}, "reference": {}, "quantity": {}}
         for key, extract, add_rows, arg in plan[0]:
             if key is not None and key not in resource:
                 continue  # most parameters: the element is absent, skip the call
             try:
                 values = extract(resource)
                 if values:
-                    add_rows(arg, res_type, values, rows)
+                    add_rows(arg, res_type, values, rows, memo)
             except Exception:  # noqa: BLE001 - an invalid value must not fail the write
                 continue
         refs = rows.get("sp_reference", ())
@@ -351,11 +355,17 @@ class Indexer:
 
     # -- per type ----------------------------------------------------------
 
-    def _token_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _token_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
         out = rows.setdefault("sp_token", [])
+        known = memo["token"]
         seen: set = set()
         for v in values:
-            tuples = token_values(v)
+            if type(v) is dict:
+                tuples = known.get(id(v))
+                if tuples is None:
+                    tuples = known[id(v)] = token_values(v)
+            else:
+                tuples = token_values(v)
             if code == "identifier" or (isinstance(v, dict) and "type" in v and "value" in v):
                 for t in _identifier_types(v):
                     out.append(_token_row(res_type, code + ":of-type", t))
@@ -364,7 +374,7 @@ class Indexer:
                     seen.add(t)
                     out.append(_token_row(res_type, code, t))
 
-    def _string_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _string_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
         out = rows.setdefault("sp_string", [])
         seen: set = set()
         if code == "phonetic":
@@ -382,11 +392,20 @@ class Indexer:
                         }
                     )
 
-    def _reference_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _reference_rows(
+        self, code: str, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         out = rows.setdefault("sp_reference", [])
+        known = memo["reference"]
         seen: set = set()
         for v in values:
-            for t in reference_values(v):
+            if type(v) is dict:
+                tuples = known.get(id(v))
+                if tuples is None:
+                    tuples = known[id(v)] = reference_values(v)
+            else:
+                tuples = reference_values(v)
+            for t in tuples:
                 if t not in seen:
                     seen.add(t)
                     out.append(
@@ -402,7 +421,7 @@ class Indexer:
                         }
                     )
 
-    def _date_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _date_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
         out = rows.setdefault("sp_date", [])
         seen: set = set()
         for v in values:
@@ -411,10 +430,16 @@ class Indexer:
                     seen.add((lo, hi))
                     out.append({"res_type": res_type, "param": code, "low": lo, "high": hi})
 
-    def _quantity_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _quantity_rows(
+        self, code: str, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         out = rows.setdefault("sp_quantity", [])
+        known = memo["quantity"]
         for v in values:
-            for t in quantity_values(v):
+            tuples = known.get(id(v))
+            if tuples is None:
+                tuples = known[id(v)] = quantity_values(v)
+            for t in tuples:
                 out.append(
                     {
                         "res_type": res_type,
@@ -430,7 +455,7 @@ class Indexer:
                     }
                 )
 
-    def _number_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _number_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
         out = rows.setdefault("sp_number", [])
         for v in values:
             for t in number_values(v):
@@ -438,7 +463,7 @@ class Indexer:
                     {"res_type": res_type, "param": code, "value": t[0], "low": t[1], "high": t[2]}
                 )
 
-    def _uri_rows(self, code: str, res_type: str, values: list, rows: dict) -> None:
+    def _uri_rows(self, code: str, res_type: str, values: list, rows: dict, memo: dict) -> None:
         out = rows.setdefault("sp_uri", [])
         seen: set = set()
         for v in values:
@@ -446,7 +471,9 @@ class Indexer:
                 seen.add(v)
                 out.append({"res_type": res_type, "param": code, "value": _clip(v)})
 
-    def _composite_rows(self, params: list, res_type: str, values: list, rows: dict) -> None:
+    def _composite_rows(
+        self, params: list, res_type: str, values: list, rows: dict, memo: dict
+    ) -> None:
         """The rows of all the type's composite parameters.
 
         They share items and components: six of Observation's have the
@@ -455,16 +482,16 @@ class Indexer:
         call, not once per parameter.
         """
         resource = values[0]
-        memo: dict[tuple, tuple] = {}
+        components: dict[tuple, tuple] = {}
         out = rows.setdefault("sp_composite", [])
         for code, items_of, _, first_expr, first, kind2, second_expr, second in params:
             try:
                 for item in items_of(resource):
                     # The first component is read as a token, whatever its type.
-                    firsts = self._component(memo, item, "token", first_expr, first)
+                    firsts = self._component(components, item, "token", first_expr, first)
                     if not firsts:
                         continue
-                    seconds = self._component(memo, item, kind2, second_expr, second)
+                    seconds = self._component(components, item, kind2, second_expr, second)
                     for t1 in firsts:
                         for sys2, code2, num2, low2, high2 in seconds:
                             out.append(

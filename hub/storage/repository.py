@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import operator
 import re
 import time
 import uuid
@@ -373,6 +375,7 @@ class Writer:
             # the instant it is stamped (hub.storage.jobs.transaction_time).
             conn.execute(WRITE_FENCE)
         self.now = repo.clock()
+        self._now_text = format_instant(self.now)  # every version staged here: meta.lastUpdated
         self._known: dict[tuple[str, str], Stored | None] = {}
         self._pending: dict[tuple[str, str], _Pending] = {}
         # Versions staged by an earlier message of the group and replaced by a later
@@ -538,7 +541,7 @@ class Writer:
         version = existing.version + 1 if existing else 1
         meta = dict(resource.get("meta") or {})
         meta["versionId"] = str(version)
-        meta["lastUpdated"] = format_instant(self.now)
+        meta["lastUpdated"] = self._now_text
         # resourceType, id and meta first, as FHIR JSON is conventionally written.
         resource = {
             "resourceType": res_type,
@@ -687,44 +690,56 @@ class Writer:
         for p in self._superseded:
             p.stored.pk = self._pending[(p.stored.res_type, p.stored.res_id)].stored.pk
         versions = sorted([*self._superseded, *pending], key=lambda p: p.order)
-        history_rows = [
-            {
-                "res_type": p.stored.res_type,
-                "res_id": p.stored.res_id,
-                "version": p.stored.version,
-                "resource_pk": p.stored.pk,
-                "last_updated": p.stored.last_updated,
-                "method": p.method,
-                "deleted": p.stored.deleted,
-                "patient_id": p.patient_id,
-                "content": p.stored.content,
-            }
-            for p in versions
-        ]
-        change_rows = [
-            {
-                "at": p.stored.last_updated,
-                "res_type": p.stored.res_type,
-                "res_id": p.stored.res_id,
-                "version": p.stored.version,
-                "op": p.op,
-                "patient_id": p.patient_id,
-                "site": self.site,
-            }
-            for p in versions
-        ]
-        conn.execute(insert(s.resource_history), history_rows)
-        conn.execute(insert(s.change), change_rows)
-        by_table: dict[str, list[dict]] = {}
+        # History and change-feed rows are plain values like index rows: written by the driver
+        # (executemany on SQLite, COPY on PostgreSQL), in staging order (the feed's seq).
+        _insert_tuples(
+            conn,
+            s.resource_history,
+            _HISTORY_KEYS,
+            [
+                (
+                    p.stored.res_type,
+                    p.stored.res_id,
+                    p.stored.version,
+                    p.stored.pk,
+                    p.stored.last_updated,
+                    p.method,
+                    p.stored.deleted,
+                    p.patient_id,
+                    p.stored.content,
+                )
+                for p in versions
+            ],
+        )
+        _insert_tuples(
+            conn,
+            s.change,
+            _CHANGE_KEYS,
+            [
+                (
+                    p.stored.last_updated,
+                    p.stored.res_type,
+                    p.stored.res_id,
+                    p.stored.version,
+                    p.op,
+                    p.patient_id,
+                    self.site,
+                )
+                for p in versions
+            ],
+        )
+        # Each table's rows as tuples with the resource's key appended: the row dicts are
+        # read by one itemgetter per table (every row of a table has the same keys).
+        by_table: dict[str, list[tuple[int | None, list[dict]]]] = {}
         for p in pending:
             for table_name, rows in p.index_rows.items():
-                bucket = by_table.setdefault(table_name, [])
-                for row in rows:
-                    row["resource_pk"] = p.stored.pk
-                    bucket.append(row)
-        for table_name, rows in by_table.items():
-            if rows:
-                bulk_insert(conn, s.INDEX_TABLES[table_name], rows)
+                if rows:
+                    by_table.setdefault(table_name, []).append((p.stored.pk, rows))
+        for table_name, groups in by_table.items():
+            keys = tuple(groups[0][1][0])
+            get = _getter(keys)
+            data = [(*get(row), pk) for pk, rows in groups for row in rows]
+            _insert_tuples(conn, s.INDEX_TABLES[table_name], (*keys, "resource_pk"), data)
         for key, p in self._pending.items():
             self._known[key] = p.stored
         self.written.extend(p.stored for p in versions)
@@ -733,6 +748,18 @@ class Writer:
 
 
 _HEAD_KEYS = frozenset(("resourceType", "id", "meta"))
+_HISTORY_KEYS = (
+    "res_type",
+    "res_id",
+    "version",
+    "resource_pk",
+    "last_updated",
+    "method",
+    "deleted",
+    "patient_id",
+    "content",
+)
+_CHANGE_KEYS = ("at", "res_type", "res_id", "version", "op", "patient_id", "site")
 
 
 def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
@@ -762,10 +789,24 @@ def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
     itself for transactions of thousands of rows. Every row of one table has
     the same keys (the indexer guarantees it).
     """
-    cols = list(rows[0])
-    dates = {c.name for c in table.c if isinstance(c.type, s.UTCDateTime)} & set(cols)
+    cols = tuple(rows[0])
+    _insert_tuples(conn, table, cols, list(map(_getter(cols), rows)))
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict], tuple]:
+    """A function reading ``keys`` of a dict as a tuple (C-speed ``itemgetter``)."""
+    get = operator.itemgetter(*keys)
+    if len(keys) == 1:
+        return lambda row: (get(row),)
+    return get
+
+
+def _insert_tuples(conn: Connection, table, cols: tuple[str, ...], data: list) -> None:
+    """``bulk_insert`` of rows already given as value tuples in the order of ``cols``."""
     postgres = conn.dialect.name == "postgresql"
-    data = [tuple(_db_datetime(r[c], postgres) if c in dates else r[c] for c in cols) for r in rows]
+    dates = [i for i, c in enumerate(cols) if c in _utc_columns(table)]
+    if dates:
+        data = _with_db_datetimes(data, dates, postgres)
     names = ", ".join(cols)
     if postgres:
         raw = conn.connection.driver_connection
@@ -782,6 +823,33 @@ def bulk_insert(conn: Connection, table, rows: list[dict[str, Any]]) -> None:
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", data)
 
 
+@functools.cache
+def _utc_columns(table) -> frozenset[str]:
+    return frozenset(c.name for c in table.c if isinstance(c.type, s.UTCDateTime))
+
+
+def _with_db_datetimes(data: list, positions: list[int], postgres: bool) -> list:
+    """``data`` with the datetimes at ``positions`` as the column stores them.
+
+    The same instants recur across a transaction's rows (an encounter's period in each of its
+    observations, the open ends of periods), so each distinct value is converted once.
+    """
+    done: dict = {}
+    out = []
+    for row in data:
+        row = list(row)
+        for i in positions:
+            value = row[i]
+            if value is None or (postgres and value.tzinfo is None):
+                continue  # naive UTC already: PostgreSQL takes it as it is
+            stored = done.get(value)
+            if stored is None:
+                stored = done[value] = _db_datetime(value, postgres)
+            row[i] = stored
+        out.append(tuple(row))  # the SQLite driver takes tuples only
+    return out
+
+
 def _db_datetime(value: Any, postgres: bool) -> Any:
     """A UTC datetime as the column stores it: naive UTC (PostgreSQL), SQLAlchemy's text (SQLite)."""
     if value is None:
@@ -790,10 +858,8 @@ def _db_datetime(value: Any, postgres: bool) -> Any:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     if postgres:
         return value
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    # SQLAlchemy's SQLite text form: "YYYY-MM-DD HH:MM:SS.ffffff", zero-padded years
+    return value.isoformat(" ", "microseconds")
 
 
 def _bp(name: str):

@@ -196,6 +196,8 @@ class Validator:
         the definitions-driven alternative to the fhir.resources check."""
         if not isinstance(resource, dict):
             return [issue("error", "structure", "a resource must be a JSON object", "$this")]
+        if self._clean_resource(resource):
+            return []  # the common case: nothing to report, no issue or location built
         run = _Run(resource, structural=True)
         self._validate_resource(resource, _root_expression(resource), run)
         return run.issues
@@ -590,6 +592,108 @@ class Validator:
             for child in node.sliced:
                 if child not in present:
                     self._slicing([], child, tree, expr, run, resource)  # slice minimums
+
+    # -- the structure check's clean path ----------------------------------------------------
+    #
+    # Most written resources are well formed. These methods answer "does the structure check
+    # find nothing?" in one walk that builds no issue and no location string; any doubt (an
+    # issue, or a rare shape such as slices, fixed values or primitive extensions) answers
+    # False, and the resource then takes the full walk above, which words every issue. So the
+    # clean path may send a clean resource to the full walk, but never passes one the full walk
+    # would fault: the outcomes are the same, only the common case costs less.
+
+    def _clean_resource(self, res: dict) -> bool:
+        rt = res.get("resourceType")
+        if type(rt) is not str or not rt or not self.defs.is_resource_type(rt):
+            return False
+        tree = self.tree(FHIR_SD_BASE + rt)
+        return tree is not None and self._clean_object(res, tree.root, tree, True)
+
+    def _clean_object(self, obj: dict, node: Node, tree: Tree, is_resource: bool = False) -> bool:
+        if node.sliced:
+            return False
+        props = self._props.get(node)
+        if props is None:
+            props = self._properties(node, tree)
+        choices: set | None = None
+        for key, value in obj.items():
+            prop = props.get(key)
+            if prop is None:
+                if (key == "resourceType" and is_resource) or key == "fhir_comments":
+                    continue
+                return False  # unknown, or a primitive's extension (_key): the full walk
+            child = prop.node
+            if child.slices:
+                return False
+            if child.is_choice:
+                if choices is None:
+                    choices = set()
+                elif child in choices:
+                    return False
+                choices.add(child)
+            if type(value) is list:
+                if not child.array or not value or len(value) > child.max:
+                    return False
+                for v in value:
+                    if v is None or not self._clean_value(v, prop):
+                        return False
+            elif child.array or value is None or child.max < 1:
+                return False
+            elif not self._clean_value(value, prop):
+                return False
+        for child in node.required:
+            if child.is_choice:
+                if choices is None or child not in choices or child.min > 1:
+                    return False
+                continue
+            value = obj.get(child.name)
+            n = 0 if value is None else len(value) if type(value) is list else 1
+            if n < child.min:
+                return False
+        return True
+
+    def _clean_value(self, value: Any, prop: _Prop) -> bool:
+        kind = prop.kind
+        if kind is _PRIMITIVE:
+            quick = prop.quick_structural
+            if quick is not None and quick(value):
+                return True
+            probe = _Run({}, structural=True)
+            self._primitive(value, prop.node, prop.type_code, "", probe)
+            return not probe.issues
+        if kind is _BACKBONE:
+            if isinstance(value, dict):
+                cont = self._container_of(prop)
+                if cont:
+                    return self._clean_object(value, cont[0], cont[1])
+            return True
+        if kind is _RESOURCE:
+            return (
+                isinstance(value, dict) and "resourceType" in value and self._clean_resource(value)
+            )
+        if not isinstance(value, dict) or not value or (len(value) == 1 and "id" in value):
+            return False
+        node = prop.node
+        if node.fixed is not None or node.pattern is not None:
+            return False
+        if kind is _EXTENSION:
+            url = value.get("url")
+            if not isinstance(url, str) or not url:
+                return False
+            if "extension" in value and any(k.startswith("value") for k in value):
+                return False
+            ext_tree = self._type_tree("Extension")
+            if not self._clean_object(value, ext_tree.root, ext_tree):
+                return False
+        else:
+            cont = self._container_of(prop)
+            if cont is None or not self._clean_object(value, cont[0], cont[1]):
+                return False
+        if node.binding and node.binding[0] == "required" and prop.type_code in _CODED_TYPES:
+            probe = _Run({}, structural=True)
+            self._binding(value, prop.type_code, node, "", probe)
+            return not probe.issues
+        return True
 
     def _primitive_extension(self, key, value, obj, node, tree, expr, run, resource) -> None:
         name = key[1:]

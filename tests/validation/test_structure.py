@@ -239,3 +239,53 @@ def test_every_issue_with_its_wording_and_location_in_order():
         ),
         ("value", "Patient.text.div", "narrative XHTML is not safe or not a div"),
     ]
+
+
+def _full_walk(resource) -> list[dict]:
+    """The structure check's full walk alone (what the clean path stands in for)."""
+    from hub.validation.validator import _root_expression
+    from hub.validation.validator import _Run
+    from hub.validation.validator import default_validator
+
+    run = _Run(resource, structural=True)
+    default_validator()._validate_resource(resource, _root_expression(resource), run)
+    return run.issues
+
+
+def _demo_and_sample_resources() -> list[dict]:
+    import json
+    from pathlib import Path
+
+    import hub
+
+    out = []
+    for path in sorted((Path(hub.__file__).parent / "data" / "demo" / "synthea").glob("*.json")):
+        out += [e["resource"] for e in json.loads(path.read_bytes())["entry"]]
+    return out
+
+
+def test_the_clean_path_passes_only_what_the_full_walk_finds_clean():
+    """The clean path answers "nothing to report" for the common resource; it must never say
+    so of one the full walk faults (and, on these well-formed resources, it says so)."""
+    import copy
+
+    from hub.validation.validator import default_validator
+
+    validator = default_validator()
+    resources = _demo_and_sample_resources()
+    assert len(resources) > 200
+    for res in resources:
+        assert validator._clean_resource(res) == (not _full_walk(res)), res["resourceType"]
+        # the same resource spoiled in the ways the walk checks: never passed by the clean path
+        for spoil in (
+            lambda r: r.update(unknownElement=1),
+            lambda r: r.update(id=["x"]),
+            lambda r: r.update(meta={"lastUpdated": "2020-02-30T00:00:00Z"}),
+            lambda r: r.update(text={"status": "generated", "div": "<p>not a div</p>"}),
+            lambda r: r.update(contained=[{"resourceType": "Patient", "active": "yes"}]),
+            lambda r: r.update(extension=[{"url": "http://x", "valueString": ""}]),
+        ):
+            bad = copy.deepcopy(res)
+            spoil(bad)
+            assert _full_walk(bad)
+            assert not validator._clean_resource(bad)
