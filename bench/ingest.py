@@ -4,8 +4,11 @@
 
 Starts a fresh hub for each backend (gunicorn, loopback), POSTs every bundle
 as a transaction with ``Prefer: return=minimal`` and reports resources/second
-(resources answered 2xx / wall time) and p50/p95 seconds per bundle. Results
-go to stdout as JSON; ``--out`` also writes them to a file.
+(resources answered 2xx / wall time), p50/p95 seconds per bundle and the CPU
+seconds the hub's processes spent (gunicorn's master and workers, from
+``/proc``; PostgreSQL's own are not counted), which vary less than wall time
+on a shared machine. Results go to stdout as JSON; ``--out`` also writes them
+to a file.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -22,10 +26,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import serve  # noqa: E402
 from serve import auth_headers  # noqa: E402
 from serve import hub_server  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "samples" / "synthea"
+
+
+def server_cpu_seconds() -> float | None:
+    """User + system CPU seconds of the running hub's gunicorn master and its workers."""
+    if serve.PROC is None or not Path("/proc").is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [serve.PROC.pid]
+    children = Path(f"/proc/{serve.PROC.pid}/task/{serve.PROC.pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def post_bundles(base: str, bodies: list[bytes], clients: int) -> dict:
@@ -68,6 +92,7 @@ def post_bundles(base: str, bodies: list[bytes], clients: int) -> dict:
                     print(f"bundle failed: {resp.status} {data[:300]!r}", file=sys.stderr)
         conn.close()
 
+    cpu0 = server_cpu_seconds()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     for t in threads:
@@ -75,6 +100,8 @@ def post_bundles(base: str, bodies: list[bytes], clients: int) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu1 = server_cpu_seconds()
+    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     latencies.sort()
     return {
         "bundles": len(bodies),
@@ -84,6 +111,9 @@ def post_bundles(base: str, bodies: list[bytes], clients: int) -> dict:
         "resources_per_second": round(resources / wall, 1),
         "bundle_p50_ms": round(statistics.median(latencies) * 1000, 1),
         "bundle_p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
+        "server_cpu_seconds": None if cpu is None else round(cpu, 2),
+        "resources_per_server_cpu_second": round(resources / cpu, 1) if cpu else None,
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 

@@ -186,3 +186,96 @@ def test_synthea_patient_bundle_loads_as_one_transaction(client):
         subject = (stored.get("subject") or stored.get("patient") or {}).get("reference")
         if subject:
             assert subject == patient_ref
+
+
+def _lose_first_flush(monkeypatch, before_retry=None):
+    """The first flush of a write fails as a lost race (a unique key a concurrent writer
+    took), so ``Repository.write`` runs the transaction again; ``before_retry`` runs in
+    between, as the concurrent writer's commit."""
+    from sqlalchemy import exc as sa_exc
+
+    from hub.storage import repository
+
+    flush = repository.Writer.flush
+    lost = []
+
+    def flush_once_lost(writer):
+        if not lost and writer._pending:
+            lost.append(True)
+            raise sa_exc.IntegrityError("INSERT", None, Exception("UNIQUE constraint failed"))
+        flush(writer)
+
+    monkeypatch.setattr(repository.Writer, "flush", flush_once_lost)
+    if before_retry is not None:
+        sleep = repository.time.sleep
+
+        def between(seconds):
+            if lost and lost[0] is True:
+                lost[0] = "done"
+                before_retry()
+            sleep(seconds)
+
+        monkeypatch.setattr(repository.time, "sleep", between)
+    return lost
+
+
+def test_retried_transaction_writes_what_one_attempt_writes(client, monkeypatch):
+    placeholder = "urn:uuid:22222222-2222-2222-2222-222222222222"
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": placeholder},
+    }
+    lost = _lose_first_flush(monkeypatch)
+    resp = client.post("/fhir", json=tx(post(obs), post({"resourceType": "Patient"}, placeholder)))
+    assert resp.status_code == 200, resp.data
+    assert lost
+    obs_loc, pat_loc = (e["response"]["location"] for e in resp.get_json()["entry"])
+    pid = pat_loc.split("/fhir/")[1].split("/")[1]
+    stored = client.get("/fhir/" + obs_loc.split("/fhir/")[1].split("/_history")[0]).get_json()
+    assert stored["subject"]["reference"] == f"Patient/{pid}"
+    assert client.get(f"/fhir/Patient/{pid}").status_code == 200
+
+
+def test_retry_after_a_lost_conditional_create_starts_from_the_request(hub, client, monkeypatch):
+    """The race a retry exists for: a concurrent writer created the conditional create's
+    match. The retry finds it, and the references to the entry name it (not the id the
+    first attempt planned), with the conditional reference resolved afresh."""
+    placeholder = "urn:uuid:33333333-3333-3333-3333-333333333333"
+    identifier = {"system": "urn:test:mrn", "value": "race-1"}
+
+    def concurrent_create():
+        hub.repo.write(
+            lambda w: w.create({"resourceType": "Patient", "identifier": [identifier]}, "winner")
+        )
+
+    client.put(
+        "/fhir/Practitioner/doc",
+        json={"resourceType": "Practitioner", "id": "doc", "identifier": [identifier]},
+    )
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": placeholder},
+        "performer": [{"reference": "Practitioner?identifier=urn:test:mrn|race-1"}],
+    }
+    patient = {"resourceType": "Patient", "identifier": [identifier]}
+    lost = _lose_first_flush(monkeypatch, concurrent_create)
+    resp = client.post(
+        "/fhir",
+        json=tx(
+            post(obs),
+            post(patient, placeholder, ifNoneExist="identifier=urn:test:mrn|race-1"),
+        ),
+    )
+    assert resp.status_code == 200, resp.data
+    assert lost == ["done"]
+    obs_entry, pat_entry = resp.get_json()["entry"]
+    assert pat_entry["response"]["status"] == "200 OK"
+    assert "/Patient/winner/" in pat_entry["response"]["location"]
+    obs_path = obs_entry["response"]["location"].split("/fhir/")[1].split("/_history")[0]
+    stored = client.get(f"/fhir/{obs_path}").get_json()
+    assert stored["subject"]["reference"] == "Patient/winner"
+    assert stored["performer"][0]["reference"] == "Practitioner/doc"

@@ -223,7 +223,7 @@ def system_bundle():
         and bundle.get("type") in ("batch", "transaction")
     ):
         info["interaction"] = bundle["type"]
-    out = bundles.process(hub.service, bundle, base_url(), opts)
+    out = bundles.process(hub.service, bundle, base_url(), opts, spliced=True)
     return render(Result(200, orjson.dumps(out)))
 
 

@@ -60,7 +60,9 @@ class _Entry:
     optional: bool = False
     # Codes outside required bindings found by the structure check (FhirService.check_resource)
     bindings: list = dataclasses.field(default_factory=list)
-    # Issues the site's policy let through (accept-with-warnings): the response's outcome
+    # Issues the site's policy let through (accept-with-warnings), as the check found them
+    checked: list = dataclasses.field(default_factory=list)
+    # The same, or the write's own (a patch's), once processed: the response's outcome
     warnings: list = dataclasses.field(default_factory=list)
     result: Any = None  # Stored, Result or bytes once processed
     match: Match | None = None  # what a conditional entry's criteria found (step 1)
@@ -74,8 +76,12 @@ def process(
     bundle: dict[str, Any],
     base: str,
     opts: WriteOptions,
+    spliced: bool = False,
 ) -> dict[str, Any]:
     """Process a batch or transaction Bundle; returns the response Bundle.
+
+    ``spliced=True`` (a caller that serialises the response with orjson and nothing else)
+    puts stored JSON into it as ``orjson.Fragment`` instead of parsing it.
 
     A transaction's parts are also used apart: :func:`prepare_transaction`
     and :func:`run_transaction` (the ingestion pipeline runs each message's
@@ -92,8 +98,8 @@ def process(
     if not isinstance(raw_entries, list):
         raise outcomes.bad_request("Bundle.entry must be an array", "Bundle.entry")
     if kind == "transaction":
-        return _transaction(service, raw_entries, base, opts)
-    return _batch(service, raw_entries, base, opts)
+        return _transaction(service, raw_entries, base, opts, spliced)
+    return _batch(service, raw_entries, base, opts, spliced)
 
 
 def _parse_entry(i: int, raw: Any) -> _Entry:
@@ -175,14 +181,45 @@ def _anchor(expression: str, where: str) -> str:
 
 
 def _transaction(
-    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions, spliced: bool
 ) -> dict[str, Any]:
     entries = prepare_transaction(raw_entries)
+    # When every id and reference is known without the store, they are settled before the
+    # write transaction begins (on SQLite it holds the database's one write lock), and a
+    # retried attempt needs no fresh copy of the resources: nothing it does changes them.
+    settled = _settle(service, entries, opts)
+    snapshot = None if settled else orjson.dumps([e.resource for e in entries])
+    attempts = 0
+
+    def attempt(writer: Writer) -> list[_Entry]:
+        nonlocal attempts
+        attempts += 1
+        todo = entries if attempts == 1 else _restored(entries, snapshot)
+        if settled:
+            _apply_all(service, writer, todo, base, opts)
+        else:
+            _run_transaction(service, writer, todo, base, opts)
+        return todo
+
     site_name = getattr(opts.site, "name", None)
-    result_entries = service.repo.write(
-        lambda writer: run_transaction(service, writer, entries, base, opts), site=site_name
-    )
-    return {"resourceType": "Bundle", "type": "transaction-response", "entry": result_entries}
+    done = service.repo.write(attempt, site=site_name)
+    # Answered after the commit, outside the write transaction.
+    instants: dict = {}
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [_response_entry(e, base, opts, instants, spliced) for e in done],
+    }
+
+
+def _restored(entries: list[_Entry], snapshot: bytes | None) -> list[_Entry]:
+    """The entries with their resources as they were before the first attempt changed them."""
+    if snapshot is None:
+        return entries
+    return [
+        dataclasses.replace(e, resource=r)
+        for e, r in zip(entries, orjson.loads(snapshot), strict=True)
+    ]
 
 
 def prepare_transaction(raw_entries: list) -> list[_Entry]:
@@ -229,14 +266,47 @@ def run_transaction(
     caller made the entries for this attempt alone.
     """
     if copy:
-        entries = [dataclasses.replace(e, resource=_copy(e.resource)) for e in entries]
-    return _run_transaction(service, writer, entries, base, opts)
+        entries = _restored(entries, orjson.dumps([e.resource for e in entries]))
+    _run_transaction(service, writer, entries, base, opts)
+    instants: dict = {}
+    return [_response_entry(e, base, opts, instants) for e in entries]
 
 
-def _run_transaction(
-    service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions
-):
-    # 1. Decide every entry's target id (conditional ones by search) and map fullUrls.
+def _conditional(e: _Entry) -> bool:
+    """Whether the entry's target id is found by a search (step 1 of a transaction)."""
+    return bool(e.if_none_exist and e.method == "POST") or bool(
+        e.query and e.method in ("PUT", "PATCH")
+    )
+
+
+def _settle(service: FhirService, entries: list[_Entry], opts: WriteOptions) -> bool:
+    """Steps 1 to 3 of :func:`_run_transaction` before the write transaction, when no entry
+    and no reference is conditional (their ids then come from the request alone).
+
+    Returns whether it settled them; when not, it may have rewritten the references to
+    fullUrls (the same rewriting the transaction does), but nothing else.
+    """
+    if any(_conditional(e) for e in entries):
+        return False
+    id_map = _plan_ids(None, None, entries)
+    needs_store = False
+
+    def unresolved(ref: str) -> str:
+        nonlocal needs_store
+        needs_store = True
+        return ref
+
+    undefined = _rewrite_entries(entries, id_map, lambda e: unresolved)
+    if needs_store:
+        return False  # the transaction rewrites again and reports in its order
+    for e, left in undefined:
+        _refuse_placeholders(e, left)
+    _check_entries(service, entries, opts)
+    return True
+
+
+def _plan_ids(service: FhirService | None, writer: Writer | None, entries: list[_Entry]):
+    """Step 1: every entry's target id (conditional ones by search); fullUrl -> Type/id."""
     id_map: dict[str, str] = {}
     for e in entries:
         e.noop = False
@@ -265,19 +335,24 @@ def _run_transaction(
             raise _entry_error(e, err) from None
         if e.full_url and e.res_id and e.method in ("POST", "PUT"):
             id_map[e.full_url] = f"{e.res_type}/{e.res_id}"
-    # 2. Rewrite references (placeholders and conditional references).
+    return id_map
+
+
+def _rewrite_entries(entries: list[_Entry], id_map: dict[str, str], resolver):
+    """Step 2: rewrite references in place (``resolver(e)`` resolves a conditional one);
+    returns ``(entry, placeholders)`` for the ``urn:uuid:`` no entry's fullUrl defines."""
     defined = {e.full_url for e in entries if e.full_url}
-    cache: dict[str, str] = {}
+    undefined = []
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT"):
-            left = _rewrite_refs(
-                e.resource,
-                id_map,
-                lambda ref, e=e: _resolve_conditional(service, writer, ref, cache, e, entries),
-            )
+            left = _rewrite_refs(e.resource, id_map, resolver(e))
             if left and not left <= defined:
-                _refuse_placeholders(e, left - defined)
-    # 3. Check every resource as it will be stored (plugins see final references).
+                undefined.append((e, left - defined))
+    return undefined
+
+
+def _check_entries(service: FhirService, entries: list[_Entry], opts: WriteOptions) -> None:
+    """Step 3: check every resource as it will be stored (plugins see final references)."""
     for e in entries:
         if e.resource is not None and e.method in ("POST", "PUT") and not e.noop:
             try:
@@ -285,18 +360,42 @@ def _run_transaction(
                     # the body's id against the URL's or the match's, as a REST update
                     check_update_id(e.res_type, e.res_id, e.resource, conditional=bool(e.query))
                     e.resource["id"] = e.res_id
-                e.warnings = service.check_resource(
+                e.checked = service.check_resource(
                     e.resource, e.res_type, opts.site, structure=False, bindings=e.bindings
                 )
             except outcomes.OperationOutcomeError as err:
                 raise _prefix(err, f"Bundle.entry[{e.index}].resource") from None
+
+
+def _run_transaction(
+    service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions
+) -> None:
+    # 1. Decide every entry's target id (conditional ones by search) and map fullUrls.
+    id_map = _plan_ids(service, writer, entries)
+    # 2. Rewrite references (placeholders and conditional references).
+    cache: dict[str, str] = {}
+
+    def resolver(e: _Entry):
+        return lambda ref: _resolve_conditional(service, writer, ref, cache, e, entries)
+
+    for e, left in _rewrite_entries(entries, id_map, resolver):
+        _refuse_placeholders(e, left)
+    # 3. Check every resource as it will be stored (plugins see final references).
+    _check_entries(service, entries, opts)
+    _apply_all(service, writer, entries, base, opts)
+
+
+def _apply_all(
+    service: FhirService, writer: Writer, entries: list[_Entry], base: str, opts: WriteOptions
+) -> None:
+    """Step 4: the writes in the specification's order, then the reads."""
     writer.prefetch(
         (e.res_type, e.res_id)
         for e in entries
         if e.method in ("PUT", "DELETE", "PATCH") and e.res_id
     )
-    # 4. Process in the specification's order.
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
+        e.result, e.status, e.text, e.warnings = None, 200, "", e.checked
         try:
             _apply(service, writer, e, opts)
         except outcomes.OperationOutcomeError as err:
@@ -311,7 +410,6 @@ def _run_transaction(
             e.result = dispatch_get(service, e.url, base, conn=writer.conn)
         except outcomes.OperationOutcomeError as err:
             raise _entry_error(e, err) from None
-    return [_response_entry(e, base, opts) for e in entries]
 
 
 def _entry_error(e: _Entry, err: outcomes.OperationOutcomeError) -> outcomes.OperationOutcomeError:
@@ -339,7 +437,7 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             site=opts.site,
             if_none_exist=e.match,
             res_id=e.res_id,
-            checked=e.warnings,
+            checked=e.checked,
         )
     elif e.method == "PUT":
         done = service.update_with(
@@ -350,7 +448,7 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
             site=opts.site,
             if_match=if_match,
             condition=e.match,
-            checked=e.warnings,
+            checked=e.checked,
         )
     elif e.method == "PATCH":
         if e.noop and e.optional:
@@ -364,7 +462,12 @@ def _apply(service: FhirService, writer: Writer, e: _Entry, opts: WriteOptions) 
     e.result, e.status, e.warnings, e.text = done.stored, done.status, done.warnings, done.text
 
 
-def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
+def _response_entry(
+    e: _Entry, base: str, opts: WriteOptions, instants: dict, spliced: bool = False
+) -> dict[str, Any]:
+    """The response entry of ``e``. ``instants`` caches formatted ``lastModified`` values
+    (a transaction's versions share one); ``spliced`` puts stored JSON in as it is
+    (``orjson.Fragment``: the response is serialised with orjson, never read back)."""
     out: dict[str, Any] = {}
     if isinstance(e.result, Stored):
         stored = e.result
@@ -375,11 +478,16 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
                 and stored.content
                 and guard.visible_content(stored.res_type, stored.content)
             ):
-                out["resource"] = orjson.loads(stored.content)
+                out["resource"] = (
+                    orjson.Fragment(stored.content) if spliced else orjson.loads(stored.content)
+                )
+        modified = instants.get(stored.last_updated)
+        if modified is None:
+            modified = instants[stored.last_updated] = format_instant(stored.last_updated)
         response = {
             "status": STATUS_TEXT.get(e.status, str(e.status)),
             "etag": stored.etag,
-            "lastModified": format_instant(stored.last_updated),
+            "lastModified": modified,
         }
         if e.method != "DELETE":
             response["location"] = location(stored, base)
@@ -387,7 +495,7 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
     elif isinstance(e.result, Result):
         body = e.result.body
         if isinstance(body, (bytes, str)):
-            body = orjson.loads(body)
+            body = orjson.Fragment(body) if spliced else orjson.loads(body)
         if body is not None:
             out["resource"] = body
         out["response"] = {"status": STATUS_TEXT.get(e.result.status, str(e.result.status))}
@@ -405,7 +513,7 @@ def _response_entry(e: _Entry, base: str, opts: WriteOptions) -> dict[str, Any]:
 
 
 def _batch(
-    service: FhirService, raw_entries: list, base: str, opts: WriteOptions
+    service: FhirService, raw_entries: list, base: str, opts: WriteOptions, spliced: bool
 ) -> dict[str, Any]:
     out = []
     for i, raw in enumerate(raw_entries):
@@ -415,7 +523,7 @@ def _batch(
             entry: dict[str, Any] = {}
             body = res.body
             if isinstance(body, (bytes, str)):
-                body = orjson.loads(body)
+                body = orjson.Fragment(body) if spliced else orjson.loads(body)
             if body is not None and (e.method == "GET" or opts.prefer_return == "representation"):
                 entry["resource"] = body
             response = {"status": STATUS_TEXT.get(res.status, str(res.status))}
@@ -472,10 +580,6 @@ def dispatch_get(service: FhirService, url: str, base: str, conn=None) -> Result
             200, search_bytes(service, parts[0] if parts else None, params, base, conn=conn)
         )
     raise outcomes.bad_request(f"Unsupported GET in a Bundle: {url}")
-
-
-def _copy(resource: dict | None) -> dict | None:
-    return None if resource is None else orjson.loads(orjson.dumps(resource))
 
 
 def _rewrite_refs(
