@@ -124,6 +124,7 @@ class Hub:
 
     def close(self) -> None:
         self.audit_writer.close()  # append the reads' queued events before the pool goes
+        self.service.search_engine.statistics.close()  # an ANALYZE under way finishes first
         self.engine.dispose()
         if self.read_engine is not None:
             self.read_engine.dispose()

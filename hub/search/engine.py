@@ -47,12 +47,12 @@ from hub.search.params import split_prefix
 from hub.search.params import token_forms
 from hub.search.registry import SearchParam
 from hub.search.registry import SearchRegistry
-from hub.search.statistics import StatisticsKeeper
 from hub.search.token_modifiers import related_codes
 from hub.search.token_modifiers import value_set_members
 from hub.storage import schema as S
 from hub.storage.db import is_timeout
 from hub.storage.db import statement_timeout
+from hub.storage.statistics import StatisticsKeeper
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000

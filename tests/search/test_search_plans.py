@@ -297,7 +297,7 @@ def test_code_and_patient_intersect_their_index_rows_before_the_resource_table(b
 def test_stale_statistics_are_refreshed_without_autovacuum(indexer, engine):
     """Tables analysed while empty (a new database) and then filled: the statistics keeper
     analyses them, and the planner then reads a code from the code's own index."""
-    from hub.search.statistics import StatisticsKeeper
+    from hub.storage.statistics import StatisticsKeeper
 
     admin, schema, eng = pg_schema_engine("stats")
     try:

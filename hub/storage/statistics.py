@@ -55,6 +55,7 @@ class StatisticsKeeper:
         self._due = 0.0  # time.monotonic() of the next look
         self._lock = threading.Lock()
         self._off = interval <= 0
+        self._thread: threading.Thread | None = None  # the look under way, if any
 
     def touch(self, engine: Engine) -> None:
         """Start a look in the background when one is due (cheap otherwise)."""
@@ -67,9 +68,19 @@ class StatisticsKeeper:
             if now < self._due:
                 return
             self._due = now + self.interval
-        threading.Thread(
-            target=self.refresh, args=(engine,), name="hub-search-analyze", daemon=True
-        ).start()
+            self._thread = threading.Thread(
+                target=self.refresh, args=(engine,), name="hub-search-analyze", daemon=True
+            )
+            self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """No more looks; wait for one under way, so its connection goes back to the pool
+        before the pool is disposed (``Hub.close``)."""
+        with self._lock:
+            self._off = True
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     def refresh(self, engine: Engine) -> list[str]:
         """Analyse the stale tables now; returns their names."""
