@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 
 from hub.app import create_app
 from hub.app import get_hub
+from hub.storage.db import writing
 from hub.storage.schema import metadata
 
 PG_URL = os.environ.get(
@@ -75,7 +76,7 @@ def worker_id(request) -> str:
 
 def _truncate_all(url: str) -> None:
     engine = create_engine(url)
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         names = [
             r[0]
             for r in conn.execute(

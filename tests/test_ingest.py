@@ -15,6 +15,7 @@ from hub.app import create_app
 from hub.app import get_hub
 from hub.identity.ids import patient_id_for_resident_id
 from hub.storage import schema as s
+from hub.storage.db import writing
 from tests.fixtures import authed_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -572,7 +573,7 @@ def test_worker_claims_pending_and_expired_claims(client, hub):
         "county-hospital-a", hl7("DIED-1"), source_key="DIED-1", fmt="hl7v2", claim=True
     )
     assert hub.pipeline.inbox.claim() == []  # the claim is fresh
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(s.inbox)
             .where(s.inbox.c.id == item.id)

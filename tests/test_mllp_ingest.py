@@ -14,6 +14,7 @@ from sqlalchemy import update
 from hub import hookimpl
 from hub.ingest.inbox import payload_hash
 from hub.storage import schema as s
+from hub.storage.db import writing
 from tests.fixtures import authed_client
 
 COUNTY = "county-hospital-a"
@@ -323,7 +324,7 @@ def test_resending_a_message_with_a_stale_claim_processes_it_now(mllp_server, hu
         COUNTY, body, source_key="STALE-1", fmt="hl7v2", claim=True
     )
     lease = int(hub.config.get("INBOX_LEASE_SECONDS", 300))
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(s.inbox)
             .where(s.inbox.c.id == item.id)
@@ -344,7 +345,7 @@ def test_ingest_takes_over_a_stale_claim_too(app, hub):
     item, _ = hub.pipeline.inbox.receive(
         COUNTY, body, source_key="STALE-2", fmt="hl7v2", claim=True
     )
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(s.inbox)
             .where(s.inbox.c.id == item.id)

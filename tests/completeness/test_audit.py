@@ -15,6 +15,7 @@ from hub.completeness import indicators
 from hub.completeness.periods import Period
 from hub.outcomes import OperationOutcomeError
 from hub.storage import schema as s
+from hub.storage.db import writing
 from tests.completeness import population
 
 Y2025 = Period.year(2025)
@@ -60,7 +61,7 @@ def test_audit_stores_one_row_per_person_and_summarises_every_level(audited):
 
 def test_indicators_match_hand_computed_values(audited):
     hub, _run = audited
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         denominators.set_value(conn, "370203", 2025, "resident-population", 10, "yearbook 2025")
         denominators.set_value(conn, "370203", 2025, "residents-65-plus", 4)
     got = rates(hub, "370203")
@@ -80,7 +81,7 @@ def test_indicators_match_hand_computed_values(audited):
 
 def test_indicator_own_denominator_wins_and_fallback_is_labelled(audited):
     hub, _run = audited
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         denominators.set_value(conn, "370203", 2025, "resident-population", 10)
         denominators.set_value(conn, "370203", 2025, "contract-rate", 6)
     got = rates(hub, "370203")
@@ -122,7 +123,7 @@ def test_reads_by_patient_batches_not_per_person(hub, monkeypatch):
 
 
 def test_bad_denominators_and_jurisdictions_are_400(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         with pytest.raises(OperationOutcomeError) as err:
             denominators.set_value(conn, "37x", 2025, "resident-population", 10)
         assert err.value.status == 400

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from hub.completeness import batch
+from hub.storage.db import writing
 from tests.ui.conftest import PASSWORD
 from tests.ui.conftest import cheap_hashes  # noqa: F401 (autouse fixture)
 from tests.ui.conftest import login
@@ -40,7 +41,7 @@ def test_demo_county_comes_from_raw_feeds_and_opens_on_its_audit(app, client):
     assert summary["people"] >= 30
     # a realistic county: some records complete, some with gaps
     assert 0 < summary["with-gaps"] < summary["people"]
-    with the_hub.engine.begin() as conn:
+    with writing(the_hub.engine) as conn:
         create_user(conn, "manager", PASSWORD, ["archive-manager"], jurisdiction=COUNTY)
     assert login(client, "manager").status_code == 302
     page = client.get("/ui/")

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from hub import audit
 from hub.security import audit_verify
 from hub.storage import schema as s
+from hub.storage.db import writing
 
 AUDITOR = "user/AuditEvent.rs"
 
@@ -123,7 +124,7 @@ def test_chain_verifies(hub):
 def test_tampering_is_detected_at_the_first_broken_link(hub, tamper):
     _fill(hub)
     t = s.audit_event
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         seqs = [r.seq for r in conn.execute(select(t.c.seq).order_by(t.c.seq))]
         target = seqs[2]
         row = conn.execute(select(t).where(t.c.seq == target)).one()
@@ -168,7 +169,7 @@ def test_cli_audit_verify_reports_the_broken_link(database_url, tmp_path, hub):
     )
     ok = runner.invoke(cli, ["audit", "verify"])
     assert ok.exit_code == 0 and "intact: 3 events" in ok.output
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         last = conn.execute(
             select(s.audit_event.c.seq).order_by(s.audit_event.c.seq.desc())
         ).scalar()

@@ -28,6 +28,7 @@ from hub.app import create_app
 from hub.app import get_hub
 from hub.security import audit_verify
 from hub.storage import schema as s
+from hub.storage.db import writing
 
 T = s.audit_event
 
@@ -71,14 +72,14 @@ def _hub_with(app_config: dict, **settings):
 
 def test_deleting_the_oldest_events_is_detected(hub):
     _fill(hub, 15)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(delete(T).where(T.c.seq <= 10))
     assert _findings(hub) == ["events 1–10 missing"]
 
 
 def test_changing_only_the_recorded_column_is_detected(hub):
     _fill(hub, 5)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(T).where(T.c.seq == 3).values(recorded=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
         )
@@ -101,7 +102,7 @@ def test_editing_the_newest_event_with_its_hash_recomputed_is_detected(hub, styl
     digest = _plain_sha256(newest.prev_hash, newest.id, doc["recorded"], content)
     if style == "prefixed":  # imitate the keyed rows' format without the key
         digest = newest.hash[:3] + digest[: len(newest.hash) - 3]
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(T)
             .where(T.c.seq == newest.seq)
@@ -114,7 +115,7 @@ def test_rewriting_a_middle_event_and_rechaining_the_rest_is_detected(hub):
     _fill(hub, 8)
     rows = _rows(hub)
     prev = rows[2].hash
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         for row in rows[3:]:
             doc = orjson.loads(row.content)
             if row.seq == 4:
@@ -132,7 +133,7 @@ def test_rewriting_a_middle_event_and_rechaining_the_rest_is_detected(hub):
 
 def test_deleting_a_middle_event_names_it(hub):
     _fill(hub, 6)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(delete(T).where(T.c.seq == 4))
     assert _findings(hub) == ["event 4 missing"]
 
@@ -157,7 +158,7 @@ def test_the_keyed_hash_covers_every_column(hub):
 
 def test_a_changed_prev_hash_is_detected(hub):
     _fill(hub, 3)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(update(T).where(T.c.seq == 2).values(prev_hash="0" * 64))
     assert _findings(hub) == ["event 2: content does not match its hash"]
 
@@ -198,7 +199,7 @@ def test_checkpoints_are_written_every_n_events_and_catch_truncation(app_config)
         path = audit.trail_of(hub.engine).checkpoint_file
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert audit_verify.verify(hub.engine).ok
-        with hub.engine.begin() as conn:  # the newest events, checkpoint included, deleted
+        with writing(hub.engine) as conn:  # the newest events, checkpoint included, deleted
             conn.execute(delete(T).where(T.c.seq >= 7))
         assert _findings(hub) == ["events 7–9 missing"]
 
@@ -206,7 +207,7 @@ def test_checkpoints_are_written_every_n_events_and_catch_truncation(app_config)
 def test_rechaining_after_a_checkpoint_is_detected(app_config):
     with _hub_with(app_config, AUDIT_CHECKPOINT_EVENTS=5) as hub:
         _fill(hub, 10)  # checkpoints at 4 and 9
-        with hub.engine.begin() as conn:
+        with writing(hub.engine) as conn:
             conn.execute(delete(T).where(T.c.seq >= 6))
         # New, correctly keyed events take the deleted events' places.
         _fill(hub, 5, who="replacement")
@@ -315,7 +316,7 @@ def test_a_configured_key_is_used_and_a_different_key_fails(app_config):
 def _legacy_rows(hub, n: int) -> None:
     """Rows as the unkeyed scheme wrote them (before the upgrade to keyed hashes)."""
     prev = audit.GENESIS
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         for i in range(n):
             event = audit.build_event(interaction="read", who=f"old{i}")
             content = orjson.dumps(event).decode()
@@ -346,7 +347,7 @@ def test_a_chain_begun_with_plain_hashes_continues_with_keyed_ones(hub):
     doc["outcome"] = "8"
     content = orjson.dumps(doc).decode()
     digest = _plain_sha256(row.prev_hash, row.id, doc["recorded"], content)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(
             update(T).where(T.c.seq == row.seq).values(content=content, outcome="8", hash=digest)
         )
@@ -359,7 +360,7 @@ def test_a_chain_begun_with_plain_hashes_continues_with_keyed_ones(hub):
 def test_deleting_the_oldest_plain_hashed_events_is_detected(hub):
     _legacy_rows(hub, 4)
     _fill(hub, 1)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(delete(T).where(T.c.seq <= 2))
     assert _findings(hub) == ["events 1–2 missing"]
 
@@ -374,7 +375,7 @@ def test_pruning_leaves_a_signed_anchor(hub):
     result = audit_verify.verify(hub.engine)
     assert result.ok, result.findings
     assert "events 1–3 pruned" in result.notes
-    with hub.engine.begin() as conn:  # one more of the oldest deleted behind the prune's back
+    with writing(hub.engine) as conn:  # one more of the oldest deleted behind the prune's back
         conn.execute(delete(T).where(T.c.seq == 4))
     assert _findings(hub) == ["event 4 missing"]
 
@@ -394,7 +395,7 @@ def test_cli_verify_lists_every_broken_range(database_url, tmp_path, hub):
     assert ok.exit_code == 0 and "audit chain intact: 20 events" in ok.output, ok.output
     made = runner.invoke(cli, ["audit", "checkpoint"])
     assert made.exit_code == 0 and "checkpoint at seq 20" in made.output
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         conn.execute(delete(T).where(T.c.seq <= 10))
         conn.execute(update(T).where(T.c.seq == 15).values(who="someone else"))
         conn.execute(delete(T).where(T.c.seq >= 19))

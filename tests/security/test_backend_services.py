@@ -18,6 +18,7 @@ from fhirclient.models.patient import Patient
 
 from hub.security import assertions
 from hub.security import clients
+from hub.storage.db import writing
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -56,7 +57,7 @@ def service(hub, keys):
             public_jwk(keys["ES384"], "ec-1", "ES384"),
         ]
     }
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, secret = clients.add_client(conn, "county-platform", "system/*.rs", jwks=jwks)
     assert secret is None
     return client
@@ -207,7 +208,7 @@ def test_wrong_assertion_type_and_revoked_client(live_server, service, keys, hub
     signed = assertion(service.client_id, keys["RS384"], "rsa-1", "RS384", aud)
     wrong = token_request(live_server, signed, client_assertion_type="urn:x")
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_request"
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         clients.revoke_client(conn, service.client_id)
     revoked = token_request(live_server, signed)
     assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_client"
@@ -278,7 +279,7 @@ def jwks_allowed(app_config, request):
 
 
 def test_jwks_uri_fetched_and_cached(jwks_allowed, partner_jwks, live_server, hub, keys):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, _ = clients.add_client(conn, "partner", "system/*.rs", jwks_uri=partner_jwks.url)
     aud = live_server.url + "/auth/token"
     for _ in range(2):
@@ -288,7 +289,7 @@ def test_jwks_uri_fetched_and_cached(jwks_allowed, partner_jwks, live_server, hu
 
 
 def test_jwks_uri_not_allowed_is_never_fetched(partner_jwks, live_server, hub, keys):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, _ = clients.add_client(conn, "partner", "system/*.rs", jwks_uri=partner_jwks.url)
     signed = assertion(
         client.client_id, keys["ES384"], "ec-1", "ES384", live_server.url + "/auth/token"
@@ -307,7 +308,7 @@ def test_https_jwks_uri_on_a_private_address_is_refused():
 
 def test_registration_refuses_private_keys_and_bad_sets(hub, keys):
     private = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(keys["RS384"]))
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         with pytest.raises(ValueError, match="private key"):
             clients.add_client(conn, "leaky", "system/*.rs", jwks={"keys": [private]})
         with pytest.raises(ValueError, match="JWK Set"):

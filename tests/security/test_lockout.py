@@ -15,13 +15,14 @@ from hub import audit
 from hub.security import clients
 from hub.security import lockout
 from hub.storage import schema as s
+from hub.storage.db import writing
 
 FORM = {"grant_type": "client_credentials"}
 
 
 @pytest.fixture
 def registered(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         return clients.add_client(conn, "his-lock", "system/Patient.rs")
 
 

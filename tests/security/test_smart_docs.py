@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hub.security import clients
+from hub.storage.db import writing
 from tests.security.test_smart_launch import REDIRECT
 from tests.security.test_smart_launch import _authorize_params
 from tests.security.test_smart_launch import _pkce
@@ -75,7 +76,7 @@ def test_backend_services_example(live_server, hub):
         serialization.NoEncryption(),
     ).decode()
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, _ = clients.add_client(
             conn, "county-platform", "system/*.rs", jwks={"keys": [{**public, "kid": "rsa-1"}]}
         )

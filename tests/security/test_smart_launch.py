@@ -25,6 +25,7 @@ from fhirclient.server import FHIRNotFoundException
 from hub.codesystems import OAUTH_CLIENT
 from hub.security import clients
 from hub.security import users
+from hub.storage.db import writing
 
 REDIRECT = "https://app.example/junxiu/callback"
 APP_SCOPES = "patient/*.rs patient/*.read launch/patient openid fhirUser offline_access"
@@ -97,7 +98,7 @@ def people(client):
 
 @pytest.fixture
 def junxiu_app(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, secret = clients.add_client(
             conn, "军休互联网+医养", APP_SCOPES, redirect_uris=[REDIRECT], public=True
         )
@@ -107,7 +108,7 @@ def junxiu_app(hub):
 
 @pytest.fixture
 def person(hub, people):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         return users.create_user(conn, "wang.jun", PASSWORD, (), patient=people["wang"])
 
 
@@ -445,7 +446,7 @@ def test_code_exchange_checks_pkce_and_is_single_use(live_server, junxiu_app, pe
 
 
 def test_login_form_needs_csrf_and_a_persons_account(live_server, junxiu_app, person, hub, request):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         users.create_user(conn, "staff.zhang", PASSWORD, ("archive-manager",))
     params = _authorize_params(junxiu_app, live_server)
     browser = requests.Session()
@@ -493,7 +494,7 @@ def test_revoked_app_stops(live_server, junxiu_app, person, people, hub):
     token = _exchange(live_server, junxiu_app, code, verifier).json()["access_token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert requests.get(f"{live_server.fhir}/Patient/{people['wang']}", headers=bearer).ok
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         assert clients.revoke_client(conn, junxiu_app.client_id)
     assert (
         requests.get(f"{live_server.fhir}/Patient/{people['wang']}", headers=bearer).status_code

@@ -10,6 +10,7 @@ import pytest
 from hub.security import clients
 from hub.security import tokens
 from hub.security.services import Security
+from hub.storage.db import writing
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def app_config(app_config):
 
 @pytest.fixture
 def site_client(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, secret = clients.add_client(
             conn, "his-1", "system/Patient.cruds system/Observation.rs", "his1", ["veteran-status"]
         )
@@ -115,7 +116,7 @@ def test_revoked_client_is_refused(hub, anon_client, site_client):
     ).get_json()["access_token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert anon_client.get("/fhir/Patient/_history", headers=bearer).status_code == 200
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         assert clients.revoke_client(conn, "his-1")
     resp = anon_client.get("/fhir/Patient/_history", headers=bearer)
     assert resp.status_code == 401
@@ -228,7 +229,7 @@ def test_cli_clients_and_token(database_url, tmp_path, app, anon_client):
 
 @pytest.fixture
 def wildcard_client(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         return clients.add_client(conn, "operator", "system/*.cruds", None, ["*"])
 
 
@@ -252,7 +253,7 @@ def test_wildcard_grant_cannot_be_escalated_to_the_audit_trail(anon_client, wild
 
 
 def test_scopes_do_not_cross_contexts(hub, anon_client):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, secret = clients.add_client(conn, "mixed", "patient/*.rs system/Patient.c")
     resp = _token(anon_client, client, secret, "system/Observation.rs")
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_scope"
@@ -280,7 +281,7 @@ def test_fhirclient_client_credentials_with_launch_scope(live_server, hub):
     from fhirclient.auth import FHIROAuth2Auth
     from fhirclient.models.patient import Patient
 
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, secret = clients.add_client(conn, "smart-app", "system/Patient.rs")
     smart = smart_client.FHIRClient(
         settings={
@@ -353,7 +354,7 @@ def test_a_remembered_token_is_still_refused_once_expired_or_revoked(hub, anon_c
 
     from hub.storage.accounts import ClientStore
 
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         client, _secret = clients.add_client(conn, "cached", "system/*.rs", None, ["*"])
     token = hub.security.mint(client.client_id, "system/*.rs", grants=["*"], lifetime=600)
     bearer = {"Authorization": f"Bearer {token}"}
@@ -377,7 +378,7 @@ def test_a_remembered_token_is_still_refused_once_expired_or_revoked(hub, anon_c
     # So is the client's status (CLIENT_STATUS_SECONDS is 0 here).
     assert anon_client.get("/fhir/Patient", headers=bearer).status_code == 200
     assert remembered.get(token) is not None
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         ClientStore.set(conn, client.client_id, revoked_at=dt.datetime.now(dt.UTC))
     resp = anon_client.get("/fhir/Patient", headers=bearer)
     assert resp.status_code == 401

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from hub.security import users
 from hub.storage import schema as s
+from hub.storage.db import writing
 
 PASSWORD = "correct horse battery"
 
@@ -26,7 +27,7 @@ def cheap_hashing(monkeypatch):
 
 @pytest.fixture
 def alice(hub):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         return users.create_user(conn, "alice", PASSWORD, ["archive-manager"], "330102")
 
 
@@ -46,7 +47,7 @@ def test_roles_give_scopes(alice):
 
 
 def test_verify_password(hub, alice):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         assert users.verify_password(conn, "alice", PASSWORD).username == "alice"
         with pytest.raises(users.InvalidLogin):
             users.verify_password(conn, "alice", "wrong password")
@@ -57,7 +58,7 @@ def test_verify_password(hub, alice):
 def test_lockout_after_repeated_failures(hub, alice):
     now = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
     lockout = dt.timedelta(minutes=15)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         for _ in range(4):
             with pytest.raises(users.InvalidLogin):
                 users.verify_password(conn, "alice", "bad", 5, lockout, now)
@@ -74,7 +75,7 @@ def test_lockout_after_repeated_failures(hub, alice):
 
 
 def test_success_resets_the_failure_count(hub, alice):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         for _ in range(4):
             with pytest.raises(users.InvalidLogin):
                 users.verify_password(conn, "alice", "bad")
@@ -90,7 +91,7 @@ def test_login_commits_failures_and_audits(hub, alice):
             users.login(hub.engine, "alice", "bad", max_failures=3)
     with pytest.raises(users.LockedOut):
         users.login(hub.engine, "alice", "bad", max_failures=3)
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         assert users.unlock(conn, "alice")
     assert users.login(hub.engine, "alice", PASSWORD).username == "alice"
     with hub.engine.connect() as conn:
@@ -102,7 +103,7 @@ def test_login_commits_failures_and_audits(hub, alice):
 
 
 def test_create_user_rejects_bad_input(hub, alice):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         with pytest.raises(ValueError, match="exists"):
             users.create_user(conn, "alice", PASSWORD, ["admin"])
         with pytest.raises(ValueError, match="role"):

@@ -12,6 +12,7 @@ from lxml import etree
 from hub.codesystems import RESTRICTED
 from hub.codesystems import VETERAN_SENSITIVITY
 from hub.security import clients
+from hub.storage.db import writing
 from hub.storage.subscriptions import SubscriptionStore
 from hub.subscriptions import notify
 from tests.fixtures import authed_client
@@ -267,7 +268,7 @@ def test_a_large_batch_is_matched_exactly(client, hub, receiver):
 
 
 def test_a_revoked_clients_subscriptions_hear_nothing(app, hub, receiver, client):
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         registered, _ = clients.add_client(
             conn, "ward-dashboard", "system/Subscription.cruds system/Observation.rs", None, ["*"]
         )
@@ -281,7 +282,7 @@ def test_a_revoked_clients_subscriptions_hear_nothing(app, hub, receiver, client
     assert got.status_code == 201, got.get_json()
     client.post("/fhir/Observation", json=observation())
     assert notify.match(hub) == 1  # queued while the client was registered
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         assert clients.revoke_client(conn, "ward-dashboard")
     client.post("/fhir/Observation", json=observation())
     counts = drain(hub)

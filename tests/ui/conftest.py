@@ -10,6 +10,7 @@ import pytest
 from hub.completeness import batch
 from hub.completeness import denominators
 from hub.completeness.periods import Period
+from hub.storage.db import writing
 from tests.completeness import population
 
 PASSWORD = "correct horse"
@@ -44,7 +45,7 @@ def audited_hub(hub):
     population.load(hub)
     batch.run_audit(hub.engine, Period.year(2024), "370203", as_of=dt.date(2025, 1, 10))
     batch.run_audit(hub.engine, Period.year(2025), "370203", as_of=dt.date(2025, 12, 1))
-    with hub.engine.begin() as conn:
+    with writing(hub.engine) as conn:
         denominators.set_value(conn, "370203", 2025, "resident-population", 10, "yearbook 2025")
         from hub.security.users import create_user
 

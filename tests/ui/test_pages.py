@@ -11,6 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy import select
 
 from hub.storage import schema as s
+from hub.storage.db import writing
 from tests.ui.conftest import csrf_of
 from tests.ui.conftest import login
 
@@ -139,7 +140,7 @@ def test_inbox_and_dead_letters(client, audited_hub):
         }
         for n, status in enumerate(["done", "failed", "quarantined", "pending"])
     ]
-    with audited_hub.engine.begin() as conn:
+    with writing(audited_hub.engine) as conn:
         conn.execute(insert(s.inbox), rows)
     login(client, "engineer")
     dead = client.get("/ui/inbox?dead=1")
@@ -197,7 +198,7 @@ def test_outbound_deliveries_and_dead_letters(client, audited_hub):
         }
         for n, status in enumerate(["sent", "dead", "pending"])
     ]
-    with audited_hub.engine.begin() as conn:
+    with writing(audited_hub.engine) as conn:
         conn.execute(insert(s.delivery), rows)
     login(client, "engineer")
     dead = client.get("/ui/deliveries?status=dead")
