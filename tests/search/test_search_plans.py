@@ -89,8 +89,12 @@ def _pg_engine():
     return pg_schema_engine("plans")
 
 
-def _write(eng, indexer, population) -> int:
-    """Store ``population`` with its index rows (no ANALYZE); returns the resources' count."""
+def _write(eng, indexer, population, flush_statistics: bool = False) -> int:
+    """Store ``population`` with its index rows (no ANALYZE); returns the resources' count.
+
+    ``flush_statistics``: the writing session reports its changes to the statistics
+    collector at once (``pg_stat_force_next_flush``, PostgreSQL 15), so that
+    ``n_mod_since_analyze`` counts them when the test looks."""
     S.metadata.create_all(eng)
     now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     resources, by_table = [], {}
@@ -116,6 +120,8 @@ def _write(eng, indexer, population) -> int:
         bulk_insert(conn, S.resource, resources)
         for table, rows in by_table.items():
             bulk_insert(conn, S.INDEX_TABLES[table], rows)
+        if flush_statistics:
+            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
     return len(resources)
 
 
@@ -310,35 +316,10 @@ def test_stale_statistics_are_refreshed_without_autovacuum(indexer, engine):
         with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             for table in ("resource", *S.INDEX_TABLES):
                 conn.exec_driver_sql(f'ANALYZE "{table}"')
-        rows, resources = {}, []
-        now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
         population = [r for r in _population(random.Random(3)) if r["resourceType"] != "Encounter"][
             :4000
         ]
-        for pk, res in enumerate(population, 1):
-            result = indexer.index(res)
-            content = orjson.dumps(res).decode()
-            resources.append(
-                {
-                    "pk": pk,
-                    "res_type": res["resourceType"],
-                    "res_id": res["id"],
-                    "version": 1,
-                    "last_updated": now,
-                    "deleted": False,
-                    "patient_id": result.patient_id,
-                    "content": content,
-                }
-            )
-            for table, found in result.rows.items():
-                for row in found:
-                    row["resource_pk"] = pk
-                rows.setdefault(table, []).extend(found)
-        with eng.begin() as conn:
-            bulk_insert(conn, S.resource, resources)
-            for table, found in rows.items():
-                bulk_insert(conn, S.INDEX_TABLES[table], found)
-            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        _write(eng, indexer, population, flush_statistics=True)
         analysed = StatisticsKeeper(10).refresh(eng)
         assert {"resource", "sp_token", "sp_reference"} <= set(analysed)
         assert StatisticsKeeper(10).refresh(eng) == []  # fresh now: nothing to do
