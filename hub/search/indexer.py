@@ -109,6 +109,17 @@ def token_values(v) -> list[tuple]:
     return []
 
 
+def _memoised(known: dict, value, compute):
+    """``compute(value)``, once per element object of the resource being indexed: paired
+    parameters (``code``/``combo-code``, ``subject``/``patient``) reach the same dicts."""
+    if type(value) is not dict:
+        return compute(value)
+    found = known.get(id(value))
+    if found is None:
+        found = known[id(value)] = compute(value)
+    return found
+
+
 def _identifier_types(v) -> list[tuple]:
     """``:of-type`` rows: (type system, "type code|value")."""
     typ = v.get("type") if isinstance(v, dict) else None
@@ -360,12 +371,7 @@ class Indexer:
         known = memo["token"]
         seen: set = set()
         for v in values:
-            if type(v) is dict:
-                tuples = known.get(id(v))
-                if tuples is None:
-                    tuples = known[id(v)] = token_values(v)
-            else:
-                tuples = token_values(v)
+            tuples = _memoised(known, v, token_values)
             if code == "identifier" or (isinstance(v, dict) and "type" in v and "value" in v):
                 for t in _identifier_types(v):
                     out.append(_token_row(res_type, code + ":of-type", t))
@@ -399,12 +405,7 @@ class Indexer:
         known = memo["reference"]
         seen: set = set()
         for v in values:
-            if type(v) is dict:
-                tuples = known.get(id(v))
-                if tuples is None:
-                    tuples = known[id(v)] = reference_values(v)
-            else:
-                tuples = reference_values(v)
+            tuples = _memoised(known, v, reference_values)
             for t in tuples:
                 if t not in seen:
                     seen.add(t)

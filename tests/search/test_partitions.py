@@ -10,24 +10,20 @@ the per-type partitions and prune a typed search to its type's partition.
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 import sqlalchemy as sa
 import test_search_engine as cases
 from search_helpers import SYNTHEA
 from search_helpers import insert
+from search_helpers import pg_schema_engine
 from search_helpers import synthea_resources
 from search_samples import SAMPLES
 
+from hub.storage.db import analyze
 from hub.storage.partitions import partition_index_tables
 from hub.storage.partitions import partition_name
 from hub.storage.schema import metadata
 
-PG_URL = os.environ.get(
-    "HUB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 PARTITIONED_TYPES = ("Patient", "Observation", "Condition", "Encounter")
 
 # (test function, the type it searches when not parametrised)
@@ -61,12 +57,8 @@ def core_queries() -> list[tuple[str, str]]:
     return out
 
 
-def _schema(admin, indexer, partitioned: bool):
-    schema = f"part_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    eng = sa.create_engine(url)
+def _schema(indexer, partitioned: bool):
+    admin, schema, eng = pg_schema_engine("part")
     metadata.create_all(eng)
     with eng.begin() as conn:
         if partitioned:
@@ -76,27 +68,19 @@ def _schema(admin, indexer, partitioned: bool):
                 insert(conn, indexer, res)
         for res in SAMPLES:
             insert(conn, indexer, res)
-        conn.execute(sa.text("ANALYZE"))
-    return schema, eng
+    analyze(eng)  # this schema's tables only (a bare ANALYZE reaches other tests' schemas)
+    return admin, schema, eng
 
 
 @pytest.fixture(scope="module")
 def flat_and_partitioned(indexer):
-    try:
-        admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure means "not reachable"
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but unreachable: {err}")
-        pytest.skip(f"PostgreSQL unreachable: {str(err).splitlines()[0]}")
-    made = [_schema(admin, indexer, False), _schema(admin, indexer, True)]
-    yield made[0][1], made[1][1]
-    for schema, eng in made:
+    made = [_schema(indexer, False), _schema(indexer, True)]
+    yield made[0][2], made[1][2]
+    for admin, schema, eng in made:
         eng.dispose()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+        admin.dispose()
 
 
 def test_core_queries_find_the_same_on_partitioned_tables(flat_and_partitioned, engine):
