@@ -234,7 +234,7 @@ class SearchEngine:
             access = Access(hidden_labels=tuple(hidden_labels))
         q = _Query(self, conn, strict)
         q.access = access
-        r = S.resource.alias("r")
+        r = _pooled_alias(S.resource, "r")  # the one alias of this name in a statement
         where = [_not_deleted(r)]
         if access is not None and access.filters_rows:
             where.append(visible(r, access))
@@ -271,7 +271,7 @@ class SearchEngine:
         if not nested:
             where = _intersect_index_rows(q, r, where)
         if compartment:
-            where.append(self._compartment_clause(r, res_type, compartment))
+            where.append(self._compartment_clause(q, r, res_type, compartment))
         if res_type and not (compartment or any(id(c) in q.positive for c in where)):
             # With a positive ``pk IN (index subquery)`` the type is already implied
             # (the subquery filters on it); leaving it out lets SQLite drive the
@@ -399,7 +399,7 @@ class SearchEngine:
                 if p is None or p.type not in _SORT_COLUMN:
                     q.ignore(_Ignored("_sort", f"cannot sort by '{name}'"))
                     continue
-                t = _TABLES[p.type].alias()
+                t = q.alias(_TABLES[p.type])
                 column = t.c[_SORT_COLUMN[p.type]]
                 if p.type == "date" and desc:
                     column = t.c.high
@@ -486,9 +486,9 @@ class SearchEngine:
     # Compartments, includes
     # ------------------------------------------------------------------
 
-    def _compartment_clause(self, r, res_type, compartment):
+    def _compartment_clause(self, q, r, res_type, compartment):
         comp_type, comp_id = compartment
-        c = S.compartment.alias()
+        c = q.alias(S.compartment)
         sub = sa.select(c.c.resource_pk).where(c.c.comp_type == comp_type, c.c.comp_id == comp_id)
         if res_type:
             sub = sub.where(c.c.res_type == res_type)
@@ -616,6 +616,13 @@ class _Query:
         self.positive: dict[int, sa.Select] = {}
         self.branches = 0
         self.access: Access | None = None
+        self._aliases: dict[str, int] = {}
+
+    def alias(self, table: sa.Table) -> sa.Alias:
+        """An alias of ``table`` not used yet in this search's statement (see ``_pooled_alias``)."""
+        n = self._aliases.get(table.name, 0)
+        self._aliases[table.name] = n + 1
+        return _pooled_alias(table, n)
 
     def _pk_in(self, r, sub):
         clause = r.c.pk.in_(sub)
@@ -668,7 +675,7 @@ class _Query:
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise invalid(key, "':missing' takes true or false")
-            t = _TABLES[p.type].alias()
+            t = self.alias(_TABLES[p.type])
             sub = self._rows(t, res_type, p.code)
             return r.c.pk.not_in(sub) if value == "true" else r.c.pk.in_(sub)
         if modifier and modifier not in p.modifiers:
@@ -686,7 +693,7 @@ class _Query:
         ors = split_or(value)
         if not any(ors):
             raise invalid(key, "empty value")
-        t = _TABLES[p.type].alias()
+        t = self.alias(_TABLES[p.type])
         param = p.code
         negate = False
         if p.type == "token":
@@ -1041,10 +1048,10 @@ class _Query:
             raise invalid(
                 key, "the chain is too broad; name the target types (subject:Patient.name)"
             )
-        ref = S.sp_reference.alias()
+        ref = self.alias(S.sp_reference)
         tests = []
         for tt in targets:
-            inner = S.resource.alias()
+            inner = self.alias(S.resource)
             cond = self.clause(tt, inner, rest, value)
             ids = sa.select(inner.c.res_id).where(
                 inner.c.res_type == tt, _not_deleted(inner), cond, visible(inner, access)
@@ -1067,11 +1074,11 @@ class _Query:
             raise invalid(key, f"'{ref_param}' is not a reference parameter of {other}")
         if self.access is not None:
             self.access.require_search(other, key)
-        inner = S.resource.alias()
+        inner = self.alias(S.resource)
         cond = self.clause(other, inner, rest, value)
         if _statistics_fresh(self.conn):
             return self._has_exists(res_type, r, other, ref_param, inner, cond)
-        ref = S.sp_reference.alias()
+        ref = self.alias(S.sp_reference)
         pks = sa.select(inner.c.pk).where(
             inner.c.res_type == other, _not_deleted(inner), cond, visible(inner, self.access)
         )
@@ -1092,7 +1099,7 @@ class _Query:
         without them it estimates every step at one row and probes the wrong index for
         every reference.
         """
-        ref = S.sp_reference.alias()
+        ref = self.alias(S.sp_reference)
         links = [
             ref.c.target_type == res_type,
             ref.c.target_id == r.c.res_id,
@@ -1136,6 +1143,27 @@ class _Query:
         # The cast makes ``ANY(...)`` take one array value, not the rows of a subquery.
         element = sa.BigInteger() if column.name in ("pk", "resource_pk") else sa.String()
         return col == sa.func.any(sa.cast(agg, postgresql.ARRAY(element)))
+
+
+# Aliases of the resource and index tables, built once and shared by every search
+# (``_Query.alias``): the n-th alias of a table in one statement is always the same
+# object. Building an alias copies every column of its table, which was a fifth of
+# the CPU of a simple search; the expressions are immutable once built, so searches
+# on other threads may share them. Each statement still gets distinct aliases (a
+# subquery on the alias of its enclosing query would correlate to it), and they
+# stay anonymous so the compiler numbers them without colliding with others.
+# The search's own resource alias is named ``r`` (plans and ``_explain`` show it).
+_ALIASES: dict[tuple[str, int | str], sa.Alias] = {}
+
+
+def _pooled_alias(table: sa.Table, n: int | str) -> sa.Alias:
+    """The ``n``-th anonymous alias of ``table``, or its alias named ``n``."""
+    found = _ALIASES.get((table.name, n))
+    if found is None:
+        found = table.alias(n if isinstance(n, str) else None)
+        found.c  # noqa: B018 - builds the column collection before the alias is shared
+        _ALIASES[(table.name, n)] = found
+    return found
 
 
 # Seconds a pooled connection trusts its answer of _statistics_fresh.
