@@ -431,8 +431,14 @@ class SearchEngine:
         if inline:
             stmt = stmt.add_columns(r.c.res_type, r.c.res_id, r.c.content)
         # The page is ordered by these output columns: SQLite would evaluate a sort
-        # subquery written again in ORDER BY a second time for every match.
-        labels = [e.label(f"sort_{i}") for i, e in enumerate(exprs)]
+        # subquery written again in ORDER BY a second time for every match. They come
+        # back undecoded (NullType): only the first and last row's values make the
+        # cursors, so only those are turned into Python values (``decode``), not a
+        # timestamp per row of the page.
+        labels = [
+            sa.type_coerce(e, sa.types.NullType()).label(f"sort_{i}") for i, e in enumerate(exprs)
+        ]
+        decoders = [e.type._cached_result_processor(conn.dialect, None) for e in exprs]
         stmt = stmt.add_columns(*labels)
         backwards = cursor.get("d") == "b"
         if "p" in cursor:
@@ -461,8 +467,12 @@ class SearchEngine:
         n = len(sort_keys)
 
         def mark(row, direction):
+            values = [
+                v if decode is None else decode(v)
+                for v, decode in zip(row[4 : 4 + n], decoders, strict=True)
+            ]
             return _encode_cursor(
-                {"d": direction, "p": row[0], "v": [_json_value(v) for v in row[4 : 4 + n]]}
+                {"d": direction, "p": row[0], "v": [_json_value(v) for v in values]}
             )
 
         next_c = mark(rows[-1], "a") if rows and has_next else None
@@ -1237,7 +1247,7 @@ def _with_content(page, sort_keys, backwards: bool):
     ``_count + 1`` resources, not of every match before it sorts them.
     """
     inner = page.subquery("page")
-    res = S.resource.alias("rc")
+    res = _pooled_alias(S.resource, "rc")
     sorts = [inner.c[f"sort_{i}"] for i in range(len(sort_keys))]
     order = []
     for col, (_, desc) in zip(sorts, sort_keys, strict=True):
