@@ -235,7 +235,7 @@ class SearchEngine:
         q = _Query(self, conn, strict)
         q.access = access
         r = _pooled_alias(S.resource, "r")  # the one alias of this name in a statement
-        where = [_not_deleted(r)]
+        where = [_R_NOT_DELETED]
         if access is not None and access.filters_rows:
             where.append(visible(r, access))
         control: dict[str, list[str]] = {}
@@ -400,15 +400,20 @@ class SearchEngine:
                     q.ignore(_Ignored("_sort", f"cannot sort by '{name}'"))
                     continue
                 t = q.alias(_TABLES[p.type])
-                column = t.c[_SORT_COLUMN[p.type]]
-                if p.type == "date" and desc:
-                    column = t.c.high
-                agg = sa.func.max(column) if desc else sa.func.min(column)
-                col = (
-                    sa.select(agg)
-                    .where(t.c.resource_pk == r.c.pk, t.c.param == name)
-                    .scalar_subquery()
-                )
+                col = _SORTS.get((t, r, name, desc))
+                if col is None:  # built once per pooled alias, parameter and direction
+                    column = t.c[_SORT_COLUMN[p.type]]
+                    if p.type == "date" and desc:
+                        column = t.c.high
+                    agg = sa.func.max(column) if desc else sa.func.min(column)
+                    col = (
+                        sa.select(agg)
+                        .where(t.c.resource_pk == r.c.pk, t.c.param == name)
+                        .scalar_subquery()
+                    )
+                    if len(_SORTS) >= _ROWS_KEPT:
+                        _SORTS.clear()
+                    _SORTS[(t, r, name, desc)] = col
             keys.append((col, desc))
         return keys
 
@@ -694,9 +699,17 @@ class _Query:
         return self._values(res_type, r, key, p, modifier, value)
 
     def _rows(self, t, res_type, param):
-        sub = sa.select(t.c.resource_pk).where(t.c.param == param)
-        if res_type:
-            sub = sub.where(t.c.res_type == res_type)
+        """``SELECT resource_pk FROM t WHERE param = ? [AND res_type = ?]``, built once per
+        pooled alias, type and parameter (the parameter's value tests are added to it)."""
+        key = (t, res_type, param)
+        sub = _ROWS.get(key)
+        if sub is None:
+            sub = sa.select(t.c.resource_pk).where(t.c.param == param)
+            if res_type:
+                sub = sub.where(t.c.res_type == res_type)
+            if len(_ROWS) >= _ROWS_KEPT:
+                _ROWS.clear()
+            _ROWS[key] = sub
         return sub
 
     def _values(self, res_type, r, key, p: SearchParam, modifier, value):
@@ -730,7 +743,7 @@ class _Query:
             tests = [self._composite(t, key, p, v) for v in ors]
         else:
             raise _Ignored(key, f"parameter type '{p.type}' is not supported")
-        sub = self._rows(t, res_type, param).where(sa.or_(*tests))
+        sub = self._rows(t, res_type, param).where(tests[0] if len(tests) == 1 else sa.or_(*tests))
         if negate:
             return r.c.pk.not_in(sub)
         return self._pk_in(r, sub) if res_type else r.c.pk.in_(sub)
@@ -1174,6 +1187,15 @@ def _pooled_alias(table: sa.Table, n: int | str) -> sa.Alias:
         found.c  # noqa: B018 - builds the column collection before the alias is shared
         _ALIASES[(table.name, n)] = found
     return found
+
+
+_R_NOT_DELETED = _not_deleted(_pooled_alias(S.resource, "r"))
+# The index rows of one parameter (``_Query._rows``) by (alias, type, parameter): the
+# registry bounds them; the bound only guards against a registry that keeps growing.
+_ROWS: dict[tuple, sa.Select] = {}
+# The sort subqueries of ``_sort_keys``, by (alias, resource alias, parameter, descending).
+_SORTS: dict[tuple, sa.ScalarSelect] = {}
+_ROWS_KEPT = 20_000
 
 
 # Seconds a pooled connection trusts its answer of _statistics_fresh.
