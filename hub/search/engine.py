@@ -443,7 +443,6 @@ class SearchEngine:
         labels = [
             sa.type_coerce(e, sa.types.NullType()).label(f"sort_{i}") for i, e in enumerate(exprs)
         ]
-        decoders = [e.type._cached_result_processor(conn.dialect, None) for e in exprs]
         stmt = stmt.add_columns(*labels)
         backwards = cursor.get("d") == "b"
         if "p" in cursor:
@@ -461,7 +460,14 @@ class SearchEngine:
         page_stmt = stmt.order_by(*order).limit(count + 1)
         if not inline:
             page_stmt = _with_content(page_stmt, sort_keys, backwards)
-        rows = list(conn.execute(page_stmt))
+        result = conn.execute(page_stmt)
+        # The driver's type of each sort column picks its decoder, as SQLAlchemy would.
+        described = result.cursor.description
+        decoders = [
+            e.type._cached_result_processor(conn.dialect, described[4 + i][1])
+            for i, e in enumerate(exprs)
+        ]
+        rows = list(result)
         more = len(rows) > count
         rows = rows[:count]
         if backwards:
