@@ -71,9 +71,10 @@ def main() -> None:
     registry = SearchRegistry.load()
     engine = SearchEngine(registry)
     with db.connect() as conn:
-        filled = sa.inspect(conn).has_table("resource") and conn.execute(
-            sa.select(sa.func.count()).select_from(S.resource)
-        ).scalar()
+        filled = (
+            sa.inspect(conn).has_table("resource")
+            and conn.execute(sa.select(sa.func.count()).select_from(S.resource)).scalar()
+        )
     if not filled:
         if not any(args.data.glob("*.json")):
             raise SystemExit(f"no bundles in {args.data} (--data)")
