@@ -109,8 +109,11 @@ def test_a_block_that_ended_is_never_cancelled(database_url):
     try:
         with db.standalone_reads(engine) as conn:
             for _ in range(30):
-                with db.statement_timeout(conn, 0.01):
-                    conn.execute(text("SELECT 1"))
+                try:
+                    with db.statement_timeout(conn, 0.01):
+                        conn.execute(text("SELECT 1"))
+                except Exception as err:  # a slow machine: cancelled inside its block is fine
+                    assert db.is_timeout(err)
                 time.sleep(0.01)
                 assert conn.execute(text("SELECT pg_sleep(0.02), 1")).one()[1] == 1
     finally:
