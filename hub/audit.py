@@ -176,9 +176,7 @@ def record(conn: Any, event: dict[str, Any], *, head: Any = None) -> ChainLink:
     (``BEGIN IMMEDIATE``, as :meth:`Repository.writing` and :func:`record_now`
     open) so that two appends cannot read the same chain head. ``head``
     (``seq``, ``hash``) is for :func:`prune`, which deletes rows in the same
-    transaction before it appends, and for a batch of events appended in one
-    transaction (:mod:`hub.security.audit_writer`): the link returned is the
-    new row, the ``head`` of the next.
+    transaction before it appends: the link returned is the new row.
     """
     trail = trail_of(conn.engine)
     if head is None:
@@ -205,36 +203,38 @@ def _chained_row(trail: Any, event: dict[str, Any], head: Any) -> dict[str, Any]
     return row
 
 
-def record_many(conn: Any, events: list[dict[str, Any]], *, head: Any = None) -> ChainLink | None:
-    """Append ``events`` in order in the caller's transaction, in one INSERT.
+def record_batch(engine: Any, events: list[dict[str, Any]]) -> ChainLink | None:
+    """Append ``events`` in order in a transaction of their own (the batching writer's append).
 
-    The batching writer's append (:mod:`hub.security.audit_writer`): each row chains
-    to the one before it exactly as :func:`record` chains them one by one, but the
-    rows go to the database in one statement (one round trip on PostgreSQL instead
-    of one per event). Returns the last row's link.
+    Each row chains to the one before it exactly as :func:`record` chains them one by
+    one; the rows go to the database together and, on PostgreSQL, the whole append is
+    two round trips (:meth:`AuditLogStore.append_batch`). Returns the last row's link.
     """
     if not events:
-        return head
-    trail = trail_of(conn.engine)
-    if head is None:
-        head = AuditLogStore.locked_head(conn)
-    rows = []
-    links = []  # (the row before, the row's seq), for the checkpoint rule below
-    for event in events:
-        row = _chained_row(trail, event, head)
-        rows.append(row)
-        links.append((head, row["seq"]))
-        head = ChainLink(row["seq"], row["hash"])
-    AuditLogStore.append_many(conn, rows)
-    for before, seq in links:
-        trail.appended(conn, before, seq)
-    return head
+        return None
+    trail = trail_of(engine)
+    last: list[ChainLink] = []
+
+    def chain(conn: Any, head: ChainLink | None) -> list[dict[str, Any]]:
+        rows = []
+        for event in events:
+            row = _chained_row(trail, event, head)
+            # Under the chain's lock and before the rows go in: a checkpoint this append
+            # makes due names the committed row before the batch; the batch's own rows
+            # are not named until a later append (Trail.appended).
+            trail.appended(conn, head, row["seq"])
+            rows.append(row)
+            head = ChainLink(row["seq"], row["hash"])
+        last[:] = [head]
+        return rows
+
+    AuditLogStore(engine).append_batch(chain)
+    return last[0] if last else None
 
 
 def record_now(engine: Any, event: dict[str, Any]) -> None:
     """Append ``event`` in a transaction of its own (reads, searches, failures, logins)."""
-    with AuditLogStore(engine).writing() as conn:
-        record(conn, event)
+    record_batch(engine, [event])
 
 
 # -- verification, checkpoints and retention ----------------------------------------

@@ -135,7 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
         "SEARCH_TIMEOUT",
         30,
         float,
-        "Seconds one search statement may run before it is stopped (503 too-costly); 0: no limit.",
+        "Seconds one search may run, all its statements together, before it is stopped "
+        "(503 too-costly); 0: no limit.",
     ),
     Setting(
         "SEARCH_ANALYZE_INTERVAL",

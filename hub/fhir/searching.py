@@ -49,7 +49,9 @@ def search_bytes(
     # pages count only what the caller may see, and chains and _has match nothing
     # through it (hub.search.access).
     access = guard.search_access(principal)
-    with nullcontext(conn) if conn is not None else service.repo.reading() as c:
+    # A request's own search needs no transaction around it (no BEGIN/ROLLBACK round trips
+    # on PostgreSQL); one inside a bundle reads in the bundle's.
+    with nullcontext(conn) if conn is not None else service.repo.standalone_reads() as c:
         if _asks_linked(params):
             params = expand_linked(c, params)
         result = engine.search(
@@ -60,7 +62,6 @@ def search_bytes(
             strict=strict,
             base_url=base,
             access=access,
-            alone=conn is None,
         )
     if principal is not None:
         result.entries = guard.visible_entries(result.entries, principal)

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
 from urllib.parse import urlencode
@@ -158,7 +157,7 @@ class SearchEngine:
         self.registry = registry
         self.tz = default_tz
         self.max_chain_depth = max_chain_depth
-        # Seconds one search statement may run (0: no limit); SEARCH_TIMEOUT in hub.config.
+        # Seconds one search may run (0: no limit); SEARCH_TIMEOUT in hub.config.
         self.statement_timeout = statement_timeout
         # Planner statistics on servers without autovacuum; SEARCH_ANALYZE_INTERVAL.
         self.statistics = StatisticsKeeper(analyze_interval)
@@ -178,22 +177,21 @@ class SearchEngine:
         base_url: str = "",
         hidden_labels: Iterable[tuple[str, str]] = (),
         access: Access | None = None,
-        alone: bool = False,
     ) -> SearchResult:
         """One page of results for ``params`` (see the module docstring).
 
         ``access`` says what the caller may see (:mod:`hub.search.access`): every
         row the search reads - matches, chain and ``_has`` targets, includes -
         passes its filter. ``hidden_labels`` alone is the short form of an
-        ``Access`` with only security labels to hide. ``alone``: the search is the
-        last work of ``conn``'s transaction (a request's read connection), so its
-        statement timeout is set once for the transaction and not put back.
+        ``Access`` with only security labels to hide. The whole search, however
+        many statements it runs, is stopped after ``SEARCH_TIMEOUT`` seconds
+        (:func:`hub.storage.db.statement_timeout`, no round trip to the server).
         """
         if res_type is not None and not self.registry.is_type(res_type):
             raise invalid("_type", f"unknown resource type '{res_type}'")
         self.statistics.touch(conn.engine)
         try:
-            with self._timeout(conn, alone):
+            with statement_timeout(conn, self.statement_timeout):
                 return self._search(
                     conn, res_type, params, compartment, strict, hidden_labels, access
                 )
@@ -212,22 +210,6 @@ class SearchEngine:
                     400,
                 ) from None
             raise
-
-    def _timeout(self, conn, alone: bool):
-        """The search's statement timeout (:func:`hub.storage.db.statement_timeout`).
-
-        On PostgreSQL that helper reads the old value, sets the new one and puts the
-        old one back: three round trips around a search of one or two. A search
-        alone in its transaction needs only the setting (the transaction's end
-        drops it).
-        """
-        if alone and self.statement_timeout > 0 and conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(
-                "SELECT set_config('statement_timeout', %(v)s, true)",
-                {"v": f"{max(1, int(self.statement_timeout * 1000))}ms"},
-            )
-            return nullcontext()
-        return statement_timeout(conn, self.statement_timeout)
 
     def _search(self, conn, res_type, params, compartment, strict, hidden_labels, access):
         if access is None and hidden_labels:

@@ -36,7 +36,6 @@ import weakref
 from typing import Any
 
 from hub import audit
-from hub.storage.audit_log import AuditLogStore
 
 log = logging.getLogger("hub.audit")
 
@@ -143,10 +142,9 @@ class AuditWriter:
         engine = self._engine()
         if not events or engine is None:
             return
-        with AuditLogStore(engine).writing() as conn:
-            # Each row chains to the one before it; the head is read once for the batch
-            # and the rows go in with one statement.
-            audit.record_many(conn, events)
+        # Each row chains to the one before it; the head is read once for the batch and
+        # the rows go in together (on PostgreSQL: two round trips for the whole batch).
+        audit.record_batch(engine, events)
 
     def _append_singly(self, events: list[dict[str, Any]]) -> None:
         for event in events:

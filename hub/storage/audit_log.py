@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 
@@ -32,7 +33,30 @@ t = s.audit_event
 # Built once: an audit append runs on every request.
 _HEAD = select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)
 _INSERT = insert(t)
-_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+# The driver's statements of PostgreSQL's pipelined appends (locked_head, append_batch).
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+_PG_HEAD = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
+_PG_COLUMNS = tuple(c.name for c in t.columns)
+_RECORDED = _PG_COLUMNS.index("recorded")
+_PG_INSERT = (
+    f"INSERT INTO audit_event ({', '.join(_PG_COLUMNS)})"
+    f" VALUES ({', '.join('%s' for _ in _PG_COLUMNS)})"
+)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+@contextmanager
+def _driver_errors(raw: Any, statement: str) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy reports them (``OperationalError``, ...)."""
+    try:
+        yield
+    except raw.Error as err:
+        raise sa_exc.DBAPIError.instance(statement, None, err, raw.Error) from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +108,21 @@ class AuditLogStore:
 
     @staticmethod
     def locked_head(conn: Connection) -> ChainLink | None:
-        """The chain's last row, with the chain locked until ``conn``'s transaction ends."""
+        """The chain's last row, with the chain locked until ``conn``'s transaction ends.
+
+        On PostgreSQL the lock and the read are two statements (the read's snapshot
+        must be taken once the lock is held, so that it sees the rows of the
+        transaction that held it before), sent together in one round trip (with the
+        ``BEGIN`` when they open the transaction).
+        """
         if conn.dialect.name == "postgresql":
-            conn.execute(_LOCK, {"k": CHAIN_LOCK})
+            raw = conn.connection.driver_connection
+            with _driver_errors(raw, _PG_HEAD):
+                with raw.pipeline():
+                    raw.execute(_PG_LOCK, (CHAIN_LOCK,))
+                    cur = raw.execute(_PG_HEAD)
+                row = cur.fetchone()
+            return ChainLink(row[0], row[1]) if row else None
         row = conn.execute(_HEAD).first()
         return ChainLink(row.seq, row.hash) if row else None
 
@@ -95,11 +131,35 @@ class AuditLogStore:
         """Insert one chained row (every column, ``hash`` included)."""
         conn.execute(_INSERT, row)
 
-    @staticmethod
-    def append_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert chained rows in one statement (``executemany``: one round trip)."""
-        if rows:
-            conn.execute(_INSERT, rows)
+    def append_batch(
+        self, chain: Callable[[Connection, ChainLink | None], list[dict[str, Any]]]
+    ) -> None:
+        """Append rows in a transaction of their own, committed on return.
+
+        Locks the chain, reads its head, inserts the rows ``chain(conn, head)``
+        builds (each chained to the one before it; ``chain`` runs under the lock)
+        and commits. On PostgreSQL that is two round trips: ``BEGIN``, the lock and
+        the head go together, and so do the rows and the ``COMMIT`` (pipeline mode).
+        """
+        with self.writing() as conn:
+            rows = chain(conn, self.locked_head(conn))
+            if not rows:
+                return
+            if conn.dialect.name != "postgresql":
+                conn.execute(_INSERT, rows)
+                return
+            raw = conn.connection.driver_connection
+            data = []
+            for row in rows:
+                values = [row[c] for c in _PG_COLUMNS]
+                values[_RECORDED] = _naive_utc(values[_RECORDED])  # as UTCDateTime stores it
+                data.append(values)
+            with _driver_errors(raw, _PG_INSERT):
+                with raw.pipeline(), raw.cursor() as cur:
+                    cur.executemany(_PG_INSERT, data)
+                    # In the same round trip; the transaction's own commit then finds
+                    # nothing left to commit.
+                    raw.commit()
 
     @staticmethod
     def last_before(conn: Connection, recorded: dt.datetime) -> ChainLink | None:

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 
+from hub.storage import deadlines
 from hub.storage.schema import metadata
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -81,19 +82,25 @@ def make_engine(url: str, instance_path: str | None = None, echo: bool = False) 
 
 
 def _plan_with_values(engine: Engine) -> None:
-    """Plan every statement with its values (``plan_cache_mode = force_custom_plan``).
+    """Plan every statement with its values (``plan_cache_mode = force_custom_plan``),
+    and without JIT compilation (``jit = off``).
 
     The driver prepares a statement run five times; after five more runs PostgreSQL may
     switch it to a generic plan, made without the values. A search's plan hinges on
     them (a code on 40,000 Observations or on 40: walk the Patients in page order, or
     start from the code's rows), and the generic plan of ``_has`` took two seconds where
     the planned one takes milliseconds. Prepared statements still save the parsing.
+
+    JIT compiles a statement whose estimated cost passes ``jit_above_cost``; the hub's
+    statements are short index walks that never repay the compilation (tens of
+    milliseconds), which a misestimated cost would add to a millisecond's search.
+    Both settings go in one round trip when the connection is made.
     """
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         with dbapi_conn.cursor() as cur:
-            cur.execute("SET plan_cache_mode = force_custom_plan")
+            cur.execute("SET plan_cache_mode = force_custom_plan; SET jit = off")
         dbapi_conn.commit()
 
 
@@ -173,6 +180,25 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def standalone_reads(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that need no transaction around them (a request's reads).
+
+    On PostgreSQL its statements run in autocommit: one round trip each, instead of
+    a ``BEGIN`` before the first and a ``ROLLBACK`` when the connection goes back to
+    the pool (the engine is at READ COMMITTED, where a transaction gives its reads
+    no common snapshot anyway: each statement sees what was committed when it
+    began). Not for server-side cursors (``yield_per``, ``stream_results``), settings
+    or locks scoped to a transaction (``SET LOCAL``, ``pg_advisory_xact_lock``),
+    which need :func:`reading`. On SQLite the same read transaction as
+    :func:`reading` (one snapshot; ``BEGIN`` costs no round trip there).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+@contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A write transaction, committed when the block ends without error.
 
@@ -196,25 +222,23 @@ def committing(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def statement_timeout(conn, seconds: float | None):
-    """Cancel a statement of the block that runs longer than ``seconds`` (0/None: no limit).
+    """Cancel the block's work on ``conn`` once it has run ``seconds`` (0/None: no limit).
 
-    PostgreSQL: ``statement_timeout`` set for the current transaction only, and put
-    back when the block ends normally (after a cancel the transaction is aborted and
-    the setting goes with it). SQLite: a progress handler interrupts the statement.
-    The cancelled statement raises an ``OperationalError`` that :func:`is_timeout`
-    recognises.
+    The limit is on the block as a whole, however many statements it runs.
+    PostgreSQL: this process's watchdog thread (:mod:`hub.storage.deadlines`)
+    sends a cancel request if the block is still running at its deadline, so
+    setting the limit costs no round trip to the server; the connection's
+    ``statement_timeout`` is left alone. SQLite: a progress handler interrupts the
+    statement. The cancelled statement raises an ``OperationalError`` that
+    :func:`is_timeout` recognises (on PostgreSQL a cancelled transaction is
+    aborted, as with ``statement_timeout``).
     """
     if not seconds or seconds <= 0:
         yield
         return
     if conn.dialect.name == "postgresql":
-        old = conn.exec_driver_sql("SELECT current_setting('statement_timeout')").scalar()
-        conn.exec_driver_sql(
-            "SELECT set_config('statement_timeout', %(v)s, true)",
-            {"v": f"{max(1, int(seconds * 1000))}ms"},
-        )
-        yield
-        conn.exec_driver_sql("SELECT set_config('statement_timeout', %(v)s, true)", {"v": old})
+        with deadlines.guard(conn.connection.driver_connection, seconds):
+            yield
         return
     raw = conn.connection.driver_connection
     deadline = time.monotonic() + seconds

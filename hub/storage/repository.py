@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 
 from hub import outcomes
 from hub.storage import schema as s
+from hub.storage.db import standalone_reads
 
 # Reads after the client's own write (docs/scaling.md#read-replicas): the API
 # sets ``wanted_lsn`` from the request and reports ``written_lsn`` after a write.
@@ -181,8 +182,17 @@ class Repository:
 
     @contextmanager
     def reading(self):
-        """A read-only connection (a consistent snapshot on PostgreSQL at REPEATABLE READ)."""
+        """A read transaction: one snapshot on SQLite; on PostgreSQL (READ COMMITTED) each
+        statement sees what was committed when it began. For reads that need a
+        transaction (server-side cursors); a request's reads use :meth:`standalone_reads`."""
         with self.read_engine_now().connect() as conn:
+            yield conn
+
+    @contextmanager
+    def standalone_reads(self):
+        """A read-only connection without a transaction on PostgreSQL (autocommit: no
+        ``BEGIN``/``ROLLBACK`` round trips), :func:`hub.storage.db.standalone_reads`."""
+        with standalone_reads(self.read_engine_now()) as conn:
             yield conn
 
     def read_engine_now(self) -> Engine:
@@ -195,7 +205,7 @@ class Repository:
             return self.read_engine
         if not _LSN.fullmatch(wanted):
             return self.engine  # not an LSN we handed out: the primary is always current
-        with self.read_engine.connect() as conn:
+        with standalone_reads(self.read_engine) as conn:
             caught_up = conn.execute(
                 text("SELECT pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn)"), {"lsn": wanted}
             ).scalar()
@@ -209,7 +219,7 @@ class Repository:
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
-            with self.read_engine_now().connect() as c:
+            with standalone_reads(self.read_engine_now()) as c:
                 row = c.execute(stmt).first()
         return _from_current(row) if row else None
 
@@ -231,7 +241,7 @@ class Repository:
         stmt = select(*_HISTORY_COLS).where(
             h.c.res_type == res_type, h.c.res_id == res_id, h.c.version == version
         )
-        with self.engine.connect() as conn:
+        with standalone_reads(self.engine) as conn:
             row = conn.execute(stmt).first()
         return _from_history(row) if row else None
 
@@ -273,7 +283,7 @@ class Repository:
         stmt = stmt.order_by(
             h.c.last_updated.desc(), h.c.res_type.desc(), h.c.res_id.desc(), h.c.version.desc()
         ).limit(count)
-        with self.engine.connect() as conn:
+        with standalone_reads(self.engine) as conn:
             return [_from_history(r) for r in conn.execute(stmt)]
 
     def history_count(
@@ -289,7 +299,7 @@ class Repository:
             stmt = stmt.where(h.c.res_id == res_id)
         if since is not None:
             stmt = stmt.where(h.c.last_updated >= since)
-        with self.engine.connect() as conn:
+        with standalone_reads(self.engine) as conn:
             return conn.execute(stmt).scalar_one()
 
     def changes(self, after_seq: int = 0, limit: int = 500) -> list[Any]:
