@@ -8,8 +8,11 @@ For each worker count: a fresh PostgreSQL schema, the generated messages of
 time with ``FOR UPDATE SKIP LOCKED`` until the inbox is empty, then exits).
 Reported: messages/second from the first to the last item processed (the
 span of ``processed_at``, so process start-up is not counted), over the
-whole wall time including start-up, and the workers' CPU milliseconds per
-message. ``HUB_BENCH_SCHEMA_PREFIX`` names the schemas (dropped afterwards).
+whole wall time including start-up, the workers' CPU milliseconds per
+message, and how much the workers waited for each other's group locks
+(``lock_waiting``: the share of samples, every 20 ms while they run, in which
+a worker waited for a resource's advisory lock, and the mean number waiting;
+on a loaded machine a less noisy sign of serialised groups than the rates). ``HUB_BENCH_SCHEMA_PREFIX`` names the schemas (dropped afterwards).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,7 +59,8 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 fmt=fmt,
                 claim=False,
             )
-            cpu, wall, contention = _run_workers(env, workers)
+            with _LockSampler(url) as waits:
+                cpu, wall, contention = _run_workers(env, workers)
             with hub.engine.connect() as conn:
                 first, last = conn.execute(
                     select(func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at))
@@ -72,8 +77,59 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
         "worker_cpu_ms_per_msg": round((cpu - idle_cpu) * 1000 / len(messages), 2),
         "load_average": round(os.getloadavg()[0], 1),
         "lost_races": contention,
+        "lock_waiting": waits.summary(),
         "inbox": counts,
     }
+
+
+class _LockSampler:
+    """Samples, every 20 ms, how many backends wait for a resource lock of the group locks.
+
+    The group locks are advisory locks under ``hub.storage.write_locks.NAMESPACE``
+    (another process using them on the same server would be counted too).
+    """
+
+    QUERY = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = :ns"
+    )
+
+    def __init__(self, url: str):
+        self.url = url
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        from sqlalchemy import create_engine
+        from sqlalchemy import text
+
+        from hub.storage.write_locks import NAMESPACE
+
+        self._engine = create_engine(self.url)
+        query, ns = text(self.QUERY), NAMESPACE
+
+        def sample():
+            with self._engine.connect() as conn:
+                while not self._stop.wait(0.02):
+                    self.samples.append(conn.execute(query, {"ns": ns}).scalar())
+                    conn.rollback()
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._engine.dispose()
+
+    def summary(self) -> dict:
+        n = len(self.samples) or 1
+        return {
+            "samples": len(self.samples),
+            "share_waiting": round(sum(1 for s in self.samples if s) / n, 3),
+            "mean_waiting": round(sum(self.samples) / n, 2),
+        }
 
 
 def _run_workers(env: dict, workers: int) -> tuple[float, float, dict]:
@@ -108,8 +164,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, action="append")
     ap.add_argument("--group", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument(
+        "--people",
+        type=int,
+        help="people the messages are about (default a quarter of --messages; more people,"
+        " fewer Patients shared by the workers' groups)",
+    )
     args = ap.parse_args()
-    messages = h.make_messages(args.messages)
+    messages = h.make_messages(args.messages, people=args.people)
     summary = {"command": " ".join(["python", *sys.argv]), "workers": {}}
     for n in args.workers or [1, 2, 4]:
         runs = [run_once(messages, n, args.group) for _ in range(args.repeat)]
