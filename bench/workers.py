@@ -48,6 +48,8 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 HUB_INSTANCE_PATH=tmp,
                 HUB_INGEST_GROUP_SIZE=str(group),
                 HUB_AUTO_MIGRATE="false",
+                # libpq names the workers' sessions: the lock sampler counts only theirs.
+                PGAPPNAME=f"hub-bench-workers-{os.getpid()}",
             )
             # The same workers over an empty inbox first: their start-up CPU, taken off below.
             idle_cpu, _, _ = _run_workers(env, workers)
@@ -59,7 +61,7 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 fmt=fmt,
                 claim=False,
             )
-            with _LockSampler(url) as waits:
+            with _LockSampler(url, env["PGAPPNAME"]) as waits:
                 cpu, wall, contention = _run_workers(env, workers)
             with hub.engine.connect() as conn:
                 first, last = conn.execute(
@@ -85,17 +87,19 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
 class _LockSampler:
     """Samples, every 20 ms, how many backends wait for a resource lock of the group locks.
 
-    The group locks are advisory locks under ``hub.storage.write_locks.NAMESPACE``
-    (another process using them on the same server would be counted too).
+    The group locks are advisory locks under ``hub.storage.write_locks.NAMESPACE``;
+    only the backends of this run's workers (their ``application_name``) are counted.
     """
 
     QUERY = (
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND classid = :ns"
+        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = :ns"
+        " AND a.application_name = :app"
     )
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, app: str):
         self.url = url
+        self.app = app  # the workers' application_name: other users of the server not counted
         self.samples: list[int] = []
         self._stop = threading.Event()
 
@@ -106,12 +110,12 @@ class _LockSampler:
         from hub.storage.write_locks import NAMESPACE
 
         self._engine = create_engine(self.url)
-        query, ns = text(self.QUERY), NAMESPACE
+        query, params = text(self.QUERY), {"ns": NAMESPACE, "app": self.app}
 
         def sample():
             with self._engine.connect() as conn:
                 while not self._stop.wait(0.02):
-                    self.samples.append(conn.execute(query, {"ns": ns}).scalar())
+                    self.samples.append(conn.execute(query, params).scalar())
                     conn.rollback()
 
         self._thread = threading.Thread(target=sample, daemon=True)
