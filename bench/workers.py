@@ -1,6 +1,7 @@
 """HL7 v2 throughput of several ``hub worker`` processes sharing one PostgreSQL inbox.
 
     python bench/workers.py [--messages 600] [--workers 1 --workers 2 --workers 4] [--repeat 1]
+        [--people N] [--warm N]
 
 For each worker count: a fresh PostgreSQL schema, the generated messages of
 ``bench/hl7_throughput.py`` stored as pending inbox items, then that many
