@@ -170,10 +170,13 @@ def oru(rng: random.Random, p: dict, n: int) -> str:
     return "\r".join(segs) + "\r"
 
 
-def make_messages(count: int, seed: int = 20240315) -> list[bytes]:
-    """``count`` messages: 20% A01, 15% A04, 15% A08, 50% ORU R01 (people re-appear)."""
+def make_messages(count: int, seed: int = 20240315, people: int | None = None) -> list[bytes]:
+    """``count`` messages: 20% A01, 15% A04, 15% A08, 50% ORU R01 (people re-appear).
+
+    ``people``: how many people the messages are about (default a quarter of ``count``).
+    """
     rng = random.Random(seed)
-    people = make_people(rng, max(count // 4, 1))
+    people = make_people(rng, max(people or count // 4, 1))
     out = []
     for n in range(count):
         p = rng.choice(people)

@@ -1,6 +1,7 @@
 """HL7 v2 throughput of several ``hub worker`` processes sharing one PostgreSQL inbox.
 
     python bench/workers.py [--messages 600] [--workers 1 --workers 2 --workers 4] [--repeat 1]
+        [--people N] [--warm N]
 
 For each worker count: a fresh PostgreSQL schema, the generated messages of
 ``bench/hl7_throughput.py`` stored as pending inbox items, then that many
@@ -8,8 +9,11 @@ For each worker count: a fresh PostgreSQL schema, the generated messages of
 time with ``FOR UPDATE SKIP LOCKED`` until the inbox is empty, then exits).
 Reported: messages/second from the first to the last item processed (the
 span of ``processed_at``, so process start-up is not counted), over the
-whole wall time including start-up, and the workers' CPU milliseconds per
-message. ``HUB_BENCH_SCHEMA_PREFIX`` names the schemas (dropped afterwards).
+whole wall time including start-up, the workers' CPU milliseconds per
+message, and how much the workers waited for each other's group locks
+(``lock_waiting``: the share of samples, every 20 ms while they run, in which
+a worker waited for a resource's advisory lock, and the mean number waiting;
+on a loaded machine a less noisy sign of serialised groups than the rates). ``HUB_BENCH_SCHEMA_PREFIX`` names the schemas (dropped afterwards).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hl7_throughput as h  # noqa: E402
 
 
-def run_once(messages: list[bytes], workers: int, group: int) -> dict:
+def run_once(messages: list[bytes], workers: int, group: int, warm: list[bytes] = ()) -> dict:
+    """One run; ``warm`` messages are stored first, in-process and not measured, so that the
+    workers find the feed's reference data (Organization, Practitioners) already there."""
     from sqlalchemy import func
     from sqlalchemy import select
 
@@ -44,9 +51,16 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 HUB_INSTANCE_PATH=tmp,
                 HUB_INGEST_GROUP_SIZE=str(group),
                 HUB_AUTO_MIGRATE="false",
+                # libpq names the workers' sessions: the lock sampler counts only theirs.
+                PGAPPNAME=f"hub-bench-workers-{os.getpid()}",
             )
             # The same workers over an empty inbox first: their start-up CPU, taken off below.
             idle_cpu, _, _ = _run_workers(env, workers)
+            if warm:
+                hub.config["INGEST_GROUP_SIZE"] = group
+                hub.pipeline.ingest_many(h.SITE, list(warm))
+            with hub.engine.connect() as conn:
+                measured = conn.execute(select(func.coalesce(func.max(s.inbox.c.id), 0))).scalar()
             site = hub.pipeline.site(h.SITE)
             fmt = hub.pipeline.format_for(site, messages[0], None)
             hub.pipeline.inbox.receive_many(
@@ -55,10 +69,13 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
                 fmt=fmt,
                 claim=False,
             )
-            cpu, wall, contention = _run_workers(env, workers)
+            with _LockSampler(url, env["PGAPPNAME"]) as waits:
+                cpu, wall, contention = _run_workers(env, workers)
             with hub.engine.connect() as conn:
                 first, last = conn.execute(
-                    select(func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at))
+                    select(
+                        func.min(s.inbox.c.processed_at), func.max(s.inbox.c.processed_at)
+                    ).where(s.inbox.c.id > measured)
                 ).one()
             counts = hub.pipeline.inbox.counts()
         finally:
@@ -72,8 +89,61 @@ def run_once(messages: list[bytes], workers: int, group: int) -> dict:
         "worker_cpu_ms_per_msg": round((cpu - idle_cpu) * 1000 / len(messages), 2),
         "load_average": round(os.getloadavg()[0], 1),
         "lost_races": contention,
+        "lock_waiting": waits.summary(),
         "inbox": counts,
     }
+
+
+class _LockSampler:
+    """Samples, every 20 ms, how many backends wait for a resource lock of the group locks.
+
+    The group locks are advisory locks under ``hub.storage.write_locks.NAMESPACE``;
+    only the backends of this run's workers (their ``application_name``) are counted.
+    """
+
+    QUERY = (
+        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = :ns"
+        " AND a.application_name = :app"
+    )
+
+    def __init__(self, url: str, app: str):
+        self.url = url
+        self.app = app  # the workers' application_name: other users of the server not counted
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        from sqlalchemy import create_engine
+        from sqlalchemy import text
+
+        from hub.storage.write_locks import NAMESPACE
+
+        self._engine = create_engine(self.url)
+        query, params = text(self.QUERY), {"ns": NAMESPACE, "app": self.app}
+
+        def sample():
+            with self._engine.connect() as conn:
+                while not self._stop.wait(0.02):
+                    self.samples.append(conn.execute(query, params).scalar())
+                    conn.rollback()
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._engine.dispose()
+
+    def summary(self) -> dict:
+        n = len(self.samples) or 1
+        return {
+            "samples": len(self.samples),
+            "share_waiting": round(sum(1 for s in self.samples if s) / n, 3),
+            "mean_waiting": round(sum(self.samples) / n, 2),
+        }
 
 
 def _run_workers(env: dict, workers: int) -> tuple[float, float, dict]:
@@ -108,11 +178,24 @@ def main() -> None:
     ap.add_argument("--workers", type=int, action="append")
     ap.add_argument("--group", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="messages stored before the measured ones (not measured): reference data present",
+    )
+    ap.add_argument(
+        "--people",
+        type=int,
+        help="people the messages are about (default a quarter of --messages; more people,"
+        " fewer Patients shared by the workers' groups)",
+    )
     args = ap.parse_args()
-    messages = h.make_messages(args.messages)
+    every = h.make_messages(args.messages + args.warm, people=args.people)
+    warm, messages = every[: args.warm], every[args.warm :]
     summary = {"command": " ".join(["python", *sys.argv]), "workers": {}}
     for n in args.workers or [1, 2, 4]:
-        runs = [run_once(messages, n, args.group) for _ in range(args.repeat)]
+        runs = [run_once(messages, n, args.group, warm) for _ in range(args.repeat)]
         rates = [r["msgs_per_s"] for r in runs]
         summary["workers"][n] = {"msgs_per_s": statistics.median(rates), "runs": runs}
         print(f"{n} worker(s): {summary['workers'][n]}", file=sys.stderr)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING
@@ -42,6 +43,7 @@ from hub.mapping import MappingContext
 from hub.plugins import adapter_format
 from hub.storage.site_state import SiteStateStore
 from hub.storage.write_locks import lock_resources
+from hub.storage.write_locks import unchanged
 
 if TYPE_CHECKING:
     from hub.kernel import Hub
@@ -403,6 +405,7 @@ class Pipeline:
         reads = list(
             dict.fromkeys(key for _item, mapped, _issues in prepared for key in _reads(mapped))
         )
+        planned = _planned(mapped for _item, mapped, _issues in prepared)
 
         tries = [0]
 
@@ -427,9 +430,13 @@ class Pipeline:
             # The group's locks, all at once and in one order, before any row is read:
             # another worker's group writing the same resources waits for this one
             # instead of failing on a key or deadlocking (hub.storage.write_locks).
-            lock_resources(writer.conn, reads)
+            # What it would rewrite as it is (the site's Organization in every
+            # message) is locked shared, so that other groups reading it go on.
+            same = unchanged(writer, planned)
+            lock_resources(writer.conn, reads, shared=same)
             # What the group will read, in one query instead of one or two per message.
-            writer.prefetch(reads)
+            writer.prefetch([key for key in reads if key not in same])
+            writer.prefetch(same, shared=True)
             for n, (item, mapped, issues) in enumerate(prepared):
                 try:
                     mark, ev, pt = self._store_one(
@@ -648,6 +655,24 @@ def _reads(bundle: dict) -> Iterator[tuple[str, str]]:
             number = identity.resident_number(resource)
             if number:
                 yield "Patient", patient_id_for_resident_id(number)
+
+
+def _planned(bundles: Iterable[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The contents the bundles ``PUT``, by resource; a resource also patched or deleted is left out."""
+    planned: dict[tuple[str, str], list[dict]] = {}
+    other: set[tuple[str, str]] = set()
+    for bundle in bundles:
+        for entry in bundle.get("entry") or ():
+            request = entry.get("request") or {}
+            res_type, _, res_id = (request.get("url") or "").partition("/")
+            if not res_id or "/" in res_id or "?" in res_id:
+                continue
+            resource = entry.get("resource")
+            if request.get("method") == "PUT" and isinstance(resource, dict):
+                planned.setdefault((res_type, res_id), []).append(resource)
+            elif request.get("method") in ("PATCH", "DELETE"):
+                other.add((res_type, res_id))
+    return {key: contents for key, contents in planned.items() if key not in other}
 
 
 def _accepted(response_entries: list[dict]) -> list[dict]:

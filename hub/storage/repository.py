@@ -429,8 +429,13 @@ class Writer:
 
     # -- lookups -------------------------------------------------------------
 
-    def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Load (and on PostgreSQL lock) the current rows of ``keys`` in one query."""
+    def prefetch(self, keys: Iterable[tuple[str, str]], shared: bool = False) -> None:
+        """Load (and on PostgreSQL lock) the current rows of ``keys`` in one query.
+
+        ``shared``: lock them ``FOR SHARE`` (rows expected to be read, not
+        written: other transactions may read them too; writing one still
+        takes its exclusive lock then).
+        """
         missing = [
             k for k in dict.fromkeys(keys) if k not in self._known and k not in self._pending
         ]
@@ -439,7 +444,7 @@ class Writer:
                 tuple_(s.resource.c.res_type, s.resource.c.res_id).in_(chunk)
             )
             if self._lock:
-                stmt = stmt.with_for_update()
+                stmt = stmt.with_for_update(read=shared)
             found = {(r.res_type, r.res_id): _from_current(r) for r in self.conn.execute(stmt)}
             for key in chunk:
                 self._known[key] = found.get(key)
@@ -516,7 +521,7 @@ class Writer:
         if (
             skip_identical
             and existing.content is not None
-            and _same_content(existing.content, resource)
+            and same_content(existing.content, resource)
         ):
             return existing, False
         return self._stage(resource, res_type, res_id, existing, "update", method), False
@@ -878,7 +883,8 @@ def _bp(name: str):
     return bindparam(name)
 
 
-def _same_content(stored_json: str, resource: dict[str, Any]) -> bool:
+def same_content(stored_json: str, resource: dict[str, Any]) -> bool:
+    """Whether ``resource`` says what the stored JSON says, ``meta`` version and time aside."""
     old = orjson.loads(stored_json)
     return _strip_version(old) == _strip_version(resource)
 
