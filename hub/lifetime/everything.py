@@ -279,15 +279,26 @@ def _referenced(conn, rows, page, types: list[str], visibility: Visibility):
     out = []
     for chunk in _chunks(sorted(targets), 400):
         stmt = sa.select(r.c.res_type, r.c.res_id, r.c.content).where(
-            sa.tuple_(r.c.res_type, r.c.res_id).in_(chunk),
+            _keys_in(r, chunk),
             r.c.deleted == sa.false(),
             ~sa.select(c.c.resource_pk)
-            .where(c.c.resource_pk == r.c.pk, c.c.comp_type == "Patient")
+            # ``coalesce`` keeps SQLite on the ``resource_pk`` index: on the ``comp_type``
+            # prefix of the other one it walked every Patient compartment row per target.
+            .where(c.c.resource_pk == r.c.pk, sa.func.coalesce(c.c.comp_type, "") == "Patient")
             .exists(),
         )
         stmt = stmt.where(*_sql_visibility(r, visibility))
         out.extend(conn.execute(stmt.order_by(r.c.res_type, r.c.res_id)))
     return [tuple(row) for row in out]
+
+
+def _keys_in(r, keys: list[tuple[str, str]]):
+    """``(res_type, res_id) IN keys`` as one ``res_id IN`` per type: SQLite reads a row-value
+    ``IN`` list without the ``(res_type, res_id)`` index (5 ms for a hundred keys)."""
+    ids: dict[str, list[str]] = {}
+    for res_type, res_id in keys:
+        ids.setdefault(res_type, []).append(res_id)
+    return sa.or_(*[sa.and_(r.c.res_type == t, r.c.res_id.in_(i)) for t, i in ids.items()])
 
 
 def attached_binaries(document: dict) -> list[str]:
