@@ -202,24 +202,16 @@ def _profile_search_parameters(config: dict[str, Any]) -> list[dict]:
 def _visibility_for(call):
     """The request's principal as a lifetime-operation visibility (``None``: the hub's own work).
 
-    Label categories the principal holds no grant for are filtered in SQL; the
-    rest of the rules (scopes, R/V alone, patient context) by ``filter_visible``,
-    and a user's jurisdiction by the service (the search engine's boundary).
+    :func:`hub.lifetime.visibility.for_principal`: labels and jurisdiction in SQL, the rest
+    of the rules (scopes, R/V alone, patient context) by the security layer's filters.
     """
-    from hub.lifetime.visibility import Visibility
-    from hub.security import labels
-    from hub.security.guard import filter_visible
+    from hub.lifetime.visibility import for_principal
     from hub.security.principal import current
 
     principal = current()
     if principal is None:
         return None
-    return Visibility(
-        hidden_labels=labels.hidden_labels(principal.grants),
-        visible=lambda resources: call.hub.service.within_jurisdiction(
-            filter_visible(resources, principal)
-        ),
-    )
+    return for_principal(principal, call.hub.service.within_jurisdiction)
 
 
 def _builtin_operations() -> list:

@@ -33,10 +33,10 @@ from hub.bulk.kickoff import compartment_types
 from hub.config import setting
 from hub.lifetime import everything as everything_mod
 from hub.lifetime.visibility import Visibility
+from hub.lifetime.visibility import for_principal
 from hub.search.access import within_jurisdiction
 from hub.search.engine import SearchEntry
 from hub.security import guard
-from hub.security import labels
 from hub.security import principal as principal_record
 from hub.security.principal import Principal
 from hub.security.principal import acting_as
@@ -404,11 +404,4 @@ def _result_pages(hub: Hub, job: Job, principal: Principal | None) -> Iterator[l
 
 def _visibility(hub: Hub, principal: Principal | None) -> Visibility:
     """``$everything``'s visibility for the principal (as the kernel gives a request's)."""
-    if principal is None:
-        return Visibility()
-    return Visibility(
-        hidden_labels=labels.hidden_labels(principal.grants),
-        visible=lambda resources: hub.service.within_jurisdiction(
-            guard.filter_visible(resources, principal)
-        ),
-    )
+    return for_principal(principal, hub.service.within_jurisdiction)

@@ -86,6 +86,19 @@ def visible_entries(entries: list, principal: Principal | None = None) -> list:
     return [e for e in entries if visible_content(e.res_type, e.content, p)]
 
 
+def sees_everything(principal: Principal) -> bool:
+    """Whether nothing is hidden from ``principal``: every label, no jurisdiction, no patient
+    context, and a read or search scope on every type (``filter_visible`` keeps all)."""
+    p = principal
+    every_type = p.scopes.perms.get("*", frozenset())
+    return (
+        p.all_labels
+        and not p.jurisdiction
+        and not p.patient_only
+        and ("r" in every_type or "s" in every_type)
+    )
+
+
 def search_access(principal: Principal | None = None):
     """What searches may read for the principal (``hub.search.access.Access``), or ``None``.
 
