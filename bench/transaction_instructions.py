@@ -46,8 +46,11 @@ def main() -> None:
     cli("clients", "add", "bench", "--scopes", "system/*.cruds", "--grant-label", "*")
     token = cli("token", "bench", "--lifetime", "86400")
     from hub.app import create_app
+    from hub.app import freeze_startup_objects
 
-    client = create_app().test_client()
+    app = create_app()
+    freeze_startup_objects()  # as hub.wsgi does
+    client = app.test_client()
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/fhir+json",

@@ -100,7 +100,11 @@ def _run(args, token: str) -> None:
     _cpu_meter(structure_module, "check_structure", totals)
     _cpu_meter(indexer_module.Indexer, "index", totals)
     _cpu_meter(repository_module.Writer, "flush", totals)
-    client = create_app().test_client()
+    from hub.app import freeze_startup_objects
+
+    app = create_app()
+    freeze_startup_objects()  # as hub.wsgi does
+    client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
     bodies = [p.read_bytes() for p in sorted(args.data.glob("*.json"))[: args.bundles]]
     for body in bodies[:10]:
