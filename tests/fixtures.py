@@ -240,3 +240,15 @@ def kit_hub(tmp_path_factory):
     )
     yield get_hub(application)
     get_hub(application).close()
+
+
+def adt_a04(n: int, control_prefix: str = "W") -> bytes:
+    """An HL7 v2 ADT A04 of person ``n`` from the county hospital's HIS (each ``n`` its own
+    person, resident and visit, so that stored versions do not depend on message order)."""
+    return (
+        f"MSH|^~\\&|WINNING_HIS|XRMYY|FHIRHUB|HUB|20240315083000||ADT^A04^ADT_A01"
+        f"|{control_prefix}{n:05d}|P|2.5|||AL|NE|CHN|UNICODE UTF-8\r"
+        "EVN|A04|20240315083000\r"
+        f"PID|1||MRN{n:05d}^^^XRMYY^MR||王^{n}||19700101|F\r"
+        f"PV1|1|O|||||||||||||||||V{control_prefix}{n:05d}\r"
+    ).encode()

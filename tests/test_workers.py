@@ -22,6 +22,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from hub.storage import schema as s
+from tests.fixtures import adt_a04
 
 SITE = "county-hospital-a"
 MESSAGES = 120
@@ -30,14 +31,7 @@ DEADLINE_SECONDS = 300
 
 
 def message(n: int) -> bytes:
-    """An ADT A04 of person ``n`` (each message its own person, so versions do not depend on order)."""
-    return (
-        f"MSH|^~\\&|WINNING_HIS|XRMYY|FHIRHUB|HUB|20240315083000||ADT^A04^ADT_A01|W{n:05d}"
-        "|P|2.5|||AL|NE|CHN|UNICODE UTF-8\r"
-        "EVN|A04|20240315083000\r"
-        f"PID|1||MRN{n:05d}^^^XRMYY^MR||王^{n}||19700101|F\r"
-        f"PV1|1|O|||||||||||||||||VW{n:05d}\r"
-    ).encode()
+    return adt_a04(n, "W")
 
 
 @pytest.fixture

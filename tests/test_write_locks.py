@@ -16,18 +16,13 @@ from sqlalchemy import text
 
 from hub.storage.write_locks import lock_resources
 from hub.storage.write_locks import unchanged
+from tests.fixtures import adt_a04
 
 SITE = "county-hospital-a"
 
 
 def message(n: int) -> bytes:
-    return (
-        f"MSH|^~\\&|WINNING_HIS|XRMYY|FHIRHUB|HUB|20240315083000||ADT^A04^ADT_A01|L{n:05d}"
-        "|P|2.5|||AL|NE|CHN|UNICODE UTF-8\r"
-        "EVN|A04|20240315083000\r"
-        f"PID|1||MRN{n:05d}^^^XRMYY^MR||王^{n}||19700101|F\r"
-        f"PV1|1|O|||||||||||||||||VL{n:05d}\r"
-    ).encode()
+    return adt_a04(n, "L")
 
 
 @pytest.fixture
