@@ -44,6 +44,7 @@ def test_a_request_reads_and_searches_outside_a_transaction(hub, client):
         assert client.get(f"/fhir/Patient/{pid}").status_code == 200
         assert client.get(f"/fhir/Patient/{pid}/_history/1").status_code == 200
         assert client.get("/fhir/Patient?name=Q").get_json()["total"] == 1
+        assert client.get(f"/fhir/Patient/{pid}/$everything").status_code == 200
     finally:
         stop()
     assert seen

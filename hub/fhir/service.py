@@ -278,7 +278,7 @@ class FhirService:
         """The bytes of a stored Binary (``None``: it has none); no access check."""
         key = binaries.content_key(resource)
         if key is not None:
-            with self.repo.reading() as conn:
+            with self.repo.standalone_reads() as conn:
                 blob = blobs.get(conn, key)
             return blob.data if blob is not None else None
         if isinstance(resource.get("data"), str):  # stored before content was kept apart
@@ -624,7 +624,7 @@ class FhirService:
             return
         scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
         if conn is None:
-            with self.repo.reading() as c:
+            with self.repo.standalone_reads() as c:
                 inside = self.search_engine.visible_keys(c, [(res_type, res_id)], scoped)
         else:
             inside = self.search_engine.visible_keys(conn, [(res_type, res_id)], scoped)
@@ -638,7 +638,7 @@ class FhirService:
             return resources
         scoped = dataclasses.replace(access, hidden_labels=(), patient=None)
         keys = [(r.get("resourceType"), r.get("id")) for r in resources]
-        with self.repo.reading() as conn:
+        with self.repo.standalone_reads() as conn:
             inside = self.search_engine.visible_keys(conn, keys, scoped)
         return [r for r, key in zip(resources, keys, strict=True) if key in inside]
 
@@ -721,14 +721,14 @@ class FhirService:
         if p.jurisdiction and self.search_engine is not None and rows:
             # Each version by its own patient compartment, as searches judge current rows.
             access = guard.search_access(p)
-            with self.repo.reading() as conn:
+            with self.repo.standalone_reads() as conn:
                 inside = self.search_engine.visible_versions(
                     conn, [(r.res_type, r.res_id, r.version) for r in rows], access
                 )
             rows = [r for r in rows if (r.res_type, r.res_id, r.version) in inside]
         if p.all_labels and not p.patient_only:
             return rows
-        with self.repo.reading() as conn:
+        with self.repo.standalone_reads() as conn:
             now = self.repo.read_many({(r.res_type, r.res_id) for r in rows}, conn)
         return [
             r

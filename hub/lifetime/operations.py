@@ -42,7 +42,7 @@ def everything(call: OperationCall) -> Result:
     """``Patient/{id}/$everything``: the person's records across every linked Patient."""
     the_hub = call.hub
     params = list(call.params) + _body_params(call)
-    with the_hub.repo.reading() as conn:
+    with the_hub.repo.standalone_reads() as conn:
         page = everything_mod.everything(
             conn,
             call.res_id,
@@ -60,7 +60,7 @@ def all_records(the_hub: Hub, patient_id: str, visibility: Visibility) -> list[d
     """Every page of ``$everything`` for one person, parsed (the document's input)."""
     out: list[dict[str, Any]] = []
     params: list[tuple[str, str]] = []
-    with the_hub.repo.reading() as conn:
+    with the_hub.repo.standalone_reads() as conn:
         while True:
             page = everything_mod.everything(
                 conn, patient_id, params, base="", tz=_tz(the_hub), visibility=visibility
@@ -94,7 +94,7 @@ def build_document(the_hub: Hub, patient_id: str, base: str, visibility: Visibil
 def colours(call: OperationCall) -> Result:
     """``Patient/{id}/$colours``: the current five-colour classification and its evidence."""
     visibility = for_call(call)
-    with call.hub.repo.reading() as conn:
+    with call.hub.repo.standalone_reads() as conn:
         call.hub.service.read("Patient", call.res_id, conn)
         result = live_colours.current(conn, call.res_id)
     if visibility.restricted:
@@ -134,7 +134,7 @@ def match(call: OperationCall) -> Result:
     if count is not None and not str(count).isdecimal():
         raise outcomes.bad_request(f"count must be a whole number, not {count!r}", "count")
     the_hub = call.hub
-    with the_hub.repo.reading() as conn:
+    with the_hub.repo.standalone_reads() as conn:
         bundle = matching.match(
             the_hub.service.search_engine,
             conn,

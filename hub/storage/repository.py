@@ -184,7 +184,8 @@ class Repository:
     def reading(self):
         """A read transaction: one snapshot on SQLite; on PostgreSQL (READ COMMITTED) each
         statement sees what was committed when it began. For reads that need a
-        transaction (server-side cursors); a request's reads use :meth:`standalone_reads`."""
+        transaction (server-side cursors, as exports stream); a request's reads use
+        :meth:`standalone_reads`."""
         with self.read_engine_now().connect() as conn:
             yield conn
 
