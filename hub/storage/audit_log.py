@@ -38,16 +38,12 @@ _PG_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 _PG_HEAD = "SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1"
 _PG_COLUMNS = tuple(c.name for c in t.columns)
 _RECORDED = _PG_COLUMNS.index("recorded")
+# ``recorded`` as the column type stores it (naive UTC), for the driver-level insert.
+_STORE_RECORDED = s.UTCDateTime().process_bind_param
 _PG_INSERT = (
     f"INSERT INTO audit_event ({', '.join(_PG_COLUMNS)})"
     f" VALUES ({', '.join('%s' for _ in _PG_COLUMNS)})"
 )
-
-
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 @contextmanager
@@ -152,7 +148,7 @@ class AuditLogStore:
             data = []
             for row in rows:
                 values = [row[c] for c in _PG_COLUMNS]
-                values[_RECORDED] = _naive_utc(values[_RECORDED])  # as UTCDateTime stores it
+                values[_RECORDED] = _STORE_RECORDED(values[_RECORDED], None)
                 data.append(values)
             with _driver_errors(raw, _PG_INSERT):
                 with raw.pipeline(), raw.cursor() as cur:
